@@ -1,0 +1,137 @@
+/**
+ * Bounds-checked big-endian byte writer and reader, used by the wire format and the pickles.
+ * The reader checks every length against the buffer before reading and reports problems
+ * with the error code its owner chooses (wire: MALFORMED_MESSAGE, pickles: STORAGE_INTEGRITY).
+ */
+import { ParleyError, type ParleyErrorCode } from './errors.js';
+
+/** Appends fields into a growing buffer. */
+export class ByteWriter {
+  #buf: Uint8Array;
+  #view: DataView;
+  #len = 0;
+
+  constructor(initialCapacity = 256) {
+    this.#buf = new Uint8Array(initialCapacity);
+    this.#view = new DataView(this.#buf.buffer);
+  }
+
+  #reserve(n: number): number {
+    if (this.#len + n > this.#buf.length) {
+      const next = new Uint8Array(Math.max(this.#buf.length * 2, this.#len + n));
+      next.set(this.#buf.subarray(0, this.#len));
+      this.#buf = next;
+      this.#view = new DataView(next.buffer);
+    }
+    const at = this.#len;
+    this.#len += n;
+    return at;
+  }
+
+  u8(v: number): this {
+    this.#view.setUint8(this.#reserve(1), v);
+    return this;
+  }
+  u16(v: number): this {
+    this.#view.setUint16(this.#reserve(2), v);
+    return this;
+  }
+  u32(v: number): this {
+    this.#view.setUint32(this.#reserve(4), v >>> 0);
+    return this;
+  }
+  /** A non-negative safe integer as u64. */
+  u64(v: number): this {
+    this.#view.setBigUint64(this.#reserve(8), BigInt(v));
+    return this;
+  }
+  /** Raw bytes of a length both sides know. */
+  fixed(bytes: Uint8Array): this {
+    this.#buf.set(bytes, this.#reserve(bytes.length));
+    return this;
+  }
+  /** u32 length prefix then bytes. */
+  bytes(bytes: Uint8Array): this {
+    return this.u32(bytes.length).fixed(bytes);
+  }
+  /** 0 for absent, 1 then the bytes (u32 length) for present. */
+  optionalBytes(bytes: Uint8Array | null | undefined): this {
+    return bytes ? this.u8(1).bytes(bytes) : this.u8(0);
+  }
+  /** The written bytes (a copy-free view of the internal buffer). */
+  finish(): Uint8Array {
+    return this.#buf.subarray(0, this.#len);
+  }
+}
+
+/** Reads fields from a buffer, throwing a typed error on any overrun. */
+export class ByteReader {
+  readonly #buf: Uint8Array;
+  readonly #view: DataView;
+  readonly #code: ParleyErrorCode;
+  #pos = 0;
+
+  constructor(buf: Uint8Array, errorCode: ParleyErrorCode) {
+    this.#buf = buf;
+    this.#view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    this.#code = errorCode;
+  }
+
+  get offset(): number {
+    return this.#pos;
+  }
+  get remaining(): number {
+    return this.#buf.length - this.#pos;
+  }
+
+  fail(message: string): never {
+    throw new ParleyError(this.#code, message, { details: { offset: this.#pos, length: this.#buf.length } });
+  }
+
+  #take(n: number): number {
+    if (!Number.isInteger(n) || n < 0 || n > this.remaining) this.fail('input is truncated');
+    const at = this.#pos;
+    this.#pos += n;
+    return at;
+  }
+
+  u8(): number {
+    return this.#view.getUint8(this.#take(1));
+  }
+  u16(): number {
+    return this.#view.getUint16(this.#take(2));
+  }
+  u32(): number {
+    return this.#view.getUint32(this.#take(4));
+  }
+  u64(): number {
+    const v = this.#view.getBigUint64(this.#take(8));
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) this.fail('integer out of range');
+    return Number(v);
+  }
+  /** A copy of the next `n` bytes. */
+  fixed(n: number): Uint8Array {
+    const at = this.#take(n);
+    return this.#buf.slice(at, at + n);
+  }
+  /** u32 length prefix then bytes; `max` bounds the length before anything is read. */
+  bytes(max = 1 << 20): Uint8Array {
+    const n = this.u32();
+    if (n > max) this.fail('length field too large');
+    return this.fixed(n);
+  }
+  optionalBytes(max?: number): Uint8Array | null {
+    const flag = this.u8();
+    if (flag === 0) return null;
+    if (flag !== 1) this.fail('invalid presence flag');
+    return this.bytes(max);
+  }
+  /** The rest of the buffer (a copy). */
+  rest(): Uint8Array {
+    return this.fixed(this.remaining);
+  }
+  /** Throws unless every byte was consumed. */
+  end(): void {
+    if (this.remaining !== 0) this.fail('trailing bytes');
+  }
+}

@@ -1,0 +1,30 @@
+/**
+ * Domain separation for every Ed25519 signature the identity key makes (THREATS.md C14).
+ *
+ * What is signed is always `context || 0x00 || payload`, where `context` is one of the fixed
+ * ASCII strings below. No context is a prefix of another, and none contains 0x00, so a
+ * signature made for one purpose never verifies for another, whatever bytes a relay chooses.
+ */
+import { concatBytes, utf8 } from './bytes.js';
+
+export const SIGNATURE_CONTEXTS = {
+  /** The Ed25519 identity key vouches for the X25519 identity key. */
+  identityBinding: 'parley/v1/identity-binding',
+  /** A signed prekey record (id, creation time, public key). */
+  signedPrekey: 'parley/v1/spk',
+  /** A relay login answer (server nonce, client nonce, origin, time, device id). */
+  relayAuth: 'parley/v1/relay-auth',
+  /** A bot enclave's code measurement. */
+  botAttestation: 'parley/v1/bot-attest',
+  /** An organisation key certifying a bot or agent identity. */
+  orgCertificate: 'parley/v1/org-cert',
+  /** A statement that a device's identity key changed. */
+  keyChange: 'parley/v1/key-change',
+} as const;
+
+export type SignatureContext = keyof typeof SIGNATURE_CONTEXTS;
+
+/** The exact bytes signed for `context` over `payload`. */
+export function contextMessage(context: SignatureContext, payload: Uint8Array): Uint8Array {
+  return concatBytes(utf8(SIGNATURE_CONTEXTS[context]), new Uint8Array([0]), payload);
+}

@@ -1,0 +1,51 @@
+/** Pieces shared by the backends: argument checks, WebCrypto randomness, noble hashes. */
+import { hmac } from '@noble/hashes/hmac.js';
+import { hkdf } from '@noble/hashes/hkdf.js';
+import { sha256, sha512 } from '@noble/hashes/sha2.js';
+import { ParleyError } from '../errors.js';
+import type { CryptoProvider } from './provider.js';
+
+/** Throws `USAGE` naming the argument when `bytes` is not exactly `length` long. */
+export function checkLength(name: string, bytes: Uint8Array, length: number): void {
+  if (!(bytes instanceof Uint8Array) || bytes.length !== length) {
+    throw new ParleyError('USAGE', `${name} must be ${length} bytes`, {
+      details: { expected: length, got: bytes instanceof Uint8Array ? bytes.length : -1 },
+    });
+  }
+}
+
+/** True if every byte is zero (constant time in the length). */
+export function isAllZero(bytes: Uint8Array): boolean {
+  let acc = 0;
+  for (let i = 0; i < bytes.length; i++) acc |= bytes[i]!;
+  return acc === 0;
+}
+
+/**
+ * Random bytes from WebCrypto (browsers and Node 20). libsodium's randombytes_buf is ~25x
+ * slower here because of the wrapper's per-call overhead.
+ */
+export function webRandomBytes(length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  // getRandomValues fills at most 65,536 bytes per call.
+  for (let i = 0; i < length; i += 65536) globalThis.crypto.getRandomValues(out.subarray(i, Math.min(length, i + 65536)));
+  return out;
+}
+
+/** HKDF output cap of RFC 5869 §2.3 for SHA-256. */
+export const HKDF_SHA256_MAX = 255 * 32;
+
+/** HMAC/HKDF/SHA-2 from @noble/hashes, for backends without their own. */
+export const nobleHashes: Pick<CryptoProvider, 'hmacSha256' | 'hkdfSha256' | 'sha256' | 'sha512'> = {
+  hmacSha256: (key, data) => hmac(sha256, key, data),
+  hkdfSha256(ikm, salt, info, length) {
+    if (!Number.isInteger(length) || length < 0 || length > HKDF_SHA256_MAX) {
+      throw new ParleyError('USAGE', `HKDF-SHA256 output length must be 0..${HKDF_SHA256_MAX}`, {
+        details: { length },
+      });
+    }
+    return hkdf(sha256, ikm, salt, info, length);
+  },
+  sha256: (data) => sha256(data),
+  sha512: (data) => sha512(data),
+};

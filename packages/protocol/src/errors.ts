@@ -1,0 +1,89 @@
+/**
+ * The closed set of errors every Parley package throws.
+ *
+ * Every error carries a stable literal `code` you can narrow on, optional numeric/string
+ * `details` (never key bytes or plaintext), and an optional `cause`. Errors that cross a
+ * process or worker boundary travel as {@link SerializedParleyError} and are rebuilt with
+ * {@link ParleyError.fromJSON}.
+ */
+export const ERROR_CODES = [
+  'AUTH_FAILED',
+  'DUPLICATE_MESSAGE',
+  'TOO_MANY_SKIPPED',
+  'MESSAGE_KEY_EXPIRED',
+  'INVALID_KEY',
+  'INVALID_SIGNATURE',
+  'INVALID_PREKEY',
+  'IDENTITY_CHANGED',
+  'UNTRUSTED_IDENTITY',
+  'MALFORMED_MESSAGE',
+  'UNSUPPORTED_VERSION',
+  'SESSION_NOT_FOUND',
+  'SENDER_STATE_ROLLBACK',
+  'STORAGE_INTEGRITY',
+  'STORAGE_QUOTA',
+  'UNAUTHENTICATED',
+  'FORBIDDEN',
+  'RATE_LIMITED',
+  'PAYLOAD_TOO_LARGE',
+  'ENCLAVE_UNAVAILABLE',
+  'ATTESTATION_INVALID',
+  'TRANSPORT',
+  'USAGE',
+  'INTERNAL',
+] as const;
+
+/** A stable error code. */
+export type ParleyErrorCode = (typeof ERROR_CODES)[number];
+
+/** Numbers and short public identifiers that help debugging. Never secrets or plaintext. */
+export type ErrorDetails = Readonly<Record<string, number | string | boolean>>;
+
+/** The shape an error takes when it crosses a worker or network boundary. */
+export interface SerializedParleyError {
+  readonly code: ParleyErrorCode;
+  readonly message: string;
+  readonly details?: ErrorDetails;
+}
+
+/** Base class of every error Parley throws on purpose. */
+export class ParleyError extends Error {
+  override readonly name = 'ParleyError';
+  readonly code: ParleyErrorCode;
+  readonly details: ErrorDetails | undefined;
+
+  constructor(code: ParleyErrorCode, message: string, options?: { details?: ErrorDetails; cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.details = options?.details;
+  }
+
+  /** The boundary-safe form: code, message and details only (no stack, no cause). */
+  toJSON(): SerializedParleyError {
+    return this.details === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, details: this.details };
+  }
+
+  /** Rebuilds an error received from another side; unknown codes become `INTERNAL`. */
+  static fromJSON(value: unknown): ParleyError {
+    if (typeof value === 'object' && value !== null) {
+      const v = value as { code?: unknown; message?: unknown; details?: unknown };
+      const code = (ERROR_CODES as readonly unknown[]).includes(v.code) ? (v.code as ParleyErrorCode) : 'INTERNAL';
+      const message = typeof v.message === 'string' ? v.message.slice(0, 500) : 'unknown error';
+      const details = isDetails(v.details) ? v.details : undefined;
+      return new ParleyError(code, message, details ? { details } : undefined);
+    }
+    return new ParleyError('INTERNAL', 'unknown error');
+  }
+}
+
+function isDetails(value: unknown): value is ErrorDetails {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  return Object.values(value).every((x) => ['number', 'string', 'boolean'].includes(typeof x));
+}
+
+/** True when `e` is a {@link ParleyError}, optionally with the given code. */
+export function isParleyError(e: unknown, code?: ParleyErrorCode): e is ParleyError {
+  return e instanceof ParleyError && (code === undefined || e.code === code);
+}

@@ -1,0 +1,120 @@
+/**
+ * Device identity: an Ed25519 signing key and an X25519 key-agreement key (no key reuse
+ * across algorithms, as in Olm), the X25519 key signed by the Ed25519 key, and a device id
+ * derived from both public keys so an id can't be claimed without the keys.
+ */
+import { concatBytes, toHex, wipe } from './bytes.js';
+import { contextMessage, type SignatureContext } from './contexts.js';
+import { getCrypto } from './crypto/index.js';
+import { ParleyError } from './errors.js';
+
+/** The public half of a device identity, as published and as bound into every session. */
+export interface PublicIdentity {
+  /** Ed25519 public key (32 bytes). */
+  readonly signingKey: Uint8Array;
+  /** X25519 public key (32 bytes). */
+  readonly dhKey: Uint8Array;
+  /** Ed25519 signature, context `identityBinding`, over `dhKey`. */
+  readonly binding: Uint8Array;
+}
+
+/** Bytes of a device id: SHA-256("parley/v1/device-id" || signingKey || dhKey), first 16 bytes. */
+export const DEVICE_ID_BYTES = 16;
+
+/** Device id (32 lower-case hex chars) of a public identity. */
+export function deviceIdOf(identity: Pick<PublicIdentity, 'signingKey' | 'dhKey'>): string {
+  const c = getCrypto();
+  const digest = c.sha256(concatBytes(new TextEncoder().encode('parley/v1/device-id'), identity.signingKey, identity.dhKey));
+  return toHex(digest.subarray(0, DEVICE_ID_BYTES));
+}
+
+/** Verifies a signature made by `signingKey` for `context`. */
+export function verifyContextSignature(
+  signingKey: Uint8Array,
+  context: SignatureContext,
+  payload: Uint8Array,
+  signature: Uint8Array,
+): boolean {
+  return getCrypto().ed25519Verify(signingKey, contextMessage(context, payload), signature);
+}
+
+/**
+ * Checks the identity's binding signature and key sizes.
+ * @throws ParleyError `INVALID_KEY` for wrong sizes, `INVALID_SIGNATURE` for a bad binding.
+ */
+export function verifyIdentity(identity: PublicIdentity): void {
+  if (identity.signingKey.length !== 32 || identity.dhKey.length !== 32 || identity.binding.length !== 64) {
+    throw new ParleyError('INVALID_KEY', 'identity keys have the wrong size');
+  }
+  if (!verifyContextSignature(identity.signingKey, 'identityBinding', identity.dhKey, identity.binding)) {
+    throw new ParleyError('INVALID_SIGNATURE', 'identity binding signature does not verify');
+  }
+}
+
+/** True when two public identities are the same keys. */
+export function sameIdentity(a: PublicIdentity, b: PublicIdentity): boolean {
+  return toHex(a.signingKey) === toHex(b.signingKey) && toHex(a.dhKey) === toHex(b.dhKey);
+}
+
+/**
+ * A device's private identity. Private fields, redacted `toJSON`/inspect, and `dispose()`
+ * zero-fills (JS may still hold copies the GC has not reclaimed).
+ */
+export class IdentityKeyPair {
+  readonly #signingSeed: Uint8Array;
+  readonly #dhPrivate: Uint8Array;
+  readonly publicIdentity: PublicIdentity;
+  readonly deviceId: string;
+
+  private constructor(signingSeed: Uint8Array, dhPrivate: Uint8Array, publicIdentity: PublicIdentity) {
+    this.#signingSeed = signingSeed;
+    this.#dhPrivate = dhPrivate;
+    this.publicIdentity = publicIdentity;
+    this.deviceId = deviceIdOf(publicIdentity);
+  }
+
+  /** Generates a fresh identity. */
+  static generate(): IdentityKeyPair {
+    const c = getCrypto();
+    const sign = c.ed25519Generate();
+    const dh = c.x25519Generate();
+    return IdentityKeyPair.fromPrivate(sign.privateKey, dh.privateKey);
+  }
+
+  /** Rebuilds an identity from its private parts (used by unpickling). */
+  static fromPrivate(signingSeed: Uint8Array, dhPrivate: Uint8Array): IdentityKeyPair {
+    const c = getCrypto();
+    const signingKey = c.ed25519PublicKey(signingSeed);
+    const dhKey = c.x25519PublicKey(dhPrivate);
+    const binding = c.ed25519Sign(signingSeed, contextMessage('identityBinding', dhKey));
+    return new IdentityKeyPair(signingSeed.slice(), dhPrivate.slice(), { signingKey, dhKey, binding });
+  }
+
+  /** Signs `payload` under a fixed context; raw bytes are never signed. */
+  sign(context: SignatureContext, payload: Uint8Array): Uint8Array {
+    return getCrypto().ed25519Sign(this.#signingSeed, contextMessage(context, payload));
+  }
+
+  /** X25519 with the identity's DH key. */
+  agree(publicKey: Uint8Array): Uint8Array {
+    return getCrypto().x25519(this.#dhPrivate, publicKey);
+  }
+
+  /** @internal Private parts for pickling only. */
+  exportPrivateForPickle(): { signingSeed: Uint8Array; dhPrivate: Uint8Array } {
+    return { signingSeed: this.#signingSeed, dhPrivate: this.#dhPrivate };
+  }
+
+  /** Zero-fills the private keys. The object is unusable afterwards. */
+  dispose(): void {
+    wipe(this.#signingSeed, this.#dhPrivate);
+  }
+
+  toJSON(): { deviceId: string; signingKey: string; dhKey: string } {
+    return { deviceId: this.deviceId, signingKey: toHex(this.publicIdentity.signingKey), dhKey: toHex(this.publicIdentity.dhKey) };
+  }
+
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return `IdentityKeyPair { deviceId: '${this.deviceId}', private keys: [redacted] }`;
+  }
+}

@@ -1,0 +1,24 @@
+/**
+ * `@parley/protocol`: the pure protocol core. Keys, X3DH, Double Ratchet with header
+ * encryption, wire format, safety numbers. No I/O.
+ *
+ * @example
+ * import { initCrypto, Account } from '@parley/protocol';
+ * await initCrypto();
+ * const alice = Account.create(), bob = Account.create();
+ * bob.generateOneTimePrekeys(10);
+ * const outbound = alice.createOutboundSession(bob.bundle());
+ * const { session: inbound, plaintext } = bob.createInboundSession(outbound.encrypt(new TextEncoder().encode('hi')));
+ */
+export { initCrypto, getCrypto, loadBackend, defaultBackend, type BackendName, type CryptoProvider, type KeyPair } from './crypto/index.js';
+export { ParleyError, isParleyError, ERROR_CODES, type ParleyErrorCode, type SerializedParleyError, type ErrorDetails } from './errors.js';
+export { Account, type InboundSessionResult } from './account.js';
+export { Session, type SessionRole } from './session.js';
+export { IdentityKeyPair, deviceIdOf, verifyIdentity, verifyContextSignature, sameIdentity, type PublicIdentity } from './identity.js';
+export { SIGNATURE_CONTEXTS, contextMessage, type SignatureContext } from './contexts.js';
+export { signedPrekeyPayload, type PrekeyBundle, type PrekeyUpload, type SignedPrekeyPublic, type OneTimePrekeyPublic } from './bundle.js';
+export { verifyBundle, associatedData } from './x3dh.js';
+export { safetyNumber, formatSafetyNumber } from './fingerprint.js';
+export { parseMessage, MESSAGE_TYPE, WIRE_VERSION, PADDING_BUCKET, type WireMessage, type PrekeyMessage, type RatchetMessage } from './wire/message.js';
+export * as limits from './limits.js';
+export { toHex, fromHex, constantTimeEqual, concatBytes, utf8 } from './bytes.js';

@@ -1,0 +1,57 @@
+/**
+ * valibot schemas for every client event payload (THREATS.md R7). Objects are strict: unknown
+ * keys, including an own `__proto__` key, are rejected, and the parsed output is a fresh object
+ * holding only the known keys. Binary fields must be real `Uint8Array`s (Node: `Buffer`), never
+ * strings or arrays of numbers.
+ */
+import * as v from 'valibot';
+import { DEVICE_ID_PATTERN, MESSAGE_ID_PATTERN, RELAY_MAX_ACK_BATCH, RELAY_MAX_OPKS_PER_UPLOAD, RELAY_NONCE_BYTES } from '@parley/protocol/wire';
+
+/** Exactly `n` bytes. */
+const bytes = (n: number) =>
+  v.pipe(v.instance(Uint8Array), v.check((b) => b.length === n, `expected ${n} bytes`));
+
+/** Between 1 and `max` bytes. */
+const someBytes = (max: number) =>
+  v.pipe(v.instance(Uint8Array), v.check((b) => b.length >= 1 && b.length <= max, `expected 1..${max} bytes`));
+
+const u32 = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(0xffff_ffff));
+const time = v.pipe(v.number(), v.safeInteger(), v.minValue(0));
+const deviceId = v.pipe(v.string(), v.regex(DEVICE_ID_PATTERN));
+
+const identity = v.strictObject({ signingKey: bytes(32), dhKey: bytes(32), binding: bytes(64) });
+
+export const authSchema = v.strictObject({
+  identity,
+  clientNonce: bytes(RELAY_NONCE_BYTES),
+  timestamp: time,
+  signature: bytes(64),
+  apiKey: v.optional(v.pipe(v.string(), v.maxLength(200))),
+});
+
+export const uploadPrekeysSchema = v.strictObject({
+  identity,
+  signedPrekey: v.strictObject({ id: u32, createdAt: time, publicKey: bytes(32), signature: bytes(64) }),
+  oneTimePrekeys: v.pipe(
+    v.array(v.strictObject({ id: u32, publicKey: bytes(32) })),
+    v.maxLength(RELAY_MAX_OPKS_PER_UPLOAD),
+  ),
+});
+
+export const fetchBundleSchema = v.strictObject({ deviceId });
+
+/** `maxEnvelopeBytes` is a runtime limit, so the send schema is built per relay. */
+export const sendSchema = (maxEnvelopeBytes: number) =>
+  v.strictObject({ to: deviceId, id: v.pipe(v.string(), v.regex(MESSAGE_ID_PATTERN)), envelope: someBytes(maxEnvelopeBytes) });
+
+export const ackSchema = v.strictObject({
+  seqs: v.pipe(v.array(v.pipe(v.number(), v.safeInteger(), v.minValue(1))), v.minLength(1), v.maxLength(RELAY_MAX_ACK_BATCH)),
+});
+
+export const fetchQueueSchema = v.strictObject({});
+
+/** Parses or returns undefined; issues are not echoed back (they could quote payload bytes). */
+export function parse<S extends v.GenericSchema>(schema: S, input: unknown): v.InferOutput<S> | undefined {
+  const r = v.safeParse(schema, input, { abortEarly: true });
+  return r.success ? r.output : undefined;
+}

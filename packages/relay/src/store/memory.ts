@@ -1,0 +1,149 @@
+/**
+ * In-memory {@link RelayStore} for tests and throwaway relays. Not durable: a restart loses
+ * everything. Behaves exactly like the SQLite store (same contract tests).
+ */
+import type { OneTimePrekeyPublic, PrekeyBundle, PrekeyUpload, PublicIdentity, SignedPrekeyPublic } from '@parley/protocol/verify';
+import type { ApiKeyRecord, NewMessage, RelayStore, StoredMessage } from './types.js';
+
+interface DevicePrekeys {
+  identity: PublicIdentity;
+  signedPrekey: SignedPrekeyPublic;
+  /** Available OPKs in upload order. */
+  available: OneTimePrekeyPublic[];
+  /** Every OPK id ever accepted (so a used one is never re-added). */
+  seen: Set<number>;
+}
+
+const copy = (b: Uint8Array): Uint8Array => Uint8Array.from(b);
+
+function copyIdentity(i: PublicIdentity): PublicIdentity {
+  return { signingKey: copy(i.signingKey), dhKey: copy(i.dhKey), binding: copy(i.binding) };
+}
+
+/** A store that keeps everything in Maps. */
+export class MemoryStore implements RelayStore {
+  #prekeys = new Map<string, DevicePrekeys>();
+  /** Per recipient, in seq order. */
+  #mailbox = new Map<string, StoredMessage[]>();
+  /** `${from}\n${id}` → seq, for idempotent enqueue. */
+  #sent = new Map<string, number>();
+  #seq = 0;
+  #apiKeys = new Map<string, ApiKeyRecord>();
+  #closed = false;
+
+  #open(): void {
+    if (this.#closed) throw new Error('store is closed');
+  }
+
+  async putPrekeys(deviceId: string, upload: PrekeyUpload): Promise<number> {
+    this.#open();
+    const spk = upload.signedPrekey;
+    const signedPrekey = { id: spk.id, createdAt: spk.createdAt, publicKey: copy(spk.publicKey), signature: copy(spk.signature) };
+    let entry = this.#prekeys.get(deviceId);
+    if (!entry) {
+      entry = { identity: copyIdentity(upload.identity), signedPrekey, available: [], seen: new Set() };
+      this.#prekeys.set(deviceId, entry);
+    } else {
+      entry.identity = copyIdentity(upload.identity);
+      entry.signedPrekey = signedPrekey;
+    }
+    for (const opk of upload.oneTimePrekeys) {
+      if (entry.seen.has(opk.id)) continue;
+      entry.seen.add(opk.id);
+      entry.available.push({ id: opk.id, publicKey: copy(opk.publicKey) });
+    }
+    return entry.available.length;
+  }
+
+  async takeBundle(deviceId: string): Promise<{ bundle: PrekeyBundle; remaining: number } | undefined> {
+    this.#open();
+    const entry = this.#prekeys.get(deviceId);
+    if (!entry) return undefined;
+    const opk = entry.available.shift();
+    const base = { identity: copyIdentity(entry.identity), signedPrekey: { ...entry.signedPrekey } };
+    const bundle: PrekeyBundle = opk ? { ...base, oneTimePrekey: opk } : base;
+    return { bundle, remaining: entry.available.length };
+  }
+
+  async countOneTimePrekeys(deviceId: string): Promise<number> {
+    this.#open();
+    return this.#prekeys.get(deviceId)?.available.length ?? 0;
+  }
+
+  async enqueue(message: NewMessage): Promise<{ seq: number; duplicate: boolean }> {
+    this.#open();
+    const key = `${message.from}\n${message.id}`;
+    const existing = this.#sent.get(key);
+    if (existing !== undefined) return { seq: existing, duplicate: true };
+    const seq = ++this.#seq;
+    this.#sent.set(key, seq);
+    const queue = this.#mailbox.get(message.to) ?? [];
+    queue.push({ ...message, envelope: copy(message.envelope), seq });
+    this.#mailbox.set(message.to, queue);
+    return { seq, duplicate: false };
+  }
+
+  async listPending(to: string, afterSeq: number, limit: number): Promise<StoredMessage[]> {
+    this.#open();
+    const queue = this.#mailbox.get(to) ?? [];
+    return queue.filter((m) => m.seq > afterSeq).slice(0, Math.max(0, limit)).map((m) => ({ ...m, envelope: copy(m.envelope) }));
+  }
+
+  async deleteMessages(to: string, seqs: readonly number[]): Promise<number> {
+    this.#open();
+    const queue = this.#mailbox.get(to);
+    if (!queue) return 0;
+    const drop = new Set(seqs);
+    const kept = queue.filter((m) => !drop.has(m.seq));
+    const deleted = queue.length - kept.length;
+    // Dedupe covers pending messages only (as in SQLite, where it is a UNIQUE index on the
+    // queue): tombstones would grow without bound, and clients dedupe by (from, id) anyway.
+    for (const m of queue) if (drop.has(m.seq)) this.#sent.delete(`${m.from}\n${m.id}`);
+    if (kept.length === 0) this.#mailbox.delete(to);
+    else this.#mailbox.set(to, kept);
+    return deleted;
+  }
+
+  async countPending(to: string): Promise<number> {
+    this.#open();
+    return this.#mailbox.get(to)?.length ?? 0;
+  }
+
+  async queueDepth(): Promise<number> {
+    this.#open();
+    let n = 0;
+    for (const q of this.#mailbox.values()) n += q.length;
+    return n;
+  }
+
+  async putApiKey(record: ApiKeyRecord): Promise<void> {
+    this.#open();
+    for (const r of this.#apiKeys.values()) {
+      if (r.id === record.id || r.hash === record.hash) throw new Error('duplicate api key');
+    }
+    this.#apiKeys.set(record.id, { ...record });
+  }
+
+  async findApiKey(hash: string): Promise<ApiKeyRecord | undefined> {
+    this.#open();
+    for (const r of this.#apiKeys.values()) if (r.hash === hash && r.revokedAt === undefined) return { ...r };
+    return undefined;
+  }
+
+  async revokeApiKey(id: string, at: number): Promise<boolean> {
+    this.#open();
+    const r = this.#apiKeys.get(id);
+    if (!r || r.revokedAt !== undefined) return false;
+    this.#apiKeys.set(id, { ...r, revokedAt: at });
+    return true;
+  }
+
+  async listApiKeys(): Promise<ApiKeyRecord[]> {
+    this.#open();
+    return [...this.#apiKeys.values()].map((r) => ({ ...r }));
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+  }
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env node
+// The one test command: type-check, then every test file with Node's test runner (through tsx).
+// Usage: node scripts/test.mjs [substring filter...]
+import { spawnSync } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const filters = process.argv.slice(2);
+
+function findTests(dir, out = []) {
+  for (const name of readdirSync(dir)) {
+    if (name === 'node_modules' || name === 'dist' || name.startsWith('.')) continue;
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) findTests(path, out);
+    else if (name.endsWith('.test.ts')) out.push(relative(root, path));
+  }
+  return out;
+}
+
+const files = [...findTests(join(root, 'packages')), ...findTests(join(root, 'test'))]
+  .filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)))
+  .sort();
+
+if (filters.length === 0) {
+  console.log('> type-check (tsc --noEmit)');
+  const tsc = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], {
+    cwd: root,
+    stdio: 'inherit',
+  });
+  if (tsc.status !== 0) process.exit(tsc.status ?? 1);
+}
+
+console.log(`> ${files.length} test files`);
+const run = spawnSync(
+  process.execPath,
+  ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=1', ...files],
+  { cwd: root, stdio: 'inherit', env: { ...process.env, PARLEY_ROOT: root } },
+);
+process.exit(run.status ?? 1);

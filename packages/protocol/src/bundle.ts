@@ -3,7 +3,7 @@
  * Plain data with `Uint8Array` fields, so it crosses socket.io (binary) and worker boundaries
  * unchanged. Nothing here is secret.
  */
-import type { PublicIdentity } from './identity.js';
+import type { PublicIdentity } from './identity-public.js';
 
 /** A signed prekey: rotated periodically, signed (context `signedPrekey`) by the identity key. */
 export interface SignedPrekeyPublic {

@@ -3,7 +3,7 @@
  * No private-key or session code is reachable from here (a test checks the import graph).
  */
 export { initCrypto, getCrypto, defaultBackend, type BackendName } from './crypto/index.js';
-export { deviceIdOf, verifyIdentity, verifyContextSignature, type PublicIdentity } from './identity.js';
+export { deviceIdOf, verifyIdentity, verifyContextSignature, type PublicIdentity } from './identity-public.js';
 export { SIGNATURE_CONTEXTS, contextMessage, type SignatureContext } from './contexts.js';
 export { signedPrekeyPayload, type PrekeyBundle, type PrekeyUpload, type SignedPrekeyPublic, type OneTimePrekeyPublic } from './bundle.js';
 export { ParleyError, isParleyError, ERROR_CODES, type ParleyErrorCode, type SerializedParleyError } from './errors.js';

@@ -92,9 +92,9 @@ export function createNobleProvider(): CryptoProvider {
  *
  * noble's own `ed25519.verify(sig, msg, pk, { zip215: false })` is strict RFC 8032 but not
  * libsodium: it checks the *cofactored* equation [8][S]B = [8]R + [8][k]A (RFC 8032 §5.1.7
- * allows either) and does not reject small-order R. Speccheck cases 4, 5 and 11 (mixed-order
- * points, small-order R) are where that shows. So this runs libsodium's rules with noble's point
- * arithmetic:
+ * allows either) and does not reject small-order R, so it accepts speccheck case 2 (small-order
+ * R) and cases 4 and 5 (which pass only the cofactored equation), all rejected by libsodium.
+ * So this runs libsodium's rules with noble's strict point decoding and arithmetic:
  *
  * 1. S must be canonical, 0 <= S < L (RFC 8032 §5.1.7 step 1; stops malleability).
  * 2. R must not encode a small-order point (libsodium's `ge25519_has_small_order` blocklist:

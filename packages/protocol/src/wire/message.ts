@@ -35,7 +35,7 @@
  */
 import { ParleyError } from '../errors.js';
 import { ByteReader, ByteWriter } from '../codec.js';
-import type { PublicIdentity } from '../identity.js';
+import type { PublicIdentity } from '../identity-public.js';
 
 export const WIRE_VERSION = 0x01;
 export const MESSAGE_TYPE = { prekey: 0x01, message: 0x02 } as const;

@@ -29,7 +29,7 @@
 import { concatBytes, fromHex, utf8 } from '../bytes.js';
 import type { ErrorDetails, ParleyErrorCode } from '../errors.js';
 import { ParleyError } from '../errors.js';
-import type { PublicIdentity } from '../identity.js';
+import type { PublicIdentity } from '../identity-public.js';
 import type { PrekeyBundle, PrekeyUpload } from '../bundle.js';
 
 /** Version of this event contract, sent in `hello`. */

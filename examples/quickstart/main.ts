@@ -1,0 +1,2 @@
+import { runProtocolDemo } from './protocol-demo.js';
+await runProtocolDemo();

@@ -1,0 +1,12 @@
+/**
+ * `@parley/relay`: the Parley relay server. It authenticates devices by their identity key,
+ * keeps the public prekey directory and queues opaque envelopes until their recipient acks.
+ * It imports only `@parley/protocol/verify` and `@parley/protocol/wire`: no key or session code.
+ */
+export { createRelay, type Relay } from './relay.js';
+export { DEFAULT_LIMITS, type RelayLimits, type RelayOptions, type TlsOptions } from './options.js';
+export type { RelayStore, StoredMessage, NewMessage, ApiKeyRecord } from './store/types.js';
+export { MemoryStore } from './store/memory.js';
+export { SqliteStore } from './store/sqlite.js';
+export type { StoreOption } from './store/open.js';
+export { createApiKey, verifyApiKey, hashApiKey, API_KEY_PREFIX } from './apikeys.js';

@@ -1,0 +1,142 @@
+/**
+ * `createRelay`: an HTTP(S) server carrying socket.io (the relay protocol), `/healthz` and
+ * `/metrics`. Durable state lives in the store only; what is in memory here (nonces, rate
+ * buckets, connection counts) may be lost on restart without losing a message or a prekey.
+ */
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { pino, type Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { Server } from 'socket.io';
+import { getCrypto, initCrypto } from '@parley/protocol/verify';
+import { onConnection } from './connection.js';
+import type { RelayContext, RelayServer } from './context.js';
+import { httpHandler } from './http.js';
+import { ConnectionCounter, KeyedLimiter } from './limits.js';
+import { createMetrics } from './metrics.js';
+import { DEFAULT_LIMITS, type RelayLimits, type RelayOptions } from './options.js';
+import { openStore } from './store/open.js';
+import type { RelayStore } from './store/types.js';
+
+/** A running relay. */
+export interface Relay {
+  /** Base URL, e.g. `http://127.0.0.1:41234` (socket.io path `/socket.io/`). */
+  readonly url: string;
+  readonly port: number;
+  /** The origin clients must sign. */
+  readonly origin: string;
+  readonly store: RelayStore;
+  /** This instance's Prometheus registry. */
+  readonly metrics: Registry;
+  readonly limits: Readonly<RelayLimits>;
+  readonly logger: Logger;
+  /** Disconnects every socket, stops listening, waits for running handlers, closes an owned store. */
+  close(): Promise<void>;
+}
+
+async function ensureCrypto(): Promise<void> {
+  try {
+    getCrypto();
+  } catch {
+    await initCrypto();
+  }
+}
+
+/**
+ * Starts a relay.
+ * @throws if the port is taken or the store cannot be opened.
+ * @example
+ * const relay = await createRelay({ store: { sqlite: './relay.db' } });
+ * console.log(relay.url);
+ * await relay.close();
+ */
+export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
+  await ensureCrypto();
+  const limits: RelayLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  const log = options.logger ?? pino({ level: options.logLevel ?? 'info' });
+  const now = options.now ?? Date.now;
+  const { store, owned } = openStore(options.store ?? 'memory');
+  const metrics = createMetrics(store);
+  let closing = false;
+
+  const server: HttpServer = options.tls
+    ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key })
+    : createHttpServer();
+  server.on('request', httpHandler(metrics.registry, () => !closing));
+
+  const io: RelayServer = new Server(server, {
+    serveClient: false,
+    // THREATS R6: engine.io closes any frame above this, on polling and WebSocket alike.
+    maxHttpBufferSize: limits.maxFrameBytes,
+    // Time for the socket.io CONNECT packet; auth has its own deadline on top.
+    connectTimeout: limits.authTimeoutMs,
+    // THREATS R3: no connectionStateRecovery. Every connection runs the challenge again.
+  });
+
+  const ctx: RelayContext = {
+    io, store, log, metrics, limits, now,
+    origin: options.origin ?? '',
+    eventLimiter: new KeyedLimiter(limits.eventBurst, limits.eventsPerSecond, now),
+    bundleLimiter: new KeyedLimiter(limits.bundleFetchesPerMinute, limits.bundleFetchesPerMinute / 60, now),
+    inFlight: new Set(),
+  };
+
+  // Per-address limits run before a socket exists (R5, R12). Memory only, per node.
+  const connects = new KeyedLimiter(limits.connectBurst, limits.connectsPerSecondPerAddress, now);
+  const open = new ConnectionCounter(limits.maxConnectionsPerAddress);
+  io.use((socket, next) => {
+    const address = socket.handshake.address;
+    if (closing || !connects.take(address) || !open.open(address)) {
+      log.warn({ event: 'connect', code: 'RATE_LIMITED' });
+      ctx.metrics.errors.inc({ code: 'RATE_LIMITED' });
+      const err = new Error('RATE_LIMITED') as Error & { data?: unknown };
+      err.data = { code: 'RATE_LIMITED', message: 'too many connections' };
+      next(err);
+      return;
+    }
+    socket.data.address = address;
+    socket.conn.once('close', () => open.close(address));
+    next();
+  });
+  io.on('connection', (socket) => onConnection(ctx, socket));
+  io.engine.on('connection_error', () => ctx.metrics.errors.inc({ code: 'TRANSPORT' }));
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  // A listening server that later fails must not crash the process.
+  server.on('error', () => log.error({ event: 'server', errorName: 'ServerError' }));
+  server.on('clientError', (_err, sock) => sock.destroy());
+
+  const { port } = server.address() as AddressInfo;
+  const host = options.host ?? '127.0.0.1';
+  const url = `${options.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  ctx.origin = options.origin ?? new URL(url).origin;
+  log.info({ event: 'listen', url, origin: ctx.origin });
+
+  let closed: Promise<void> | undefined;
+  return {
+    url, port, store, limits, metrics: metrics.registry, logger: log,
+    get origin() {
+      return ctx.origin;
+    },
+    close() {
+      closed ??= (async () => {
+        closing = true;
+        const done = new Promise<void>((resolve) => io.close(() => resolve()));
+        server.closeAllConnections();
+        await done;
+        await Promise.allSettled([...ctx.inFlight]);
+        if (owned) await store.close();
+        log.info({ event: 'closed' });
+      })();
+      return closed;
+    },
+  };
+}
+

@@ -1,0 +1,148 @@
+/**
+ * The store contract, as node:test tests. Every {@link RelayStore} must pass it:
+ * `storeContract('sqlite', () => new SqliteStore(path))`. The Redis store will run it too.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import type { PrekeyUpload } from '@parley/protocol/verify';
+import type { RelayStore } from '../src/store/types.js';
+
+const rnd = (n: number) => new Uint8Array(randomBytes(n));
+const dev = () => randomBytes(16).toString('hex');
+
+function fakeUpload(opkIds: number[], spkId = 1): PrekeyUpload {
+  return {
+    identity: { signingKey: rnd(32), dhKey: rnd(32), binding: rnd(64) },
+    signedPrekey: { id: spkId, createdAt: 1_700_000_000_000 + spkId, publicKey: rnd(32), signature: rnd(64) },
+    oneTimePrekeys: opkIds.map((id) => ({ id, publicKey: rnd(32) })),
+  };
+}
+
+/** Registers the contract tests for stores made by `make` (each test gets a fresh store). */
+export function storeContract(name: string, make: () => Promise<RelayStore> | RelayStore): void {
+  const withStore = (title: string, fn: (s: RelayStore) => Promise<void>) =>
+    test(`store contract [${name}]: ${title}`, async () => {
+      const s = await make();
+      try {
+        await fn(s);
+      } finally {
+        await s.close();
+      }
+    });
+
+  withStore('a bundle of an unknown device is undefined', async (s) => {
+    assert.equal(await s.takeBundle(dev()), undefined);
+    assert.equal(await s.countOneTimePrekeys(dev()), 0);
+  });
+
+  withStore('bundles hand out each OPK once, oldest first, then fall back to SPK only', async (s) => {
+    const d = dev();
+    const up = fakeUpload([5, 3, 9]);
+    assert.equal(await s.putPrekeys(d, up), 3);
+    const ids: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await s.takeBundle(d);
+      assert.ok(r);
+      assert.deepEqual([...r.bundle.identity.signingKey], [...up.identity.signingKey]);
+      assert.deepEqual([...r.bundle.signedPrekey.signature], [...up.signedPrekey.signature]);
+      assert.equal(r.bundle.signedPrekey.createdAt, up.signedPrekey.createdAt);
+      ids.push(r.bundle.oneTimePrekey!.id);
+      assert.equal(r.remaining, 2 - i);
+    }
+    assert.deepEqual(ids, [5, 3, 9]);
+    const last = await s.takeBundle(d);
+    assert.ok(last);
+    assert.equal(last.bundle.oneTimePrekey, undefined);
+    assert.equal(last.bundle.signedPrekey.id, 1);
+  });
+
+  withStore('a re-upload replaces the SPK, appends new OPKs and never revives a used OPK id', async (s) => {
+    const d = dev();
+    await s.putPrekeys(d, fakeUpload([1, 2]));
+    const first = await s.takeBundle(d);
+    assert.equal(first!.bundle.oneTimePrekey!.id, 1);
+    const again = fakeUpload([1, 2, 3], 7);
+    assert.equal(await s.putPrekeys(d, again), 2); // 2 still pending, 3 new, 1 already used
+    const ids = [(await s.takeBundle(d))!, (await s.takeBundle(d))!];
+    assert.deepEqual(ids.map((b) => b.bundle.oneTimePrekey!.id), [2, 3]);
+    assert.equal(ids[0]!.bundle.signedPrekey.id, 7);
+    assert.equal((await s.takeBundle(d))!.bundle.oneTimePrekey, undefined);
+  });
+
+  withStore('concurrent takes never return the same OPK', async (s) => {
+    const d = dev();
+    await s.putPrekeys(d, fakeUpload(Array.from({ length: 50 }, (_, i) => i + 1)));
+    const results = await Promise.all(Array.from({ length: 80 }, () => s.takeBundle(d)));
+    const ids = results.map((r) => r!.bundle.oneTimePrekey?.id).filter((x) => x !== undefined);
+    assert.equal(ids.length, 50);
+    assert.equal(new Set(ids).size, 50);
+  });
+
+  withStore('enqueue is idempotent on (from, id) while pending; seqs increase per recipient', async (s) => {
+    const to = dev();
+    const from = dev();
+    const a = await s.enqueue({ to, from, id: 'm1', envelope: rnd(10), receivedAt: 1 });
+    const b = await s.enqueue({ to, from, id: 'm2', envelope: rnd(10), receivedAt: 2 });
+    const retry = await s.enqueue({ to, from, id: 'm1', envelope: rnd(10), receivedAt: 3 });
+    assert.equal(a.duplicate, false);
+    assert.ok(a.seq > 0 && b.seq > a.seq);
+    assert.deepEqual(retry, { seq: a.seq, duplicate: true });
+    // Another sender may reuse the id.
+    const other = await s.enqueue({ to, from: dev(), id: 'm1', envelope: rnd(10), receivedAt: 4 });
+    assert.equal(other.duplicate, false);
+    assert.equal(await s.countPending(to), 3);
+  });
+
+  withStore('listPending pages in seq order and returns the stored bytes', async (s) => {
+    const to = dev();
+    const from = dev();
+    const sent: Uint8Array[] = [];
+    for (let i = 0; i < 7; i++) {
+      const envelope = rnd(1 + i * 100);
+      sent.push(envelope);
+      await s.enqueue({ to, from, id: `id${i}`, envelope, receivedAt: 1000 + i });
+      await s.enqueue({ to: dev(), from, id: `other${i}`, envelope: rnd(3), receivedAt: 1 });
+    }
+    const p1 = await s.listPending(to, 0, 4);
+    const p2 = await s.listPending(to, p1.at(-1)!.seq, 4);
+    const all = [...p1, ...p2];
+    assert.equal(p1.length, 4);
+    assert.equal(p2.length, 3);
+    assert.deepEqual(all.map((m) => m.id), sent.map((_, i) => `id${i}`));
+    all.forEach((m, i) => {
+      assert.deepEqual([...m.envelope], [...sent[i]!]);
+      assert.equal(m.from, from);
+      assert.equal(m.to, to);
+      assert.equal(m.receivedAt, 1000 + i);
+    });
+    assert.ok(all.every((m, i) => i === 0 || m.seq > all[i - 1]!.seq));
+  });
+
+  withStore('deleteMessages deletes only the recipient\'s own messages', async (s) => {
+    const to = dev();
+    const eve = dev();
+    const from = dev();
+    const m1 = await s.enqueue({ to, from, id: 'a', envelope: rnd(5), receivedAt: 1 });
+    const m2 = await s.enqueue({ to, from, id: 'b', envelope: rnd(5), receivedAt: 1 });
+    assert.equal(await s.deleteMessages(eve, [m1.seq, m2.seq]), 0);
+    assert.equal(await s.deleteMessages(to, [m1.seq, 999_999]), 1);
+    assert.equal(await s.deleteMessages(to, [m1.seq]), 0);
+    assert.deepEqual((await s.listPending(to, 0, 10)).map((m) => m.seq), [m2.seq]);
+    assert.equal(await s.queueDepth(), 1);
+  });
+
+  withStore('api keys: stored by hash, found while active, revoked once, listed', async (s) => {
+    await s.putApiKey({ id: 'k1', hash: 'h1', label: 'bot one', createdAt: 10 });
+    await s.putApiKey({ id: 'k2', hash: 'h2', label: '', createdAt: 11 });
+    await assert.rejects(s.putApiKey({ id: 'k3', hash: 'h1', label: '', createdAt: 12 }));
+    assert.equal((await s.findApiKey('h1'))?.id, 'k1');
+    assert.equal(await s.findApiKey('nope'), undefined);
+    assert.equal(await s.revokeApiKey('k1', 20), true);
+    assert.equal(await s.revokeApiKey('k1', 21), false);
+    assert.equal(await s.revokeApiKey('missing', 21), false);
+    assert.equal(await s.findApiKey('h1'), undefined);
+    const list = await s.listApiKeys();
+    assert.deepEqual(list.map((r) => [r.id, r.revokedAt]), [['k1', 20], ['k2', undefined]]);
+  });
+}

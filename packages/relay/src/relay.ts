@@ -13,6 +13,7 @@ import { getCrypto, initCrypto } from '@parley/protocol/verify';
 import { onConnection } from './connection.js';
 import type { RelayContext, RelayServer } from './context.js';
 import { httpHandler } from './http.js';
+import { boundedParser } from './parser.js';
 import { ConnectionCounter, KeyedLimiter } from './limits.js';
 import { createMetrics } from './metrics.js';
 import { DEFAULT_LIMITS, type RelayLimits, type RelayOptions } from './options.js';
@@ -69,6 +70,8 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     serveClient: false,
     // THREATS R6: engine.io closes any frame above this, on polling and WebSocket alike.
     maxHttpBufferSize: limits.maxFrameBytes,
+    // Same cap for a whole packet with its binary attachments (see parser.ts).
+    parser: boundedParser(limits.maxFrameBytes),
     // Time for the socket.io CONNECT packet; auth has its own deadline on top.
     connectTimeout: limits.authTimeoutMs,
     // THREATS R3: no connectionStateRecovery. Every connection runs the challenge again.

@@ -4,27 +4,42 @@
  *
  *   node --import tsx bench/run.ts [--quick] [--json out.json] [--only parley-node,olm,...]
  *
- * Each implementation is measured in its own child process, one after another (never in
- * parallel: the machine has few cores), so no implementation inherits another's JIT state,
- * garbage or WASM memory, backends never switch under a live process, and the idle-memory
- * figure is taken in a clean heap with `--expose-gc`. Progress goes to stderr; the report
- * (markdown) goes to stdout.
+ * Each implementation lives in its own child process (`protocol/worker.ts`), so none inherits
+ * another's JIT state, garbage or WASM memory, a process never switches crypto backend, and the
+ * idle-memory figure is taken in its own heap with `--expose-gc`. Only one process works at a
+ * time (never in parallel: the machine has few cores); the runner asks them for short samples
+ * round-robin, rotating the order each round, so a burst of load from elsewhere on the machine
+ * lands on every implementation alike instead of on whichever happened to run then.
+ * Progress goes to stderr; the report (markdown) goes to stdout.
  */
-import { spawn } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { IMPLEMENTATIONS, type Budget, type ImplId, type ImplResult, type Timing } from './protocol/measure.js';
+import { CASE_KEYS, IMPLEMENTATIONS, type CaseKey, type Footprint, type ImplId, type Sample } from './protocol/measure.js';
+import type { Reply, Request } from './protocol/worker.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
+interface Budget {
+  /** Warm-up per case and implementation, seconds (JIT, WASM tier-up, caches). */
+  readonly warmup: number;
+  /** Timed samples per case and implementation; the median is reported. */
+  readonly samples: number;
+  /** Timed seconds per sample. */
+  readonly sampleSeconds: number;
+  /** Idle sessions held for the memory figure. */
+  readonly idleSessions: number;
+}
+
 const BUDGETS = {
-  full: { warmup: 1, samples: 5, sampleSeconds: 0.6, idleSessions: 10_000 },
+  full: { warmup: 1, samples: 9, sampleSeconds: 0.25, idleSessions: 10_000 },
   quick: { warmup: 0.2, samples: 3, sampleSeconds: 0.2, idleSessions: 10_000 },
 } as const satisfies Record<string, Budget>;
 
-type CaseKey = 'establish' | 'oneDirection' | 'pingPong';
+/** A worker that does not answer within this long is killed and reported as failed. */
+const REQUEST_TIMEOUT_MS = 60_000;
 
 /** The issue's targets for the default backend. */
 const TARGETS: Record<CaseKey, { label: string; factor: number; against: 'faster' | 'libsignal' | 'olm' }> = {
@@ -39,10 +54,21 @@ const CASES: Record<CaseKey, string> = {
   pingPong: 'encrypt+decrypt, ping-pong (DH step each)',
 };
 
+interface Timing {
+  /** Median of the samples' ops per CPU-second: the reported figure. */
+  readonly opsPerSec: number;
+  /** Median of the samples' ops per wall-clock second (lower when the machine is busy). */
+  readonly wallOpsPerSec: number;
+  readonly samples: readonly Sample[];
+}
+
 interface Outcome {
   readonly id: ImplId;
-  readonly result?: ImplResult;
-  readonly error?: string;
+  name: string;
+  notes: readonly string[];
+  readonly timings: Partial<Record<CaseKey, Timing>>;
+  footprint?: Footprint;
+  error?: string;
 }
 
 function parseArgs(argv: string[]): { quick: boolean; json?: string; only: ImplId[] } {
@@ -65,66 +91,97 @@ function parseArgs(argv: string[]): { quick: boolean; json?: string; only: ImplI
   return { quick, json, only };
 }
 
-function runWorker(id: ImplId, budget: Budget): Promise<Outcome> {
-  return new Promise((resolve) => {
-    const child = spawn(
-      process.execPath,
-      ['--expose-gc', '--import', 'tsx', join(here, 'protocol', 'worker.ts'), id, JSON.stringify(budget)],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let out = '';
-    let err = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      process.stderr.write(d);
-      err += d;
+/** One child process per implementation, answering one request at a time. */
+class Worker {
+  readonly #child: ChildProcess;
+  #pending: ((r: Reply) => void) | undefined;
+  #exited = false;
+
+  constructor(readonly id: ImplId) {
+    this.#child = fork(join(here, 'protocol', 'worker.ts'), [id], {
+      execArgv: ['--expose-gc', '--import', 'tsx'],
+      // The child's stdout goes to our stderr: stdout carries only the report.
+      stdio: ['ignore', 2, 'inherit', 'ipc'],
     });
-    child.on('close', (code) => {
-      if (code === 0) {
-        try {
-          resolve({ id, result: JSON.parse(out) as ImplResult });
-          return;
-        } catch {
-          err += '\n[bench] failed: worker printed no result';
-        }
-      }
-      // The first line of the failure (the error message), not the stack under it.
-      const failure = /\[bench\] failed: (.*)/.exec(err)?.[1];
-      resolve({ id, error: (failure ?? `exit code ${code}`).slice(0, 300) });
+    this.#child.on('message', (r: Reply) => this.#settle(r));
+    this.#child.on('exit', (code) => {
+      this.#exited = true;
+      this.#settle({ ok: false, error: `worker exited (code ${code})` });
     });
-  });
+  }
+
+  #settle(r: Reply): void {
+    const p = this.#pending;
+    this.#pending = undefined;
+    p?.(r);
+  }
+
+  /** The first message: the adapter's name and notes, or why it could not load. */
+  ready(): Promise<Reply> {
+    return this.#next();
+  }
+
+  request(req: Request): Promise<Reply> {
+    if (this.#exited) return Promise.resolve({ ok: false, error: 'worker has exited' });
+    const p = this.#next();
+    this.#child.send(req);
+    return p;
+  }
+
+  #next(): Promise<Reply> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#child.kill();
+        resolve({ ok: false, error: `no answer within ${REQUEST_TIMEOUT_MS / 1000} s` });
+      }, REQUEST_TIMEOUT_MS);
+      this.#pending = (r) => {
+        clearTimeout(timer);
+        resolve(r);
+      };
+    });
+  }
+
+  close(): void {
+    if (!this.#exited) this.#child.send({ op: 'exit' } satisfies Request);
+  }
 }
 
 // ---- formatting ---------------------------------------------------------------------------
 
-const fmtOps = (t: Timing | undefined): string => {
-  if (!t) return '—';
-  const lo = Math.min(...t.samples);
-  const hi = Math.max(...t.samples);
-  const spread = ((hi - lo) / 2 / t.opsPerSec) * 100;
-  return `${t.opsPerSec.toLocaleString('en-US', { maximumSignificantDigits: 3 })} ±${spread.toFixed(0)}%`;
-};
-const fmtRatio = (a: number | undefined, b: number | undefined): string =>
-  a && b ? `${(a / b).toFixed(2)}×` : '—';
+/** Ops per CPU-second of the measuring process (see `Sample`). */
+const rate = (s: Sample): number => s.ops / s.cpuSecs;
+const wallRate = (s: Sample): number => s.ops / s.wallSecs;
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+const fmtNum = (x: number): string => x.toLocaleString('en-US', { maximumSignificantDigits: 3 });
+
+/** Median, and the best sample: load from other processes only ever slows a sample down, so
+ * the best one is the closest to the uncontended speed; a wide gap means a noisy machine. */
+const fmtOps = (t: Timing | undefined): string =>
+  t ? `${fmtNum(t.opsPerSec)} (best ${fmtNum(Math.max(...t.samples.map(rate)))})` : '—';
+const fmtRatio = (a: number | undefined, b: number | undefined): string => (a && b ? `${(a / b).toFixed(2)}×` : '—');
 const mb = (bytes: number): string => (bytes / 2 ** 20).toFixed(1);
 
 function table(rows: string[][]): string {
   const [head, ...body] = rows;
-  return [`| ${head!.join(' | ')} |`, `|${head!.map(() => '---').join('|')}|`, ...body.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+  return [`| ${head!.join(' | ')} |`, `|${head!.map(() => '---').join('|')}|`, ...body.map((r) => `| ${r.join(' | ')} |`)].join(
+    '\n',
+  );
 }
 
 function report(outcomes: Outcome[], budget: Budget, meta: Record<string, string>): string {
-  const byId = new Map(outcomes.map((o) => [o.id, o.result]));
-  const def = byId.get('parley-node');
-  const pure = byId.get('parley-noble');
-  const sig = byId.get('libsignal');
-  const olm = byId.get('olm');
-  const present = outcomes.filter((o) => o.result);
+  const ops = (id: ImplId, key: CaseKey): number | undefined => outcomes.find((o) => o.id === id)?.timings[key]?.opsPerSec;
+  const present = outcomes.filter((o) => Object.keys(o.timings).length || o.footprint);
 
   const speed: string[][] = [
     [
-      'case (ops/s, median ±half-range)',
-      ...present.map((o) => o.result!.name),
+      'ops per CPU-second: median (best sample)',
+      ...present.map((o) => o.name),
       'default ÷ libsignal',
       'default ÷ olm',
       'pure-JS ÷ libsignal',
@@ -133,47 +190,50 @@ function report(outcomes: Outcome[], budget: Budget, meta: Record<string, string
       'result',
     ],
   ];
-  for (const key of Object.keys(CASES) as CaseKey[]) {
+  for (const key of CASE_KEYS) {
     const t = TARGETS[key];
-    const ours = def?.[key].opsPerSec;
-    const peerOps =
-      t.against === 'faster'
-        ? sig && olm
-          ? Math.max(sig[key].opsPerSec, olm[key].opsPerSec)
-          : undefined
-        : (t.against === 'olm' ? olm : sig)?.[key].opsPerSec;
-    const verdict = ours && peerOps ? (ours / peerOps >= t.factor ? `PASS (${(ours / peerOps).toFixed(2)}×)` : `MISS (${(ours / peerOps).toFixed(2)}×)`) : 'n/a';
+    const ours = ops('parley-node', key);
+    const pure = ops('parley-noble', key);
+    const sig = ops('libsignal', key);
+    const olm = ops('olm', key);
+    const peer = t.against === 'faster' ? (sig && olm ? Math.max(sig, olm) : undefined) : t.against === 'olm' ? olm : sig;
+    const ratio = ours && peer ? ours / peer : undefined;
     speed.push([
       CASES[key],
-      ...present.map((o) => fmtOps(o.result![key])),
-      fmtRatio(ours, sig?.[key].opsPerSec),
-      fmtRatio(ours, olm?.[key].opsPerSec),
-      fmtRatio(pure?.[key].opsPerSec, sig?.[key].opsPerSec),
-      fmtRatio(pure?.[key].opsPerSec, olm?.[key].opsPerSec),
+      ...present.map((o) => fmtOps(o.timings[key])),
+      fmtRatio(ours, sig),
+      fmtRatio(ours, olm),
+      fmtRatio(pure, sig),
+      fmtRatio(pure, olm),
       t.label,
-      verdict,
+      ratio === undefined ? 'n/a' : `${ratio >= t.factor ? 'PASS' : 'MISS'} (${ratio.toFixed(2)}×)`,
     ]);
   }
 
+  const n = budget.idleSessions.toLocaleString('en-US');
   const size: string[][] = [
     [
       'implementation',
-      'session, after 1 round trip (B)',
-      'session, after +20 ping-pong (B)',
-      `JS heap + external per ${budget.idleSessions.toLocaleString('en-US')} idle (MB)`,
-      `RSS per ${budget.idleSessions.toLocaleString('en-US')} idle (MB)`,
+      'session after 1 round trip (B)',
+      'after +20 ping-pong (B)',
+      `JS heap + external, ${n} idle sessions (MB)`,
+      `RSS, ${n} idle sessions (MB)`,
     ],
   ];
   for (const o of present) {
-    const r = o.result!;
-    size.push([r.name, String(r.sessionBytes), String(r.sessionBytesAfterPingPong), mb(r.idle.jsBytes), mb(r.idle.rssBytes)]);
+    const f = o.footprint;
+    size.push(
+      f
+        ? [o.name, String(f.sessionBytes), String(f.sessionBytesAfterPingPong), mb(f.idleJsBytes), mb(f.idleRssBytes)]
+        : [o.name, '—', '—', '—', '—'],
+    );
   }
 
-  const notes = present.flatMap((o) => o.result!.notes.map((n) => `- **${o.result!.name}**: ${n}`));
-  const failed = outcomes.filter((o) => o.error).map((o) => `- **${o.id}** did not run: ${o.error}`);
+  const notes = present.flatMap((o) => o.notes.map((line) => `- **${o.name}**: ${line}`));
+  const failed = outcomes.filter((o) => o.error).map((o) => `- **${o.id}**: ${o.error}`);
 
   return [
-    `## Protocol benchmark`,
+    '## Protocol benchmark',
     '',
     Object.entries(meta)
       .map(([k, v]) => `${k}: ${v}`)
@@ -184,7 +244,7 @@ function report(outcomes: Outcome[], budget: Budget, meta: Record<string, string
     table(size),
     '',
     ...(notes.length ? ['Notes:', ...notes, ''] : []),
-    ...(failed.length ? ['Not measured:', ...failed, ''] : []),
+    ...(failed.length ? ['Failed / not measured:', ...failed, ''] : []),
   ].join('\n');
 }
 
@@ -197,35 +257,102 @@ function version(pkg: string): string {
   }
 }
 
+const log = (line: string): void => void process.stderr.write(`[bench] ${line}\n`);
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const budget: Budget = args.quick ? BUDGETS.quick : BUDGETS.full;
   const t0 = performance.now();
   const load0 = loadavg()[0]!.toFixed(2);
-  process.stderr.write(
-    `[bench] ${args.only.length} implementations, ${args.quick ? 'quick' : 'full'} run: warm-up ${budget.warmup} s, ` +
-      `${budget.samples} × ${budget.sampleSeconds} s per case\n`,
+  log(
+    `${args.quick ? 'quick' : 'full'} run: ${args.only.length} implementations; per case each gets ` +
+      `${budget.warmup} s warm-up, then ${budget.samples} rounds × ${budget.sampleSeconds} s, round-robin`,
   );
+
+  // Start the workers one at a time (start-up compiles TypeScript; don't compete with it).
   const outcomes: Outcome[] = [];
-  for (const [i, id] of args.only.entries()) {
-    process.stderr.write(`[bench] (${i + 1}/${args.only.length}) ${id} …\n`);
-    outcomes.push(await runWorker(id, budget));
+  const live: { worker: Worker; outcome: Outcome }[] = [];
+  for (const id of args.only) {
+    const worker = new Worker(id);
+    const outcome: Outcome = { id, name: id, notes: [], timings: {} };
+    outcomes.push(outcome);
+    const r = await worker.ready();
+    if (r.ok) {
+      const v = r.value as { name: string; notes: string[] };
+      outcome.name = v.name;
+      outcome.notes = v.notes;
+      live.push({ worker, outcome });
+      log(`started ${v.name}`);
+    } else {
+      outcome.error = `could not start: ${r.error}`;
+      worker.close();
+      log(`${id} could not start: ${r.error}`);
+    }
   }
+
+  const fail = (entry: { worker: Worker; outcome: Outcome }, what: string, error: string): void => {
+    entry.outcome.error = `${what}: ${error}`;
+    entry.worker.close();
+    live.splice(live.indexOf(entry), 1);
+    log(`${entry.outcome.name} failed in ${what}: ${error}`);
+  };
+
+  for (const key of CASE_KEYS) {
+    log(`${CASES[key]}: warm-up`);
+    for (const entry of [...live]) {
+      const r = await entry.worker.request({ op: 'sample', kind: key, seconds: budget.warmup });
+      if (!r.ok) fail(entry, CASES[key], r.error);
+    }
+    const samples = new Map<ImplId, Sample[]>(live.map((e) => [e.outcome.id, []]));
+    for (let round = 0; round < budget.samples; round++) {
+      // Rotate the order every round, so slow drift in machine load hits everyone alike.
+      const order = live.map((_, i) => live[(i + round) % live.length]!);
+      const line: string[] = [];
+      for (const entry of order) {
+        const r = await entry.worker.request({ op: 'sample', kind: key, seconds: budget.sampleSeconds });
+        if (!r.ok) {
+          fail(entry, CASES[key], r.error);
+          continue;
+        }
+        samples.get(entry.outcome.id)!.push(r.value as Sample);
+        const v = r.value as Sample;
+        line.push(`${entry.outcome.name} ${fmtNum(rate(v))}${v.wallSecs > v.cpuSecs * 1.2 ? ` (wall ${fmtNum(wallRate(v))})` : ''}`);
+      }
+      log(`${CASES[key]} ${round + 1}/${budget.samples}: ${line.join(' · ')}`);
+    }
+    for (const entry of live) {
+      const s = samples.get(entry.outcome.id)!;
+      if (s.length) entry.outcome.timings[key] = { opsPerSec: median(s.map(rate)), wallOpsPerSec: median(s.map(wallRate)), samples: s };
+    }
+  }
+
+  for (const entry of [...live]) {
+    log(`${entry.outcome.name}: session size and ${budget.idleSessions.toLocaleString('en-US')} idle sessions`);
+    const r = await entry.worker.request({ op: 'footprint', idleSessions: budget.idleSessions });
+    if (r.ok) entry.outcome.footprint = r.value as Footprint;
+    else fail(entry, 'footprint', r.error);
+  }
+  for (const entry of live) entry.worker.close();
+
   const secs = ((performance.now() - t0) / 1000).toFixed(0);
-  const meta = {
+  const busy = Math.max(Number(load0), loadavg()[0]!) > cpus().length;
+  const meta: Record<string, string> = {
     machine: `${cpus()[0]?.model ?? '?'} × ${cpus().length}, Node ${process.version}, load avg ${load0} → ${loadavg()[0]!.toFixed(2)}`,
     peers: `@signalapp/libsignal-client ${version('@signalapp/libsignal-client')}, @matrix-org/olm ${version('@matrix-org/olm')}`,
-    run: `${args.quick ? '--quick' : 'full'}, warm-up ${budget.warmup} s + ${budget.samples} samples × ${budget.sampleSeconds} s per case, ${secs} s total, ${new Date().toISOString().slice(0, 16)}Z`,
+    run: `${args.quick ? '--quick' : 'full'}: ${budget.warmup} s warm-up + ${budget.samples} round-robin samples × ${budget.sampleSeconds} s per case and implementation; ${secs} s total; ${new Date().toISOString().slice(0, 16)}Z`,
   };
+  if (busy) {
+    meta.warning = `the machine was busy (load above ${cpus().length}): rates are per CPU-second and hold up, but cache and frequency effects remain; rerun when it is quiet`;
+  }
   process.stdout.write(report(outcomes, budget, meta) + '\n');
   if (args.json) {
     writeFileSync(args.json, JSON.stringify({ meta, budget, targets: TARGETS, outcomes }, null, 2) + '\n');
-    process.stderr.write(`[bench] wrote ${args.json}\n`);
+    log(`wrote ${args.json}`);
   }
   if (outcomes.every((o) => o.error)) process.exitCode = 1;
 }
 
 main().catch((e: unknown) => {
-  process.stderr.write(`[bench] ${e instanceof Error ? e.message : String(e)}\n`);
+  log(e instanceof Error ? e.message : String(e));
   process.exitCode = 2;
 });

@@ -1,6 +1,6 @@
 /**
- * Runs every case for ONE implementation and returns numbers. Used by `worker.ts`, one child
- * process per implementation (see `bench/README.md` for why).
+ * Timing and memory primitives for ONE implementation, driven by the runner through
+ * `worker.ts` (one child process per implementation; see `bench/README.md` for why).
  */
 import type { Peer } from './adapter.js';
 
@@ -8,52 +8,47 @@ import type { Peer } from './adapter.js';
 export const IMPLEMENTATIONS = ['parley-node', 'parley-sodium', 'parley-noble', 'libsignal', 'olm'] as const;
 export type ImplId = (typeof IMPLEMENTATIONS)[number];
 
-export interface Timing {
-  /** Median over samples, ops per second. */
-  readonly opsPerSec: number;
-  /** Per-sample ops/s, in run order. */
-  readonly samples: readonly number[];
-  /** Total timed operations over all samples. */
+export const CASE_KEYS = ['establish', 'oneDirection', 'pingPong'] as const;
+export type CaseKey = (typeof CASE_KEYS)[number];
+
+/**
+ * One timed sample: `ops` operations in `cpuSecs` seconds of this process's CPU time (user +
+ * system, all its threads, so V8's helper GC threads count too) and `wallSecs` of wall clock.
+ * The report uses CPU time: the machine is shared, and a process waiting for a core accrues
+ * wall time but no CPU time. On an idle machine the two agree (the protocol work is
+ * single-threaded in every implementation measured).
+ */
+export interface Sample {
   readonly ops: number;
+  readonly cpuSecs: number;
+  readonly wallSecs: number;
 }
 
-export interface ImplResult {
-  readonly name: string;
-  readonly notes: readonly string[];
-  readonly establish: Timing;
-  readonly oneDirection: Timing;
-  readonly pingPong: Timing;
+export interface Footprint {
   /** Serialised bytes of Alice's session after one round trip. */
   readonly sessionBytes: number;
   /** The same after 20 more ping-pong messages (old receiving chains kept, etc.). */
   readonly sessionBytesAfterPingPong: number;
-  readonly idle: IdleMemory;
-}
-
-export interface IdleMemory {
-  readonly sessions: number;
-  /** Growth of V8 heapUsed + external (ArrayBuffers, WASM memory) while they are held, bytes. */
-  readonly jsBytes: number;
-  /** Growth of the resident set, bytes: the only figure that sees native (Rust) allocations. */
-  readonly rssBytes: number;
-}
-
-export interface Budget {
-  /** Warm-up per case, seconds (JIT, WASM tier-up, caches). */
-  readonly warmup: number;
-  /** Number of timed samples per case; the median is reported. */
-  readonly samples: number;
-  /** Timed seconds per sample. */
-  readonly sampleSeconds: number;
-  /** Idle sessions held for the memory figure. */
+  /** Idle sessions held for the memory figures. */
   readonly idleSessions: number;
+  /** Growth of V8 heapUsed + external (ArrayBuffers, WASM memory) while they are held, bytes. */
+  readonly idleJsBytes: number;
+  /** Growth of the resident set, bytes: the only figure that sees native (Rust) allocations. */
+  readonly idleRssBytes: number;
 }
-
-type Progress = (line: string) => void;
 
 const now = (): number => performance.now() / 1000;
+const cpu = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
 
-function gc(): void {
+/** A sample also ends after this many times its budget in wall-clock time, so a starved
+ * process cannot stretch the run. */
+const WALL_LIMIT = 3;
+
+/** Full collection (needs `--expose-gc`; a no-op without it). */
+export function gc(): void {
   const g = (globalThis as { gc?: () => void }).gc;
   if (g) {
     g();
@@ -61,140 +56,83 @@ function gc(): void {
   }
 }
 
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
 const clamp = (x: number, lo: number, hi: number): number => Math.max(lo, Math.min(hi, Math.round(x)));
 
-/**
- * Times `chunk(k)` (which runs k ops) until `seconds` of timed work have accumulated, with
- * untimed `between` work allowed before each chunk; returns ops/s. Chunk size adapts so one
- * chunk takes about `target` seconds.
- */
-async function timeFor(
-  seconds: number,
-  run: (k: number) => Promise<number>,
-  startK: number,
-  maxK: number,
-  target: number,
-): Promise<{ ops: number; secs: number }> {
-  let ops = 0;
-  let secs = 0;
-  let k = startK;
-  while (secs < seconds) {
-    const dt = await run(k);
-    ops += k;
-    secs += dt;
-    k = clamp((k / Math.max(dt, 1e-6)) * target, 1, maxK);
-  }
-  return { ops, secs };
-}
+/** Chunk sizes adapt so one timed chunk takes about this long: long enough that the clock
+ * and loop overhead vanish, short enough that a sample ends close to its budget. */
+const CHUNK_SECONDS = 0.05;
 
-async function measureCase(
-  label: string,
-  budget: Budget,
-  progress: Progress,
-  newRunner: () => Promise<{ run: (k: number) => Promise<number>; done(): void }>,
-  startK: number,
-  maxK: number,
-): Promise<Timing> {
-  // Warm-up: same code path, results thrown away.
-  {
-    const r = await newRunner();
-    await timeFor(budget.warmup, r.run, startK, maxK, 0.05);
-    r.done();
-  }
-  const samples: number[] = [];
-  let total = 0;
-  for (let s = 0; s < budget.samples; s++) {
-    const r = await newRunner();
+export class Measurer {
+  /** Last chunk size per case, so later samples start at the right size. */
+  readonly #chunk: Record<CaseKey, number> = { establish: 10, oneDirection: 50, pingPong: 50 };
+  readonly #maxChunk: Record<CaseKey, number> = { establish: 200, oneDirection: 5000, pingPong: 5000 };
+
+  constructor(readonly peer: Peer) {}
+
+  /**
+   * Runs `kind` until `seconds` of timed CPU time have accumulated. Establishment prepares
+   * each chunk's bundles untimed, then times only the protocol work; message cases use a fresh
+   * pair per sample (made untimed) and time chunks of messages on it.
+   */
+  async sample(kind: CaseKey, seconds: number): Promise<Sample> {
     gc();
-    const { ops, secs } = await timeFor(budget.sampleSeconds, r.run, startK, maxK, 0.05);
-    r.done();
-    samples.push(ops / secs);
-    total += ops;
-    progress(`  ${label} sample ${s + 1}/${budget.samples}: ${Math.round(ops / secs).toLocaleString('en-US')} ops/s`);
+    let run: (k: number) => Promise<void>;
+    let prepare = async (_k: number): Promise<void> => {};
+    let done = (): void => {};
+    if (kind === 'establish') {
+      let go: () => Promise<void> = async () => {};
+      prepare = async (k) => {
+        go = await this.peer.prepareEstablish(k);
+      };
+      run = () => go();
+    } else {
+      const pair = await this.peer.makePair();
+      run = (k) => pair[kind](k);
+      done = () => pair.free();
+    }
+    let ops = 0;
+    let cpuSecs = 0;
+    let wallSecs = 0;
+    let k = this.#chunk[kind];
+    while (cpuSecs < seconds && wallSecs < seconds * WALL_LIMIT) {
+      await prepare(k);
+      const w = now();
+      const c = cpu();
+      await run(k);
+      const dc = cpu() - c;
+      const dw = now() - w;
+      ops += k;
+      cpuSecs += dc;
+      wallSecs += dw;
+      k = clamp((k / Math.max(dc, dw * 0.25, 1e-4)) * CHUNK_SECONDS, 1, this.#maxChunk[kind]);
+    }
+    this.#chunk[kind] = k;
+    done();
+    return { ops, cpuSecs, wallSecs };
   }
-  return { opsPerSec: median(samples), samples, ops: total };
-}
 
-export async function measure(peer: Peer, budget: Budget, progress: Progress): Promise<ImplResult> {
-  const t0 = now();
-  await peer.setup();
+  /** Session sizes, and memory held by `idleSessions` copies of a round-trip session. */
+  async footprint(idleSessions: number): Promise<Footprint> {
+    const pair = await this.peer.makePair();
+    const sessionBytes = pair.sessionSize();
+    await pair.pingPong(20);
+    const sessionBytesAfterPingPong = pair.sessionSize();
+    pair.free();
 
-  // Establishment: each chunk prepares its bundles untimed, then times only the protocol work.
-  const establish = await measureCase(
-    'establish',
-    budget,
-    progress,
-    async () => ({
-      async run(k) {
-        const go = await peer.prepareEstablish(k);
-        const t = now();
-        await go();
-        return now() - t;
-      },
-      done() {},
-    }),
-    10,
-    200,
-  );
-
-  // Messages: a fresh pair per sample (untimed), then chunks of k messages.
-  const messages = (kind: 'oneDirection' | 'pingPong') => async () => {
-    const pair = await peer.makePair();
+    const idlePair = await this.peer.makePair();
+    gc();
+    const before = process.memoryUsage();
+    const held = await idlePair.loadIdle(idleSessions);
+    gc();
+    const after = process.memoryUsage();
+    held.release();
+    idlePair.free();
     return {
-      async run(k: number) {
-        const t = now();
-        await pair[kind](k);
-        return now() - t;
-      },
-      done() {
-        pair.free();
-      },
+      sessionBytes,
+      sessionBytesAfterPingPong,
+      idleSessions,
+      idleJsBytes: after.heapUsed + after.external - (before.heapUsed + before.external),
+      idleRssBytes: after.rss - before.rss,
     };
-  };
-  const oneDirection = await measureCase('one-direction', budget, progress, messages('oneDirection'), 50, 5000);
-  const pingPong = await measureCase('ping-pong', budget, progress, messages('pingPong'), 50, 5000);
-
-  // Sizes: after one round trip, and after 20 more alternating messages.
-  const pair = await peer.makePair();
-  const sessionBytes = pair.sessionSize();
-  await pair.pingPong(20);
-  const sessionBytesAfterPingPong = pair.sessionSize();
-  pair.free();
-
-  // Idle memory: n copies of a round-trip session, rebuilt from its serialised form.
-  const idlePair = await peer.makePair();
-  gc();
-  const before = process.memoryUsage();
-  const held = await idlePair.loadIdle(budget.idleSessions);
-  gc();
-  const after = process.memoryUsage();
-  held.release();
-  idlePair.free();
-  const idle: IdleMemory = {
-    sessions: budget.idleSessions,
-    jsBytes: after.heapUsed + after.external - (before.heapUsed + before.external),
-    rssBytes: after.rss - before.rss,
-  };
-  progress(
-    `  sizes: ${sessionBytes} B / ${sessionBytesAfterPingPong} B; idle ×${budget.idleSessions}: ` +
-      `js ${(idle.jsBytes / 2 ** 20).toFixed(1)} MB, rss ${(idle.rssBytes / 2 ** 20).toFixed(1)} MB ` +
-      `(${(now() - t0).toFixed(1)} s)`,
-  );
-
-  return {
-    name: peer.name,
-    notes: peer.notes,
-    establish,
-    oneDirection,
-    pingPong,
-    sessionBytes,
-    sessionBytesAfterPingPong,
-    idle,
-  };
+  }
 }

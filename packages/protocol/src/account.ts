@@ -205,6 +205,11 @@ export class Account {
     if (parsed.oneTimePrekeyId !== null && !opk) {
       throw new ParleyError('INVALID_PREKEY', 'unknown or already used one-time prekey', { details: { opkId: parsed.oneTimePrekeyId } });
     }
+    // X25519 ignores bit 255 and reduces u mod p (RFC 7748 §5), so a non-canonical base key is
+    // a second encoding of another key: accepting it would let a replayed prekey message with
+    // that bit flipped pass the byte-wise replay check below (THREATS C6). Honest keys are
+    // always canonical.
+    if (!isCanonicalX25519(parsed.baseKey)) throw new ParleyError('INVALID_KEY', 'base key is not a canonical X25519 public key');
     const baseKeyHex = toHex(parsed.baseKey);
     if (this.#usedBaseKeys.includes(baseKeyHex)) throw new ParleyError('DUPLICATE_MESSAGE', 'prekey message base key was already used');
 
@@ -311,6 +316,14 @@ export class Account {
   [Symbol.for('nodejs.util.inspect.custom')](): string {
     return `Account { deviceId: '${this.deviceId}', private keys: [redacted] }`;
   }
+}
+
+/** True for the canonical encoding of an X25519 u-coordinate: bit 255 clear and u < 2^255 - 19. */
+function isCanonicalX25519(u: Uint8Array): boolean {
+  if ((u[31]! & 0x80) !== 0) return false;
+  if (u[31] !== 0x7f || u[0]! < 0xed) return true;
+  for (let i = 1; i < 31; i++) if (u[i] !== 0xff) return true;
+  return false;
 }
 
 function fromHex32(hex: string): Uint8Array {

@@ -16,6 +16,11 @@ export class ByteWriter {
     this.#view = new DataView(this.#buf.buffer);
   }
 
+  /**
+   * Makes room for `n` bytes and returns their offset. Callers must take the offset before
+   * touching `#buf`/`#view`: growing replaces both, and `this.#view.setX(this.#reserve(k), …)`
+   * would write through the old, too-small view (JS evaluates the receiver first).
+   */
   #reserve(n: number): number {
     if (this.#len + n > this.#buf.length) {
       const next = new Uint8Array(Math.max(this.#buf.length * 2, this.#len + n));
@@ -29,25 +34,30 @@ export class ByteWriter {
   }
 
   u8(v: number): this {
-    this.#view.setUint8(this.#reserve(1), v);
+    const at = this.#reserve(1);
+    this.#view.setUint8(at, v);
     return this;
   }
   u16(v: number): this {
-    this.#view.setUint16(this.#reserve(2), v);
+    const at = this.#reserve(2);
+    this.#view.setUint16(at, v);
     return this;
   }
   u32(v: number): this {
-    this.#view.setUint32(this.#reserve(4), v >>> 0);
+    const at = this.#reserve(4);
+    this.#view.setUint32(at, v >>> 0);
     return this;
   }
   /** A non-negative safe integer as u64. */
   u64(v: number): this {
-    this.#view.setBigUint64(this.#reserve(8), BigInt(v));
+    const at = this.#reserve(8);
+    this.#view.setBigUint64(at, BigInt(v));
     return this;
   }
   /** Raw bytes of a length both sides know. */
   fixed(bytes: Uint8Array): this {
-    this.#buf.set(bytes, this.#reserve(bytes.length));
+    const at = this.#reserve(bytes.length);
+    this.#buf.set(bytes, at);
     return this;
   }
   /** u32 length prefix then bytes. */

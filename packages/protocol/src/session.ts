@@ -7,7 +7,7 @@ import { ByteReader, ByteWriter } from './codec.js';
 import { concatBytes, constantTimeEqual, toHex, wipe } from './bytes.js';
 import { getCrypto } from './crypto/index.js';
 import { ParleyError } from './errors.js';
-import { deviceIdOf, type PublicIdentity } from './identity.js';
+import { deviceIdOf, sameIdentity, type PublicIdentity } from './identity.js';
 import {
   canSend,
   ratchetDecrypt,
@@ -130,7 +130,9 @@ export class Session {
     let message;
     if (parsed.type === MESSAGE_TYPE.prekey) {
       // A repeated prekey message (the initiator sends them until it hears back).
-      if (this.role !== 'responder' || !constantTimeEqual(parsed.baseKey, this.baseKey)) {
+      // The prekey header is outside the ratchet AEAD, so it must also name this session's peer.
+      const samePeer = sameIdentity(parsed.identity, this.remoteIdentity) && constantTimeEqual(parsed.identity.binding, this.remoteIdentity.binding);
+      if (this.role !== 'responder' || !constantTimeEqual(parsed.baseKey, this.baseKey) || !samePeer) {
         throw new ParleyError('AUTH_FAILED', 'prekey message does not belong to this session');
       }
       message = parsed.message;

@@ -8,5 +8,7 @@ export { DEFAULT_LIMITS, type RelayLimits, type RelayOptions, type TlsOptions } 
 export type { RelayStore, StoredMessage, NewMessage, ApiKeyRecord } from './store/types.js';
 export { MemoryStore } from './store/memory.js';
 export { SqliteStore } from './store/sqlite.js';
+export { RedisStore, RedisDurabilityError, type RedisStoreOptions } from './store/redis.js';
+export { attachRedisAdapter, type RedisOption } from './cluster/redis-adapter.js';
 export type { StoreOption } from './store/open.js';
 export { createApiKey, verifyApiKey, hashApiKey, API_KEY_PREFIX } from './apikeys.js';

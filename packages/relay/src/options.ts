@@ -1,6 +1,7 @@
 /** Options of `createRelay` and the named defaults behind them (THREATS.md section (c)). */
 import type { Logger } from 'pino';
 import type { StoreOption } from './store/open.js';
+import type { RedisOption } from './cluster/redis-adapter.js';
 
 /** Tunable limits. Every default is named and has a reason. */
 export interface RelayLimits {
@@ -74,6 +75,12 @@ export interface RelayOptions {
   origin?: string;
   /** Default `'memory'`. The CLI defaults to a SQLite file. */
   store?: StoreOption;
+  /**
+   * Scale-out: a Redis URL (or settings). The relay then keeps its state in a Redis store and
+   * links its nodes with socket.io's Redis adapter. Exclusive with `store`. Redis must run with
+   * `appendonly yes` and `appendfsync always` (checked at start, see README).
+   */
+  redis?: RedisOption;
   /** A pino logger. Default: pino at `logLevel` to stdout. */
   logger?: Logger;
   /** Used only when `logger` is absent. Default `info`. */

@@ -18,6 +18,8 @@ import { ConnectionCounter, KeyedLimiter } from './limits.js';
 import { createMetrics } from './metrics.js';
 import { DEFAULT_LIMITS, type RelayLimits, type RelayOptions } from './options.js';
 import { openStore } from './store/open.js';
+import { attachRedisAdapter, openRedisStore } from './cluster/redis-adapter.js';
+import { startDrain } from './mailbox.js';
 import type { RelayStore } from './store/types.js';
 
 /** A running relay. */
@@ -57,7 +59,11 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const limits: RelayLimits = { ...DEFAULT_LIMITS, ...options.limits };
   const log = options.logger ?? pino({ level: options.logLevel ?? 'info' });
   const now = options.now ?? Date.now;
-  const { store, owned } = openStore(options.store ?? 'memory');
+  if (options.redis !== undefined && options.store !== undefined) throw new TypeError('createRelay: give either store or redis, not both');
+  // Scale-out: with `redis`, the store is Redis and socket.io's Redis adapter links the nodes.
+  const { store, owned } = options.redis !== undefined
+    ? { store: await openRedisStore(options.redis, log), owned: true }
+    : openStore(options.store ?? 'memory');
   const metrics = createMetrics(store);
   let closing = false;
 
@@ -104,6 +110,19 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   });
   io.on('connection', (socket) => onConnection(ctx, socket));
   io.engine.on('connection_error', () => ctx.metrics.errors.inc({ code: 'TRANSPORT' }));
+  // Broadcasts lost while this node's Redis subscription was down are in the store: re-drain.
+  const cluster = options.redis === undefined ? undefined : await attachRedisAdapter(io, options.redis, {
+    logger: log,
+    // Rejects if any drain failed (the store may reconnect later than the subscriber): retried.
+    onResync: async () => {
+      const authed = [...io.of('/').sockets.values()].filter((s) => s.data.deviceId);
+      const results = await Promise.allSettled(authed.map((s) => startDrain(ctx, s)));
+      if (results.some((r) => r.status === 'rejected')) throw new Error('resync drain failed');
+    },
+  }).catch(async (e: unknown) => {
+    if (owned) await store.close();
+    throw e;
+  });
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -135,6 +154,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
         server.closeAllConnections();
         await done;
         await Promise.allSettled([...ctx.inFlight]);
+        await cluster?.close();
         if (owned) await store.close();
         log.info({ event: 'closed' });
       })();

@@ -12,7 +12,6 @@
  * - node:crypto works on KeyObjects, and importing a raw key costs about as much as the
  *   X25519 operation itself, so imported keys are cached per caller-owned `Uint8Array`
  *   (see {@link KeyObjectCache}).
- *
  * - Public keys come from libsodium, which is faster than node:crypto's
  *   import + `createPublicKey` + DER export.
  *
@@ -37,7 +36,7 @@ import { HKDF_SHA256_MAX, checkLength, isAllZero, webRandomBytes } from './commo
 
 type Sodium = typeof sodiumModule;
 
-/** Node's `hkdfSync` refuses `info` longer than this (an OpenSSL provider limit). */
+/** Node's `hkdfSync` refuses `info` longer than this (`ERR_OUT_OF_RANGE`). */
 const NODE_HKDF_MAX_INFO = 1024;
 /** A syntactically valid 32-byte `x` for private-key JWKs: Node ignores it and derives the public key. */
 const DUMMY_X = b64url(new Uint8Array(32));

@@ -1,0 +1,16 @@
+import { openSupervisor, setupCrypto, ECHO_HANDLER } from '/work/main/packages/bot/test/helpers.ts';
+import { computeMeasurement } from '/work/main/packages/bot/src/measurement.ts';
+import { verifyAttestation } from '/work/main/packages/bot/src/attestation.ts';
+import { mkdtempSync } from 'node:fs';
+await setupCrypto();
+const dir = mkdtempSync('/tmp/pb-');
+const { sup, logger } = await openSupervisor(dir);
+const t0 = Date.now();
+const info = await sup.start();
+console.log('started in', Date.now() - t0, info.deviceId);
+const m = await computeMeasurement(ECHO_HANDLER);
+console.log(m.hex, Buffer.from(info.measurement).toString('hex'), m.files.length);
+verifyAttestation(info.attestation, m.hex, info.identity);
+console.log(await sup.call('prekeys', { generate: 3 }).then(u => u.oneTimePrekeys.length));
+await sup.stop();
+console.log(logger.text());

@@ -1,0 +1,96 @@
+/**
+ * The enclave's view of `@parley/client/core`'s `ConversationEngine`: the bot's account,
+ * sessions, dedupe, inbox and outbox, over the sealed store. Runs only inside the enclave.
+ *
+ * Every method that writes is called by entry.ts inside one sealed-store transaction, so the
+ * engine's writes for one operation leave the enclave as one atomic host batch.
+ */
+import type { PrekeyUpload, PublicIdentity } from '@parley/protocol';
+import { ParleyError } from '@parley/protocol';
+import { ConversationEngine, type ReceivedMessage as EngineMessage } from '@parley/client/core';
+import type { SealedKeyValueStore } from './sealed-store.js';
+
+/** A decrypted message waiting for (or being run by) the handler. */
+export interface ReceivedMessage {
+  readonly from: string;
+  readonly id: string;
+  readonly sentAt: number;
+  readonly type: 'text' | 'json' | 'binary' | 'receipt';
+  readonly text?: string;
+  readonly json?: unknown;
+  readonly binary?: Uint8Array;
+}
+
+export interface EnclaveEngine {
+  readonly deviceId: string;
+  readonly publicIdentity: PublicIdentity;
+  /** Signs a relay login answer (context `relayAuth`, over the fixed relayAuthPayload layout). */
+  signRelayAuth(input: { serverNonce: Uint8Array; clientNonce: Uint8Array; origin: string; timestamp: number }): Uint8Array;
+  /** Signs an attestation payload (context `botAttestation`). */
+  signAttestation(payload: Uint8Array): Uint8Array;
+  prekeys(generate: number): Promise<PrekeyUpload>;
+  prekeysPublished(ids: readonly number[]): Promise<void>;
+  receive(incoming: { from: string; id: string; envelope: Uint8Array }): Promise<{ kind: 'message'; message: ReceivedMessage } | { kind: 'duplicate' } | { kind: 'ignored' }>;
+  /** Encrypts a reply into the outbox; `undefined` if this id is already queued (a handler re-run). */
+  send(to: string, content: string | object, messageId: string): Promise<{ to: string; id: string; envelope: Uint8Array } | undefined>;
+  markSent(to: string, id: string): Promise<void>;
+  pendingOutbox(): Promise<{ to: string; id: string; envelope: Uint8Array }[]>;
+  /** Messages decrypted but not yet consumed by the handler (a crash interrupted it). */
+  unconsumed(): Promise<ReceivedMessage[]>;
+  consume(from: string, id: string): Promise<void>;
+  safetyNumber(peer: string): string;
+}
+
+const decoder = new TextDecoder('utf-8', { fatal: true });
+const encoder = new TextEncoder();
+
+function view(m: EngineMessage): ReceivedMessage {
+  const base = { from: m.from, id: m.id, sentAt: m.sentAt, type: m.type };
+  try {
+    if (m.type === 'text') return { ...base, text: decoder.decode(m.payload) };
+    if (m.type === 'json') return { ...base, json: JSON.parse(decoder.decode(m.payload)) as unknown };
+  } catch {
+    // Authenticated but not valid UTF-8/JSON: the handler gets it as binary.
+    return { ...base, type: 'binary', binary: m.payload };
+  }
+  return { ...base, binary: m.payload };
+}
+
+/**
+ * Opens (or, on an empty store, creates) the bot's engine. The bot talks to customers who are
+ * not org-certified, so no certificate is required of peers.
+ */
+export async function openEngine(store: SealedKeyValueStore, options: { oneTimePrekeys: number }): Promise<EnclaveEngine> {
+  const engine = await ConversationEngine.open({ store, trust: { requireCertificate: 'none' } });
+  void options;
+  return {
+    deviceId: engine.deviceId,
+    publicIdentity: engine.publicIdentity,
+    signRelayAuth: (input) => engine.signRelayAuth(input),
+    signAttestation: (payload) => engine.signBotAttestation(payload),
+    prekeys: (generate) => engine.prekeyUpload(generate),
+    prekeysPublished: (ids) => engine.markUploaded(ids),
+    async receive(incoming) {
+      const r = await engine.receive(incoming);
+      if (r.kind === 'duplicate') return { kind: 'duplicate' };
+      if (r.type === 'receipt') {
+        await engine.consume(r.from, r.id);
+        return { kind: 'ignored' };
+      }
+      return { kind: 'message', message: view(r) };
+    },
+    async send(to, content, messageId) {
+      if (engine.pendingOutbox().some((e) => e.to === to && e.id === messageId)) return undefined;
+      const isText = typeof content === 'string';
+      const json = isText ? undefined : JSON.stringify(content);
+      if (!isText && json === undefined) throw new ParleyError('USAGE', 'reply content must be a string or JSON-serialisable');
+      const body = encoder.encode(isText ? content : json!);
+      return engine.encrypt(to, body, { messageId, type: isText ? 'text' : 'json' });
+    },
+    markSent: (to, id) => engine.markDelivered(to, id),
+    pendingOutbox: async () => engine.pendingOutbox().map((e) => ({ to: e.to, id: e.id, envelope: e.envelope })),
+    unconsumed: async () => engine.inbox().filter((m) => m.type !== 'receipt').map(view),
+    consume: (from, id) => engine.consume(from, id),
+    safetyNumber: (peer) => engine.safetyNumber(peer),
+  };
+}

@@ -1,0 +1,283 @@
+/**
+ * The enclave worker's entry point. Runs only inside the worker.
+ *
+ * Everything secret lives here: the sealing key, the bot's identity and prekeys, the sessions,
+ * the plaintext and the handler. The host reaches it only through the messages of
+ * `rpc/messages.ts`, each validated on arrival; an invalid message gets a typed error and
+ * changes nothing (THREATS.md B4). No key operation runs before a message has been validated,
+ * and the only signatures the enclave makes are under the `relayAuth` context (over a payload it
+ * builds itself) and the `botAttestation` context.
+ */
+import { parentPort } from 'node:worker_threads';
+import { writeSync } from 'node:fs';
+import { format } from 'node:util';
+import { ParleyError, initCrypto, getCrypto, utf8, concatBytes, toHex } from '@parley/protocol';
+import {
+  isMethod,
+  parseHostMessage,
+  parseParams,
+  toWireError,
+  type EnclaveMessage,
+  type MethodName,
+  type Params,
+  type Result,
+  type SealedRecord,
+} from '../rpc/messages.js';
+import { attestationPayload, type BotAttestation } from '../attestation.js';
+import { enclaveCodeFiles, measure } from '../measurement.js';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { deriveSealingKey } from './seal.js';
+import { loadSealingSecret } from './secret.js';
+import { SealedKeyValueStore } from './sealed-store.js';
+import { HandlerQueue, loadHandler, type BotHandler, type BotMessage } from './handler.js';
+import { openEngine, type EnclaveEngine, type ReceivedMessage } from './engine.js';
+import { TestingKeyTap } from './unsafe-testing.js';
+
+if (!parentPort) throw new Error('the enclave entry must run in a worker thread');
+const port = parentPort;
+
+// The enclave's console writes straight to the process's file descriptors: a worker's
+// `process.stdout` is piped through the host thread, and handler logs must not be.
+for (const [name, fd] of [['log', 1], ['info', 1], ['debug', 1], ['warn', 2], ['error', 2]] as const) {
+  (console as unknown as Record<string, unknown>)[name] = (...args: unknown[]) => {
+    try {
+      writeSync(fd, `[parley-enclave] ${format(...args)}\n`);
+    } catch {
+      // a closed descriptor is not worth crashing the enclave over
+    }
+  };
+}
+
+/** Concurrent handler runs across conversations. */
+const MAX_CONCURRENT_HANDLERS = 64;
+/** Attestations are re-issued on request; the host asks every 12 h. */
+
+interface State {
+  store: SealedKeyValueStore;
+  engine: EnclaveEngine;
+  handler: BotHandler;
+  measurement: Uint8Array;
+  queue: HandlerQueue;
+  tap: TestingKeyTap | undefined;
+}
+
+let state: State | undefined;
+let initialising = false;
+let nextReq = 1;
+const pendingPersists = new Map<number, { resolve: () => void; reject: (e: unknown) => void }>();
+
+function post(msg: EnclaveMessage): void {
+  port.postMessage(msg);
+}
+
+/** Ends the worker: the supervisor restarts it from the sealed state. Used when memory may be ahead of disk. */
+function poison(reason: string): never {
+  try {
+    writeSync(2, `[parley-enclave] fatal: ${reason}; exiting for a restart from sealed state\n`);
+  } finally {
+    process.exit(70);
+  }
+}
+
+function persist(puts: SealedRecord[], dels: string[]): Promise<void> {
+  const reqId = nextReq++;
+  return new Promise<void>((resolve, reject) => {
+    pendingPersists.set(reqId, { resolve, reject });
+    post({ type: 'persist', reqId, puts, dels });
+  });
+}
+
+function need(): State {
+  if (!state) throw new ParleyError('USAGE', 'the enclave is not initialised');
+  return state;
+}
+
+/** Runs one engine operation and commits its writes as one batch; a failed commit poisons the enclave. */
+async function commit<T>(s: State, fn: () => Promise<T>): Promise<T> {
+  let fnDone = false;
+  try {
+    return await s.store.transaction(async () => {
+      const r = await fn();
+      fnDone = true;
+      return r;
+    });
+  } catch (e) {
+    if (fnDone) poison('a sealed-state commit failed');
+    throw e;
+  } finally {
+    s.tap?.observe(s.store);
+  }
+}
+
+function makeAttestation(s: State, now = Date.now()): BotAttestation {
+  const base = { version: 1 as const, deviceId: s.engine.deviceId, measurement: s.measurement, issuedAt: now };
+  return { ...base, signature: s.engine.signAttestation(attestationPayload(base)) };
+}
+
+function replyId(from: string, id: string, index: number): string {
+  const digest = getCrypto().sha256(concatBytes(utf8('parley/v1/bot-reply'), new Uint8Array([0]), utf8(from), new Uint8Array([0]), utf8(id), new Uint8Array([index >> 8, index & 0xff])));
+  return toHex(digest.subarray(0, 16));
+}
+
+function runHandler(s: State, msg: ReceivedMessage, redelivered: boolean): void {
+  s.queue.push(msg.from, async () => {
+    let replies = 0;
+    const view: BotMessage = {
+      from: msg.from,
+      id: msg.id,
+      sentAt: msg.sentAt,
+      redelivered,
+      ...(msg.type === 'text' ? { text: msg.text } : {}),
+      ...(msg.type === 'json' ? { json: msg.json } : {}),
+      ...(msg.binary ? { binary: msg.binary } : {}),
+    };
+    const ctx = {
+      botDeviceId: s.engine.deviceId,
+      safetyNumber: () => s.engine.safetyNumber(msg.from),
+      reply: async (content: string | object): Promise<void> => {
+        if (replies >= 1000) throw new ParleyError('USAGE', 'at most 1000 replies per message');
+        const messageId = replyId(msg.from, msg.id, replies++);
+        const out = await commit(s, () => s.engine.send(msg.from, content, messageId));
+        if (out) post({ type: 'send', to: out.to, id: out.id, envelope: out.envelope });
+      },
+    };
+    try {
+      await s.handler(view, ctx);
+    } catch (e) {
+      post({ type: 'event', name: { type: 'handlerFailed' }, error: toWireError(e) });
+    }
+    try {
+      await commit(s, () => s.engine.consume(msg.from, msg.id));
+    } catch (e) {
+      post({ type: 'event', name: { type: 'handlerFailed' }, error: toWireError(e) });
+    }
+  });
+}
+
+type Impl = { [M in MethodName]: (p: Params<M>) => Promise<Result<M>> };
+
+const impl: Impl = {
+  async init(p) {
+    if (state || initialising) throw new ParleyError('USAGE', 'the enclave is already initialised');
+    initialising = true;
+    try {
+      await initCrypto();
+      const secret = loadSealingSecret(p.sealing);
+      const sealingKey = deriveSealingKey(secret);
+      const handlerFile = fileURLToPath(p.handlerUrl);
+      const files: [string, Uint8Array][] = enclaveCodeFiles().map(([l, f]) => [l, new Uint8Array(readFileSync(f))]);
+      files.push(['handler', new Uint8Array(readFileSync(handlerFile))]);
+      const { measurement } = measure(files);
+      const store = SealedKeyValueStore.open(sealingKey, p.records, persist);
+      const tap = p.unsafeTestingExposeKeys ? new TestingKeyTap(p.unsafeTestingExposeKeys, [secret, sealingKey]) : undefined;
+      secret.fill(0);
+      const engine = await store.transaction(() => openEngine(store, { oneTimePrekeys: p.oneTimePrekeys }));
+      const handler = await loadHandler(p.handlerUrl);
+      const s: State = { store, engine, handler, measurement, queue: new HandlerQueue(MAX_CONCURRENT_HANDLERS), tap };
+      tap?.observe(store);
+      state = s;
+      // Messages whose handler run a crash interrupted: run them again, flagged.
+      const unfinished = await engine.unconsumed();
+      for (const m of unfinished) runHandler(s, m, true);
+      return {
+        deviceId: engine.deviceId,
+        identity: engine.publicIdentity,
+        measurement,
+        attestation: makeAttestation(s),
+        redelivered: unfinished.length,
+      };
+    } finally {
+      initialising = false;
+    }
+  },
+
+  async relayAuth(p) {
+    const s = need();
+    const clientNonce = getCrypto().randomBytes(32);
+    const timestamp = Date.now();
+    const signature = s.engine.signRelayAuth({ serverNonce: p.serverNonce, clientNonce, origin: p.origin, timestamp });
+    return { identity: s.engine.publicIdentity, clientNonce, timestamp, signature };
+  },
+
+  async prekeys(p) {
+    const s = need();
+    return commit(s, () => s.engine.prekeys(p.generate));
+  },
+
+  async prekeysPublished(p) {
+    const s = need();
+    await commit(s, () => s.engine.prekeysPublished(p.ids));
+    return {};
+  },
+
+  async deliver(p) {
+    const s = need();
+    const r = await commit(s, () => s.engine.receive(p));
+    if (r.kind === 'duplicate') return { status: { type: 'duplicate' } };
+    if (r.kind === 'message') runHandler(s, r.message, false);
+    return { status: { type: 'accepted' } };
+  },
+
+  async sent(p) {
+    const s = need();
+    await commit(s, () => s.engine.markSent(p.to, p.id));
+    return {};
+  },
+
+  async outbox() {
+    const s = need();
+    return { items: await s.engine.pendingOutbox() };
+  },
+
+  async attest() {
+    return makeAttestation(need());
+  },
+
+  async unsafeTestingCrash(p) {
+    const s = need();
+    if (!s.tap) throw new ParleyError('FORBIDDEN', 'testing hooks are off');
+    if (p.how.type === 'exit') process.exit(71);
+    if (p.how.type === 'oom') {
+      const hog: unknown[] = [];
+      for (let i = 0; i < 1e9; i++) hog.push({ i, s: 'x'.repeat(1024) + i });
+    }
+    // A throw inside a crypto operation: the backend rejects a bad key size.
+    getCrypto().x25519(new Uint8Array(1), new Uint8Array(1));
+    return {};
+  },
+};
+
+async function onCall(callId: number, method: string, rawParams: unknown): Promise<void> {
+  try {
+    if (!isMethod(method)) throw new ParleyError('MALFORMED_MESSAGE', 'unknown method');
+    const params = parseParams(method, rawParams);
+    const value = await (impl[method] as (p: unknown) => Promise<unknown>)(params);
+    post({ type: 'result', callId, ok: true, value });
+  } catch (e) {
+    post({ type: 'result', callId, ok: false, value: undefined, error: toWireError(e) });
+  }
+}
+
+port.on('message', (raw: unknown) => {
+  let msg;
+  try {
+    msg = parseHostMessage(raw);
+  } catch (e) {
+    const id = typeof raw === 'object' && raw !== null && Object.hasOwn(raw, 'callId') ? (raw as { callId: unknown }).callId : undefined;
+    if (typeof id === 'number' && Number.isSafeInteger(id) && id > 0) post({ type: 'result', callId: id, ok: false, value: undefined, error: toWireError(e) });
+    else post({ type: 'rejected', error: toWireError(e) });
+    return;
+  }
+  if (msg.type === 'call') {
+    void onCall(msg.callId, msg.method, msg.params);
+    return;
+  }
+  const pending = pendingPersists.get(msg.reqId);
+  if (!pending) return;
+  pendingPersists.delete(msg.reqId);
+  if (msg.ok) pending.resolve();
+  else pending.reject(ParleyError.fromJSON(msg.error));
+});
+
+post({ type: 'event', name: { type: 'ready' } });

@@ -1,0 +1,336 @@
+/**
+ * `createBot`: the bot host. Runs in the host process and never holds a plaintext or a private
+ * key: it moves ciphertext between the relay and the enclave worker, stores sealed blobs, and
+ * supervises the worker.
+ *
+ * Delivery (THREATS.md I4/I5, B2): a relay `message` is passed to the enclave (`deliver`), which
+ * decrypts it and commits session + dedupe + the plaintext for the handler (its inbox) in one
+ * sealed batch; only after the host has made that batch durable does `deliver` resolve, and only
+ * then does the host ack the relay. A crash before that leaves the message on the relay, which
+ * pushes it again (after a restart the host asks with `fetchQueue`), and the engine's dedupe
+ * turns any second copy into `duplicate`. A crash after it leaves the message in the sealed
+ * inbox, and the restarted enclave runs the handler for it (flagged `redelivered`).
+ *
+ * Replies: the enclave commits each encrypted reply to its sealed outbox before posting it
+ * here; the host sends it and tells the enclave `sent` after the relay's ack. Whatever is left
+ * in the outbox after a restart is sent again; the relay stores one copy per `(from, id)`.
+ */
+import { join } from 'node:path';
+import { mkdir } from 'node:fs/promises';
+import type { MessagePort, ResourceLimits } from 'node:worker_threads';
+import { ParleyError, type PublicIdentity } from '@parley/protocol/verify';
+import type { RelayMessage } from '@parley/protocol/wire';
+import { measurementHex, type BotAttestation } from '../attestation.js';
+import { handlerUrl as toHandlerUrl } from '../measurement.js';
+import { toWireError } from '../rpc/messages.js';
+import { SealedBlobStore } from './blob-store.js';
+import { RelayLink } from './relay-link.js';
+import { EnclaveSupervisor, type BotLogger, type EnclaveInfo, type SealingSecretOption, type SupervisorStats } from './supervisor.js';
+
+/** Re-issue the attestation this often (clients accept 24 h by default). */
+export const ATTESTATION_REFRESH_MS = 12 * 60 * 60 * 1000;
+/** Retry unsent replies this often. */
+export const SEND_RETRY_MS = 1_000;
+/** One-time prekeys kept published by default. */
+export const DEFAULT_ONE_TIME_PREKEYS = 50;
+
+/** Options of {@link createBot}. */
+export interface BotOptions {
+  /** The relay, e.g. `https://relay.example.com`. */
+  relayUrl: string;
+  /** The bot's API key, issued by the relay operator. */
+  apiKey: string;
+  /**
+   * The handler module (path or `file:` URL). It is loaded and run inside the enclave, and its
+   * source is part of the measurement. Default export: `async (message, ctx) => {}`.
+   */
+  handler: string | URL;
+  /** Directory of the sealed state (created if missing). */
+  stateDir: string;
+  /**
+   * Where the enclave gets its sealing secret. Default: `{ file: <stateDir>/sealing.key, create: true }`,
+   * a 0600 file the enclave itself reads (and creates on first start). Prefer a path outside
+   * `stateDir` (a mounted secret), or a `provide` function fetching it from a KMS.
+   */
+  sealingSecret?: SealingSecretOption;
+  /** One-time prekeys kept published (default 50, at most 100). */
+  oneTimePrekeys?: number;
+  /** Worker heap limits (default 256 MB old generation). */
+  resourceLimits?: ResourceLimits;
+  /** Structured logger (pino-compatible). Default: warnings and errors as JSON lines on stderr. */
+  logger?: BotLogger;
+  /** socket.io-client transports (default `['websocket']`). */
+  transports?: string[];
+  /**
+   * TEST ONLY. A `MessagePort` over which the enclave posts its private key bytes when the test
+   * posts `'dump'` on the other end. The port is transferred to the first worker; the host never
+   * reads from it. Never set this in production.
+   */
+  unsafeTestingExposeKeys?: MessagePort;
+  /** TEST ONLY. Sees every message crossing the host/enclave boundary. */
+  unsafeTestingTap?: (direction: 'toEnclave' | 'fromEnclave', message: unknown) => void;
+}
+
+/** A running bot. */
+export interface Bot {
+  /** The bot's device id (hash of its identity keys, which never leave the enclave). */
+  readonly deviceId: string;
+  /** The bot's public identity. */
+  readonly identity: PublicIdentity;
+  /** The measurement the enclave computed for itself, hex (compare with `computeMeasurement`). */
+  readonly measurement: string;
+  /** The latest attestation (re-issued every 12 h): publish it next to the bot's bundle. */
+  attestation(): BotAttestation;
+  /** Asks the enclave for a freshly signed attestation. */
+  refreshAttestation(): Promise<BotAttestation>;
+  /** Supervisor counters: starts, crashes, invalid messages, handler failures. */
+  readonly stats: Readonly<SupervisorStats>;
+  /** Resolves when nothing is waiting: no delivery in flight, no reply unsent, no ack pending. */
+  idle(): Promise<void>;
+  /** Disconnects and stops the enclave. */
+  close(): Promise<void>;
+  /** TEST ONLY: the supervisor (crash injection, raw posts). */
+  readonly unsafeTestingSupervisor: EnclaveSupervisor;
+}
+
+const stderrLogger: BotLogger = {
+  info: () => undefined,
+  warn: (obj, msg) => process.stderr.write(`${JSON.stringify({ level: 'warn', ...obj, msg })}\n`),
+  error: (obj, msg) => process.stderr.write(`${JSON.stringify({ level: 'error', ...obj, msg })}\n`),
+};
+
+/** Errors that mean "try again later" rather than "this input is bad". */
+function isTransient(e: unknown): boolean {
+  return e instanceof ParleyError && ['ENCLAVE_UNAVAILABLE', 'TRANSPORT', 'RATE_LIMITED', 'STORAGE_QUOTA'].includes(e.code);
+}
+
+/**
+ * Starts a bot: opens the sealed state, starts the enclave worker (which creates the bot's
+ * identity on first start), logs in to the relay and publishes the bot's prekeys.
+ * @throws ParleyError `USAGE` (bad options, bad handler module), `STORAGE_INTEGRITY` (sealed
+ *   state altered or sealed under another secret), `UNAUTHENTICATED` (API key refused),
+ *   `ENCLAVE_UNAVAILABLE` (the worker could not start).
+ * @example
+ * const bot = await createBot({
+ *   relayUrl: 'https://relay.example.com',
+ *   apiKey: process.env.PARLEY_API_KEY!,
+ *   handler: new URL('./handler.ts', import.meta.url),
+ *   stateDir: '/var/lib/parley-bot',
+ * });
+ * console.log('pin this measurement in your clients:', bot.measurement);
+ */
+export async function createBot(options: BotOptions): Promise<Bot> {
+  if (!options || typeof options.relayUrl !== 'string') throw new ParleyError('USAGE', 'relayUrl is required');
+  if (typeof options.apiKey !== 'string' || options.apiKey.length === 0) throw new ParleyError('USAGE', 'apiKey is required');
+  if (typeof options.stateDir !== 'string' || options.stateDir.length === 0) throw new ParleyError('USAGE', 'stateDir is required');
+  const oneTimePrekeys = options.oneTimePrekeys ?? DEFAULT_ONE_TIME_PREKEYS;
+  if (!Number.isInteger(oneTimePrekeys) || oneTimePrekeys < 0 || oneTimePrekeys > 100) throw new ParleyError('USAGE', 'oneTimePrekeys must be 0..100');
+  const logger = options.logger ?? stderrLogger;
+  const handlerUrl = toHandlerUrl(options.handler);
+  await mkdir(options.stateDir, { recursive: true, mode: 0o700 });
+  const blobStore = await SealedBlobStore.open(join(options.stateDir, 'sealed'));
+
+  const outgoing = new Map<string, { to: string; id: string; envelope: Uint8Array; inFlight: boolean }>();
+  const pendingAcks: number[] = [];
+  const chains = new Map<string, Promise<void>>();
+  let inFlight = 0;
+  let ackTimer: NodeJS.Immediate | undefined;
+  let ackInFlight: Promise<void> = Promise.resolve();
+  let attestation: BotAttestation | undefined;
+  let closed = false;
+  let publishing: Promise<void> | undefined;
+  const idleWaiters: (() => void)[] = [];
+
+  const checkIdle = (): void => {
+    if (inFlight === 0 && outgoing.size === 0 && pendingAcks.length === 0 && chains.size === 0) for (const w of idleWaiters.splice(0)) w();
+  };
+
+  const flushAcks = (): void => {
+    ackTimer = undefined;
+    if (!relay.authenticated) return;
+    const seqs = pendingAcks.splice(0, 256);
+    if (seqs.length === 0) return;
+    ackInFlight = relay
+      .ack(seqs)
+      .then(
+        () => undefined,
+        // Unacked messages are pushed again later; the enclave answers `duplicate`.
+        (e: unknown) => logger.warn({ event: 'relay.ackFailed', error: toWireError(e) }, 'ack failed'),
+      )
+      .finally(() => {
+        if (pendingAcks.length > 0) scheduleAck();
+        checkIdle();
+      });
+  };
+  const scheduleAck = (): void => {
+    ackTimer ??= setImmediate(flushAcks);
+  };
+
+  const trySend = (key: string): void => {
+    const item = outgoing.get(key);
+    if (!item || item.inFlight || !relay.authenticated) return;
+    item.inFlight = true;
+    relay
+      .send({ to: item.to, id: item.id, envelope: item.envelope })
+      .then(
+        () => supervisor.call('sent', { to: item.to, id: item.id }).catch(() => undefined),
+        (e: unknown) => {
+          if (isTransient(e)) return 'retry' as const;
+          logger.error({ event: 'send.refused', to: item.to, id: item.id, error: toWireError(e) }, 'the relay refused a reply');
+          return supervisor.call('sent', { to: item.to, id: item.id }).catch(() => undefined);
+        },
+      )
+      .then((r) => {
+        item.inFlight = false;
+        if (r !== 'retry') outgoing.delete(key);
+        checkIdle();
+      });
+  };
+
+  const queueSend = (out: { to: string; id: string; envelope: Uint8Array }): void => {
+    const key = `${out.to}/${out.id}`;
+    if (!outgoing.has(key)) outgoing.set(key, { ...out, inFlight: false });
+    trySend(key);
+  };
+
+  const deliver = async (m: RelayMessage): Promise<void> => {
+    inFlight++;
+    try {
+      await supervisor.call('deliver', { from: m.from, id: m.id, envelope: m.envelope });
+      pendingAcks.push(m.seq);
+      scheduleAck();
+    } catch (e) {
+      if (isTransient(e)) return; // not acked: the relay keeps it and pushes it again
+      logger.warn({ event: 'deliver.rejected', from: m.from, id: m.id, error: toWireError(e) }, 'dropped an envelope the enclave refused');
+      pendingAcks.push(m.seq);
+      scheduleAck();
+    } finally {
+      inFlight--;
+    }
+  };
+
+  const onMessage = (m: RelayMessage): void => {
+    if (closed || typeof m !== 'object' || m === null || !Number.isSafeInteger(m.seq) || typeof m.from !== 'string') {
+      logger.warn({ event: 'relay.badMessage' }, 'ignored a malformed relay message');
+      return;
+    }
+    // One sender's messages in order, different senders concurrently.
+    const prev = chains.get(m.from) ?? Promise.resolve();
+    const next = prev.then(() => deliver(m));
+    chains.set(m.from, next);
+    void next.finally(() => {
+      if (chains.get(m.from) === next) chains.delete(m.from);
+      checkIdle();
+    });
+  };
+
+  const publishPrekeys = (): Promise<void> => {
+    publishing ??= (async () => {
+      try {
+        const upload = await supervisor.call('prekeys', { generate: oneTimePrekeys });
+        await relay.uploadPrekeys(upload);
+        if (upload.oneTimePrekeys.length > 0) await supervisor.call('prekeysPublished', { ids: upload.oneTimePrekeys.map((k) => k.id) });
+      } catch (e) {
+        logger.warn({ event: 'prekeys.uploadFailed', error: toWireError(e) }, 'prekey upload failed');
+      } finally {
+        publishing = undefined;
+      }
+    })();
+    return publishing;
+  };
+
+  const resync = async (): Promise<void> => {
+    try {
+      for (const item of (await supervisor.call('outbox', {})).items) queueSend(item);
+      if (relay.authenticated) await relay.fetchQueue();
+    } catch (e) {
+      logger.warn({ event: 'resync.failed', error: toWireError(e) }, 'resync after restart failed');
+    }
+  };
+
+  const supervisor: EnclaveSupervisor = new EnclaveSupervisor({
+    handlerUrl,
+    blobStore,
+    sealing: options.sealingSecret ?? { file: join(options.stateDir, 'sealing.key'), create: true },
+    oneTimePrekeys,
+    ...(options.resourceLimits ? { resourceLimits: options.resourceLimits } : {}),
+    logger,
+    onSend: queueSend,
+    onReady: (info: EnclaveInfo, restart: boolean) => {
+      attestation = info.attestation;
+      if (restart) void resync();
+    },
+    ...(options.unsafeTestingExposeKeys ? { unsafeTestingExposeKeys: options.unsafeTestingExposeKeys } : {}),
+    ...(options.unsafeTestingTap ? { unsafeTestingTap: options.unsafeTestingTap } : {}),
+  });
+
+  const relay: RelayLink = new RelayLink({
+    url: options.relayUrl,
+    apiKey: options.apiKey,
+    logger,
+    ...(options.transports ? { transports: options.transports } : {}),
+    answer: async (serverNonce, origin) => {
+      await supervisor.whenReady();
+      return supervisor.call('relayAuth', { serverNonce, origin });
+    },
+    onAuthenticated: () => {
+      void publishPrekeys();
+      for (const key of outgoing.keys()) trySend(key);
+      if (pendingAcks.length > 0) scheduleAck();
+    },
+    onMessage,
+    onPrekeysLow: () => void publishPrekeys(),
+  });
+
+  const info = await supervisor.start();
+  attestation = info.attestation;
+  try {
+    await relay.connect();
+    await publishPrekeys();
+    // Replies committed before a previous shutdown.
+    for (const item of (await supervisor.call('outbox', {})).items) queueSend(item);
+  } catch (e) {
+    relay.close();
+    await supervisor.stop();
+    throw e;
+  }
+
+  const retryTimer = setInterval(() => {
+    for (const key of outgoing.keys()) trySend(key);
+  }, SEND_RETRY_MS);
+  retryTimer.unref();
+  const attestTimer = setInterval(() => {
+    supervisor.call('attest', {}).then(
+      (a) => (attestation = a),
+      () => undefined,
+    );
+  }, ATTESTATION_REFRESH_MS);
+  attestTimer.unref();
+
+  return {
+    deviceId: info.deviceId,
+    identity: info.identity,
+    measurement: measurementHex(info.measurement),
+    attestation: () => attestation!,
+    async refreshAttestation() {
+      attestation = await supervisor.call('attest', {});
+      return attestation;
+    },
+    stats: supervisor.stats,
+    idle: () =>
+      new Promise<void>((resolve) => {
+        idleWaiters.push(resolve);
+        checkIdle();
+      }),
+    async close() {
+      closed = true;
+      clearInterval(retryTimer);
+      clearInterval(attestTimer);
+      if (ackTimer) clearImmediate(ackTimer);
+      await ackInFlight;
+      relay.close();
+      await supervisor.stop();
+    },
+    unsafeTestingSupervisor: supervisor,
+  };
+}

@@ -1,0 +1,340 @@
+/**
+ * Starts the enclave worker, talks to it through the typed RPC, and restarts it from the last
+ * sealed state when it dies. Runs in the host.
+ *
+ * - Every message from the worker is validated (`parseEnclaveMessage`, then the per-method
+ *   result schema); an invalid one is dropped and counted, never trusted.
+ * - On worker `error` or `exit`, every in-flight call rejects with `ENCLAVE_UNAVAILABLE` at once
+ *   (well within the 1 s of THREATS.md B2), and a restart is scheduled with exponential backoff.
+ * - `persist` requests are written to the {@link SealedBlobStore} and acked; a write that lands
+ *   after the worker died is still durable, and the next worker starts from it.
+ * - The sealing secret never passes through here as bytes unless the app supplies a provider,
+ *   in which case the buffer is transferred (detached) at once and not kept.
+ */
+import { Worker, type MessagePort, type ResourceLimits } from 'node:worker_threads';
+import { ParleyError } from '@parley/protocol/errors';
+import {
+  fromWireError,
+  parseEnclaveMessage,
+  parseParams,
+  parseResult,
+  toWireError,
+  type MethodName,
+  type Params,
+  type Result,
+} from '../rpc/messages.js';
+import type { SealedBlobStore } from './blob-store.js';
+
+/** Where the enclave worker starts: a tiny .mjs that registers the TS loader, then the entry. */
+export const ENCLAVE_ENTRY_URL = new URL('../enclave/bootstrap.mjs', import.meta.url);
+
+/** The default worker limits. `resourceLimits` does not cover ArrayBuffers (Node docs). */
+export const DEFAULT_RESOURCE_LIMITS: ResourceLimits = { maxOldGenerationSizeMb: 256, maxYoungGenerationSizeMb: 32, stackSizeMb: 4 };
+/** First restart delay; doubles per consecutive crash up to {@link MAX_RESTART_DELAY_MS}. */
+export const MIN_RESTART_DELAY_MS = 50;
+export const MAX_RESTART_DELAY_MS = 5_000;
+/** A worker that stayed up this long resets the backoff. */
+export const STABLE_AFTER_MS = 10_000;
+/** A call with no answer after this long rejects with `ENCLAVE_UNAVAILABLE`. */
+export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
+
+/** Where the enclave's sealing secret comes from (README "Sealing secret"). */
+export type SealingSecretOption =
+  /** A 32-byte file (mode 0600) the enclave opens itself; `create` makes one if missing. */
+  | { file: string; create?: boolean }
+  /** Called at every worker start; the returned buffer is transferred to the worker (detached here). */
+  | { provide: () => ArrayBuffer | Promise<ArrayBuffer> };
+
+export interface EnclaveInfo {
+  readonly deviceId: string;
+  readonly identity: Result<'init'>['identity'];
+  readonly measurement: Uint8Array;
+  readonly attestation: Result<'init'>['attestation'];
+  /** Messages whose handler run was interrupted by a crash and is being re-run. */
+  readonly redelivered: number;
+}
+
+/** A minimal structured logger: never given plaintext or key bytes (there are none here). */
+export interface BotLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface SupervisorOptions {
+  handlerUrl: string;
+  blobStore: SealedBlobStore;
+  sealing: SealingSecretOption;
+  oneTimePrekeys: number;
+  resourceLimits?: ResourceLimits;
+  logger: BotLogger;
+  /** Called for each envelope the enclave wants sent (already in its sealed outbox). */
+  onSend(out: { to: string; id: string; envelope: Uint8Array }): void;
+  /** Called after every (re)start once the enclave is initialised. */
+  onReady(info: EnclaveInfo, restart: boolean): void;
+  /** Test-only: a port the enclave posts its key bytes to, on the test's request. */
+  unsafeTestingExposeKeys?: MessagePort;
+  /** Test-only: sees every message crossing the boundary, both directions. */
+  unsafeTestingTap?: (direction: 'toEnclave' | 'fromEnclave', message: unknown) => void;
+  callTimeoutMs?: number;
+  /** Entry file of the worker (tests swap in a fake enclave). */
+  entryUrl?: URL;
+  /** Extra worker execArgv (e.g. a stronger-isolation mode). */
+  execArgv?: string[];
+}
+
+interface Pending {
+  method: MethodName;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+  timer: NodeJS.Timeout;
+}
+
+/** Counts of what the supervisor saw (for metrics and tests). */
+export interface SupervisorStats {
+  starts: number;
+  crashes: number;
+  invalidMessages: number;
+  handlerFailures: number;
+}
+
+export class EnclaveSupervisor {
+  readonly #opts: SupervisorOptions;
+  #worker: Worker | undefined;
+  #generation = 0;
+  #nextCall = 1;
+  readonly #pending = new Map<number, Pending>();
+  #ready: Promise<EnclaveInfo> | undefined;
+  #info: EnclaveInfo | undefined;
+  #stopped = false;
+  #consecutiveCrashes = 0;
+  #startedAt = 0;
+  #restartTimer: NodeJS.Timeout | undefined;
+  #testingPort: MessagePort | undefined;
+  readonly stats: SupervisorStats = { starts: 0, crashes: 0, invalidMessages: 0, handlerFailures: 0 };
+  readonly #readyWaiters: { resolve: (i: EnclaveInfo) => void; reject: (e: unknown) => void }[] = [];
+
+  constructor(options: SupervisorOptions) {
+    this.#opts = options;
+    this.#testingPort = options.unsafeTestingExposeKeys;
+  }
+
+  /** The last initialised enclave's public facts (undefined while none is up). */
+  get info(): EnclaveInfo | undefined {
+    return this.#info;
+  }
+
+  /** True while a worker is up and initialised. */
+  get up(): boolean {
+    return this.#info !== undefined;
+  }
+
+  /** Starts the first worker; resolves once it is initialised. */
+  start(): Promise<EnclaveInfo> {
+    if (this.#ready) return this.#ready;
+    this.#ready = this.#spawn(false);
+    return this.#ready;
+  }
+
+  /** Resolves when an enclave is up (at once if one is), rejects if the supervisor stops. */
+  whenReady(): Promise<EnclaveInfo> {
+    if (this.#info) return Promise.resolve(this.#info);
+    if (this.#stopped) return Promise.reject(new ParleyError('ENCLAVE_UNAVAILABLE', 'the bot is stopped'));
+    return new Promise((resolve, reject) => this.#readyWaiters.push({ resolve, reject }));
+  }
+
+  async #spawn(restart: boolean): Promise<EnclaveInfo> {
+    const generation = ++this.#generation;
+    this.stats.starts++;
+    const worker = new Worker(this.#opts.entryUrl ?? ENCLAVE_ENTRY_URL, {
+      resourceLimits: this.#opts.resourceLimits ?? DEFAULT_RESOURCE_LIMITS,
+      // Nothing secret in workerData, env or argv (THREATS.md B1/B5): the worker gets an empty env.
+      env: {},
+      argv: [],
+      stdout: false,
+      stderr: false,
+      ...(this.#opts.execArgv ? { execArgv: this.#opts.execArgv } : {}),
+    });
+    this.#worker = worker;
+    this.#startedAt = Date.now();
+    worker.on('message', (raw: unknown) => this.#onMessage(generation, raw));
+    worker.on('error', (e) => this.#onDeath(generation, worker, e));
+    worker.on('exit', (code) => this.#onDeath(generation, worker, code));
+    try {
+      const records = await this.#opts.blobStore.readAll();
+      const sealing = await this.#sealingParams();
+      const port = this.#testingPort;
+      this.#testingPort = undefined; // transferred once: only the first worker gets it
+      const transfer: (ArrayBuffer | MessagePort)[] = [];
+      if (sealing.type === 'buffer') transfer.push(sealing.secret);
+      if (port) transfer.push(port);
+      const info = await this.#call(
+        'init',
+        { handlerUrl: this.#opts.handlerUrl, records, sealing, oneTimePrekeys: this.#opts.oneTimePrekeys, ...(port ? { unsafeTestingExposeKeys: port } : {}) },
+        transfer,
+        generation,
+      );
+      if (generation !== this.#generation) throw new ParleyError('ENCLAVE_UNAVAILABLE', 'enclave restarted during init');
+      this.#info = info;
+      this.#opts.logger.info({ event: 'enclave.ready', deviceId: info.deviceId, restart, generation }, 'enclave ready');
+      this.#opts.onReady(info, restart);
+      for (const w of this.#readyWaiters.splice(0)) w.resolve(info);
+      return info;
+    } catch (e) {
+      const err = e instanceof ParleyError ? e : new ParleyError('ENCLAVE_UNAVAILABLE', 'enclave failed to start', { cause: e });
+      if (!restart) {
+        // A first start that fails (bad handler, tampered state) is reported, not retried.
+        this.#stopped = true;
+        await worker.terminate();
+        for (const w of this.#readyWaiters.splice(0)) w.reject(err);
+      }
+      throw err;
+    }
+  }
+
+  async #sealingParams(): Promise<Params<'init'>['sealing']> {
+    const s = this.#opts.sealing;
+    if ('file' in s) return { type: 'file', path: s.file, create: s.create ?? true };
+    const secret = await s.provide();
+    if (!(secret instanceof ArrayBuffer) || secret.byteLength !== 32) throw new ParleyError('USAGE', 'sealing secret provider must return a 32-byte ArrayBuffer');
+    return { type: 'buffer', secret };
+  }
+
+  #onDeath(generation: number, worker: Worker, reason: unknown): void {
+    if (generation !== this.#generation || this.#worker !== worker) return;
+    this.#worker = undefined;
+    this.#info = undefined;
+    const code = reason instanceof Error ? (reason as NodeJS.ErrnoException).code ?? reason.name : `exit ${String(reason)}`;
+    const err = new ParleyError('ENCLAVE_UNAVAILABLE', 'the enclave worker stopped', { details: { reason: String(code).slice(0, 60) } });
+    for (const [id, p] of this.#pending) {
+      clearTimeout(p.timer);
+      p.reject(err);
+      this.#pending.delete(id);
+    }
+    if (reason instanceof Error) void worker.terminate();
+    if (this.#stopped) return;
+    this.stats.crashes++;
+    if (Date.now() - this.#startedAt > STABLE_AFTER_MS) this.#consecutiveCrashes = 0;
+    const delay = Math.min(MAX_RESTART_DELAY_MS, MIN_RESTART_DELAY_MS * 2 ** this.#consecutiveCrashes);
+    this.#consecutiveCrashes = Math.min(this.#consecutiveCrashes + 1, 20);
+    this.#opts.logger.warn({ event: 'enclave.crashed', reason: String(code).slice(0, 60), restartInMs: delay }, 'enclave stopped; restarting');
+    clearTimeout(this.#restartTimer);
+    this.#restartTimer = setTimeout(() => {
+      if (this.#stopped) return;
+      this.#spawn(true).catch((e: unknown) => {
+        this.#opts.logger.error({ event: 'enclave.restartFailed', error: toWireError(e) }, 'enclave restart failed');
+        // The worker's death (if it died) schedules the next attempt; if init failed while
+        // the worker lives on, end it so that happens.
+        void this.#worker?.terminate();
+      });
+    }, delay);
+  }
+
+  #onMessage(generation: number, raw: unknown): void {
+    if (generation !== this.#generation) return;
+    this.#opts.unsafeTestingTap?.('fromEnclave', raw);
+    let msg;
+    try {
+      msg = parseEnclaveMessage(raw);
+    } catch {
+      this.stats.invalidMessages++;
+      this.#opts.logger.warn({ event: 'enclave.invalidMessage' }, 'dropped an invalid message from the enclave');
+      return;
+    }
+    switch (msg.type) {
+      case 'result': {
+        const p = this.#pending.get(msg.callId);
+        if (!p) return;
+        this.#pending.delete(msg.callId);
+        clearTimeout(p.timer);
+        if (!msg.ok) return p.reject(fromWireError(msg.error));
+        try {
+          p.resolve(parseResult(p.method, msg.value));
+        } catch (e) {
+          this.stats.invalidMessages++;
+          p.reject(e);
+        }
+        return;
+      }
+      case 'persist': {
+        const worker = this.#worker;
+        this.#opts.blobStore.writeBatch(msg.puts, msg.dels).then(
+          () => this.#post(worker, generation, { type: 'persisted', reqId: msg.reqId, ok: true }),
+          (e: unknown) => {
+            this.#opts.logger.error({ event: 'enclave.persistFailed', error: toWireError(e) }, 'sealed state write failed');
+            this.#post(worker, generation, { type: 'persisted', reqId: msg.reqId, ok: false, error: { code: 'STORAGE_QUOTA', message: 'sealed state write failed' } });
+          },
+        );
+        return;
+      }
+      case 'send':
+        this.#opts.onSend({ to: msg.to, id: msg.id, envelope: msg.envelope });
+        return;
+      case 'event':
+        if (msg.name.type === 'handlerFailed') {
+          this.stats.handlerFailures++;
+          this.#opts.logger.warn({ event: 'handler.failed', error: msg.error ? { code: msg.error.code, message: msg.error.message } : undefined }, 'bot handler failed');
+        }
+        return;
+      case 'rejected':
+        this.stats.invalidMessages++;
+        this.#opts.logger.warn({ event: 'enclave.rejected', code: msg.error.code }, 'the enclave rejected a host message');
+        return;
+    }
+  }
+
+  #post(worker: Worker | undefined, generation: number, msg: unknown, transfer: (ArrayBuffer | MessagePort)[] = []): void {
+    if (!worker || generation !== this.#generation) return;
+    this.#opts.unsafeTestingTap?.('toEnclave', msg);
+    worker.postMessage(msg, transfer);
+  }
+
+  #call<M extends MethodName>(method: M, params: Params<M>, transfer: (ArrayBuffer | MessagePort)[], generation: number): Promise<Result<M>> {
+    const worker = this.#worker;
+    if (!worker || generation !== this.#generation) return Promise.reject(new ParleyError('ENCLAVE_UNAVAILABLE', 'the enclave is not running'));
+    const callId = this.#nextCall++;
+    return new Promise<Result<M>>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(callId);
+        reject(new ParleyError('ENCLAVE_UNAVAILABLE', 'the enclave did not answer in time', { details: { method } }));
+      }, this.#opts.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS);
+      this.#pending.set(callId, { method, resolve: resolve as (v: unknown) => void, reject, timer });
+      this.#post(worker, generation, { type: 'call', callId, method, params }, transfer);
+    });
+  }
+
+  /**
+   * Calls the enclave.
+   * @throws ParleyError `ENCLAVE_UNAVAILABLE` when no enclave is up or it dies before answering;
+   *   otherwise the enclave's typed error, rebuilt with `ParleyError.fromJSON`.
+   */
+  call<M extends MethodName>(method: M, params: Params<M>): Promise<Result<M>> {
+    if (!this.#info) return Promise.reject(new ParleyError('ENCLAVE_UNAVAILABLE', 'the enclave is not running'));
+    let checked: Params<M>;
+    try {
+      checked = parseParams(method, params);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#call(method, checked, [], this.#generation);
+  }
+
+  /** Test-only: posts a raw message to the worker, bypassing every type (B4 fuzzing). */
+  unsafeTestingPostRaw(message: unknown, transfer: ArrayBuffer[] = []): void {
+    this.#post(this.#worker, this.#generation, message, transfer);
+  }
+
+  /** Test-only: kills the worker now (crash injection). */
+  async unsafeTestingTerminate(): Promise<void> {
+    await this.#worker?.terminate();
+  }
+
+  /** Stops the worker for good. In-flight calls reject with `ENCLAVE_UNAVAILABLE`. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#restartTimer);
+    for (const w of this.#readyWaiters.splice(0)) w.reject(new ParleyError('ENCLAVE_UNAVAILABLE', 'the bot is stopped'));
+    const worker = this.#worker;
+    if (worker) await worker.terminate();
+  }
+}

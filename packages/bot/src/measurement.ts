@@ -1,0 +1,155 @@
+/**
+ * The enclave's code measurement. Node-only (reads files). The enclave computes it for itself
+ * at start; developers call {@link computeMeasurement} to get the value clients should pin.
+ *
+ * ```
+ *  measurement = SHA-256( "parley/v1/enclave-measurement" || 0x00
+ *                         || for each measured file, in order:
+ *                              u16 BE label length || label (UTF-8) || SHA-256(file bytes) )
+ * ```
+ * Measured files, in this order:
+ * 1. every `.ts`/`.mjs`/`.js` file under `@parley/bot/src/enclave`, `@parley/bot/src/rpc`,
+ *    plus `@parley/bot/src/attestation.ts` and `@parley/bot/src/measurement.ts`;
+ * 2. every such file under `@parley/protocol/src` and `@parley/client/src/core` (the
+ *    protocol and engine the enclave runs);
+ *   each group sorted by label, labels being `<package>/<path inside the package>` with `/`;
+ * 3. the handler module, label `handler` (its content only: bundle a handler into one file, or
+ *    its own imports are not covered).
+ *
+ * Not measured: Node itself, third-party dependencies in node_modules (pinned by the lockfile:
+ * noble, libsodium), and the handler's imports. Bytes are hashed as stored (line endings count).
+ */
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, relative, sep, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { getCrypto, initCrypto, concatBytes, utf8, ParleyError } from '@parley/protocol';
+import { measurementHex } from './attestation.js';
+
+const MEASUREMENT_DOMAIN = 'parley/v1/enclave-measurement';
+const CODE_FILE = /\.(ts|mts|mjs|js)$/;
+
+/** One measured file. */
+export interface MeasuredFile {
+  readonly label: string;
+  /** SHA-256 of the file, hex. */
+  readonly sha256: string;
+}
+
+/** What {@link computeMeasurement} returns. */
+export interface Measurement {
+  /** The 32-byte measurement. */
+  readonly measurement: Uint8Array;
+  /** The same, 64 lower-case hex chars (the form to pin). */
+  readonly hex: string;
+  /** Every file that went in, in order. */
+  readonly files: readonly MeasuredFile[];
+}
+
+function listCode(dir: string, out: string[] = []): string[] {
+  for (const name of readdirSync(dir)) {
+    if (name === 'node_modules' || name.startsWith('.')) continue;
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) listCode(path, out);
+    else if (CODE_FILE.test(name) && !name.endsWith('.d.ts')) out.push(path);
+  }
+  return out;
+}
+
+function packageRootOf(entryFile: string): string {
+  let dir = dirname(entryFile);
+  for (let i = 0; i < 10; i++) {
+    try {
+      if (statSync(join(dir, 'package.json')).isFile()) return dir;
+    } catch {
+      // keep walking up
+    }
+    dir = dirname(dir);
+  }
+  throw new ParleyError('INTERNAL', 'cannot find a package root for a measured module');
+}
+
+function label(pkg: string, root: string, file: string): string {
+  return `${pkg}/${relative(root, file).split(sep).join('/')}`;
+}
+
+/** The measured code files of the enclave (everything but the handler), as [label, path], in order. */
+export function enclaveCodeFiles(): [string, string][] {
+  const botRoot = fileURLToPath(new URL('..', import.meta.url));
+  const require = createRequire(import.meta.url);
+  const groups: [string, string][][] = [];
+  const bot: [string, string][] = [];
+  for (const sub of ['src/enclave', 'src/rpc']) for (const f of listCode(join(botRoot, sub))) bot.push([label('@parley/bot', botRoot, f), f]);
+  for (const f of ['src/attestation.ts', 'src/measurement.ts']) bot.push([`@parley/bot/${f}`, join(botRoot, f)]);
+  groups.push(bot);
+  const protocolRoot = packageRootOf(require.resolve('@parley/protocol'));
+  groups.push(listCode(join(protocolRoot, 'src')).map((f) => [label('@parley/protocol', protocolRoot, f), f]));
+  let clientRoot: string | undefined;
+  try {
+    clientRoot = packageRootOf(require.resolve('@parley/client/core'));
+  } catch {
+    clientRoot = undefined; // engine not installed: nothing of the client runs in the enclave
+  }
+  if (clientRoot) groups.push(listCode(join(clientRoot, 'src', 'core')).map((f) => [label('@parley/client', clientRoot!, f), f]));
+  return groups.flatMap((g) => g.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)));
+}
+
+/** A handler given as a path or `file:` URL, as an absolute path. */
+export function handlerPath(handler: string | URL): string {
+  if (handler instanceof URL || /^file:/.test(handler)) {
+    const url = handler instanceof URL ? handler : new URL(handler);
+    if (url.protocol !== 'file:') throw new ParleyError('USAGE', 'handler must be a file path or a file: URL (it is measured)');
+    return fileURLToPath(url);
+  }
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(handler)) throw new ParleyError('USAGE', 'handler must be a file path or a file: URL (it is measured)');
+  return resolve(handler);
+}
+
+/** The handler as a `file:` URL string (what the enclave imports). */
+export function handlerUrl(handler: string | URL): string {
+  return pathToFileURL(handlerPath(handler)).href;
+}
+
+async function ensureCrypto(): Promise<void> {
+  try {
+    getCrypto();
+  } catch {
+    await initCrypto();
+  }
+}
+
+/** Measurement from already-read contents (used by the enclave, which reads each file once). */
+export function measure(files: readonly (readonly [string, Uint8Array])[]): Measurement {
+  const c = getCrypto();
+  const parts: Uint8Array[] = [utf8(MEASUREMENT_DOMAIN), new Uint8Array([0])];
+  const listed: MeasuredFile[] = [];
+  for (const [name, content] of files) {
+    const l = utf8(name);
+    const digest = c.sha256(content);
+    parts.push(new Uint8Array([l.length >> 8, l.length & 0xff]), l, digest);
+    listed.push({ label: name, sha256: measurementHex(digest) });
+  }
+  const measurement = c.sha256(concatBytes(...parts));
+  return { measurement, hex: measurementHex(measurement), files: listed };
+}
+
+/** Reads and measures the enclave code plus the handler at `handler`. Needs a crypto backend (initialised if none). */
+export function measureFiles(handler: string | URL): Measurement {
+  const files: [string, Uint8Array][] = enclaveCodeFiles().map(([l, p]) => [l, new Uint8Array(readFileSync(p))]);
+  files.push(['handler', new Uint8Array(readFileSync(handlerPath(handler)))]);
+  return measure(files);
+}
+
+/**
+ * The measurement an enclave running `handler` will attest to: pin its `hex` in the clients'
+ * configuration (`expectedMeasurement`). It changes whenever the SDK's enclave code, the
+ * protocol, the engine or the handler change.
+ * @throws ParleyError `USAGE` for a handler that is not a local file.
+ * @example
+ * const { hex } = await computeMeasurement('./bot/handler.ts');
+ * console.log(`pin this: ${hex}`);
+ */
+export async function computeMeasurement(handler: string | URL): Promise<Measurement> {
+  await ensureCrypto();
+  return measureFiles(handler);
+}

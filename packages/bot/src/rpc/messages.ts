@@ -1,0 +1,223 @@
+/**
+ * The narrow, typed message protocol between the bot host and its enclave worker.
+ *
+ * This file is the whole interface: nothing else crosses. What may cross is public key
+ * material, ciphertext envelopes, sealed state blobs, routing ids, attestations and typed errors
+ * `{ code, message }`. Plaintext and private keys never do (THREATS.md B1); the one exception is
+ * the test-only `unsafeTestingExposeKeys` port, which never touches the host (see enclave/testing.ts).
+ *
+ * ```
+ *  host                                              enclave (worker)
+ *   | -- call { callId, method, params } ------------> |   every host call gets exactly one result
+ *   | <------------- result { callId, ok, value|error } |
+ *   | <------------- persist { reqId, puts, dels } ---- |   sealed blobs; the enclave waits for…
+ *   | -- persisted { reqId, ok|error } ---------------> |   …the host's durable-write ack
+ *   | <------------- send { to, id, envelope } -------- |   ciphertext for the relay (already persisted in the outbox)
+ *   | <------------- event { name, error? } ----------- |   handler failures etc., as typed errors only
+ * ```
+ * Every message is validated on arrival in both directions ({@link parseHostMessage},
+ * {@link parseEnclaveMessage}, {@link parseResult}); an invalid one is answered with a typed
+ * `MALFORMED_MESSAGE` error and changes nothing.
+ */
+import { MessagePort } from 'node:worker_threads';
+import { ParleyError, type SerializedParleyError } from '@parley/protocol/errors';
+import { arrayBuffer, arrayOf, bool, bytes, fail, int, literal, object, optional, str, union, type Check, type Checked } from './validate.js';
+
+/** Largest sealed blob (one record); a session pickle with a full skipped-key store is ~100 KiB. */
+export const MAX_BLOB_BYTES = 1024 * 1024;
+/** Longest record key. Keys become file names on the host, so they stay short. */
+export const MAX_RECORD_KEY_LENGTH = 120;
+/** Most records in one persist batch. */
+export const MAX_BATCH_RECORDS = 1000;
+/** Most records the enclave can be started with. */
+export const MAX_RECORDS = 1_000_000;
+/** Largest envelope (the relay's cap, RELAY_MAX_ENVELOPE_BYTES). */
+export const MAX_ENVELOPE_BYTES = 64 * 1024;
+/** Bytes of the sealing secret. */
+export const SEALING_SECRET_BYTES = 32;
+
+const DEVICE_ID = /^[0-9a-f]{32}$/;
+const MESSAGE_ID = /^[A-Za-z0-9_-]{1,64}$/;
+const RECORD_KEY = /^[A-Za-z0-9_:./-]{1,120}$/;
+
+const callId = int(1, Number.MAX_SAFE_INTEGER);
+const deviceId = str({ max: 32, pattern: DEVICE_ID });
+const messageId = str({ max: 64, pattern: MESSAGE_ID });
+const recordKey = str({ max: MAX_RECORD_KEY_LENGTH, pattern: RECORD_KEY });
+const envelope = bytes(1, MAX_ENVELOPE_BYTES);
+const u32 = int(0, 0xffff_ffff);
+const time = int(0, Number.MAX_SAFE_INTEGER);
+
+export const sealedRecord = object({ key: recordKey, blob: bytes(1, MAX_BLOB_BYTES) });
+export type SealedRecord = Checked<typeof sealedRecord>;
+
+const port: Check<MessagePort> = (value, path) => {
+  if (!(value instanceof MessagePort)) fail(path, 'expected a MessagePort');
+  return value;
+};
+
+/**
+ * Where the enclave gets its sealing secret (THREATS.md B5). Either it reads a 32-byte file
+ * itself (the host passes only the path), or the secret arrives as a transferred
+ * `ArrayBuffer`, detached in the host by the transfer.
+ */
+const sealing = union({
+  file: object({ type: literal('file'), path: str({ min: 1, max: 4096 }), create: bool }),
+  buffer: object({ type: literal('buffer'), secret: arrayBuffer(SEALING_SECRET_BYTES) }),
+});
+export type SealingSource = Checked<typeof sealing>;
+
+const publicIdentity = object({ signingKey: bytes(32), dhKey: bytes(32), binding: bytes(64) });
+const attestation = object({
+  version: literal(1),
+  deviceId,
+  measurement: bytes(32),
+  issuedAt: time,
+  signature: bytes(64),
+});
+
+/** Parameters and results of every host → enclave call. */
+export const methods = {
+  /** Starts the enclave from sealed state (or creates the bot's keys if there is none). */
+  init: {
+    params: object({
+      handlerUrl: str({ min: 1, max: 4096 }),
+      records: arrayOf(sealedRecord, MAX_RECORDS),
+      sealing,
+      oneTimePrekeys: int(0, 100),
+      /** Test builds only: the enclave posts its private key bytes here (never via the host). */
+      unsafeTestingExposeKeys: optional(port),
+    }),
+    result: object({ deviceId, identity: publicIdentity, measurement: bytes(32), attestation, redelivered: int(0, MAX_RECORDS) }),
+  },
+  /** Answers the relay's login challenge. The enclave picks the client nonce and time and signs under context `relayAuth` only. */
+  relayAuth: {
+    params: object({ serverNonce: bytes(32), origin: str({ min: 1, max: 2048 }) }),
+    result: object({ identity: publicIdentity, clientNonce: bytes(32), timestamp: time, signature: bytes(64) }),
+  },
+  /** The prekeys to publish (identity, signed prekey, unpublished one-time prekeys). */
+  prekeys: {
+    params: object({ generate: int(0, 100) }),
+    result: object({
+      identity: publicIdentity,
+      signedPrekey: object({ id: u32, createdAt: time, publicKey: bytes(32), signature: bytes(64) }),
+      oneTimePrekeys: arrayOf(object({ id: u32, publicKey: bytes(32) }), 100),
+    }),
+  },
+  /** The relay stored these one-time prekeys; don't upload them again. */
+  prekeysPublished: {
+    params: object({ ids: arrayOf(u32, 100) }),
+    result: object({}),
+  },
+  /**
+   * One envelope from the relay. Resolves once the enclave has durably taken it (`accepted`,
+   * with the plaintext queued for the handler inside the enclave) or knows it already has it
+   * (`duplicate`). Only then may the host ack the relay. A rejected envelope (forged, corrupt)
+   * comes back as a typed error; the host acks it too so the relay drops it.
+   */
+  deliver: {
+    params: object({ from: deviceId, id: messageId, envelope }),
+    result: object({ status: union({ accepted: object({ type: literal('accepted') }), duplicate: object({ type: literal('duplicate') }) }) }),
+  },
+  /** The relay durably stored this outgoing envelope; the enclave may drop it from its outbox. */
+  sent: {
+    params: object({ to: deviceId, id: messageId }),
+    result: object({}),
+  },
+  /** Outgoing envelopes persisted but not yet confirmed `sent` (re-sent after a restart). */
+  outbox: {
+    params: object({}),
+    result: object({ items: arrayOf(object({ to: deviceId, id: messageId, envelope }), 100_000) }),
+  },
+  /** A fresh attestation (new `issuedAt`). */
+  attest: {
+    params: object({}),
+    result: attestation,
+  },
+  /** Test hook: the enclave throws inside a crypto operation (B2). Refused unless testing hooks are on. */
+  unsafeTestingCrash: {
+    params: object({ how: union({ throw: object({ type: literal('throw') }), exit: object({ type: literal('exit') }), oom: object({ type: literal('oom') }) }) }),
+    result: object({}),
+  },
+} as const;
+
+export type MethodName = keyof typeof methods;
+export type Params<M extends MethodName> = Checked<(typeof methods)[M]['params']>;
+export type Result<M extends MethodName> = Checked<(typeof methods)[M]['result']>;
+export type BotAttestationWire = Checked<typeof attestation>;
+
+const serializedError = object({
+  code: str({ min: 1, max: 40, pattern: /^[A-Z_]+$/ }),
+  message: str({ max: 500 }),
+  details: optional((value, path) => {
+    if (typeof value !== 'object' || value === null || Array.isArray(value) || Object.getPrototypeOf(value) !== Object.prototype) fail(path, 'expected an object');
+    const out: Record<string, string | number | boolean> = {};
+    const keys = Object.keys(value);
+    if (keys.length > 16) fail(path, 'too many details');
+    for (const k of keys) {
+      const v = (value as Record<string, unknown>)[k];
+      if (k === '__proto__' || !['string', 'number', 'boolean'].includes(typeof v)) fail(path, 'bad detail');
+      out[k] = typeof v === 'string' ? v.slice(0, 200) : (v as number | boolean);
+    }
+    return out;
+  }),
+});
+
+/** Messages the host posts to the enclave. `params` of a call is validated per method by the enclave. */
+export const hostMessage = union({
+  call: object({ type: literal('call'), callId, method: str({ max: 40 }), params: (v) => v }),
+  persisted: object({ type: literal('persisted'), reqId: callId, ok: bool, error: optional(serializedError) }),
+});
+export type HostMessage = Checked<typeof hostMessage>;
+
+/** Messages the enclave posts to the host. A call's `value` is validated per method by the host. */
+export const enclaveMessage = union({
+  result: object({ type: literal('result'), callId, ok: bool, value: (v) => v, error: optional(serializedError) }),
+  persist: object({
+    type: literal('persist'),
+    reqId: callId,
+    puts: arrayOf(sealedRecord, MAX_BATCH_RECORDS),
+    dels: arrayOf(recordKey, MAX_BATCH_RECORDS),
+  }),
+  send: object({ type: literal('send'), to: deviceId, id: messageId, envelope }),
+  event: object({ type: literal('event'), name: union({ handlerFailed: object({ type: literal('handlerFailed') }), ready: object({ type: literal('ready') }) }), error: optional(serializedError) }),
+  /** Answer to a host message the enclave could not even parse (no usable callId). */
+  rejected: object({ type: literal('rejected'), error: serializedError }),
+});
+export type EnclaveMessage = Checked<typeof enclaveMessage>;
+
+export function parseHostMessage(value: unknown): HostMessage {
+  return hostMessage(value, 'message');
+}
+
+export function parseEnclaveMessage(value: unknown): EnclaveMessage {
+  return enclaveMessage(value, 'message');
+}
+
+export function isMethod(name: string): name is MethodName {
+  return Object.hasOwn(methods, name);
+}
+
+export function parseParams<M extends MethodName>(method: M, value: unknown): Params<M> {
+  return methods[method].params(value, `${method}.params`) as Params<M>;
+}
+
+export function parseResult<M extends MethodName>(method: M, value: unknown): Result<M> {
+  return methods[method].result(value, `${method}.result`) as Result<M>;
+}
+
+/**
+ * The boundary form of any thrown value. Only `ParleyError`s keep their message (by convention
+ * they never quote key bytes or plaintext); anything else (a handler's `TypeError` whose message
+ * could quote a customer's text) becomes `INTERNAL` with a fixed message naming only its class.
+ */
+export function toWireError(e: unknown): SerializedParleyError {
+  if (e instanceof ParleyError) return e.toJSON();
+  const name = e instanceof Error && /^[A-Za-z]{1,40}$/.test(e.name) ? e.name : 'non-error value';
+  return { code: 'INTERNAL', message: `unexpected ${name} (message withheld at the enclave boundary)` };
+}
+
+/** Rebuilds a typed error from its boundary form. */
+export function fromWireError(e: unknown): ParleyError {
+  return ParleyError.fromJSON(e);
+}

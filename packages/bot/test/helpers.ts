@@ -1,0 +1,84 @@
+/** Shared test helpers: temp dirs, a capturing logger, a supervisor on a temp state dir, scanners. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { initCrypto } from '@parley/protocol';
+import { SealedBlobStore } from '../src/host/blob-store.js';
+import { EnclaveSupervisor, type BotLogger, type SupervisorOptions } from '../src/host/supervisor.js';
+import { handlerUrl } from '../src/measurement.js';
+
+export const ECHO_HANDLER = new URL('./fixtures/echo-handler.ts', import.meta.url);
+
+export async function setupCrypto(): Promise<void> {
+  await initCrypto('node');
+}
+
+export function tempDir(t: { after(fn: () => void): void }): string {
+  const dir = mkdtempSync(join(tmpdir(), 'parley-bot-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A logger that keeps every line as JSON text (what would reach the host's log sink). */
+export function captureLogger(): BotLogger & { lines: string[]; text(): string } {
+  const lines: string[] = [];
+  const push = (level: string) => (obj: object, msg?: string) => {
+    lines.push(JSON.stringify({ level, ...obj, msg }));
+  };
+  return { lines, info: push('info'), warn: push('warn'), error: push('error'), text: () => lines.join('\n') };
+}
+
+export async function openSupervisor(
+  dir: string,
+  extra: Partial<SupervisorOptions> = {},
+): Promise<{ sup: EnclaveSupervisor; logger: ReturnType<typeof captureLogger>; sent: { to: string; id: string; envelope: Uint8Array }[] }> {
+  const logger = captureLogger();
+  const sent: { to: string; id: string; envelope: Uint8Array }[] = [];
+  const sup = new EnclaveSupervisor({
+    handlerUrl: handlerUrl(ECHO_HANDLER),
+    blobStore: await SealedBlobStore.open(join(dir, 'sealed')),
+    sealing: { file: join(dir, 'sealing.key'), create: true },
+    oneTimePrekeys: 5,
+    logger,
+    onSend: (o) => sent.push(o),
+    onReady: () => undefined,
+    ...extra,
+  });
+  return { sup, logger, sent };
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Polls `cond` every 10 ms until it holds or `ms` passes. */
+export async function waitFor(cond: () => boolean, ms = 5000, what = 'condition'): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+/** The encodings under which a secret could show up in text (heap snapshot strings, logs). */
+export function encodings(secret: Uint8Array): string[] {
+  const b = Buffer.from(secret);
+  return [b.toString('hex'), b.toString('base64').replace(/=+$/, ''), b.toString('base64url')];
+}
+
+/** Counts occurrences of `needle` bytes in `hay`. */
+export function countBytes(hay: Uint8Array, needle: Uint8Array): number {
+  const h = Buffer.from(hay.buffer, hay.byteOffset, hay.byteLength);
+  let n = 0;
+  for (let i = h.indexOf(needle); i !== -1; i = h.indexOf(needle, i + 1)) n++;
+  return n;
+}
+
+/** Every Uint8Array/ArrayBuffer inside a (structured-clone) value. */
+export function binariesIn(value: unknown, out: Uint8Array[] = [], depth = 0): Uint8Array[] {
+  if (depth > 10 || value === null || typeof value !== 'object') return out;
+  if (value instanceof Uint8Array) out.push(value);
+  else if (value instanceof ArrayBuffer) out.push(new Uint8Array(value));
+  else for (const v of Object.values(value)) binariesIn(v, out, depth + 1);
+  return out;
+}

@@ -1,0 +1,817 @@
+/**
+ * The conversation engine: a device's account, its sessions with peer devices, trust
+ * decisions, dedupe, outbox and inbox, over any {@link KeyValueStore}. It knows nothing of
+ * sockets, files or Node: the socket client (`ParleyClient`) and the bot enclave drive the same
+ * engine and move its envelopes themselves.
+ *
+ * Crash safety (THREATS.md requirement 5, ST3): every operation works on copies, writes all the
+ * records it changed in **one** atomic `setMany`, and only then updates its in-memory view and
+ * returns. A crash before the write leaves the old state (the caller retries); a crash after it
+ * leaves the new state, with the outgoing envelope in the outbox or the incoming message in the
+ * inbox. Operations run one at a time (an internal queue).
+ */
+import {
+  Account,
+  ParleyError,
+  Session,
+  deviceIdOf,
+  getCrypto,
+  isParleyError,
+  parseMessage,
+  safetyNumber as protocolSafetyNumber,
+  sameIdentity,
+  toHex,
+  MESSAGE_TYPE,
+  type PrekeyBundle,
+  type PrekeyUpload,
+  type PublicIdentity,
+} from '@parley/protocol';
+import {
+  DEVICE_ID_PATTERN,
+  MESSAGE_ID_PATTERN,
+  RELAY_MAX_OPKS_PER_UPLOAD,
+  relayAuthPayload,
+  type RelayAuthInput,
+} from '@parley/protocol/wire';
+import { verifyOrgCertificate, type OrgRole } from './org-cert.js';
+import { assertMessageId, decodePayload, encodePayload, type PayloadType } from './payload.js';
+import {
+  K,
+  STORE_FORMAT,
+  STORE_VERSION,
+  clonePeer,
+  counterOf,
+  decodeInbox,
+  decodeOutbox,
+  decodePeerRecord,
+  decodeSeen,
+  encodeInbox,
+  encodeOutbox,
+  encodeSeen,
+  identityFromRecord,
+  identityToRecord,
+  jsonBytes,
+  newPeerRecord,
+  parseJsonRecord,
+  type OutgoingEnvelope,
+  type PeerRecord,
+  type ReceivedMessage,
+  type StoredCertificate,
+} from './records.js';
+import type { KeyValueStore } from './store.js';
+import { resolveTrust, type TrustEvent, type TrustOptions, type TrustPolicy } from './trust.js';
+
+export type { OutgoingEnvelope, ReceivedMessage } from './records.js';
+
+/** Sessions kept per peer device (the newest or most recently used first); older ones are dropped. */
+export const MAX_SESSIONS_PER_PEER = 4;
+/** Message ids remembered per seen bucket. */
+export const SEEN_BUCKET_SIZE = 128;
+/**
+ * Seen buckets kept per peer: the last 1,024 ids of each peer are refused as duplicates without
+ * touching the ratchet. Older replays still fail in the ratchet (the keys are gone).
+ */
+export const SEEN_BUCKETS_KEPT = 8;
+/** Signed prekeys older than this are rotated by {@link ConversationEngine.prekeyUpload}. */
+export const SIGNED_PREKEY_MAX_AGE_MS = 7 * 24 * 3600 * 1000;
+/** One-time prekeys kept ready (generated, not yet uploaded) by default. */
+export const DEFAULT_PREKEY_TARGET = 50;
+
+/** A bundle as fetched from the relay, with the optional extras the relay may carry beside it. */
+export type FetchedBundle = PrekeyBundle & {
+  /** An org certificate of the bundle's identity (see org-cert.ts). */
+  readonly certificate?: Uint8Array;
+  /** A bot enclave attestation (checked by the bot SDK's helpers, not here). */
+  readonly attestation?: Uint8Array;
+};
+
+/** Options of {@link ConversationEngine.open}. */
+export interface EngineOptions {
+  readonly store: KeyValueStore;
+  readonly trust?: TrustOptions;
+  /** Clock, ms since the epoch. Default `Date.now`. */
+  readonly now?: () => number;
+  /** Called (synchronously) for trust events such as a label moving to a new device. */
+  readonly onTrustEvent?: (event: TrustEvent) => void;
+}
+
+/** Options of {@link ConversationEngine.encrypt}. */
+export interface EncryptOptions {
+  /** Unique per sender; the relay and the receiver dedupe on it. */
+  readonly messageId: string;
+  /** The peer's bundle, to start a new session (X3DH). Required when `needsBundle(peer)`. */
+  readonly bundle?: FetchedBundle;
+  /** Payload kind. Default `'binary'`. */
+  readonly type?: PayloadType;
+}
+
+/** The result of {@link ConversationEngine.receive}. */
+export type ReceiveResult =
+  | ({ readonly kind: 'message' } & ReceivedMessage)
+  | { readonly kind: 'duplicate'; readonly from: string; readonly id: string };
+
+/** A relay delivery as the engine sees it. */
+export interface IncomingEnvelope {
+  readonly from: string;
+  readonly id: string;
+  readonly envelope: Uint8Array;
+}
+
+/** What the engine knows about a certified peer. */
+export interface PeerCertificateInfo {
+  readonly role: OrgRole;
+  readonly label: string;
+  readonly expiresAt: number;
+}
+
+function assertDeviceId(peer: unknown, name = 'peer'): asserts peer is string {
+  if (typeof peer !== 'string' || !DEVICE_ID_PATTERN.test(peer)) {
+    throw new ParleyError('USAGE', `${name} must be a device id (32 lower-case hex chars)`);
+  }
+}
+
+interface SeenState {
+  buckets: Map<number, string[]>;
+  all: Set<string>;
+}
+
+/**
+ * One device's conversations.
+ * @example
+ * await initCrypto();
+ * const alice = await ConversationEngine.open({ store: new MemoryStore() });
+ * const bob = await ConversationEngine.open({ store: new MemoryStore() });
+ * const upload = await bob.prekeyUpload(5);           // what bob would publish on the relay
+ * const bundle = { identity: upload.identity, signedPrekey: upload.signedPrekey, oneTimePrekey: upload.oneTimePrekeys[0] };
+ * const out = await alice.encrypt(bob.deviceId, new TextEncoder().encode('hi'), { messageId: 'm1', bundle, type: 'text' });
+ * const got = await bob.receive({ from: alice.deviceId, id: out.id, envelope: out.envelope });
+ */
+export class ConversationEngine {
+  readonly #store: KeyValueStore;
+  readonly #trust: TrustPolicy;
+  readonly #now: () => number;
+  readonly #onTrustEvent: ((e: TrustEvent) => void) | undefined;
+  #account: Account;
+  #accountBytes: Uint8Array;
+  readonly #peers = new Map<string, PeerRecord>();
+  readonly #labels = new Map<string, string>();
+  readonly #sessions = new Map<string, Uint8Array>();
+  readonly #seen = new Map<string, SeenState>();
+  readonly #outbox = new Map<string, OutgoingEnvelope>();
+  readonly #inbox = new Map<string, ReceivedMessage>();
+  #outboxNext: number;
+  #inboxNext: number;
+  #tail: Promise<unknown> = Promise.resolve();
+  #closed = false;
+
+  /** This device's id. */
+  readonly deviceId: string;
+  /** This device's public identity. */
+  readonly publicIdentity: PublicIdentity;
+
+  private constructor(init: {
+    options: EngineOptions;
+    trust: TrustPolicy;
+    account: Account;
+    accountBytes: Uint8Array;
+    outboxNext: number;
+    inboxNext: number;
+  }) {
+    this.#store = init.options.store;
+    this.#trust = init.trust;
+    this.#now = init.options.now ?? Date.now;
+    this.#onTrustEvent = init.options.onTrustEvent;
+    this.#account = init.account;
+    this.#accountBytes = init.accountBytes;
+    this.#outboxNext = init.outboxNext;
+    this.#inboxNext = init.inboxNext;
+    this.deviceId = init.account.deviceId;
+    this.publicIdentity = init.account.publicIdentity;
+  }
+
+  /**
+   * Opens the engine on `store`: loads the account, or creates one if the store is empty.
+   * Call `initCrypto()` first.
+   * @throws ParleyError `STORAGE_INTEGRITY` when a record fails to authenticate or parse, or when
+   *   the store holds conversation records but no account (THREATS.md ST6: a lost identity is
+   *   never silently replaced by a new one); `USAGE` for bad trust options.
+   */
+  static async open(options: EngineOptions): Promise<ConversationEngine> {
+    if (!options || typeof options.store?.setMany !== 'function') throw new ParleyError('USAGE', 'options.store is required');
+    const trust = resolveTrust(options.trust);
+    const store = options.store;
+    const now = options.now ?? Date.now;
+    let accountBytes = await store.get(K.account);
+    let account: Account;
+    if (accountBytes === undefined) {
+      const existing = await store.keys('');
+      if (existing.length > 0) {
+        throw new ParleyError('STORAGE_INTEGRITY', 'the store holds conversation state but no account; refusing to create a new identity', {
+          details: { records: existing.length },
+        });
+      }
+      account = Account.create({ now: now() });
+      accountBytes = account.pickle();
+      const meta = { format: STORE_FORMAT, version: STORE_VERSION, deviceId: account.deviceId, createdAt: now() };
+      await store.setMany([
+        [K.account, accountBytes],
+        [K.meta, jsonBytes(meta)],
+      ]);
+    } else {
+      account = Account.unpickle(accountBytes);
+      const metaBytes = await store.get(K.meta);
+      if (metaBytes) {
+        const meta = parseJsonRecord<{ format?: string; version?: number; deviceId?: string }>(metaBytes, 'meta record');
+        if (meta.format !== STORE_FORMAT || meta.deviceId !== account.deviceId) {
+          throw new ParleyError('STORAGE_INTEGRITY', 'meta record does not match the account');
+        }
+        if (meta.version !== STORE_VERSION) {
+          throw new ParleyError('UNSUPPORTED_VERSION', 'unsupported engine store version', { details: { version: meta.version ?? -1 } });
+        }
+      }
+    }
+
+    const outboxKeys = (await store.keys('outbox/')).sort();
+    const inboxKeys = (await store.keys('inbox/')).sort();
+    const engine = new ConversationEngine({
+      options,
+      trust,
+      account,
+      accountBytes,
+      outboxNext: outboxKeys.length ? counterOf(outboxKeys.at(-1)!) + 1 : 1,
+      inboxNext: inboxKeys.length ? counterOf(inboxKeys.at(-1)!) + 1 : 1,
+    });
+    for (const key of await store.keys('peer/')) {
+      const bytes = await store.get(key);
+      if (bytes) engine.#peers.set(key.slice('peer/'.length), decodePeerRecord(bytes));
+    }
+    for (const key of await store.keys('label/')) {
+      const bytes = await store.get(key);
+      if (bytes) engine.#labels.set(key.slice('label/'.length), new TextDecoder().decode(bytes));
+    }
+    for (const key of outboxKeys) {
+      const bytes = await store.get(key);
+      if (bytes) {
+        const { to, id, envelope } = decodeOutbox(bytes);
+        engine.#outbox.set(key, { to, id, envelope });
+      }
+    }
+    for (const key of inboxKeys) {
+      const bytes = await store.get(key);
+      if (bytes) engine.#inbox.set(key, decodeInbox(bytes));
+    }
+    return engine;
+  }
+
+  /** Runs `fn` after every earlier operation finished (one writer at a time). */
+  #run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#closed) return Promise.reject(new ParleyError('USAGE', 'engine is closed'));
+    const p = this.#tail.then(fn);
+    this.#tail = p.catch(() => undefined);
+    return p;
+  }
+
+  // ---------------------------------------------------------------- prekeys and signatures
+
+  /**
+   * The upload to publish on the relay: identity, current signed prekey (rotated when older than
+   * {@link SIGNED_PREKEY_MAX_AGE_MS}) and every one-time prekey not yet marked uploaded. Generates
+   * new one-time prekeys so that at least `min` are ready (at most 100 per upload, the relay's
+   * cap). New keys are persisted before this returns, so a crash after the relay stored them
+   * never leaves the relay handing out keys this device has lost. Call {@link markUploaded} with
+   * the ids once the relay acked.
+   */
+  async prekeyUpload(min: number = DEFAULT_PREKEY_TARGET): Promise<PrekeyUpload> {
+    if (!Number.isInteger(min) || min < 0 || min > RELAY_MAX_OPKS_PER_UPLOAD) {
+      throw new ParleyError('USAGE', `min must be an integer from 0 to ${RELAY_MAX_OPKS_PER_UPLOAD}`);
+    }
+    return this.#run(async () => {
+      const account = Account.unpickle(this.#accountBytes);
+      let changed = false;
+      if (this.#now() - account.signedPrekey.createdAt > SIGNED_PREKEY_MAX_AGE_MS) {
+        account.rotateSignedPrekey(this.#now());
+        changed = true;
+      }
+      const ready = account.prekeyUpload().oneTimePrekeys.length;
+      if (ready < min) {
+        account.generateOneTimePrekeys(min - ready);
+        changed = true;
+      }
+      if (changed) await this.#commitAccount(account);
+      else account.dispose();
+      const upload = this.#account.prekeyUpload();
+      return { ...upload, oneTimePrekeys: upload.oneTimePrekeys.slice(0, RELAY_MAX_OPKS_PER_UPLOAD) };
+    });
+  }
+
+  /** Marks one-time prekeys as uploaded (after the relay acked `uploadPrekeys`). */
+  markUploaded(ids: readonly number[]): Promise<void> {
+    return this.#run(async () => {
+      const account = Account.unpickle(this.#accountBytes);
+      account.markPrekeysPublished(ids);
+      await this.#commitAccount(account);
+    });
+  }
+
+  async #commitAccount(account: Account): Promise<void> {
+    const bytes = account.pickle();
+    await this.#store.setMany([[K.account, bytes]]);
+    this.#swapAccount(account, bytes);
+  }
+
+  #swapAccount(account: Account, bytes: Uint8Array): void {
+    const old = this.#account;
+    this.#account = account;
+    this.#accountBytes = bytes;
+    if (old !== account) old.dispose();
+  }
+
+  /**
+   * Signs a relay login answer (context `relayAuth`) for this device. Only the fixed payload
+   * layout of `relayAuthPayload` is signed, never bytes the relay chose alone (THREATS.md C14).
+   */
+  signRelayAuth(input: Omit<RelayAuthInput, 'deviceId'>): Uint8Array {
+    return this.#account.sign('relayAuth', relayAuthPayload({ ...input, deviceId: this.deviceId }));
+  }
+
+  /** Signs an enclave measurement statement (context `botAttestation`), for the bot SDK. */
+  signBotAttestation(payload: Uint8Array): Uint8Array {
+    return this.#account.sign('botAttestation', payload);
+  }
+
+  // ---------------------------------------------------------------- peers and trust
+
+  /** True when sending to `peer` needs its bundle first (no session yet). */
+  needsBundle(peer: string): boolean {
+    const rec = this.#peers.get(peer);
+    return !rec || rec.sessions.length === 0;
+  }
+
+  /** The identity recorded for `peer` (first contact), if any. */
+  peerIdentity(peer: string): PublicIdentity | undefined {
+    const id = this.#peers.get(peer)?.identity;
+    return id ? identityFromRecord(id) : undefined;
+  }
+
+  /** The verified org certificate of `peer`, if any. */
+  peerCertificate(peer: string): PeerCertificateInfo | undefined {
+    const c = this.#peers.get(peer)?.cert;
+    return c ? { role: c.role, label: c.label, expiresAt: c.expiresAt } : undefined;
+  }
+
+  /** True while sending to `peer` waits for {@link acceptIdentityChange}. */
+  isBlocked(peer: string): boolean {
+    return this.#peers.get(peer)?.blocked !== undefined;
+  }
+
+  /** The device a label points at, if any. */
+  resolveLabel(label: string): string | undefined {
+    return this.#labels.get(label);
+  }
+
+  /**
+   * The 60-digit safety number of this device and `peer`, identical on both sides.
+   * @throws ParleyError `SESSION_NOT_FOUND` when the peer's identity is not known yet.
+   */
+  safetyNumber(peer: string): string {
+    const identity = this.peerIdentity(peer);
+    if (!identity) throw new ParleyError('SESSION_NOT_FOUND', 'peer identity not known yet');
+    return protocolSafetyNumber(this.publicIdentity, identity);
+  }
+
+  /**
+   * Points `label` (an app-level name such as "bob") at `peer`. The first binding is trusted
+   * (TOFU). Re-binding a known label to another device blocks sending to the new device and
+   * throws `IDENTITY_CHANGED` until {@link acceptIdentityChange}.
+   * @throws ParleyError `IDENTITY_CHANGED` (details: label, previous, peer), `USAGE`.
+   */
+  async bindLabel(label: string, peer: string): Promise<void> {
+    assertDeviceId(peer);
+    if (typeof label !== 'string' || label.length === 0 || label.length > 200 || label.includes('/')) {
+      throw new ParleyError('USAGE', 'label must be 1-200 chars without "/"');
+    }
+    return this.#run(async () => {
+      const previous = this.#labels.get(label);
+      if (previous === peer) return;
+      if (previous === undefined) {
+        await this.#store.setMany([[K.label(label), new TextEncoder().encode(peer)]]);
+        this.#labels.set(label, peer);
+        return;
+      }
+      const rec = clonePeer(this.#peers.get(peer) ?? newPeerRecord());
+      rec.blocked = { label, previous };
+      await this.#store.setMany([[K.peer(peer), jsonBytes(rec)]]);
+      this.#peers.set(peer, rec);
+      this.#onTrustEvent?.({ type: 'identityChanged', peer, label, previous, blocked: true });
+      throw new ParleyError('IDENTITY_CHANGED', 'label now points at another device', { details: { label, previous, peer } });
+    });
+  }
+
+  /**
+   * Accepts a pending identity change: the blocked label now points at `peer`, and sending to
+   * it is allowed. Messages already encrypted to the previous device are not re-encrypted.
+   * @returns false when nothing was pending for `peer`.
+   */
+  async acceptIdentityChange(peer: string): Promise<boolean> {
+    assertDeviceId(peer);
+    return this.#run(async () => {
+      const rec = this.#peers.get(peer);
+      if (!rec?.blocked) return false;
+      const next = clonePeer(rec);
+      const { label } = rec.blocked;
+      delete next.blocked;
+      await this.#store.setMany([
+        [K.peer(peer), jsonBytes(next)],
+        [K.label(label), new TextEncoder().encode(peer)],
+      ]);
+      this.#peers.set(peer, next);
+      this.#labels.set(label, peer);
+      return true;
+    });
+  }
+
+  /**
+   * Verifies and stores an org certificate for `peer` obtained out of band (a bundle extra, the
+   * app's configuration). The peer's identity must already be known, or given.
+   * @throws ParleyError `UNTRUSTED_IDENTITY` (details.reason), `IDENTITY_CHANGED` (policy
+   *   `block`), `USAGE` when no org key is pinned.
+   */
+  async setPeerCertificate(peer: string, certificate: Uint8Array, identity?: PublicIdentity): Promise<PeerCertificateInfo> {
+    assertDeviceId(peer);
+    return this.#run(async () => {
+      const rec = clonePeer(this.#peers.get(peer) ?? newPeerRecord());
+      const known = rec.identity ? identityFromRecord(rec.identity) : identity;
+      if (!known) throw new ParleyError('SESSION_NOT_FOUND', 'peer identity not known yet');
+      this.#checkIdentity(peer, known, rec);
+      const writes: [string, Uint8Array][] = [];
+      const after = this.#applyCertificate(peer, rec, known, certificate, writes);
+      writes.push([K.peer(peer), jsonBytes(rec)]);
+      await this.#store.setMany(writes);
+      this.#peers.set(peer, rec);
+      after();
+      return this.peerCertificate(peer)!;
+    });
+  }
+
+  /** Device-level check: the identity must hash to the device id, and match what was recorded. */
+  #checkIdentity(peer: string, identity: PublicIdentity, rec: PeerRecord): void {
+    if (peer === this.deviceId) throw new ParleyError('USAGE', 'cannot open a conversation with this device itself');
+    if (deviceIdOf(identity) !== peer) {
+      throw new ParleyError('UNTRUSTED_IDENTITY', 'identity does not belong to the device id it claims', { details: { peer } });
+    }
+    if (rec.identity && !sameIdentity(identityFromRecord(rec.identity), identity)) {
+      // Unreachable unless the device-id hash collides; kept as a belt-and-braces check.
+      throw new ParleyError('UNTRUSTED_IDENTITY', 'identity differs from the one recorded for this device', { details: { peer } });
+    }
+    rec.identity ??= identityToRecord(identity);
+  }
+
+  /**
+   * Verifies a certificate into `rec` and the label it names; pushes label writes. Returns a
+   * callback to run after the commit (in-memory label update and trust event).
+   */
+  #applyCertificate(peer: string, rec: PeerRecord, identity: PublicIdentity, certificate: Uint8Array, writes: [string, Uint8Array][]): () => void {
+    const orgKey = this.#trust.orgKey;
+    if (!orgKey) throw new ParleyError('USAGE', 'no trust.orgKey pinned; cannot verify an org certificate');
+    const cert = verifyOrgCertificate(certificate, { orgKey, identity, now: this.#now(), roles: this.#trust.roles });
+    const stored: StoredCertificate = { role: cert.role, label: cert.label, expiresAt: cert.expiresAt, bytes: toHex(certificate) };
+    rec.cert = stored;
+    const label = `org:${cert.role}:${cert.label}`;
+    const previous = this.#labels.get(label);
+    if (previous === peer) return () => undefined;
+    if (previous !== undefined && this.#trust.onCertifiedChange === 'block') {
+      rec.blocked = { label, previous };
+      return () => this.#onTrustEvent?.({ type: 'identityChanged', peer, label, previous, blocked: true });
+    }
+    writes.push([K.label(label), new TextEncoder().encode(peer)]);
+    return () => {
+      this.#labels.set(label, peer);
+      if (previous !== undefined) this.#onTrustEvent?.({ type: 'identityChanged', peer, label, previous, blocked: false });
+    };
+  }
+
+  /** Org-level check for a peer that must be certified. */
+  #checkCertified(peer: string, rec: PeerRecord): void {
+    if (!this.#trust.requiresCertificate(peer)) return;
+    const cert = rec.cert;
+    if (!cert) throw new ParleyError('UNTRUSTED_IDENTITY', 'peer has no org certificate', { details: { reason: 'missing', peer } });
+    if (this.#now() >= cert.expiresAt) {
+      throw new ParleyError('UNTRUSTED_IDENTITY', 'org certificate refused: expired', { details: { reason: 'expired', peer } });
+    }
+  }
+
+  // ---------------------------------------------------------------- sessions
+
+  async #loadSession(peer: string, sessionId: string): Promise<Session> {
+    const key = K.session(peer, sessionId);
+    let bytes = this.#sessions.get(key);
+    if (!bytes) {
+      bytes = await this.#store.get(key);
+      if (!bytes) throw new ParleyError('STORAGE_INTEGRITY', 'a session record is missing', { details: { peer, sessionId } });
+      this.#sessions.set(key, bytes);
+    }
+    const session = Session.unpickle(bytes);
+    if (session.remoteDeviceId !== peer || session.sessionId !== sessionId) {
+      throw new ParleyError('STORAGE_INTEGRITY', 'session record belongs to another conversation', { details: { peer, sessionId } });
+    }
+    return session;
+  }
+
+  /** Puts `sessionId` first; returns ids pushed out beyond {@link MAX_SESSIONS_PER_PEER}. */
+  #promote(rec: PeerRecord, sessionId: string): string[] {
+    rec.sessions = [sessionId, ...rec.sessions.filter((s) => s !== sessionId)];
+    return rec.sessions.length > MAX_SESSIONS_PER_PEER ? rec.sessions.splice(MAX_SESSIONS_PER_PEER) : [];
+  }
+
+  // ---------------------------------------------------------------- sending
+
+  /**
+   * Encrypts one message to `peer` and puts it in the outbox. The session, the peer record and
+   * the outbox entry are persisted together **before** this returns (persist before send); send
+   * the result, then call {@link markDelivered} once the relay acked it.
+   * @throws ParleyError `SESSION_NOT_FOUND` (no session: pass `bundle`), `IDENTITY_CHANGED`
+   *   (blocked until `acceptIdentityChange`), `UNTRUSTED_IDENTITY` (forged bundle, or a missing,
+   *   invalid or expired org certificate), `INVALID_SIGNATURE`/`INVALID_KEY` (bad bundle),
+   *   `PAYLOAD_TOO_LARGE`, `USAGE` (bad ids, id already in the outbox).
+   */
+  async encrypt(peer: string, payload: Uint8Array, opts: EncryptOptions): Promise<OutgoingEnvelope> {
+    assertDeviceId(peer);
+    assertMessageId(opts?.messageId);
+    if (!(payload instanceof Uint8Array)) throw new ParleyError('USAGE', 'payload must be a Uint8Array');
+    return this.#run(async () => {
+      for (const e of this.#outbox.values()) {
+        if (e.to === peer && e.id === opts.messageId) throw new ParleyError('USAGE', 'messageId is already in the outbox');
+      }
+      const rec = clonePeer(this.#peers.get(peer) ?? newPeerRecord());
+      if (rec.blocked) {
+        throw new ParleyError('IDENTITY_CHANGED', 'identity change not accepted yet; sending is blocked', {
+          details: { peer, label: rec.blocked.label, previous: rec.blocked.previous },
+        });
+      }
+      const writes: [string, Uint8Array][] = [];
+      let after = (): void => undefined;
+      let session: Session;
+      if (opts.bundle) {
+        const bundle = opts.bundle;
+        this.#checkIdentity(peer, bundle.identity, rec);
+        if (bundle.certificate && this.#trust.orgKey) {
+          after = this.#applyCertificate(peer, rec, bundle.identity, bundle.certificate, writes);
+        }
+        this.#checkCertified(peer, rec);
+        const blocked = rec.blocked as PeerRecord['blocked'];
+        if (blocked) {
+          // A certified label moved and the policy says block: remember that, then refuse.
+          await this.#store.setMany([[K.peer(peer), jsonBytes(rec)]]);
+          this.#peers.set(peer, rec);
+          after();
+          throw new ParleyError('IDENTITY_CHANGED', 'certified label moved to a new device; sending is blocked', {
+            details: { peer, label: blocked.label, previous: blocked.previous },
+          });
+        }
+        session = this.#account.createOutboundSession(bundle);
+      } else {
+        const active = rec.sessions[0];
+        if (!active) throw new ParleyError('SESSION_NOT_FOUND', 'no session with this peer; fetch its bundle', { details: { peer } });
+        this.#checkCertified(peer, rec);
+        session = await this.#loadSession(peer, active);
+      }
+      const evicted = this.#promote(rec, session.sessionId);
+      rec.sendSeq += 1;
+      const inner = encodePayload({ id: opts.messageId, type: opts.type ?? 'binary', sentAt: this.#now(), seq: rec.sendSeq, body: payload });
+      const envelope = session.encrypt(inner);
+      const out: OutgoingEnvelope = { to: peer, id: opts.messageId, envelope };
+      const sessionKey = K.session(peer, session.sessionId);
+      const sessionBytes = session.pickle();
+      const outboxKey = K.outbox(this.#outboxNext);
+      writes.push([sessionKey, sessionBytes], [K.peer(peer), jsonBytes(rec)], [outboxKey, encodeOutbox(out, this.#now())]);
+      await this.#store.setMany(writes);
+      this.#outboxNext += 1;
+      this.#sessions.set(sessionKey, sessionBytes);
+      this.#peers.set(peer, rec);
+      this.#outbox.set(outboxKey, out);
+      after();
+      session.dispose();
+      await this.#dropSessions(peer, evicted);
+      return out;
+    });
+  }
+
+  async #dropSessions(peer: string, ids: readonly string[]): Promise<void> {
+    if (ids.length === 0) return;
+    const keys = ids.map((id) => K.session(peer, id));
+    for (const k of keys) this.#sessions.delete(k);
+    // After the commit that stopped referencing them: a crash here leaves unreferenced records only.
+    await this.#store.delMany(keys);
+  }
+
+  /** The relay acked (durably stored) `id` to `peer`: drop it from the outbox. */
+  markDelivered(peer: string, id: string): Promise<void> {
+    return this.#run(async () => {
+      const keys: string[] = [];
+      for (const [k, e] of this.#outbox) if (e.to === peer && e.id === id) keys.push(k);
+      if (keys.length === 0) return;
+      await this.#store.delMany(keys);
+      for (const k of keys) this.#outbox.delete(k);
+    });
+  }
+
+  /** Envelopes persisted but not yet acked by the relay, oldest first: send them again on reconnect. */
+  pendingOutbox(): OutgoingEnvelope[] {
+    return [...this.#outbox.values()];
+  }
+
+  // ---------------------------------------------------------------- receiving
+
+  async #loadSeen(peer: string): Promise<SeenState> {
+    let s = this.#seen.get(peer);
+    if (s) return s;
+    s = { buckets: new Map(), all: new Set() };
+    for (const key of await this.#store.keys(`seen/${peer}/`)) {
+      const n = counterOf(key);
+      const bytes = await this.#store.get(key);
+      if (!bytes) continue;
+      const ids = decodeSeen(bytes);
+      s.buckets.set(n, ids);
+      for (const id of ids) s.all.add(id);
+    }
+    this.#seen.set(peer, s);
+    return s;
+  }
+
+  /**
+   * Decrypts one relay delivery. Duplicates (an id already received from this peer) return
+   * `{ kind: 'duplicate' }` without touching any session. Otherwise the session (new or
+   * advanced), the account (when a prekey message opened a session), the seen id and the
+   * decrypted message (inbox) are persisted in one atomic write **before** this returns; ack the
+   * relay after that. Nothing changes when it throws (THREATS.md I2).
+   * @throws ParleyError `AUTH_FAILED` (forged, misrouted, or the relay's id differs from the
+   *   authenticated one), `DUPLICATE_MESSAGE`, `SENDER_STATE_ROLLBACK`, `MESSAGE_KEY_EXPIRED`,
+   *   `TOO_MANY_SKIPPED`, `INVALID_PREKEY`, `INVALID_KEY`, `INVALID_SIGNATURE`,
+   *   `MALFORMED_MESSAGE`, `UNSUPPORTED_VERSION`, `SESSION_NOT_FOUND` (no session for a
+   *   non-prekey message), `UNTRUSTED_IDENTITY` (identity does not match `from`, or the peer
+   *   must be certified and is not).
+   */
+  async receive(incoming: IncomingEnvelope): Promise<ReceiveResult> {
+    const { from, id, envelope } = incoming ?? ({} as IncomingEnvelope);
+    if (typeof from !== 'string' || !DEVICE_ID_PATTERN.test(from)) throw new ParleyError('MALFORMED_MESSAGE', 'invalid sender device id');
+    if (typeof id !== 'string' || !MESSAGE_ID_PATTERN.test(id)) throw new ParleyError('MALFORMED_MESSAGE', 'invalid message id');
+    if (!(envelope instanceof Uint8Array)) throw new ParleyError('MALFORMED_MESSAGE', 'envelope must be bytes');
+    return this.#run(async () => {
+      if (from === this.deviceId) throw new ParleyError('AUTH_FAILED', 'message claims to come from this device');
+      const seen = await this.#loadSeen(from);
+      if (seen.all.has(id)) return { kind: 'duplicate', from, id } as const;
+
+      const parsed = parseMessage(envelope);
+      const rec = clonePeer(this.#peers.get(from) ?? newPeerRecord());
+      const writes: [string, Uint8Array][] = [];
+      let session: Session | undefined;
+      let plaintext: Uint8Array | undefined;
+      let newAccount: Account | undefined;
+
+      if (parsed.type === MESSAGE_TYPE.prekey) {
+        this.#checkIdentity(from, parsed.identity, rec);
+        this.#checkCertified(from, rec);
+        for (const sid of rec.sessions) {
+          const candidate = await this.#loadSession(from, sid);
+          if (candidate.matchesPrekeyMessage(envelope)) {
+            plaintext = candidate.decrypt(envelope);
+            session = candidate;
+            break;
+          }
+          candidate.dispose();
+        }
+        if (!session) {
+          newAccount = Account.unpickle(this.#accountBytes);
+          try {
+            const created = newAccount.createInboundSession(envelope);
+            session = created.session;
+            plaintext = created.plaintext;
+          } catch (e) {
+            newAccount.dispose();
+            throw e;
+          }
+        }
+      } else {
+        if (rec.sessions.length === 0) throw new ParleyError('SESSION_NOT_FOUND', 'no session with this peer', { details: { peer: from } });
+        this.#checkCertified(from, rec);
+        let firstError: unknown;
+        for (const sid of rec.sessions) {
+          const candidate = await this.#loadSession(from, sid);
+          try {
+            plaintext = candidate.decrypt(envelope);
+            session = candidate;
+            break;
+          } catch (e) {
+            candidate.dispose();
+            // Keep the most telling error: a specific one beats "did not authenticate here".
+            if (firstError === undefined || (isParleyError(firstError, 'AUTH_FAILED') && !isParleyError(e, 'AUTH_FAILED'))) firstError = e;
+          }
+        }
+        if (!session) throw firstError;
+      }
+
+      try {
+        const inner = decodePayload(plaintext!);
+        if (inner.id !== id) {
+          throw new ParleyError('AUTH_FAILED', 'relay message id differs from the authenticated id');
+        }
+        const message: ReceivedMessage = {
+          from,
+          id,
+          type: inner.type,
+          payload: inner.body,
+          sentAt: inner.sentAt,
+          seq: inner.seq,
+          sessionId: session.sessionId,
+          receivedAt: this.#now(),
+        };
+        const evicted = this.#promote(rec, session.sessionId);
+        rec.recvSeq = Math.max(rec.recvSeq, inner.seq);
+
+        // Seen ids: append to the current bucket, start a new one when full, drop the oldest.
+        let bucket = seen.buckets.get(rec.seenBucket) ?? [];
+        let dropBucket: number | undefined;
+        if (bucket.length >= SEEN_BUCKET_SIZE) {
+          rec.seenBucket += 1;
+          bucket = [];
+          const oldest = rec.seenBucket - SEEN_BUCKETS_KEPT;
+          if (seen.buckets.has(oldest)) dropBucket = oldest;
+        }
+        const nextBucket = [...bucket, id];
+
+        const sessionKey = K.session(from, session.sessionId);
+        const sessionBytes = session.pickle();
+        const inboxKey = K.inbox(this.#inboxNext);
+        writes.push(
+          [sessionKey, sessionBytes],
+          [K.peer(from), jsonBytes(rec)],
+          [K.seen(from, rec.seenBucket), encodeSeen(nextBucket)],
+          [inboxKey, encodeInbox(message)],
+        );
+        const accountBytes = newAccount?.pickle();
+        if (newAccount && accountBytes) writes.push([K.account, accountBytes]);
+        await this.#store.setMany(writes);
+
+        // Committed: update the in-memory view.
+        this.#inboxNext += 1;
+        this.#sessions.set(sessionKey, sessionBytes);
+        this.#peers.set(from, rec);
+        seen.buckets.set(rec.seenBucket, nextBucket);
+        seen.all.add(id);
+        this.#inbox.set(inboxKey, message);
+        if (newAccount && accountBytes) {
+          this.#swapAccount(newAccount, accountBytes);
+          newAccount = undefined;
+        }
+        if (dropBucket !== undefined) {
+          for (const old of seen.buckets.get(dropBucket) ?? []) seen.all.delete(old);
+          seen.buckets.delete(dropBucket);
+          await this.#store.delMany([K.seen(from, dropBucket)]);
+        }
+        await this.#dropSessions(from, evicted);
+        return { kind: 'message', ...message } as const;
+      } finally {
+        session.dispose();
+        newAccount?.dispose();
+      }
+    });
+  }
+
+  /** Decrypted messages not yet consumed by the app, oldest first (they survive restarts). */
+  inbox(): ReceivedMessage[] {
+    return [...this.#inbox.values()];
+  }
+
+  /** The app has handled `(from, id)`: drop it from the inbox. The seen id stays (dedupe). */
+  consume(from: string, id: string): Promise<void> {
+    return this.#run(async () => {
+      const keys: string[] = [];
+      for (const [k, m] of this.#inbox) if (m.from === from && m.id === id) keys.push(k);
+      if (keys.length === 0) return;
+      await this.#store.delMany(keys);
+      for (const k of keys) this.#inbox.delete(k);
+    });
+  }
+
+  /** A fresh random message id (16 bytes, hex). */
+  static newMessageId(): string {
+    return toHex(getCrypto().randomBytes(16));
+  }
+
+  /** Waits for running operations, then refuses new ones and wipes the account's keys. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.#tail;
+    this.#closed = true;
+    this.#account.dispose();
+    this.#sessions.clear();
+  }
+
+  toJSON(): { deviceId: string } {
+    return { deviceId: this.deviceId };
+  }
+
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return `ConversationEngine { deviceId: '${this.deviceId}', keys: [redacted] }`;
+  }
+}

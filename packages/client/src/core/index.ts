@@ -1,0 +1,60 @@
+/**
+ * `@parley/client/core`: the transport-agnostic conversation engine. No sockets, no files, no
+ * Node APIs: the Node/browser client and the bot enclave run the same engine and carry its
+ * envelopes themselves.
+ *
+ * @example
+ * import { initCrypto } from '@parley/protocol';
+ * import { ConversationEngine, MemoryStore } from '@parley/client/core';
+ * await initCrypto();
+ * const engine = await ConversationEngine.open({ store: new MemoryStore() });
+ * console.log(engine.deviceId);
+ */
+export {
+  ConversationEngine,
+  MAX_SESSIONS_PER_PEER,
+  SEEN_BUCKET_SIZE,
+  SEEN_BUCKETS_KEPT,
+  SIGNED_PREKEY_MAX_AGE_MS,
+  DEFAULT_PREKEY_TARGET,
+  type EngineOptions,
+  type EncryptOptions,
+  type FetchedBundle,
+  type IncomingEnvelope,
+  type OutgoingEnvelope,
+  type PeerCertificateInfo,
+  type ReceiveResult,
+  type ReceivedMessage,
+} from './engine.js';
+export { MemoryStore, type KeyValueStore } from './store.js';
+export { SealedStore, deriveStorageKey, sealRecord, openRecord, STORAGE_KEY_BYTES } from './sealed-store.js';
+export { resolveTrust, type TrustOptions, type TrustEvent, type IdentityChangedEvent, type TrustPolicy } from './trust.js';
+export {
+  encodePayload,
+  decodePayload,
+  encodeReceiptBody,
+  decodeReceiptBody,
+  assertMessageId,
+  PAYLOAD_VERSION,
+  MAX_RECEIPT_IDS,
+  type InnerPayload,
+  type PayloadType,
+} from './payload.js';
+export {
+  signOrgCertificate,
+  verifyOrgCertificate,
+  decodeOrgCertificate,
+  describeOrgCertificate,
+  generateOrgKey,
+  orgCertificatePayload,
+  orgCertificateToBase64,
+  orgCertificateFromBase64,
+  ORG_CERT_VERSION,
+  ORG_LABEL_PATTERN,
+  type OrgCertificate,
+  type OrgCertificateCheck,
+  type OrgCertificateFields,
+  type OrgCertRefusal,
+  type OrgRole,
+} from './org-cert.js';
+export { toBase64, fromBase64 } from './codec.js';

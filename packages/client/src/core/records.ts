@@ -1,0 +1,180 @@
+/**
+ * The engine's stored records and their encodings. Key layout:
+ * ```
+ *  account                      Account pickle (identity, prekeys)
+ *  meta                         JSON { format, version, deviceId }
+ *  peer/<device>                JSON PeerRecord (identity, session order, counters, certificate, block)
+ *  session/<device>/<sessionId> Session pickle
+ *  seen/<device>/<bucket>       message ids already received from <device>, "\n"-joined
+ *  label/<label>                device id the label points at
+ *  outbox/<n>                   an encrypted envelope not yet acked by the relay
+ *  inbox/<n>                    a decrypted message not yet consumed by the app
+ * ```
+ * Every record is written together with the records it depends on in one atomic `setMany`.
+ */
+import { ParleyError, fromHex, toHex, type PublicIdentity } from '@parley/protocol';
+import { Reader, Writer } from './codec.js';
+import type { OrgRole } from './org-cert.js';
+import type { PayloadType } from './payload.js';
+
+export const STORE_FORMAT = 'parley-client-engine';
+export const STORE_VERSION = 1;
+
+export const K = {
+  account: 'account',
+  meta: 'meta',
+  peer: (peer: string) => `peer/${peer}`,
+  session: (peer: string, sessionId: string) => `session/${peer}/${sessionId}`,
+  seen: (peer: string, bucket: number) => `seen/${peer}/${bucket}`,
+  label: (label: string) => `label/${label}`,
+  outbox: (n: number) => `outbox/${String(n).padStart(12, '0')}`,
+  inbox: (n: number) => `inbox/${String(n).padStart(12, '0')}`,
+} as const;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+export function jsonBytes(value: unknown): Uint8Array {
+  return encoder.encode(JSON.stringify(value));
+}
+
+export function parseJsonRecord<T>(bytes: Uint8Array, what: string): T {
+  try {
+    return JSON.parse(decoder.decode(bytes)) as T;
+  } catch (cause) {
+    throw new ParleyError('STORAGE_INTEGRITY', `stored ${what} is not valid`, { cause });
+  }
+}
+
+/** A verified org certificate, as remembered for a peer. */
+export interface StoredCertificate {
+  readonly role: OrgRole;
+  readonly label: string;
+  readonly expiresAt: number;
+  /** The certificate bytes, hex. */
+  readonly bytes: string;
+}
+
+/** What the engine knows about one peer device. */
+export interface PeerRecord {
+  readonly v: 1;
+  /** Identity keys (hex), recorded on first contact (TOFU). */
+  identity?: { signingKey: string; dhKey: string; binding: string };
+  /** Session ids, most recently used first. */
+  sessions: string[];
+  /** Last conversation seq sent to this peer. */
+  sendSeq: number;
+  /** Highest conversation seq received from this peer. */
+  recvSeq: number;
+  /** Current seen-id bucket. */
+  seenBucket: number;
+  cert?: StoredCertificate;
+  /** Set while an identity change waits for `acceptIdentityChange`. */
+  blocked?: { label: string; previous: string };
+}
+
+export function newPeerRecord(): PeerRecord {
+  return { v: 1, sessions: [], sendSeq: 0, recvSeq: 0, seenBucket: 0 };
+}
+
+export function clonePeer(p: PeerRecord): PeerRecord {
+  return structuredClone(p);
+}
+
+export function decodePeerRecord(bytes: Uint8Array): PeerRecord {
+  const p = parseJsonRecord<PeerRecord>(bytes, 'peer record');
+  const ok =
+    typeof p === 'object' && p !== null && p.v === 1 && Array.isArray(p.sessions) &&
+    p.sessions.every((s) => typeof s === 'string' && /^[0-9a-f]{32}$/.test(s)) &&
+    Number.isSafeInteger(p.sendSeq) && Number.isSafeInteger(p.recvSeq) && Number.isSafeInteger(p.seenBucket);
+  if (!ok) throw new ParleyError('STORAGE_INTEGRITY', 'stored peer record is not valid');
+  return p;
+}
+
+export function identityToRecord(id: PublicIdentity): NonNullable<PeerRecord['identity']> {
+  return { signingKey: toHex(id.signingKey), dhKey: toHex(id.dhKey), binding: toHex(id.binding) };
+}
+
+export function identityFromRecord(r: NonNullable<PeerRecord['identity']>): PublicIdentity {
+  try {
+    return { signingKey: fromHex(r.signingKey), dhKey: fromHex(r.dhKey), binding: fromHex(r.binding) };
+  } catch (cause) {
+    throw new ParleyError('STORAGE_INTEGRITY', 'stored identity is not valid', { cause });
+  }
+}
+
+/** An encrypted envelope ready for the relay's `send`. */
+export interface OutgoingEnvelope {
+  readonly to: string;
+  readonly id: string;
+  readonly envelope: Uint8Array;
+}
+
+export function encodeOutbox(e: OutgoingEnvelope, createdAt: number): Uint8Array {
+  return new Writer().shortString(e.to).shortString(e.id).u64(createdAt).bytes(e.envelope).finish();
+}
+
+export function decodeOutbox(bytes: Uint8Array): OutgoingEnvelope & { createdAt: number } {
+  const r = new Reader(bytes, 'STORAGE_INTEGRITY');
+  const to = r.shortString();
+  const id = r.shortString();
+  const createdAt = r.u64();
+  const envelope = r.bytes(1 << 20);
+  r.end();
+  return { to, id, envelope, createdAt };
+}
+
+/** A decrypted message kept until the app has consumed it. */
+export interface ReceivedMessage {
+  readonly from: string;
+  readonly id: string;
+  readonly type: PayloadType;
+  readonly payload: Uint8Array;
+  readonly sentAt: number;
+  readonly seq: number;
+  readonly sessionId: string;
+  readonly receivedAt: number;
+}
+
+const TYPES: PayloadType[] = ['text', 'json', 'receipt', 'binary'];
+
+export function encodeInbox(m: ReceivedMessage): Uint8Array {
+  return new Writer()
+    .shortString(m.from).shortString(m.id).u8(TYPES.indexOf(m.type)).u64(m.sentAt).u32(m.seq)
+    .shortString(m.sessionId).u64(m.receivedAt).bytes(m.payload)
+    .finish();
+}
+
+export function decodeInbox(bytes: Uint8Array): ReceivedMessage {
+  const r = new Reader(bytes, 'STORAGE_INTEGRITY');
+  const from = r.shortString();
+  const id = r.shortString();
+  const type = TYPES[r.u8()] ?? r.fail('unknown payload type');
+  const sentAt = r.u64();
+  const seq = r.u32();
+  const sessionId = r.shortString();
+  const receivedAt = r.u64();
+  const payload = r.bytes(1 << 20);
+  r.end();
+  return { from, id, type, sentAt, seq, sessionId, receivedAt, payload };
+}
+
+export function encodeSeen(ids: readonly string[]): Uint8Array {
+  return encoder.encode(ids.join('\n'));
+}
+
+export function decodeSeen(bytes: Uint8Array): string[] {
+  try {
+    const text = decoder.decode(bytes);
+    return text === '' ? [] : text.split('\n');
+  } catch (cause) {
+    throw new ParleyError('STORAGE_INTEGRITY', 'stored seen-id record is not valid', { cause });
+  }
+}
+
+/** Parses the trailing counter of `outbox/<n>` / `inbox/<n>` keys. */
+export function counterOf(key: string): number {
+  const n = Number(key.slice(key.lastIndexOf('/') + 1));
+  if (!Number.isSafeInteger(n) || n < 0) throw new ParleyError('STORAGE_INTEGRITY', 'stored key is not valid');
+  return n;
+}

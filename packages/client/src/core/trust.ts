@@ -1,0 +1,91 @@
+/**
+ * Who the engine will talk to (THREATS.md C12, C17, C18).
+ *
+ * - **Device level.** A device id is a hash of the identity keys (protocol `deviceIdOf`), so the
+ *   identity behind a device id cannot change. A bundle or prekey message whose identity does not
+ *   hash to the device id it claims is a forgery and fails with `UNTRUSTED_IDENTITY`; it is never
+ *   something the user could accept. The first identity seen for a device is recorded (TOFU) and
+ *   is the one safety numbers are computed from.
+ * - **Label level.** People and apps address peers by names ("support", "bob"). A label resolves
+ *   to a device only through authenticated data: a verified org certificate, or an explicit
+ *   `bindLabel` by the app. A known label that now points at another device is an identity
+ *   change: `IDENTITY_CHANGED`, and sending to the new device is blocked until
+ *   `acceptIdentityChange(peer)`. Messages already encrypted to the old device stay addressed to
+ *   it; nothing is re-encrypted to the new key.
+ * - **Organisation level.** With `orgKey` pinned, peers that must be the company's bots or
+ *   agents (by default every peer) are accepted only with a valid org certificate (org-cert.ts).
+ */
+import { ParleyError, fromHex } from '@parley/protocol';
+import type { OrgRole } from './org-cert.js';
+
+/** Trust configuration of a {@link ConversationEngine}. */
+export interface TrustOptions {
+  /** The pinned organisation Ed25519 public key: 32 bytes or 64 hex chars. */
+  readonly orgKey?: Uint8Array | string;
+  /**
+   * Peers that must present a valid org certificate: `'all'` (the default when `orgKey` is set:
+   * a customer talks only to the company), `'none'` (the default without `orgKey`), a list of
+   * device ids, or a predicate.
+   */
+  readonly requireCertificate?: 'all' | 'none' | readonly string[] | ((peer: string) => boolean);
+  /** Roles accepted from certificates. Default: `['bot', 'agent']`. */
+  readonly roles?: readonly OrgRole[];
+  /**
+   * A certified label ("support") moving to another certified device: `'accept'` (default: the
+   * org vouches for the new device; an `identityChanged` trust event with `blocked: false` is
+   * reported) or `'block'` (`IDENTITY_CHANGED` until `acceptIdentityChange`).
+   */
+  readonly onCertifiedChange?: 'accept' | 'block';
+}
+
+/** Reported through `onTrustEvent`. */
+export interface IdentityChangedEvent {
+  readonly type: 'identityChanged';
+  /** The new device. */
+  readonly peer: string;
+  /** The label that moved (`org:<role>:<label>` for certified labels). */
+  readonly label: string;
+  /** The device the label pointed at before. */
+  readonly previous: string;
+  /** True when sending to `peer` is blocked until `acceptIdentityChange(peer)`. */
+  readonly blocked: boolean;
+}
+
+export type TrustEvent = IdentityChangedEvent;
+
+/** Resolved, validated trust settings. */
+export interface TrustPolicy {
+  readonly orgKey: Uint8Array | undefined;
+  readonly roles: readonly OrgRole[];
+  readonly onCertifiedChange: 'accept' | 'block';
+  requiresCertificate(peer: string): boolean;
+}
+
+/** @throws ParleyError `USAGE` for a malformed org key or option. */
+export function resolveTrust(options: TrustOptions = {}): TrustPolicy {
+  let orgKey: Uint8Array | undefined;
+  if (options.orgKey !== undefined) {
+    if (typeof options.orgKey === 'string') {
+      if (!/^[0-9a-fA-F]{64}$/.test(options.orgKey)) throw new ParleyError('USAGE', 'trust.orgKey must be 64 hex chars');
+      orgKey = fromHex(options.orgKey);
+    } else if (options.orgKey instanceof Uint8Array && options.orgKey.length === 32) {
+      orgKey = options.orgKey.slice();
+    } else {
+      throw new ParleyError('USAGE', 'trust.orgKey must be 32 bytes');
+    }
+  }
+  const req = options.requireCertificate ?? (orgKey ? 'all' : 'none');
+  let requiresCertificate: (peer: string) => boolean;
+  if (req === 'all') requiresCertificate = () => true;
+  else if (req === 'none') requiresCertificate = () => false;
+  else if (typeof req === 'function') requiresCertificate = req;
+  else if (Array.isArray(req)) {
+    const set = new Set<string>(req);
+    requiresCertificate = (peer) => set.has(peer);
+  } else throw new ParleyError('USAGE', 'trust.requireCertificate is invalid');
+  if (req !== 'none' && !orgKey) throw new ParleyError('USAGE', 'trust.requireCertificate needs trust.orgKey');
+  const roles = options.roles ?? ['bot', 'agent'];
+  const onCertifiedChange = options.onCertifiedChange ?? 'accept';
+  if (onCertifiedChange !== 'accept' && onCertifiedChange !== 'block') throw new ParleyError('USAGE', 'trust.onCertifiedChange is invalid');
+  return { orgKey, roles, onCertifiedChange, requiresCertificate };
+}

@@ -1,0 +1,382 @@
+/**
+ * {@link RelayStore} on Redis (node-redis v5), for several relay nodes serving one population
+ * (DESIGN.md "Relay protocol" 5). Every operation that reads and writes is one Lua script, so
+ * it is atomic across nodes: `takeBundle` hands each OPK to one requester only, `enqueue` is
+ * idempotent on `(from, id)` even when two nodes receive the same retry at once.
+ *
+ * Durability: "acked means stored" holds only when Redis runs with `appendonly yes` and
+ * `appendfsync always` (Redis then fsyncs the AOF before it replies, so `enqueue` resolves after
+ * the write reached the disk). `everysec` loses up to one second of acked messages on a crash
+ * of the Redis host, RDB snapshots alone lose everything since the last snapshot, and any
+ * `maxmemory-policy` other than `noeviction` lets Redis silently drop queued messages. `connect`
+ * checks these settings and refuses to start ({@link RedisDurabilityError}) unless
+ * `allowNonDurable` is set, in which case it logs a loud warning instead.
+ *
+ * Scope: one Redis primary (standalone, or behind Sentinel with the same persistence settings).
+ * The scripts build some keys from stored data, so Redis Cluster is not supported.
+ *
+ * Key layout, under a configurable prefix `P` (default `parley:`):
+ * - `P:dev:<device>` hash: identity and signed prekey.
+ * - `P:opk:<device>` list of available OPK ids (upload order); `P:opkpub:<device>` hash id → key;
+ *   `P:opkseen:<device>` set of every OPK id ever accepted (a used id is never re-added).
+ * - `P:seq` counter (global, so seqs increase per recipient); `P:depth` pending count.
+ * - `P:q:<to>` zset of pending seqs; `P:m:<to>` hash seq → envelope; `P:h:<to>` hash seq →
+ *   JSON header `{f, i, r}`; `P:s:<from>` hash message id → seq (dedupe while pending).
+ * - `P:ak` hash id → JSON record; `P:akh` hash sha256 → id; `P:akr` hash id → revokedAt.
+ */
+import { createHash } from 'node:crypto';
+import { createClient, ErrorReply, RESP_TYPES } from 'redis';
+import type { PrekeyBundle, PrekeyUpload } from '@parley/protocol/verify';
+import type { ApiKeyRecord, NewMessage, RelayStore, StoredMessage } from './types.js';
+
+/** Connection and safety settings of {@link RedisStore}. */
+export interface RedisStoreOptions {
+  /** `redis://[user:pass@]host:port[/db]` or `rediss://…` for TLS. */
+  readonly url: string;
+  /** Key prefix, so several relays (or tests) can share one Redis. Default `parley:`. */
+  readonly prefix?: string;
+  /**
+   * Start even when Redis is not configured for "acked means stored" (AOF off, `appendfsync`
+   * weaker than `always`, an evicting `maxmemory-policy`, or settings that cannot be read).
+   * Logs a warning instead of throwing. Default false.
+   */
+  readonly allowNonDurable?: boolean;
+  /** Where warnings go. Default `console`. */
+  readonly logger?: { warn(obj: object, msg?: string): void; error(obj: object, msg?: string): void };
+  /** Give up the first connection after this long. Default 10 s. */
+  readonly connectTimeoutMs?: number;
+  /** Each command fails after this long (the relay answers `INTERNAL`, the client retries). Default 5 s. */
+  readonly commandTimeoutMs?: number;
+}
+
+/** Thrown by {@link RedisStore.connect} when Redis would not keep acked messages. */
+export class RedisDurabilityError extends Error {
+  readonly code = 'REDIS_NOT_DURABLE';
+  constructor(readonly problems: readonly string[]) {
+    super(`Redis is not configured for durable storage: ${problems.join('; ')}. ` +
+      'Run Redis with `appendonly yes`, `appendfsync always` and `maxmemory-policy noeviction`, ' +
+      'or set allowNonDurable (allowNonDurableRedis) to accept losing acked messages.');
+    this.name = 'RedisDurabilityError';
+  }
+}
+
+type Client = ReturnType<typeof createClient>;
+type Arg = string | Buffer;
+type Reply = null | number | Buffer | Reply[];
+
+/** A Lua script run by EVALSHA, loaded on first NOSCRIPT (e.g. after a Redis restart). */
+class Script {
+  readonly sha: string;
+  constructor(readonly source: string) {
+    // Redis identifies scripts by SHA-1 of their source.
+    this.sha = createHash('sha1').update(source).digest('hex');
+  }
+}
+const PUT_PREKEYS = new Script(`
+redis.call('HSET', KEYS[1], 'sk', ARGV[1], 'dh', ARGV[2], 'bind', ARGV[3], 'spkId', ARGV[4], 'spkAt', ARGV[5], 'spkPub', ARGV[6], 'spkSig', ARGV[7])
+for i = 8, #ARGV, 2 do
+  if redis.call('SADD', KEYS[4], ARGV[i]) == 1 then
+    redis.call('RPUSH', KEYS[2], ARGV[i])
+    redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+  end
+end
+return redis.call('LLEN', KEYS[2])`);
+
+const TAKE_BUNDLE = new Script(`
+local d = redis.call('HMGET', KEYS[1], 'sk', 'dh', 'bind', 'spkId', 'spkAt', 'spkPub', 'spkSig')
+if not d[1] then return false end
+local id = redis.call('LPOP', KEYS[2])
+local pub = ''
+if id then
+  pub = redis.call('HGET', KEYS[3], id) or ''
+  redis.call('HDEL', KEYS[3], id)
+else
+  id = ''
+end
+return { d[1], d[2], d[3], d[4], d[5], d[6], d[7], id, pub, redis.call('LLEN', KEYS[2]) }`);
+
+const ENQUEUE = new Script(`
+local s = redis.call('HGET', KEYS[1], ARGV[1])
+if s then return { tonumber(s), 1 } end
+local seq = redis.call('INCR', KEYS[5])
+redis.call('HSET', KEYS[1], ARGV[1], seq)
+redis.call('ZADD', KEYS[2], seq, seq)
+redis.call('HSET', KEYS[3], seq, ARGV[3])
+redis.call('HSET', KEYS[4], seq, ARGV[2])
+redis.call('INCR', KEYS[6])
+return { seq, 0 }`);
+
+const LIST_PENDING = new Script(`
+local seqs = redis.call('ZRANGE', KEYS[1], '(' .. ARGV[1], '+inf', 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for _, s in ipairs(seqs) do
+  out[#out + 1] = s
+  out[#out + 1] = redis.call('HGET', KEYS[3], s) or ''
+  out[#out + 1] = redis.call('HGET', KEYS[2], s) or ''
+end
+return out`);
+
+const DELETE = new Script(`
+local n = 0
+for i = 2, #ARGV do
+  local s = ARGV[i]
+  if redis.call('ZREM', KEYS[1], s) == 1 then
+    local h = redis.call('HGET', KEYS[3], s)
+    redis.call('HDEL', KEYS[2], s)
+    redis.call('HDEL', KEYS[3], s)
+    if h then
+      local m = cjson.decode(h)
+      local sent = ARGV[1] .. m.f
+      if redis.call('HGET', sent, m.i) == s then redis.call('HDEL', sent, m.i) end
+    end
+    n = n + 1
+  end
+end
+if n > 0 then redis.call('DECRBY', KEYS[4], n) end
+return n`);
+
+const PUT_API_KEY = new Script(`
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 or redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then
+  return redis.error_reply('DUPLICATE duplicate api key')
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[4]) end
+return 1`);
+
+const FIND_API_KEY = new Script(`
+local id = redis.call('HGET', KEYS[2], ARGV[1])
+if not id then return false end
+if redis.call('HEXISTS', KEYS[3], id) == 1 then return false end
+return redis.call('HGET', KEYS[1], id) or false`);
+
+const REVOKE_API_KEY = new Script(`
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 or redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1`);
+
+const LIST_API_KEYS = new Script(`
+return { redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]) }`);
+
+const BUFFERS = { typeMapping: { [RESP_TYPES.BLOB_STRING]: Buffer } } as const;
+
+const bytes = (b: Buffer): Uint8Array => new Uint8Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+const arg = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
+const str = (r: Reply | undefined): string => (Buffer.isBuffer(r) ? r.toString('utf8') : r === null || r === undefined ? '' : String(r));
+const num = (r: Reply | undefined): number => (typeof r === 'number' ? r : Number(str(r)));
+
+/** Reads the persistence settings and lists what breaks "acked means stored". */
+async function durabilityProblems(client: Client): Promise<string[]> {
+  let config: Record<string, string>;
+  try {
+    const reply = (await client.sendCommand(['CONFIG', 'GET', '*'])) as unknown;
+    config = {};
+    if (Array.isArray(reply)) {
+      for (let i = 0; i + 1 < reply.length; i += 2) config[String(reply[i])] = String(reply[i + 1]);
+    } else if (reply && typeof reply === 'object') {
+      for (const [k, v] of Object.entries(reply as Record<string, unknown>)) config[k] = String(v);
+    }
+  } catch {
+    return ['CONFIG GET is not allowed, so the persistence settings cannot be checked'];
+  }
+  const problems: string[] = [];
+  if (config['appendonly'] !== 'yes') problems.push(`appendonly is "${config['appendonly'] ?? '?'}" (acked messages are lost on a crash)`);
+  else if (config['appendfsync'] !== 'always') {
+    problems.push(`appendfsync is "${config['appendfsync'] ?? '?'}" (${config['appendfsync'] === 'everysec' ? 'up to 1 s' : 'an unbounded window'} of acked messages can be lost on a crash)`);
+  }
+  const maxmemory = Number(config['maxmemory'] ?? '0');
+  const policy = config['maxmemory-policy'] ?? '?';
+  if (maxmemory > 0 && policy !== 'noeviction') problems.push(`maxmemory-policy is "${policy}" (Redis may evict queued messages and prekeys)`);
+  return problems;
+}
+
+/** The Redis store. Create it with {@link RedisStore.connect}. */
+export class RedisStore implements RelayStore {
+  readonly #client: Client;
+  readonly #p: string;
+  readonly #timeout: number;
+  #closed = false;
+
+  private constructor(client: Client, prefix: string, commandTimeoutMs: number) {
+    this.#client = client;
+    this.#p = prefix;
+    this.#timeout = commandTimeoutMs;
+  }
+
+  /**
+   * Connects, checks the durability settings, and returns the store.
+   * @throws {RedisDurabilityError} when Redis would lose acked messages and `allowNonDurable` is not set.
+   * @throws when Redis cannot be reached within `connectTimeoutMs`.
+   */
+  static async connect(options: RedisStoreOptions): Promise<RedisStore> {
+    const log = options.logger ?? { warn: (o: object, m?: string) => console.warn(m ?? '', o), error: (o: object, m?: string) => console.error(m ?? '', o) };
+    const client: Client = createClient({
+      url: options.url,
+      // Fail fast while Redis is away: the relay answers INTERNAL and the sender retries, rather
+      // than the node buffering an unbounded backlog of commands in memory.
+      disableOfflineQueue: true,
+      socket: { reconnectStrategy: (retries: number) => Math.min(50 * 2 ** Math.min(retries, 6), 2000), connectTimeout: 5000 },
+    });
+    let lastError = 0;
+    client.on('error', (e: unknown) => {
+      // node-redis emits an error per failed reconnect attempt; log at most one per second.
+      const now = Date.now();
+      if (now - lastError < 1000) return;
+      lastError = now;
+      log.error({ event: 'redis', role: 'store', errorName: e instanceof Error ? e.name : typeof e, message: e instanceof Error ? e.message : '' }, 'redis store connection error');
+    });
+    const timeoutMs = options.connectTimeoutMs ?? 10_000;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        client.connect(),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`could not connect to Redis within ${timeoutMs} ms`)), timeoutMs);
+        }),
+      ]);
+      const problems = await durabilityProblems(client);
+      if (problems.length > 0) {
+        if (!options.allowNonDurable) throw new RedisDurabilityError(problems);
+        log.warn({ event: 'redis', durable: false, problems }, 'REDIS IS NOT DURABLE: acked messages can be lost (allowNonDurable is set)');
+      }
+    } catch (e) {
+      client.destroy();
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+    return new RedisStore(client, options.prefix ?? 'parley:', options.commandTimeoutMs ?? 5000);
+  }
+
+  #key(...parts: string[]): string {
+    return this.#p + parts.join(':');
+  }
+
+  async #run(script: Script, keys: readonly string[], args: readonly Arg[]): Promise<Reply> {
+    if (this.#closed) throw new Error('store is closed');
+    const opts = { ...BUFFERS, timeout: this.#timeout };
+    const tail = [String(keys.length), ...keys, ...args];
+    try {
+      return (await this.#client.sendCommand(['EVALSHA', script.sha, ...tail], opts)) as Reply;
+    } catch (e) {
+      if (!(e instanceof ErrorReply && e.message.startsWith('NOSCRIPT'))) throw e;
+      return (await this.#client.sendCommand(['EVAL', script.source, ...tail], opts)) as Reply;
+    }
+  }
+
+  async #cmd(args: readonly Arg[]): Promise<Reply> {
+    if (this.#closed) throw new Error('store is closed');
+    return (await this.#client.sendCommand(args, { ...BUFFERS, timeout: this.#timeout })) as Reply;
+  }
+
+  #deviceKeys(deviceId: string): [string, string, string, string] {
+    return [this.#key('dev', deviceId), this.#key('opk', deviceId), this.#key('opkpub', deviceId), this.#key('opkseen', deviceId)];
+  }
+
+  async putPrekeys(deviceId: string, upload: PrekeyUpload): Promise<number> {
+    const { identity: i, signedPrekey: spk } = upload;
+    const args: Arg[] = [arg(i.signingKey), arg(i.dhKey), arg(i.binding), String(spk.id), String(spk.createdAt), arg(spk.publicKey), arg(spk.signature)];
+    for (const opk of upload.oneTimePrekeys) args.push(String(opk.id), arg(opk.publicKey));
+    return num(await this.#run(PUT_PREKEYS, this.#deviceKeys(deviceId), args));
+  }
+
+  async takeBundle(deviceId: string): Promise<{ bundle: PrekeyBundle; remaining: number } | undefined> {
+    const [dev, list, pub] = this.#deviceKeys(deviceId);
+    const r = await this.#run(TAKE_BUNDLE, [dev, list, pub], []);
+    if (!Array.isArray(r)) return undefined;
+    const b = (k: number): Uint8Array => bytes(r[k] as Buffer);
+    const base = {
+      identity: { signingKey: b(0), dhKey: b(1), binding: b(2) },
+      signedPrekey: { id: num(r[3]), createdAt: num(r[4]), publicKey: b(5), signature: b(6) },
+    };
+    const opkId = str(r[7]);
+    const bundle: PrekeyBundle = opkId !== '' && str(r[8]) !== ''
+      ? { ...base, oneTimePrekey: { id: Number(opkId), publicKey: b(8) } }
+      : base;
+    return { bundle, remaining: num(r[9]) };
+  }
+
+  async countOneTimePrekeys(deviceId: string): Promise<number> {
+    return num(await this.#cmd(['LLEN', this.#key('opk', deviceId)]));
+  }
+
+  async enqueue(m: NewMessage): Promise<{ seq: number; duplicate: boolean }> {
+    const header = JSON.stringify({ f: m.from, i: m.id, r: m.receivedAt });
+    const keys = [this.#key('s', m.from), this.#key('q', m.to), this.#key('m', m.to), this.#key('h', m.to), this.#key('seq'), this.#key('depth')];
+    const r = (await this.#run(ENQUEUE, keys, [m.id, header, arg(m.envelope)])) as Reply[];
+    return { seq: num(r[0]), duplicate: num(r[1]) === 1 };
+  }
+
+  async listPending(to: string, afterSeq: number, limit: number): Promise<StoredMessage[]> {
+    const n = Math.max(0, Math.floor(limit));
+    if (n === 0) return [];
+    const r = (await this.#run(LIST_PENDING, [this.#key('q', to), this.#key('m', to), this.#key('h', to)], [String(afterSeq), String(n)])) as Reply[];
+    const out: StoredMessage[] = [];
+    for (let k = 0; k + 2 < r.length; k += 3) {
+      const header = str(r[k + 1]);
+      if (header === '') continue;
+      const h = JSON.parse(header) as { f: string; i: string; r: number };
+      out.push({ seq: num(r[k]), to, from: h.f, id: h.i, envelope: bytes(r[k + 2] as Buffer), receivedAt: h.r });
+    }
+    return out;
+  }
+
+  async deleteMessages(to: string, seqs: readonly number[]): Promise<number> {
+    if (seqs.length === 0) return 0;
+    const keys = [this.#key('q', to), this.#key('m', to), this.#key('h', to), this.#key('depth')];
+    return num(await this.#run(DELETE, keys, [this.#key('s', ''), ...seqs.map((s) => String(s))]));
+  }
+
+  async countPending(to: string): Promise<number> {
+    return num(await this.#cmd(['ZCARD', this.#key('q', to)]));
+  }
+
+  async queueDepth(): Promise<number> {
+    const r = await this.#cmd(['GET', this.#key('depth')]);
+    return r === null ? 0 : num(r);
+  }
+
+  async putApiKey(record: ApiKeyRecord): Promise<void> {
+    const json = JSON.stringify({ id: record.id, hash: record.hash, label: record.label, createdAt: record.createdAt });
+    try {
+      await this.#run(PUT_API_KEY, [this.#key('ak'), this.#key('akh'), this.#key('akr')],
+        [record.id, record.hash, json, record.revokedAt === undefined ? '' : String(record.revokedAt)]);
+    } catch (e) {
+      if (e instanceof ErrorReply && e.message.startsWith('DUPLICATE')) throw new Error('duplicate api key');
+      throw e;
+    }
+  }
+
+  async findApiKey(hash: string): Promise<ApiKeyRecord | undefined> {
+    const r = await this.#run(FIND_API_KEY, [this.#key('ak'), this.#key('akh'), this.#key('akr')], [hash]);
+    if (!Buffer.isBuffer(r)) return undefined;
+    return JSON.parse(r.toString('utf8')) as ApiKeyRecord;
+  }
+
+  async revokeApiKey(id: string, at: number): Promise<boolean> {
+    return num(await this.#run(REVOKE_API_KEY, [this.#key('ak'), this.#key('akr')], [id, String(at)])) === 1;
+  }
+
+  async listApiKeys(): Promise<ApiKeyRecord[]> {
+    const r = (await this.#run(LIST_API_KEYS, [this.#key('ak'), this.#key('akr')], [])) as Reply[][];
+    const revoked = new Map<string, number>();
+    const rv = r[1] ?? [];
+    for (let k = 0; k + 1 < rv.length; k += 2) revoked.set(str(rv[k]), num(rv[k + 1]));
+    const records: ApiKeyRecord[] = [];
+    const all = r[0] ?? [];
+    for (let k = 0; k + 1 < all.length; k += 2) {
+      const rec = JSON.parse(str(all[k + 1])) as ApiKeyRecord;
+      const at = revoked.get(rec.id);
+      records.push(at === undefined ? rec : { ...rec, revokedAt: at });
+    }
+    return records.sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    // close() waits for replies in flight; if Redis is gone it would wait for a reconnect.
+    if (this.#client.isReady) await this.#client.close().catch(() => this.#client.destroy());
+    else this.#client.destroy();
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * Browser-test helpers: Debian's Chromium driven by playwright-core (never a downloaded
+ * browser), Vite builds into a temp dir, and a static server on 127.0.0.1.
+ */
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+
+/** The only browser the tests use (Debian package `chromium`). */
+export const CHROMIUM_PATH = process.env.PARLEY_CHROMIUM ?? '/usr/bin/chromium';
+
+/** Skip reason when Chromium is missing (CI installs it), else false. */
+export const skipWithoutChromium: string | false = existsSync(CHROMIUM_PATH)
+  ? false
+  : `${CHROMIUM_PATH} is missing: install Debian's chromium package to run the browser tests`;
+
+/** Launch flags: headless, no network chatter, no sandbox (containers). */
+export const CHROMIUM_ARGS = [
+  '--headless=new',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+export function launchChromium(): Promise<Browser> {
+  return chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, timeout: 30_000 });
+}
+
+/**
+ * A fresh browser context (own storage). tsx compiles test files with esbuild's keepNames, which
+ * wraps named functions in `__name(...)`; functions passed to `page.evaluate` carry those calls
+ * into the page, so the page gets a no-op `__name`.
+ */
+export async function newContext(browser: Browser): Promise<BrowserContext> {
+  const context = await browser.newContext();
+  await context.addInitScript('globalThis.__name = (fn) => fn;');
+  return context;
+}
+
+/** A temp dir removed by the returned cleanup. */
+export function tempDir(prefix: string): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Collects page errors and console errors, so a test can assert the page never crashed. */
+export function watchPage(page: Page): { errors: string[] } {
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(`console: ${m.text()}`);
+  });
+  return { errors };
+}
+
+/** Every IndexedDB record of every database of the page's origin, as raw bytes (structured clone → JSON-safe). */
+export async function dumpIndexedDb(page: Page): Promise<{ db: string; store: string; key: string; kind: string; bytes: number[] }[]> {
+  return page.evaluate(async () => {
+    const out: { db: string; store: string; key: string; kind: string; bytes: number[] }[] = [];
+    const dbs = await indexedDB.databases();
+    for (const info of dbs) {
+      if (!info.name) continue;
+      const db = await new Promise<IDBDatabase>((res, rej) => {
+        const r = indexedDB.open(info.name!);
+        r.onsuccess = () => res(r.result);
+        r.onerror = () => rej(r.error);
+      });
+      for (const storeName of Array.from(db.objectStoreNames)) {
+        const tx = db.transaction(storeName, 'readonly');
+        const s = tx.objectStore(storeName);
+        const [keys, values] = await Promise.all([
+          new Promise<IDBValidKey[]>((res, rej) => {
+            const r = s.getAllKeys();
+            r.onsuccess = () => res(r.result);
+            r.onerror = () => rej(r.error);
+          }),
+          new Promise<unknown[]>((res, rej) => {
+            const r = s.getAll();
+            r.onsuccess = () => res(r.result);
+            r.onerror = () => rej(r.error);
+          }),
+        ]);
+        keys.forEach((k, i) => {
+          const v = values[i];
+          const kind = v instanceof Uint8Array ? 'bytes' : v instanceof CryptoKey ? 'CryptoKey' : typeof v;
+          const bytes = v instanceof Uint8Array ? Array.from(v) : Array.from(new TextEncoder().encode(v instanceof CryptoKey ? '' : JSON.stringify(v) ?? ''));
+          out.push({ db: info.name!, store: storeName, key: String(k), kind, bytes });
+        });
+      }
+      db.close();
+    }
+    return out;
+  });
+}
+
+/** True when `needle` occurs in `hay`. */
+export function containsBytes(hay: Uint8Array | number[], needle: Uint8Array): boolean {
+  const h = hay instanceof Uint8Array ? hay : Uint8Array.from(hay);
+  if (needle.length === 0 || needle.length > h.length) return false;
+  outer: for (let i = 0; i + needle.length <= h.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (h[i + j] !== needle[j]) continue outer;
+    return true;
+  }
+  return false;
+}
+
+export type { Browser, BrowserContext, Page };

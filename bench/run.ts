@@ -85,7 +85,7 @@ function parseArgs(argv: string[]): { quick: boolean; json?: string; only: ImplI
       const list = (argv[++i] ?? '').split(',').filter(Boolean);
       const bad = list.filter((x) => !(IMPLEMENTATIONS as readonly string[]).includes(x));
       if (bad.length || !list.length) throw new Error(`--only takes a comma list of ${IMPLEMENTATIONS.join(', ')}`);
-      only = list as ImplId[];
+      only = IMPLEMENTATIONS.filter((id) => list.includes(id)); // report order, not argument order
     } else throw new Error(`unknown argument ${a}; usage: bench/run.ts [--quick] [--json out.json] [--only ids]`);
   }
   return { quick, json, only };

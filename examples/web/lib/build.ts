@@ -2,7 +2,7 @@
  * Vite builds used by the demo server, the bundle-size report and the browser tests.
  * Vite's JS API only; nothing is written outside `outDir`.
  */
-import { build, type Rollup } from 'vite';
+import { build, createLogger, type Logger, type Rollup } from 'vite';
 import { backendAlias, type BrowserBackend } from './backends.js';
 
 /** Options of {@link buildPages}. */
@@ -29,13 +29,28 @@ export interface BuiltFile {
   readonly bytes: number;
 }
 
+/**
+ * Vite's logger minus one expected warning: the SDK reaches `node:*` modules only through lazy
+ * `import()`s that never run in a browser (the Node crypto backend, the Node file store), and
+ * Vite says it externalised them.
+ */
+export function quietLogger(): Logger {
+  const logger = createLogger('warn');
+  const warn = logger.warn.bind(logger);
+  logger.warn = (msg, options) => {
+    if (/Module "node:[^"]+" has been externalized for browser compatibility/.test(msg)) return;
+    warn(msg, options);
+  };
+  return logger;
+}
+
 /** Builds multi-page static output with relative asset URLs; returns the emitted files. */
 export async function buildPages(options: BuildPagesOptions): Promise<BuiltFile[]> {
   const result = await build({
     root: options.root,
     base: './',
     configFile: false,
-    logLevel: 'warn',
+    customLogger: quietLogger(),
     publicDir: false,
     resolve: { alias: backendAlias(options.backend ?? 'sodium') },
     ...(options.define ? { define: options.define } : {}),

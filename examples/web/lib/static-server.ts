@@ -3,8 +3,8 @@
  * page can be served under a strict Content-Security-Policy. Extra routes (JSON, SSE) plug in
  * through `routes`.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
 import { readFile, stat } from 'node:fs/promises';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 
@@ -35,19 +35,44 @@ export interface StaticServerOptions {
   headers?: Record<string, string>;
   /** Routes tried before files. */
   routes?: Route[];
+  /**
+   * Forward requests under `prefix` (HTTP and WebSocket upgrades) to a server on 127.0.0.1:`port`,
+   * so the page reaches it on its own origin (CSP `connect-src 'self'`). The port may be set
+   * after start through the returned `setProxyPort`.
+   */
+  proxy?: { prefix: string; port?: number };
 }
 
 export interface StaticServer {
   readonly url: string;
   readonly port: number;
   readonly server: Server;
+  /** Sets the proxy target port (see {@link StaticServerOptions.proxy}). */
+  setProxyPort(port: number): void;
   close(): Promise<void>;
 }
 
 /** Starts the server on 127.0.0.1. */
 export async function startStaticServer(options: StaticServerOptions): Promise<StaticServer> {
   const root = resolve(options.dir);
+  let proxyPort = options.proxy?.port;
+  const proxied = (url: string | undefined): boolean => !!options.proxy && proxyPort !== undefined && (url ?? '').startsWith(options.proxy.prefix);
   const server = createServer((req, res) => {
+    if (proxied(req.url)) {
+      const upstream = httpRequest(
+        { host: '127.0.0.1', port: proxyPort, method: req.method, path: req.url, headers: req.headers },
+        (up) => {
+          res.writeHead(up.statusCode ?? 502, up.headers);
+          up.pipe(res);
+        },
+      );
+      upstream.on('error', () => {
+        if (!res.headersSent) res.writeHead(502);
+        res.end();
+      });
+      req.pipe(upstream);
+      return;
+    }
     void handle(req, res).catch(() => {
       if (!res.headersSent) res.writeHead(500);
       res.end();
@@ -94,6 +119,31 @@ export async function startStaticServer(options: StaticServerOptions): Promise<S
     res.end(req.method === 'HEAD' ? undefined : body);
   }
 
+  const upgraded = new Set<{ destroy(): void }>();
+  // WebSocket upgrades: replay the request head to the target and splice the two sockets.
+  server.on('upgrade', (req, socket, head) => {
+    if (!proxied(req.url)) {
+      socket.destroy();
+      return;
+    }
+    const up = connect(proxyPort!, '127.0.0.1', () => {
+      const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
+      for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+      up.write(`${lines.join('\r\n')}\r\n\r\n`);
+      if (head.length > 0) up.write(head);
+      up.pipe(socket);
+      socket.pipe(up);
+    });
+    upgraded.add(socket);
+    upgraded.add(up);
+    socket.once('close', () => upgraded.delete(socket));
+    up.once('close', () => upgraded.delete(up));
+    up.on('error', () => socket.destroy());
+    socket.on('error', () => up.destroy());
+    up.on('close', () => socket.destroy());
+    socket.on('close', () => up.destroy());
+  });
+
   await new Promise<void>((resolvePromise, reject) => {
     server.once('error', reject);
     server.listen(options.port ?? 0, '127.0.0.1', () => {
@@ -106,10 +156,14 @@ export async function startStaticServer(options: StaticServerOptions): Promise<S
     url: `http://127.0.0.1:${port}`,
     port,
     server,
+    setProxyPort: (p: number) => {
+      proxyPort = p;
+    },
     close: () =>
       new Promise<void>((resolveClose) => {
         server.close(() => resolveClose());
         server.closeAllConnections();
+        for (const s of upgraded) s.destroy();
       }),
   };
 }

@@ -13,9 +13,18 @@ export async function setupCrypto(): Promise<void> {
   await initCrypto('node');
 }
 
-export function tempDir(t: { after(fn: () => void): void }): string {
+const dirs: string[] = [];
+process.on('exit', () => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+/**
+ * A temp dir removed when the test process exits (not in `t.after`: node:test runs after-hooks
+ * in registration order, so the dir would vanish before the bot using it is closed).
+ */
+export function tempDir(_t?: unknown): string {
   const dir = mkdtempSync(join(tmpdir(), 'parley-bot-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  dirs.push(dir);
   return dir;
 }
 
@@ -34,9 +43,10 @@ export async function openSupervisor(
 ): Promise<{ sup: EnclaveSupervisor; logger: ReturnType<typeof captureLogger>; sent: { to: string; id: string; envelope: Uint8Array }[] }> {
   const logger = captureLogger();
   const sent: { to: string; id: string; envelope: Uint8Array }[] = [];
+  const blobStore = await SealedBlobStore.open(join(dir, 'sealed'));
   const sup = new EnclaveSupervisor({
     handlerUrl: handlerUrl(ECHO_HANDLER),
-    blobStore: await SealedBlobStore.open(join(dir, 'sealed')),
+    blobStore,
     sealing: { file: join(dir, 'sealing.key'), create: true },
     oneTimePrekeys: 5,
     logger,
@@ -44,6 +54,12 @@ export async function openSupervisor(
     onReady: () => undefined,
     ...extra,
   });
+  // Stopping also releases the state directory (as Bot.close does).
+  const stop = sup.stop.bind(sup);
+  sup.stop = async () => {
+    await stop();
+    await blobStore.close();
+  };
   return { sup, logger, sent };
 }
 

@@ -103,7 +103,7 @@ async function commit<T>(s: State, fn: () => Promise<T>): Promise<T> {
       return r;
     });
   } catch (e) {
-    if (fnDone) poison('a sealed-state commit failed');
+    if (fnDone) poison(`a sealed-state commit failed (${toWireError(e).code})`);
     throw e;
   } finally {
     s.tap?.observe(s.store);

@@ -2,46 +2,113 @@
  * The host's store of sealed blobs: opaque bytes by record key, on disk. Runs in the host.
  *
  * The host can't read what it stores (the blobs are sealed inside the enclave); it only makes
- * the enclave's batches durable and atomic:
+ * the enclave's batches durable and atomic. Layout of the directory:
  *
- * 1. the whole batch is written to `journal/<n>.batch.tmp`, fsynced, renamed to
- *    `journal/<n>.batch` and the directory fsynced — from here the batch is committed;
- * 2. each record is written as `records/<key>` (tmp + fsync + rename), deletions unlinked;
- * 3. the journal file is removed.
+ * - `log`: the batches since the last snapshot, appended one frame per batch and fdatasync'ed
+ *   before the batch is acked (one sync per batch, whatever its size);
+ * - `snapshot`: every record as of the last compaction (written to `snapshot.tmp`, synced,
+ *   renamed, directory synced; then the log is truncated);
+ * - `lock`: the pid of the process using the directory.
  *
- * On open, committed journal files left by a crash are re-applied in order (idempotent), and
- * uncommitted `.tmp` files are discarded. So a reader sees every batch whole or not at all.
- *
- * Journal layout: `"PBJ1" | u32 puts | (u16 keyLen | key | u32 blobLen | blob)* | u32 dels | (u16 keyLen | key)*`.
+ * ```
+ *  log frame:  u32 BE payload length | u32 BE CRC-32 of payload | payload
+ *  payload:    "PBB1" | u32 puts | (u16 keyLen | key | u32 blobLen | blob)* | u32 dels | (u16 keyLen | key)*
+ *  snapshot:   "PBS1" | u32 records | (u16 keyLen | key | u32 blobLen | blob)*
+ * ```
+ * On open, the snapshot is loaded and the log replayed; a torn last frame (short, or its CRC
+ * doesn't match: a crash mid-append) is cut off, so a batch is seen whole or not at all.
+ * Replaying a frame twice is harmless (puts and deletes are absolute), which makes a crash
+ * between a compaction's rename and its log truncation safe. The CRC only detects torn writes;
+ * tampering is caught by the enclave's AEAD (`STORAGE_INTEGRITY`).
  */
-import { mkdir, open, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ParleyError } from '@parley/protocol/errors';
 import { MAX_RECORD_KEY_LENGTH, type SealedRecord } from '../rpc/messages.js';
 
-const MAGIC = 'PBJ1';
+const BATCH_MAGIC = 'PBB1';
+const SNAPSHOT_MAGIC = 'PBS1';
 const KEY_PATTERN = /^[A-Za-z0-9_:./-]{1,120}$/;
+/** Compact once the log holds this many bytes… */
+export const COMPACT_LOG_BYTES = 16 * 1024 * 1024;
+/** …or this many batches (bounds replay time at start). */
+export const COMPACT_LOG_FRAMES = 20_000;
 
-/** Record keys map to file names: `/` and `:` are escaped, everything else is already file-safe. */
-function fileName(key: string): string {
-  if (!KEY_PATTERN.test(key) || key.length > MAX_RECORD_KEY_LENGTH) throw new ParleyError('USAGE', 'invalid record key');
-  return key.replace(/%/g, '%25').replace(/\//g, '%2F').replace(/:/g, '%3A').replace(/^\./, '%2E');
-}
-
-function keyOf(name: string): string {
-  return decodeURIComponent(name);
-}
-
-async function writeDurably(path: string, data: Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp`;
-  const fh = await open(tmp, 'w', 0o600);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
+const CRC_TABLE = (() => {
+  const t = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c >>> 0;
   }
-  await rename(tmp, path);
+  return t;
+})();
+
+function crc32(b: Uint8Array): number {
+  let c = 0xffffffff;
+  for (let i = 0; i < b.length; i++) c = CRC_TABLE[(c ^ b[i]!) & 0xff]! ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+function checkKey(key: string): void {
+  if (typeof key !== 'string' || !KEY_PATTERN.test(key) || key.length > MAX_RECORD_KEY_LENGTH) throw new ParleyError('USAGE', 'invalid record key');
+}
+
+class Out {
+  readonly parts: Uint8Array[] = [];
+  u16(n: number): this {
+    this.parts.push(new Uint8Array([n >> 8, n & 0xff]));
+    return this;
+  }
+  u32(n: number): this {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint32(0, n >>> 0);
+    this.parts.push(b);
+    return this;
+  }
+  raw(b: Uint8Array): this {
+    this.parts.push(b);
+    return this;
+  }
+  str(s: string): this {
+    const b = Buffer.from(s, 'utf8');
+    return this.u16(b.length).raw(b);
+  }
+  blob(b: Uint8Array): this {
+    return this.u32(b.length).raw(b);
+  }
+  finish(): Buffer {
+    return Buffer.concat(this.parts);
+  }
+}
+
+class In {
+  o = 0;
+  constructor(readonly b: Uint8Array) {}
+  need(n: number): void {
+    if (this.o + n > this.b.length) throw new ParleyError('STORAGE_INTEGRITY', 'truncated blob store file');
+  }
+  u16(): number {
+    this.need(2);
+    this.o += 2;
+    return (this.b[this.o - 2]! << 8) | this.b[this.o - 1]!;
+  }
+  u32(): number {
+    this.need(4);
+    this.o += 4;
+    return new DataView(this.b.buffer, this.b.byteOffset + this.o - 4, 4).getUint32(0);
+  }
+  take(n: number): Uint8Array {
+    this.need(n);
+    this.o += n;
+    return this.b.subarray(this.o - n, this.o);
+  }
+  str(): string {
+    return Buffer.from(this.take(this.u16())).toString('utf8');
+  }
+  magic(m: string): void {
+    if (Buffer.from(this.take(4)).toString('latin1') !== m) throw new ParleyError('STORAGE_INTEGRITY', 'blob store file has the wrong format');
+  }
 }
 
 async function syncDir(dir: string): Promise<void> {
@@ -55,115 +122,193 @@ async function syncDir(dir: string): Promise<void> {
   }
 }
 
-function encodeBatch(puts: readonly SealedRecord[], dels: readonly string[]): Uint8Array {
-  const enc = new TextEncoder();
-  const parts: Uint8Array[] = [enc.encode(MAGIC)];
-  const u16 = (n: number) => new Uint8Array([n >> 8, n & 0xff]);
-  const u32 = (n: number) => new Uint8Array([(n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff]);
-  parts.push(u32(puts.length));
-  for (const p of puts) {
-    const k = enc.encode(p.key);
-    parts.push(u16(k.length), k, u32(p.blob.length), p.blob);
-  }
-  parts.push(u32(dels.length));
-  for (const d of dels) {
-    const k = enc.encode(d);
-    parts.push(u16(k.length), k);
-  }
-  return Buffer.concat(parts);
-}
-
-function decodeBatch(buf: Uint8Array): { puts: SealedRecord[]; dels: string[] } {
-  const dec = new TextDecoder();
-  let o = 0;
-  const need = (n: number) => {
-    if (o + n > buf.length) throw new ParleyError('STORAGE_INTEGRITY', 'truncated journal batch');
-  };
-  const u16 = () => (need(2), (o += 2), (buf[o - 2]! << 8) | buf[o - 1]!);
-  const u32 = () => (need(4), (o += 4), ((buf[o - 4]! << 24) >>> 0) + (buf[o - 3]! << 16) + (buf[o - 2]! << 8) + buf[o - 1]!);
-  const take = (n: number) => (need(n), (o += n), buf.subarray(o - n, o));
-  if (dec.decode(take(4)) !== MAGIC) throw new ParleyError('STORAGE_INTEGRITY', 'not a journal batch');
-  const puts: SealedRecord[] = [];
-  for (let i = u32(); i > 0; i--) {
-    const key = dec.decode(take(u16()));
-    puts.push({ key, blob: take(u32()).slice() });
-  }
-  const dels: string[] = [];
-  for (let i = u32(); i > 0; i--) dels.push(dec.decode(take(u16())));
-  if (o !== buf.length) throw new ParleyError('STORAGE_INTEGRITY', 'trailing bytes in journal batch');
-  return { puts, dels };
-}
-
-/** Sealed blobs on disk, written in atomic batches. */
+/** Sealed blobs on disk, written in atomic batches. One process per directory (a lock file says who). */
 export class SealedBlobStore {
-  readonly #records: string;
-  readonly #journal: string;
-  #nextBatch = 1;
+  readonly #dir: string;
+  readonly #records = new Map<string, Uint8Array>();
+  #log: FileHandle | undefined;
+  #logBytes = 0;
+  #logFrames = 0;
+  #closed = false;
+  #token = '';
   #chain: Promise<unknown> = Promise.resolve();
 
   private constructor(dir: string) {
-    this.#records = join(dir, 'records');
-    this.#journal = join(dir, 'journal');
+    this.#dir = dir;
   }
 
-  /** Opens (creating if needed) the store in `dir` and finishes any batch a crash interrupted. */
+  /**
+   * Opens (creating if needed) the store in `dir`, takes its lock, loads the snapshot and
+   * replays the log.
+   * @throws ParleyError `USAGE` when another live process (or another open store in this one)
+   *   holds the directory: two writers would corrupt each other's log.
+   */
   static async open(dir: string): Promise<SealedBlobStore> {
     const store = new SealedBlobStore(dir);
-    await mkdir(store.#records, { recursive: true, mode: 0o700 });
-    await mkdir(store.#journal, { recursive: true, mode: 0o700 });
-    await store.#recover();
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await store.#takeLock();
+    try {
+      await store.#load();
+    } catch (e) {
+      await store.close();
+      throw e;
+    }
     return store;
   }
 
-  async #recover(): Promise<void> {
-    for (const name of await readdir(this.#records)) if (name.endsWith('.tmp')) await rm(join(this.#records, name), { force: true });
-    const batches: number[] = [];
-    for (const name of await readdir(this.#journal)) {
-      const m = /^(\d+)\.batch$/.exec(name);
-      if (m) batches.push(Number(m[1]));
-      else await rm(join(this.#journal, name), { force: true });
+  async #takeLock(): Promise<void> {
+    const lock = join(this.#dir, 'lock');
+    const token = `${process.pid}:${process.hrtime.bigint()}`;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        await writeFile(lock, token, { flag: 'wx', mode: 0o600 });
+        this.#token = token;
+        return;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+      const holder = Number((await readFile(lock, 'utf8').catch(() => '')).split(':')[0]);
+      let alive = false;
+      if (Number.isSafeInteger(holder) && holder > 0) {
+        try {
+          process.kill(holder, 0);
+          alive = true;
+        } catch (e) {
+          alive = (e as NodeJS.ErrnoException).code === 'EPERM';
+        }
+      }
+      if (alive) throw new ParleyError('USAGE', 'the bot state directory is in use by another bot', { details: { pid: holder } });
+      await rm(lock, { force: true }); // left by a crashed process
     }
-    batches.sort((a, b) => a - b);
-    for (const n of batches) {
-      const path = join(this.#journal, `${n}.batch`);
-      const { puts, dels } = decodeBatch(await readFile(path));
-      await this.#apply(puts, dels);
-      await unlink(path);
-      this.#nextBatch = Math.max(this.#nextBatch, n + 1);
-    }
+    throw new ParleyError('USAGE', 'could not lock the bot state directory');
   }
 
-  async #apply(puts: readonly SealedRecord[], dels: readonly string[]): Promise<void> {
-    for (const p of puts) await writeDurably(join(this.#records, fileName(p.key)), p.blob);
-    for (const d of dels) await rm(join(this.#records, fileName(d)), { force: true });
-    await syncDir(this.#records);
+  async #load(): Promise<void> {
+    await rm(join(this.#dir, 'snapshot.tmp'), { force: true });
+    const snap = await readFile(join(this.#dir, 'snapshot')).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') return undefined;
+      throw e;
+    });
+    if (snap) {
+      const r = new In(snap);
+      r.magic(SNAPSHOT_MAGIC);
+      for (let n = r.u32(); n > 0; n--) {
+        const key = r.str();
+        this.#records.set(key, r.take(r.u32()).slice());
+      }
+      if (r.o !== snap.length) throw new ParleyError('STORAGE_INTEGRITY', 'trailing bytes in the blob snapshot');
+    }
+    const logPath = join(this.#dir, 'log');
+    const log = await readFile(logPath).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') return new Uint8Array(0);
+      throw e;
+    });
+    let good = 0;
+    let frames = 0;
+    while (good + 8 <= log.length) {
+      const view = new DataView(log.buffer, log.byteOffset + good, 8);
+      const len = view.getUint32(0);
+      const crc = view.getUint32(4);
+      if (good + 8 + len > log.length) break; // torn last frame
+      const payload = log.subarray(good + 8, good + 8 + len);
+      if (crc32(payload) !== crc) {
+        // Only the last frame can be torn by a crash; a bad frame with data after it is damage.
+        if (good + 8 + len < log.length) throw new ParleyError('STORAGE_INTEGRITY', 'the sealed blob log is damaged', { details: { offset: good } });
+        break;
+      }
+      this.#apply(payload);
+      good += 8 + len;
+      frames++;
+    }
+    this.#log = await open(logPath, 'a+', 0o600);
+    if (good !== log.length) {
+      await this.#log.truncate(good); // a torn last frame: the batch never committed
+      await this.#log.sync();
+    }
+    this.#logBytes = good;
+    this.#logFrames = frames;
+  }
+
+  #apply(payload: Uint8Array): void {
+    const r = new In(payload);
+    r.magic(BATCH_MAGIC);
+    const puts: [string, Uint8Array][] = [];
+    for (let n = r.u32(); n > 0; n--) {
+      const key = r.str();
+      puts.push([key, r.take(r.u32()).slice()]);
+    }
+    const dels: string[] = [];
+    for (let n = r.u32(); n > 0; n--) dels.push(r.str());
+    for (const [k, v] of puts) this.#records.set(k, v);
+    for (const k of dels) this.#records.delete(k);
   }
 
   /** Every record, for starting the enclave. */
   async readAll(): Promise<SealedRecord[]> {
     await this.#chain.catch(() => undefined);
-    const out: SealedRecord[] = [];
-    for (const name of (await readdir(this.#records)).sort()) {
-      if (name.endsWith('.tmp')) continue;
-      out.push({ key: keyOf(name), blob: new Uint8Array(await readFile(join(this.#records, name))) });
-    }
-    return out;
+    return [...this.#records].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([key, blob]) => ({ key, blob }));
   }
 
   /** Writes one batch atomically; resolves once it is durable. Batches apply in call order. */
   writeBatch(puts: readonly SealedRecord[], dels: readonly string[]): Promise<void> {
-    for (const p of puts) fileName(p.key);
-    for (const d of dels) fileName(d);
+    if (this.#closed || !this.#log) return Promise.reject(new ParleyError('USAGE', 'the blob store is closed'));
+    for (const p of puts) checkKey(p.key);
+    for (const d of dels) checkKey(d);
     const run = async () => {
-      const n = this.#nextBatch++;
-      const path = join(this.#journal, `${n}.batch`);
-      await writeDurably(path, encodeBatch(puts, dels));
-      await syncDir(this.#journal);
-      await this.#apply(puts, dels);
-      await unlink(path);
+      const out = new Out().raw(Buffer.from(BATCH_MAGIC, 'latin1')).u32(puts.length);
+      for (const p of puts) out.str(p.key).blob(p.blob);
+      out.u32(dels.length);
+      for (const d of dels) out.str(d);
+      const payload = out.finish();
+      const frame = new Out().u32(payload.length).u32(crc32(payload)).raw(payload).finish();
+      await this.#log!.write(frame, 0, frame.length, null);
+      await this.#log!.datasync();
+      this.#logBytes += frame.length;
+      this.#logFrames++;
+      this.#apply(payload);
+      if (this.#logBytes > COMPACT_LOG_BYTES || this.#logFrames > COMPACT_LOG_FRAMES) await this.#compact();
     };
     const p = this.#chain.then(run, run);
     this.#chain = p.catch(() => undefined);
     return p;
+  }
+
+  async #compact(): Promise<void> {
+    const out = new Out().raw(Buffer.from(SNAPSHOT_MAGIC, 'latin1')).u32(this.#records.size);
+    for (const [k, v] of this.#records) out.str(k).blob(v);
+    const tmp = join(this.#dir, 'snapshot.tmp');
+    const fh = await open(tmp, 'w', 0o600);
+    try {
+      await fh.writeFile(out.finish());
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, join(this.#dir, 'snapshot'));
+    await syncDir(this.#dir);
+    await this.#log!.truncate(0);
+    await this.#log!.sync();
+    this.#logBytes = 0;
+    this.#logFrames = 0;
+  }
+
+  /** Compacts now (tests, and shutdown to keep the next start quick). */
+  compact(): Promise<void> {
+    const run = () => this.#compact();
+    const p = this.#chain.then(run, run);
+    this.#chain = p.catch(() => undefined);
+    return p;
+  }
+
+  /** Waits for pending batches, closes the log and releases the lock. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#chain.catch(() => undefined);
+    await this.#log?.close();
+    this.#log = undefined;
+    const lock = join(this.#dir, 'lock');
+    const holder = await readFile(lock, 'utf8').catch(() => '');
+    if (holder === this.#token) await rm(lock, { force: true });
   }
 }

@@ -57,6 +57,8 @@ export interface BotOptions {
   oneTimePrekeys?: number;
   /** Worker heap limits (default 256 MB old generation). */
   resourceLimits?: ResourceLimits;
+  /** Worker restart backoff after crashes (default 50 ms doubling to 5 s; reset after 10 s up). */
+  restartBackoffMs?: { min: number; max: number };
   /** Structured logger (pino-compatible). Default: warnings and errors as JSON lines on stderr. */
   logger?: BotLogger;
   /** socket.io-client transports (default `['websocket']`). */
@@ -254,6 +256,7 @@ export async function createBot(options: BotOptions): Promise<Bot> {
     sealing: options.sealingSecret ?? { file: join(options.stateDir, 'sealing.key'), create: true },
     oneTimePrekeys,
     ...(options.resourceLimits ? { resourceLimits: options.resourceLimits } : {}),
+    ...(options.restartBackoffMs ? { restartBackoffMs: options.restartBackoffMs } : {}),
     logger,
     onSend: queueSend,
     onReady: (info: EnclaveInfo, restart: boolean) => {
@@ -282,7 +285,13 @@ export async function createBot(options: BotOptions): Promise<Bot> {
     onPrekeysLow: () => void publishPrekeys(),
   });
 
-  const info = await supervisor.start();
+  let info: EnclaveInfo;
+  try {
+    info = await supervisor.start();
+  } catch (e) {
+    await blobStore.close();
+    throw e;
+  }
   attestation = info.attestation;
   try {
     await relay.connect();
@@ -292,6 +301,7 @@ export async function createBot(options: BotOptions): Promise<Bot> {
   } catch (e) {
     relay.close();
     await supervisor.stop();
+    await blobStore.close();
     throw e;
   }
 
@@ -330,6 +340,7 @@ export async function createBot(options: BotOptions): Promise<Bot> {
       await ackInFlight;
       relay.close();
       await supervisor.stop();
+      await blobStore.close();
     },
     unsafeTestingSupervisor: supervisor,
   };

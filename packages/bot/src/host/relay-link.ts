@@ -61,9 +61,9 @@ export class RelayLink {
       forceNew: true,
     });
     this.#socket.on('hello', (hello) => void this.#authenticate(hello));
-    this.#socket.on('message', (m) => {
-      if (this.#authenticated) this.#opts.onMessage(m);
-    });
+    // The relay pushes messages only after a successful login; the backlog can arrive in the
+    // same read as the login ack, before our ack continuation runs, so no gating here.
+    this.#socket.on('message', (m) => this.#opts.onMessage(m));
     this.#socket.on('prekeysLow', (info) => this.#opts.onPrekeysLow(typeof info?.remaining === 'number' ? info.remaining : 0));
     this.#socket.on('relayError', (e) => this.#opts.logger.warn({ event: 'relay.error', code: String(e?.code).slice(0, 40) }, 'relay error'));
     this.#socket.on('disconnect', (reason) => {

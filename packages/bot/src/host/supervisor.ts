@@ -77,6 +77,8 @@ export interface SupervisorOptions {
   /** Test-only: sees every message crossing the boundary, both directions. */
   unsafeTestingTap?: (direction: 'toEnclave' | 'fromEnclave', message: unknown) => void;
   callTimeoutMs?: number;
+  /** Restart backoff bounds (default 50 ms doubling to 5 s). */
+  restartBackoffMs?: { min: number; max: number };
   /** Entry file of the worker (tests swap in a fake enclave). */
   entryUrl?: URL;
   /** Extra worker execArgv (e.g. a stronger-isolation mode). */
@@ -215,7 +217,8 @@ export class EnclaveSupervisor {
     if (this.#stopped) return;
     this.stats.crashes++;
     if (Date.now() - this.#startedAt > STABLE_AFTER_MS) this.#consecutiveCrashes = 0;
-    const delay = Math.min(MAX_RESTART_DELAY_MS, MIN_RESTART_DELAY_MS * 2 ** this.#consecutiveCrashes);
+    const { min, max } = this.#opts.restartBackoffMs ?? { min: MIN_RESTART_DELAY_MS, max: MAX_RESTART_DELAY_MS };
+    const delay = Math.min(max, min * 2 ** this.#consecutiveCrashes);
     this.#consecutiveCrashes = Math.min(this.#consecutiveCrashes + 1, 20);
     this.#opts.logger.warn({ event: 'enclave.crashed', reason: String(code).slice(0, 60), restartInMs: delay }, 'enclave stopped; restarting');
     clearTimeout(this.#restartTimer);
@@ -261,7 +264,8 @@ export class EnclaveSupervisor {
         this.#opts.blobStore.writeBatch(msg.puts, msg.dels).then(
           () => this.#post(worker, generation, { type: 'persisted', reqId: msg.reqId, ok: true }),
           (e: unknown) => {
-            this.#opts.logger.error({ event: 'enclave.persistFailed', error: toWireError(e) }, 'sealed state write failed');
+            const errno = typeof (e as NodeJS.ErrnoException)?.code === 'string' ? (e as NodeJS.ErrnoException).code : undefined;
+            this.#opts.logger.error({ event: 'enclave.persistFailed', error: toWireError(e), errno }, 'sealed state write failed');
             this.#post(worker, generation, { type: 'persisted', reqId: msg.reqId, ok: false, error: { code: 'STORAGE_QUOTA', message: 'sealed state write failed' } });
           },
         );

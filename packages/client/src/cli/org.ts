@@ -163,7 +163,10 @@ export function buildProgram(io: { out: (s: string) => void; err: (s: string) =>
 }
 
 /** Entry point; returns the exit code. */
-export async function main(argv: string[], io = { out: (s: string) => process.stdout.write(s), err: (s: string) => process.stderr.write(s) }): Promise<number> {
+export async function main(
+  argv: string[],
+  io: { out: (s: string) => void; err: (s: string) => void } = { out: (s) => void process.stdout.write(s), err: (s) => void process.stderr.write(s) },
+): Promise<number> {
   await initCrypto();
   const program = buildProgram(io);
   try {

@@ -24,7 +24,7 @@ export function isAllZero(bytes: Uint8Array): boolean {
 /** Requests up to this size are served from a pool (nonces: two per message). */
 const POOLED_MAX = 64;
 const POOL_SIZE = 4096;
-let pool = new Uint8Array(0);
+let pool: Uint8Array = new Uint8Array(0);
 let poolOffset = 0;
 
 /**
@@ -47,7 +47,7 @@ export function webRandomBytes(length: number): Uint8Array {
   return fillRandom(new Uint8Array(length));
 }
 
-function fillRandom(out: Uint8Array): Uint8Array {
+function fillRandom<T extends Uint8Array>(out: T): T {
   // getRandomValues fills at most 65,536 bytes per call.
   for (let i = 0; i < out.length; i += 65536) globalThis.crypto.getRandomValues(out.subarray(i, Math.min(out.length, i + 65536)));
   return out;

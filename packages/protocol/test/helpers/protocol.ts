@@ -287,7 +287,7 @@ export function zeroSharedSecretPublicKeys(): { tcIds: number[]; publicKey: Uint
 /** A seeded byte stream: SHA-256(seed || label || counter) blocks. Same on every backend. */
 export class SeededStream {
   #counter = 0;
-  #buffer = new Uint8Array(0);
+  #buffer: Uint8Array = new Uint8Array(0);
   readonly #seed: Uint8Array;
 
   constructor(seed: string) {

@@ -17,7 +17,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Account, initCrypto, signedPrekeyPayload, toHex, type ParleyErrorCode } from '../../src/index.js';
+import { Account, contextMessage, getCrypto, initCrypto, signedPrekeyPayload, toHex, type ParleyErrorCode } from '../../src/index.js';
 import { concatBytes } from '../../src/bytes.js';
 import {
   BACKENDS,
@@ -33,6 +33,11 @@ import {
 } from '../helpers/protocol.js';
 
 const LOW_ORDER = zeroSharedSecretPublicKeys();
+
+/** A valid signed-prekey signature by the Ed25519 seed `seed` (a signer the test controls). */
+function signSpk(seed: Uint8Array, spk: { id: number; createdAt: number; publicKey: Uint8Array }): Uint8Array {
+  return getCrypto().ed25519Sign(seed, contextMessage('signedPrekey', signedPrekeyPayload(spk)));
+}
 
 describe('C15 low-order X25519 keys in every position -> INVALID_KEY, no session, on every backend', () => {
   const verdicts = new Map<string, string>();
@@ -56,24 +61,10 @@ describe('C15 low-order X25519 keys in every position -> INVALID_KEY, no session
       for (const { tcIds, publicKey: low } of LOW_ORDER) {
         const tag = `${backend} tc ${tcIds.join(',')}`;
         const record = (position: string, code: ParleyErrorCode) => verdicts.set(`${backend}|${toHex(low)}|${position}`, code);
-        const mallorySpk = (publicKey: Uint8Array) => {
-          const spk = { id: 1, createdAt: 0, publicKey };
-          return { ...spk, signature: mallory.identityFor(low) && signSpk(spk) };
-        };
-        const signSpk = (spk: { id: number; createdAt: number; publicKey: Uint8Array }) => {
-          const id = mallory.identityFor(spk.publicKey); // reuse the signer, context signedPrekey below
-          void id;
-          return bob.sign('signedPrekey', signedPrekeyPayload(spk));
-        };
-
         // 1. Identity X25519 key of the responder, validly bound by the responder's Ed25519 key.
         const lowIdentity = mallory.identityFor(low);
         const normalSpk = { id: 1, createdAt: 0, publicKey: bob.signedPrekey.publicKey };
-        const { seed } = mallory;
-        const bundle1 = {
-          identity: lowIdentity,
-          signedPrekey: { ...normalSpk, signature: signWith(seed, normalSpk) },
-        };
+        const bundle1 = { identity: lowIdentity, signedPrekey: { ...normalSpk, signature: signSpk(mallory.seed, normalSpk) } };
         record('responder identity', expectError(() => alice.createOutboundSession(bundle1), 'INVALID_KEY', `${tag}: responder identity`));
 
         // 2. Signed prekey, validly signed by Bob's own identity key.
@@ -100,7 +91,6 @@ describe('C15 low-order X25519 keys in every position -> INVALID_KEY, no session
         const crafted = unsafeCraftMessage({ headerKey: pending.state.hks!, ad: pending.ad, ratchetKey: low, pn: 0, n: 0 });
         record('ratchet key', expectError(() => p.b.decrypt(crafted), 'INVALID_KEY', `${tag}: ratchet key`));
         assert.equal(p.b.stateDigest(), sessionDigest, `${tag}: no ratchet step`);
-        void mallorySpk;
       }
       // The same account and session still work.
       assert.equal(str(bob.createInboundSession(legit).plaintext), 'legit');
@@ -142,15 +132,6 @@ describe('C15 low-order X25519 keys in every position -> INVALID_KEY, no session
     assert.equal(str(bob.createInboundSession(wire).plaintext), 'x');
   });
 });
-
-function signWith(seed: Uint8Array, spk: { id: number; createdAt: number; publicKey: Uint8Array }): Uint8Array {
-  return signWithContext(seed, spk);
-}
-
-import { getCrypto, contextMessage } from '../../src/index.js';
-function signWithContext(seed: Uint8Array, spk: { id: number; createdAt: number; publicKey: Uint8Array }): Uint8Array {
-  return getCrypto().ed25519Sign(seed, contextMessage('signedPrekey', signedPrekeyPayload(spk)));
-}
 
 describe('C17 wrong recipient and re-targeted prekey messages', () => {
   test('Alice\'s prekey message for Bob fed to Carol\'s account (same prekey ids) -> AUTH_FAILED, Carol unchanged', async () => {

@@ -1,0 +1,14 @@
+import { startDemo } from '/work/main/examples/web/serve.ts';
+import { launchChromium, newWidgetContext, openWidget, allMessages, widgetState } from '/work/main/examples/web/lib/driver.ts';
+const demo = await startDemo({});
+const browser = await launchChromium();
+const ctx = await newWidgetContext(browser);
+const { page, errors } = await openWidget(ctx, demo.url + '/');
+page.on('console', (m) => console.log('console', m.type(), m.text()));
+await page.fill('#input', 'Where is order 1042?');
+await page.press('#input', 'Enter');
+await new Promise((r) => setTimeout(r, 5000));
+console.log(await allMessages(page), await widgetState(page), errors);
+console.log(demo.store.history().map((e) => `${e.kind} ${e.from?.slice(0,6)}->${e.to?.slice(0,6)} ${e.id} ${e.size}`));
+console.log(demo.bot.stats);
+await browser.close(); await demo.close();

@@ -1,0 +1,138 @@
+/**
+ * "What the relay sees", taken from the one place every envelope passes through: the relay's
+ * store. {@link ObservedStore} wraps any {@link RelayStore} (the demo uses the embedded SQLite
+ * store) and reports each operation as a {@link RelayEvent}: exactly the data the relay holds,
+ * which is routing metadata and opaque ciphertext. It needs no change to the relay: `createRelay`
+ * accepts any object implementing the store contract.
+ *
+ * - `stored`: `enqueue` (the relay made the envelope durable before acking the sender);
+ * - `forwarded`: `listPending` (the relay reads queued envelopes only to push them to their
+ *   recipient, live or from the backlog);
+ * - `acked`: `deleteMessages` (the recipient acked; the relay forgets the envelope);
+ * - `prekeys` / `bundle`: a device published its public prekeys / a bundle was handed out.
+ */
+import { EventEmitter } from 'node:events';
+import type { PrekeyBundle, PrekeyUpload } from '@parley/protocol/verify';
+import type { ApiKeyRecord, NewMessage, RelayStore, StoredMessage } from '@parley/relay';
+
+/** Bytes of ciphertext shown per envelope in the panel. */
+export const PREVIEW_BYTES = 16;
+/** Events kept for late subscribers (a page opened after the conversation started). */
+export const HISTORY_LIMIT = 500;
+
+/** One observation. Never more than the relay itself holds. */
+export interface RelayEvent {
+  readonly n: number;
+  readonly at: number;
+  readonly kind: 'stored' | 'forwarded' | 'acked' | 'prekeys' | 'bundle';
+  readonly from?: string;
+  readonly to?: string;
+  readonly id?: string;
+  readonly seq?: number;
+  /** Envelope length in bytes. */
+  readonly size?: number;
+  /** First {@link PREVIEW_BYTES} bytes of the stored envelope, hex. */
+  readonly head?: string;
+  /** The whole envelope, base64 (for the leak test; the panel shows `head`). */
+  readonly envelope?: string;
+  readonly duplicate?: boolean;
+  /** `acked`: how many; `prekeys`: OPKs now available; `bundle`: OPKs left. */
+  readonly count?: number;
+}
+
+const hex = (b: Uint8Array): string => Buffer.from(b.subarray(0, PREVIEW_BYTES)).toString('hex');
+const b64 = (b: Uint8Array): string => Buffer.from(b).toString('base64');
+
+/** A {@link RelayStore} that reports what passes through it. */
+export class ObservedStore implements RelayStore {
+  readonly #inner: RelayStore;
+  readonly #events = new EventEmitter();
+  readonly #history: RelayEvent[] = [];
+  #n = 0;
+
+  constructor(inner: RelayStore) {
+    this.#inner = inner;
+    this.#events.setMaxListeners(100);
+  }
+
+  /** Events so far (the last {@link HISTORY_LIMIT}). */
+  history(): readonly RelayEvent[] {
+    return this.#history;
+  }
+
+  /** Subscribes; returns the unsubscribe function. */
+  subscribe(listener: (e: RelayEvent) => void): () => void {
+    this.#events.on('event', listener);
+    return () => this.#events.off('event', listener);
+  }
+
+  #emit(e: Omit<RelayEvent, 'n' | 'at'>): void {
+    const event: RelayEvent = { n: ++this.#n, at: Date.now(), ...e };
+    this.#history.push(event);
+    if (this.#history.length > HISTORY_LIMIT) this.#history.shift();
+    this.#events.emit('event', event);
+  }
+
+  async putPrekeys(deviceId: string, upload: PrekeyUpload): Promise<number> {
+    const count = await this.#inner.putPrekeys(deviceId, upload);
+    this.#emit({ kind: 'prekeys', from: deviceId, count });
+    return count;
+  }
+  async takeBundle(deviceId: string): Promise<{ bundle: PrekeyBundle; remaining: number } | undefined> {
+    const r = await this.#inner.takeBundle(deviceId);
+    if (r) this.#emit({ kind: 'bundle', to: deviceId, count: r.remaining });
+    return r;
+  }
+  countOneTimePrekeys(deviceId: string): Promise<number> {
+    return this.#inner.countOneTimePrekeys(deviceId);
+  }
+  async enqueue(message: NewMessage): Promise<{ seq: number; duplicate: boolean }> {
+    const r = await this.#inner.enqueue(message);
+    this.#emit({
+      kind: 'stored',
+      from: message.from,
+      to: message.to,
+      id: message.id,
+      seq: r.seq,
+      size: message.envelope.length,
+      head: hex(message.envelope),
+      envelope: b64(message.envelope),
+      duplicate: r.duplicate,
+    });
+    return r;
+  }
+  async listPending(to: string, afterSeq: number, limit: number): Promise<StoredMessage[]> {
+    const page = await this.#inner.listPending(to, afterSeq, limit);
+    for (const m of page) {
+      this.#emit({ kind: 'forwarded', from: m.from, to: m.to, id: m.id, seq: m.seq, size: m.envelope.length, head: hex(m.envelope) });
+    }
+    return page;
+  }
+  async deleteMessages(to: string, seqs: readonly number[]): Promise<number> {
+    const n = await this.#inner.deleteMessages(to, seqs);
+    if (n > 0) this.#emit({ kind: 'acked', to, count: n });
+    return n;
+  }
+  countPending(to: string): Promise<number> {
+    return this.#inner.countPending(to);
+  }
+  queueDepth(): Promise<number> {
+    return this.#inner.queueDepth();
+  }
+  putApiKey(record: ApiKeyRecord): Promise<void> {
+    return this.#inner.putApiKey(record);
+  }
+  findApiKey(hash: string): Promise<ApiKeyRecord | undefined> {
+    return this.#inner.findApiKey(hash);
+  }
+  revokeApiKey(id: string, at: number): Promise<boolean> {
+    return this.#inner.revokeApiKey(id, at);
+  }
+  listApiKeys(): Promise<ApiKeyRecord[]> {
+    return this.#inner.listApiKeys();
+  }
+  close(): Promise<void> {
+    this.#events.removeAllListeners();
+    return this.#inner.close();
+  }
+}

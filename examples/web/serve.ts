@@ -1,0 +1,297 @@
+/**
+ * The demo: a relay, the support bot in its enclave, and the web widget, in one command.
+ *
+ *   node --import tsx examples/web/serve.ts [--port N] [--data-dir DIR] [--headless] [--no-build]
+ *
+ * - builds the widget with Vite (`dist/`: index.html with libsodium's WASM, csp-noble.html with
+ *   the pure-JS backend and no libsodium at all);
+ * - starts the relay (embedded SQLite store) behind this server's own origin (`/socket.io/` is
+ *   forwarded), so the pages keep a strict `connect-src 'self'` and the relay origin clients
+ *   sign is the page's origin;
+ * - starts the support bot (`bot/support-handler.ts`, run inside the enclave worker) with an
+ *   organisation certificate from a demo organisation key;
+ * - serves `dist/`, `/api/config` (what the page needs to find and check the bot) and
+ *   `/api/relay-events` (Server-Sent Events: what the relay stored and forwarded);
+ * - prints the URL and stops cleanly on Ctrl-C (SIGINT) or SIGTERM.
+ *
+ * `--headless` runs a scripted conversation through the real page in Debian's Chromium
+ * (playwright-core), prints the transcript and exits 0 (or 1 on failure): the CI smoke test.
+ *
+ * Everything is demo-grade on purpose: the organisation key lives next to the relay and is
+ * regenerated with the data dir; in production the org key is offline (`parley-org`), the
+ * relay and the bot run on different hosts, and the widget's pins ship with the site.
+ */
+import { mkdtempSync, rmSync, mkdirSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { initCrypto, toHex } from '@parley/protocol';
+import { createRelay, createApiKey, SqliteStore, type Relay } from '@parley/relay';
+import { createBot, computeMeasurement, type Bot } from '@parley/bot';
+import { generateOrgKey, signOrgCertificate, toBase64 } from '@parley/client/core';
+import { buildPages } from './lib/build.js';
+import { ObservedStore, type RelayEvent } from './lib/relay-observer.js';
+import { startStaticServer, type Route, type StaticServer } from './lib/static-server.js';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+export const HANDLER_PATH = join(here, 'bot', 'support-handler.ts');
+export const DIST_DIR = join(here, 'dist');
+/** The certified label of the support bot (the widget asks for this label). */
+export const BOT_LABEL = 'support';
+/** Org certificates issued by the demo last this long. */
+const CERT_LIFETIME_MS = 30 * 24 * 3600 * 1000;
+
+/**
+ * CSP of the WASM page: scripts from this origin only, plus `'wasm-unsafe-eval'` so libsodium
+ * can compile its WebAssembly (no `'unsafe-eval'`, no inline script).
+ */
+export const CSP_SODIUM =
+  "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+/** CSP of the pure-JS page: the same without `'wasm-unsafe-eval'`, so WebAssembly cannot run. */
+export const CSP_NOBLE = CSP_SODIUM.replace(" 'wasm-unsafe-eval'", '');
+
+/** Options of {@link startDemo}. */
+export interface DemoOptions {
+  /** Web port; 0 picks a free one. Default 0. */
+  port?: number;
+  /** Relay database, bot state and org key. Default: a fresh temp dir, removed on close. */
+  dataDir?: string;
+  /** Build the pages (default true). `false` serves an existing `dist/`. */
+  build?: boolean;
+  /** Output folder of the build. Default `examples/web/dist`. */
+  distDir?: string;
+  /** Log level of the relay (default `warn`). */
+  logLevel?: string;
+}
+
+/** A running demo. */
+export interface Demo {
+  readonly url: string;
+  readonly relay: Relay;
+  readonly bot: Bot;
+  readonly store: ObservedStore;
+  readonly web: StaticServer;
+  readonly orgKey: string;
+  readonly measurement: string;
+  /** Stops the bot, the relay and the web server; removes a temp data dir. Idempotent. */
+  close(): Promise<void>;
+}
+
+function sse(store: ObservedStore): Route {
+  return (req: IncomingMessage, res: ServerResponse, url: URL) => {
+    if (url.pathname === '/api/relay-events.json') {
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(JSON.stringify(store.history()));
+      return true;
+    }
+    if (url.pathname !== '/api/relay-events') return false;
+    res.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-store',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    // The panel shows metadata and the first bytes; the full envelope stays in the JSON dump.
+    const send = (e: RelayEvent): void => {
+      const { envelope: _omit, ...shown } = e;
+      res.write(`id: ${e.n}\ndata: ${JSON.stringify(shown)}\n\n`);
+    };
+    const after = Number(req.headers['last-event-id'] ?? 0) || 0;
+    for (const e of store.history()) if (e.n > after) send(e);
+    const unsubscribe = store.subscribe(send);
+    const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+    keepAlive.unref();
+    req.on('close', () => {
+      clearInterval(keepAlive);
+      unsubscribe();
+    });
+    return true;
+  };
+}
+
+/** Loads or creates the demo organisation key (32-byte seed, hex) in `dataDir`. */
+function orgKeyIn(dataDir: string): { seed: Uint8Array; publicKey: Uint8Array } {
+  const file = join(dataDir, 'org-key.json');
+  if (existsSync(file)) {
+    const j = JSON.parse(readFileSync(file, 'utf8')) as { seed: string; publicKey: string };
+    return { seed: Uint8Array.from(Buffer.from(j.seed, 'hex')), publicKey: Uint8Array.from(Buffer.from(j.publicKey, 'hex')) };
+  }
+  const org = generateOrgKey();
+  writeFileSync(file, JSON.stringify({ seed: toHex(org.seed), publicKey: toHex(org.publicKey) }), { mode: 0o600 });
+  return org;
+}
+
+/** Starts relay, bot and web server. */
+export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
+  await initCrypto();
+  const tempData = options.dataDir === undefined;
+  const dataDir = options.dataDir ? resolve(options.dataDir) : mkdtempSync(join(tmpdir(), 'parley-demo-'));
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const distDir = options.distDir ?? DIST_DIR;
+  const org = orgKeyIn(dataDir);
+  const measurement = (await computeMeasurement(HANDLER_PATH)).hex;
+
+  if (options.build !== false) {
+    // The pins ship inside the bundle, as a real site would ship them.
+    const define = {
+      __PARLEY_ORG_KEY__: JSON.stringify(toHex(org.publicKey)),
+      __PARLEY_MEASUREMENT__: JSON.stringify(measurement),
+      __PARLEY_BOT_LABEL__: JSON.stringify(BOT_LABEL),
+    };
+    await buildPages({ root: here, input: { index: join(here, 'index.html') }, outDir: distDir, define, backend: 'sodium' });
+    await buildPages({ root: here, input: { 'csp-noble': join(here, 'csp-noble.html') }, outDir: distDir, define, backend: 'noble', keepOutDir: true });
+  }
+
+  const store = new ObservedStore(new SqliteStore(join(dataDir, 'relay.db')));
+  let bot: Bot | undefined;
+  let relay: Relay | undefined;
+  const config: Route = (_req, res, url) => {
+    if (url.pathname !== '/api/config') return false;
+    if (!bot) {
+      res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":"starting"}');
+      return true;
+    }
+    const a = bot.attestation();
+    const certificate = signOrgCertificate(org.seed, { role: 'bot', label: BOT_LABEL, signingKey: bot.identity.signingKey, dhKey: bot.identity.dhKey, expiresAt: Date.now() + CERT_LIFETIME_MS });
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.end(
+      JSON.stringify({
+        botDeviceId: bot.deviceId,
+        botIdentity: { signingKey: toBase64(bot.identity.signingKey), dhKey: toBase64(bot.identity.dhKey), binding: toBase64(bot.identity.binding) },
+        certificate: toBase64(certificate),
+        attestation: { version: a.version, deviceId: a.deviceId, measurement: toBase64(a.measurement), issuedAt: a.issuedAt, signature: toBase64(a.signature) },
+      }),
+    );
+    return true;
+  };
+
+  const web = await startStaticServer({
+    dir: distDir,
+    port: options.port ?? 0,
+    routes: [config, sse(store)],
+    proxy: { prefix: '/socket.io/' },
+    headers: { 'referrer-policy': 'no-referrer' },
+    pageHeaders: {
+      '/index.html': { 'content-security-policy': CSP_SODIUM },
+      '/csp-noble.html': { 'content-security-policy': CSP_NOBLE },
+    },
+  });
+  try {
+    relay = await createRelay({
+      store,
+      origin: web.url,
+      logLevel: options.logLevel ?? 'warn',
+      // One demo origin: every tab and the bot come from 127.0.0.1.
+      limits: { connectBurst: 200, connectsPerSecondPerAddress: 50, maxConnectionsPerAddress: 200 },
+    });
+    web.setProxyPort(relay.port);
+    const { key } = await createApiKey(store, 'demo support bot');
+    bot = await createBot({ relayUrl: web.url, apiKey: key, handler: HANDLER_PATH, stateDir: join(dataDir, 'bot') });
+  } catch (e) {
+    await relay?.close();
+    await web.close();
+    if (tempData) rmSync(dataDir, { recursive: true, force: true });
+    throw e;
+  }
+
+  let closing: Promise<void> | undefined;
+  const startedBot = bot;
+  const startedRelay = relay;
+  return {
+    url: web.url,
+    relay: startedRelay,
+    bot: startedBot,
+    store,
+    web,
+    orgKey: toHex(org.publicKey),
+    measurement,
+    close() {
+      closing ??= (async () => {
+        await startedBot.close().catch(() => undefined);
+        await web.close();
+        await startedRelay.close().catch(() => undefined);
+        await store.close().catch(() => undefined);
+        if (tempData) rmSync(dataDir, { recursive: true, force: true });
+      })();
+      return closing;
+    },
+  };
+}
+
+function parseArgs(argv: string[]): { port: number; dataDir?: string; headless: boolean; build: boolean } {
+  const out: { port: number; dataDir?: string; headless: boolean; build: boolean } = { port: 5180, headless: false, build: true };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--headless') out.headless = true;
+    else if (a === '--no-build') out.build = false;
+    else if (a === '--port') out.port = Number(argv[++i]);
+    else if (a === '--data-dir') out.dataDir = argv[++i];
+    else if (a === '--help' || a === '-h') {
+      console.log('usage: node --import tsx examples/web/serve.ts [--port N] [--data-dir DIR] [--headless] [--no-build]');
+      process.exit(0);
+    } else {
+      console.error(`unknown argument: ${a}`);
+      process.exit(2);
+    }
+  }
+  if (!Number.isInteger(out.port) || out.port < 0 || out.port > 65535) {
+    console.error('--port must be 0..65535');
+    process.exit(2);
+  }
+  if (out.headless && !argv.includes('--port')) out.port = 0;
+  return out;
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  console.log(args.build ? 'Building the widget with Vite and starting relay + bot…' : 'Starting relay + bot…');
+  const demo = await startDemo({ port: args.port, ...(args.dataDir ? { dataDir: args.dataDir } : {}), build: args.build });
+
+  let stopping = false;
+  const stop = async (code: number): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    await demo.close();
+    process.exit(code);
+  };
+
+  if (args.headless) {
+    const { runScriptedConversation } = await import('./headless.js');
+    let code = 0;
+    try {
+      await runScriptedConversation(demo.url, { log: (line) => console.log(line) });
+      console.log('headless demo: OK');
+    } catch (e) {
+      console.error(`headless demo failed: ${e instanceof Error ? e.message : String(e)}`);
+      code = 1;
+    }
+    await stop(code);
+    return;
+  }
+
+  console.log('');
+  console.log(`  Parley demo:        ${demo.url}/`);
+  console.log(`  Pure-JS + CSP page: ${demo.url}/csp-noble.html`);
+  console.log(`  Bot device:         ${demo.bot.deviceId}`);
+  console.log(`  Bot measurement:    ${demo.measurement}`);
+  console.log('');
+  console.log('Press Ctrl-C to stop.');
+  const onSignal = (): void => {
+    if (stopping) {
+      console.log('\nforced exit');
+      process.exit(130);
+    }
+    console.log('\nstopping…');
+    void stop(0);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((e: unknown) => {
+    console.error(e instanceof Error ? (e.stack ?? e.message) : e);
+    process.exit(1);
+  });
+}

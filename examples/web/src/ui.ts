@@ -1,0 +1,209 @@
+/**
+ * DOM rendering of the widget. Plain DOM, `textContent` only (never `innerHTML` with message
+ * content), so a message cannot inject markup; no inline styles, so the page runs under a
+ * strict Content-Security-Policy.
+ */
+
+/** A bot message with structure (see bot/support-handler.ts). */
+export type BotCard =
+  | { type: 'consent-request'; purpose: string; fields: string[]; retention: string }
+  | { type: 'form-request'; formId: string; fields: { name: string; label: string; kind: string }[] }
+  | { type: 'quick-replies'; options: string[] };
+
+/** One line of the conversation as the widget keeps it (sealed in IndexedDB). */
+export interface ChatItem {
+  readonly key: string;
+  readonly who: 'me' | 'bot' | 'system';
+  readonly at: number;
+  readonly text?: string;
+  readonly card?: BotCard;
+  /** Set once a consent or form card was answered, so a reload does not offer it again. */
+  answered?: string;
+  /** Our message id (own messages), to match the end-to-end delivery receipt. */
+  readonly msgId?: string;
+  /** The bot's device persisted it (end-to-end receipt). */
+  delivered?: boolean;
+}
+
+/** Callbacks of interactive cards. */
+export interface CardActions {
+  consent(item: ChatItem, granted: boolean): void;
+  submitForm(item: ChatItem, formId: string, values: Record<string, string>): void;
+  quickReply(text: string): void;
+}
+
+const $ = <T extends HTMLElement>(id: string): T => {
+  const el = document.getElementById(id);
+  if (!el) throw new Error(`missing #${id}`);
+  return el as T;
+};
+
+function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+export function parseCard(json: unknown): BotCard | undefined {
+  if (typeof json !== 'object' || json === null) return undefined;
+  const j = json as Record<string, unknown>;
+  const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string').slice(0, 20) : []);
+  if (j.type === 'consent-request' && typeof j.purpose === 'string') {
+    return { type: 'consent-request', purpose: j.purpose, fields: strings(j.fields), retention: typeof j.retention === 'string' ? j.retention : '' };
+  }
+  if (j.type === 'form-request' && typeof j.formId === 'string' && Array.isArray(j.fields)) {
+    const fields = j.fields
+      .filter((f): f is { name: string; label: string; kind?: string } => typeof f?.name === 'string' && typeof f?.label === 'string')
+      .slice(0, 10)
+      .map((f) => ({ name: f.name, label: f.label, kind: f.kind === 'email' ? 'email' : 'text' }));
+    return { type: 'form-request', formId: j.formId, fields };
+  }
+  if (j.type === 'quick-replies') return { type: 'quick-replies', options: strings(j.options) };
+  return undefined;
+}
+
+function time(at: number): string {
+  return new Date(at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+}
+
+/** The widget's DOM. */
+export class WidgetView {
+  readonly messages = $<HTMLOListElement>('messages');
+  readonly chips = $<HTMLDivElement>('chips');
+  readonly input = $<HTMLInputElement>('input');
+  readonly send = $<HTMLButtonElement>('send');
+  readonly composer = $<HTMLFormElement>('composer');
+  readonly banner = $<HTMLDivElement>('banner');
+  readonly #actions: CardActions;
+
+  constructor(actions: CardActions) {
+    this.#actions = actions;
+  }
+
+  setStatus(text: string): void {
+    $('status').textContent = text;
+  }
+
+  setBadge(state: 'verified' | 'unverified' | 'pending', text: string, title?: string): void {
+    const b = $('badge');
+    b.className = `badge ${state}`;
+    b.textContent = text;
+    if (title) b.title = title;
+  }
+
+  setDetail(id: 'safety-number' | 'measurement' | 'pinned-measurement' | 'bot-device' | 'my-device' | 'backend' | 'storage', text: string): void {
+    $(id).textContent = text;
+  }
+
+  /** A banner above the conversation; `action` adds a button. `undefined` hides it. */
+  showBanner(text: string | undefined, kind: 'info' | 'error' = 'info', action?: { label: string; run: () => void }): void {
+    this.banner.replaceChildren();
+    this.banner.hidden = text === undefined;
+    this.banner.className = kind === 'error' ? 'banner error' : 'banner';
+    if (text === undefined) return;
+    this.banner.append(el('span', undefined, text));
+    if (action) {
+      const btn = el('button', 'secondary', action.label);
+      btn.type = 'button';
+      btn.addEventListener('click', action.run);
+      this.banner.append(btn);
+    }
+  }
+
+  enableInput(on: boolean): void {
+    this.input.disabled = !on;
+    this.send.disabled = !on;
+    if (on) this.input.focus();
+  }
+
+  /** Adds (or re-renders) an item. */
+  render(item: ChatItem): void {
+    if (item.card?.type === 'quick-replies') {
+      this.#chips(item.card.options);
+      return;
+    }
+    const li = el('li', `msg ${item.who}`);
+    li.dataset.key = item.key;
+    if (item.delivered) li.dataset.delivered = 'true';
+    if (item.text !== undefined) li.append(document.createTextNode(item.text));
+    if (item.card) li.append(this.#card(item, item.card));
+    if (item.who !== 'system') li.append(el('span', 'meta', `${time(item.at)}${item.who === 'me' ? (item.delivered ? ' · delivered ✓✓' : ' · sent ✓') : ''}`));
+    const old = this.messages.querySelector<HTMLLIElement>(`li[data-key="${CSS.escape(item.key)}"]`);
+    if (old) old.replaceWith(li);
+    else this.messages.append(li);
+    this.messages.scrollTop = this.messages.scrollHeight;
+  }
+
+  clear(): void {
+    this.messages.replaceChildren();
+    this.chips.replaceChildren();
+  }
+
+  #chips(options: string[]): void {
+    this.chips.replaceChildren(
+      ...options.map((o) => {
+        const c = el('button', 'chip', o);
+        c.type = 'button';
+        c.addEventListener('click', () => this.#actions.quickReply(o));
+        return c;
+      }),
+    );
+  }
+
+  #card(item: ChatItem, card: BotCard): HTMLElement {
+    const box = el('div', 'card');
+    if (card.type === 'consent-request') {
+      box.dataset.card = 'consent';
+      box.append(el('h3', undefined, 'May I ask for personal data?'), el('div', undefined, card.purpose));
+      const ul = el('ul');
+      for (const f of card.fields) ul.append(el('li', undefined, f));
+      box.append(ul, el('div', 'done', card.retention));
+      if (item.answered) {
+        box.append(el('div', 'done', item.answered));
+      } else {
+        const actions = el('div', 'actions');
+        const yes = el('button', undefined, 'I agree');
+        const no = el('button', 'secondary', 'No, thanks');
+        yes.type = no.type = 'button';
+        yes.dataset.action = 'consent-yes';
+        no.dataset.action = 'consent-no';
+        yes.addEventListener('click', () => this.#actions.consent(item, true));
+        no.addEventListener('click', () => this.#actions.consent(item, false));
+        actions.append(yes, no);
+        box.append(actions);
+      }
+    } else if (card.type === 'form-request') {
+      box.dataset.card = 'form';
+      box.append(el('h3', undefined, 'Return details'));
+      if (item.answered) {
+        box.append(el('div', 'done', item.answered));
+        return box;
+      }
+      const form = el('form');
+      for (const f of card.fields) {
+        const label = el('label', undefined, f.label);
+        const input = el('input');
+        input.name = f.name;
+        input.type = f.kind;
+        input.required = true;
+        input.maxLength = 200;
+        label.htmlFor = input.id = `f-${item.key}-${f.name}`;
+        form.append(label, input);
+      }
+      const actions = el('div', 'actions');
+      const submit = el('button', undefined, 'Send securely');
+      submit.type = 'submit';
+      actions.append(submit);
+      form.append(actions);
+      form.addEventListener('submit', (ev) => {
+        ev.preventDefault();
+        const values: Record<string, string> = {};
+        for (const f of card.fields) values[f.name] = (form.elements.namedItem(f.name) as HTMLInputElement | null)?.value ?? '';
+        this.#actions.submitForm(item, card.formId, values);
+      });
+      box.append(form);
+    }
+    return box;
+  }
+}

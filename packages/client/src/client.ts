@@ -1,0 +1,646 @@
+/**
+ * `ParleyClient`: the device-side API. It wires the {@link ConversationEngine} (keys, sessions,
+ * trust, dedupe, outbox, inbox) to a relay through the {@link SocketTransport}.
+ *
+ * Delivery guarantees (THREATS.md I4, I5):
+ * - **Sending.** `send` persists the encrypted envelope in the outbox before anything reaches
+ *   the network; the envelope leaves the outbox only when the relay acked durable storage, or
+ *   when the relay refused it for good (reported: `send` rejects, or an `error` event for retries
+ *   with nobody waiting). After a reconnect or a restart the outbox is sent again; the relay
+ *   stores a retried `(sender, id)` once.
+ * - **Receiving.** A delivery is decrypted, and the new session state, the seen id and the
+ *   plaintext (inbox) are persisted in one atomic write, **then** the relay is acked. The app
+ *   gets each message from the inbox; it leaves the inbox once every `message` listener has
+ *   returned and every `messages()` iterator has asked for the next one. A message is therefore
+ *   never lost by a crash; the app sees it twice only if the process dies between handing it to
+ *   the app and the inbox delete (make handlers idempotent on `(from, id)` if that matters).
+ * - **Receipts.** After persisting a message, the client sends a `receipt` back; it surfaces at
+ *   the sender as a `delivered` event (end to end: the relay cannot forge it).
+ */
+import { ParleyError, formatSafetyNumber, getCrypto, initCrypto, isParleyError, type ParleyErrorCode, type PublicIdentity } from '@parley/protocol';
+import { ConversationEngine, type PeerCertificateInfo, type ReceivedMessage } from './core/engine.js';
+import { decodeReceiptBody, encodeReceiptBody, type PayloadType } from './core/payload.js';
+import type { KeyValueStore } from './core/store.js';
+import type { TrustEvent, TrustOptions } from './core/trust.js';
+import { Emitter } from './emitter.js';
+import { SocketTransport, type Logger, type SocketTransportOptions } from './transport/socket.js';
+
+/** Options of {@link ParleyClient.create}. */
+export interface ParleyClientOptions {
+  /** The relay, e.g. `https://relay.example.com`. */
+  readonly relayUrl: string;
+  /** Where state lives. Give `store`, or `storagePath` (Node: a sealed {@link FileStore} directory). */
+  readonly store?: KeyValueStore;
+  /** Node only: directory of a `FileStore`, opened (and closed by {@link ParleyClient.close}) by the client. */
+  readonly storagePath?: string;
+  /**
+   * With `storagePath`: a high-entropy secret (≥ 32 random bytes recommended) from which the
+   * storage key is derived. Without it, a 0600 key file is created in the directory (see FileStore).
+   */
+  readonly storageSecret?: Uint8Array | string;
+  /** Who to trust: pinned org key, which peers must be certified. */
+  readonly trust?: TrustOptions;
+  /** Structured logger; Parley never logs content or keys. */
+  readonly logger?: Logger;
+  /** Bots only: the relay API key. */
+  readonly apiKey?: string;
+  /** Send delivery receipts. Default true. */
+  readonly receipts?: boolean;
+  /** One-time prekeys to keep on the relay. Default 50 (at most 100). */
+  readonly prekeyTarget?: number;
+  /** Clock. Default `Date.now`. */
+  readonly now?: () => number;
+  /** Transport tuning: origin, reconnect delays, socket.io options. */
+  readonly transport?: Omit<Partial<SocketTransportOptions>, 'url' | 'credentials' | 'logger' | 'now'>;
+}
+
+/** A message as the app sees it. */
+export interface IncomingMessage {
+  /** Sender device id. */
+  readonly from: string;
+  /** The sender's message id (authenticated end to end). */
+  readonly id: string;
+  readonly type: Exclude<PayloadType, 'receipt'>;
+  /** For `type: 'text'`. */
+  readonly text?: string;
+  /** For `type: 'json'`: the parsed value (undefined if the sender's JSON does not parse). */
+  readonly data?: unknown;
+  /** The raw body. */
+  readonly bytes: Uint8Array;
+  /** Sender's clock, ms since the epoch. */
+  readonly sentAt: number;
+  /** This device's clock when it was decrypted. */
+  readonly receivedAt: number;
+  /** The sender's per-conversation counter (gaps mean withheld or lost messages). */
+  readonly seq: number;
+}
+
+/** An error no call is waiting for (a delivery that failed to decrypt, a send refused on retry…). */
+export interface ClientErrorEvent {
+  readonly error: ParleyError;
+  /** The peer involved, if any. */
+  readonly peer?: string;
+  /** The message id involved, if any. */
+  readonly id?: string;
+}
+
+/** Events of {@link ParleyClient}. */
+export interface ParleyClientEvents {
+  message: IncomingMessage;
+  /** The peer's device persisted our message `id` (end-to-end receipt). */
+  delivered: { readonly peer: string; readonly id: string };
+  identityChanged: TrustEvent;
+  error: ClientErrorEvent;
+  connected: { readonly deviceId: string };
+  disconnected: { readonly reason: string };
+}
+
+/** Receive errors after which retrying cannot help: ack (drop) the delivery and report it. */
+const KEEP_ON_ERROR: ReadonlySet<ParleyErrorCode> = new Set(['STORAGE_INTEGRITY', 'STORAGE_QUOTA', 'INTERNAL', 'USAGE', 'TRANSPORT']);
+/** Send errors worth retrying later. */
+const RETRY_SEND: ReadonlySet<ParleyErrorCode> = new Set(['TRANSPORT', 'RATE_LIMITED', 'STORAGE_QUOTA', 'INTERNAL']);
+const RETRY_DELAY_MS = 1000;
+const DEFAULT_CONNECT_TIMEOUT_MS = 15_000;
+/** A low-prekey notice within this long after a login's upload is already answered. */
+const PREKEY_RECENT_MS = 5_000;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** The id of the receipt for message `id`: deterministic, so a re-sent receipt is deduped by the peer. */
+function receiptId(id: string): string {
+  return `r${id}`.slice(0, 64);
+}
+
+async function ensureCrypto(): Promise<void> {
+  try {
+    getCrypto();
+  } catch {
+    await initCrypto();
+  }
+}
+
+interface IteratorState {
+  queue: { message: IncomingMessage; release: () => void }[];
+  wake: (() => void) | undefined;
+  release: (() => void) | undefined;
+  done: boolean;
+}
+
+/**
+ * An end-to-end encrypted chat client for one device.
+ *
+ * @example
+ * import { ParleyClient } from '@parley/client';
+ * const client = await ParleyClient.create({ relayUrl: 'https://relay.example.com', storagePath: './parley', storageSecret: process.env.PARLEY_SECRET });
+ * client.on('message', (m) => console.log(m.from, m.text));
+ * client.on('delivered', ({ id }) => console.log('delivered', id));
+ * await client.connect();
+ * const { id } = await client.send(supportDeviceId, 'Hello, I need help with my order');
+ * // …
+ * await client.close();
+ */
+export class ParleyClient {
+  readonly #engine: ConversationEngine;
+  readonly #transport: SocketTransport;
+  readonly #events = new Emitter<ParleyClientEvents>();
+  readonly #options: ParleyClientOptions;
+  readonly #ownedStore: { close(): Promise<void> } | undefined;
+  readonly #iterators = new Set<IteratorState>();
+  readonly #delivering = new Set<string>();
+  readonly #waiting = new Map<string, ParleyError | null>();
+  #sendLock: Promise<unknown> = Promise.resolve();
+  #prekeyLock: Promise<unknown> = Promise.resolve();
+  #flushing: Promise<void> | undefined;
+  #flushAgain = false;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #draining: Promise<void> | undefined;
+  #drainAgain = false;
+  #closed = false;
+  #lastPublish = 0;
+
+  private constructor(options: ParleyClientOptions, engine: ConversationEngine, transport: SocketTransport, ownedStore?: { close(): Promise<void> }) {
+    this.#options = options;
+    this.#engine = engine;
+    this.#transport = transport;
+    this.#ownedStore = ownedStore;
+    transport.setHandlers({
+      onAuthenticated: () => this.#onAuthenticated(),
+      onMessage: (m) => this.#onDelivery(m),
+      onPrekeysLow: (remaining) => void this.#topUpPrekeys(remaining).catch((e) => this.#report(e)),
+      onDisconnected: (reason) => this.#events.emit('disconnected', { reason }),
+      onError: (error) => this.#report(error),
+    });
+  }
+
+  /**
+   * Opens the device state (creating an identity on first use) and prepares the relay
+   * connection. Call {@link connect} next.
+   * @throws ParleyError `USAGE` (no store, bad options), `STORAGE_INTEGRITY` (tampered state,
+   *   wrong storage secret, or state without an identity).
+   */
+  static async create(options: ParleyClientOptions): Promise<ParleyClient> {
+    if (!options || typeof options.relayUrl !== 'string') throw new ParleyError('USAGE', 'relayUrl is required');
+    if (!options.store === !options.storagePath) throw new ParleyError('USAGE', 'give exactly one of store and storagePath');
+    const target = options.prekeyTarget ?? 50;
+    if (!Number.isInteger(target) || target < 1 || target > 100) throw new ParleyError('USAGE', 'prekeyTarget must be 1..100');
+    await ensureCrypto();
+    let store = options.store;
+    let owned: { close(): Promise<void> } | undefined;
+    if (!store) {
+      // Loaded only when asked for, so browser bundles never reach node:fs.
+      const { FileStore } = await import('./node/file-store.js');
+      const fileStore = await FileStore.open({ dir: options.storagePath!, ...(options.storageSecret === undefined ? {} : { storageSecret: options.storageSecret }) });
+      store = fileStore;
+      owned = fileStore;
+    }
+    let client: ParleyClient | undefined;
+    try {
+      const engine = await ConversationEngine.open({
+        store,
+        ...(options.trust ? { trust: options.trust } : {}),
+        ...(options.now ? { now: options.now } : {}),
+        onTrustEvent: (e) => {
+          if (client) client.#events.emit('identityChanged', e);
+        },
+      });
+      const transport = new SocketTransport({
+        ...options.transport,
+        url: options.relayUrl,
+        credentials: {
+          identity: engine.publicIdentity,
+          signRelayAuth: (input) => engine.signRelayAuth(input),
+          ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }),
+        },
+        ...(options.logger ? { logger: options.logger } : {}),
+        ...(options.now ? { now: options.now } : {}),
+      });
+      client = new ParleyClient(options, engine, transport, owned);
+      return client;
+    } catch (e) {
+      await owned?.close();
+      throw e;
+    }
+  }
+
+  /** This device's id: give it to peers (or to your support backend) so they can reach you. */
+  get deviceId(): string {
+    return this.#engine.deviceId;
+  }
+
+  /** This device's public identity (for certification, QR codes). */
+  get publicIdentity(): PublicIdentity {
+    return this.#engine.publicIdentity;
+  }
+
+  /** True while logged in to the relay. */
+  get connected(): boolean {
+    return this.#transport.authenticated;
+  }
+
+  /**
+   * Connects to the relay, logs in with the device key, publishes prekeys, re-sends the outbox
+   * and starts receiving. Reconnects by itself afterwards until {@link close}.
+   * @throws ParleyError `UNAUTHENTICATED` (login refused), `TRANSPORT` (no login within `timeoutMs`;
+   *   the client keeps trying in the background).
+   */
+  async connect(options: { timeoutMs?: number } = {}): Promise<void> {
+    if (this.#closed) throw new ParleyError('USAGE', 'client is closed');
+    const timeoutMs = options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new ParleyError('TRANSPORT', 'could not log in to the relay in time', { details: { timeoutMs } })), timeoutMs);
+    });
+    const login = this.#transport.connect();
+    login.catch(() => undefined); // reported through the race below, or later as an `error` event
+    try {
+      await Promise.race([login, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+    void this.#drain();
+  }
+
+  /**
+   * Sends a text (string), a JSON value (object, array, number…) or raw bytes (`Uint8Array`) to
+   * a peer device. Starts a session from the peer's bundle when needed. Resolves once the
+   * envelope is safely in the outbox and, when connected, acked by the relay; while offline it
+   * resolves with the envelope queued (sent after the next login).
+   * @returns the message id (the peer receives it as `message.id`; `delivered` events carry it).
+   * @throws ParleyError `IDENTITY_CHANGED` (accept it first), `UNTRUSTED_IDENTITY` (forged
+   *   bundle, missing or invalid org certificate), `SESSION_NOT_FOUND` (peer never published
+   *   prekeys), `TRANSPORT` (a bundle is needed and the relay is unreachable), `RATE_LIMITED`,
+   *   `PAYLOAD_TOO_LARGE`, `USAGE`.
+   * @example
+   * await client.send(peer, 'hi');
+   * await client.send(peer, { orderId: 1234, action: 'refund' });
+   */
+  async send(peer: string, content: string | Uint8Array | unknown, options: { id?: string } = {}): Promise<{ id: string }> {
+    if (this.#closed) throw new ParleyError('USAGE', 'client is closed');
+    const { type, body } = encodeContent(content);
+    const id = options.id ?? ConversationEngine.newMessageId();
+    const run = this.#sendLock.then(async () => {
+      const bundle = this.#engine.needsBundle(peer) ? await this.#transport.fetchBundle(peer) : undefined;
+      await this.#engine.encrypt(peer, body, { messageId: id, type, ...(bundle ? { bundle } : {}) });
+    });
+    this.#sendLock = run.catch(() => undefined);
+    await run;
+    this.#waiting.set(id, null);
+    try {
+      await this.#flushOutbox();
+      const failure = this.#waiting.get(id);
+      if (failure) throw failure;
+      return { id };
+    } finally {
+      this.#waiting.delete(id);
+    }
+  }
+
+  /**
+   * Listens for an event. Returns a function that removes the listener.
+   * A `message` leaves the durable inbox once all `message` listeners returned; a listener
+   * that throws is reported as an `error` event and does not stop the others.
+   * @example
+   * const off = client.on('message', (m) => render(m.from, m.text ?? m.data));
+   */
+  on<K extends keyof ParleyClientEvents>(event: K, listener: (value: ParleyClientEvents[K]) => void): () => void {
+    const off = this.#events.on(event, listener);
+    if (event === 'message') void this.#drain();
+    return off;
+  }
+
+  /** Removes a listener. */
+  off<K extends keyof ParleyClientEvents>(event: K, listener: (value: ParleyClientEvents[K]) => void): void {
+    this.#events.off(event, listener);
+  }
+
+  /**
+   * Incoming messages as an async iterator, starting with any not yet consumed (also from before
+   * a restart). A message is consumed when the loop asks for the next one, so one interrupted
+   * mid-handling is delivered again after a restart. Ends on {@link close}.
+   * @example
+   * for await (const m of client.messages()) console.log(m.text);
+   */
+  messages(): AsyncIterableIterator<IncomingMessage> {
+    const state: IteratorState = { queue: [], wake: undefined, release: undefined, done: this.#closed };
+    this.#iterators.add(state);
+    void this.#drain();
+    const finish = (): IteratorResult<IncomingMessage> => {
+      state.release?.();
+      state.release = undefined;
+      state.done = true;
+      this.#iterators.delete(state);
+      for (const q of state.queue.splice(0)) q.release();
+      return { done: true, value: undefined };
+    };
+    const iterator: AsyncIterableIterator<IncomingMessage> = {
+      next: async () => {
+        state.release?.();
+        state.release = undefined;
+        while (!state.done && state.queue.length === 0) await new Promise<void>((resolve) => (state.wake = resolve));
+        const item = state.queue.shift();
+        if (!item) return finish();
+        state.release = item.release;
+        return { done: false, value: item.message };
+      },
+      return: async () => finish(),
+      [Symbol.asyncIterator]: () => iterator,
+    };
+    return iterator;
+  }
+
+  /**
+   * The safety number with `peer`: 60 digits in groups of five, identical on both devices.
+   * Compare it out of band (in person, by phone) to rule out a man in the middle.
+   * @throws ParleyError `SESSION_NOT_FOUND` before any contact with the peer.
+   */
+  safetyNumber(peer: string): string {
+    return formatSafetyNumber(this.#engine.safetyNumber(peer));
+  }
+
+  /** The identity recorded for `peer`, if any. */
+  peerIdentity(peer: string): PublicIdentity | undefined {
+    return this.#engine.peerIdentity(peer);
+  }
+
+  /** The verified org certificate of `peer` (role, label), if any. */
+  peerCertificate(peer: string): PeerCertificateInfo | undefined {
+    return this.#engine.peerCertificate(peer);
+  }
+
+  /**
+   * Names a peer device ("bob"). Re-binding a known name to another device raises
+   * `IDENTITY_CHANGED` (and an `identityChanged` event); sending to the new device is blocked
+   * until {@link acceptIdentityChange}.
+   */
+  bindLabel(label: string, peer: string): Promise<void> {
+    return this.#engine.bindLabel(label, peer);
+  }
+
+  /** Accepts a pending identity change of `peer`, unblocking sends to it. */
+  acceptIdentityChange(peer: string): Promise<boolean> {
+    return this.#engine.acceptIdentityChange(peer);
+  }
+
+  /** Envelopes waiting for the relay (persisted; re-sent on reconnect). */
+  get pendingCount(): number {
+    return this.#engine.pendingOutbox().length;
+  }
+
+  /** Resolves once every delivery received so far is handled and acked (tests, shutdown). */
+  async idle(): Promise<void> {
+    await this.#transport.idle();
+    await this.#flushing;
+    await this.#draining;
+  }
+
+  /** Disconnects, ends `messages()` iterators, and closes the store if the client opened it. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.#transport.idle().catch(() => undefined);
+    this.#closed = true;
+    clearTimeout(this.#retryTimer);
+    await this.#transport.close();
+    for (const it of this.#iterators) {
+      it.done = true;
+      it.wake?.();
+    }
+    await this.#flushing?.catch(() => undefined);
+    await this.#draining?.catch(() => undefined);
+    await this.#engine.close();
+    await this.#ownedStore?.close();
+  }
+
+  toJSON(): { deviceId: string } {
+    return { deviceId: this.deviceId };
+  }
+
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return `ParleyClient { deviceId: '${this.deviceId}', connected: ${this.connected} }`;
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  #report(e: unknown, context: { peer?: string; id?: string } = {}): void {
+    const error = isParleyError(e) ? e : new ParleyError('INTERNAL', 'unexpected error', { cause: e });
+    this.#options.logger?.warn?.({ event: 'error', code: error.code, peer: context.peer });
+    if (this.#events.listenerCount('error') > 0) this.#events.emit('error', { error, ...context });
+  }
+
+  async #onAuthenticated(): Promise<void> {
+    try {
+      await this.#publishPrekeys();
+    } catch (e) {
+      this.#report(e);
+    }
+    this.#events.emit('connected', { deviceId: this.deviceId });
+    // Receipts for messages persisted before a crash may never have been sent: send them (the
+    // deterministic receipt id makes a repeat harmless).
+    for (const m of this.#engine.inbox()) if (m.type !== 'receipt') await this.#queueReceipt(m.from, m.id);
+    void this.#flushOutbox();
+  }
+
+  #publishPrekeys(): Promise<void> {
+    const run = this.#prekeyLock.then(async () => {
+      const target = this.#options.prekeyTarget ?? 50;
+      let upload = await this.#engine.prekeyUpload(0);
+      let count = await this.#transport.uploadPrekeys(upload);
+      await this.#engine.markUploaded(upload.oneTimePrekeys.map((k) => k.id));
+      if (count < target / 2) {
+        upload = await this.#engine.prekeyUpload(Math.min(100, target - count));
+        count = await this.#transport.uploadPrekeys(upload);
+        await this.#engine.markUploaded(upload.oneTimePrekeys.map((k) => k.id));
+      }
+      this.#lastPublish = Date.now();
+    });
+    this.#prekeyLock = run.catch(() => undefined);
+    return run;
+  }
+
+  #topUpPrekeys(remaining: number): Promise<void> {
+    const run = this.#prekeyLock.then(async () => {
+      const target = this.#options.prekeyTarget ?? 50;
+      // A `prekeysLow` sent at login races the login's own top-up: that one already ran.
+      if (remaining >= target || !this.#transport.authenticated || Date.now() - this.#lastPublish < PREKEY_RECENT_MS) return;
+      const upload = await this.#engine.prekeyUpload(Math.min(100, target - remaining));
+      await this.#transport.uploadPrekeys(upload);
+      await this.#engine.markUploaded(upload.oneTimePrekeys.map((k) => k.id));
+    });
+    this.#prekeyLock = run.catch(() => undefined);
+    return run;
+  }
+
+  async #onDelivery(m: { from: string; id: string; envelope: Uint8Array }): Promise<'ack' | 'keep'> {
+    let result;
+    try {
+      result = await this.#receiveWithCertificate(m);
+    } catch (e) {
+      const code = isParleyError(e) ? e.code : 'INTERNAL';
+      this.#report(e, { peer: m.from, id: m.id });
+      return KEEP_ON_ERROR.has(code) ? 'keep' : 'ack';
+    }
+    if (result.kind === 'message' && result.type !== 'receipt') {
+      await this.#queueReceipt(result.from, result.id);
+      void this.#flushOutbox();
+    }
+    void this.#drain();
+    return 'ack';
+  }
+
+  /** A certified-only peer we have no certificate for yet: look for one beside its bundle, once. */
+  async #receiveWithCertificate(m: { from: string; id: string; envelope: Uint8Array }) {
+    try {
+      return await this.#engine.receive(m);
+    } catch (e) {
+      if (!isParleyError(e, 'UNTRUSTED_IDENTITY') || e.details?.reason !== 'missing' || !this.#transport.authenticated) throw e;
+      const bundle = await this.#transport.fetchBundle(m.from).catch(() => undefined);
+      if (!bundle?.certificate) throw e;
+      await this.#engine.setPeerCertificate(m.from, bundle.certificate, bundle.identity);
+      return this.#engine.receive(m);
+    }
+  }
+
+  async #queueReceipt(peer: string, id: string): Promise<void> {
+    if (this.#options.receipts === false || this.#closed) return;
+    try {
+      await this.#engine.encrypt(peer, encodeReceiptBody([id]), { messageId: receiptId(id), type: 'receipt' });
+    } catch (e) {
+      // Already queued (USAGE), or the peer is blocked/untrusted now: no receipt then.
+      if (!isParleyError(e, 'USAGE')) this.#options.logger?.debug?.({ event: 'receiptSkipped', code: isParleyError(e) ? e.code : 'INTERNAL' });
+    }
+  }
+
+  #flushOutbox(): Promise<void> {
+    if (this.#flushing) {
+      this.#flushAgain = true;
+      return this.#flushing;
+    }
+    const run = (async () => {
+      do {
+        this.#flushAgain = false;
+        for (const e of this.#engine.pendingOutbox()) {
+          if (!this.#transport.authenticated || this.#closed) return;
+          try {
+            await this.#transport.send(e);
+            await this.#engine.markDelivered(e.to, e.id);
+          } catch (err) {
+            const error = isParleyError(err) ? err : new ParleyError('INTERNAL', 'send failed', { cause: err });
+            if (RETRY_SEND.has(error.code)) {
+              if (error.code !== 'TRANSPORT') this.#scheduleRetry();
+              return;
+            }
+            // The relay refused it for good (too large, malformed…): report, never retry forever.
+            await this.#engine.markDelivered(e.to, e.id);
+            if (this.#waiting.has(e.id)) this.#waiting.set(e.id, error);
+            else this.#report(error, { peer: e.to, id: e.id });
+          }
+        }
+      } while (this.#flushAgain);
+    })();
+    this.#flushing = run.finally(() => {
+      this.#flushing = undefined;
+    });
+    return this.#flushing;
+  }
+
+  #scheduleRetry(): void {
+    if (this.#retryTimer || this.#closed) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      void this.#flushOutbox();
+    }, RETRY_DELAY_MS);
+  }
+
+  #drain(): Promise<void> {
+    if (this.#draining) {
+      this.#drainAgain = true;
+      return this.#draining;
+    }
+    const run = (async () => {
+      do {
+        this.#drainAgain = false;
+        for (const m of this.#engine.inbox()) {
+          if (this.#closed) return;
+          const key = `${m.from}/${m.id}`;
+          if (this.#delivering.has(key)) continue;
+          if (m.type === 'receipt') {
+            this.#delivering.add(key);
+            this.#handleReceipt(m);
+            await this.#consume(m, key);
+            continue;
+          }
+          const iterators = [...this.#iterators].filter((it) => !it.done);
+          const listeners = this.#events.listenerCount('message');
+          if (iterators.length === 0 && listeners === 0) continue; // keep it until someone listens
+          this.#delivering.add(key);
+          const message = toIncoming(m);
+          let holds = iterators.length + 1;
+          const release = () => {
+            if (--holds === 0) void this.#consume(m, key);
+          };
+          for (const it of iterators) {
+            it.queue.push({ message, release });
+            it.wake?.();
+            it.wake = undefined;
+          }
+          for (const e of this.#events.emit('message', message)) this.#report(e, { peer: m.from, id: m.id });
+          release();
+        }
+      } while (this.#drainAgain);
+    })();
+    this.#draining = run.finally(() => {
+      this.#draining = undefined;
+    });
+    return this.#draining;
+  }
+
+  #handleReceipt(m: ReceivedMessage): void {
+    let ids: string[];
+    try {
+      ids = decodeReceiptBody(m.payload);
+    } catch (e) {
+      this.#report(e, { peer: m.from, id: m.id });
+      return;
+    }
+    for (const id of ids) this.#events.emit('delivered', { peer: m.from, id });
+  }
+
+  async #consume(m: ReceivedMessage, key: string): Promise<void> {
+    try {
+      await this.#engine.consume(m.from, m.id);
+    } catch (e) {
+      // Engine closed or storage failing: it stays in the inbox and comes back after a restart.
+      if (!this.#closed) this.#report(e, { peer: m.from, id: m.id });
+    } finally {
+      this.#delivering.delete(key);
+    }
+  }
+}
+
+function encodeContent(content: unknown): { type: Exclude<PayloadType, 'receipt'>; body: Uint8Array } {
+  if (typeof content === 'string') return { type: 'text', body: encoder.encode(content) };
+  if (content instanceof Uint8Array) return { type: 'binary', body: content };
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(content);
+  } catch (cause) {
+    throw new ParleyError('USAGE', 'content is not JSON-serialisable', { cause });
+  }
+  if (json === undefined) throw new ParleyError('USAGE', 'content must be a string, bytes or a JSON value');
+  return { type: 'json', body: encoder.encode(json) };
+}
+
+function toIncoming(m: ReceivedMessage): IncomingMessage {
+  const base = { from: m.from, id: m.id, bytes: m.payload, sentAt: m.sentAt, receivedAt: m.receivedAt, seq: m.seq };
+  if (m.type === 'text') return { ...base, type: 'text', text: decoder.decode(m.payload) };
+  if (m.type === 'json') {
+    let data: unknown;
+    try {
+      data = JSON.parse(decoder.decode(m.payload));
+    } catch {
+      data = undefined;
+    }
+    return { ...base, type: 'json', data };
+  }
+  return { ...base, type: 'binary' };
+}

@@ -1,0 +1,351 @@
+/**
+ * The socket.io transport: speaks the relay contract (`@parley/protocol/wire`, relay.ts) and
+ * nothing else. It answers the `hello` challenge on every (re)connection, reconnects with
+ * exponential backoff and jitter, turns acks into results or typed errors, and batches delivery
+ * acks. It holds no keys: signing is a callback (the engine's `signRelayAuth`).
+ *
+ * It never lets socket.io buffer an event while logged out (the relay would answer
+ * `UNAUTHENTICATED`): calls made while not authenticated fail at once with `TRANSPORT`, and the
+ * caller's outbox retries them after the next login.
+ */
+import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
+import { ParleyError, getCrypto, isParleyError, type PrekeyBundle, type PrekeyUpload, type PublicIdentity } from '@parley/protocol';
+import {
+  RELAY_MAX_ACK_BATCH,
+  RELAY_NONCE_BYTES,
+  RELAY_PROTOCOL_VERSION,
+  type AuthResult,
+  type ClientToServerEvents,
+  type RelayHello,
+  type RelayMessage,
+  type RelayResult,
+  type SendRequest,
+  type SendResult,
+  type ServerToClientEvents,
+} from '@parley/protocol/wire';
+
+type RelaySocket = Socket<ServerToClientEvents, ClientToServerEvents>;
+
+/** What the transport needs to log in. */
+export interface RelayCredentials {
+  readonly identity: PublicIdentity;
+  /** Signs the relay login payload (context `relayAuth`), e.g. `engine.signRelayAuth`. */
+  readonly signRelayAuth: (input: { serverNonce: Uint8Array; clientNonce: Uint8Array; origin: string; timestamp: number }) => Uint8Array;
+  /** Bots only. */
+  readonly apiKey?: string;
+}
+
+/** A minimal structured logger; Parley never logs content or keys. */
+export interface Logger {
+  debug?(obj: object, msg?: string): void;
+  info?(obj: object, msg?: string): void;
+  warn?(obj: object, msg?: string): void;
+  error?(obj: object, msg?: string): void;
+}
+
+/** Options of {@link SocketTransport}. */
+export interface SocketTransportOptions {
+  /** Relay URL, e.g. `https://relay.example.com`. */
+  readonly url: string;
+  readonly credentials: RelayCredentials;
+  /** The origin to sign. Default: the origin of `url` (the one dialled, never one the relay names). */
+  readonly origin?: string;
+  /** First reconnect delay. Default 250 ms; doubles up to `maxReconnectDelayMs`, with ±50% jitter. */
+  readonly reconnectDelayMs?: number;
+  /** Default 10 s. */
+  readonly maxReconnectDelayMs?: number;
+  /** Ack timeout of each call. Default 10 s. */
+  readonly callTimeoutMs?: number;
+  /** Delivery acks are batched for this long. Default 25 ms. */
+  readonly ackDelayMs?: number;
+  /** Clock for the login timestamp. Default `Date.now`. */
+  readonly now?: () => number;
+  /** Extra socket.io-client options (e.g. `transports`). */
+  readonly socketOptions?: Partial<ManagerOptions & SocketOptions>;
+  readonly logger?: Logger;
+}
+
+/** Callbacks of the transport; each is optional. */
+export interface TransportHandlers {
+  /** Logged in (first time and after every reconnect). Awaited before messages are handled. */
+  onAuthenticated?(result: AuthResult): Promise<void> | void;
+  /** A relay delivery. Resolve once it is handled and persisted; the transport then acks it. Reject to leave it un-acked. */
+  onMessage?(message: RelayMessage): Promise<'ack' | 'keep'>;
+  onPrekeysLow?(remaining: number): void;
+  onDisconnected?(reason: string): void;
+  /** Errors no caller is waiting for (login refused, relay errors). */
+  onError?(error: ParleyError): void;
+}
+
+const DEFAULT_CALL_TIMEOUT_MS = 10_000;
+
+function toError(e: unknown, event: string): ParleyError {
+  if (isParleyError(e)) return e;
+  return new ParleyError('TRANSPORT', `relay call "${event}" failed (${e instanceof Error ? e.message : 'no answer'})`, { cause: e });
+}
+
+/**
+ * A logged-in connection to one relay.
+ * @example
+ * const t = new SocketTransport({ url, credentials: { identity: engine.publicIdentity, signRelayAuth: (i) => engine.signRelayAuth(i) } });
+ * t.setHandlers({ onMessage: async (m) => { await engine.receive(m); return 'ack'; } });
+ * await t.connect();
+ */
+export class SocketTransport {
+  readonly #opts: SocketTransportOptions;
+  readonly #socket: RelaySocket;
+  readonly #origin: string;
+  #handlers: TransportHandlers = {};
+  #authenticated = false;
+  #closed = false;
+  #started = false;
+  #attempt = 0;
+  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  #ackTimer: ReturnType<typeof setTimeout> | undefined;
+  #pendingAcks: number[] = [];
+  #inbound: Promise<void> = Promise.resolve();
+  #generation = 0;
+  #waiters: { resolve: (r: AuthResult) => void; reject: (e: ParleyError) => void }[] = [];
+  #lastAuth: AuthResult | undefined;
+
+  constructor(options: SocketTransportOptions) {
+    this.#opts = options;
+    let origin: string;
+    try {
+      origin = options.origin ?? new URL(options.url).origin;
+    } catch {
+      throw new ParleyError('USAGE', 'relay url is not a valid URL');
+    }
+    this.#origin = origin;
+    this.#socket = io(options.url, {
+      transports: ['websocket'],
+      ...options.socketOptions,
+      autoConnect: false,
+      // Our own loop: socket.io does not reconnect after a server-side disconnect, and a relay
+      // restart is exactly that.
+      reconnection: false,
+      forceNew: true,
+    });
+    const s = this.#socket;
+    s.on('hello', (hello) => void this.#onHello(hello));
+    s.on('message', (m) => this.#onMessage(m));
+    s.on('prekeysLow', (info) => this.#handlers.onPrekeysLow?.(typeof info?.remaining === 'number' ? info.remaining : 0));
+    s.on('relayError', (err) => {
+      this.#opts.logger?.warn?.({ event: 'relayError', code: err?.code });
+      this.#handlers.onError?.(ParleyError.fromJSON(err));
+    });
+    s.on('disconnect', (reason) => this.#onDown(String(reason)));
+    s.on('connect_error', (err) => this.#onDown(`connect_error: ${err.message}`));
+  }
+
+  /** Sets the callbacks (replacing earlier ones). */
+  setHandlers(handlers: TransportHandlers): void {
+    this.#handlers = handlers;
+  }
+
+  /** True while logged in. */
+  get authenticated(): boolean {
+    return this.#authenticated;
+  }
+
+  /** The last successful login. */
+  get session(): AuthResult | undefined {
+    return this.#lastAuth;
+  }
+
+  /**
+   * Connects and logs in; resolves after the first login (and its `onAuthenticated`). Keeps
+   * reconnecting afterwards until {@link close}.
+   * @throws ParleyError `UNAUTHENTICATED` when the relay refuses the login, `TRANSPORT` when closed first.
+   */
+  connect(): Promise<AuthResult> {
+    if (this.#closed) return Promise.reject(new ParleyError('USAGE', 'transport is closed'));
+    if (this.#authenticated && this.#lastAuth) return Promise.resolve(this.#lastAuth);
+    const p = new Promise<AuthResult>((resolve, reject) => this.#waiters.push({ resolve, reject }));
+    if (!this.#started) {
+      this.#started = true;
+      this.#socket.connect();
+    }
+    return p;
+  }
+
+  async #onHello(hello: RelayHello): Promise<void> {
+    const gen = ++this.#generation;
+    try {
+      if (!(hello?.serverNonce instanceof Uint8Array) || hello.serverNonce.length !== RELAY_NONCE_BYTES) {
+        throw new ParleyError('MALFORMED_MESSAGE', 'relay hello is malformed');
+      }
+      if (hello.protocol !== RELAY_PROTOCOL_VERSION) {
+        throw new ParleyError('UNSUPPORTED_VERSION', 'relay speaks another protocol version', { details: { protocol: Number(hello.protocol) } });
+      }
+      const clientNonce = getCrypto().randomBytes(RELAY_NONCE_BYTES);
+      const timestamp = Math.floor((this.#opts.now ?? Date.now)());
+      const { identity, signRelayAuth, apiKey } = this.#opts.credentials;
+      const signature = signRelayAuth({ serverNonce: new Uint8Array(hello.serverNonce), clientNonce, origin: this.#origin, timestamp });
+      const answer = apiKey === undefined ? { identity, clientNonce, timestamp, signature } : { identity, clientNonce, timestamp, signature, apiKey };
+      const result = await this.#call<AuthResult>('auth', answer, true);
+      if (gen !== this.#generation || !this.#socket.connected) return;
+      this.#authenticated = true;
+      this.#attempt = 0;
+      this.#lastAuth = result;
+      this.#opts.logger?.info?.({ event: 'authenticated', deviceId: result.deviceId, role: result.role });
+      // Messages pushed right after the login wait for this (they queue behind it).
+      const ready = Promise.resolve(this.#handlers.onAuthenticated?.(result));
+      this.#inbound = this.#inbound.then(() => ready.then(() => undefined, () => undefined));
+      await ready;
+      for (const w of this.#waiters.splice(0)) w.resolve(result);
+    } catch (e) {
+      const err = toError(e, 'auth');
+      this.#opts.logger?.warn?.({ event: 'authFailed', code: err.code });
+      this.#handlers.onError?.(err);
+      if (err.code === 'UNAUTHENTICATED' || err.code === 'UNSUPPORTED_VERSION') {
+        for (const w of this.#waiters.splice(0)) w.reject(err);
+      }
+      if (this.#socket.connected) this.#socket.disconnect();
+      this.#onDown('auth failed');
+    }
+  }
+
+  #onDown(reason: string): void {
+    const wasUp = this.#authenticated;
+    this.#authenticated = false;
+    this.#generation++;
+    this.#pendingAcks = []; // the relay re-pushes un-acked messages after the next login
+    if (wasUp) {
+      this.#opts.logger?.info?.({ event: 'disconnected', reason });
+      this.#handlers.onDisconnected?.(reason);
+    }
+    if (this.#closed || this.#reconnectTimer) return;
+    const base = this.#opts.reconnectDelayMs ?? 250;
+    const max = this.#opts.maxReconnectDelayMs ?? 10_000;
+    const delay = Math.min(max, base * 2 ** Math.min(this.#attempt, 16)) * (0.5 + Math.random());
+    this.#attempt++;
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = undefined;
+      if (this.#closed || this.#socket.connected) return;
+      this.#socket.connect();
+    }, delay);
+  }
+
+  #onMessage(m: RelayMessage): void {
+    const gen = this.#generation;
+    this.#inbound = this.#inbound.then(async () => {
+      if (gen !== this.#generation || !this.#handlers.onMessage) return;
+      let verdict: 'ack' | 'keep';
+      try {
+        verdict = await this.#handlers.onMessage(m);
+      } catch (e) {
+        this.#handlers.onError?.(toError(e, 'message'));
+        return;
+      }
+      if (verdict === 'ack' && gen === this.#generation && typeof m?.seq === 'number') this.#queueAck(m.seq);
+    });
+  }
+
+  #queueAck(seq: number): void {
+    this.#pendingAcks.push(seq);
+    if (this.#pendingAcks.length >= RELAY_MAX_ACK_BATCH) {
+      void this.flushAcks();
+      return;
+    }
+    this.#ackTimer ??= setTimeout(() => void this.flushAcks(), this.#opts.ackDelayMs ?? 25);
+  }
+
+  /** Sends queued delivery acks now. */
+  async flushAcks(): Promise<void> {
+    clearTimeout(this.#ackTimer);
+    this.#ackTimer = undefined;
+    while (this.#pendingAcks.length > 0 && this.#authenticated) {
+      const seqs = this.#pendingAcks.splice(0, RELAY_MAX_ACK_BATCH);
+      try {
+        await this.#call('ack', { seqs });
+      } catch (e) {
+        // Not acked: the relay pushes them again and the engine reports duplicates.
+        this.#opts.logger?.debug?.({ event: 'ackFailed', code: toError(e, 'ack').code });
+        return;
+      }
+    }
+  }
+
+  /** Waits until every delivery received so far has been handled (tests, shutdown). */
+  async idle(): Promise<void> {
+    let current: Promise<void>;
+    do {
+      current = this.#inbound;
+      await current;
+    } while (current !== this.#inbound);
+    await this.flushAcks();
+  }
+
+  async #call<T extends object>(event: keyof ClientToServerEvents, payload: unknown, duringAuth = false): Promise<T> {
+    if (this.#closed) throw new ParleyError('TRANSPORT', 'transport is closed');
+    if (!this.#socket.connected || (!duringAuth && !this.#authenticated)) {
+      throw new ParleyError('TRANSPORT', 'not connected to the relay');
+    }
+    let result: RelayResult<T>;
+    try {
+      result = await (this.#socket.timeout(this.#opts.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS) as unknown as {
+        emitWithAck(ev: string, p: unknown): Promise<RelayResult<T>>;
+      }).emitWithAck(event, payload);
+    } catch (e) {
+      throw toError(e, event);
+    }
+    if (!result || typeof result !== 'object') throw new ParleyError('TRANSPORT', `relay answered "${event}" with garbage`);
+    if (result.ok === true) return result as T;
+    throw ParleyError.fromJSON(result.error);
+  }
+
+  /**
+   * Queues an envelope on the relay; resolves once it is durably stored there.
+   * @throws ParleyError `TRANSPORT` (not logged in, timeout), or the relay's code
+   *   (`PAYLOAD_TOO_LARGE`, `STORAGE_QUOTA`, `RATE_LIMITED`, `MALFORMED_MESSAGE`…).
+   */
+  send(req: SendRequest): Promise<SendResult> {
+    return this.#call<SendResult>('send', { to: req.to, id: req.id, envelope: req.envelope });
+  }
+
+  /**
+   * Fetches a peer's bundle (consumes one of its one-time prekeys). Extra fields the relay may
+   * add beside the bundle (`certificate`, `attestation`) are passed through.
+   * @throws ParleyError `SESSION_NOT_FOUND`, `RATE_LIMITED`, `TRANSPORT`.
+   */
+  async fetchBundle(deviceId: string): Promise<PrekeyBundle & { certificate?: Uint8Array; attestation?: Uint8Array }> {
+    const r = await this.#call<{ bundle: PrekeyBundle; certificate?: Uint8Array; attestation?: Uint8Array }>('fetchBundle', { deviceId });
+    const extras: { certificate?: Uint8Array; attestation?: Uint8Array } = {};
+    const cert = (r.bundle as { certificate?: unknown }).certificate ?? r.certificate;
+    const att = (r.bundle as { attestation?: unknown }).attestation ?? r.attestation;
+    if (cert instanceof Uint8Array) extras.certificate = new Uint8Array(cert);
+    if (att instanceof Uint8Array) extras.attestation = new Uint8Array(att);
+    return { ...r.bundle, ...extras };
+  }
+
+  /** Publishes prekeys; resolves with the number of one-time prekeys the relay now holds. */
+  async uploadPrekeys(upload: PrekeyUpload): Promise<number> {
+    const payload = {
+      identity: upload.identity,
+      signedPrekey: upload.signedPrekey,
+      oneTimePrekeys: upload.oneTimePrekeys.map((k) => ({ id: k.id, publicKey: k.publicKey })),
+    };
+    const r = await this.#call<{ oneTimePrekeys: number }>('uploadPrekeys', payload);
+    return r.oneTimePrekeys;
+  }
+
+  /** Asks the relay to push every pending message again. */
+  async fetchQueue(): Promise<number> {
+    const r = await this.#call<{ pending: number }>('fetchQueue', {});
+    return r.pending;
+  }
+
+  /** Flushes acks, disconnects and stops reconnecting. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.flushAcks().catch(() => undefined);
+    this.#closed = true;
+    clearTimeout(this.#reconnectTimer);
+    clearTimeout(this.#ackTimer);
+    this.#authenticated = false;
+    for (const w of this.#waiters.splice(0)) w.reject(new ParleyError('TRANSPORT', 'transport closed'));
+    this.#socket.disconnect();
+    this.#socket.removeAllListeners();
+  }
+}

@@ -1,0 +1,161 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { isParleyError } from '@parley/protocol';
+import { ParleyClient, type IncomingMessage } from '../src/index.js';
+import { setupCrypto } from './helpers/engines.js';
+import { FAST, client, startRelay, until } from './helpers/relay.js';
+
+const dirs: string[] = [];
+async function tempDir(): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), 'parley-client-e2e-'));
+  dirs.push(d);
+  return d;
+}
+
+before(setupCrypto);
+after(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+describe('ParleyClient over a real relay', () => {
+  it('two clients exchange text and JSON, with end-to-end delivery receipts', async () => {
+    const relay = await startRelay();
+    const alice = await client(relay);
+    const bob = await client(relay);
+    try {
+      await alice.client.connect();
+      await bob.client.connect();
+      const { id } = await alice.client.send(bob.client.deviceId, 'hello bob');
+      await until(() => bob.got.length === 1, 10_000, 'bob receives');
+      assert.equal(bob.got[0]!.text, 'hello bob');
+      assert.equal(bob.got[0]!.from, alice.client.deviceId);
+      assert.equal(bob.got[0]!.id, id);
+      await until(() => alice.delivered.includes(id), 10_000, 'receipt');
+
+      await bob.client.send(alice.client.deviceId, { order: 1234, items: ['a', 'b'] });
+      await until(() => alice.got.length === 1, 10_000, 'alice receives');
+      assert.deepEqual(alice.got[0]!.data, { order: 1234, items: ['a', 'b'] });
+      assert.equal(alice.client.safetyNumber(bob.client.deviceId), bob.client.safetyNumber(alice.client.deviceId));
+      assert.match(alice.client.safetyNumber(bob.client.deviceId), /^(\d{5} ){11}\d{5}$/);
+      await until(() => alice.client.pendingCount === 0 && bob.client.pendingCount === 0, 5000, 'outboxes drained');
+    } finally {
+      await alice.client.close();
+      await bob.client.close();
+      await relay.close();
+    }
+  });
+
+  it('delivers to an offline device when it comes back (and through messages())', async () => {
+    const relay = await startRelay();
+    const alice = await client(relay);
+    const bob = await client(relay);
+    try {
+      await alice.client.connect();
+      await bob.client.connect(); // publishes prekeys
+      const bobStore = bob.store!;
+      const bobId = bob.client.deviceId;
+      await bob.client.close();
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++) ids.push((await alice.client.send(bobId, `offline ${i}`)).id);
+      assert.equal(alice.client.pendingCount, 0, 'the relay stored them');
+
+      const bob2 = await ParleyClient.create({ relayUrl: relay.url, store: bobStore, transport: FAST });
+      assert.equal(bob2.deviceId, bobId);
+      await bob2.connect();
+      const texts: string[] = [];
+      for await (const m of bob2.messages()) {
+        texts.push(m.text!);
+        if (texts.length === 5) break;
+      }
+      assert.deepEqual(texts, ids.map((_, i) => `offline ${i}`));
+      await until(() => ids.every((id) => alice.delivered.includes(id)), 10_000, 'receipts');
+      await bob2.close();
+    } finally {
+      await alice.client.close();
+      await relay.close();
+    }
+  });
+
+  it('a client restarting mid-conversation on a FileStore loses nothing and repeats nothing', async () => {
+    const relay = await startRelay();
+    const dir = await tempDir();
+    const alice = await client(relay);
+    let bob = await client(relay, { storagePath: dir, storageSecret: 'a-long-test-secret-0123456789abcdef' });
+    const seen: IncomingMessage[] = [...bob.got];
+    bob.client.on('message', (m) => seen.push(m));
+    try {
+      await alice.client.connect();
+      await bob.client.connect();
+      const bobId = bob.client.deviceId;
+      const sent: string[] = [];
+      for (let round = 0; round < 3; round++) {
+        for (let i = 0; i < 10; i++) sent.push((await alice.client.send(bobId, `r${round} m${i}`)).id);
+        // Restart bob while messages are in flight.
+        await bob.client.close();
+        bob = await client(relay, { storagePath: dir, storageSecret: 'a-long-test-secret-0123456789abcdef' });
+        bob.client.on('message', (m) => seen.push(m));
+        assert.equal(bob.client.deviceId, bobId);
+        await bob.client.connect();
+        // Bob talks back, so both directions cross the restarts.
+        await bob.client.send(alice.client.deviceId, `bob after restart ${round}`);
+      }
+      await until(() => new Set(seen.map((m) => m.id)).size === sent.length, 15_000, 'all messages');
+      await bob.client.idle();
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(seen.length, sent.length, 'no duplicates to the app');
+      assert.deepEqual(new Set(seen.map((m) => m.id)), new Set(sent));
+      await until(() => alice.got.length === 3, 10_000, 'bob replies');
+      assert.deepEqual(alice.got.map((m) => m.text), [0, 1, 2].map((r) => `bob after restart ${r}`));
+    } finally {
+      await alice.client.close();
+      await bob.client.close();
+      await relay.close();
+    }
+  });
+
+  it('a sender restarting with a queued outbox sends it after reconnecting', async () => {
+    const dir = await tempDir();
+    const relayDir = await tempDir();
+    let relay = await startRelay({ store: { sqlite: join(relayDir, 'relay.db') } });
+    const port = relay.port;
+    const bob = await client(relay);
+    let alice = await client(relay, { storagePath: dir });
+    try {
+      await bob.client.connect();
+      await alice.client.connect();
+      await alice.client.send(bob.client.deviceId, 'before the outage');
+      await relay.close();
+      await until(() => !alice.client.connected, 5000, 'disconnect');
+      // Offline: the messages wait in the persisted outbox.
+      for (let i = 0; i < 3; i++) await alice.client.send(bob.client.deviceId, `queued ${i}`);
+      assert.equal(alice.client.pendingCount, 3);
+      await alice.client.close();
+      relay = await startRelay({ store: { sqlite: join(relayDir, 'relay.db') }, port });
+      alice = await client(relay, { storagePath: dir });
+      assert.equal(alice.client.pendingCount, 3);
+      await alice.client.connect();
+      await until(() => bob.got.length === 4, 15_000, 'bob gets everything');
+      assert.deepEqual(bob.got.map((m) => m.text), ['before the outage', 'queued 0', 'queued 1', 'queued 2']);
+      await until(() => alice.client.pendingCount === 0, 5000, 'outbox drained');
+    } finally {
+      await alice.client.close();
+      await bob.client.close();
+      await relay.close();
+    }
+  });
+
+  it('sending to a device that never published prekeys fails with SESSION_NOT_FOUND', async () => {
+    const relay = await startRelay();
+    const alice = await client(relay);
+    try {
+      await alice.client.connect();
+      await assert.rejects(alice.client.send('0'.repeat(32), 'anyone there?'), (e) => isParleyError(e, 'SESSION_NOT_FOUND'));
+    } finally {
+      await alice.client.close();
+      await relay.close();
+    }
+  });
+});

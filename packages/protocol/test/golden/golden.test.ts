@@ -1,0 +1,75 @@
+/**
+ * Known-answer evidence for the whole protocol: a frozen v1 transcript (golden-v1.json).
+ *
+ * 1. The deterministic generator (generate.ts) is re-run on every backend and must reproduce
+ *    the frozen file byte for byte: X3DH KDF, identities, bundle, prekey message, every
+ *    ciphertext, every pickle and digest. Any change to a KDF label, a layout, the padding or
+ *    the ratchet order fails here loudly.
+ * 2. Independently of the generator, the frozen ciphertexts are decrypted from the frozen
+ *    pickles on every backend, so later code must still read what v1 wrote.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { Account, Session, fromHex, initCrypto, safetyNumber, toHex } from '../../src/index.js';
+import { BACKENDS, str } from '../helpers/protocol.js';
+import { GENERATOR_VERSION, GOLDEN_PATH, generateGolden, type GoldenV1 } from './generate.js';
+
+const frozen = JSON.parse(readFileSync(GOLDEN_PATH, 'utf8')) as GoldenV1;
+
+describe('golden v1 transcript', () => {
+  test('the frozen file is the current generator version and a complete transcript', () => {
+    assert.equal(frozen.generatorVersion, GENERATOR_VERSION);
+    assert.equal(frozen.messages.length, 11);
+    assert.equal(frozen.deliveries.length, 10);
+    assert.deepEqual(frozen.deliveries.map((d) => d.index).slice(0, 2), [2, 1], 'an out-of-order pair');
+    assert.ok(frozen.note.length > 0);
+  });
+
+  for (const backend of BACKENDS) {
+    test(`${backend}: regenerating the transcript reproduces every frozen byte`, async () => {
+      await initCrypto(backend);
+      const fresh = generateGolden();
+      // Field by field first, for a readable failure, then the whole serialisation.
+      for (const key of Object.keys(frozen) as (keyof GoldenV1)[]) assert.deepEqual(fresh[key], frozen[key], `${backend}: ${key}`);
+      assert.equal(JSON.stringify(fresh, null, 2) + '\n', readFileSync(GOLDEN_PATH, 'utf8'));
+    });
+
+    test(`${backend}: the frozen ciphertexts open from the frozen pickles`, async () => {
+      await initCrypto(backend);
+      const bob = Account.unpickle(fromHex(frozen.bob.accountPickle));
+      assert.equal(bob.deviceId, frozen.bob.deviceId);
+      const first = frozen.messages[0]!;
+      const { session: b, plaintext } = bob.createInboundSession(fromHex(first.wire));
+      assert.equal(str(plaintext), first.plaintext);
+      assert.equal(toHex(b.pickle()), frozen.bobSessionAfterPrekey, 'the inbound session is the frozen one');
+      assert.equal(toHex(bob.pickle()), frozen.final.bobAccount, 'one-time prekey consumed, base key remembered');
+      assert.equal(b.sessionId, frozen.sessionId);
+
+      // Each later message from the frozen state its receiver had just before it arrived (the
+      // sender's own sends in between change that state: new ratchet keys, counters).
+      assert.equal(frozen.deliveries[0]!.receiverBefore, frozen.aliceSessionAfterPrekey, 'Alice first hears back');
+      let digests = { alice: '', bob: '' };
+      for (const d of frozen.deliveries) {
+        const m = frozen.messages[d.index]!;
+        const to = m.from === 'alice' ? 'bob' : 'alice';
+        const receiver = Session.unpickle(fromHex(d.receiverBefore));
+        assert.equal(toHex(receiver.pickle()), d.receiverBefore);
+        assert.equal(str(receiver.decrypt(fromHex(m.wire))), m.plaintext, `message ${d.index}`);
+        assert.equal(receiver.stateDigest(), d.receiverDigest, `digest after message ${d.index}`);
+        digests = { ...digests, [to]: receiver.stateDigest() };
+      }
+      // Alice's last act was receiving message 10; Bob wrote message 10 after his last receive.
+      assert.equal(digests.alice, frozen.final.aliceDigest);
+      assert.notEqual(digests.bob, frozen.final.bobDigest);
+      assert.equal(Session.unpickle(fromHex(frozen.final.aliceSession)).stateDigest(), frozen.final.aliceDigest);
+      assert.equal(Session.unpickle(fromHex(frozen.final.bobSession)).stateDigest(), frozen.final.bobDigest);
+      // The final pickles carry on: unpickled, they still talk to each other.
+      const a2 = Session.unpickle(fromHex(frozen.final.aliceSession));
+      const b2 = Session.unpickle(fromHex(frozen.final.bobSession));
+      assert.equal(str(b2.decrypt(a2.encrypt(new TextEncoder().encode('after the transcript')))), 'after the transcript');
+      const alice = Account.unpickle(fromHex(frozen.alice.accountPickle));
+      assert.equal(safetyNumber(alice.publicIdentity, bob.publicIdentity), frozen.safetyNumber);
+    });
+  }
+});

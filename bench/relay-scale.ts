@@ -75,7 +75,7 @@ async function worker(): Promise<void> {
   }
   type Sock = ReturnType<typeof io>;
   interface Dev {
-    id: InstanceType<typeof IdentityKeyPair>;
+    id: ReturnType<typeof IdentityKeyPair.generate>;
     socket?: Sock;
     partner?: Dev;
     inFlight: number;
@@ -542,7 +542,7 @@ async function main(): Promise<void> {
       const last = samples.at(-1);
       const sum = (a: number[]) => a.reduce((x, y) => x + y, 0);
       const growth = warm && last ? (sum(last.rss) / sum(warm.rss) - 1) * 100 : NaN;
-      json['sustained'] = { seconds: r.seconds, rate: b.sustainRate, ...r, latencies: undefined, msgPerSec: r.acked / r.seconds, p50: pct(lat, 0.5), p99: pct(lat, 0.99), samples, rssGrowthPct: growth };
+      json['sustained'] = { rate: b.sustainRate, ...r, latencies: undefined, msgPerSec: r.acked / r.seconds, p50: pct(lat, 0.5), p99: pct(lat, 0.99), samples, rssGrowthPct: growth };
       report.push('### Sustained load, 2 nodes on Redis', '',
         '| duration | msg/s | messages | p50 / p99 ms | lost | node RSS after warm-up → end | RSS growth |', '|---|---|---|---|---|---|---|',
         `| ${f0(r.seconds)} s | ${f0(r.acked / r.seconds)} | ${r.acked} | ${f1(pct(lat, 0.5))} / ${f1(pct(lat, 0.99))} | ${r.lost} | ${warm ? f0(sum(warm.rss)) : '–'} → ${last ? f0(sum(last.rss)) : '–'} MiB | **${f1(growth)}%** |`, '');

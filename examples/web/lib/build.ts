@@ -50,6 +50,7 @@ export async function buildPages(options: BuildPagesOptions): Promise<BuiltFile[
     root: options.root,
     base: './',
     configFile: false,
+    logLevel: 'warn',
     customLogger: quietLogger(),
     publicDir: false,
     resolve: { alias: backendAlias(options.backend ?? 'sodium') },

@@ -6,9 +6,10 @@
  * accepts any object implementing the store contract.
  *
  * - `stored`: `enqueue` (the relay made the envelope durable before acking the sender);
- * - `forwarded`: `listPending` (the relay reads queued envelopes only to push them to their
- *   recipient, live or from the backlog);
- * - `acked`: `deleteMessages` (the recipient acked; the relay forgets the envelope);
+ * - `forwarded`: `listPending` (the relay reads queued envelopes to push a backlog to a
+ *   recipient that comes online; envelopes for an online recipient are pushed straight from
+ *   `send` and show up as `stored` then `acked`);
+ * - `acked`: `deleteMessages` (the recipient received and persisted it, the relay forgets it);
  * - `prekeys` / `bundle`: a device published its public prekeys / a bundle was handed out.
  */
 import { EventEmitter } from 'node:events';
@@ -48,6 +49,8 @@ export class ObservedStore implements RelayStore {
   readonly #inner: RelayStore;
   readonly #events = new EventEmitter();
   readonly #history: RelayEvent[] = [];
+  /** `to/seq` → sender and id of stored envelopes, to name them when they are acked. */
+  readonly #pending = new Map<string, { from: string; id: string; size: number }>();
   #n = 0;
 
   constructor(inner: RelayStore) {
@@ -88,6 +91,8 @@ export class ObservedStore implements RelayStore {
   }
   async enqueue(message: NewMessage): Promise<{ seq: number; duplicate: boolean }> {
     const r = await this.#inner.enqueue(message);
+    this.#pending.set(`${message.to}/${r.seq}`, { from: message.from, id: message.id, size: message.envelope.length });
+    if (this.#pending.size > 10_000) this.#pending.delete(this.#pending.keys().next().value!);
     this.#emit({
       kind: 'stored',
       from: message.from,
@@ -110,7 +115,12 @@ export class ObservedStore implements RelayStore {
   }
   async deleteMessages(to: string, seqs: readonly number[]): Promise<number> {
     const n = await this.#inner.deleteMessages(to, seqs);
-    if (n > 0) this.#emit({ kind: 'acked', to, count: n });
+    for (const seq of seqs) {
+      const known = this.#pending.get(`${to}/${seq}`);
+      if (!known) continue;
+      this.#pending.delete(`${to}/${seq}`);
+      this.#emit({ kind: 'acked', from: known.from, to, id: known.id, seq, size: known.size, count: 1 });
+    }
     return n;
   }
   countPending(to: string): Promise<number> {

@@ -72,9 +72,9 @@ export class RelayPanel {
     tr.className = e.kind;
     const cells: [string, string?][] = [
       [new Date(e.at).toLocaleTimeString([], { hour12: false })],
-      [e.kind + (e.duplicate ? ' (dup)' : ''), 'ev'],
+      [(e.kind === 'acked' ? 'acked, deleted' : e.kind) + (e.duplicate ? ' (dup)' : ''), 'ev'],
       [e.kind === 'prekeys' ? `${this.#who(e.from)} published ${e.count} OPKs` : e.kind === 'bundle' ? `bundle of ${this.#who(e.to)} handed out` : `${this.#who(e.from)} → ${this.#who(e.to)}`],
-      [e.id ?? (e.kind === 'acked' ? `${e.count} deleted` : '')],
+      [e.id ?? ''],
       [e.size === undefined ? '' : String(e.size)],
       [e.head ?? '', 'hex'],
     ];

@@ -1,0 +1,13 @@
+import { startBot, startRelay } from '../test/harness.ts';
+import { Customer } from '../test/customer.ts';
+import { setupCrypto, tempDir, waitFor } from '../test/helpers.ts';
+await setupCrypto();
+const relay = await startRelay();
+const { bot } = await startBot(relay, tempDir(), { oneTimePrekeys: 100 });
+const cs = await Promise.all(Array.from({ length: 10 }, () => Customer.connect(relay.url)));
+const t0 = performance.now();
+await Promise.all(cs.map(async (c, i) => { for (let k = 0; k < 30; k++) await c.send(bot.deviceId, `m${i}-${k}`); }));
+const t1 = performance.now();
+await waitFor(() => cs.every((c) => c.replies.length >= 30), 120000);
+console.log('send phase', (t1 - t0).toFixed(0), 'total', (performance.now() - t0).toFixed(0), 'ms for 300');
+cs.forEach((c) => c.close()); await bot.close(); await relay.close();

@@ -2,6 +2,7 @@
  * Relay scale bench (issue 5; THREATS.md (c) "Relay load"), in one run on one machine:
  *
  *   node --import tsx bench/relay-scale.ts [--quick] [--sockets N] [--rate R] [--sustain S] [--json out.json]
+ *                                          [--only sockets,throughput,sustained] [--fsync always|everysec]
  *
  * 1. Sockets: authenticated websocket sockets held by one node (embedded SQLite store, the
  *    default deployment), target 10,000; RSS per idle socket.
@@ -23,7 +24,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -283,9 +284,12 @@ interface RelayProc extends NodeRef {
   readonly child: ChildProcess;
 }
 
+/** `--fsync everysec` (diagnosis only: not durable) lets the nodes start on a weaker Redis. */
+let nodeEnv: Record<string, string> = {};
+
 async function startRelayNode(store: { redis: string; prefix: string } | { sqlite: string }): Promise<RelayProc> {
   const args = 'redis' in store ? [NODE_FIXTURE, store.redis, store.prefix, ORIGIN] : [NODE_FIXTURE, '-', 'x', ORIGIN, store.sqlite];
-  const child = spawnNode(args, false);
+  const child = spawnNode(args, false, nodeEnv);
   const line = await new Promise<string>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error('relay node did not start within 60 s')), 60_000);
     createInterface({ input: child.stdout! }).once('line', (l) => {
@@ -410,7 +414,11 @@ async function main(): Promise<void> {
   if (opt('--rate')) b.rate = b.sustainRate = Number(opt('--rate'));
   if (opt('--sustain')) b.sustainS = Number(opt('--sustain'));
   const jsonOut = opt('--json');
+  const fsync = opt('--fsync') ?? 'always';
+  if (fsync !== 'always') nodeEnv = { PARLEY_NODE_ALLOW_NON_DURABLE: '1' };
+  const phases = new Set((opt('--only') ?? 'sockets,throughput,sustained').split(','));
 
+  const load0 = loadavg()[0]!;
   const hardFd = Number(spawnSync('/bin/sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).stdout.trim());
   const dir = mkdtempSync(join(tmpdir(), 'parley-relay-scale-'));
   const report: string[] = [];
@@ -422,16 +430,18 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => void cleanup().then(() => process.exit(130)));
 
   const { RedisServer, redisAvailable } = await import('../packages/relay/test/redis-server.js');
-  const redis = redisAvailable() ? await RedisServer.start() : undefined;
+  const redis = redisAvailable() && (phases.has('throughput') || phases.has('sustained'))
+    ? await RedisServer.start({ extraArgs: ['--appendfsync', fsync] })
+    : undefined;
   if (!redis) progress('redis-server not installed: Redis phases skipped');
 
   report.push('## Relay scale', '', `Machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}, ${f0(totalmem() / 2 ** 30)} GiB, Node ${process.version}, fd hard limit ${hardFd}. ` +
-    `Relay nodes, load generators and Redis share these cores. Redis: private redis-server, \`appendonly yes\`, \`appendfsync always\`. ` +
+    `Relay nodes, load generators and Redis share these cores. Redis: private redis-server, \`appendonly yes\`, \`appendfsync ${fsync}\`${fsync === 'always' ? '' : ' (**not durable: diagnosis only**)'}. ` +
     `Embedded store: SQLite WAL, \`synchronous = FULL\`.${quick ? ' **--quick** budgets.' : ''}`, '');
 
   try {
     // ── 1. sockets held by one node ──
-    {
+    if (phases.has('sockets')) {
       progress(`sockets: one embedded-store node, ${b.sockets} authenticated websocket sockets (2 load processes)`);
       const node = await startRelayNode({ sqlite: join(dir, 'sockets.db') });
       procs.push(node.child);
@@ -468,7 +478,7 @@ async function main(): Promise<void> {
     }
 
     // ── 2. throughput and latency ──
-    {
+    if (phases.has('throughput')) {
       const configs: Array<{ label: string; nodes: number; redis: boolean }> = [
         { label: 'embedded SQLite, 1 node', nodes: 1, redis: false },
         ...(redis ? [1, 2, 3].map((n) => ({ label: `Redis, ${n} node${n > 1 ? 's' : ''}`, nodes: n, redis: true })) : []),
@@ -518,7 +528,7 @@ async function main(): Promise<void> {
     }
 
     // ── 3. sustained ──
-    if (redis) {
+    if (redis && phases.has('sustained')) {
       progress(`sustained: 2 Redis nodes at ${b.sustainRate} msg/s for ${b.sustainS} s`);
       const prefix = `s${randomBytes(4).toString('hex')}:`;
       const nodes = await Promise.all([0, 1].map(() => startRelayNode({ redis: redis.url, prefix })));
@@ -555,7 +565,9 @@ async function main(): Promise<void> {
     await redis?.destroy();
     rmSync(dir, { recursive: true, force: true });
   }
-  report.push(`Command: \`node --import tsx bench/relay-scale.ts${quick ? ' --quick' : ''}\` (${f0((Date.now() - t0) / 1000)} s).`);
+  json['loadavg'] = { start: load0, end: loadavg()[0] };
+  report.push(`Load average (1 min) at start ${load0.toFixed(1)}, at end ${loadavg()[0]!.toFixed(1)}, on ${cpus().length} cores: other work on the machine shows up as noise.`, '');
+  report.push(`Command: \`node --import tsx bench/relay-scale.ts ${argv.filter((a) => a !== '--json' && a !== jsonOut).join(' ')}\` (${f0((Date.now() - t0) / 1000)} s).`);
   process.stdout.write(`${report.join('\n')}\n`);
   if (jsonOut) writeFileSync(jsonOut, JSON.stringify(json, null, 2));
 }

@@ -145,6 +145,15 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
 
   const store = new ObservedStore(new SqliteStore(join(dataDir, 'relay.db')));
   let bot: Bot | undefined;
+  let shuttingDown = false;
+  // The bot's warnings on stderr, except the expected "relay disconnected" while shutting down.
+  const botLogger = {
+    info: () => undefined,
+    warn: (obj: object, msg?: string) => {
+      if (!shuttingDown) process.stderr.write(`${JSON.stringify({ level: 'warn', ...obj, msg })}\n`);
+    },
+    error: (obj: object, msg?: string) => process.stderr.write(`${JSON.stringify({ level: 'error', ...obj, msg })}\n`),
+  };
   let relay: Relay | undefined;
   const config: Route = (_req, res, url) => {
     if (url.pathname !== '/api/config') return false;
@@ -187,7 +196,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
     });
     web.setProxyPort(relay.port);
     const { key } = await createApiKey(store, 'demo support bot');
-    bot = await createBot({ relayUrl: web.url, apiKey: key, handler: HANDLER_PATH, stateDir: join(dataDir, 'bot') });
+    bot = await createBot({ relayUrl: web.url, apiKey: key, handler: HANDLER_PATH, stateDir: join(dataDir, 'bot'), logger: botLogger });
   } catch (e) {
     await relay?.close();
     await web.close();
@@ -208,6 +217,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
     measurement,
     close() {
       closing ??= (async () => {
+        shuttingDown = true;
         await startedBot.close().catch(() => undefined);
         await web.close();
         await startedRelay.close().catch(() => undefined);

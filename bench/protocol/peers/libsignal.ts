@@ -206,7 +206,7 @@ export function createLibsignalPeer(): Peer {
   }
 
   return {
-    name: 'libsignal-client',
+    name: 'libsignal-client (+PQ: Kyber, SPQR)',
     notes: [
       'native Rust addon; PQXDH: every bundle must carry a Kyber-1024 prekey (one last-resort key, reused), so each establishment also does ML-KEM encaps/decaps',
       'messages carry the SPQR post-quantum ratchet (not switchable in this version)',

@@ -35,9 +35,12 @@ export class RelayPanel {
     this.#summary = document.getElementById('relay-summary')!;
   }
 
-  /** Shows `name` instead of a device id's prefix. */
+  /** Shows `name` instead of a device id's prefix, also in rows already shown. */
   name(deviceId: string, name: string): void {
     this.#names.set(deviceId, name);
+    this.#rows.querySelectorAll<HTMLSpanElement>('span[data-device]').forEach((span) => {
+      if (span.dataset.device === deviceId) span.textContent = name;
+    });
   }
 
   /** Starts listening (reconnects on its own, and never shows an event twice). */
@@ -56,9 +59,11 @@ export class RelayPanel {
     this.#source?.close();
   }
 
-  #who(id: string | undefined): string {
-    if (!id) return '–';
-    return this.#names.get(id) ?? `${id.slice(0, 8)}…`;
+  #who(id: string | undefined): HTMLSpanElement {
+    const span = document.createElement('span');
+    span.textContent = id ? (this.#names.get(id) ?? `${id.slice(0, 8)}…`) : '–';
+    if (id) span.dataset.device = id;
+    return span;
   }
 
   add(e: RelayEventView): void {
@@ -70,17 +75,24 @@ export class RelayPanel {
     }
     const tr = document.createElement('tr');
     tr.className = e.kind;
-    const cells: [string, string?][] = [
+    const route: (string | Node)[] =
+      e.kind === 'prekeys'
+        ? [this.#who(e.from), ` prekeys (${e.count} OPKs)`]
+        : e.kind === 'bundle'
+          ? ['bundle of ', this.#who(e.to)]
+          : [this.#who(e.from), ' → ', this.#who(e.to)];
+    const cells: [string | (string | Node)[], string?][] = [
       [new Date(e.at).toLocaleTimeString([], { hour12: false })],
       [(e.kind === 'acked' ? 'acked, deleted' : e.kind) + (e.duplicate ? ' (dup)' : ''), 'ev'],
-      [e.kind === 'prekeys' ? `${this.#who(e.from)} published ${e.count} OPKs` : e.kind === 'bundle' ? `bundle of ${this.#who(e.to)} handed out` : `${this.#who(e.from)} → ${this.#who(e.to)}`],
-      [e.id ?? ''],
+      [route, 'route'],
+      [e.id === undefined ? '' : e.id.length > 14 ? `${e.id.slice(0, 13)}…` : e.id],
       [e.size === undefined ? '' : String(e.size)],
       [e.head ?? '', 'hex'],
     ];
-    for (const [text, cls] of cells) {
+    for (const [content, cls] of cells) {
       const td = document.createElement('td');
-      td.textContent = text;
+      if (typeof content === 'string') td.textContent = content;
+      else td.append(...content);
       if (cls) td.className = cls;
       tr.append(td);
     }

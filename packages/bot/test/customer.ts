@@ -66,7 +66,8 @@ export class Customer {
       } catch {
         this.errors++;
       }
-      await this.#call('ack', { seqs: [m.seq] });
+      // Unacked on a disconnect: the relay pushes it again, and the engine dedupes.
+      await this.#call('ack', { seqs: [m.seq] }).catch(() => undefined);
     });
   }
 

@@ -14,7 +14,7 @@ export const TEST_RELAY_LIMITS = {
 };
 
 export async function startRelay(): Promise<Relay> {
-  return createRelay({ logLevel: 'silent', limits: TEST_RELAY_LIMITS });
+  return createRelay({ logLevel: process.env.PARLEY_TEST_RELAY_LOG ?? 'silent', limits: TEST_RELAY_LIMITS });
 }
 
 export async function startBot(

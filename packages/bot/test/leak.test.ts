@@ -21,7 +21,7 @@ import { writeHeapSnapshot } from 'node:v8';
 import { MessageChannel, Worker, receiveMessageOnPort } from 'node:worker_threads';
 import { getCrypto } from '@parley/protocol';
 import { startBot, startRelay } from './harness.js';
-import { binariesIn, countBytes, encodings, setupCrypto, sleep, tempDir } from './helpers.js';
+import { SecretScanner, binariesIn, countBytes, encodings, setupCrypto, sleep, tempDir } from './helpers.js';
 
 await setupCrypto();
 
@@ -89,13 +89,10 @@ test(`B1/B5: ${CONVERSATIONS * PER_CONVERSATION} messages with a canary; 0 canar
   const binaries = crossed.flatMap((m) => binariesIn(m));
   assert.ok(binaries.length > CONVERSATIONS * PER_CONVERSATION, 'the tap saw the traffic');
   for (const b of binaries) hits.messageCanary += countBytes(b, canaryBytes);
-  for (const s of secrets) {
-    for (const enc of encodings(s)) {
-      hits.heapKeys += countText(heap, enc);
-      hits.logKeys += countText(logs, enc);
-    }
-    for (const b of binaries) hits.messageKeys += countBytes(b, s);
-  }
+  const scanner = new SecretScanner(secrets);
+  hits.heapKeys = scanner.countInText(heap);
+  hits.logKeys = scanner.countInText(logs);
+  for (const b of binaries) hits.messageKeys += scanner.countInBytes(b);
   assert.deepEqual(hits, { heapCanary: 0, logCanary: 0, messageCanary: 0, heapKeys: 0, logKeys: 0, messageKeys: 0 });
 
   // Positive controls: the scanners do see what is there.
@@ -104,6 +101,7 @@ test(`B1/B5: ${CONVERSATIONS * PER_CONVERSATION} messages with a canary; 0 canar
   writeHeapSnapshot(controlPath);
   assert.ok(countText(readFileSync(controlPath, 'latin1'), canaryText) > 0, 'snapshot scanner sees a held canary');
   rmSync(controlPath);
-  assert.equal(countBytes(new Uint8Array([1, ...secrets[0]!, 2]), secrets[0]!), 1);
+  assert.equal(scanner.countInBytes(new Uint8Array([1, ...secrets[5]!, 2])), 1, 'byte scanner control');
+  for (const enc of encodings(secrets[7]!)) assert.equal(scanner.countInText(`x"${enc}"y`), 1, 'text scanner control');
   assert.equal(held.length, 1);
 });

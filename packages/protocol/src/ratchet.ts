@@ -271,12 +271,20 @@ function staleCounterError(state: RatchetState, chain: SkippedChain | undefined,
  *   `MESSAGE_KEY_EXPIRED`, `TOO_MANY_SKIPPED`, `INVALID_KEY` or `MALFORMED_MESSAGE`.
  */
 export function ratchetDecrypt(state: RatchetState, msg: RatchetMessage, ctx: RatchetContext): { state: RatchetState; plaintext: Uint8Array } {
-  // 1. The current receiving chain (the common case, tried first).
+  // Each candidate header key is tried at most once, so a header that opens under none costs
+  // at most (skipped chains + 2) trial decryptions. Only the order varies: once we have sent
+  // on our current chain, the peer's next message most likely starts a new DH ratchet step.
+  const nextFirst = state.dhSelf !== null && state.ns > 0;
+  if (nextFirst) {
+    const header = tryHeader(state.nhkr, msg, ctx);
+    if (header) return decryptNewRatchetStep(state, header, msg, ctx);
+  }
+  // The current receiving chain.
   if (state.hkr !== null) {
     const header = tryHeader(state.hkr, msg, ctx);
     if (header) return decryptCurrentChain(state, header, msg, ctx);
   }
-  // 2. Older chains that still hold skipped keys.
+  // Older chains that still hold skipped keys.
   for (let i = 0; i < state.skipped.length; i++) {
     const chain = state.skipped[i]!;
     if (state.hkr !== null && constantTimeEqual(chain.hk, state.hkr)) continue;
@@ -287,9 +295,21 @@ export function ratchetDecrypt(state: RatchetState, msg: RatchetMessage, ctx: Ra
     const plaintext = decryptBody(mk, msg, ctx);
     return { state: { ...state, skipped: withoutKey(state.skipped, i, header.n) }, plaintext };
   }
-  // 3. The next header key: the peer started a new DH ratchet step.
-  const header = tryHeader(state.nhkr, msg, ctx);
-  if (!header || state.dhSelf === null) throw new ParleyError('AUTH_FAILED', 'message does not authenticate under any key of this session');
+  if (!nextFirst) {
+    const header = tryHeader(state.nhkr, msg, ctx);
+    if (header) return decryptNewRatchetStep(state, header, msg, ctx);
+  }
+  throw new ParleyError('AUTH_FAILED', 'message does not authenticate under any key of this session');
+}
+
+/** The header opened under the next header key: the peer started a new DH ratchet step. */
+function decryptNewRatchetStep(
+  state: RatchetState,
+  header: ReturnType<typeof decodeHeader>,
+  msg: RatchetMessage,
+  ctx: RatchetContext,
+): { state: RatchetState; plaintext: Uint8Array } {
+  if (state.dhSelf === null) throw new ParleyError('AUTH_FAILED', 'message does not authenticate under any key of this session');
   if (header.n > MAX_SKIP || (state.recvChain !== null && header.pn - state.nr > MAX_SKIP)) {
     throw new ParleyError('TOO_MANY_SKIPPED', 'message gap exceeds MAX_SKIP', {
       details: { n: header.n, pn: header.pn, nr: state.nr, max: MAX_SKIP },

@@ -60,9 +60,8 @@ function view(m: EngineMessage): ReceivedMessage {
  * Opens (or, on an empty store, creates) the bot's engine. The bot talks to customers who are
  * not org-certified, so no certificate is required of peers.
  */
-export async function openEngine(store: SealedKeyValueStore, options: { oneTimePrekeys: number }): Promise<EnclaveEngine> {
+export async function openEngine(store: SealedKeyValueStore): Promise<EnclaveEngine> {
   const engine = await ConversationEngine.open({ store, trust: { requireCertificate: 'none' } });
-  void options;
   return {
     deviceId: engine.deviceId,
     publicIdentity: engine.publicIdentity,

@@ -51,7 +51,6 @@ for (const [name, fd] of [['log', 1], ['info', 1], ['debug', 1], ['warn', 2], ['
 
 /** Concurrent handler runs across conversations. */
 const MAX_CONCURRENT_HANDLERS = 64;
-/** Attestations are re-issued on request; the host asks every 12 h. */
 
 interface State {
   store: SealedKeyValueStore;
@@ -105,8 +104,6 @@ async function commit<T>(s: State, fn: () => Promise<T>): Promise<T> {
   } catch (e) {
     if (fnDone) poison(`a sealed-state commit failed (${toWireError(e).code})`);
     throw e;
-  } finally {
-    s.tap?.observe(s.store);
   }
 }
 
@@ -172,10 +169,10 @@ const impl: Impl = {
       const store = SealedKeyValueStore.open(sealingKey, p.records, persist);
       const tap = p.unsafeTestingExposeKeys ? new TestingKeyTap(p.unsafeTestingExposeKeys, [secret, sealingKey]) : undefined;
       secret.fill(0);
-      const engine = await store.transaction(() => openEngine(store, { oneTimePrekeys: p.oneTimePrekeys }));
+      tap?.attach(store);
+      const engine = await store.transaction(() => openEngine(store));
       const handler = await loadHandler(p.handlerUrl);
       const s: State = { store, engine, handler, measurement, queue: new HandlerQueue(MAX_CONCURRENT_HANDLERS), tap };
-      tap?.observe(store);
       state = s;
       // Messages whose handler run a crash interrupted: run them again, flagged.
       const unfinished = await engine.unconsumed();

@@ -88,6 +88,9 @@ export class SealedKeyValueStore implements KeyValueStore {
     return this.#values.entries();
   }
 
+  /** Called with the records of every commit (the `unsafeTestingExposeKeys` tap only). */
+  unsafeTestingOnCommit: ((entries: [string, Uint8Array][]) => void) | undefined;
+
   /**
    * Runs `fn` with writes staged, then commits them as one durable host batch. Transactions
    * run one at a time. If `fn` throws, its writes are dropped (the engine's own operations are
@@ -123,9 +126,13 @@ export class SealedKeyValueStore implements KeyValueStore {
     } catch (e) {
       throw new ParleyError('ENCLAVE_UNAVAILABLE', 'the host did not persist sealed state', { cause: e });
     }
+    const written: [string, Uint8Array][] = [];
     for (const [k, v] of staged) {
-      if (v) this.#values.set(k, v);
-      else this.#values.delete(k);
+      if (v) {
+        this.#values.set(k, v);
+        written.push([k, v]);
+      } else this.#values.delete(k);
     }
+    this.unsafeTestingOnCommit?.(written);
   }
 }

@@ -117,9 +117,14 @@ export class TestingKeyTap {
     if (s.some((x) => x !== 0)) this.#secrets.set(toHex(s), s.slice());
   }
 
-  /** Collects the secrets in the store's current records. */
-  observe(store: SealedKeyValueStore): void {
-    for (const [key, value] of store.unsafeTestingEntries()) {
+  /** Collects the secrets in the store's records now, and in every record committed later. */
+  attach(store: SealedKeyValueStore): void {
+    this.#observe(store.unsafeTestingEntries());
+    store.unsafeTestingOnCommit = (entries) => this.#observe(entries);
+  }
+
+  #observe(entries: Iterable<[string, Uint8Array]>): void {
+    for (const [key, value] of entries) {
       try {
         if (key === 'account') {
           for (const s of accountSecrets(value)) this.#add(s);

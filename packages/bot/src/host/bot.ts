@@ -6,9 +6,10 @@
  * Delivery (THREATS.md I4/I5, B2): a relay `message` is passed to the enclave (`deliver`), which
  * decrypts it and commits session + dedupe + the plaintext for the handler (its inbox) in one
  * sealed batch; only after the host has made that batch durable does `deliver` resolve, and only
- * then does the host ack the relay. A crash before that leaves the message on the relay, which
- * pushes it again (after a restart the host asks with `fetchQueue`), and the engine's dedupe
- * turns any second copy into `duplicate`. A crash after it leaves the message in the sealed
+ * then does the host ack the relay. A crash before that leaves the message unacked: the host
+ * hands it in again once the enclave is back (holding back that sender's later messages, so a
+ * conversation stays in order), the relay still has it if the host itself dies, and the
+ * engine's dedupe turns any second copy into `duplicate`. A crash after it leaves the message in the sealed
  * inbox, and the restarted enclave runs the handler for it (flagged `redelivered`).
  *
  * Replies: the enclave commits each encrypted reply to its sealed outbox before posting it
@@ -31,6 +32,8 @@ import { EnclaveSupervisor, type BotLogger, type EnclaveInfo, type SealingSecret
 export const ATTESTATION_REFRESH_MS = 12 * 60 * 60 * 1000;
 /** Retry unsent replies this often. */
 export const SEND_RETRY_MS = 1_000;
+/** Attempts to hand one envelope to the enclave across restarts before leaving it to the relay. */
+export const DELIVERY_ATTEMPTS = 20;
 /** One-time prekeys kept published by default. */
 export const DEFAULT_ONE_TIME_PREKEYS = 50;
 
@@ -132,7 +135,8 @@ export async function createBot(options: BotOptions): Promise<Bot> {
   await mkdir(options.stateDir, { recursive: true, mode: 0o700 });
   const blobStore = await SealedBlobStore.open(join(options.stateDir, 'sealed'));
 
-  const outgoing = new Map<string, { to: string; id: string; envelope: Uint8Array; inFlight: boolean }>();
+  const outgoing = new Map<string, { id: string; envelope: Uint8Array }[]>();
+  const sending = new Set<string>();
   const pendingAcks: number[] = [];
   const chains = new Map<string, Promise<void>>();
   let inFlight = 0;
@@ -144,7 +148,7 @@ export async function createBot(options: BotOptions): Promise<Bot> {
   const idleWaiters: (() => void)[] = [];
 
   const checkIdle = (): void => {
-    if (inFlight === 0 && outgoing.size === 0 && pendingAcks.length === 0 && chains.size === 0) for (const w of idleWaiters.splice(0)) w();
+    if (inFlight === 0 && outgoing.size === 0 && sending.size === 0 && pendingAcks.length === 0 && chains.size === 0) for (const w of idleWaiters.splice(0)) w();
   };
 
   const flushAcks = (): void => {
@@ -168,41 +172,66 @@ export async function createBot(options: BotOptions): Promise<Bot> {
     ackTimer ??= setImmediate(flushAcks);
   };
 
-  const trySend = (key: string): void => {
-    const item = outgoing.get(key);
-    if (!item || item.inFlight || !relay.authenticated) return;
-    item.inFlight = true;
+  /**
+   * Replies leave per recipient in commit order, one in flight at a time, so a customer gets
+   * them in the order the handler sent them; a transient failure keeps the head for a retry.
+   */
+  const pump = (to: string): void => {
+    const queue = outgoing.get(to);
+    const head = queue?.[0];
+    if (!queue || !head || sending.has(to) || !relay.authenticated) return;
+    sending.add(to);
     relay
-      .send({ to: item.to, id: item.id, envelope: item.envelope })
+      .send({ to, id: head.id, envelope: head.envelope })
       .then(
-        () => supervisor.call('sent', { to: item.to, id: item.id }).catch(() => undefined),
+        () => 'sent' as const,
         (e: unknown) => {
           if (isTransient(e)) return 'retry' as const;
-          logger.error({ event: 'send.refused', to: item.to, id: item.id, error: toWireError(e) }, 'the relay refused a reply');
-          return supervisor.call('sent', { to: item.to, id: item.id }).catch(() => undefined);
+          logger.error({ event: 'send.refused', to, id: head.id, error: toWireError(e) }, 'the relay refused a reply');
+          return 'dropped' as const;
         },
       )
       .then((r) => {
-        item.inFlight = false;
-        if (r !== 'retry') outgoing.delete(key);
-        checkIdle();
-      });
+        sending.delete(to);
+        if (r === 'retry') return;
+        // Stored by the relay (or refused for good): the enclave may drop it from its outbox.
+        void supervisor.call('sent', { to, id: head.id }).catch(() => undefined);
+        if (queue[0] === head) queue.shift();
+        if (queue.length === 0) outgoing.delete(to);
+        pump(to);
+      })
+      .finally(checkIdle);
   };
 
   const queueSend = (out: { to: string; id: string; envelope: Uint8Array }): void => {
-    const key = `${out.to}/${out.id}`;
-    if (!outgoing.has(key)) outgoing.set(key, { ...out, inFlight: false });
-    trySend(key);
+    const queue = outgoing.get(out.to) ?? [];
+    if (!queue.some((q) => q.id === out.id)) queue.push({ id: out.id, envelope: out.envelope });
+    outgoing.set(out.to, queue);
+    pump(out.to);
+  };
+
+  const pumpAll = (): void => {
+    for (const to of outgoing.keys()) pump(to);
   };
 
   const deliver = async (m: RelayMessage): Promise<void> => {
     inFlight++;
     try {
-      await supervisor.call('deliver', { from: m.from, id: m.id, envelope: m.envelope });
+      // Retried across enclave restarts, holding back this sender's later messages, so one
+      // conversation is always handled in order. Not acked until the enclave committed it.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await supervisor.call('deliver', { from: m.from, id: m.id, envelope: m.envelope });
+          break;
+        } catch (e) {
+          if (!(e instanceof ParleyError && e.code === 'ENCLAVE_UNAVAILABLE') || closed || attempt >= DELIVERY_ATTEMPTS) throw e;
+          await supervisor.whenReady();
+        }
+      }
       pendingAcks.push(m.seq);
       scheduleAck();
     } catch (e) {
-      if (isTransient(e)) return; // not acked: the relay keeps it and pushes it again
+      if (isTransient(e)) return; // not acked: the relay keeps it and pushes it again later
       logger.warn({ event: 'deliver.rejected', from: m.from, id: m.id, error: toWireError(e) }, 'dropped an envelope the enclave refused');
       pendingAcks.push(m.seq);
       scheduleAck();
@@ -243,8 +272,9 @@ export async function createBot(options: BotOptions): Promise<Bot> {
 
   const resync = async (): Promise<void> => {
     try {
+      // Replies committed but not yet stored by the relay. (Deliveries that failed are retried
+      // by their chains; anything the host lost track of comes back when the relay reconnects.)
       for (const item of (await supervisor.call('outbox', {})).items) queueSend(item);
-      if (relay.authenticated) await relay.fetchQueue();
     } catch (e) {
       logger.warn({ event: 'resync.failed', error: toWireError(e) }, 'resync after restart failed');
     }
@@ -278,7 +308,7 @@ export async function createBot(options: BotOptions): Promise<Bot> {
     },
     onAuthenticated: () => {
       void publishPrekeys();
-      for (const key of outgoing.keys()) trySend(key);
+      pumpAll();
       if (pendingAcks.length > 0) scheduleAck();
     },
     onMessage,
@@ -306,7 +336,7 @@ export async function createBot(options: BotOptions): Promise<Bot> {
   }
 
   const retryTimer = setInterval(() => {
-    for (const key of outgoing.keys()) trySend(key);
+    pumpAll();
   }, SEND_RETRY_MS);
   retryTimer.unref();
   const attestTimer = setInterval(() => {

@@ -84,6 +84,7 @@ export const methods = {
       handlerUrl: str({ min: 1, max: 4096 }),
       records: arrayOf(sealedRecord, MAX_RECORDS),
       sealing,
+      /** One-time prekeys the bot keeps published (the host asks for them with `prekeys`). */
       oneTimePrekeys: int(0, 100),
       /** Test builds only: the enclave posts its private key bytes here (never via the host). */
       unsafeTestingExposeKeys: optional(port),

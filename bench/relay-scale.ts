@@ -58,6 +58,8 @@ interface RunResult {
   skipped: number;
   seconds: number;
   latencies: number[];
+  /** Seconds since the run started at which each latency's message was sent (same order). */
+  sentAt: number[];
 }
 
 type FromWorker =
@@ -85,10 +87,14 @@ async function worker(): Promise<void> {
   }
   const devs: Dev[] = [];
   const send = (m: FromWorker) => process.send!(m);
+  // The orchestrator is gone (killed): do not linger.
+  process.on('disconnect', () => process.exit(0));
   // key `${from}\n${id}` → 1 acked, 2 delivered; deleted once both.
   let pending = new Map<string, number>();
   let stats = { sent: 0, acked: 0, rejected: 0, delivered: 0, duplicates: 0, skipped: 0 };
   let latencies: number[] = [];
+  let sentAts: number[] = [];
+  let runStart = 0;
   let recording = false;
   const delivered = new Set<string>();
 
@@ -101,6 +107,7 @@ async function worker(): Promise<void> {
       if (recording && m.envelope.length >= 8) {
         const sentAt = Buffer.from(m.envelope.buffer, m.envelope.byteOffset, 8).readDoubleLE(0);
         latencies.push(performance.now() - sentAt);
+        sentAts.push((sentAt - runStart) / 1000);
       }
       const s = pending.get(key);
       if (s === 1) pending.delete(key);
@@ -207,9 +214,11 @@ async function worker(): Promise<void> {
       pending = new Map();
       stats = { sent: 0, acked: 0, rejected: 0, delivered: 0, duplicates: 0, skipped: 0 };
       latencies = [];
+      sentAts = [];
       recording = true;
       const active = devs.filter((d) => d.socket?.connected && d.partner?.socket?.connected);
       const t0 = performance.now();
+      runStart = t0;
       const stopAt = t0 + msg.durationMs;
       const loops: Promise<void>[] = [];
       if (msg.window) {
@@ -256,7 +265,7 @@ async function worker(): Promise<void> {
         if (s === 1) lost++; // acked to the sender, never delivered
         else unsettled++; // delivered, ack to the sender lost (timeout)
       }
-      send({ type: 'result', result: { ...stats, lost, unsettled, seconds, latencies } });
+      send({ type: 'result', result: { ...stats, lost, unsettled, seconds, latencies, sentAt: sentAts } });
     } else if (msg.type === 'close') {
       for (const d of devs) d.socket?.disconnect();
       setTimeout(() => process.exit(0), 200);
@@ -272,8 +281,8 @@ function progress(text: string): void {
 }
 
 /** Spawns `node --import tsx <args>` with the soft fd limit raised to the hard one. */
-function spawnNode(args: string[], ipc: boolean, env: Record<string, string> = {}): ChildProcess {
-  return spawn('/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"', process.execPath, '--import', 'tsx', ...args], {
+function spawnNode(args: string[], ipc: boolean, env: Record<string, string> = {}, nodeFlags: string[] = []): ChildProcess {
+  return spawn('/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"', process.execPath, ...nodeFlags, '--import', 'tsx', ...args], {
     cwd: root,
     stdio: ipc ? ['pipe', 'inherit', 'inherit', 'ipc'] : ['pipe', 'pipe', 'inherit'],
     env: { ...process.env, ...env },
@@ -282,6 +291,24 @@ function spawnNode(args: string[], ipc: boolean, env: Record<string, string> = {
 
 interface RelayProc extends NodeRef {
   readonly child: ChildProcess;
+  /** Later stdout lines of the node (answers to SIGUSR2). */
+  readonly lines: AsyncIterator<string>;
+}
+
+/** Forces a GC in the node (started with --expose-gc) and returns its live heap and RSS, MiB. */
+async function gcStats(n: RelayProc): Promise<{ heap: number; rss: number }> {
+  n.child.kill('SIGUSR2');
+  const timeout = new Promise<undefined>((r) => setTimeout(() => r(undefined), 5000));
+  for (;;) {
+    const next = await Promise.race([n.lines.next(), timeout]);
+    if (!next || next.done) return { heap: NaN, rss: NaN };
+    try {
+      const m = JSON.parse(next.value) as { gc?: boolean; heapUsed: number; rss: number };
+      if (m.gc) return { heap: m.heapUsed / 2 ** 20, rss: m.rss / 2 ** 20 };
+    } catch {
+      /* not ours */
+    }
+  }
 }
 
 /** `--fsync everysec` (diagnosis only: not durable) lets the nodes start on a weaker Redis. */
@@ -289,17 +316,18 @@ let nodeEnv: Record<string, string> = {};
 
 async function startRelayNode(store: { redis: string; prefix: string } | { sqlite: string }): Promise<RelayProc> {
   const args = 'redis' in store ? [NODE_FIXTURE, store.redis, store.prefix, ORIGIN] : [NODE_FIXTURE, '-', 'x', ORIGIN, store.sqlite];
-  const child = spawnNode(args, false, nodeEnv);
-  const line = await new Promise<string>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('relay node did not start within 60 s')), 60_000);
-    createInterface({ input: child.stdout! }).once('line', (l) => {
-      clearTimeout(t);
-      resolve(l);
-    });
-    child.once('exit', (code) => reject(new Error(`relay node exited (${code})`)));
-  });
-  const { url, origin } = JSON.parse(line) as NodeRef;
-  return { child, url, origin };
+  const child = spawnNode(args, false, nodeEnv, ['--expose-gc']);
+  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  const first = await Promise.race([
+    lines.next(),
+    new Promise<never>((_, reject) => {
+      setTimeout(() => reject(new Error('relay node did not start within 60 s')), 60_000).unref();
+      child.once('exit', (code) => reject(new Error(`relay node exited (${code})`)));
+    }),
+  ]);
+  if (first.done) throw new Error('relay node closed stdout');
+  const { url, origin } = JSON.parse(first.value) as NodeRef;
+  return { child, url, origin, lines };
 }
 
 function stopProc(c: ChildProcess): Promise<void> {
@@ -383,6 +411,33 @@ class Worker {
       });
     });
   }
+}
+
+/** `INFO persistence` of a redis-server as a record (one RESP bulk reply over a raw socket). */
+async function redisInfo(port: number): Promise<Record<string, string>> {
+  const { createConnection } = await import('node:net');
+  return new Promise((resolve) => {
+    const sock = createConnection({ host: '127.0.0.1', port });
+    let buf = '';
+    const t = setTimeout(() => done(), 2000);
+    const done = () => {
+      clearTimeout(t);
+      sock.destroy();
+      const out: Record<string, string> = {};
+      for (const line of buf.split('\r\n')) {
+        const i = line.indexOf(':');
+        if (i > 0) out[line.slice(0, i)] = line.slice(i + 1);
+      }
+      resolve(out);
+    };
+    sock.on('data', (d) => {
+      buf += d.toString('utf8');
+      const m = /^\$(\d+)\r\n/.exec(buf);
+      if (m && Buffer.byteLength(buf) >= m[0].length + Number(m[1])) done();
+    });
+    sock.on('error', () => done());
+    sock.on('connect', () => sock.write('INFO persistence\r\n'));
+  });
 }
 
 const pct = (sorted: number[], q: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]! : NaN);
@@ -513,8 +568,8 @@ async function main(): Promise<void> {
         const share = (x: number, s: number) => `${f0((100 * x) / s)}%`;
         rows.push(`| ${cfg.label} | **${f0(sat.acked / sat.seconds)}** | ${f1(pct(satLat, 0.5))} / ${f1(pct(satLat, 0.99))} | ${f0(fixed.acked / fixed.seconds)} | **${f1(pct(lat, 0.5))} / ${f1(pct(lat, 0.99))}** | ${lost} | ${sat.duplicates + fixed.duplicates} | ` +
           `${share(satCpu.nodes, sat.seconds)} / ${share(satCpu.load, sat.seconds)} / ${cfg.redis ? share(satCpu.redis, sat.seconds) : '–'} | ${share(fixedCpu.nodes, fixed.seconds)} / ${share(fixedCpu.load, fixed.seconds)} / ${cfg.redis ? share(fixedCpu.redis, fixed.seconds) : '–'} |`);
-        out.push({ config: cfg, saturated: { ...sat, latencies: undefined, msgPerSec: sat.acked / sat.seconds, p50: pct(satLat, 0.5), p99: pct(satLat, 0.99), cpu: satCpu },
-          fixed: { ...fixed, latencies: undefined, msgPerSec: fixed.acked / fixed.seconds, p50: pct(lat, 0.5), p99: pct(lat, 0.99), cpu: fixedCpu } });
+        out.push({ config: cfg, saturated: { ...sat, latencies: undefined, sentAt: undefined, msgPerSec: sat.acked / sat.seconds, p50: pct(satLat, 0.5), p99: pct(satLat, 0.99), cpu: satCpu },
+          fixed: { ...fixed, latencies: undefined, sentAt: undefined, msgPerSec: fixed.acked / fixed.seconds, p50: pct(lat, 0.5), p99: pct(lat, 0.99), cpu: fixedCpu } });
         await w.close();
         await Promise.all(nodes.map((n) => stopProc(n.child)));
       }
@@ -536,27 +591,46 @@ async function main(): Promise<void> {
       const w = new Worker();
       procs.push(w.child);
       await w.connect(nodes, b.pairs * 2, true, 120_000);
-      const samples: Array<{ s: number; rss: number[] }> = [];
+      const samples: Array<{ s: number; rss: number[]; heapAfterGc: number[]; rssAfterGc: number[] }> = [];
       const start = Date.now();
+      let sampling = Promise.resolve();
       const sampler = setInterval(() => {
-        const rss = nodes.map((n) => rssMiB(n.child.pid));
-        const s = (Date.now() - start) / 1000;
-        samples.push({ s, rss });
-        progress(`sustained: ${f0(s)} / ${b.sustainS} s, node RSS ${rss.map(f0).join(' + ')} MiB, redis RSS ${f0(rssMiB(redis.pid))} MiB`);
+        sampling = (async () => {
+          const s = (Date.now() - start) / 1000;
+          const rss = nodes.map((n) => rssMiB(n.child.pid));
+          const gcs = await Promise.all(nodes.map((n) => gcStats(n)));
+          samples.push({ s, rss, heapAfterGc: gcs.map((g) => g.heap), rssAfterGc: gcs.map((g) => g.rss) });
+          progress(`sustained: ${f0(s)} / ${b.sustainS} s, node RSS ${rss.map(f0).join(' + ')} MiB, live heap after GC ${gcs.map((g) => f1(g.heap)).join(' + ')} MiB, redis RSS ${f0(rssMiB(redis.pid))} MiB`);
+        })();
       }, quick ? 2000 : 10_000);
       const r = await w.run(b.sustainS * 1000, { rate: b.sustainRate });
       clearInterval(sampler);
+      await sampling;
+      // p99 per window of the run, to tell a steady tail from a few stalls.
+      const windowS = quick ? 5 : 15;
+      const windows: Array<{ from: number; n: number; p50: number; p99: number; max: number }> = [];
+      for (let from = 0; from < r.seconds; from += windowS) {
+        const l = r.latencies.filter((_, i) => r.sentAt[i]! >= from && r.sentAt[i]! < from + windowS).sort((x, y) => x - y);
+        windows.push({ from, n: l.length, p50: pct(l, 0.5), p99: pct(l, 0.99), max: l.at(-1) ?? NaN });
+      }
+      const persistence = await redisInfo(redis.port);
       const lat = r.latencies.sort((x, y) => x - y);
       // Warm-up: the first 20% of the run (at least one sample); growth from there to the end.
       const warm = samples.find((x) => x.s >= b.sustainS * 0.2) ?? samples[0];
       const last = samples.at(-1);
       const sum = (a: number[]) => a.reduce((x, y) => x + y, 0);
       const growth = warm && last ? (sum(last.rss) / sum(warm.rss) - 1) * 100 : NaN;
-      json['sustained'] = { rate: b.sustainRate, ...r, latencies: undefined, msgPerSec: r.acked / r.seconds, p50: pct(lat, 0.5), p99: pct(lat, 0.99), samples, rssGrowthPct: growth };
+      const heapGrowth = warm && last ? (sum(last.heapAfterGc) / sum(warm.heapAfterGc) - 1) * 100 : NaN;
+      json['sustained'] = { rate: b.sustainRate, ...r, latencies: undefined, sentAt: undefined, windows, redisPersistence: persistence, msgPerSec: r.acked / r.seconds, p50: pct(lat, 0.5), p99: pct(lat, 0.99), samples, rssGrowthPct: growth, heapAfterGcGrowthPct: heapGrowth };
       report.push('### Sustained load, 2 nodes on Redis', '',
-        '| duration | msg/s | messages | p50 / p99 ms | lost | node RSS after warm-up → end | RSS growth |', '|---|---|---|---|---|---|---|',
-        `| ${f0(r.seconds)} s | ${f0(r.acked / r.seconds)} | ${r.acked} | ${f1(pct(lat, 0.5))} / ${f1(pct(lat, 0.99))} | ${r.lost} | ${warm ? f0(sum(warm.rss)) : '–'} → ${last ? f0(sum(last.rss)) : '–'} MiB | **${f1(growth)}%** |`, '');
-      progress(`sustained: ${f0(r.acked / r.seconds)} msg/s, p99 ${f1(pct(lat, 0.99))} ms, lost ${r.lost}, RSS growth ${f1(growth)}%`);
+        '| duration | msg/s | messages | p50 / p99 ms | lost | node RSS after warm-up → end | RSS growth | live heap after GC, warm-up → end | heap growth |', '|---|---|---|---|---|---|---|---|---|',
+        `| ${f0(r.seconds)} s | ${f0(r.acked / r.seconds)} | ${r.acked} | ${f1(pct(lat, 0.5))} / ${f1(pct(lat, 0.99))} | ${r.lost} | ${warm ? f0(sum(warm.rss)) : '–'} → ${last ? f0(sum(last.rss)) : '–'} MiB | **${f1(growth)}%** | ` +
+          `${warm ? f1(sum(warm.heapAfterGc)) : '–'} → ${last ? f1(sum(last.heapAfterGc)) : '–'} MiB | **${f1(heapGrowth)}%** |`, '',
+        `Warm-up: the first 20% of the run. RSS and heap are the sum over both nodes; the heap figure is read right after a forced GC in each node (SIGUSR2, every sample), so it shows retained memory, while RSS also moves with V8's own sizing of its heap.`, '');
+      const stalls = windows.filter((x) => x.p99 > 200);
+      report.push(`p99 by ${windowS}-s window (ms): ${windows.map((x) => f0(x.p99)).join(', ')}; ${stalls.length} of ${windows.length} windows above 200 ms. ` +
+        `redis-server during the run: ${persistence['aof_rewrites'] ?? '?'} AOF rewrites, aof_delayed_fsync ${persistence['aof_delayed_fsync'] ?? '?'}.`, '');
+      progress(`sustained: ${f0(r.acked / r.seconds)} msg/s, p99 ${f1(pct(lat, 0.99))} ms, lost ${r.lost}, RSS growth ${f1(growth)}%, heap-after-GC growth ${f1(heapGrowth)}%`);
       await w.close();
       await Promise.all(nodes.map((n) => stopProc(n.child)));
     }

@@ -66,6 +66,12 @@ export interface RedisServerOptions {
   extraArgs?: string[];
 }
 
+/** Servers still running: SIGKILLed when this process exits, so a failed test leaves none behind. */
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const p of live) p.kill('SIGKILL');
+});
+
 /** A running private redis-server. */
 export class RedisServer {
   readonly dir: string;
@@ -110,6 +116,8 @@ export class RedisServer {
     if (this.#proc && this.#proc.exitCode === null && this.#proc.signalCode === null) throw new Error('redis-server is running');
     const proc = spawn(REDIS_SERVER_BIN, this.#args, { stdio: ['ignore', 'ignore', 'pipe'] });
     this.#proc = proc;
+    live.add(proc);
+    proc.once('exit', () => live.delete(proc));
     proc.stderr?.on('data', (d: Buffer) => {
       this.#stderr = (this.#stderr + d.toString('utf8')).slice(-4000);
     });

@@ -1,2 +1,90 @@
-import { runProtocolDemo } from './protocol-demo.js';
-await runProtocolDemo();
+/**
+ * Quickstart: a relay (embedded SQLite store), a support bot in its enclave worker, and a
+ * customer client, in one process. Runs a short conversation and prints each message beside
+ * what the relay stored and forwarded: routing ids, sizes and ciphertext, never plaintext.
+ *
+ *   npx -y pnpm@10.34.9 quickstart
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createRelay, createApiKey, SqliteStore } from '@parley/relay';
+import { createBot } from '@parley/bot';
+import { ParleyClient, MemoryStore, type IncomingMessage } from '@parley/client';
+import { toHex } from '@parley/protocol';
+import { pino } from 'pino';
+import { observeStore, type RelayObservation } from '../shared/observed-store.js';
+
+const CONVERSATION = ['Hi! Where is my order 1042?', 'What are your opening hours?', 'Can an agent contact me?', 'yes'];
+const short = (id: string) => id.slice(0, 8);
+
+function relayLine(o: RelayObservation): string {
+  const verb = o.kind === 'stored' ? 'stored   ' : 'forwarded';
+  return `   relay ${verb} #${String(o.seq).padEnd(3)} ${short(o.from)} → ${short(o.to)}  ${String(o.size).padStart(4)} B  ${toHex(o.envelope.subarray(0, 20))}…`;
+}
+
+export async function runQuickstart(log: (line: string) => void = console.log): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'parley-quickstart-'));
+  const quiet = pino({ level: 'error' });
+  let stored = 0;
+  let storedBytes = 0;
+  const store = observeStore(new SqliteStore(join(dir, 'relay.db')), (o) => {
+    if (o.kind === 'stored') {
+      stored += 1;
+      storedBytes += o.size;
+    }
+    log(relayLine(o));
+  });
+  const relay = await createRelay({ store, logger: quiet });
+  log(`relay listening on ${relay.url} (store: ${join(dir, 'relay.db')})`);
+
+  const { key: apiKey } = await createApiKey(relay.store, 'support bot');
+  const bot = await createBot({
+    relayUrl: relay.url,
+    apiKey,
+    handler: new URL('../shared/support-handler.ts', import.meta.url),
+    stateDir: join(dir, 'bot'),
+    logger: quiet,
+  });
+  log(`support bot ${short(bot.deviceId)}… running in its enclave worker; measurement ${bot.measurement.slice(0, 16)}…`);
+
+  const customer = await ParleyClient.create({ relayUrl: relay.url, store: new MemoryStore(), logger: quiet });
+  await customer.connect();
+  log(`customer    ${short(customer.deviceId)}… connected`);
+  log('(each side also sends an encrypted delivery receipt: to the relay it looks like any other message)\n');
+
+  try {
+    for (const line of CONVERSATION) {
+      const reply = new Promise<IncomingMessage>((resolve) => {
+        const off = customer.on('message', (m) => {
+          if (m.from !== bot.deviceId) return;
+          off();
+          resolve(m);
+        });
+      });
+      log(`customer: ${line}`);
+      await customer.send(bot.deviceId, line);
+      const m = await withTimeout(reply, 15_000, 'bot reply');
+      log(`bot:      ${m.text ?? JSON.stringify(m.data)}\n`);
+    }
+    log(`safety number (compare with the bot's): ${customer.safetyNumber(bot.deviceId)}`);
+    log(`the relay stored ${stored} envelopes (${storedBytes} bytes): device ids, message ids, sizes and ciphertext only.`);
+  } finally {
+    await customer.close();
+    await bot.close();
+    await relay.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out waiting for the ${what}`)), ms);
+    }),
+  ]);
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await runQuickstart();

@@ -5,41 +5,19 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { CHROMIUM_PATH, CHROMIUM_ARGS, launchChromium, newWidgetContext } from '../../examples/web/lib/driver.js';
 
-/** The only browser the tests use (Debian package `chromium`). */
-export const CHROMIUM_PATH = process.env.PARLEY_CHROMIUM ?? '/usr/bin/chromium';
+export { CHROMIUM_PATH, CHROMIUM_ARGS, launchChromium };
 
 /** Skip reason when Chromium is missing (CI installs it), else false. */
 export const skipWithoutChromium: string | false = existsSync(CHROMIUM_PATH)
   ? false
   : `${CHROMIUM_PATH} is missing: install Debian's chromium package to run the browser tests`;
 
-/** Launch flags: headless, no network chatter, no sandbox (containers). */
-export const CHROMIUM_ARGS = [
-  '--headless=new',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-
-export function launchChromium(): Promise<Browser> {
-  return chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, timeout: 30_000 });
-}
-
-/**
- * A fresh browser context (own storage). tsx compiles test files with esbuild's keepNames, which
- * wraps named functions in `__name(...)`; functions passed to `page.evaluate` carry those calls
- * into the page, so the page gets a no-op `__name`.
- */
-export async function newContext(browser: Browser): Promise<BrowserContext> {
-  const context = await browser.newContext();
-  await context.addInitScript('globalThis.__name = (fn) => fn;');
-  return context;
+/** A fresh browser context with its own storage (see `newWidgetContext` for the `__name` shim). */
+export function newContext(browser: Browser): Promise<BrowserContext> {
+  return newWidgetContext(browser);
 }
 
 /** A temp dir removed by the returned cleanup. */

@@ -1,0 +1,53 @@
+/**
+ * The demo's support bot. It runs inside the bot's enclave worker, so it sees plaintext and the
+ * bot host never does. Answers order-status and opening-hours questions, and asks for personal
+ * data only after the customer agreed to share it (consent first).
+ */
+import type { BotHandler } from '@parley/bot';
+
+const HOURS = 'We are open Monday to Friday, 08:00–20:00, and Saturday 09:00–14:00 (CET).';
+const ORDERS: Record<string, string> = {
+  '1042': 'left our warehouse this morning; expected delivery: tomorrow before 18:00',
+  '1043': 'is being packed; it ships today',
+  '1044': 'was delivered yesterday at 14:12',
+};
+
+// Per-conversation consent state; lives only inside the enclave (and dies with it: a restarted
+// enclave asks again, which errs on the side of the customer).
+const consent = new Map<string, 'asked' | 'granted' | 'form-sent'>();
+
+const handle: BotHandler = async (message, ctx) => {
+  if (message.json !== undefined) {
+    const form = message.json as { type?: string; name?: string; email?: string };
+    if (form.type === 'contact-form' && consent.get(message.from) === 'form-sent') {
+      consent.delete(message.from);
+      await ctx.reply(`Thank you${form.name ? `, ${String(form.name).slice(0, 40)}` : ''}. An agent will contact you; your details stay end-to-end encrypted.`);
+    } else {
+      await ctx.reply('I can only accept your details after you agree to share them. Type "contact me" to start.');
+    }
+    return;
+  }
+  const text = (message.text ?? '').trim().toLowerCase();
+  const order = /(?:order|#)\s*#?(\d{3,6})/.exec(text)?.[1];
+  if (consent.get(message.from) === 'asked') {
+    if (/^(yes|i agree|agree|ok)\b/.test(text)) {
+      consent.set(message.from, 'form-sent');
+      await ctx.reply({ type: 'contact-form', fields: ['name', 'email'], purpose: 'so an agent can contact you about your request' });
+    } else {
+      consent.delete(message.from);
+      await ctx.reply('No problem: I will not ask for personal data.');
+    }
+  } else if (order) {
+    const status = ORDERS[order];
+    await ctx.reply(status ? `Order #${order} ${status}.` : `I can't find order #${order}. Please check the number.`);
+  } else if (/hour|open|close/.test(text)) {
+    await ctx.reply(HOURS);
+  } else if (/contact|call me|agent|human/.test(text)) {
+    consent.set(message.from, 'asked');
+    await ctx.reply('To have an agent contact you I need your name and email. Do you agree to share them for this purpose only? (yes / no)');
+  } else {
+    await ctx.reply('I can help with order status ("where is order 1042?"), opening hours, or having an agent contact you.');
+  }
+};
+
+export default handle;

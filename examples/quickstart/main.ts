@@ -27,8 +27,10 @@ export async function runQuickstart(log: (line: string) => void = console.log): 
   const dir = await mkdtemp(join(tmpdir(), 'parley-quickstart-'));
   const quiet = pino({ level: 'error' });
   let stored = 0;
+  let finished = false;
   let storedBytes = 0;
   const store = observeStore(new SqliteStore(join(dir, 'relay.db')), (o) => {
+    if (finished) return; // receipts still in flight while shutting down
     if (o.kind === 'stored') {
       stored += 1;
       storedBytes += o.size;
@@ -68,6 +70,7 @@ export async function runQuickstart(log: (line: string) => void = console.log): 
       log(`bot:      ${m.text ?? JSON.stringify(m.data)}\n`);
     }
     log(`safety number (compare with the bot's): ${customer.safetyNumber(bot.deviceId)}`);
+    finished = true;
     log(`the relay stored ${stored} envelopes (${storedBytes} bytes): device ids, message ids, sizes and ciphertext only.`);
   } finally {
     await customer.close();

@@ -86,6 +86,10 @@ export class ObservedStore implements RelayStore {
     if (r) this.#emit({ kind: 'bundle', to: deviceId, count: r.remaining });
     return r;
   }
+  /** Identity and opaque statements (certificate, attestation); consumes nothing. */
+  getIdentity(deviceId: string): ReturnType<RelayStore['getIdentity']> {
+    return this.#inner.getIdentity(deviceId);
+  }
   countOneTimePrekeys(deviceId: string): Promise<number> {
     return this.#inner.countOneTimePrekeys(deviceId);
   }

@@ -10,7 +10,6 @@
 import { initCrypto, isParleyError, type BackendName, type ParleyError } from '@parley/protocol';
 import { ParleyClient, ConversationEngine, type IncomingMessage } from '@parley/client';
 import { IndexedDbStore, acquireWriterLock, writerLockName, type WriterLock } from '@parley/client/browser';
-import { uint8ArrayParser } from './binary-parser.js';
 import { ChatHistory } from './history.js';
 import { RelayPanel } from './relay-panel.js';
 import { checkBot, type DemoConfig } from './trust.js';
@@ -178,7 +177,7 @@ export async function start(backend: BackendName): Promise<void> {
     client = await ParleyClient.create({
       relayUrl: location.origin,
       store,
-      transport: { socketOptions: { transports: ['websocket'], parser: uint8ArrayParser } },
+      transport: { socketOptions: { transports: ['websocket'] } },
     });
     history = await ChatHistory.load(store);
   } catch (e) {

@@ -13,6 +13,8 @@ export { computeMeasurement, type Measurement, type MeasuredFile } from './measu
 export {
   verifyAttestation,
   attestationPayload,
+  encodeAttestation,
+  decodeAttestation,
   measurementHex,
   ATTESTATION_VERSION,
   DEFAULT_ATTESTATION_MAX_AGE_MS,

@@ -22,3 +22,17 @@ export { safetyNumber, formatSafetyNumber } from './fingerprint.js';
 export { parseMessage, MESSAGE_TYPE, WIRE_VERSION, PADDING_BUCKET, type WireMessage, type PrekeyMessage, type RatchetMessage } from './wire/message.js';
 export * as limits from './limits.js';
 export { toHex, fromHex, constantTimeEqual, concatBytes, utf8 } from './bytes.js';
+export {
+  verifyAttestation,
+  attestationPayload,
+  encodeAttestation,
+  decodeAttestation,
+  measurementHex,
+  measurementBytes,
+  ATTESTATION_VERSION,
+  ATTESTATION_ENCODED_BYTES,
+  DEFAULT_ATTESTATION_MAX_AGE_MS,
+  ATTESTATION_MAX_FUTURE_SKEW_MS,
+  type BotAttestation,
+  type VerifyAttestationOptions,
+} from './attestation.js';

@@ -8,7 +8,7 @@ import { verifyApiKey } from './apikeys.js';
 import { verifyAuthAnswer } from './auth.js';
 import { deviceRoom, type RelayContext, type RelaySocket } from './context.js';
 import { onAcked, startDrain, toWire } from './mailbox.js';
-import { ackSchema, authSchema, fetchBundleSchema, fetchQueueSchema, parse, sendSchema, uploadPrekeysSchema } from './schemas.js';
+import { ackSchema, authSchema, fetchBundleSchema, fetchIdentitySchema, fetchQueueSchema, parse, sendSchema, uploadPrekeysSchema } from './schemas.js';
 
 /** A handler's outcome: the ack fields, and work to run after the ack is sent. */
 export interface HandlerResult {
@@ -77,8 +77,12 @@ const uploadPrekeys: Handler = async (ctx, socket, payload) => {
   if (have + upload.oneTimePrekeys.length > ctx.limits.maxOneTimePrekeys) {
     throw new ParleyError('STORAGE_QUOTA', 'too many one-time prekeys stored', { details: { have, max: ctx.limits.maxOneTimePrekeys } });
   }
+  // certificate / attestation: opaque, stored as given (clients verify them, never the relay).
   const count = await ctx.store.putPrekeys(deviceId, upload);
-  ctx.log.info({ event: 'uploadPrekeys', deviceId, uploaded: upload.oneTimePrekeys.length, available: count });
+  ctx.log.info({
+    event: 'uploadPrekeys', deviceId, uploaded: upload.oneTimePrekeys.length, available: count,
+    certificate: upload.certificate?.length, attestation: upload.attestation?.length,
+  });
   return { result: { oneTimePrekeys: count } };
 };
 
@@ -96,7 +100,27 @@ const fetchBundle: Handler = async (ctx, socket, payload) => {
   if (hadOpk && taken.remaining < ctx.limits.prekeyLowThreshold) {
     ctx.io.to(deviceRoom(req.deviceId)).emit('prekeysLow', { remaining: taken.remaining });
   }
-  return { result: { bundle: taken.bundle } };
+  return { result: { bundle: taken.bundle, ...statements(taken) } };
+};
+
+/** The statements present on a store result, copied into an ack (absent ones omitted). */
+function statements(s: { certificate?: Uint8Array; attestation?: Uint8Array }): Record<string, Uint8Array> {
+  return {
+    ...(s.certificate ? { certificate: s.certificate } : {}),
+    ...(s.attestation ? { attestation: s.attestation } : {}),
+  };
+}
+
+const fetchIdentity: Handler = async (ctx, socket, payload) => {
+  const requester = me(socket);
+  const req = parse(fetchIdentitySchema, payload);
+  if (!req) throw malformed('fetchIdentity');
+  // Consumes nothing, but shares the bundle budget: one requester cannot scan the directory.
+  if (!ctx.bundleLimiter.take(requester)) throw new ParleyError('RATE_LIMITED', 'too many identity fetches');
+  const found = await ctx.store.getIdentity(req.deviceId);
+  if (!found) throw new ParleyError('SESSION_NOT_FOUND', 'no identity for that device');
+  ctx.log.info({ event: 'fetchIdentity', deviceId: requester, target: req.deviceId });
+  return { result: { identity: found.identity, ...statements(found) } };
 };
 
 const send: Handler = async (ctx, socket, payload) => {
@@ -146,6 +170,7 @@ export const HANDLERS: ReadonlyMap<string, Handler> = new Map<string, Handler>([
   ['auth', auth],
   ['uploadPrekeys', uploadPrekeys],
   ['fetchBundle', fetchBundle],
+  ['fetchIdentity', fetchIdentity],
   ['send', send],
   ['ack', ack],
   ['fetchQueue', fetchQueue],

@@ -5,11 +5,23 @@
  * strings or arrays of numbers.
  */
 import * as v from 'valibot';
-import { DEVICE_ID_PATTERN, MESSAGE_ID_PATTERN, RELAY_MAX_ACK_BATCH, RELAY_MAX_OPKS_PER_UPLOAD, RELAY_NONCE_BYTES } from '@parley/protocol/wire';
+import {
+  DEVICE_ID_PATTERN,
+  MESSAGE_ID_PATTERN,
+  RELAY_MAX_ACK_BATCH,
+  RELAY_MAX_ATTESTATION_BYTES,
+  RELAY_MAX_CERTIFICATE_BYTES,
+  RELAY_MAX_OPKS_PER_UPLOAD,
+  RELAY_NONCE_BYTES,
+} from '@parley/protocol/wire';
 
 /** Exactly `n` bytes. */
 const bytes = (n: number) =>
   v.pipe(v.instance(Uint8Array), v.check((b) => b.length === n, `expected ${n} bytes`));
+
+/** Between 0 and `max` bytes (an opaque statement; empty removes the stored one). */
+const upToBytes = (max: number) =>
+  v.pipe(v.instance(Uint8Array), v.check((b) => b.length <= max, `expected at most ${max} bytes`));
 
 /** Between 1 and `max` bytes. */
 const someBytes = (max: number) =>
@@ -36,9 +48,14 @@ export const uploadPrekeysSchema = v.strictObject({
     v.array(v.strictObject({ id: u32, publicKey: bytes(32) })),
     v.maxLength(RELAY_MAX_OPKS_PER_UPLOAD),
   ),
+  // Opaque to the relay: stored and handed out as they are; clients verify them.
+  certificate: v.optional(upToBytes(RELAY_MAX_CERTIFICATE_BYTES)),
+  attestation: v.optional(upToBytes(RELAY_MAX_ATTESTATION_BYTES)),
 });
 
 export const fetchBundleSchema = v.strictObject({ deviceId });
+
+export const fetchIdentitySchema = v.strictObject({ deviceId });
 
 /** `maxEnvelopeBytes` is a runtime limit, so the send schema is built per relay. */
 export const sendSchema = (maxEnvelopeBytes: number) =>

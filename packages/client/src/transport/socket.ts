@@ -8,6 +8,7 @@
  * `UNAUTHENTICATED`): calls made while not authenticated fail at once with `TRANSPORT`, and the
  * caller's outbox retries them after the next login.
  */
+import { uint8ArrayParser } from './binary-parser.js';
 import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
 import { ParleyError, getCrypto, isParleyError, type PrekeyBundle, type PrekeyUpload, type PublicIdentity } from '@parley/protocol';
 import {
@@ -119,6 +120,7 @@ export class SocketTransport {
     this.#origin = origin;
     this.#socket = io(options.url, {
       transports: ['websocket'],
+      parser: uint8ArrayParser,
       ...options.socketOptions,
       autoConnect: false,
       // Our own loop: socket.io does not reconnect after a server-side disconnect, and a relay

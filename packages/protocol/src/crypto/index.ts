@@ -5,7 +5,6 @@
  */
 import { ParleyError } from '../errors.js';
 import type { BackendName, CryptoProvider } from './provider.js';
-import { createSodiumProvider } from './sodium.js';
 import { createNobleProvider } from './noble.js';
 
 export type { BackendName, CryptoProvider, KeyPair } from './provider.js';
@@ -24,8 +23,9 @@ export function loadBackend(name: BackendName): Promise<CryptoProvider> {
   let p = loaded.get(name);
   if (!p) {
     p =
+      // Backends load on demand, so a pure-JS page never fetches libsodium's WASM.
       name === 'sodium'
-        ? createSodiumProvider()
+        ? import('./sodium.js').then((m) => m.createSodiumProvider())
         : name === 'noble'
           ? Promise.resolve(createNobleProvider())
           : import('./node.js').then((m) => m.createNodeProvider());

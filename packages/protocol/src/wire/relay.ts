@@ -20,7 +20,7 @@
  *    | <--- ack { ok, deviceId, role } ------------ |   failure: ack UNAUTHENTICATED, then disconnect
  *    | <--- message { seq, from, id, envelope } --- |   backlog pushed in seq order, then live
  *    | ---- ack({ seqs }) ------------------------> |   only now is the envelope deleted
- *    | ---- send / uploadPrekeys / fetchBundle ---> |
+ *    | ---- send / uploadPrekeys / fetchBundle ---> |   (also fetchIdentity, fetchQueue)
  * ```
  * Anything but `auth` before authentication gets `UNAUTHENTICATED`; repeated violations and an
  * auth timeout end in a `relayError` event and a disconnect. Register the `hello` listener
@@ -52,6 +52,12 @@ export const RELAY_MAX_OPKS_PER_UPLOAD = 100;
 
 /** Most sequence numbers in one `ack`. */
 export const RELAY_MAX_ACK_BATCH = 256;
+
+/** Largest org certificate a device may publish with its prekeys (opaque to the relay). */
+export const RELAY_MAX_CERTIFICATE_BYTES = 512;
+
+/** Largest bot attestation a device may publish with its prekeys (opaque to the relay). */
+export const RELAY_MAX_ATTESTATION_BYTES = 512;
 
 /** A device id: 32 lower-case hex chars. */
 export const DEVICE_ID_PATTERN = /^[0-9a-f]{32}$/;
@@ -147,22 +153,69 @@ export interface FetchBundleRequest {
   readonly deviceId: string;
 }
 
+/**
+ * Public statements a device publishes about itself next to its prekeys. The relay stores and
+ * returns them byte for byte and never interprets them: it is not trusted for them, clients
+ * verify them (an org certificate against the pinned org key, `org-cert.ts` in the client; an
+ * attestation against the bundle's identity and a pinned measurement, `@parley/protocol/attestation`).
+ */
+export interface DeviceStatements {
+  /**
+   * An organisation certificate of this device's identity (`parley-org certify`, binary form),
+   * 1 … {@link RELAY_MAX_CERTIFICATE_BYTES} bytes. In an upload: absent keeps the stored one,
+   * an empty array removes it.
+   */
+  readonly certificate?: Uint8Array;
+  /**
+   * A bot enclave attestation (`encodeAttestation`, 121 bytes in version 1), 1 …
+   * {@link RELAY_MAX_ATTESTATION_BYTES} bytes. In an upload: absent keeps the stored one, an
+   * empty array removes it.
+   */
+  readonly attestation?: Uint8Array;
+}
+
+/** `uploadPrekeys` payload: the prekeys, and optionally the device's statements. */
+export type PrekeyPublication = PrekeyUpload & DeviceStatements;
+
+/**
+ * `fetchBundle` result. The statements are beside the bundle (not in it), present only when the
+ * device published them; {@link PrekeyBundle} itself is unchanged.
+ */
+export type FetchBundleResult = { readonly bundle: PrekeyBundle } & DeviceStatements;
+
+/** `fetchIdentity` payload. */
+export interface FetchIdentityRequest {
+  readonly deviceId: string;
+}
+
+/** `fetchIdentity` result: the identity and statements, without consuming a one-time prekey. */
+export type FetchIdentityResult = { readonly identity: PublicIdentity } & DeviceStatements;
+
 /** Events the client emits. Each takes one payload and an ack. */
 export interface ClientToServerEvents {
   /** Must be the first event. Failure: `UNAUTHENTICATED`, then disconnect. */
   auth: (answer: AuthAnswer, ack: (r: RelayResult<AuthResult>) => void) => void;
   /**
    * Publishes this device's identity, signed prekey (replaces the old one) and one-time prekeys
-   * (appended; ids already known are ignored). `FORBIDDEN` when `identity` is not the socket's own,
-   * `INVALID_SIGNATURE`/`INVALID_KEY` for a bad binding or SPK signature.
+   * (appended; ids already known are ignored), and optionally its `certificate` and
+   * `attestation` (opaque, ≤ 512 bytes each; absent keeps the stored value, empty removes it).
+   * `FORBIDDEN` when `identity` is not the socket's own, `INVALID_SIGNATURE`/`INVALID_KEY` for a
+   * bad binding or SPK signature, `MALFORMED_MESSAGE` for an over-long certificate or attestation.
    */
-  uploadPrekeys: (upload: PrekeyUpload, ack: (r: RelayResult<{ readonly oneTimePrekeys: number }>) => void) => void;
+  uploadPrekeys: (upload: PrekeyPublication, ack: (r: RelayResult<{ readonly oneTimePrekeys: number }>) => void) => void;
   /**
    * Fetches a peer's bundle, consuming one one-time prekey (never handed out twice); without
-   * OPKs left, the bundle has no `oneTimePrekey`. `SESSION_NOT_FOUND` when the device never
+   * OPKs left, the bundle has no `oneTimePrekey`. The device's `certificate` and `attestation`,
+   * when it published them, come beside the bundle. `SESSION_NOT_FOUND` when the device never
    * uploaded; `RATE_LIMITED` beyond the per-requester rate (default 10/min).
    */
-  fetchBundle: (req: FetchBundleRequest, ack: (r: RelayResult<{ readonly bundle: PrekeyBundle }>) => void) => void;
+  fetchBundle: (req: FetchBundleRequest, ack: (r: RelayResult<FetchBundleResult>) => void) => void;
+  /**
+   * A peer's identity with its `certificate` and `attestation`, consuming no one-time prekey
+   * (to check or refresh a peer's statements when a session already exists).
+   * `SESSION_NOT_FOUND` when the device never uploaded; same rate limit as `fetchBundle`.
+   */
+  fetchIdentity: (req: FetchIdentityRequest, ack: (r: RelayResult<FetchIdentityResult>) => void) => void;
   /** Queues an envelope. `PAYLOAD_TOO_LARGE`, `STORAGE_QUOTA` (recipient queue full), `RATE_LIMITED`. */
   send: (req: SendRequest, ack: (r: RelayResult<SendResult>) => void) => void;
   /** Deletes delivered messages addressed to this device. Unknown seqs are ignored. */
@@ -182,7 +235,7 @@ export interface ServerToClientEvents {
 }
 
 /** Names of the client events, for schema tables and pre-auth checks. */
-export const CLIENT_EVENTS = ['auth', 'uploadPrekeys', 'fetchBundle', 'send', 'ack', 'fetchQueue'] as const;
+export const CLIENT_EVENTS = ['auth', 'uploadPrekeys', 'fetchBundle', 'fetchIdentity', 'send', 'ack', 'fetchQueue'] as const;
 
 /** Inputs of {@link relayAuthPayload}. */
 export interface RelayAuthInput {

@@ -2,8 +2,8 @@
  * In-memory {@link RelayStore} for tests and throwaway relays. Not durable: a restart loses
  * everything. Behaves exactly like the SQLite store (same contract tests).
  */
-import type { OneTimePrekeyPublic, PrekeyBundle, PrekeyUpload, PublicIdentity, SignedPrekeyPublic } from '@parley/protocol/verify';
-import type { ApiKeyRecord, NewMessage, RelayStore, StoredMessage } from './types.js';
+import type { OneTimePrekeyPublic, PrekeyBundle, PublicIdentity, SignedPrekeyPublic } from '@parley/protocol/verify';
+import type { ApiKeyRecord, DeviceStatements, NewMessage, PrekeyPublication, RelayStore, StoredIdentity, StoredMessage } from './types.js';
 
 interface DevicePrekeys {
   identity: PublicIdentity;
@@ -12,12 +12,23 @@ interface DevicePrekeys {
   available: OneTimePrekeyPublic[];
   /** Every OPK id ever accepted (so a used one is never re-added). */
   seen: Set<number>;
+  /** Opaque statements (org certificate, bot attestation). */
+  certificate?: Uint8Array;
+  attestation?: Uint8Array;
 }
 
 const copy = (b: Uint8Array): Uint8Array => Uint8Array.from(b);
 
 function copyIdentity(i: PublicIdentity): PublicIdentity {
   return { signingKey: copy(i.signingKey), dhKey: copy(i.dhKey), binding: copy(i.binding) };
+}
+
+/** Copies of the statements present on `entry`. */
+function statementsOf(entry: DevicePrekeys): DeviceStatements {
+  return {
+    ...(entry.certificate ? { certificate: copy(entry.certificate) } : {}),
+    ...(entry.attestation ? { attestation: copy(entry.attestation) } : {}),
+  };
 }
 
 /** A store that keeps everything in Maps. */
@@ -35,7 +46,7 @@ export class MemoryStore implements RelayStore {
     if (this.#closed) throw new Error('store is closed');
   }
 
-  async putPrekeys(deviceId: string, upload: PrekeyUpload): Promise<number> {
+  async putPrekeys(deviceId: string, upload: PrekeyPublication): Promise<number> {
     this.#open();
     const spk = upload.signedPrekey;
     const signedPrekey = { id: spk.id, createdAt: spk.createdAt, publicKey: copy(spk.publicKey), signature: copy(spk.signature) };
@@ -52,17 +63,33 @@ export class MemoryStore implements RelayStore {
       entry.seen.add(opk.id);
       entry.available.push({ id: opk.id, publicKey: copy(opk.publicKey) });
     }
+    // Absent: keep; empty: remove; otherwise replace.
+    if (upload.certificate !== undefined) {
+      if (upload.certificate.length === 0) delete entry.certificate;
+      else entry.certificate = copy(upload.certificate);
+    }
+    if (upload.attestation !== undefined) {
+      if (upload.attestation.length === 0) delete entry.attestation;
+      else entry.attestation = copy(upload.attestation);
+    }
     return entry.available.length;
   }
 
-  async takeBundle(deviceId: string): Promise<{ bundle: PrekeyBundle; remaining: number } | undefined> {
+  async takeBundle(deviceId: string): Promise<({ bundle: PrekeyBundle; remaining: number } & DeviceStatements) | undefined> {
     this.#open();
     const entry = this.#prekeys.get(deviceId);
     if (!entry) return undefined;
     const opk = entry.available.shift();
     const base = { identity: copyIdentity(entry.identity), signedPrekey: { ...entry.signedPrekey } };
     const bundle: PrekeyBundle = opk ? { ...base, oneTimePrekey: opk } : base;
-    return { bundle, remaining: entry.available.length };
+    return { bundle, remaining: entry.available.length, ...statementsOf(entry) };
+  }
+
+  async getIdentity(deviceId: string): Promise<StoredIdentity | undefined> {
+    this.#open();
+    const entry = this.#prekeys.get(deviceId);
+    if (!entry) return undefined;
+    return { identity: copyIdentity(entry.identity), ...statementsOf(entry) };
   }
 
   async countOneTimePrekeys(deviceId: string): Promise<number> {

@@ -16,7 +16,7 @@
  * The scripts build some keys from stored data, so Redis Cluster is not supported.
  *
  * Key layout, under a configurable prefix `P` (default `parley:`):
- * - `P:dev:<device>` hash: identity and signed prekey.
+ * - `P:dev:<device>` hash: identity and signed prekey; `cert` and `att` (opaque statements) when published.
  * - `P:opk:<device>` list of available OPK ids (upload order); `P:opkpub:<device>` hash id → key;
  *   `P:opkseen:<device>` set of every OPK id ever accepted (a used id is never re-added).
  * - `P:seq` counter (global, so seqs increase per recipient); `P:depth` pending count.
@@ -26,8 +26,8 @@
  */
 import { createHash } from 'node:crypto';
 import { createClient, ErrorReply, RESP_TYPES } from 'redis';
-import type { PrekeyBundle, PrekeyUpload } from '@parley/protocol/verify';
-import type { ApiKeyRecord, NewMessage, RelayStore, StoredMessage } from './types.js';
+import type { PrekeyBundle } from '@parley/protocol/verify';
+import type { ApiKeyRecord, DeviceStatements, NewMessage, PrekeyPublication, RelayStore, StoredIdentity, StoredMessage } from './types.js';
 
 /** Connection and safety settings of {@link RedisStore}. */
 export interface RedisStoreOptions {
@@ -72,9 +72,12 @@ class Script {
     this.sha = createHash('sha1').update(source).digest('hex');
   }
 }
+// ARGV[8]/[10]: 'k' keep, 's' set to ARGV[9]/[11], 'd' delete the certificate/attestation.
 const PUT_PREKEYS = new Script(`
 redis.call('HSET', KEYS[1], 'sk', ARGV[1], 'dh', ARGV[2], 'bind', ARGV[3], 'spkId', ARGV[4], 'spkAt', ARGV[5], 'spkPub', ARGV[6], 'spkSig', ARGV[7])
-for i = 8, #ARGV, 2 do
+if ARGV[8] == 's' then redis.call('HSET', KEYS[1], 'cert', ARGV[9]) elseif ARGV[8] == 'd' then redis.call('HDEL', KEYS[1], 'cert') end
+if ARGV[10] == 's' then redis.call('HSET', KEYS[1], 'att', ARGV[11]) elseif ARGV[10] == 'd' then redis.call('HDEL', KEYS[1], 'att') end
+for i = 12, #ARGV, 2 do
   if redis.call('SADD', KEYS[4], ARGV[i]) == 1 then
     redis.call('RPUSH', KEYS[2], ARGV[i])
     redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
@@ -83,7 +86,7 @@ end
 return redis.call('LLEN', KEYS[2])`);
 
 const TAKE_BUNDLE = new Script(`
-local d = redis.call('HMGET', KEYS[1], 'sk', 'dh', 'bind', 'spkId', 'spkAt', 'spkPub', 'spkSig')
+local d = redis.call('HMGET', KEYS[1], 'sk', 'dh', 'bind', 'spkId', 'spkAt', 'spkPub', 'spkSig', 'cert', 'att')
 if not d[1] then return false end
 local id = redis.call('LPOP', KEYS[2])
 local pub = ''
@@ -93,7 +96,7 @@ if id then
 else
   id = ''
 end
-return { d[1], d[2], d[3], d[4], d[5], d[6], d[7], id, pub, redis.call('LLEN', KEYS[2]) }`);
+return { d[1], d[2], d[3], d[4], d[5], d[6], d[7], id, pub, redis.call('LLEN', KEYS[2]), d[8] or '', d[9] or '' }`);
 
 const ENQUEUE = new Script(`
 local s = redis.call('HGET', KEYS[1], ARGV[1])
@@ -164,6 +167,14 @@ const bytes = (b: Buffer): Uint8Array => new Uint8Array(b.buffer.slice(b.byteOff
 const arg = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 const str = (r: Reply | undefined): string => (Buffer.isBuffer(r) ? r.toString('utf8') : r === null || r === undefined ? '' : String(r));
 const num = (r: Reply | undefined): number => (typeof r === 'number' ? r : Number(str(r)));
+
+/** The statements present in two replies (an empty or nil reply means none). */
+function statementsOf(cert: Reply | undefined, att: Reply | undefined): DeviceStatements {
+  return {
+    ...(Buffer.isBuffer(cert) && cert.length > 0 ? { certificate: bytes(cert) } : {}),
+    ...(Buffer.isBuffer(att) && att.length > 0 ? { attestation: bytes(att) } : {}),
+  };
+}
 
 /** Reads the persistence settings and lists what breaks "acked means stored". */
 async function durabilityProblems(client: Client): Promise<string[]> {
@@ -273,14 +284,20 @@ export class RedisStore implements RelayStore {
     return [this.#key('dev', deviceId), this.#key('opk', deviceId), this.#key('opkpub', deviceId), this.#key('opkseen', deviceId)];
   }
 
-  async putPrekeys(deviceId: string, upload: PrekeyUpload): Promise<number> {
+  async putPrekeys(deviceId: string, upload: PrekeyPublication): Promise<number> {
     const { identity: i, signedPrekey: spk } = upload;
     const args: Arg[] = [arg(i.signingKey), arg(i.dhKey), arg(i.binding), String(spk.id), String(spk.createdAt), arg(spk.publicKey), arg(spk.signature)];
+    // Absent: keep; empty: delete; otherwise set.
+    for (const b of [upload.certificate, upload.attestation]) {
+      if (b === undefined) args.push('k', '');
+      else if (b.length === 0) args.push('d', '');
+      else args.push('s', arg(b));
+    }
     for (const opk of upload.oneTimePrekeys) args.push(String(opk.id), arg(opk.publicKey));
     return num(await this.#run(PUT_PREKEYS, this.#deviceKeys(deviceId), args));
   }
 
-  async takeBundle(deviceId: string): Promise<{ bundle: PrekeyBundle; remaining: number } | undefined> {
+  async takeBundle(deviceId: string): Promise<({ bundle: PrekeyBundle; remaining: number } & DeviceStatements) | undefined> {
     const [dev, list, pub] = this.#deviceKeys(deviceId);
     const r = await this.#run(TAKE_BUNDLE, [dev, list, pub], []);
     if (!Array.isArray(r)) return undefined;
@@ -293,7 +310,14 @@ export class RedisStore implements RelayStore {
     const bundle: PrekeyBundle = opkId !== '' && str(r[8]) !== ''
       ? { ...base, oneTimePrekey: { id: Number(opkId), publicKey: b(8) } }
       : base;
-    return { bundle, remaining: num(r[9]) };
+    return { bundle, remaining: num(r[9]), ...statementsOf(r[10], r[11]) };
+  }
+
+  async getIdentity(deviceId: string): Promise<StoredIdentity | undefined> {
+    const r = await this.#cmd(['HMGET', this.#key('dev', deviceId), 'sk', 'dh', 'bind', 'cert', 'att']);
+    if (!Array.isArray(r) || !Buffer.isBuffer(r[0])) return undefined;
+    const b = (k: number): Uint8Array => bytes(r[k] as Buffer);
+    return { identity: { signingKey: b(0), dhKey: b(1), binding: b(2) }, ...statementsOf(r[3], r[4]) };
   }
 
   async countOneTimePrekeys(deviceId: string): Promise<number> {

@@ -7,17 +7,21 @@
  * also makes `takeBundle` atomic against concurrent fetches (one OPK, one requester).
  */
 import Database from 'better-sqlite3';
-import type { PrekeyBundle, PrekeyUpload } from '@parley/protocol/verify';
-import type { ApiKeyRecord, NewMessage, RelayStore, StoredMessage } from './types.js';
+import type { PrekeyBundle } from '@parley/protocol/verify';
+import type { ApiKeyRecord, DeviceStatements, NewMessage, PrekeyPublication, RelayStore, StoredIdentity, StoredMessage } from './types.js';
 
-/** Bumped when the schema changes; checked on open. */
-const SCHEMA_VERSION = 1;
+/**
+ * Bumped when the schema changes; checked on open. 1: initial. 2: `devices.certificate` and
+ * `devices.attestation` (opaque statements; {@link migrate} adds them to a version-1 file).
+ */
+const SCHEMA_VERSION = 2;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS devices (
   device_id TEXT PRIMARY KEY,
   signing_key BLOB NOT NULL, dh_key BLOB NOT NULL, binding BLOB NOT NULL,
-  spk_id INTEGER NOT NULL, spk_created_at INTEGER NOT NULL, spk_public BLOB NOT NULL, spk_signature BLOB NOT NULL
+  spk_id INTEGER NOT NULL, spk_created_at INTEGER NOT NULL, spk_public BLOB NOT NULL, spk_signature BLOB NOT NULL,
+  certificate BLOB, attestation BLOB
 );
 -- consumed_at stays set after hand-out, so a re-upload of the same id never revives a used OPK.
 CREATE TABLE IF NOT EXISTS one_time_prekeys (
@@ -41,6 +45,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
 interface DeviceRow {
   signing_key: Buffer; dh_key: Buffer; binding: Buffer;
   spk_id: number; spk_created_at: number; spk_public: Buffer; spk_signature: Buffer;
+  certificate: Buffer | null; attestation: Buffer | null;
 }
 interface MessageRow { seq: number; recipient: string; sender: string; msg_id: string; envelope: Buffer; received_at: number }
 interface ApiKeyRow { id: string; hash: string; label: string; created_at: number; revoked_at: number | null }
@@ -50,6 +55,28 @@ const blob = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.by
 
 function toMessage(r: MessageRow): StoredMessage {
   return { seq: r.seq, to: r.recipient, from: r.sender, id: r.msg_id, envelope: bytes(r.envelope), receivedAt: r.received_at };
+}
+
+function statementsOf(d: DeviceRow): DeviceStatements {
+  return {
+    ...(d.certificate ? { certificate: bytes(d.certificate) } : {}),
+    ...(d.attestation ? { attestation: bytes(d.attestation) } : {}),
+  };
+}
+
+/**
+ * Brings an older database file up to {@link SCHEMA_VERSION}, in one transaction. Version 1 files
+ * lack the statement columns of `devices` (`CREATE TABLE IF NOT EXISTS` leaves an existing table
+ * as it is), so they are added; existing rows get none.
+ */
+function migrate(db: Database.Database): void {
+  db.transaction(() => {
+    const columns = new Set((db.prepare('PRAGMA table_info(devices)').all() as { name: string }[]).map((c) => c.name));
+    for (const column of ['certificate', 'attestation']) {
+      if (!columns.has(column)) db.exec(`ALTER TABLE devices ADD COLUMN ${column} BLOB`);
+    }
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  })();
 }
 
 function toApiKey(r: ApiKeyRow): ApiKeyRecord {
@@ -77,13 +104,17 @@ export class SqliteStore implements RelayStore {
     const version = db.pragma('user_version', { simple: true }) as number;
     if (version > SCHEMA_VERSION) throw new Error(`relay database schema ${version} is newer than this relay (${SCHEMA_VERSION})`);
     db.exec(SCHEMA);
-    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    migrate(db);
 
     const q = {
-      upsertDevice: db.prepare(`INSERT INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+      upsertDevice: db.prepare(`INSERT INTO devices
+        (device_id, signing_key, dh_key, binding, spk_id, spk_created_at, spk_public, spk_signature)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT(device_id) DO UPDATE SET signing_key = excluded.signing_key, dh_key = excluded.dh_key,
         binding = excluded.binding, spk_id = excluded.spk_id, spk_created_at = excluded.spk_created_at,
         spk_public = excluded.spk_public, spk_signature = excluded.spk_signature`),
+      setCertificate: db.prepare('UPDATE devices SET certificate = ? WHERE device_id = ?'),
+      setAttestation: db.prepare('UPDATE devices SET attestation = ? WHERE device_id = ?'),
       insertOpk: db.prepare('INSERT OR IGNORE INTO one_time_prekeys (device_id, opk_id, public_key) VALUES (?, ?, ?)'),
       countOpk: db.prepare('SELECT COUNT(*) AS n FROM one_time_prekeys WHERE device_id = ? AND consumed_at IS NULL'),
       device: db.prepare('SELECT * FROM devices WHERE device_id = ?'),
@@ -102,10 +133,13 @@ export class SqliteStore implements RelayStore {
     };
     this.#q = q;
 
-    this.#putPrekeys = db.transaction((deviceId: string, u: PrekeyUpload): number => {
+    this.#putPrekeys = db.transaction((deviceId: string, u: PrekeyPublication): number => {
       const spk = u.signedPrekey;
       q.upsertDevice.run(deviceId, blob(u.identity.signingKey), blob(u.identity.dhKey), blob(u.identity.binding),
         spk.id, spk.createdAt, blob(spk.publicKey), blob(spk.signature));
+      // Absent: keep; empty: remove (NULL); otherwise replace.
+      if (u.certificate !== undefined) q.setCertificate.run(u.certificate.length === 0 ? null : blob(u.certificate), deviceId);
+      if (u.attestation !== undefined) q.setAttestation.run(u.attestation.length === 0 ? null : blob(u.attestation), deviceId);
       for (const opk of u.oneTimePrekeys) q.insertOpk.run(deviceId, opk.id, blob(opk.publicKey));
       return (q.countOpk.get(deviceId) as { n: number }).n;
     });
@@ -120,7 +154,7 @@ export class SqliteStore implements RelayStore {
         signedPrekey: { id: d.spk_id, createdAt: d.spk_created_at, publicKey: bytes(d.spk_public), signature: bytes(d.spk_signature) },
       };
       const bundle: PrekeyBundle = opk ? { ...base, oneTimePrekey: { id: opk.opk_id, publicKey: bytes(opk.public_key) } } : base;
-      return { bundle, remaining: (q.countOpk.get(deviceId) as { n: number }).n };
+      return { bundle, remaining: (q.countOpk.get(deviceId) as { n: number }).n, ...statementsOf(d) };
     });
 
     this.#enqueue = db.transaction((m: NewMessage) => {
@@ -136,12 +170,18 @@ export class SqliteStore implements RelayStore {
     });
   }
 
-  async putPrekeys(deviceId: string, upload: PrekeyUpload): Promise<number> {
+  async putPrekeys(deviceId: string, upload: PrekeyPublication): Promise<number> {
     return this.#putPrekeys(deviceId, upload);
   }
 
-  async takeBundle(deviceId: string): Promise<{ bundle: PrekeyBundle; remaining: number } | undefined> {
+  async takeBundle(deviceId: string): Promise<({ bundle: PrekeyBundle; remaining: number } & DeviceStatements) | undefined> {
     return this.#takeBundle(deviceId);
+  }
+
+  async getIdentity(deviceId: string): Promise<StoredIdentity | undefined> {
+    const d = this.#q.device.get(deviceId) as DeviceRow | undefined;
+    if (!d) return undefined;
+    return { identity: { signingKey: bytes(d.signing_key), dhKey: bytes(d.dh_key), binding: bytes(d.binding) }, ...statementsOf(d) };
   }
 
   async countOneTimePrekeys(deviceId: string): Promise<number> {

@@ -5,7 +5,25 @@
  *
  * One contract test suite (`test/store-contract.ts`) runs against every implementation.
  */
-import type { PrekeyBundle, PrekeyUpload } from '@parley/protocol/verify';
+import type { PrekeyBundle, PrekeyUpload, PublicIdentity } from '@parley/protocol/verify';
+
+/**
+ * Opaque public statements a device publishes with its prekeys (wire `DeviceStatements`): an org
+ * certificate and a bot attestation. Stores keep them byte for byte and never interpret them.
+ */
+export interface DeviceStatements {
+  readonly certificate?: Uint8Array;
+  readonly attestation?: Uint8Array;
+}
+
+/**
+ * What `putPrekeys` receives. For each statement: `undefined` keeps the stored value, an empty
+ * array removes it, anything else replaces it.
+ */
+export type PrekeyPublication = PrekeyUpload & DeviceStatements;
+
+/** A device's identity and statements, as `getIdentity` returns them (absent statements are omitted). */
+export type StoredIdentity = { readonly identity: PublicIdentity } & DeviceStatements;
 
 /** A queued envelope as the relay stores it. `from` comes from the sender's authenticated socket. */
 export interface StoredMessage {
@@ -37,14 +55,19 @@ export interface RelayStore {
    * Stores a device's identity and signed prekey (replacing the previous ones) and appends its
    * one-time prekeys. An OPK id the store has seen before for this device (pending or already
    * handed out) is ignored, so a re-upload can never put a used OPK back into circulation.
+   * In the same atomic write, sets the device's statements: an absent `certificate` or
+   * `attestation` keeps the stored one, an empty one removes it.
    * @returns the number of OPKs now available.
    */
-  putPrekeys(deviceId: string, upload: PrekeyUpload): Promise<number>;
+  putPrekeys(deviceId: string, upload: PrekeyPublication): Promise<number>;
   /**
    * Atomically builds a bundle and consumes one OPK (oldest first). Without OPKs the bundle has
-   * none. `undefined` when the device never uploaded.
+   * none. The device's statements come beside the bundle (keys omitted when not stored).
+   * `undefined` when the device never uploaded.
    */
-  takeBundle(deviceId: string): Promise<{ bundle: PrekeyBundle; remaining: number } | undefined>;
+  takeBundle(deviceId: string): Promise<({ bundle: PrekeyBundle; remaining: number } & DeviceStatements) | undefined>;
+  /** A device's identity and statements; consumes nothing. `undefined` when it never uploaded. */
+  getIdentity(deviceId: string): Promise<StoredIdentity | undefined>;
   /** OPKs still available for a device. */
   countOneTimePrekeys(deviceId: string): Promise<number>;
 

@@ -1,11 +1,8 @@
 /**
- * Workaround (browser only): socket.io-client hands binary fields to the app as `ArrayBuffer` in
- * browsers (as `Buffer`, a `Uint8Array`, in Node). Parley's transport expects `Uint8Array`
- * (e.g. the relay's login nonce), so without this it rejects the relay `hello` as malformed.
- * This parser decodes packets with the stock socket.io parser and turns every `ArrayBuffer` in
- * them into a `Uint8Array`; it is passed as `transport.socketOptions.parser`.
- *
- * To be removed once `SocketTransport` normalises incoming binary itself (requested).
+ * socket.io-client hands binary fields to the app as `ArrayBuffer` in browsers (as `Buffer`, a
+ * `Uint8Array`, in Node). The relay contract uses `Uint8Array` everywhere, so the transport
+ * decodes packets with the stock socket.io parser and turns every `ArrayBuffer` in them into a
+ * `Uint8Array`, at the one place every event and acknowledgement passes through.
  */
 import { Decoder as StockDecoder, Encoder } from 'socket.io-parser';
 

@@ -591,6 +591,7 @@ async function main(): Promise<void> {
       const w = new Worker();
       procs.push(w.child);
       await w.connect(nodes, b.pairs * 2, true, 120_000);
+      await w.run(2000, { rate: b.sustainRate }); // warm-up (JIT, Redis script cache), not measured
       const samples: Array<{ s: number; rss: number[]; heapAfterGc: number[]; rssAfterGc: number[] }> = [];
       const start = Date.now();
       let sampling = Promise.resolve();

@@ -18,7 +18,7 @@
  *   the sender as a `delivered` event (end to end: the relay cannot forge it).
  */
 import { ParleyError, formatSafetyNumber, getCrypto, initCrypto, isParleyError, type ParleyErrorCode, type PublicIdentity } from '@parley/protocol';
-import { ConversationEngine, type PeerCertificateInfo, type ReceivedMessage } from './core/engine.js';
+import { ConversationEngine, type PeerAttestationInfo, type PeerCertificateInfo, type ReceivedMessage } from './core/engine.js';
 import { decodeReceiptBody, encodeReceiptBody, type PayloadType } from './core/payload.js';
 import type { KeyValueStore } from './core/store.js';
 import type { TrustEvent, TrustOptions } from './core/trust.js';
@@ -281,7 +281,15 @@ export class ParleyClient {
     const id = options.id ?? ConversationEngine.newMessageId();
     const run = this.#sendLock.then(async () => {
       const bundle = this.#engine.needsBundle(peer) ? await this.#transport.fetchBundle(peer) : undefined;
-      await this.#engine.encrypt(peer, body, { messageId: id, type, ...(bundle ? { bundle } : {}) });
+      try {
+        await this.#engine.encrypt(peer, body, { messageId: id, type, ...(bundle ? { bundle } : {}) });
+      } catch (e) {
+        // An existing session whose attestation is missing or was made for an old pin: fetch the
+        // peer's current statements (no OPK used), verify them, and try once more.
+        if (bundle || !needsStatements(e) || !this.#transport.authenticated) throw e;
+        await this.#refreshStatements(peer);
+        await this.#engine.encrypt(peer, body, { messageId: id, type });
+      }
     });
     this.#sendLock = run.catch(() => undefined);
     await run;
@@ -366,6 +374,11 @@ export class ParleyClient {
   /** The verified org certificate of `peer` (role, label), if any. */
   peerCertificate(peer: string): PeerCertificateInfo | undefined {
     return this.#engine.peerCertificate(peer);
+  }
+
+  /** The verified bot attestation of `peer` (the pinned measurement it attested, issuedAt), if any. */
+  peerAttestation(peer: string): PeerAttestationInfo | undefined {
+    return this.#engine.peerAttestation(peer);
   }
 
   /**
@@ -487,17 +500,26 @@ export class ParleyClient {
     return 'ack';
   }
 
-  /** A certified-only peer we have no certificate for yet: look for one beside its bundle, once. */
+  /**
+   * A certified-only (or attested-only) peer we have no certificate (or attestation) for yet:
+   * fetch its published statements (no OPK used), verify them, and try once more.
+   */
   async #receiveWithCertificate(m: { from: string; id: string; envelope: Uint8Array }) {
     try {
       return await this.#engine.receive(m);
     } catch (e) {
-      if (!isParleyError(e, 'UNTRUSTED_IDENTITY') || e.details?.reason !== 'missing' || !this.#transport.authenticated) throw e;
-      const bundle = await this.#transport.fetchBundle(m.from).catch(() => undefined);
-      if (!bundle?.certificate) throw e;
-      await this.#engine.setPeerCertificate(m.from, bundle.certificate, bundle.identity);
+      if (!needsStatements(e) || !this.#transport.authenticated) throw e;
+      const statements = await this.#transport.fetchIdentity(m.from).catch(() => undefined);
+      if (!statements) throw e;
+      await this.#engine.setPeerStatements(m.from, statements);
       return this.#engine.receive(m);
     }
+  }
+
+  /** Fetches `peer`'s identity, certificate and attestation from the relay and lets the engine verify them. */
+  async #refreshStatements(peer: string): Promise<void> {
+    const s = await this.#transport.fetchIdentity(peer);
+    await this.#engine.setPeerStatements(peer, s);
   }
 
   async #queueReceipt(peer: string, id: string): Promise<void> {
@@ -615,6 +637,13 @@ export class ParleyClient {
       this.#delivering.delete(key);
     }
   }
+}
+
+/** A refusal that fetching the peer's current certificate/attestation could cure. */
+function needsStatements(e: unknown): boolean {
+  if (isParleyError(e, 'UNTRUSTED_IDENTITY')) return e.details?.reason === 'missing';
+  if (isParleyError(e, 'ATTESTATION_INVALID')) return e.details?.reason === 'missing' || e.details?.reason === 'measurement';
+  return false;
 }
 
 function encodeContent(content: unknown): { type: Exclude<PayloadType, 'receipt'>; body: Uint8Array } {

@@ -39,6 +39,11 @@ export interface RelayContext {
   readonly bundleLimiter: KeyedLimiter;
   /** Handler promises still running; `close()` waits for them before closing the store. */
   readonly inFlight: Set<Promise<unknown>>;
+  /**
+   * Several nodes (Redis adapter): resolves once the broadcasts emitted so far have reached
+   * Redis, so a node that dies right after an ack cannot take an unsent push with it.
+   */
+  broadcastBarrier?: () => Promise<void>;
 }
 
 /** socket.io room of every socket of one device (works across nodes with the Redis adapter). */

@@ -138,11 +138,14 @@ const send: Handler = async (ctx, socket, payload) => {
   // Durable before the ack: the store resolves only after the commit reached the disk.
   const { seq, duplicate } = await ctx.store.enqueue({ to: req.to, from, id: req.id, envelope: req.envelope, receivedAt });
   if (duplicate) ctx.metrics.duplicates.inc();
-  else {
-    ctx.metrics.stored.inc();
-    ctx.io.to(deviceRoom(req.to)).emit('message', toWire({ seq, to: req.to, from, id: req.id, envelope: req.envelope, receivedAt }));
-    ctx.metrics.delivered.inc();
-  }
+  else ctx.metrics.stored.inc();
+  // Pushed on a retry too: the first attempt may have been stored by a node that died before
+  // its push left it (the recipient dedupes by (from, id)).
+  ctx.io.to(deviceRoom(req.to)).emit('message', toWire({ seq, to: req.to, from, id: req.id, envelope: req.envelope, receivedAt }));
+  ctx.metrics.delivered.inc();
+  // Several nodes: the push reaches Redis before the sender's ack, so a node killed right after
+  // the ack cannot lose it for a recipient connected to another node.
+  await ctx.broadcastBarrier?.();
   ctx.log.debug({ event: 'send', deviceId: from, to: req.to, size: req.envelope.length, seq, duplicate });
   return { result: { seq, duplicate } };
 };

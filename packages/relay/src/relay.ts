@@ -123,6 +123,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     if (owned) await store.close();
     throw e;
   });
+  if (cluster) ctx.broadcastBarrier = cluster.barrier;
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -121,7 +121,15 @@ async function traffic(
 /** Waits (bounded) for every acked message to reach its recipient, then checks the app view. */
 async function settle(t: TestContext, clients: readonly ClusterClient[], ledger: Ledger, inspect: RedisStore, ms = 30_000): Promise<void> {
   await until(() => ledger.missing(clients) === 0, ms).catch(() => undefined);
-  assert.equal(ledger.missing(clients), 0, `acked messages lost: ${ledger.missing(clients)} of ${ledger.total()}`);
+  if (ledger.missing(clients) > 0) {
+    // Tell "gone from the store" from "stored but never pushed to a connected recipient".
+    let stored = 0;
+    for (const c of clients) {
+      const pending = new Set((await inspect.listPending(c.deviceId, 0, 100_000)).map((m) => `${m.from}\n${m.id}`));
+      for (const k of ledger.acked.get(c.deviceId) ?? []) if (!c.seen.has(k) && pending.has(k)) stored++;
+    }
+    assert.fail(`acked messages lost: ${ledger.missing(clients)} of ${ledger.total()} (${stored} of them still in the store, never pushed)`);
+  }
   let dups = 0;
   let reconnects = 0;
   for (const c of clients) {

@@ -132,6 +132,64 @@ export function storeContract(name: string, make: () => Promise<RelayStore> | Re
     assert.equal(await s.queueDepth(), 1);
   });
 
+  withStore('statements: certificate and attestation are stored byte for byte beside the bundle', async (s) => {
+    const d = dev();
+    const certificate = rnd(139);
+    const attestation = rnd(121);
+    await s.putPrekeys(d, { ...fakeUpload([1, 2]), certificate, attestation });
+    const first = await s.takeBundle(d);
+    assert.ok(first);
+    assert.deepEqual([...first.certificate!], [...certificate]);
+    assert.deepEqual([...first.attestation!], [...attestation]);
+    assert.equal(first.bundle.oneTimePrekey!.id, 1);
+    // The bundle object itself is unchanged: the statements are beside it.
+    assert.equal((first.bundle as { certificate?: unknown }).certificate, undefined);
+    // getIdentity consumes no OPK.
+    const before = await s.countOneTimePrekeys(d);
+    const id = await s.getIdentity(d);
+    assert.ok(id);
+    assert.deepEqual([...id.identity.signingKey], [...first.bundle.identity.signingKey]);
+    assert.deepEqual([...id.identity.binding], [...first.bundle.identity.binding]);
+    assert.deepEqual([...id.certificate!], [...certificate]);
+    assert.deepEqual([...id.attestation!], [...attestation]);
+    assert.equal(await s.countOneTimePrekeys(d), before);
+    assert.equal(await s.getIdentity(dev()), undefined);
+  });
+
+  withStore('statements: absent keeps, new bytes replace, empty removes; devices without any have none', async (s) => {
+    const d = dev();
+    const up = fakeUpload([1, 2, 3, 4]);
+    await s.putPrekeys(d, up);
+    const none = await s.takeBundle(d);
+    assert.ok(none);
+    assert.equal('certificate' in none, false);
+    assert.equal('attestation' in none, false);
+    const cert = rnd(200);
+    await s.putPrekeys(d, { ...up, oneTimePrekeys: [], certificate: cert });
+    // A top-up without statements keeps them.
+    await s.putPrekeys(d, { ...up, oneTimePrekeys: [{ id: 9, publicKey: rnd(32) }] });
+    let b = await s.takeBundle(d);
+    assert.deepEqual([...b!.certificate!], [...cert]);
+    assert.equal(b!.attestation, undefined);
+    // A fresh attestation replaces the old one; the certificate stays.
+    const att1 = rnd(121);
+    const att2 = rnd(121);
+    await s.putPrekeys(d, { ...up, oneTimePrekeys: [], attestation: att1 });
+    await s.putPrekeys(d, { ...up, oneTimePrekeys: [], attestation: att2 });
+    b = await s.takeBundle(d);
+    assert.deepEqual([...b!.attestation!], [...att2]);
+    assert.deepEqual([...b!.certificate!], [...cert]);
+    // Empty removes.
+    await s.putPrekeys(d, { ...up, oneTimePrekeys: [], certificate: new Uint8Array(0) });
+    const id = await s.getIdentity(d);
+    assert.equal(id!.certificate, undefined);
+    assert.deepEqual([...id!.attestation!], [...att2]);
+    // Another device's statements are its own.
+    const other = dev();
+    await s.putPrekeys(other, fakeUpload([1]));
+    assert.equal((await s.getIdentity(other))!.attestation, undefined);
+  });
+
   withStore('api keys: stored by hash, found while active, revoked once, listed', async (s) => {
     await s.putApiKey({ id: 'k1', hash: 'h1', label: 'bot one', createdAt: 10 });
     await s.putApiKey({ id: 'k2', hash: 'h2', label: '', createdAt: 11 });

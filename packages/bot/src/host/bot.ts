@@ -21,7 +21,8 @@ import { mkdir } from 'node:fs/promises';
 import type { MessagePort, ResourceLimits } from 'node:worker_threads';
 import { ParleyError, type PublicIdentity } from '@parley/protocol/verify';
 import type { RelayMessage } from '@parley/protocol/wire';
-import { measurementHex, type BotAttestation } from '../attestation.js';
+import { decodeOrgCertificate, describeOrgCertificate, orgCertificateFromBase64 } from '@parley/client/core';
+import { encodeAttestation, measurementHex, type BotAttestation } from '../attestation.js';
 import { handlerUrl as toHandlerUrl } from '../measurement.js';
 import { toWireError } from '../rpc/messages.js';
 import { SealedBlobStore } from './blob-store.js';
@@ -58,6 +59,14 @@ export interface BotOptions {
   sealingSecret?: SealingSecretOption;
   /** One-time prekeys kept published (default 50, at most 100). */
   oneTimePrekeys?: number;
+  /**
+   * The bot's org certificate, as printed by `parley-org certify` (base64, or the `--json`
+   * output), or its bytes. Published with the prekeys (and the current attestation), so
+   * customers pinning the org key accept this bot. It must certify this bot's identity, which
+   * the enclave creates on first start: start once without it, certify `bot.identityHex`, then
+   * restart with it (or call `bot.setCertificate`). See README "Certificate and attestation".
+   */
+  certificate?: Uint8Array | string;
   /** Worker heap limits (default 256 MB old generation). */
   resourceLimits?: ResourceLimits;
   /** Worker restart backoff after crashes (default 50 ms doubling to 5 s; reset after 10 s up). */
@@ -82,11 +91,20 @@ export interface Bot {
   readonly deviceId: string;
   /** The bot's public identity. */
   readonly identity: PublicIdentity;
+  /** The identity as `parley-org certify --identity` takes it: signingKey ‖ dhKey, 128 hex chars. */
+  readonly identityHex: string;
+  /** The org certificate being published, if any (bytes). */
+  certificate(): Uint8Array | undefined;
+  /**
+   * Publishes a (new) org certificate for this bot now, with the prekeys and attestation.
+   * @throws ParleyError `USAGE` when it is malformed or certifies another identity.
+   */
+  setCertificate(certificate: Uint8Array | string): Promise<void>;
   /** The measurement the enclave computed for itself, hex (compare with `computeMeasurement`). */
   readonly measurement: string;
-  /** The latest attestation (re-issued every 12 h): publish it next to the bot's bundle. */
+  /** The latest attestation (re-issued every 12 h and published with the prekeys). */
   attestation(): BotAttestation;
-  /** Asks the enclave for a freshly signed attestation. */
+  /** Asks the enclave for a freshly signed attestation and publishes it. */
   refreshAttestation(): Promise<BotAttestation>;
   /** Supervisor counters: starts, crashes, invalid messages, handler failures. */
   readonly stats: Readonly<SupervisorStats>;
@@ -103,6 +121,53 @@ const stderrLogger: BotLogger = {
   warn: (obj, msg) => process.stderr.write(`${JSON.stringify({ level: 'warn', ...obj, msg })}\n`),
   error: (obj, msg) => process.stderr.write(`${JSON.stringify({ level: 'error', ...obj, msg })}\n`),
 };
+
+/**
+ * Parses the `certificate` option: bytes, base64 (`parley-org certify`), or the JSON that
+ * `parley-org certify --json` prints.
+ * @throws ParleyError `USAGE`.
+ */
+function parseCertificate(value: Uint8Array | string): Uint8Array {
+  if (value instanceof Uint8Array) return value.slice();
+  if (typeof value !== 'string') throw new ParleyError('USAGE', 'certificate must be bytes or a base64 string');
+  let text = value.trim();
+  if (text.startsWith('{')) {
+    let parsed: { certificate?: unknown };
+    try {
+      parsed = JSON.parse(text) as { certificate?: unknown };
+    } catch {
+      throw new ParleyError('USAGE', 'certificate JSON does not parse');
+    }
+    if (typeof parsed.certificate !== 'string') throw new ParleyError('USAGE', 'certificate JSON has no "certificate" field');
+    text = parsed.certificate;
+  }
+  try {
+    return orgCertificateFromBase64(text);
+  } catch {
+    throw new ParleyError('USAGE', 'certificate is not valid base64');
+  }
+}
+
+/**
+ * Checks that `bytes` is a well-formed org certificate of `identity` (the signature is the
+ * customers' business: they hold the pinned org key). Warns when it is expired or not for a bot.
+ * @throws ParleyError `USAGE`.
+ */
+function checkCertificate(bytes: Uint8Array, identity: PublicIdentity, logger: BotLogger): void {
+  let cert;
+  try {
+    cert = decodeOrgCertificate(bytes);
+  } catch {
+    throw new ParleyError('USAGE', 'certificate is not a parley org certificate');
+  }
+  const same = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
+  if (!same(cert.signingKey, identity.signingKey) || !same(cert.dhKey, identity.dhKey)) {
+    throw new ParleyError('USAGE', 'certificate certifies another identity than this bot\'s (certify bot.identityHex)');
+  }
+  const view = describeOrgCertificate(cert);
+  if (cert.role !== 'bot') logger.warn({ event: 'certificate.role', role: cert.role }, 'the certificate is not for role "bot"');
+  if (cert.expiresAt <= Date.now()) logger.warn({ event: 'certificate.expired', expiresAt: view.expiresAt }, 'the certificate has expired: customers will refuse this bot');
+}
 
 /** Errors that mean "try again later" rather than "this input is bad". */
 function isTransient(e: unknown): boolean {
@@ -131,6 +196,7 @@ export async function createBot(options: BotOptions): Promise<Bot> {
   const oneTimePrekeys = options.oneTimePrekeys ?? DEFAULT_ONE_TIME_PREKEYS;
   if (!Number.isInteger(oneTimePrekeys) || oneTimePrekeys < 0 || oneTimePrekeys > 100) throw new ParleyError('USAGE', 'oneTimePrekeys must be 0..100');
   const logger = options.logger ?? stderrLogger;
+  let certificate = options.certificate === undefined ? undefined : parseCertificate(options.certificate);
   const handlerUrl = toHandlerUrl(options.handler);
   await mkdir(options.stateDir, { recursive: true, mode: 0o700 });
   const blobStore = await SealedBlobStore.open(join(options.stateDir, 'sealed'));
@@ -145,6 +211,7 @@ export async function createBot(options: BotOptions): Promise<Bot> {
   let attestation: BotAttestation | undefined;
   let closed = false;
   let publishing: Promise<void> | undefined;
+  let publishAgain = false;
   const idleWaiters: (() => void)[] = [];
 
   const checkIdle = (): void => {
@@ -255,12 +322,27 @@ export async function createBot(options: BotOptions): Promise<Bot> {
     });
   };
 
+  /**
+   * Uploads the prekeys with the current attestation and certificate. A call while an upload is
+   * running (e.g. a fresh attestation) runs it once more afterwards, so the latest is published.
+   */
   const publishPrekeys = (): Promise<void> => {
-    publishing ??= (async () => {
+    if (publishing) {
+      publishAgain = true;
+      return publishing;
+    }
+    publishing = (async () => {
       try {
-        const upload = await supervisor.call('prekeys', { generate: oneTimePrekeys });
-        await relay.uploadPrekeys(upload);
-        if (upload.oneTimePrekeys.length > 0) await supervisor.call('prekeysPublished', { ids: upload.oneTimePrekeys.map((k) => k.id) });
+        do {
+          publishAgain = false;
+          const upload = await supervisor.call('prekeys', { generate: oneTimePrekeys });
+          await relay.uploadPrekeys({
+            ...upload,
+            ...(attestation ? { attestation: encodeAttestation(attestation) } : {}),
+            ...(certificate ? { certificate } : {}),
+          });
+          if (upload.oneTimePrekeys.length > 0) await supervisor.call('prekeysPublished', { ids: upload.oneTimePrekeys.map((k) => k.id) });
+        } while (publishAgain && relay.authenticated);
       } catch (e) {
         logger.warn({ event: 'prekeys.uploadFailed', error: toWireError(e) }, 'prekey upload failed');
       } finally {
@@ -291,7 +373,11 @@ export async function createBot(options: BotOptions): Promise<Bot> {
     onSend: queueSend,
     onReady: (info: EnclaveInfo, restart: boolean) => {
       attestation = info.attestation;
-      if (restart) void resync();
+      if (restart) {
+        void resync();
+        // The restarted enclave signed a fresh attestation: publish it.
+        if (relay.authenticated) void publishPrekeys();
+      }
     },
     ...(options.unsafeTestingExposeKeys ? { unsafeTestingExposeKeys: options.unsafeTestingExposeKeys } : {}),
     ...(options.unsafeTestingTap ? { unsafeTestingTap: options.unsafeTestingTap } : {}),
@@ -324,6 +410,8 @@ export async function createBot(options: BotOptions): Promise<Bot> {
   }
   attestation = info.attestation;
   try {
+    // The certificate must name the identity the enclave holds (created on its first start).
+    if (certificate) checkCertificate(certificate, info.identity, logger);
     await relay.connect();
     await publishPrekeys();
     // Replies committed before a previous shutdown.
@@ -341,7 +429,11 @@ export async function createBot(options: BotOptions): Promise<Bot> {
   retryTimer.unref();
   const attestTimer = setInterval(() => {
     supervisor.call('attest', {}).then(
-      (a) => (attestation = a),
+      (a) => {
+        attestation = a;
+        // Re-signed: publish it with the prekeys, so clients never see one older than 12 h.
+        if (relay.authenticated) void publishPrekeys();
+      },
       () => undefined,
     );
   }, ATTESTATION_REFRESH_MS);
@@ -350,11 +442,21 @@ export async function createBot(options: BotOptions): Promise<Bot> {
   return {
     deviceId: info.deviceId,
     identity: info.identity,
+    identityHex: measurementHex(info.identity.signingKey) + measurementHex(info.identity.dhKey),
     measurement: measurementHex(info.measurement),
     attestation: () => attestation!,
     async refreshAttestation() {
-      attestation = await supervisor.call('attest', {});
-      return attestation;
+      const fresh = await supervisor.call('attest', {});
+      attestation = fresh;
+      if (relay.authenticated) await publishPrekeys();
+      return fresh;
+    },
+    certificate: () => certificate?.slice(),
+    async setCertificate(value: Uint8Array | string) {
+      const bytes = parseCertificate(value);
+      checkCertificate(bytes, info.identity, logger);
+      certificate = bytes;
+      await publishPrekeys();
     },
     stats: supervisor.stats,
     idle: () =>

@@ -10,11 +10,11 @@
  */
 import { io, type Socket } from 'socket.io-client';
 import { ParleyError } from '@parley/protocol/errors';
-import type { PrekeyUpload } from '@parley/protocol/verify';
 import type {
   AuthAnswer,
   ClientToServerEvents,
   RelayHello,
+  PrekeyPublication,
   RelayMessage,
   RelayResult,
   SendRequest,
@@ -133,7 +133,8 @@ export class RelayLink {
     return this.#request<SendResult>('send', req);
   }
 
-  async uploadPrekeys(upload: PrekeyUpload): Promise<{ oneTimePrekeys: number }> {
+  /** Publishes prekeys, with the bot's attestation and certificate when given (opaque to the relay). */
+  async uploadPrekeys(upload: PrekeyPublication): Promise<{ oneTimePrekeys: number }> {
     this.#needAuth();
     return this.#request('uploadPrekeys', upload);
   }

@@ -21,6 +21,7 @@ import {
   safetyNumber as protocolSafetyNumber,
   sameIdentity,
   toHex,
+  verifyAttestation,
   MESSAGE_TYPE,
   type PrekeyBundle,
   type PrekeyUpload,
@@ -56,6 +57,7 @@ import {
   type OutgoingEnvelope,
   type PeerRecord,
   type ReceivedMessage,
+  type StoredAttestation,
   type StoredCertificate,
 } from './records.js';
 import type { KeyValueStore } from './store.js';
@@ -81,9 +83,28 @@ export const DEFAULT_PREKEY_TARGET = 50;
 export type FetchedBundle = PrekeyBundle & {
   /** An org certificate of the bundle's identity (see org-cert.ts). */
   readonly certificate?: Uint8Array;
-  /** A bot enclave attestation (checked by the bot SDK's helpers, not here). */
+  /**
+   * A bot enclave attestation (encoded, `@parley/protocol/attestation`), checked against
+   * `trust.botMeasurement` for peers that must be attested.
+   */
   readonly attestation?: Uint8Array;
 };
+
+/** A peer's published statements (from the relay's `fetchIdentity`, or out of band). */
+export interface PeerStatements {
+  /** The peer's identity; needed when the engine has not recorded it yet. */
+  readonly identity?: PublicIdentity;
+  readonly certificate?: Uint8Array;
+  readonly attestation?: Uint8Array;
+}
+
+/** What the engine knows about an attested bot peer. */
+export interface PeerAttestationInfo {
+  /** The attested (and pinned) measurement, hex. */
+  readonly measurement: string;
+  /** When the bot's enclave signed it, ms since the epoch. */
+  readonly issuedAt: number;
+}
 
 /** Options of {@link ConversationEngine.open}. */
 export interface EngineOptions {
@@ -359,6 +380,12 @@ export class ConversationEngine {
     return c ? { role: c.role, label: c.label, expiresAt: c.expiresAt } : undefined;
   }
 
+  /** The verified bot attestation of `peer` (measurement, issuedAt), if any. */
+  peerAttestation(peer: string): PeerAttestationInfo | undefined {
+    const a = this.#peers.get(peer)?.att;
+    return a ? { measurement: a.measurement, issuedAt: a.issuedAt } : undefined;
+  }
+
   /** True while sending to `peer` waits for {@link acceptIdentityChange}. */
   isBlocked(peer: string): boolean {
     return this.#peers.get(peer)?.blocked !== undefined;
@@ -453,6 +480,32 @@ export class ConversationEngine {
     });
   }
 
+  /**
+   * Verifies and stores a peer's statements obtained without a bundle (the relay's
+   * `fetchIdentity`, or the app's configuration): its org certificate (when an org key is
+   * pinned) and, when the trust policy requires one for it, its bot attestation. All or nothing.
+   * @throws ParleyError `UNTRUSTED_IDENTITY` (identity or certificate refused),
+   *   `ATTESTATION_INVALID` (missing, forged, stale or wrong measurement), `IDENTITY_CHANGED`
+   *   (policy `block`), `SESSION_NOT_FOUND` (identity unknown and not given).
+   */
+  async setPeerStatements(peer: string, statements: PeerStatements): Promise<void> {
+    assertDeviceId(peer);
+    return this.#run(async () => {
+      const rec = clonePeer(this.#peers.get(peer) ?? newPeerRecord());
+      const known = rec.identity ? identityFromRecord(rec.identity) : statements.identity;
+      if (!known) throw new ParleyError('SESSION_NOT_FOUND', 'peer identity not known yet');
+      this.#checkIdentity(peer, known, rec);
+      const writes: [string, Uint8Array][] = [];
+      let after = (): void => undefined;
+      if (statements.certificate && this.#trust.orgKey) after = this.#applyCertificate(peer, rec, known, statements.certificate, writes);
+      this.#applyAttestation(peer, rec, known, statements.attestation);
+      writes.push([K.peer(peer), jsonBytes(rec)]);
+      await this.#store.setMany(writes);
+      this.#peers.set(peer, rec);
+      after();
+    });
+  }
+
   /** Device-level check: the identity must hash to the device id, and match what was recorded. */
   #checkIdentity(peer: string, identity: PublicIdentity, rec: PeerRecord): void {
     if (peer === this.deviceId) throw new ParleyError('USAGE', 'cannot open a conversation with this device itself');
@@ -497,6 +550,41 @@ export class ConversationEngine {
     if (!cert) throw new ParleyError('UNTRUSTED_IDENTITY', 'peer has no org certificate', { details: { reason: 'missing', peer } });
     if (this.#now() >= cert.expiresAt) {
       throw new ParleyError('UNTRUSTED_IDENTITY', 'org certificate refused: expired', { details: { reason: 'expired', peer } });
+    }
+  }
+
+  /**
+   * Verifies a bot attestation into `rec` when the policy requires one for `peer` (given the role
+   * of its verified certificate): against `identity`, the clock and the pinned measurement.
+   * Does nothing for peers that need none.
+   */
+  #applyAttestation(peer: string, rec: PeerRecord, identity: PublicIdentity, attestation: Uint8Array | undefined): void {
+    const pinned = this.#trust.botMeasurement;
+    if (!pinned || !this.#trust.requiresAttestation(peer, rec.cert?.role)) return;
+    if (!attestation) {
+      throw new ParleyError('ATTESTATION_INVALID', 'peer published no bot attestation', { details: { reason: 'missing', peer } });
+    }
+    let verified;
+    try {
+      verified = verifyAttestation(attestation, pinned, identity, { now: this.#now(), maxAgeMs: this.#trust.attestationMaxAgeMs });
+    } catch (e) {
+      if (isParleyError(e, 'ATTESTATION_INVALID')) {
+        throw new ParleyError('ATTESTATION_INVALID', e.message, { details: { ...e.details, reason: 'invalid', peer } });
+      }
+      throw e;
+    }
+    const stored: StoredAttestation = { measurement: toHex(verified.measurement), issuedAt: verified.issuedAt, bytes: toHex(attestation) };
+    rec.att = stored;
+  }
+
+  /** Bot-code check for a peer that must be attested: a verified attestation of the pinned measurement. */
+  #checkAttested(peer: string, rec: PeerRecord): void {
+    const pinned = this.#trust.botMeasurement;
+    if (!pinned || !this.#trust.requiresAttestation(peer, rec.cert?.role)) return;
+    if (!rec.att) throw new ParleyError('ATTESTATION_INVALID', 'peer has no verified bot attestation', { details: { reason: 'missing', peer } });
+    // A re-pinned measurement (new deploy) invalidates what was verified against the old pin.
+    if (rec.att.measurement !== toHex(pinned)) {
+      throw new ParleyError('ATTESTATION_INVALID', 'peer attested another measurement than the pinned one', { details: { reason: 'measurement', peer } });
     }
   }
 
@@ -558,6 +646,9 @@ export class ConversationEngine {
           after = this.#applyCertificate(peer, rec, bundle.identity, bundle.certificate, writes);
         }
         this.#checkCertified(peer, rec);
+        // After the certificate: whether a bot attestation is required depends on its role.
+        this.#applyAttestation(peer, rec, bundle.identity, bundle.attestation);
+        this.#checkAttested(peer, rec);
         const blocked = rec.blocked as PeerRecord['blocked'];
         if (blocked) {
           // A certified label moved and the policy says block: remember that, then refuse.
@@ -573,6 +664,7 @@ export class ConversationEngine {
         const active = rec.sessions[0];
         if (!active) throw new ParleyError('SESSION_NOT_FOUND', 'no session with this peer; fetch its bundle', { details: { peer } });
         this.#checkCertified(peer, rec);
+        this.#checkAttested(peer, rec);
         session = await this.#loadSession(peer, active);
       }
       const evicted = this.#promote(rec, session.sessionId);
@@ -671,6 +763,7 @@ export class ConversationEngine {
       if (parsed.type === MESSAGE_TYPE.prekey) {
         this.#checkIdentity(from, parsed.identity, rec);
         this.#checkCertified(from, rec);
+        this.#checkAttested(from, rec);
         for (const sid of rec.sessions) {
           const candidate = await this.#loadSession(from, sid);
           if (candidate.matchesPrekeyMessage(envelope)) {
@@ -694,6 +787,7 @@ export class ConversationEngine {
       } else {
         if (rec.sessions.length === 0) throw new ParleyError('SESSION_NOT_FOUND', 'no session with this peer', { details: { peer: from } });
         this.#checkCertified(from, rec);
+        this.#checkAttested(from, rec);
         let firstError: unknown;
         for (const sid of rec.sessions) {
           const candidate = await this.#loadSession(from, sid);

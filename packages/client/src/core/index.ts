@@ -23,6 +23,8 @@ export {
   type IncomingEnvelope,
   type OutgoingEnvelope,
   type PeerCertificateInfo,
+  type PeerAttestationInfo,
+  type PeerStatements,
   type ReceiveResult,
   type ReceivedMessage,
 } from './engine.js';

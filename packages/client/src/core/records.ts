@@ -55,6 +55,16 @@ export interface StoredCertificate {
   readonly bytes: string;
 }
 
+/** A verified bot attestation, as remembered for a peer. */
+export interface StoredAttestation {
+  /** The attested measurement, hex (equal to the pin when it was verified). */
+  readonly measurement: string;
+  /** When the bot's enclave signed it, ms since the epoch. */
+  readonly issuedAt: number;
+  /** The encoded attestation, hex. */
+  readonly bytes: string;
+}
+
 /** What the engine knows about one peer device. */
 export interface PeerRecord {
   readonly v: 1;
@@ -69,6 +79,8 @@ export interface PeerRecord {
   /** Current seen-id bucket. */
   seenBucket: number;
   cert?: StoredCertificate;
+  /** A verified bot attestation (THREATS B3), when the trust policy asked for one. */
+  att?: StoredAttestation;
   /** Set while an identity change waits for `acceptIdentityChange`. */
   blocked?: { label: string; previous: string };
 }

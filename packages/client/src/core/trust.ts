@@ -14,8 +14,13 @@
  *   it; nothing is re-encrypted to the new key.
  * - **Organisation level.** With `orgKey` pinned, peers that must be the company's bots or
  *   agents (by default every peer) are accepted only with a valid org certificate (org-cert.ts).
+ * - **Bot code level** (THREATS B3). With `botMeasurement` pinned, peers that must be attested
+ *   (by default every peer whose org certificate says `bot`) are accepted only with a bot
+ *   attestation that verifies under the peer's identity, is fresh, and names the pinned
+ *   measurement (`@parley/protocol/attestation`). Checked before the first message is encrypted
+ *   to them; failures are `ATTESTATION_INVALID` and nothing is sent.
  */
-import { ParleyError, fromHex } from '@parley/protocol';
+import { DEFAULT_ATTESTATION_MAX_AGE_MS, ParleyError, fromHex } from '@parley/protocol';
 import type { OrgRole } from './org-cert.js';
 
 /** Trust configuration of a {@link ConversationEngine}. */
@@ -36,6 +41,20 @@ export interface TrustOptions {
    * reported) or `'block'` (`IDENTITY_CHANGED` until `acceptIdentityChange`).
    */
   readonly onCertifiedChange?: 'accept' | 'block';
+  /**
+   * The pinned bot enclave measurement: 64 hex chars or 32 bytes (`bot.measurement`, or
+   * `computeMeasurement(handler)` from `@parley/bot`). Re-pin on every bot deploy.
+   */
+  readonly botMeasurement?: string | Uint8Array;
+  /**
+   * Peers that must present a valid attestation for `botMeasurement`: `'bots'` (the default when
+   * `botMeasurement` is set: peers whose verified org certificate has role `bot`, so it needs
+   * `orgKey` to mean anything), `'all'`, `'none'` (the default without `botMeasurement`), a list
+   * of device ids, or a predicate.
+   */
+  readonly requireAttestation?: 'bots' | 'all' | 'none' | readonly string[] | ((peer: string) => boolean);
+  /** Oldest attestation accepted when a session starts. Default 24 h (bots re-attest every 12 h). */
+  readonly attestationMaxAgeMs?: number;
 }
 
 /** Reported through `onTrustEvent`. */
@@ -59,6 +78,11 @@ export interface TrustPolicy {
   readonly roles: readonly OrgRole[];
   readonly onCertifiedChange: 'accept' | 'block';
   requiresCertificate(peer: string): boolean;
+  /** The pinned bot measurement (32 bytes), if any. */
+  readonly botMeasurement: Uint8Array | undefined;
+  readonly attestationMaxAgeMs: number;
+  /** Whether `peer` (with the role of its verified certificate, if any) must be attested. */
+  requiresAttestation(peer: string, role: OrgRole | undefined): boolean;
 }
 
 /** @throws ParleyError `USAGE` for a malformed org key or option. */
@@ -87,5 +111,30 @@ export function resolveTrust(options: TrustOptions = {}): TrustPolicy {
   const roles = options.roles ?? ['bot', 'agent'];
   const onCertifiedChange = options.onCertifiedChange ?? 'accept';
   if (onCertifiedChange !== 'accept' && onCertifiedChange !== 'block') throw new ParleyError('USAGE', 'trust.onCertifiedChange is invalid');
-  return { orgKey, roles, onCertifiedChange, requiresCertificate };
+
+  let botMeasurement: Uint8Array | undefined;
+  if (options.botMeasurement !== undefined) {
+    if (typeof options.botMeasurement === 'string') {
+      if (!/^[0-9a-fA-F]{64}$/.test(options.botMeasurement)) throw new ParleyError('USAGE', 'trust.botMeasurement must be 64 hex chars');
+      botMeasurement = fromHex(options.botMeasurement);
+    } else if (options.botMeasurement instanceof Uint8Array && options.botMeasurement.length === 32) {
+      botMeasurement = options.botMeasurement.slice();
+    } else {
+      throw new ParleyError('USAGE', 'trust.botMeasurement must be 32 bytes');
+    }
+  }
+  const att = options.requireAttestation ?? (botMeasurement ? 'bots' : 'none');
+  let requiresAttestation: (peer: string, role: OrgRole | undefined) => boolean;
+  if (att === 'bots') requiresAttestation = (_peer, role) => role === 'bot';
+  else if (att === 'all') requiresAttestation = () => true;
+  else if (att === 'none') requiresAttestation = () => false;
+  else if (typeof att === 'function') requiresAttestation = (peer) => att(peer);
+  else if (Array.isArray(att)) {
+    const set = new Set<string>(att);
+    requiresAttestation = (peer) => set.has(peer);
+  } else throw new ParleyError('USAGE', 'trust.requireAttestation is invalid');
+  if (att !== 'none' && !botMeasurement) throw new ParleyError('USAGE', 'trust.requireAttestation needs trust.botMeasurement');
+  const attestationMaxAgeMs = options.attestationMaxAgeMs ?? DEFAULT_ATTESTATION_MAX_AGE_MS;
+  if (!Number.isSafeInteger(attestationMaxAgeMs) || attestationMaxAgeMs <= 0) throw new ParleyError('USAGE', 'trust.attestationMaxAgeMs must be a positive integer');
+  return { orgKey, roles, onCertifiedChange, requiresCertificate, botMeasurement, attestationMaxAgeMs, requiresAttestation };
 }

@@ -321,15 +321,40 @@ export class SocketTransport {
     return { ...r.bundle, ...extras };
   }
 
-  /** Publishes prekeys; resolves with the number of one-time prekeys the relay now holds. */
-  async uploadPrekeys(upload: PrekeyUpload): Promise<number> {
+  /**
+   * Publishes prekeys, and optionally this device's `certificate`/`attestation` (opaque to the
+   * relay; absent keeps what the relay has, empty removes it); resolves with the number of
+   * one-time prekeys the relay now holds.
+   */
+  async uploadPrekeys(upload: PrekeyUpload & { certificate?: Uint8Array; attestation?: Uint8Array }): Promise<number> {
     const payload = {
       identity: upload.identity,
       signedPrekey: upload.signedPrekey,
       oneTimePrekeys: upload.oneTimePrekeys.map((k) => ({ id: k.id, publicKey: k.publicKey })),
+      ...(upload.certificate ? { certificate: upload.certificate } : {}),
+      ...(upload.attestation ? { attestation: upload.attestation } : {}),
     };
     const r = await this.#call<{ oneTimePrekeys: number }>('uploadPrekeys', payload);
     return r.oneTimePrekeys;
+  }
+
+  /**
+   * A peer's identity with its `certificate`/`attestation` (when published), consuming no
+   * one-time prekey. Nothing here is trusted: the engine verifies what it uses.
+   * @throws ParleyError `SESSION_NOT_FOUND`, `RATE_LIMITED`, `TRANSPORT`, `MALFORMED_MESSAGE` (garbage answer).
+   */
+  async fetchIdentity(deviceId: string): Promise<{ identity: PublicIdentity; certificate?: Uint8Array; attestation?: Uint8Array }> {
+    const r = await this.#call<{ identity: PublicIdentity; certificate?: Uint8Array; attestation?: Uint8Array }>('fetchIdentity', { deviceId });
+    const i = r.identity as Partial<PublicIdentity> | undefined;
+    if (!(i?.signingKey instanceof Uint8Array) || !(i.dhKey instanceof Uint8Array) || !(i.binding instanceof Uint8Array)) {
+      throw new ParleyError('MALFORMED_MESSAGE', 'relay answered fetchIdentity without an identity');
+    }
+    const out: { identity: PublicIdentity; certificate?: Uint8Array; attestation?: Uint8Array } = {
+      identity: { signingKey: new Uint8Array(i.signingKey), dhKey: new Uint8Array(i.dhKey), binding: new Uint8Array(i.binding) },
+    };
+    if (r.certificate instanceof Uint8Array) out.certificate = new Uint8Array(r.certificate);
+    if (r.attestation instanceof Uint8Array) out.attestation = new Uint8Array(r.attestation);
+    return out;
   }
 
   /** Asks the relay to push every pending message again. */

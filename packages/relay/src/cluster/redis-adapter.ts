@@ -48,6 +48,12 @@ export function openRedisStore(option: RedisOption, logger?: Log, extra: Partial
 
 /** What {@link attachRedisAdapter} returns. */
 export interface RedisAdapterHandle {
+  /**
+   * Resolves once every broadcast emitted before the call has reached Redis (a PING on the
+   * publisher's connection, answered in order after the PUBLISHes; concurrent calls share
+   * one). Never rejects; gives up after 2 s (Redis away: the resync covers that case).
+   */
+  barrier(): Promise<void>;
   /** Closes the pub/sub connections. Call after `io.close()`. */
   close(): Promise<void>;
 }
@@ -147,7 +153,20 @@ export async function attachRedisAdapter(
     });
   });
 
+  // One PING per tick, shared by every caller in that tick: it is written after their PUBLISHes.
+  let shared: Promise<void> | undefined;
+  const barrier = (): Promise<void> => {
+    shared ??= new Promise<void>((resolve) => {
+      process.nextTick(() => {
+        shared = undefined;
+        pub.sendCommand(['PING'], { timeout: 2000 }).then(() => resolve(), () => resolve());
+      });
+    });
+    return shared;
+  };
+
   return {
+    barrier,
     async close() {
       closed = true;
       const end = async (c: Client) => {

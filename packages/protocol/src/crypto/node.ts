@@ -32,6 +32,7 @@ import sodiumModule from 'libsodium-wrappers';
 import { ParleyError } from '../errors.js';
 import { constantTimeEqual } from '../bytes.js';
 import type { CryptoProvider, KeyPair } from './provider.js';
+import { sodiumAeadAndVerify } from './sodium-shared.js';
 import { HKDF_SHA256_MAX, checkLength, isAllZero, webRandomBytes } from './common.js';
 
 type Sodium = typeof sodiumModule;
@@ -109,33 +110,6 @@ function nodeProvider(s: Sodium): CryptoProvider {
     return kp.publicKey;
   };
 
-  const aead = (
-    kind: 'xchacha' | 'chacha',
-    key: Uint8Array,
-    nonce: Uint8Array,
-    input: Uint8Array,
-    ad: Uint8Array,
-    decrypt: boolean,
-  ): Uint8Array => {
-    // Sizes first: a wrong nonce size is a caller bug, refused before touching the ciphertext.
-    checkLength('key', key, 32);
-    checkLength('nonce', nonce, kind === 'xchacha' ? 24 : 12);
-    if (!decrypt) {
-      return kind === 'xchacha'
-        ? s.crypto_aead_xchacha20poly1305_ietf_encrypt(input, ad, null, nonce, key)
-        : s.crypto_aead_chacha20poly1305_ietf_encrypt(input, ad, null, nonce, key);
-    }
-    if (input.length < 16) throw new ParleyError('AUTH_FAILED', 'ciphertext shorter than the tag');
-    try {
-      // libsodium verifies the Poly1305 tag in constant time before decrypting anything.
-      return kind === 'xchacha'
-        ? s.crypto_aead_xchacha20poly1305_ietf_decrypt(null, input, ad, nonce, key)
-        : s.crypto_aead_chacha20poly1305_ietf_decrypt(null, input, ad, nonce, key);
-    } catch {
-      throw new ParleyError('AUTH_FAILED', 'authentication tag did not verify');
-    }
-  };
-
   return {
     name: 'node',
     randomBytes: webRandomBytes,
@@ -176,20 +150,8 @@ function nodeProvider(s: Sodium): CryptoProvider {
       // Pure Ed25519 (RFC 8032 §5.1.6) is deterministic: byte-identical to libsodium's.
       return copy(nodeSign(null, message, ed25519Private.get(seed)));
     },
-    ed25519Verify(publicKey, message, signature) {
-      // libsodium, not OpenSSL: see the module comment.
-      if (publicKey.length !== 32 || signature.length !== 64) return false;
-      try {
-        return s.crypto_sign_verify_detached(signature, message, publicKey);
-      } catch {
-        return false;
-      }
-    },
-
-    xchachaEncrypt: (k, n, p, ad) => aead('xchacha', k, n, p, ad, false),
-    xchachaDecrypt: (k, n, c, ad) => aead('xchacha', k, n, c, ad, true),
-    chachaEncrypt: (k, n, p, ad) => aead('chacha', k, n, p, ad, false),
-    chachaDecrypt: (k, n, c, ad) => aead('chacha', k, n, c, ad, true),
+    // AEADs and verification from libsodium: see the module comment.
+    ...sodiumAeadAndVerify(s),
 
     hmacSha256: (key, data) => copy(createHmac('sha256', key).update(data).digest()),
     hkdfSha256(ikm, salt, info, length) {

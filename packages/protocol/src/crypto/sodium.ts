@@ -6,6 +6,7 @@
 import sodiumModule from 'libsodium-wrappers';
 import { ParleyError } from '../errors.js';
 import type { CryptoProvider, KeyPair } from './provider.js';
+import { sodiumAeadAndVerify } from './sodium-shared.js';
 import { nobleHashes, webRandomBytes, checkLength, isAllZero } from './common.js';
 
 type Sodium = typeof sodiumModule;
@@ -17,31 +18,6 @@ export async function createSodiumProvider(): Promise<CryptoProvider> {
 }
 
 function sodiumProvider(s: Sodium): CryptoProvider {
-  const aead = (
-    kind: 'xchacha' | 'chacha',
-    key: Uint8Array,
-    nonce: Uint8Array,
-    input: Uint8Array,
-    ad: Uint8Array,
-    decrypt: boolean,
-  ): Uint8Array => {
-    checkLength('key', key, 32);
-    checkLength('nonce', nonce, kind === 'xchacha' ? 24 : 12);
-    if (!decrypt) {
-      return kind === 'xchacha'
-        ? s.crypto_aead_xchacha20poly1305_ietf_encrypt(input, ad, null, nonce, key)
-        : s.crypto_aead_chacha20poly1305_ietf_encrypt(input, ad, null, nonce, key);
-    }
-    if (input.length < 16) throw new ParleyError('AUTH_FAILED', 'ciphertext shorter than the tag');
-    try {
-      return kind === 'xchacha'
-        ? s.crypto_aead_xchacha20poly1305_ietf_decrypt(null, input, ad, nonce, key)
-        : s.crypto_aead_chacha20poly1305_ietf_decrypt(null, input, ad, nonce, key);
-    } catch {
-      throw new ParleyError('AUTH_FAILED', 'authentication tag did not verify');
-    }
-  };
-
   return {
     name: 'sodium',
     randomBytes: webRandomBytes,
@@ -81,18 +57,7 @@ function sodiumProvider(s: Sodium): CryptoProvider {
       kp.privateKey.fill(0);
       return sig;
     },
-    ed25519Verify(publicKey, message, signature) {
-      if (publicKey.length !== 32 || signature.length !== 64) return false;
-      try {
-        return s.crypto_sign_verify_detached(signature, message, publicKey);
-      } catch {
-        return false;
-      }
-    },
-    xchachaEncrypt: (k, n, p, ad) => aead('xchacha', k, n, p, ad, false),
-    xchachaDecrypt: (k, n, c, ad) => aead('xchacha', k, n, c, ad, true),
-    chachaEncrypt: (k, n, p, ad) => aead('chacha', k, n, p, ad, false),
-    chachaDecrypt: (k, n, c, ad) => aead('chacha', k, n, c, ad, true),
+    ...sodiumAeadAndVerify(s),
     ...nobleHashes,
   };
 }

@@ -23,4 +23,5 @@ test('quickstart: customer and bot talk through the relay, which sees only ciphe
     }
   }
   assert.match(out, /safety number \(compare with the bot's\): (\d{5} ){11}\d{5}/);
+  assert.match(out, /bot attestation verified against the pinned measurement: yes/);
 });

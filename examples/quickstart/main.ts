@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRelay, createApiKey, SqliteStore } from '@parley/relay';
 import { createBot } from '@parley/bot';
-import { ParleyClient, MemoryStore, type IncomingMessage } from '@parley/client';
+import { ParleyClient, MemoryStore, generateOrgKey, signOrgCertificate, type IncomingMessage } from '@parley/client';
 import { toHex } from '@parley/protocol';
 import { pino } from 'pino';
 import { observeStore, type RelayObservation } from '../shared/observed-store.js';
@@ -50,7 +50,20 @@ export async function runQuickstart(log: (line: string) => void = console.log): 
   });
   log(`support bot ${short(bot.deviceId)}… running in its enclave worker; measurement ${bot.measurement.slice(0, 16)}…`);
 
-  const customer = await ParleyClient.create({ relayUrl: relay.url, store: new MemoryStore(), logger: quiet });
+  // The company's org key certifies the bot's identity (normally: `parley-org certify`); the
+  // customer's app pins the org key and the bot's code measurement, so it refuses anything the
+  // relay might substitute before sending a byte.
+  const org = generateOrgKey();
+  const year = 365 * 24 * 3600 * 1000;
+  await bot.setCertificate(signOrgCertificate(org.seed, { role: 'bot', label: 'support', ...bot.identity, expiresAt: Date.now() + year }));
+  log(`org key ${toHex(org.publicKey).slice(0, 16)}… certified the bot; customer pins it and the measurement`);
+
+  const customer = await ParleyClient.create({
+    relayUrl: relay.url,
+    store: new MemoryStore(),
+    logger: quiet,
+    trust: { orgKey: org.publicKey, botMeasurement: bot.measurement },
+  });
   await customer.connect();
   log(`customer    ${short(customer.deviceId)}… connected`);
   log('(each side also sends an encrypted delivery receipt: to the relay it looks like any other message)\n');
@@ -70,6 +83,7 @@ export async function runQuickstart(log: (line: string) => void = console.log): 
       log(`bot:      ${m.text ?? JSON.stringify(m.data)}\n`);
     }
     log(`safety number (compare with the bot's): ${customer.safetyNumber(bot.deviceId)}`);
+    log(`bot attestation verified against the pinned measurement: ${customer.peerAttestation(bot.deviceId) ? 'yes' : 'no'}`);
     finished = true;
     log(`the relay stored ${stored} envelopes (${storedBytes} bytes): device ids, message ids, sizes and ciphertext only.`);
   } finally {

@@ -5,6 +5,9 @@
  */
 import { ParleyError, type ParleyErrorCode } from './errors.js';
 
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
 /** Appends fields into a growing buffer. */
 export class ByteWriter {
   #buf: Uint8Array;
@@ -64,13 +67,19 @@ export class ByteWriter {
   bytes(bytes: Uint8Array): this {
     return this.u32(bytes.length).fixed(bytes);
   }
+  /** u8 length then UTF-8 (at most 255 bytes). */
+  shortString(s: string): this {
+    const b = encoder.encode(s);
+    if (b.length > 255) throw new ParleyError('USAGE', 'string too long for a short field', { details: { length: b.length } });
+    return this.u8(b.length).fixed(b);
+  }
   /** 0 for absent, 1 then the bytes (u32 length) for present. */
   optionalBytes(bytes: Uint8Array | null | undefined): this {
     return bytes ? this.u8(1).bytes(bytes) : this.u8(0);
   }
-  /** The written bytes (a copy-free view of the internal buffer). */
+  /** The written bytes as a standalone array (no copy when the capacity was exact). */
   finish(): Uint8Array {
-    return this.#buf.subarray(0, this.#len);
+    return this.#len === this.#buf.length ? this.#buf : this.#buf.slice(0, this.#len);
   }
 }
 
@@ -135,6 +144,18 @@ export class ByteReader {
     if (flag === 0) return null;
     if (flag !== 1) this.fail('invalid presence flag');
     return this.bytes(max);
+  }
+  /** A u8-length-prefixed UTF-8 string. */
+  shortString(): string {
+    return this.utf8(this.fixed(this.u8()));
+  }
+  /** Decodes UTF-8, failing with this reader's error code on invalid input. */
+  utf8(bytes: Uint8Array): string {
+    try {
+      return decoder.decode(bytes);
+    } catch {
+      return this.fail('invalid UTF-8');
+    }
   }
   /** The rest of the buffer (a copy). */
   rest(): Uint8Array {

@@ -22,6 +22,7 @@ export { safetyNumber, formatSafetyNumber } from './fingerprint.js';
 export { parseMessage, MESSAGE_TYPE, WIRE_VERSION, PADDING_BUCKET, type WireMessage, type PrekeyMessage, type RatchetMessage } from './wire/message.js';
 export * as limits from './limits.js';
 export { toHex, fromHex, constantTimeEqual, concatBytes, utf8 } from './bytes.js';
+export { ByteWriter, ByteReader } from './codec.js';
 export {
   verifyAttestation,
   attestationPayload,

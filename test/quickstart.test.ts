@@ -13,7 +13,7 @@ test('quickstart: customer and bot talk through the relay, which sees only ciphe
   assert.match(out, /bot: {6}Order #1042 left our warehouse/);
   assert.match(out, /bot: {6}We are open Monday to Friday/);
   assert.match(out, /bot: {6}\{"type":"contact-form"/);
-  const relayLines = lines.filter((l) => l.includes('relay stored') || l.includes('relay forwarded'));
+  const relayLines = lines.filter((l) => l.includes('relay stored') || l.includes('relay delivered'));
   assert.ok(relayLines.length >= 8, `relay lines: ${relayLines.length}`);
   const plaintextHex = (s: string) => Buffer.from(s).toString('hex').slice(0, 16);
   for (const l of relayLines) {

@@ -13,14 +13,15 @@ import { createBot } from '@parley/bot';
 import { ParleyClient, MemoryStore, generateOrgKey, signOrgCertificate, type IncomingMessage } from '@parley/client';
 import { toHex } from '@parley/protocol';
 import { pino } from 'pino';
-import { observeStore, type RelayObservation } from '../shared/observed-store.js';
+import { ObservedStore, type RelayEvent } from '../shared/relay-observer.js';
 
 const CONVERSATION = ['Hi! Where is my order 1042?', 'What are your opening hours?', 'Can an agent contact me?', 'yes'];
 const short = (id: string) => id.slice(0, 8);
 
-function relayLine(o: RelayObservation): string {
-  const verb = o.kind === 'stored' ? 'stored   ' : 'forwarded';
-  return `   relay ${verb} #${String(o.seq).padEnd(3)} ${short(o.from)} → ${short(o.to)}  ${String(o.size).padStart(4)} B  ${toHex(o.envelope.subarray(0, 20))}…`;
+function relayLine(e: RelayEvent): string {
+  const what = e.kind === 'stored' ? `stored    #${String(e.seq).padEnd(3)}` : `delivered #${String(e.seq).padEnd(3)}`;
+  const head = e.head ? `  ${e.head}…` : '  (deleted after the recipient acked)';
+  return `   relay ${what} ${short(e.from ?? '')} → ${short(e.to ?? '')}  ${String(e.size).padStart(4)} B${head}`;
 }
 
 export async function runQuickstart(log: (line: string) => void = console.log): Promise<void> {
@@ -29,13 +30,14 @@ export async function runQuickstart(log: (line: string) => void = console.log): 
   let stored = 0;
   let finished = false;
   let storedBytes = 0;
-  const store = observeStore(new SqliteStore(join(dir, 'relay.db')), (o) => {
-    if (finished) return; // receipts still in flight while shutting down
-    if (o.kind === 'stored') {
+  const store = new ObservedStore(new SqliteStore(join(dir, 'relay.db')));
+  store.subscribe((e) => {
+    if (finished || (e.kind !== 'stored' && e.kind !== 'acked')) return; // receipts still in flight at shutdown
+    if (e.kind === 'stored') {
       stored += 1;
-      storedBytes += o.size;
+      storedBytes += e.size ?? 0;
     }
-    log(relayLine(o));
+    log(relayLine(e));
   });
   const relay = await createRelay({ store, logger: quiet });
   log(`relay listening on ${relay.url} (store: ${join(dir, 'relay.db')})`);
@@ -44,7 +46,7 @@ export async function runQuickstart(log: (line: string) => void = console.log): 
   const bot = await createBot({
     relayUrl: relay.url,
     apiKey,
-    handler: new URL('../shared/support-handler.ts', import.meta.url),
+    handler: new URL('./support-handler.ts', import.meta.url),
     stateDir: join(dir, 'bot'),
     logger: quiet,
   });

@@ -31,7 +31,7 @@ import { createRelay, createApiKey, SqliteStore, type Relay } from '@parley/rela
 import { createBot, computeMeasurement, type Bot } from '@parley/bot';
 import { generateOrgKey, signOrgCertificate, toBase64 } from '@parley/client/core';
 import { buildPages } from './lib/build.js';
-import { ObservedStore, type RelayEvent } from './lib/relay-observer.js';
+import { ObservedStore, type RelayEvent } from '../shared/relay-observer.js';
 import { startStaticServer, type Route, type StaticServer } from './lib/static-server.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));

@@ -5,7 +5,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ServerKind, ServerReply, ServerRequest } from './server.js';
+import type { ServerKind, ServerRequest } from './server.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -46,56 +46,119 @@ export function table(rows: readonly (readonly string[])[]): string {
   return [`| ${head!.join(' | ')} |`, `|${head!.map(() => '---').join('|')}|`, ...body.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 }
 
-/**
- * One server (relay or bare forwarder) in its own process, so it has its own event loop and
- * its CPU time can be read apart from the load generator's. Requests are answered in order.
- */
-export class ServerProcess {
-  readonly #child: ChildProcess;
-  readonly #pending: ((r: ServerReply) => void)[] = [];
-  #exited = false;
-  url = '';
-  origin = '';
+/** Requests to a child process carry an `op`; every child understands `{ op: 'stop' }`. */
+export interface ChildRequest {
+  readonly op: string;
+}
 
-  private constructor(readonly kind: ServerKind) {
-    this.#child = fork(join(here, 'server.ts'), [], {
+export type ChildReply = { ok: true; value: unknown } | { ok: false; error: string };
+
+/**
+ * A child process of the bench (`server.ts`, `load-worker.ts`), forked with tsx, answering
+ * requests one at a time over IPC, in order.
+ */
+export class Child<Req extends ChildRequest> {
+  readonly #child: ChildProcess;
+  readonly #pending: ((r: ChildReply) => void)[] = [];
+  #exited = false;
+
+  constructor(file: string, readonly label: string) {
+    this.#child = fork(join(here, file), [], {
       execArgv: ['--import', 'tsx'],
-      // The child's stdout (relay warnings) goes to our stderr: stdout carries only the report.
+      // The child's stdout goes to our stderr: stdout carries only the report.
       stdio: ['ignore', 2, 'inherit', 'ipc'],
     });
-    this.#child.on('message', (r: ServerReply) => this.#pending.shift()?.(r));
+    this.#child.on('message', (r: ChildReply) => this.#pending.shift()?.(r));
     this.#child.on('exit', (code) => {
       this.#exited = true;
-      for (const p of this.#pending.splice(0)) p({ ok: false, error: `server process exited (code ${code})` });
+      for (const p of this.#pending.splice(0)) p({ ok: false, error: `process exited (code ${code})` });
     });
-  }
-
-  /** Forks `server.ts` and starts a server of `kind` in it (127.0.0.1, port 0). */
-  static async start(kind: ServerKind, sqlitePath?: string): Promise<ServerProcess> {
-    const s = new ServerProcess(kind);
-    const r = await s.request({ op: 'start', kind, ...(sqlitePath ? { sqlitePath } : {}) });
-    const v = r as { url: string; origin: string };
-    s.url = v.url;
-    s.origin = v.origin;
-    return s;
   }
 
   /** Sends one request; rejects on an error answer, an exit or a timeout. */
-  async request(req: ServerRequest): Promise<unknown> {
-    if (this.#exited) throw new Error(`${this.kind} server has exited`);
-    const reply = await new Promise<ServerReply>((resolve) => {
+  async request(req: Req | { op: 'stop' }, timeoutMs = REQUEST_TIMEOUT_MS): Promise<unknown> {
+    if (this.#exited) throw new Error(`${this.label} has exited`);
+    const reply = await new Promise<ChildReply>((resolve) => {
       const timer = setTimeout(() => {
         this.#child.kill();
-        resolve({ ok: false, error: `no answer to ${req.op} within ${REQUEST_TIMEOUT_MS / 1000} s` });
-      }, REQUEST_TIMEOUT_MS);
+        resolve({ ok: false, error: `no answer to ${req.op} within ${timeoutMs / 1000} s` });
+      }, timeoutMs);
       this.#pending.push((r) => {
         clearTimeout(timer);
         resolve(r);
       });
       this.#child.send(req);
     });
-    if (!reply.ok) throw new Error(`${this.kind} server: ${reply.error}`);
+    if (!reply.ok) throw new Error(`${this.label}: ${reply.error}`);
     return reply.value;
+  }
+
+  /** Asks the child to close what it holds and exit; kills it if it hangs. */
+  async stop(): Promise<void> {
+    if (this.#exited) return;
+    const exited = new Promise<void>((resolve) => this.#child.once('exit', () => resolve()));
+    await this.request({ op: 'stop' }, 10_000).catch(() => undefined);
+    const timer = setTimeout(() => this.#child.kill(), 5_000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * The child's side of {@link Child}: answers requests in order with `handle`; on `stop` (or
+ * when the parent goes away) runs `close` and exits.
+ */
+export function serveRequests<Req extends ChildRequest>(handle: (req: Req) => Promise<unknown>, close: () => Promise<void>): void {
+  let chain: Promise<void> = Promise.resolve();
+  let closing: Promise<void> | undefined;
+  const shutdown = (): Promise<void> => (closing ??= close().catch(() => undefined).then(() => process.exit(0)));
+  process.on('message', (req: Req) => {
+    chain = chain.then(async () => {
+      if (req.op === 'stop') {
+        await close().catch(() => undefined);
+        closing ??= Promise.resolve();
+        process.send?.({ ok: true, value: null } satisfies ChildReply, () => process.exit(0));
+        return;
+      }
+      let reply: ChildReply;
+      try {
+        reply = { ok: true, value: await handle(req) };
+      } catch (e) {
+        reply = { ok: false, error: e instanceof Error ? e.message : String(e) };
+      }
+      process.send?.(reply);
+    });
+  });
+  process.on('disconnect', () => void shutdown());
+}
+
+/** CPU seconds (user + system, all threads) this process has used: what `{ op: 'cpu' }` answers. */
+export function processCpuSeconds(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
+/** One server (relay or bare forwarder) in its own process (`server.ts`). */
+export class ServerProcess {
+  readonly #child: Child<ServerRequest>;
+  url = '';
+  origin = '';
+
+  private constructor(readonly kind: ServerKind) {
+    this.#child = new Child<ServerRequest>('server.ts', `${kind} server`);
+  }
+
+  /** Forks `server.ts` and starts a server of `kind` in it (127.0.0.1, port 0). */
+  static async start(kind: ServerKind, sqlitePath?: string): Promise<ServerProcess> {
+    const s = new ServerProcess(kind);
+    const v = (await s.request({ op: 'start', kind, ...(sqlitePath ? { sqlitePath } : {}) })) as { url: string; origin: string };
+    s.url = v.url;
+    s.origin = v.origin;
+    return s;
+  }
+
+  request(req: ServerRequest): Promise<unknown> {
+    return this.#child.request(req);
   }
 
   /** CPU seconds the server process has used so far (user + system, all threads). */
@@ -103,13 +166,7 @@ export class ServerProcess {
     return (await this.request({ op: 'cpu' })) as number;
   }
 
-  /** Closes the server and lets the process exit (killed if it hangs). */
-  async stop(): Promise<void> {
-    if (this.#exited) return;
-    const exited = new Promise<void>((resolve) => this.#child.once('exit', () => resolve()));
-    await this.request({ op: 'stop' }).catch(() => undefined);
-    const timer = setTimeout(() => this.#child.kill(), 5_000);
-    await exited;
-    clearTimeout(timer);
+  stop(): Promise<void> {
+    return this.#child.stop();
   }
 }

@@ -1,13 +1,15 @@
 /**
  * The server side of the relay bench, one per child process (forked by `common.ts`): the real
  * relay (`createRelay`, SQLite or memory store) or the bare socket.io forwarder. It answers IPC
- * requests from the runner one at a time: start, CPU time, an API key, a store probe, stop.
+ * requests from the runner one at a time (`serveRequests`): start, CPU time, an API key, a store
+ * probe, stop.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createApiKey, createRelay, SqliteStore, type Relay, type RelayLimits } from '@parley/relay';
 import { startBareForwarder, type BareForwarder } from './bare-forwarder.js';
+import { processCpuSeconds, serveRequests } from './common.js';
 
 export type ServerKind = 'relay-sqlite' | 'relay-memory' | 'bare';
 
@@ -15,10 +17,7 @@ export type ServerRequest =
   | { op: 'start'; kind: ServerKind; sqlitePath?: string }
   | { op: 'cpu' }
   | { op: 'apiKey'; label: string }
-  | { op: 'storeProbe'; seconds: number; envelopeBytes: number }
-  | { op: 'stop' };
-
-export type ServerReply = { ok: true; value: unknown } | { ok: false; error: string };
+  | { op: 'storeProbe'; seconds: number; envelopeBytes: number };
 
 /**
  * The relay's limits for the bench. Only the rate and connection limits are raised: the
@@ -79,38 +78,18 @@ async function handle(req: ServerRequest): Promise<unknown> {
       relay = await createRelay({ store, logLevel: 'warn', limits: BENCH_LIMITS });
       return { url: relay.url, origin: relay.origin };
     }
-    case 'cpu': {
-      const u = process.cpuUsage();
-      return (u.user + u.system) / 1e6;
-    }
+    case 'cpu':
+      return processCpuSeconds();
     case 'apiKey': {
       if (!relay) throw new Error('not a relay');
       return (await createApiKey(relay.store, req.label)).key;
     }
     case 'storeProbe':
       return storeProbe(req.seconds, req.envelopeBytes);
-    case 'stop':
-      await relay?.close();
-      await bare?.close();
-      return null;
   }
 }
 
-// One request at a time, answered in order.
-let chain: Promise<void> = Promise.resolve();
-process.on('message', (req: ServerRequest) => {
-  chain = chain.then(async () => {
-    let reply: ServerReply;
-    try {
-      reply = { ok: true, value: await handle(req) };
-    } catch (e) {
-      reply = { ok: false, error: e instanceof Error ? e.message : String(e) };
-    }
-    process.send?.(reply);
-    if (req.op === 'stop') process.disconnect();
-  });
-});
-process.on('disconnect', () => {
-  // The runner went away (or asked us to stop): close what is open and let the process end.
-  void Promise.allSettled([relay?.close(), bare?.close()]).then(() => process.exit(0));
+serveRequests<ServerRequest>(handle, async () => {
+  await relay?.close();
+  await bare?.close();
 });

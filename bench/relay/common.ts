@@ -5,7 +5,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ServerKind, ServerRequest } from './server.js';
+import type { ServerKind, ServerRequest, ServerUsage } from './server.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -132,7 +132,7 @@ export function serveRequests<Req extends ChildRequest>(handle: (req: Req) => Pr
   process.on('disconnect', () => void shutdown());
 }
 
-/** CPU seconds (user + system, all threads) this process has used: what `{ op: 'cpu' }` answers. */
+/** CPU seconds (user + system, all threads) this process has used so far. */
 export function processCpuSeconds(): number {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1e6;
@@ -161,9 +161,14 @@ export class ServerProcess {
     return this.#child.request(req);
   }
 
+  /** What the server process has used so far: CPU seconds and event-loop busy seconds. */
+  async usage(): Promise<ServerUsage> {
+    return (await this.request({ op: 'usage' })) as ServerUsage;
+  }
+
   /** CPU seconds the server process has used so far (user + system, all threads). */
   async cpuSeconds(): Promise<number> {
-    return (await this.request({ op: 'cpu' })) as number;
+    return (await this.usage()).cpuSecs;
   }
 
   stop(): Promise<void> {

@@ -13,17 +13,20 @@
  * sends its outbox one envelope at a time), and the client consumes a message when the handler
  * has started, the bot when it has finished.
  *
- * Customers are `ParleyClient`s on memory stores in this process (they send receipts for the
- * replies, as clients do, to either target). A round: each customer queues M messages at once;
- * the rate is replies received ÷ time from the first send to the last reply. Rounds alternate
- * between the two targets so drifting machine load hits both alike.
+ * Customers are `ParleyClient`s on memory stores in a load process of their own
+ * (`load-worker.ts`), so the bot's process holds only the bot (or the baseline): they send
+ * receipts for the replies, as clients do, to either target. A round: each customer queues M
+ * messages at once; the rate is replies received ÷ time from the first send to the last reply,
+ * both taken in the customers' process. Rounds alternate between the two targets so drifting
+ * machine load hits both alike.
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { createBot, type Bot, type BotContext, type BotLogger, type BotMessage } from '@parley/bot';
-import { MemoryStore, ParleyClient, type IncomingMessage } from '@parley/client';
+import { ParleyClient, type IncomingMessage } from '@parley/client';
 import echo from './echo-handler.js';
-import { cpuSecondsSince, log, sleep, type ServerProcess } from './common.js';
+import { Child, cpuSecondsSince, fmtNum, fmtPct, log, sleep, type ServerProcess } from './common.js';
+import type { CustomersRound, LoadRequest } from './load-worker.js';
 
 export type EnclaveTarget = 'enclave' | 'baseline';
 
@@ -34,8 +37,12 @@ export interface EnclaveRound {
   /** First send to last reply. */
   readonly seconds: number;
   readonly repliesPerSec: number;
-  /** CPU of this process (customers, bot host and enclave thread, or the baseline client). */
-  readonly clientCpuSecs: number;
+  /** CPU of the bot's process (bot host and enclave thread, or the baseline client)… */
+  readonly botCpuSecs: number;
+  /** …over this long: the round as the runner saw it (a little longer than `seconds`). */
+  readonly botWallSecs: number;
+  /** CPU of the customers' process. */
+  readonly customersCpuSecs: number;
   readonly serverCpuSecs: number;
 }
 
@@ -50,9 +57,12 @@ export interface EnclaveOptions {
   readonly dir: string;
 }
 
+/** Set while closing: the bot's "relay disconnected" warning is expected then. */
+let closing = false;
+
 const botLogger: BotLogger = {
   info: () => undefined,
-  warn: (obj, msg) => log(`bot warning: ${msg ?? ''} ${JSON.stringify(obj)}`),
+  warn: (obj, msg) => void (closing || log(`bot warning: ${msg ?? ''} ${JSON.stringify(obj)}`)),
   error: (obj, msg) => log(`bot error: ${msg ?? ''} ${JSON.stringify(obj)}`),
 };
 
@@ -71,13 +81,13 @@ function botMessage(m: IncomingMessage): BotMessage {
 
 export async function measureEnclave(server: ServerProcess, o: EnclaveOptions): Promise<{ rounds: EnclaveRound[]; errors: Record<string, number> }> {
   const errors: Record<string, number> = {};
-  const fail = (code: string): void => void (errors[code] = (errors[code] ?? 0) + 1);
+  const fail = (code: string, n = 1): void => void (errors[code] = (errors[code] ?? 0) + n);
   const botKey = (await server.request({ op: 'apiKey', label: 'bench bot' })) as string;
   const baselineKey = (await server.request({ op: 'apiKey', label: 'bench baseline' })) as string;
 
   let bot: Bot | undefined;
   let baseline: ParleyClient | undefined;
-  const customers: ParleyClient[] = [];
+  const customers = new Child<LoadRequest>('load-worker.ts', 'customers process');
   try {
     bot = await createBot({
       relayUrl: server.url,
@@ -107,52 +117,29 @@ export async function measureEnclave(server: ServerProcess, o: EnclaveOptions): 
     });
     await b.connect();
     const targets: Record<EnclaveTarget, string> = { enclave: bot.deviceId, baseline: b.deviceId };
-    const byDevice = new Map<string, EnclaveTarget>([[bot.deviceId, 'enclave'], [b.deviceId, 'baseline']]);
     log(`enclave: bot ${bot.deviceId.slice(0, 8)}… (measurement ${bot.measurement.slice(0, 12)}…), baseline ${b.deviceId.slice(0, 8)}…`);
-
-    const replies: Record<EnclaveTarget, number> = { enclave: 0, baseline: 0 };
-    const lastReply: Record<EnclaveTarget, number> = { enclave: 0, baseline: 0 };
-    for (let i = 0; i < o.customers; i++) {
-      const c = await ParleyClient.create({ relayUrl: server.url, store: new MemoryStore() });
-      c.on('error', ({ error }) => fail(`customer ${error.code}`));
-      c.on('message', (m) => {
-        const t = byDevice.get(m.from);
-        if (!t) return;
-        replies[t]++;
-        lastReply[t] = performance.now();
-      });
-      await c.connect();
-      customers.push(c);
-    }
-
-    const quiet = async (): Promise<void> => {
-      // Receipts for the last replies are still on their way to the target; let them land.
-      await sleep(200);
-      await Promise.all([bot!.idle(), b.idle(), ...customers.map((c) => c.idle())]);
-    };
+    await customers.request({ op: 'customersSetup', url: server.url, customers: o.customers });
 
     const round = async (target: EnclaveTarget, perCustomer: number): Promise<EnclaveRound> => {
-      const expected = replies[target] + customers.length * perCustomer;
-      const start = replies[target];
       const cpu0 = process.cpuUsage();
       const server0 = await server.cpuSeconds();
-      const t0 = performance.now();
-      for (const c of customers) {
-        for (let j = 0; j < perCustomer; j++) c.send(targets[target], `message ${j}`).catch((e: unknown) => fail(`send ${(e as { code?: string }).code ?? '?'}`));
-      }
-      const end = t0 + o.roundTimeoutMs;
-      while (replies[target] < expected && performance.now() < end) await sleep(2);
-      const got = replies[target] - start;
-      if (got < expected - start) fail(`${target}: round cut at ${o.roundTimeoutMs / 1000} s`);
-      const seconds = ((got === expected - start ? lastReply[target] : performance.now()) - t0) / 1000;
-      const clientCpuSecs = cpuSecondsSince(cpu0);
+      const w0 = performance.now();
+      const r = (await customers.request(
+        { op: 'customersRound', target: targets[target], perCustomer, timeoutMs: o.roundTimeoutMs },
+        o.roundTimeoutMs + 30_000,
+      )) as CustomersRound;
+      const botCpuSecs = cpuSecondsSince(cpu0);
+      const botWallSecs = (performance.now() - w0) / 1000;
       const serverCpuSecs = (await server.cpuSeconds()) - server0;
-      await quiet();
-      return { target, messages: customers.length * perCustomer, replies: got, seconds, repliesPerSec: got / seconds, clientCpuSecs, serverCpuSecs };
+      for (const [code, n] of Object.entries(r.errors)) fail(`customers (${target}): ${code}`, n);
+      // The customers' receipts for the last replies may still be on their way in.
+      await sleep(100);
+      await Promise.all([bot!.idle(), b.idle()]);
+      return { target, messages: r.expected, replies: r.replies, seconds: r.seconds, repliesPerSec: r.replies / r.seconds, botCpuSecs, botWallSecs, customersCpuSecs: r.cpuSecs, serverCpuSecs };
     };
 
-    // Sessions (bundle fetch, prekey message) and JIT: one untimed round each, one message per
-    // customer, then a short one.
+    // Sessions (bundle fetch, prekey message) and JIT: untimed rounds, one message per customer,
+    // then a few.
     for (const t of ['enclave', 'baseline'] as const) {
       await round(t, 1);
       await round(t, Math.min(5, o.messagesPerCustomer));
@@ -166,7 +153,7 @@ export async function measureEnclave(server: ServerProcess, o: EnclaveOptions): 
       for (const t of order) {
         const r = await round(t, o.messagesPerCustomer);
         rounds.push(r);
-        line.push(`${t} ${Math.round(r.repliesPerSec)} replies/s (${r.replies} in ${r.seconds.toFixed(2)} s)`);
+        line.push(`${t} ${fmtNum(r.repliesPerSec)} replies/s (${r.replies} in ${r.seconds.toFixed(2)} s, bot process CPU ${fmtPct(r.botCpuSecs / r.botWallSecs)})`);
       }
       log(`enclave round ${i + 1}/${o.rounds}: ${line.join(' · ')}`);
     }
@@ -175,7 +162,8 @@ export async function measureEnclave(server: ServerProcess, o: EnclaveOptions): 
     if (stats.handlerFailures > 0) fail(`enclave handler failures: ${stats.handlerFailures}`);
     return { rounds, errors };
   } finally {
-    await Promise.allSettled(customers.map((c) => c.close()));
+    closing = true;
+    await customers.stop();
     await bot?.close().catch(() => undefined);
     await baseline?.close().catch(() => undefined);
   }

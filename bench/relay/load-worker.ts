@@ -12,8 +12,7 @@ export type LoadRequest =
   | { op: 'latencySetup'; url: string; pairs: number }
   | { op: 'latencyRun'; rate: number; seconds: number }
   | { op: 'customersSetup'; url: string; customers: number }
-  | { op: 'customersRound'; target: string; perCustomer: number; timeoutMs: number }
-  | { op: 'cpu' };
+  | { op: 'customersRound'; target: string; perCustomer: number; timeoutMs: number };
 
 export interface LatencyRun {
   /** Messages whose `send()` was called in the window, and the latencies of those that arrived. */
@@ -171,8 +170,6 @@ serveRequests<LoadRequest>(
         return customersSetup(req.url, req.customers);
       case 'customersRound':
         return customersRound(req.target, req.perCustomer, req.timeoutMs);
-      case 'cpu':
-        return processCpuSeconds();
     }
   },
   async () => {

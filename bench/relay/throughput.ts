@@ -3,8 +3,8 @@
  * 100-byte envelopes through a server (the relay, or the bare forwarder) as fast as it takes
  * them. No crypto in the loop: this measures the server, not the protocol.
  *
- * - Each sender keeps {@link SEND_WINDOW} sends in flight; a send is done when the server acks
- *   it (the relay acks after the durable commit).
+ * - Each sender keeps a window of sends in flight ({@link DEFAULT_SEND_WINDOW}); a send is done
+ *   when the server acks it (the relay acks after the durable commit).
  * - Each receiver acks deliveries in batches, as the client SDK does: when
  *   {@link ACK_BATCH} have arrived or {@link ACK_DELAY_MS} after the first unacked one.
  * - The rate is deliveries counted at the receivers per wall-clock second of a sample.
@@ -15,11 +15,12 @@ import { answer, call, newDevice, open, setupCrypto, type ClientSocket } from '.
 import { cpuSecondsSince, sleep, type ServerProcess } from './common.js';
 
 /**
- * Sends in flight per sender. One at a time would measure 50 round trips rather than the
- * server; 16 keeps every server here busy (raising it changed neither figure in trials) while
- * the queue per recipient stays far below the relay's 10,000-message quota.
+ * Sends in flight per sender, by default (`--window`). One at a time would measure 50 round
+ * trips rather than the server; 16 keeps every server here 100 % busy while the queue per
+ * recipient stays far below the relay's 10,000-message quota. A larger window helps the bare
+ * forwarder more than the relay (socket.io writes more packets per syscall): see the README.
  */
-export const SEND_WINDOW = 16;
+export const DEFAULT_SEND_WINDOW = 16;
 /** A receiver acks after this many deliveries… */
 export const ACK_BATCH = 32;
 /** …or this long after the first unacked one (the client SDK batches for 25 ms). */
@@ -33,8 +34,15 @@ export interface ThroughputSample {
   /** Deliveries counted at the receivers during the sample. */
   readonly messages: number;
   readonly wallSecs: number;
-  /** CPU seconds of the server process during the sample. */
+  /**
+   * The server's own view, over its own clock: it is asked just before and just after the
+   * sample, so its window (`serverWallSecs`) is a little wider than `wallSecs`; use the ratios.
+   */
+  readonly serverWallSecs: number;
+  /** CPU seconds of the server process. */
   readonly serverCpuSecs: number;
+  /** Seconds the server's event loop was busy (includes blocking fsyncs). */
+  readonly serverLoopSecs: number;
   /** CPU seconds of this (load-generating) process during the sample. */
   readonly clientCpuSecs: number;
 }
@@ -56,15 +64,15 @@ export class PairLoad {
   received = 0;
   readonly errors = new Map<string, number>();
 
-  private constructor(readonly server: ServerProcess) {}
+  private constructor(readonly server: ServerProcess, readonly window: number) {}
 
   /**
    * Connects `pairs` sender/receiver pairs. Against the relay every socket logs in (a fresh
    * identity each, through the relay tests' helpers); against the bare forwarder a receiver
    * just names its room.
    */
-  static async connect(server: ServerProcess, pairs: number): Promise<PairLoad> {
-    const load = new PairLoad(server);
+  static async connect(server: ServerProcess, pairs: number, window = DEFAULT_SEND_WINDOW): Promise<PairLoad> {
+    const load = new PairLoad(server, window);
     const authed = server.kind !== 'bare';
     if (authed) await setupCrypto();
     for (let i = 0; i < pairs; i++) {
@@ -117,21 +125,27 @@ export class PairLoad {
   /** Runs the load for `seconds` and measures it; sends stop at the end and are drained. */
   async sample(seconds: number): Promise<ThroughputSample> {
     this.#running = true;
-    for (const p of this.#pairs) for (let i = 0; i < SEND_WINDOW; i++) this.#send(p);
+    for (const p of this.#pairs) for (let i = 0; i < this.window; i++) this.#send(p);
     // Let the pipeline fill before the clock starts.
     await sleep(100);
     const cpu0 = process.cpuUsage();
-    const server0 = await this.server.cpuSeconds();
+    const server0 = await this.server.usage();
     const n0 = this.received;
     const t0 = performance.now();
     await sleep(seconds * 1000);
     const n1 = this.received;
     const t1 = performance.now();
-    const server1 = await this.server.cpuSeconds();
+    const server1 = await this.server.usage();
     const clientCpuSecs = cpuSecondsSince(cpu0);
     await this.#drain();
-    // The two IPC round trips bracket the window, so the server's CPU window is slightly wider.
-    return { messages: n1 - n0, wallSecs: (t1 - t0) / 1000, serverCpuSecs: server1 - server0, clientCpuSecs };
+    return {
+      messages: n1 - n0,
+      wallSecs: (t1 - t0) / 1000,
+      serverWallSecs: server1.atSecs - server0.atSecs,
+      serverCpuSecs: server1.cpuSecs - server0.cpuSecs,
+      serverLoopSecs: server1.loopActiveSecs - server0.loopActiveSecs,
+      clientCpuSecs,
+    };
   }
 
   /** Stops sending and waits until every accepted send was delivered (bounded). */

@@ -1,0 +1,27 @@
+import crypto from 'node:crypto';
+import { initCrypto, Account } from '@parley/protocol';
+const c = await initCrypto('node');
+function b(name: string, n: number, f: () => void) { for (let i = 0; i < 300; i++) f(); const s = performance.now(); for (let i = 0; i < n; i++) f(); console.log(name.padEnd(34), ((performance.now() - s) * 1000 / n).toFixed(1), 'us'); }
+const kp = c.ed25519Generate(); const m = new Uint8Array(100); const sig = c.ed25519Sign(kp.privateKey, m);
+b('ed25519 verify (sodium)', 2000, () => c.ed25519Verify(kp.publicKey, m, sig));
+const epk = crypto.createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(kp.publicKey).toString('base64url') }, format: 'jwk' });
+b('ed25519 verify (openssl, cached key)', 2000, () => crypto.verify(null, m, epk, sig));
+const x = c.x25519Generate(), y = c.x25519Generate();
+b('x25519 keygen (rand + sodium base)', 2000, () => c.x25519Generate());
+b('x25519 DH cached', 2000, () => c.x25519(x.privateKey, y.publicKey));
+b('x25519 DH fresh priv array', 2000, () => c.x25519(x.privateKey.slice(), y.publicKey));
+b('x25519 DH fresh pub array', 2000, () => c.x25519(x.privateKey, y.publicKey.slice()));
+const DUMMY = Buffer.alloc(32).toString('base64url');
+b('jwk import x25519 priv', 2000, () => crypto.createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d: Buffer.from(x.privateKey).toString('base64url'), x: DUMMY }, format: 'jwk' }));
+const k = crypto.createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d: Buffer.from(x.privateKey).toString('base64url'), x: DUMMY }, format: 'jwk' });
+b('jwk export of imported priv', 2000, () => k.export({ format: 'jwk' }));
+b('node generateKeyPairSync x25519', 2000, () => crypto.generateKeyPairSync('x25519'));
+const g = crypto.generateKeyPairSync('x25519');
+b('spki export of generated pub', 2000, () => g.publicKey.export({ format: 'der', type: 'spki' }));
+b('pkcs8 export of generated priv', 2000, () => g.privateKey.export({ format: 'der', type: 'pkcs8' }));
+b('hkdf 96', 5000, () => c.hkdfSha256(x.privateKey, y.publicKey, new Uint8Array(10), 96));
+const bob = Account.create(); bob.generateOneTimePrekeys(3000); const alice = Account.create();
+b('outbound session (alice)', 1000, () => alice.createOutboundSession(bob.bundle()));
+const msg = new Uint8Array(100);
+const wires: Uint8Array[] = []; for (let i = 0; i < 1300; i++) wires.push(alice.createOutboundSession(bob.bundle()).encrypt(msg));
+let wi = 0; b('inbound session + decrypt (bob)', 1000, () => bob.createInboundSession(wires[wi++]!));

@@ -1,7 +1,7 @@
 /**
  * `serve.ts --headless`: the scripted conversation through the real widget in Debian's Chromium,
- * plus the checks a CI smoke test wants (badge verified, history after reload, relay saw only
- * ciphertext). Without Chromium it says so and fails: CI installs it.
+ * plus the checks a CI smoke test wants (the SDK verified the bot against the pins, history after
+ * reload, relay saw only ciphertext). Without Chromium it says so and fails: CI installs it.
  */
 import { SCRIPT, hasChromium, launchChromium, newWidgetContext, openWidget, runScript, widgetState, allMessages, CHROMIUM_PATH } from './lib/driver.js';
 
@@ -13,10 +13,13 @@ export async function runScriptedConversation(url: string, io: { log: (line: str
     const { page, errors } = await openWidget(context, `${url}/`);
     const state = await widgetState(page);
     if (state.phase !== 'ready') throw new Error(`widget did not start: ${state.phase} ${state.errorCode ?? ''}`);
-    io.log(`widget ready: device ${state.deviceId}, backend ${state.backend}, bot ${state.verified ? 'verified' : 'NOT verified'}`);
-    if (!state.verified) throw new Error('the bot badge is not verified');
+    io.log(`widget ready: device ${state.deviceId}, backend ${state.backend}`);
 
+    // The SDK checks the bot (org certificate, enclave attestation) before the first message.
     const transcript = await runScript(page);
+    const checked = await widgetState(page);
+    io.log(`bot ${checked.verified ? 'verified by the SDK against the pinned org key and measurement' : `NOT verified (${checked.errorCode ?? 'no verdict'})`}`);
+    if (!checked.verified) throw new Error('the bot badge is not verified');
     for (const line of transcript) io.log(`  ${line.replace(/\s+/g, ' ').slice(0, 160)}`);
 
     await page.reload();

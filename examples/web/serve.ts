@@ -8,10 +8,12 @@
  * - starts the relay (embedded SQLite store) behind this server's own origin (`/socket.io/` is
  *   forwarded), so the pages keep a strict `connect-src 'self'` and the relay origin clients
  *   sign is the page's origin;
- * - starts the support bot (`bot/support-handler.ts`, run inside the enclave worker) with an
- *   organisation certificate from a demo organisation key;
- * - serves `dist/`, `/api/config` (what the page needs to find and check the bot) and
- *   `/api/relay-events` (Server-Sent Events: what the relay stored and forwarded);
+ * - starts the support bot (`bot/support-handler.ts`, run inside the enclave worker) and has it
+ *   publish, through the relay beside its prekeys, an organisation certificate signed by a demo
+ *   organisation key (its enclave attestation it publishes on its own);
+ * - serves `dist/`, `/api/config` (untrusted routing info: the bot's device id, the "support
+ *   address"; the widget's SDK checks whoever answers there against the pins compiled into the
+ *   page) and `/api/relay-events` (Server-Sent Events: what the relay stored and forwarded);
  * - prints the URL and stops cleanly on Ctrl-C (SIGINT) or SIGTERM.
  *
  * `--headless` runs a scripted conversation through the real page in Debian's Chromium
@@ -29,7 +31,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { initCrypto, toHex } from '@parley/protocol';
 import { createRelay, createApiKey, SqliteStore, type Relay } from '@parley/relay';
 import { createBot, computeMeasurement, type Bot } from '@parley/bot';
-import { generateOrgKey, signOrgCertificate, toBase64 } from '@parley/client/core';
+import { generateOrgKey, signOrgCertificate } from '@parley/client/core';
 import { buildPages } from './lib/build.js';
 import { ObservedStore, type RelayEvent } from '../shared/relay-observer.js';
 import { startStaticServer, type Route, type StaticServer } from './lib/static-server.js';
@@ -155,23 +157,17 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
     error: (obj: object, msg?: string) => process.stderr.write(`${JSON.stringify({ level: 'error', ...obj, msg })}\n`),
   };
   let relay: Relay | undefined;
+  // Routing info only: which device answers as "support". Nothing here is trusted: the widget's
+  // ParleyClient refuses to send to a device without a certificate from the pinned org key and an
+  // attestation of the pinned measurement, both fetched from the relay with the bot's prekeys.
   const config: Route = (_req, res, url) => {
     if (url.pathname !== '/api/config') return false;
     if (!bot) {
       res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":"starting"}');
       return true;
     }
-    const a = bot.attestation();
-    const certificate = signOrgCertificate(org.seed, { role: 'bot', label: BOT_LABEL, signingKey: bot.identity.signingKey, dhKey: bot.identity.dhKey, expiresAt: Date.now() + CERT_LIFETIME_MS });
     res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-    res.end(
-      JSON.stringify({
-        botDeviceId: bot.deviceId,
-        botIdentity: { signingKey: toBase64(bot.identity.signingKey), dhKey: toBase64(bot.identity.dhKey), binding: toBase64(bot.identity.binding) },
-        certificate: toBase64(certificate),
-        attestation: { version: a.version, deviceId: a.deviceId, measurement: toBase64(a.measurement), issuedAt: a.issuedAt, signature: toBase64(a.signature) },
-      }),
-    );
+    res.end(JSON.stringify({ botDeviceId: bot.deviceId }));
     return true;
   };
 
@@ -196,7 +192,17 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
     });
     web.setProxyPort(relay.port);
     const { key } = await createApiKey(store, 'demo support bot');
-    bot = await createBot({ relayUrl: web.url, apiKey: key, handler: HANDLER_PATH, stateDir: join(dataDir, 'bot'), logger: botLogger });
+    const started = await createBot({ relayUrl: web.url, apiKey: key, handler: HANDLER_PATH, stateDir: join(dataDir, 'bot'), logger: botLogger });
+    try {
+      // The org certifies the identity the enclave made (normally offline: `parley-org certify`);
+      // the bot publishes the certificate with its prekeys, next to its own attestation.
+      const { signingKey, dhKey } = started.identity;
+      await started.setCertificate(signOrgCertificate(org.seed, { role: 'bot', label: BOT_LABEL, signingKey, dhKey, expiresAt: Date.now() + CERT_LIFETIME_MS }));
+    } catch (e) {
+      await started.close().catch(() => undefined);
+      throw e;
+    }
+    bot = started;
   } catch (e) {
     await relay?.close();
     await web.close();
@@ -285,6 +291,7 @@ async function main(): Promise<void> {
   console.log(`  Pure-JS + CSP page: ${demo.url}/csp-noble.html`);
   console.log(`  Bot device:         ${demo.bot.deviceId}`);
   console.log(`  Bot measurement:    ${demo.measurement}`);
+  console.log(`  Org key (pinned):   ${demo.orgKey}`);
   console.log('');
   console.log('Press Ctrl-C to stop.');
   const onSignal = (): void => {

@@ -2,13 +2,16 @@
  * The demo web app in a real browser (Debian's Chromium through playwright-core), against a real
  * relay and the support bot in its enclave (`examples/web/serve.ts`):
  * chat with the bot, reload and keep the history, no plaintext at the relay or in IndexedDB,
- * tampered records give typed errors (ST1), one writer across tabs (ST5), and the pure-JS page
- * under a CSP without `'wasm-unsafe-eval'`. Screenshots go to examples/web/screenshots/.
+ * tampered records give typed errors (ST1), one writer across tabs (ST5), the pure-JS page
+ * under a CSP without `'wasm-unsafe-eval'`, and a page with a wrong pin that the SDK stops before
+ * anything is sent. Screenshots go to examples/web/screenshots/.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { generateOrgKey } from '@parley/client/core';
+import { toHex } from '@parley/protocol';
 import { CSP_NOBLE, startDemo, type Demo } from '../../examples/web/serve.js';
 import {
   SCRIPT,
@@ -99,11 +102,17 @@ describe('demo web app in Chromium', { skip: skipWithoutChromium }, () => {
     const first = await widgetState(page);
     assert.equal(first.phase, 'ready');
     assert.equal(first.backend, 'sodium');
-    assert.equal(first.verified, true, 'org certificate and enclave measurement verified against the pins');
-    assert.equal(await page.textContent('#badge'), 'verified');
+    assert.equal(first.verified, undefined, 'no verdict before the SDK has looked at the bot');
+    assert.equal(await page.textContent('#badge'), 'checked before sending');
+    assert.equal(await page.textContent('#pinned-measurement'), demo.measurement);
 
     const transcript = await runScript(page);
     assert.ok(transcript.some((l) => l.includes(`Thanks, ${SCRIPT.form.name}`)));
+    // The SDK verified the org certificate and the enclave attestation before the first send.
+    assert.equal((await widgetState(page)).verified, true, 'org certificate and enclave measurement verified by the SDK against the pins');
+    assert.equal(await page.textContent('#badge'), 'verified');
+    assert.match((await page.textContent('#measurement')) ?? '', new RegExp(`^${demo.measurement} · verified`));
+    assert.match((await page.textContent('#safety-number')) ?? '', /^\d{5}( \d{5}){11}$/);
 
     // Screenshots for the README: the widget and the relay panel.
     await page.locator('#messages').evaluate((el) => (el.scrollTop = el.scrollHeight));
@@ -130,6 +139,7 @@ describe('demo web app in Chromium', { skip: skipWithoutChromium }, () => {
     const again = await waitSettled(page);
     assert.equal(again.phase, 'ready');
     assert.equal(again.deviceId, first.deviceId, 'identity kept across reload');
+    assert.equal(again.verified, true, "the SDK's verdict is kept with the peer record");
     assert.deepEqual(await allMessages(page), before, 'history restored across reload');
     const reply = await ask(page, 'Where is order 1044?');
     assert.match(reply.join(' '), /Order 1044 is delivered/);
@@ -139,8 +149,7 @@ describe('demo web app in Chromium', { skip: skipWithoutChromium }, () => {
     // keys sit in the peer record: if they are not visible, neither is anything else in clear).
     const dump = (await dumpIndexedDb(page)).filter((d) => d.db === DB);
     assert.ok(dump.length > 5);
-    const cfg = (await (await fetch(`${demo.url}/api/config`)).json()) as { botIdentity: { signingKey: string; dhKey: string } };
-    const botKeys = [Buffer.from(cfg.botIdentity.signingKey, 'base64'), Buffer.from(cfg.botIdentity.dhKey, 'base64')];
+    const botKeys = [demo.bot.identity.signingKey, demo.bot.identity.dhKey];
     for (const rec of dump) {
       if (rec.kind === 'CryptoKey') continue;
       assert.equal(rec.kind, 'bytes', `${rec.key} is raw bytes`);
@@ -273,6 +282,56 @@ describe('demo web app in Chromium', { skip: skipWithoutChromium }, () => {
     await context.close();
   });
 
+  test('a page with a wrong pin refuses to send: typed error, the relay stores nothing from it', async () => {
+    // The same bundle, served with one pin replaced (as if built with it): a measurement the bot
+    // does not run, or another organisation's key. /api/config and the relay are unchanged.
+    const wrongMeasurement = (parseInt(demo.measurement[0]!, 16) ^ 1).toString(16) + demo.measurement.slice(1);
+    const cases = [
+      { pin: demo.measurement, wrong: wrongMeasurement, code: 'ATTESTATION_INVALID', shot: 'untrusted-measurement.png' },
+      { pin: demo.orgKey, wrong: toHex(generateOrgKey().publicKey), code: 'UNTRUSTED_IDENTITY', shot: 'untrusted-org.png' },
+    ];
+    for (const c of cases) {
+      const context = await newWidgetContext(browser);
+      let replaced = 0;
+      await context.route(/\.js$/, async (route) => {
+        const r = await route.fetch();
+        const body = await r.text();
+        replaced += body.split(c.pin).length - 1;
+        await route.fulfill({ response: r, body: body.replaceAll(c.pin, c.wrong) });
+      });
+      const { page, errors } = await openWidget(context, `${demo.url}/`);
+      assert.ok(replaced > 0, 'the pin is compiled into the bundle');
+      const s = await widgetState(page);
+      assert.equal(s.phase, 'ready');
+      if (c.pin === demo.measurement) assert.equal(await page.textContent('#pinned-measurement'), c.wrong);
+      const bundles = demo.store.history().filter((e) => e.kind === 'bundle' && e.to === demo.bot.deviceId).length;
+
+      await page.fill('#input', SCRIPT.order);
+      await page.press('#input', 'Enter');
+      await page.waitForSelector('#messages li.msg.me[data-failed]', { timeout: 15_000 });
+      await new Promise((r) => setTimeout(r, 500)); // anything (wrongly) queued would reach the relay by now
+
+      const after = await widgetState(page);
+      assert.equal(after.errorCode, c.code, c.code);
+      assert.equal(after.verified, false);
+      assert.equal(after.sent, 0);
+      assert.equal(await page.textContent('#badge'), 'unverified');
+      assert.match((await page.textContent('#banner')) ?? '', new RegExp(`failed verification \\(${c.code}: .*\\)\\. Nothing was sent`));
+      assert.match((await page.textContent('#messages li.msg.me[data-failed]')) ?? '', new RegExp(`not sent \\(${c.code}\\)`));
+      assert.match((await page.textContent('#measurement')) ?? '', new RegExp(`not verified: ${c.code}`));
+      // The SDK did fetch the bot's bundle (and the statements beside it), then refused it.
+      assert.ok(demo.store.history().filter((e) => e.kind === 'bundle' && e.to === demo.bot.deviceId).length > bundles);
+      // The relay stored no envelope from this customer, and its panel shows none.
+      assert.equal(demo.store.history().filter((e) => e.kind === 'stored' && e.from === s.deviceId).length, 0);
+      assert.equal(await page.locator(`#relay-rows tr.stored span[data-device="${s.deviceId}"]`).count(), 0);
+      await page.locator(`#relay-rows tr.prekeys span[data-device="${s.deviceId}"]`).first().waitFor(); // the panel does show this customer (its prekeys)
+      await page.click('#trust summary'); // security details: pinned vs. (not) verified measurement
+      await page.locator('#widget').screenshot({ path: `${screenshots}${c.shot}` });
+      assert.deepEqual(errors, []);
+      await context.close();
+    }
+  });
+
   test('pure-JS backend page under a CSP without wasm-unsafe-eval', async () => {
     const context = await newWidgetContext(browser);
     const page = await context.newPage();
@@ -290,8 +349,8 @@ describe('demo web app in Chromium', { skip: skipWithoutChromium }, () => {
     const s = await waitSettled(page);
     assert.equal(s.phase, 'ready');
     assert.equal(s.backend, 'noble');
-    assert.equal(s.verified, true);
     assert.match((await ask(page, SCRIPT.order)).join(' '), /Order 1042 is shipped/);
+    assert.equal((await widgetState(page)).verified, true);
 
     // The policy really forbids WebAssembly here, and the page ships none.
     const wasm = await page.evaluate(async () => {

@@ -43,6 +43,7 @@ export interface WidgetState {
   backend: string;
   deviceId?: string;
   botDeviceId?: string;
+  /** The SDK's verdict on the bot: undefined until it checked (before the first send). */
   verified?: boolean;
   errorCode?: string;
   errorRecord?: string;

@@ -3,21 +3,37 @@
  * writer tab at a time.
  *
  * Start-up: crypto backend → sealed store → writer lock (another tab has it: wait, say so) →
- * client (identity created on first use, kept across reloads) → history → connect → check the
- * bot against the pinned org key and measurement. Any typed error on the way is shown with its
- * code (and, for storage, the record id), never a crash.
+ * client (identity created on first use, kept across reloads) → history → connect. Any typed
+ * error on the way is shown with its code (and, for storage, the record id), never a crash.
+ *
+ * Trust is the SDK's job, not this page's: the client is created with the org key and the bot
+ * measurement pinned in this bundle at build time, and refuses (`UNTRUSTED_IDENTITY`,
+ * `ATTESTATION_INVALID`; nothing encrypted, nothing sent) a bot whose certificate or attestation,
+ * published with its prekeys on the relay, does not verify against them. The badge only shows
+ * that verdict: what `peerCertificate` / `peerAttestation` say was verified, or the typed error of
+ * a refused send.
  */
 import { initCrypto, isParleyError, type BackendName, type ParleyError } from '@parley/protocol';
 import { ParleyClient, ConversationEngine, type IncomingMessage } from '@parley/client';
 import { IndexedDbStore, acquireWriterLock, writerLockName, type WriterLock } from '@parley/client/browser';
 import { ChatHistory } from './history.js';
 import { RelayPanel } from './relay-panel.js';
-import { checkBot, type DemoConfig } from './trust.js';
 import { WidgetView, parseCard, type ChatItem } from './ui.js';
 
 declare const __PARLEY_ORG_KEY__: string;
 declare const __PARLEY_MEASUREMENT__: string;
 declare const __PARLEY_BOT_LABEL__: string;
+
+/**
+ * What `/api/config` returns: the "support address", i.e. which device to talk to. Untrusted
+ * routing info: whoever answers there must still pass the SDK's checks against the pins.
+ */
+interface DemoConfig {
+  botDeviceId: string;
+}
+
+/** Errors by which the SDK refuses a peer (nothing is encrypted to it). */
+const TRUST_CODES: ReadonlySet<string> = new Set(['UNTRUSTED_IDENTITY', 'ATTESTATION_INVALID', 'IDENTITY_CHANGED']);
 
 /** One database per widget installation (both demo pages share it, one tab at a time). */
 export const DB_NAME = 'parley-support-widget';
@@ -32,6 +48,7 @@ interface WidgetState {
   backend: BackendName;
   deviceId?: string;
   botDeviceId?: string;
+  /** The SDK's verdict on the bot: undefined until it checked (before the first send). */
   verified?: boolean;
   errorCode?: string;
   errorRecord?: string;
@@ -52,6 +69,8 @@ export async function start(backend: BackendName): Promise<void> {
   let client: ParleyClient | undefined;
   let history: ChatHistory | undefined;
   let botId = '';
+  /** The SDK's last refusal of the bot, until a send to it succeeds. */
+  let refusal: ParleyError | undefined;
   const pendingByMsgId = new Map<string, ChatItem>();
 
   const view = new WidgetView({
@@ -99,9 +118,68 @@ export async function start(backend: BackendName): Promise<void> {
     try {
       await client.send(botId, content, { id });
       state.sent++;
+      if (refusal) {
+        // The SDK accepted the bot this time (e.g. a substituted bundle is gone): its verdict stands.
+        refusal = undefined;
+        state.verified = undefined;
+        view.showBanner(undefined);
+      }
+      showTrust();
+      showSafetyNumber();
     } catch (e) {
       const code = isParleyError(e) ? e.code : 'INTERNAL';
+      pendingByMsgId.delete(id);
+      shown.failed = code;
+      view.render(shown);
+      await history!.put(shown);
+      if (isParleyError(e) && TRUST_CODES.has(e.code)) refused(e);
       await addItem({ who: 'system', at: Date.now(), text: `Not sent (${code}).` });
+    }
+  }
+
+  /**
+   * The badge, from the SDK's verdict only: the certificate and attestation it verified for the
+   * bot (kept with the peer record, so known again after a reload), or nothing yet.
+   */
+  function showTrust(): void {
+    if (!client || refusal) return;
+    const cert = client.peerCertificate(botId);
+    const att = client.peerAttestation(botId);
+    // A re-pinned measurement (new bot deploy) is re-checked by the SDK on the next send.
+    if (!cert || !att || att.measurement !== __PARLEY_MEASUREMENT__.toLowerCase()) {
+      view.setBadge('pending', 'checked before sending', 'Before your first message is encrypted, the SDK checks the bot\'s org certificate and enclave attestation against the pins in this page. Nothing is sent to a bot that fails.');
+      view.setDetail('measurement', 'not checked yet (checked before the first message)');
+      return;
+    }
+    const support = cert.role === 'bot' && cert.label === __PARLEY_BOT_LABEL__;
+    state.verified = support;
+    view.setDetail('measurement', `${att.measurement} · verified, attested ${new Date(att.issuedAt).toLocaleString()}`);
+    view.setBadge(
+      support ? 'verified' : 'unverified',
+      support ? 'verified' : 'unverified',
+      support
+        ? `Certified by the pinned org key as bot "${cert.label}" (until ${new Date(cert.expiresAt).toLocaleDateString()}); its enclave attested the pinned measurement.`
+        : `Certified as ${cert.role} "${cert.label}", not as the ${__PARLEY_BOT_LABEL__} bot.`,
+    );
+  }
+
+  /** The SDK refused the bot: say so with the typed error; nothing was sent to it. */
+  function refused(e: ParleyError): void {
+    refusal = e;
+    state.verified = false;
+    state.errorCode = e.code;
+    const reason = typeof e.details?.reason === 'string' ? ` (${e.details.reason})` : '';
+    view.setBadge('unverified', 'unverified', `${e.code}${reason}: ${e.message}`);
+    view.setDetail('measurement', `not verified: ${e.code}${reason}`);
+    view.setDetail('safety-number', client?.peerIdentity(botId) ? client.safetyNumber(botId) : 'none: nothing was sent to this bot');
+    view.showBanner(`The support bot failed verification (${e.code}: ${e.message}). Nothing was sent to it.`, 'error');
+  }
+
+  function showSafetyNumber(): void {
+    try {
+      view.setDetail('safety-number', client!.safetyNumber(botId));
+    } catch {
+      view.setDetail('safety-number', 'shown after the first message');
     }
   }
 
@@ -135,12 +213,13 @@ export async function start(backend: BackendName): Promise<void> {
     return;
   }
 
-  // 2. Configuration (untrusted: checked against the pins below).
+  // 2. Where the bot is (untrusted routing info; the SDK checks the bot against the pins).
   let cfg: DemoConfig;
   try {
     const res = await fetch('./api/config');
     if (!res.ok) throw new Error(`config: HTTP ${res.status}`);
     cfg = (await res.json()) as DemoConfig;
+    if (typeof cfg?.botDeviceId !== 'string') throw new Error('config: no bot device id');
   } catch (e) {
     fail(e, 'Could not load the widget configuration');
     return;
@@ -172,16 +251,19 @@ export async function start(backend: BackendName): Promise<void> {
   });
   view.showBanner(undefined);
 
-  // 5. The client (identity created on first use) and the history.
+  // 5. The client (identity created on first use) and the history. The pins make the SDK refuse
+  //    any peer without a certificate from the org key (role `bot`) and, so, without an
+  //    attestation of the pinned measurement.
   try {
     client = await ParleyClient.create({
       relayUrl: location.origin,
       store,
+      trust: { orgKey: __PARLEY_ORG_KEY__, botMeasurement: __PARLEY_MEASUREMENT__, roles: ['bot'] },
       transport: { socketOptions: { transports: ['websocket'] } },
     });
     history = await ChatHistory.load(store);
   } catch (e) {
-    fail(e, 'Stored chat data failed its integrity check');
+    fail(e, isParleyError(e, 'USAGE') ? 'The widget is misconfigured' : 'Stored chat data failed its integrity check');
     return;
   }
   state.deviceId = client.deviceId;
@@ -201,23 +283,13 @@ export async function start(backend: BackendName): Promise<void> {
   const lastBot = await store.get(LAST_BOT_KEY).catch(() => undefined);
   const lastBotId = lastBot ? new TextDecoder().decode(lastBot) : undefined;
   if (lastBotId && lastBotId !== botId) {
-    await addItem({ who: 'system', at: Date.now(), text: 'The support bot has a new device. Its identity is checked again below.' });
+    await addItem({ who: 'system', at: Date.now(), text: 'The support bot has a new device. It is verified again before your next message.' });
   }
   await store.setMany([[LAST_BOT_KEY, new TextEncoder().encode(botId)]]);
   if (history.items.length === 0) view.render({ key: 'chips', who: 'bot', at: Date.now(), card: { type: 'quick-replies', options: STARTER_CHIPS } });
 
-  // 6. The bot's identity, certificate and measurement against the pins.
-  const verdict = checkBot(cfg, { orgKey: __PARLEY_ORG_KEY__, measurement: __PARLEY_MEASUREMENT__, label: __PARLEY_BOT_LABEL__ });
-  state.verified = verdict.verified;
-  view.setDetail('measurement', verdict.measurement);
-  view.setBadge(verdict.verified ? 'verified' : 'unverified', verdict.verified ? 'verified' : 'unverified', verdict.reason);
-  const showSafetyNumber = (): void => {
-    try {
-      view.setDetail('safety-number', client!.safetyNumber(botId));
-    } catch {
-      view.setDetail('safety-number', 'shown after the first message');
-    }
-  };
+  // 6. The badge: what the SDK verified for the bot so far (after a reload: already known).
+  showTrust();
   showSafetyNumber();
 
   // 7. Events: messages (consumed only after they are in the history), receipts, errors.
@@ -230,7 +302,8 @@ export async function start(backend: BackendName): Promise<void> {
     view.render(item);
     void history!.put(item);
   });
-  client.on('error', ({ error }: { error: ParleyError }) => {
+  client.on('error', ({ error, peer }: { error: ParleyError; peer?: string }) => {
+    if (peer === botId && TRUST_CODES.has(error.code)) refused(error);
     const record = typeof error.details?.key === 'string' ? ` (record "${error.details.key}")` : '';
     state.errorCode = error.code;
     if (record) state.errorRecord = String(error.details?.key);
@@ -247,6 +320,7 @@ export async function start(backend: BackendName): Promise<void> {
     state.received++;
     const card = m.type === 'json' ? parseCard(m.data) : undefined;
     await addItem({ who: 'bot', at: m.sentAt, ...(m.text !== undefined ? { text: m.text } : {}), ...(card ? { card } : {}) });
+    showTrust();
     showSafetyNumber();
   }
 

@@ -23,6 +23,8 @@ export interface ChatItem {
   readonly msgId?: string;
   /** The bot's device persisted it (end-to-end receipt). */
   delivered?: boolean;
+  /** Not sent: the typed error (e.g. the SDK refused an unverified bot). */
+  failed?: string;
 }
 
 /** Callbacks of interactive cards. */
@@ -126,9 +128,11 @@ export class WidgetView {
     const li = el('li', `msg ${item.who}`);
     li.dataset.key = item.key;
     if (item.delivered) li.dataset.delivered = 'true';
+    if (item.failed) li.dataset.failed = item.failed;
     if (item.text !== undefined) li.append(document.createTextNode(item.text));
     if (item.card) li.append(this.#card(item, item.card));
-    if (item.who !== 'system') li.append(el('span', 'meta', `${time(item.at)}${item.who === 'me' ? (item.delivered ? ' · delivered ✓✓' : ' · sent ✓') : ''}`));
+    const status = item.failed ? ` · not sent (${item.failed})` : item.delivered ? ' · delivered ✓✓' : ' · sent ✓';
+    if (item.who !== 'system') li.append(el('span', 'meta', `${time(item.at)}${item.who === 'me' ? status : ''}`));
     const old = this.messages.querySelector<HTMLLIElement>(`li[data-key="${CSS.escape(item.key)}"]`);
     if (old) old.replaceWith(li);
     else this.messages.append(li);

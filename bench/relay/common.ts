@@ -1,6 +1,6 @@
 /**
- * Shared pieces of the relay bench: progress logging, statistics, formatting, and the handle on
- * a server child process (`server.ts`), which answers one request at a time over IPC.
+ * Shared pieces of the relay bench: progress logging, statistics, formatting, and the child
+ * processes (`server.ts`, `load-worker.ts`), which answer one request at a time over IPC.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -9,7 +9,7 @@ import type { ServerKind, ServerRequest, ServerUsage } from './server.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-/** A server child that does not answer within this long is killed and the run fails. */
+/** A child that does not answer within this long (by default) is killed and its case fails. */
 const REQUEST_TIMEOUT_MS = 60_000;
 
 export const log = (line: string): void => void process.stderr.write(`[bench:relay] ${line}\n`);
@@ -151,7 +151,13 @@ export class ServerProcess {
   /** Forks `server.ts` and starts a server of `kind` in it (127.0.0.1, port 0). */
   static async start(kind: ServerKind, sqlitePath?: string): Promise<ServerProcess> {
     const s = new ServerProcess(kind);
-    const v = (await s.request({ op: 'start', kind, ...(sqlitePath ? { sqlitePath } : {}) })) as { url: string; origin: string };
+    let v: { url: string; origin: string };
+    try {
+      v = (await s.request({ op: 'start', kind, ...(sqlitePath ? { sqlitePath } : {}) })) as typeof v;
+    } catch (e) {
+      await s.stop();
+      throw e;
+    }
     s.url = v.url;
     s.origin = v.origin;
     return s;

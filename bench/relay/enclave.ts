@@ -49,7 +49,7 @@ export interface EnclaveRound {
 export interface EnclaveOptions {
   readonly customers: number;
   readonly messagesPerCustomer: number;
-  /** Timed rounds per target (after one untimed warm-up round each). */
+  /** Timed rounds per target (after two short untimed rounds each: sessions, then warm-up). */
   readonly rounds: number;
   /** Longest a round may take before it is cut short (reported as such). */
   readonly roundTimeoutMs: number;

@@ -13,7 +13,7 @@
  * have their own CPU.
  */
 import type { ServerProcess } from './common.js';
-import { Child, log, quantile } from './common.js';
+import { Child, log, quantile, sleep } from './common.js';
 import type { LatencyRun, LoadRequest } from './load-worker.js';
 
 /** Load processes for the latency pairs: one per core of the bench machine. */
@@ -49,10 +49,12 @@ export async function measureLatency(
     await Promise.all(workers.map((w, i) => w.request({ op: 'latencySetup', url: server.url, pairs: share[i]! })));
     const run = async (seconds: number) => {
       const server0 = await server.cpuSeconds();
-      const runs = (await Promise.all(
-        workers.map((w, i) => w.request({ op: 'latencyRun', rate: (o.rate * share[i]!) / o.pairs, seconds })),
-      )) as LatencyRun[];
-      return { runs, serverCpuSecs: (await server.cpuSeconds()) - server0 };
+      const done = Promise.all(workers.map((w, i) => w.request({ op: 'latencyRun', rate: (o.rate * share[i]!) / o.pairs, seconds })));
+      done.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
+      // The relay's CPU over the sending window only (the workers then drain what is in flight).
+      await sleep(seconds * 1000);
+      const serverCpuSecs = (await server.cpuSeconds()) - server0;
+      return { runs: (await done) as LatencyRun[], serverCpuSecs };
     };
     if (o.warmupSeconds > 0) {
       const w = await run(o.warmupSeconds);

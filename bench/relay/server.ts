@@ -1,8 +1,8 @@
 /**
  * The server side of the relay bench, one per child process (forked by `common.ts`): the real
  * relay (`createRelay`, SQLite or memory store) or the bare socket.io forwarder. It answers IPC
- * requests from the runner one at a time (`serveRequests`): start, CPU and event-loop time, an API key, a store
- * probe, stop.
+ * requests from the runner one at a time (`serveRequests`): start, CPU and event-loop time, an
+ * API key, a store probe, stop.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync, statSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeHeapSnapshot } from 'node:v8';
 import { getCrypto, isParleyError } from '@parley/protocol';
@@ -161,4 +162,50 @@ test('B5: with a secret file, the host heap, workerData, env and argv never hold
   const kept = [control];
   const snapshot2 = writeHeapSnapshot(join(dir, 'host2.heapsnapshot'));
   assert.ok(readFileSync(snapshot2, 'latin1').includes(kept[0]!), 'scanner control');
+});
+
+test('blob store: group commit — concurrent batches share one fdatasync, apply in call order, and a failed group fails with everything queued behind it', async (t) => {
+  const dir = tempDir(t);
+  let store = await SealedBlobStore.open(dir);
+  const probe = await open(join(dir, 'probe'), 'w');
+  const proto = Object.getPrototypeOf(probe) as { datasync: () => Promise<void>; write: (...a: unknown[]) => Promise<unknown> };
+  await probe.close();
+  const { datasync, write } = proto;
+  let syncs = 0;
+  proto.datasync = function (this: unknown) {
+    syncs++;
+    return datasync.call(this);
+  };
+  t.after(() => {
+    proto.datasync = datasync;
+    proto.write = write;
+  });
+  const view = async () => (await store.readAll()).map((r) => [r.key, [...r.blob]]);
+  // 50 batches issued in one turn: one group, one sync; later batches win on the same key.
+  await Promise.all(Array.from({ length: 50 }, (_, i) => store.writeBatch([{ key: 'x', blob: new Uint8Array([i]) }, { key: `k${i}`, blob: new Uint8Array([i]) }], i > 0 ? [`k${i - 1}`] : [])));
+  assert.equal(syncs, 1, 'one fdatasync for the whole group');
+  assert.deepEqual(await view(), [
+    ['k49', [49]],
+    ['x', [49]],
+  ]);
+  // A write that tears (half a group on disk, then an error): the group and the batch queued
+  // behind it both fail; the next batch cuts the torn bytes off and commits.
+  proto.write = async function (this: unknown, buf: unknown, off: unknown, len: unknown, pos: unknown) {
+    proto.write = write;
+    await write.call(this, buf, off, Math.floor((len as number) / 2), pos);
+    throw Object.assign(new Error('EIO: injected'), { code: 'EIO' });
+  };
+  const first = store.writeBatch([{ key: 'y', blob: new Uint8Array([1]) }], []);
+  const second = store.writeBatch([{ key: 'z', blob: new Uint8Array([2]) }], []);
+  await assert.rejects(first, /injected/);
+  await assert.rejects(second, /injected/);
+  await store.writeBatch([{ key: 'w', blob: new Uint8Array([3]) }], []);
+  await store.close();
+  store = await SealedBlobStore.open(dir);
+  assert.deepEqual(await view(), [
+    ['k49', [49]],
+    ['w', [3]],
+    ['x', [49]],
+  ]);
+  await store.close();
 });

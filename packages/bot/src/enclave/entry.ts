@@ -107,6 +107,36 @@ async function commit<T>(s: State, fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/** `sent` calls waiting for the next shared commit. */
+let sentQueue: { to: string; id: string; resolve: () => void; reject: (e: unknown) => void }[] = [];
+
+/**
+ * Drops a reply the relay has stored from the outbox. The `sent` calls that arrive in one turn
+ * (the relay acks replies to many customers at once) share one commit instead of one each: each
+ * call still resolves only once its own removal is durable, exactly as before, and a removal is
+ * pure cleanup (if a crash loses it, the reply is sent again and the relay and the customer's
+ * dedupe drop the copy), so batching them changes no crash semantics.
+ */
+function markSent(s: State, to: string, id: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    sentQueue.push({ to, id, resolve, reject });
+    if (sentQueue.length > 1) return;
+    setImmediate(() => {
+      const batch = sentQueue;
+      sentQueue = [];
+      // One failing removal (the engine's operations are transactional: it wrote nothing) fails
+      // only its own call; the others still commit.
+      const failed = new Map<(typeof batch)[number], unknown>();
+      commit(s, async () => {
+        for (const e of batch) await s.engine.markSent(e.to, e.id).catch((err: unknown) => void failed.set(e, err));
+      }).then(
+        () => batch.forEach((e) => (failed.has(e) ? e.reject(failed.get(e)) : e.resolve())),
+        (err: unknown) => batch.forEach((b) => b.reject(err)),
+      );
+    });
+  });
+}
+
 function makeAttestation(s: State, now = Date.now()): BotAttestation {
   const base = { version: 1 as const, deviceId: s.engine.deviceId, measurement: s.measurement, issuedAt: now };
   return { ...base, signature: s.engine.signAttestation(attestationPayload(base)) };
@@ -218,13 +248,16 @@ const impl: Impl = {
 
   async sent(p) {
     const s = need();
-    await commit(s, () => s.engine.markSent(p.to, p.id));
+    await markSent(s, p.to, p.id);
     return {};
   },
 
   async outbox() {
     const s = need();
-    return { items: await s.engine.pendingOutbox() };
+    const items = await s.engine.pendingOutbox();
+    // Commits are pipelined: memory can be ahead of disk. Hand out only durable envelopes.
+    await s.store.settled();
+    return { items };
   },
 
   async attest() {

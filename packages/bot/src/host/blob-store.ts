@@ -5,7 +5,8 @@
  * the enclave's batches durable and atomic. Layout of the directory:
  *
  * - `log`: the batches since the last snapshot, appended one frame per batch and fdatasync'ed
- *   before the batch is acked (one sync per batch, whatever its size);
+ *   before the batch is acked (group commit: the batches that queued up during one append +
+ *   sync share the next one; see {@link SealedBlobStore.writeBatch});
  * - `snapshot`: every record as of the last compaction (written to `snapshot.tmp`, synced,
  *   renamed, directory synced; then the log is truncated);
  * - `lock`: the pid of the process using the directory.
@@ -131,7 +132,14 @@ export class SealedBlobStore {
   #logFrames = 0;
   #closed = false;
   #token = '';
+  /** Exclusive operations (group appends, compaction) run one after another on this chain. */
   #chain: Promise<unknown> = Promise.resolve();
+  /** Batches waiting for the next group commit. */
+  #queue: { payload: Buffer; frame: Buffer; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  /** A drain is queued or running; it takes every batch queued before it finishes. */
+  #draining = false;
+  /** An append failed: the log may hold a partial frame past `#logBytes`. */
+  #torn = false;
 
   private constructor(dir: string) {
     this.#dir = dir;
@@ -249,28 +257,71 @@ export class SealedBlobStore {
     return [...this.#records].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([key, blob]) => ({ key, blob }));
   }
 
-  /** Writes one batch atomically; resolves once it is durable. Batches apply in call order. */
+  /**
+   * Writes one batch atomically; resolves once it is durable. Batches apply in call order.
+   *
+   * Group commit: a batch that arrives while an append + fdatasync is running waits for it, and
+   * then every waiting batch is appended in one write (still one CRC'd frame per batch, so each
+   * is replayed whole or not at all) and made durable by ONE fdatasync; each caller resolves only
+   * after that sync. If a group fails, nothing in it is known durable, and the batches queued
+   * behind it fail too: they were issued before the failure was known and may build on it (the
+   * enclave pipelines its commits), so none of them may become durable without it.
+   */
   writeBatch(puts: readonly SealedRecord[], dels: readonly string[]): Promise<void> {
     if (this.#closed || !this.#log) return Promise.reject(new ParleyError('USAGE', 'the blob store is closed'));
     for (const p of puts) checkKey(p.key);
     for (const d of dels) checkKey(d);
-    const run = async () => {
-      const out = new Out().raw(Buffer.from(BATCH_MAGIC, 'latin1')).u32(puts.length);
-      for (const p of puts) out.str(p.key).blob(p.blob);
-      out.u32(dels.length);
-      for (const d of dels) out.str(d);
-      const payload = out.finish();
-      const frame = new Out().u32(payload.length).u32(crc32(payload)).raw(payload).finish();
-      await this.#log!.write(frame, 0, frame.length, null);
-      await this.#log!.datasync();
-      this.#logBytes += frame.length;
-      this.#logFrames++;
-      this.#apply(payload);
-      if (this.#logBytes > COMPACT_LOG_BYTES || this.#logFrames > COMPACT_LOG_FRAMES) await this.#compact();
-    };
-    const p = this.#chain.then(run, run);
-    this.#chain = p.catch(() => undefined);
-    return p;
+    const out = new Out().raw(Buffer.from(BATCH_MAGIC, 'latin1')).u32(puts.length);
+    for (const p of puts) out.str(p.key).blob(p.blob);
+    out.u32(dels.length);
+    for (const d of dels) out.str(d);
+    const payload = out.finish();
+    const frame = new Out().u32(payload.length).u32(crc32(payload)).raw(payload).finish();
+    return new Promise<void>((resolve, reject) => {
+      this.#queue.push({ payload, frame, resolve, reject });
+      if (!this.#draining) {
+        this.#draining = true;
+        // Started on the next turn, so the batches posted in this one share the first sync too.
+        const p = this.#chain.then(() => new Promise<void>((r) => setImmediate(r))).then(() => this.#drain());
+        this.#chain = p.catch(() => undefined);
+      }
+    });
+  }
+
+  /** Appends and syncs queued batches, a group at a time, until none are left. Never rejects. */
+  async #drain(): Promise<void> {
+    for (;;) {
+      const group = this.#queue;
+      if (group.length === 0) {
+        this.#draining = false; // in the same turn as the emptiness check: no batch is stranded
+        return;
+      }
+      this.#queue = [];
+      try {
+        if (this.#torn) {
+          // A failed append may have left part of a frame past the last good one: cut it, or
+          // the next frame would follow garbage and the log would read as damaged.
+          await this.#log!.truncate(this.#logBytes);
+          this.#torn = false;
+        }
+        const bytes = group.length === 1 ? group[0]!.frame : Buffer.concat(group.map((w) => w.frame));
+        this.#torn = true;
+        await this.#log!.write(bytes, 0, bytes.length, null);
+        await this.#log!.datasync();
+        this.#torn = false;
+        this.#logBytes += bytes.length;
+        this.#logFrames += group.length;
+        for (const w of group) this.#apply(w.payload);
+        if (this.#logBytes > COMPACT_LOG_BYTES || this.#logFrames > COMPACT_LOG_FRAMES) await this.#compact();
+      } catch (e) {
+        const behind = this.#queue;
+        this.#queue = [];
+        for (const w of group) w.reject(e);
+        for (const w of behind) w.reject(e);
+        continue;
+      }
+      for (const w of group) w.resolve();
+    }
   }
 
   async #compact(): Promise<void> {

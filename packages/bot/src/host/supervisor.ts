@@ -104,6 +104,8 @@ export class EnclaveSupervisor {
   readonly #opts: SupervisorOptions;
   #worker: Worker | undefined;
   #generation = 0;
+  /** The worker generation one of whose sealed writes failed (its later writes are refused). */
+  #persistFailedGeneration = -1;
   #nextCall = 1;
   readonly #pending = new Map<number, Pending>();
   #ready: Promise<EnclaveInfo> | undefined;
@@ -261,10 +263,18 @@ export class EnclaveSupervisor {
       }
       case 'persist': {
         const worker = this.#worker;
-        this.#opts.blobStore.writeBatch(msg.puts, msg.dels).then(
+        // The enclave pipelines its commits, so a batch may build on an earlier one of the same
+        // worker; once one failed, no later batch of that worker may become durable without it
+        // (the worker exits when it sees the failure, and its successor starts from disk).
+        const write =
+          this.#persistFailedGeneration === generation
+            ? Promise.reject(new ParleyError('STORAGE_QUOTA', 'an earlier sealed state write of this worker failed'))
+            : this.#opts.blobStore.writeBatch(msg.puts, msg.dels);
+        write.then(
           () => this.#post(worker, generation, { type: 'persisted', reqId: msg.reqId, ok: true }),
           (e: unknown) => {
             const errno = typeof (e as NodeJS.ErrnoException)?.code === 'string' ? (e as NodeJS.ErrnoException).code : undefined;
+            this.#persistFailedGeneration = generation;
             this.#opts.logger.error({ event: 'enclave.persistFailed', error: toWireError(e), errno }, 'sealed state write failed');
             this.#post(worker, generation, { type: 'persisted', reqId: msg.reqId, ok: false, error: { code: 'STORAGE_QUOTA', message: 'sealed state write failed' } });
           },

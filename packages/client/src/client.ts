@@ -14,12 +14,15 @@
  *   returned and every `messages()` iterator has asked for the next one. A message is therefore
  *   never lost by a crash; the app sees it twice only if the process dies between handing it to
  *   the app and the inbox delete (make handlers idempotent on `(from, id)` if that matters).
- * - **Receipts.** After persisting a message, the client sends a `receipt` back; it surfaces at
- *   the sender as a `delivered` event (end to end: the relay cannot forge it).
+ * - **Receipts.** Persisting a message also records that its sender is owed a receipt (same
+ *   atomic write). Owed ids are collected per peer and sent as one encrypted `receipt` listing
+ *   them after `receiptDelayMs`, at once when {@link RECEIPT_BATCH_IDS} are owed, or just before
+ *   the app's next message to that peer; each id surfaces at the sender as a `delivered` event
+ *   (end to end: the relay cannot forge it). Owed ids survive restarts and go out after login.
  */
 import { ParleyError, formatSafetyNumber, getCrypto, initCrypto, isParleyError, type ParleyErrorCode, type PublicIdentity } from '@parley/protocol';
 import { ConversationEngine, type PeerAttestationInfo, type PeerCertificateInfo, type ReceivedMessage } from './core/engine.js';
-import { decodeReceiptBody, encodeReceiptBody, type PayloadType } from './core/payload.js';
+import { MAX_RECEIPT_IDS, decodeReceiptBody, type PayloadType } from './core/payload.js';
 import type { KeyValueStore } from './core/store.js';
 import type { TrustEvent, TrustOptions } from './core/trust.js';
 import { Emitter } from './emitter.js';
@@ -46,6 +49,14 @@ export interface ParleyClientOptions {
   readonly apiKey?: string;
   /** Send delivery receipts. Default true. */
   readonly receipts?: boolean;
+  /**
+   * How long receipts owed to a peer are collected before one receipt listing them all is sent
+   * (ms, 0 to 60,000). Default 25. One receipt per burst instead of one per message saves the
+   * encryption, the relay round trip and, in a one-way stream, the ratchet's DH step of every
+   * message. 0 sends a receipt right after each message. A message the app sends to the peer
+   * first takes the owed receipt with it (sent just before).
+   */
+  readonly receiptDelayMs?: number;
   /** One-time prekeys to keep on the relay. Default 50 (at most 100). */
   readonly prekeyTarget?: number;
   /** Clock. Default `Date.now`. */
@@ -103,14 +114,15 @@ const RETRY_DELAY_MS = 1000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 15_000;
 /** A low-prekey notice within this long after a login's upload is already answered. */
 const PREKEY_RECENT_MS = 5_000;
+/** Default {@link ParleyClientOptions.receiptDelayMs}. */
+export const DEFAULT_RECEIPT_DELAY_MS = 25;
+/** Receipt ids owed to one peer that trigger a receipt at once, whatever the delay. */
+export const RECEIPT_BATCH_IDS = MAX_RECEIPT_IDS;
+/** Receipt failures that may pass (storage): keep the ids owed and try again later. */
+const KEEP_RECEIPT_ON_ERROR: ReadonlySet<ParleyErrorCode> = new Set(['STORAGE_INTEGRITY', 'STORAGE_QUOTA', 'INTERNAL']);
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-/** The id of the receipt for message `id`: deterministic, so a re-sent receipt is deduped by the peer. */
-function receiptId(id: string): string {
-  return `r${id}`.slice(0, 64);
-}
 
 async function ensureCrypto(): Promise<void> {
   try {
@@ -158,6 +170,9 @@ export class ParleyClient {
   #drainAgain = false;
   #closed = false;
   #lastPublish = 0;
+  #receiptTimer: ReturnType<typeof setTimeout> | undefined;
+  #receipting: Promise<void> | undefined;
+  #receiptAgain = false;
 
   private constructor(options: ParleyClientOptions, engine: ConversationEngine, transport: SocketTransport, ownedStore?: { close(): Promise<void> }) {
     this.#options = options;
@@ -184,6 +199,8 @@ export class ParleyClient {
     if (!options.store === !options.storagePath) throw new ParleyError('USAGE', 'give exactly one of store and storagePath');
     const target = options.prekeyTarget ?? 50;
     if (!Number.isInteger(target) || target < 1 || target > 100) throw new ParleyError('USAGE', 'prekeyTarget must be 1..100');
+    const delay = options.receiptDelayMs ?? DEFAULT_RECEIPT_DELAY_MS;
+    if (typeof delay !== 'number' || !Number.isFinite(delay) || delay < 0 || delay > 60_000) throw new ParleyError('USAGE', 'receiptDelayMs must be 0..60000');
     await ensureCrypto();
     let store = options.store;
     let owned: { close(): Promise<void> } | undefined;
@@ -280,6 +297,8 @@ export class ParleyClient {
     const { type, body } = encodeContent(content);
     const id = options.id ?? ConversationEngine.newMessageId();
     const run = this.#sendLock.then(async () => {
+      // Receipts owed to this peer go first: in the same ratchet direction, so nearly free.
+      if (this.#engine.pendingReceiptCount(peer) > 0 && this.#receiptsOn) await this.#encryptReceipts(peer);
       const bundle = this.#engine.needsBundle(peer) ? await this.#transport.fetchBundle(peer) : undefined;
       try {
         await this.#engine.encrypt(peer, body, { messageId: id, type, ...(bundle ? { bundle } : {}) });
@@ -400,9 +419,14 @@ export class ParleyClient {
     return this.#engine.pendingOutbox().length;
   }
 
-  /** Resolves once every delivery received so far is handled and acked (tests, shutdown). */
+  /**
+   * Resolves once every delivery received so far is handled and acked, and the receipts owed
+   * for them are encrypted and handed to the relay (without waiting for `receiptDelayMs`).
+   */
   async idle(): Promise<void> {
     await this.#transport.idle();
+    if (this.#engine.pendingReceipts().length > 0) await this.#flushReceipts();
+    await this.#receipting;
     await this.#flushing;
     await this.#draining;
   }
@@ -413,6 +437,8 @@ export class ParleyClient {
     await this.#transport.idle().catch(() => undefined);
     this.#closed = true;
     clearTimeout(this.#retryTimer);
+    clearTimeout(this.#receiptTimer);
+    this.#receiptTimer = undefined;
     await this.#transport.close();
     for (const it of this.#iterators) {
       it.done = true;
@@ -420,6 +446,7 @@ export class ParleyClient {
     }
     await this.#flushing?.catch(() => undefined);
     await this.#draining?.catch(() => undefined);
+    await this.#receipting?.catch(() => undefined);
     await this.#engine.close();
     await this.#ownedStore?.close();
   }
@@ -447,9 +474,8 @@ export class ParleyClient {
       this.#report(e);
     }
     this.#events.emit('connected', { deviceId: this.deviceId });
-    // Receipts for messages persisted before a crash may never have been sent: send them (the
-    // deterministic receipt id makes a repeat harmless).
-    for (const m of this.#engine.inbox()) if (m.type !== 'receipt') await this.#queueReceipt(m.from, m.id);
+    // Receipts still owed from before a restart (persisted with their messages) go out now.
+    if (this.#engine.pendingReceipts().length > 0) await this.#flushReceipts();
     void this.#flushOutbox();
   }
 
@@ -492,10 +518,7 @@ export class ParleyClient {
       this.#report(e, { peer: m.from, id: m.id });
       return KEEP_ON_ERROR.has(code) ? 'keep' : 'ack';
     }
-    if (result.kind === 'message' && result.type !== 'receipt') {
-      await this.#queueReceipt(result.from, result.id);
-      void this.#flushOutbox();
-    }
+    if (result.kind === 'message' && result.type !== 'receipt') this.#scheduleReceipts(result.from);
     void this.#drain();
     return 'ack';
   }
@@ -505,14 +528,15 @@ export class ParleyClient {
    * fetch its published statements (no OPK used), verify them, and try once more.
    */
   async #receiveWithCertificate(m: { from: string; id: string; envelope: Uint8Array }) {
+    const options = { receipt: this.#receiptsOn };
     try {
-      return await this.#engine.receive(m);
+      return await this.#engine.receive(m, options);
     } catch (e) {
       if (!needsStatements(e) || !this.#transport.authenticated) throw e;
       const statements = await this.#transport.fetchIdentity(m.from).catch(() => undefined);
       if (!statements) throw e;
       await this.#engine.setPeerStatements(m.from, statements);
-      return this.#engine.receive(m);
+      return this.#engine.receive(m, options);
     }
   }
 
@@ -522,13 +546,63 @@ export class ParleyClient {
     await this.#engine.setPeerStatements(peer, s);
   }
 
-  async #queueReceipt(peer: string, id: string): Promise<void> {
-    if (this.#options.receipts === false || this.#closed) return;
-    try {
-      await this.#engine.encrypt(peer, encodeReceiptBody([id]), { messageId: receiptId(id), type: 'receipt' });
-    } catch (e) {
-      // Already queued (USAGE), or the peer is blocked/untrusted now: no receipt then.
-      if (!isParleyError(e, 'USAGE')) this.#options.logger?.debug?.({ event: 'receiptSkipped', code: isParleyError(e) ? e.code : 'INTERNAL' });
+  get #receiptsOn(): boolean {
+    return this.#options.receipts !== false;
+  }
+
+  /** A message from `peer` now owes it a receipt (persisted by the engine): send it soon. */
+  #scheduleReceipts(peer: string): void {
+    if (this.#closed || !this.#receiptsOn) return;
+    const delay = this.#options.receiptDelayMs ?? DEFAULT_RECEIPT_DELAY_MS;
+    if (delay === 0 || this.#engine.pendingReceiptCount(peer) >= RECEIPT_BATCH_IDS) {
+      void this.#flushReceipts();
+      return;
+    }
+    this.#receiptTimer ??= setTimeout(() => {
+      this.#receiptTimer = undefined;
+      void this.#flushReceipts();
+    }, delay);
+  }
+
+  /** Encrypts every owed receipt into the outbox (one per peer and up to 100 ids), then sends the outbox. */
+  #flushReceipts(): Promise<void> {
+    clearTimeout(this.#receiptTimer);
+    this.#receiptTimer = undefined;
+    if (this.#receipting) {
+      this.#receiptAgain = true;
+      return this.#receipting;
+    }
+    const run = (async () => {
+      do {
+        this.#receiptAgain = false;
+        for (const { peer } of this.#engine.pendingReceipts()) {
+          if (this.#closed) return;
+          await this.#encryptReceipts(peer);
+        }
+      } while (this.#receiptAgain);
+      void this.#flushOutbox();
+    })();
+    this.#receipting = run.finally(() => {
+      this.#receipting = undefined;
+    });
+    return this.#receipting;
+  }
+
+  /** Encrypts the receipts owed to `peer`. Never throws: a receipt that cannot be encrypted is dropped (reported to the logger). */
+  async #encryptReceipts(peer: string): Promise<void> {
+    if (!this.#receiptsOn) return;
+    while (!this.#closed && this.#engine.pendingReceiptCount(peer) > 0) {
+      const ids = this.#engine.pendingReceipts().find((p) => p.peer === peer)?.ids.slice(0, MAX_RECEIPT_IDS) ?? [];
+      try {
+        await this.#engine.encryptReceipts(peer);
+      } catch (e) {
+        const code = isParleyError(e) ? e.code : 'INTERNAL';
+        this.#options.logger?.debug?.({ event: 'receiptSkipped', code });
+        if (this.#closed || KEEP_RECEIPT_ON_ERROR.has(code)) return; // still owed: next flush or next login
+        // The peer is blocked or untrusted now: no receipt then (as for a single message).
+        await this.#engine.dropReceipts(peer, ids).catch(() => undefined);
+        return;
+      }
     }
   }
 

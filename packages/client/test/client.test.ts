@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isParleyError } from '@parley/protocol';
-import { ParleyClient, type IncomingMessage } from '../src/index.js';
+import { MemoryStore, ParleyClient, type IncomingMessage } from '../src/index.js';
 import { setupCrypto } from './helpers/engines.js';
 import { FAST, client, startRelay, until } from './helpers/relay.js';
 
@@ -46,6 +46,69 @@ describe('ParleyClient over a real relay', () => {
       await bob.client.close();
       await relay.close();
     }
+  });
+
+  it('coalesces receipts: a burst gets a few receipts, each id reported delivered once', async () => {
+    const relay = await startRelay();
+    const alice = await client(relay);
+    const bob = await client(relay, { receiptDelayMs: 50 });
+    try {
+      await alice.client.connect();
+      await bob.client.connect();
+      const ids: string[] = [];
+      const sends = [];
+      for (let i = 0; i < 30; i++) sends.push(alice.client.send(bob.client.deviceId, `burst ${i}`));
+      for (const s of await Promise.all(sends)) ids.push(s.id);
+      await until(() => bob.got.length === 30, 10_000, 'bob receives');
+      const pendingBefore = alice.got.length;
+      await until(() => ids.every((id) => alice.delivered.includes(id)), 10_000, 'receipts');
+      await bob.client.idle();
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(alice.delivered.length, 30, 'each id once');
+      assert.deepEqual([...alice.delivered].sort(), [...ids].sort());
+      assert.equal(alice.got.length, pendingBefore, 'receipts are not messages');
+      // A reply takes the owed receipt along (sent just before it), no waiting for the delay.
+      const slow = await client(relay, { receiptDelayMs: 60_000 });
+      await slow.client.connect();
+      const { id } = await alice.client.send(slow.client.deviceId, 'ping');
+      await until(() => slow.got.length === 1, 10_000, 'slow receives');
+      await slow.client.send(alice.client.deviceId, 'pong');
+      await until(() => alice.delivered.includes(id) && alice.got.some((m) => m.text === 'pong'), 5_000, 'receipt with the reply');
+      await slow.client.close();
+    } finally {
+      await alice.client.close();
+      await bob.client.close();
+      await relay.close();
+    }
+  });
+
+  it('receipts owed when the receiver stops are sent after its restart', async () => {
+    const relay = await startRelay();
+    const alice = await client(relay);
+    const bob = await client(relay, { receiptDelayMs: 60_000 });
+    try {
+      await alice.client.connect();
+      await bob.client.connect();
+      const ids: string[] = [];
+      for (let i = 0; i < 3; i++) ids.push((await alice.client.send(bob.client.deviceId, `m${i}`)).id);
+      await until(() => bob.got.length === 3, 10_000, 'bob receives');
+      await bob.client.close(); // messages consumed, receipts still owed (the delay never ran out)
+      assert.deepEqual(alice.delivered, []);
+      const bob2 = await ParleyClient.create({ relayUrl: relay.url, store: bob.store!, transport: FAST, receiptDelayMs: 60_000 });
+      const again: string[] = [];
+      bob2.on('message', (m) => again.push(m.id));
+      await bob2.connect();
+      await until(() => ids.every((id) => alice.delivered.includes(id)), 10_000, 'receipts after the restart');
+      assert.deepEqual(again, [], 'consumed messages are not shown again');
+      await bob2.close();
+    } finally {
+      await alice.client.close();
+      await relay.close();
+    }
+  });
+
+  it('rejects a bad receiptDelayMs', async () => {
+    await assert.rejects(ParleyClient.create({ relayUrl: 'http://127.0.0.1:1', store: new MemoryStore(), receiptDelayMs: -1 }), (e: unknown) => isParleyError(e, 'USAGE'));
   });
 
   it('delivers to an offline device when it comes back (and through messages())', async () => {

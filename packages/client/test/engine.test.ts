@@ -196,6 +196,38 @@ describe('ConversationEngine: restarts', () => {
     assert.deepEqual(bobAgain.inbox().map((m) => str(m.payload)), ['a0', 'a1', 'a2', 'a3', 'a4', 'a5']);
   });
 
+  it('owed receipts are persisted with their messages, survive a restart and leave in one receipt', async () => {
+    const alice = await device();
+    const bob = await device();
+    const ids: string[] = [];
+    const outs = [];
+    for (let i = 0; i < 5; i++) {
+      ids.push(mid());
+      outs.push(await alice.engine.encrypt(bob.engine.deviceId, text(`a${i}`), { messageId: ids[i]!, type: 'text', ...(i === 0 ? { bundle: takeBundle(bob.upload) } : {}) }));
+    }
+    for (const out of outs.slice(0, 3)) await bob.engine.receive({ from: alice.engine.deviceId, id: out.id, envelope: out.envelope }, { receipt: true });
+    // A redelivery owes nothing more; without the option nothing is owed.
+    assert.equal((await bob.engine.receive({ from: alice.engine.deviceId, id: outs[0]!.id, envelope: outs[0]!.envelope }, { receipt: true })).kind, 'duplicate');
+    await deliver(bob.engine, alice.engine, outs[3]!);
+    await bob.engine.receive({ from: alice.engine.deviceId, id: outs[4]!.id, envelope: outs[4]!.envelope }, { receipt: true });
+    const owed = [ids[0]!, ids[1]!, ids[2]!, ids[4]!];
+    assert.deepEqual(bob.engine.pendingReceipts(), [{ peer: alice.engine.deviceId, ids: owed }]);
+
+    // Restart: still owed.
+    const bob2 = await ConversationEngine.open({ store: bob.store });
+    assert.deepEqual(bob2.pendingReceipts(), [{ peer: alice.engine.deviceId, ids: owed }]);
+    const receipt = await bob2.encryptReceipts(alice.engine.deviceId);
+    assert.ok(receipt);
+    assert.deepEqual(bob2.pendingReceipts(), []);
+    assert.equal(await bob2.encryptReceipts(alice.engine.deviceId), undefined);
+    assert.equal(bob2.pendingOutbox().length, 1);
+    const got = await deliver(alice.engine, bob2, receipt);
+    assert.ok(got.kind === 'message' && got.type === 'receipt');
+    assert.deepEqual(decodeReceiptBody(got.payload), owed);
+    // Encrypted and cleared in one write: nothing owed after another restart.
+    assert.deepEqual((await ConversationEngine.open({ store: bob.store })).pendingReceipts(), []);
+  });
+
   it('a store holding sessions but no account refuses to mint a new identity', async () => {
     const alice = await device();
     const bob = await device();

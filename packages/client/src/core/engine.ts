@@ -35,7 +35,7 @@ import {
   type RelayAuthInput,
 } from '@parley/protocol/wire';
 import { verifyOrgCertificate, type OrgRole } from './org-cert.js';
-import { assertMessageId, decodePayload, encodePayload, type PayloadType } from './payload.js';
+import { MAX_RECEIPT_IDS, assertMessageId, decodePayload, encodePayload, encodeReceiptBody, type PayloadType } from './payload.js';
 import {
   K,
   STORE_FORMAT,
@@ -126,6 +126,22 @@ export interface EncryptOptions {
   readonly type?: PayloadType;
 }
 
+/** Options of {@link ConversationEngine.receive}. */
+export interface ReceiveOptions {
+  /**
+   * Owe the sender a receipt for this message (not for receipts themselves): its id is added to
+   * the peer's pending receipt ids in the same atomic write as the inbox entry, and stays there
+   * until {@link ConversationEngine.encryptReceipts} put a receipt listing it in the outbox.
+   * Default false.
+   */
+  readonly receipt?: boolean;
+}
+
+/** The message id of the receipt whose first listed id is `id`: deterministic, never reused (an id is receipted once). */
+export function receiptMessageId(id: string): string {
+  return `r${id}`.slice(0, 64);
+}
+
 /** The result of {@link ConversationEngine.receive}. */
 export type ReceiveResult =
   | ({ readonly kind: 'message' } & ReceivedMessage)
@@ -180,6 +196,8 @@ export class ConversationEngine {
   readonly #seen = new Map<string, SeenState>();
   readonly #outbox = new Map<string, OutgoingEnvelope>();
   readonly #inbox = new Map<string, ReceivedMessage>();
+  /** Peer → received ids whose receipt is not in the outbox yet (persisted as `receipts/<peer>`). */
+  readonly #receipts = new Map<string, string[]>();
   #outboxNext: number;
   #inboxNext: number;
   #tail: Promise<unknown> = Promise.resolve();
@@ -280,6 +298,11 @@ export class ConversationEngine {
     for (const key of inboxKeys) {
       const bytes = await store.get(key);
       if (bytes) engine.#inbox.set(key, decodeInbox(bytes));
+    }
+    for (const key of await store.keys('receipts/')) {
+      const bytes = await store.get(key);
+      const ids = bytes ? decodeSeen(bytes) : [];
+      if (ids.length > 0) engine.#receipts.set(key.slice('receipts/'.length), ids);
     }
     return engine;
   }
@@ -626,7 +649,21 @@ export class ConversationEngine {
     assertDeviceId(peer);
     assertMessageId(opts?.messageId);
     if (!(payload instanceof Uint8Array)) throw new ParleyError('USAGE', 'payload must be a Uint8Array');
-    return this.#run(async () => {
+    return this.#run(() => this.#encryptNow(peer, payload, opts, []));
+  }
+
+  /**
+   * {@link encrypt} inside the queue; `extra` records are written in the same atomic write, and
+   * `onCommit` runs right after it (before anything else can touch the in-memory view).
+   */
+  async #encryptNow(
+    peer: string,
+    payload: Uint8Array,
+    opts: EncryptOptions,
+    extra: [string, Uint8Array][],
+    onCommit?: () => void,
+  ): Promise<OutgoingEnvelope> {
+    {
       for (const e of this.#outbox.values()) {
         if (e.to === peer && e.id === opts.messageId) throw new ParleyError('USAGE', 'messageId is already in the outbox');
       }
@@ -675,17 +712,70 @@ export class ConversationEngine {
       const sessionKey = K.session(peer, session.sessionId);
       const sessionBytes = session.pickle();
       const outboxKey = K.outbox(this.#outboxNext);
-      writes.push([sessionKey, sessionBytes], [K.peer(peer), jsonBytes(rec)], [outboxKey, encodeOutbox(out, this.#now())]);
-      await this.#store.setMany(writes);
+      writes.push([sessionKey, sessionBytes], [K.peer(peer), jsonBytes(rec)], [outboxKey, encodeOutbox(out, this.#now())], ...extra);
+      try {
+        await this.#store.setMany(writes);
+      } finally {
+        session.dispose();
+      }
       this.#outboxNext += 1;
       this.#sessions.set(sessionKey, sessionBytes);
       this.#peers.set(peer, rec);
       this.#outbox.set(outboxKey, out);
+      onCommit?.();
       after();
-      session.dispose();
       await this.#dropSessions(peer, evicted);
       return out;
+    }
+  }
+
+  // ---------------------------------------------------------------- receipts
+
+  /** Peers owed receipts, with their pending ids, oldest first (see {@link ReceiveOptions.receipt}). */
+  pendingReceipts(): { peer: string; ids: readonly string[] }[] {
+    return [...this.#receipts].map(([peer, ids]) => ({ peer, ids: [...ids] }));
+  }
+
+  /** How many receipt ids `peer` is owed. */
+  pendingReceiptCount(peer: string): number {
+    return this.#receipts.get(peer)?.length ?? 0;
+  }
+
+  /**
+   * Encrypts one receipt to `peer` listing up to {@link MAX_RECEIPT_IDS} of its pending receipt
+   * ids (oldest first) and puts it in the outbox; the ids leave the pending list in the same
+   * atomic write. Resolves `undefined` when nothing is pending. Throws like {@link encrypt}
+   * (nothing changes then; see {@link dropReceipts}).
+   */
+  encryptReceipts(peer: string): Promise<OutgoingEnvelope | undefined> {
+    assertDeviceId(peer);
+    return this.#run(async () => {
+      const pending = this.#receipts.get(peer);
+      if (!pending || pending.length === 0) return undefined;
+      const ids = pending.slice(0, MAX_RECEIPT_IDS);
+      const rest = pending.slice(ids.length);
+      return this.#encryptNow(peer, encodeReceiptBody(ids), { messageId: receiptMessageId(ids[0]!), type: 'receipt' }, [[K.receipts(peer), encodeSeen(rest)]], () =>
+        this.#setReceipts(peer, rest),
+      );
     });
+  }
+
+  /** Forgets pending receipt ids of `peer` (a receipt that cannot be encrypted: blocked or untrusted peer). */
+  dropReceipts(peer: string, ids: readonly string[]): Promise<void> {
+    return this.#run(async () => {
+      const pending = this.#receipts.get(peer);
+      if (!pending) return;
+      const drop = new Set(ids);
+      const rest = pending.filter((id) => !drop.has(id));
+      if (rest.length === pending.length) return;
+      await this.#store.setMany([[K.receipts(peer), encodeSeen(rest)]]);
+      this.#setReceipts(peer, rest);
+    });
+  }
+
+  #setReceipts(peer: string, ids: string[]): void {
+    if (ids.length === 0) this.#receipts.delete(peer);
+    else this.#receipts.set(peer, ids);
   }
 
   async #dropSessions(peer: string, ids: readonly string[]): Promise<void> {
@@ -743,7 +833,7 @@ export class ConversationEngine {
    *   non-prekey message), `UNTRUSTED_IDENTITY` (identity does not match `from`, or the peer
    *   must be certified and is not).
    */
-  async receive(incoming: IncomingEnvelope): Promise<ReceiveResult> {
+  async receive(incoming: IncomingEnvelope, options: ReceiveOptions = {}): Promise<ReceiveResult> {
     const { from, id, envelope } = incoming ?? ({} as IncomingEnvelope);
     if (typeof from !== 'string' || !DEVICE_ID_PATTERN.test(from)) throw new ParleyError('MALFORMED_MESSAGE', 'invalid sender device id');
     if (typeof id !== 'string' || !MESSAGE_ID_PATTERN.test(id)) throw new ParleyError('MALFORMED_MESSAGE', 'invalid message id');
@@ -844,6 +934,11 @@ export class ConversationEngine {
         );
         const accountBytes = newAccount?.pickle();
         if (newAccount && accountBytes) writes.push([K.account, accountBytes]);
+        let owed: string[] | undefined;
+        if (options.receipt && inner.type !== 'receipt') {
+          owed = [...(this.#receipts.get(from) ?? []), id];
+          writes.push([K.receipts(from), encodeSeen(owed)]);
+        }
         await this.#store.setMany(writes);
 
         // Committed: update the in-memory view.
@@ -853,6 +948,7 @@ export class ConversationEngine {
         seen.buckets.set(rec.seenBucket, nextBucket);
         seen.all.add(id);
         this.#inbox.set(inboxKey, message);
+        if (owed) this.#receipts.set(from, owed);
         if (newAccount && accountBytes) {
           this.#swapAccount(newAccount, accountBytes);
           newAccount = undefined;

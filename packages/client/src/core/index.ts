@@ -25,8 +25,10 @@ export {
   type PeerCertificateInfo,
   type PeerAttestationInfo,
   type PeerStatements,
+  type ReceiveOptions,
   type ReceiveResult,
   type ReceivedMessage,
+  receiptMessageId,
 } from './engine.js';
 export { MemoryStore, type KeyValueStore } from './store.js';
 export { SealedStore, deriveStorageKey, sealRecord, openRecord, STORAGE_KEY_BYTES } from './sealed-store.js';

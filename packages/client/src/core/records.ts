@@ -9,6 +9,7 @@
  *  label/<label>                device id the label points at
  *  outbox/<n>                   an encrypted envelope not yet acked by the relay
  *  inbox/<n>                    a decrypted message not yet consumed by the app
+ *  receipts/<device>            ids received from <device> whose receipt is not encrypted yet, "\n"-joined
  * ```
  * Every record is written together with the records it depends on in one atomic `setMany`.
  */
@@ -29,6 +30,7 @@ export const K = {
   label: (label: string) => `label/${label}`,
   outbox: (n: number) => `outbox/${String(n).padStart(12, '0')}`,
   inbox: (n: number) => `inbox/${String(n).padStart(12, '0')}`,
+  receipts: (peer: string) => `receipts/${peer}`,
 } as const;
 
 const encoder = new TextEncoder();

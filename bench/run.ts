@@ -12,6 +12,7 @@
  * lands on every implementation alike instead of on whichever happened to run then.
  * Progress goes to stderr; the report (markdown) goes to stdout.
  */
+import { parseBenchArgs } from './lib/args.js';
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -72,23 +73,8 @@ interface Outcome {
 }
 
 function parseArgs(argv: string[]): { quick: boolean; json?: string; only: ImplId[] } {
-  let quick = false;
-  let json: string | undefined;
-  let only: ImplId[] = [...IMPLEMENTATIONS];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--quick') quick = true;
-    else if (a === '--json') {
-      json = argv[++i];
-      if (!json) throw new Error('--json needs a file name');
-    } else if (a === '--only') {
-      const list = (argv[++i] ?? '').split(',').filter(Boolean);
-      const bad = list.filter((x) => !(IMPLEMENTATIONS as readonly string[]).includes(x));
-      if (bad.length || !list.length) throw new Error(`--only takes a comma list of ${IMPLEMENTATIONS.join(', ')}`);
-      only = IMPLEMENTATIONS.filter((id) => list.includes(id)); // report order, not argument order
-    } else throw new Error(`unknown argument ${a}; usage: bench/run.ts [--quick] [--json out.json] [--only ids]`);
-  }
-  return { quick, json, only };
+  const { quick, json, only } = parseBenchArgs(argv, IMPLEMENTATIONS, 'bench/run.ts [--quick] [--json out.json] [--only ids]');
+  return json === undefined ? { quick, only } : { quick, json, only };
 }
 
 /** One child process per implementation, answering one request at a time. */

@@ -15,6 +15,7 @@
  * has an event loop and a core to itself (the machine has two) and its CPU time is read apart
  * from the load's. Progress goes to stderr; the report (markdown) to stdout.
  */
+import { parseBenchArgs } from '../lib/args.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -94,27 +95,10 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  let quick = false;
-  let json: string | undefined;
-  let window = DEFAULT_SEND_WINDOW;
-  let only: CaseId[] = [...CASES];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--quick') quick = true;
-    else if (a === '--json') {
-      json = argv[++i];
-      if (!json) throw new Error('--json needs a file name');
-    } else if (a === '--only') {
-      const list = (argv[++i] ?? '').split(',').filter(Boolean);
-      const bad = list.filter((x) => !(CASES as readonly string[]).includes(x));
-      if (bad.length || !list.length) throw new Error(`--only takes a comma list of ${CASES.join(', ')}`);
-      only = CASES.filter((c) => list.includes(c));
-    } else if (a === '--window') {
-      window = Number(argv[++i]);
-      if (!Number.isInteger(window) || window < 1 || window > 256) throw new Error('--window takes 1..256 (sends in flight per sender)');
-    } else throw new Error(`unknown argument ${a}; usage: ${USAGE}`);
-  }
-  return { quick, json, only, window };
+  const { quick, json, only, extra } = parseBenchArgs(argv, CASES, USAGE, ['window']);
+  const window = extra.window === undefined ? DEFAULT_SEND_WINDOW : Number(extra.window);
+  if (!Number.isInteger(window) || window < 1 || window > 256) throw new Error('--window takes 1..256 (sends in flight per sender)');
+  return json === undefined ? { quick, only, window } : { quick, json, only, window };
 }
 
 // ---- the cases ------------------------------------------------------------------------------

@@ -288,6 +288,9 @@ export async function createBot(options: BotOptions): Promise<Bot> {
       // conversation is always handled in order. Not acked until the enclave committed it.
       for (let attempt = 1; ; attempt++) {
         try {
+          // After a restart, replies the enclave committed before the crash are queued first,
+          // so a customer never gets a later reply ahead of an earlier one.
+          await resyncing;
           await supervisor.call('deliver', { from: m.from, id: m.id, envelope: m.envelope });
           break;
         } catch (e) {
@@ -352,6 +355,8 @@ export async function createBot(options: BotOptions): Promise<Bot> {
     return publishing;
   };
 
+  /** Settles once the replies left in the outbox by the last restart are queued again. */
+  let resyncing: Promise<void> = Promise.resolve();
   const resync = async (): Promise<void> => {
     try {
       // Replies committed but not yet stored by the relay. (Deliveries that failed are retried
@@ -374,7 +379,8 @@ export async function createBot(options: BotOptions): Promise<Bot> {
     onReady: (info: EnclaveInfo, restart: boolean) => {
       attestation = info.attestation;
       if (restart) {
-        void resync();
+        // Set before the supervisor wakes the deliveries waiting in whenReady().
+        resyncing = resync();
         // The restarted enclave signed a fresh attestation: publish it.
         if (relay.authenticated) void publishPrekeys();
       }

@@ -204,6 +204,9 @@ const impl: Impl = {
       const handler = await loadHandler(p.handlerUrl);
       const s: State = { store, engine, handler, measurement, queue: new HandlerQueue(MAX_CONCURRENT_HANDLERS), tap };
       state = s;
+      // Replies committed before a crash but never handed to the host go out first, in commit
+      // order, so a handler re-run below can never put a later reply ahead of them.
+      for (const out of await engine.pendingOutbox()) post({ type: 'send', to: out.to, id: out.id, envelope: out.envelope });
       // Messages whose handler run a crash interrupted: run them again, flagged.
       const unfinished = await engine.unconsumed();
       for (const m of unfinished) runHandler(s, m, true);

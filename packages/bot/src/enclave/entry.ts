@@ -257,7 +257,10 @@ const impl: Impl = {
 
   async outbox() {
     const s = need();
-    return { items: await s.engine.pendingOutbox() };
+    const items = await s.engine.pendingOutbox();
+    // Commits are pipelined: memory can be ahead of disk. Hand out only durable envelopes.
+    await s.store.settled();
+    return { items };
   },
 
   async attest() {

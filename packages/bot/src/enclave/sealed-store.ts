@@ -7,8 +7,10 @@
  * them; the whole transaction leaves as ONE host batch when `fn` finishes (atomic on the host).
  * The enclave uses this to commit "session advanced + plaintext queued for the handler" or
  * "session advanced + envelope in the outbox" together, and releases nothing (no plaintext to
- * the handler, no envelope to the host) before the commit. Only one transaction runs at a time;
- * writes outside a transaction are one-batch commits that wait their turn.
+ * the handler, no envelope to the host) before the commit. Only one transaction's `fn` runs at a
+ * time, but commits are pipelined: the next `fn` may run while the host syncs the previous
+ * batch (see {@link SealedKeyValueStore.transaction}). Writes outside a transaction are
+ * one-batch commits that wait their turn.
  *
  * If a commit fails the in-memory state may be ahead of the durable state; the caller must then
  * treat the enclave as poisoned (the entry point exits the worker, and the supervisor restarts
@@ -36,6 +38,8 @@ export class SealedKeyValueStore implements KeyValueStore {
   /** Staged writes of the open transaction (`null` value = delete). */
   #staged: Map<string, Uint8Array | null> | null = null;
   #lock: Promise<void> = Promise.resolve();
+  /** The durability of the latest commit (see {@link SealedKeyValueStore.transaction}). */
+  #last: Promise<void> = Promise.resolve();
 
   private constructor(sealingKey: Uint8Array, persist: PersistFn) {
     this.#key = sealingKey;
@@ -92,40 +96,53 @@ export class SealedKeyValueStore implements KeyValueStore {
   unsafeTestingOnCommit: ((entries: [string, Uint8Array][]) => void) | undefined;
 
   /**
-   * Runs `fn` with writes staged, then commits them as one durable host batch. Transactions
-   * run one at a time. If `fn` throws, its writes are dropped (the engine's own operations are
-   * transactional, so they wrote nothing either).
+   * Runs `fn` with writes staged, then commits them as one durable host batch, and resolves once
+   * the host has acked it. The `fn`s of transactions run one at a time; their commits overlap
+   * (pipelined): once `fn` has finished, its writes are sealed, posted to the host and applied
+   * in memory, and the next transaction's `fn` may start while the host syncs. That is safe
+   * because nothing a transaction releases (its result: plaintext for the handler, an envelope,
+   * an ack to the relay) is released before its own commit is durable, and a commit resolves
+   * only if every earlier one did: the host writes batches in order and fails the ones queued
+   * behind a failed write, and {@link SealedKeyValueStore.#commit} also waits for the previous
+   * commit. A failed commit poisons the enclave (memory is ahead of disk). If `fn` throws, its
+   * writes are dropped (the engine's own operations are transactional, so they wrote nothing
+   * either).
    */
   async transaction<T>(fn: () => Promise<T>): Promise<T> {
     const prev = this.#lock;
     let release!: () => void;
     this.#lock = new Promise((r) => (release = r));
     await prev;
+    let result: T;
+    let durable: Promise<void> | undefined;
     try {
       this.#staged = new Map();
-      const result = await fn();
+      result = await fn();
       const staged = this.#staged;
       this.#staged = null;
-      if (staged.size > 0) await this.#commit(staged);
-      return result;
+      if (staged.size > 0) durable = this.#commit(staged);
     } finally {
       this.#staged = null;
       release();
     }
+    if (durable) await durable;
+    return result;
   }
 
-  async #commit(staged: Map<string, Uint8Array | null>): Promise<void> {
+  /** Resolves once every commit started so far is durable (rejects if one failed). */
+  settled(): Promise<void> {
+    return this.#last;
+  }
+
+  /** Seals and posts the batch and applies it in memory now; resolves once it (and every earlier commit) is durable. */
+  #commit(staged: Map<string, Uint8Array | null>): Promise<void> {
     const puts: SealedRecord[] = [];
     const dels: string[] = [];
     for (const [k, v] of staged) {
       if (v) puts.push({ key: k, blob: seal(this.#key, k, v) });
       else dels.push(k);
     }
-    try {
-      await this.#persist(puts, dels);
-    } catch (e) {
-      throw new ParleyError('ENCLAVE_UNAVAILABLE', 'the host did not persist sealed state', { cause: e });
-    }
+    const persisted = this.#persist(puts, dels);
     const written: [string, Uint8Array][] = [];
     for (const [k, v] of staged) {
       if (v) {
@@ -133,6 +150,18 @@ export class SealedKeyValueStore implements KeyValueStore {
         written.push([k, v]);
       } else this.#values.delete(k);
     }
-    this.unsafeTestingOnCommit?.(written);
+    const earlier = this.#last;
+    const done = (async () => {
+      try {
+        await persisted;
+        await earlier;
+      } catch (e) {
+        throw new ParleyError('ENCLAVE_UNAVAILABLE', 'the host did not persist sealed state', { cause: e });
+      }
+      this.unsafeTestingOnCommit?.(written);
+    })();
+    this.#last = done;
+    done.catch(() => undefined); // awaited by its transaction; the next commit sees it through `earlier`
+    return done;
   }
 }

@@ -255,14 +255,6 @@ const impl: Impl = {
     return {};
   },
 
-  async outbox() {
-    const s = need();
-    const items = await s.engine.pendingOutbox();
-    // Commits are pipelined: memory can be ahead of disk. Hand out only durable envelopes.
-    await s.store.settled();
-    return { items };
-  },
-
   async attest() {
     return makeAttestation(need());
   },

@@ -129,10 +129,6 @@ export class SealedKeyValueStore implements KeyValueStore {
     return result;
   }
 
-  /** Resolves once every commit started so far is durable (rejects if one failed). */
-  settled(): Promise<void> {
-    return this.#last;
-  }
 
   /** Seals and posts the batch and applies it in memory now; resolves once it (and every earlier commit) is durable. */
   #commit(staged: Map<string, Uint8Array | null>): Promise<void> {

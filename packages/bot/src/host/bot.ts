@@ -14,7 +14,8 @@
  *
  * Replies: the enclave commits each encrypted reply to its sealed outbox before posting it
  * here; the host sends it and tells the enclave `sent` after the relay's ack. Whatever is left
- * in the outbox after a restart is sent again; the relay stores one copy per `(from, id)`.
+ * in the outbox is posted again by the enclave itself when it (re)starts, before it re-runs any
+ * interrupted handler; the relay stores one copy per `(from, id)`.
  */
 import { join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
@@ -288,9 +289,6 @@ export async function createBot(options: BotOptions): Promise<Bot> {
       // conversation is always handled in order. Not acked until the enclave committed it.
       for (let attempt = 1; ; attempt++) {
         try {
-          // After a restart, replies the enclave committed before the crash are queued first,
-          // so a customer never gets a later reply ahead of an earlier one.
-          await resyncing;
           await supervisor.call('deliver', { from: m.from, id: m.id, envelope: m.envelope });
           break;
         } catch (e) {
@@ -355,18 +353,6 @@ export async function createBot(options: BotOptions): Promise<Bot> {
     return publishing;
   };
 
-  /** Settles once the replies left in the outbox by the last restart are queued again. */
-  let resyncing: Promise<void> = Promise.resolve();
-  const resync = async (): Promise<void> => {
-    try {
-      // Replies committed but not yet stored by the relay. (Deliveries that failed are retried
-      // by their chains; anything the host lost track of comes back when the relay reconnects.)
-      for (const item of (await supervisor.call('outbox', {})).items) queueSend(item);
-    } catch (e) {
-      logger.warn({ event: 'resync.failed', error: toWireError(e) }, 'resync after restart failed');
-    }
-  };
-
   const supervisor: EnclaveSupervisor = new EnclaveSupervisor({
     handlerUrl,
     blobStore,
@@ -378,12 +364,10 @@ export async function createBot(options: BotOptions): Promise<Bot> {
     onSend: queueSend,
     onReady: (info: EnclaveInfo, restart: boolean) => {
       attestation = info.attestation;
-      if (restart) {
-        // Set before the supervisor wakes the deliveries waiting in whenReady().
-        resyncing = resync();
-        // The restarted enclave signed a fresh attestation: publish it.
-        if (relay.authenticated) void publishPrekeys();
-      }
+      // A (re)started enclave posts the replies it committed but never handed over (`send`,
+      // in commit order) before it re-runs any interrupted handler, so nothing to fetch here.
+      // The restarted enclave signed a fresh attestation: publish it.
+      if (restart && relay.authenticated) void publishPrekeys();
     },
     ...(options.unsafeTestingExposeKeys ? { unsafeTestingExposeKeys: options.unsafeTestingExposeKeys } : {}),
     ...(options.unsafeTestingTap ? { unsafeTestingTap: options.unsafeTestingTap } : {}),
@@ -420,8 +404,6 @@ export async function createBot(options: BotOptions): Promise<Bot> {
     if (certificate) checkCertificate(certificate, info.identity, logger);
     await relay.connect();
     await publishPrekeys();
-    // Replies committed before a previous shutdown.
-    for (const item of (await supervisor.call('outbox', {})).items) queueSend(item);
   } catch (e) {
     relay.close();
     await supervisor.stop();

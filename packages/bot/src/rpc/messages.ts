@@ -125,11 +125,6 @@ export const methods = {
     params: object({ to: deviceId, id: messageId }),
     result: object({}),
   },
-  /** Outgoing envelopes persisted but not yet confirmed `sent` (re-sent after a restart). */
-  outbox: {
-    params: object({}),
-    result: object({ items: arrayOf(object({ to: deviceId, id: messageId, envelope }), 100_000) }),
-  },
   /** A fresh attestation (new `issuedAt`). */
   attest: {
     params: object({}),

@@ -3,6 +3,7 @@
  * by the browser tests. Only Debian's Chromium is used (`/usr/bin/chromium`), never a
  * downloaded browser.
  */
+import type { WidgetState } from '../src/widget-state.js';
 import { existsSync } from 'node:fs';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 
@@ -37,20 +38,7 @@ export async function newWidgetContext(browser: Browser): Promise<BrowserContext
   return context;
 }
 
-/** The widget's state hook (`window.parleyWidget`, see src/main.ts). */
-export interface WidgetState {
-  phase: 'starting' | 'waiting-for-tab' | 'ready' | 'error';
-  backend: string;
-  deviceId?: string;
-  botDeviceId?: string;
-  /** The SDK's verdict on the bot: undefined until it checked (before the first send). */
-  verified?: boolean;
-  errorCode?: string;
-  errorRecord?: string;
-  sent: number;
-  received: number;
-  delivered: number;
-}
+export type { WidgetState } from '../src/widget-state.js';
 
 export function widgetState(page: Page): Promise<WidgetState> {
   return page.evaluate(() => (window as unknown as { parleyWidget: WidgetState }).parleyWidget);

@@ -13,6 +13,7 @@
  * that verdict: what `peerCertificate` / `peerAttestation` say was verified, or the typed error of
  * a refused send.
  */
+import type { Phase, WidgetState } from './widget-state.js';
 import { initCrypto, isParleyError, type BackendName, type ParleyError } from '@parley/protocol';
 import { ParleyClient, ConversationEngine, type IncomingMessage } from '@parley/client';
 import { IndexedDbStore, acquireWriterLock, writerLockName, type WriterLock } from '@parley/client/browser';
@@ -39,23 +40,6 @@ const TRUST_CODES: ReadonlySet<string> = new Set(['UNTRUSTED_IDENTITY', 'ATTESTA
 export const DB_NAME = 'parley-support-widget';
 const LAST_BOT_KEY = 'app/widget/bot';
 const STARTER_CHIPS = ['Hi!', 'Where is order 1042?', 'Opening hours', 'I want to return an item'];
-
-type Phase = 'starting' | 'waiting-for-tab' | 'ready' | 'error';
-
-/** Test and screenshot hooks: state only, never keys or message content. */
-interface WidgetState {
-  phase: Phase;
-  backend: BackendName;
-  deviceId?: string;
-  botDeviceId?: string;
-  /** The SDK's verdict on the bot: undefined until it checked (before the first send). */
-  verified?: boolean;
-  errorCode?: string;
-  errorRecord?: string;
-  sent: number;
-  received: number;
-  delivered: number;
-}
 
 export async function start(backend: BackendName): Promise<void> {
   const state: WidgetState = { phase: 'starting', backend, sent: 0, received: 0, delivered: 0 };

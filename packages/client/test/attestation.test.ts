@@ -6,21 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
-import { attestationPayload, encodeAttestation, getCrypto, isParleyError, toHex, type BotAttestation, type ParleyErrorCode } from '@parley/protocol';
+import { attestationPayload, encodeAttestation, getCrypto, toHex, type BotAttestation, type ParleyErrorCode } from '@parley/protocol';
 import { ConversationEngine, generateOrgKey, signOrgCertificate, type TrustOptions } from '../src/core/index.js';
-import { deliver, device, mid, setupCrypto, takeBundle, text } from './helpers/engines.js';
-
-const DAY = 24 * 3600 * 1000;
-const T0 = Date.UTC(2030, 0, 1);
-
-function refused(code: ParleyErrorCode, reason?: string) {
-  return (e: unknown) => {
-    assert.ok(isParleyError(e), `expected ParleyError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    if (reason) assert.equal(e.details?.reason, reason);
-    return true;
-  };
-}
+import { DAY, T0, deliver, device, mid, refused, setupCrypto, takeBundle, text } from './helpers/engines.js';
 
 before(setupCrypto);
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
-import { contextMessage, getCrypto, isParleyError, type ParleyErrorCode } from '@parley/protocol';
+import { contextMessage, getCrypto, isParleyError } from '@parley/protocol';
 import {
   ConversationEngine,
   MemoryStore,
@@ -11,19 +11,7 @@ import {
   verifyOrgCertificate,
   type TrustEvent,
 } from '../src/core/index.js';
-import { deliver, device, mid, setupCrypto, str, takeBundle, text } from './helpers/engines.js';
-
-const DAY = 24 * 3600 * 1000;
-const T0 = Date.UTC(2030, 0, 1);
-
-function refused(code: ParleyErrorCode, reason?: string) {
-  return (e: unknown) => {
-    assert.ok(isParleyError(e), `expected ParleyError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    if (reason) assert.equal(e.details?.reason, reason);
-    return true;
-  };
-}
+import { DAY, T0, deliver, device, mid, refused, setupCrypto, str, takeBundle, text } from './helpers/engines.js';
 
 before(setupCrypto);
 

@@ -1,5 +1,6 @@
 /** Test helpers: engines that talk directly, with a tiny in-memory "relay" of their own. */
-import { initCrypto, type PrekeyBundle, type PrekeyUpload } from '@parley/protocol';
+import assert from 'node:assert/strict';
+import { initCrypto, isParleyError, type ParleyErrorCode, type PrekeyBundle, type PrekeyUpload } from '@parley/protocol';
 import { ConversationEngine, MemoryStore, type EngineOptions, type OutgoingEnvelope } from '../../src/core/index.js';
 
 let ready: Promise<unknown> | undefined;
@@ -36,4 +37,18 @@ export const mid = (): string => `m${++counter}-${Math.random().toString(36).sli
 /** Hands an outgoing envelope to the receiving engine, as the relay would. */
 export function deliver(to: ConversationEngine, from: ConversationEngine, out: OutgoingEnvelope) {
   return to.receive({ from: from.deviceId, id: out.id, envelope: out.envelope });
+}
+
+export const DAY = 24 * 3600 * 1000;
+/** A fixed "now" for certificate and attestation expiry tests. */
+export const T0 = Date.UTC(2030, 0, 1);
+
+/** An `assert.rejects`/`assert.throws` matcher: a ParleyError with this code (and `details.reason`). */
+export function refused(code: ParleyErrorCode, reason?: string) {
+  return (e: unknown) => {
+    assert.ok(isParleyError(e), `expected ParleyError, got ${String(e)}`);
+    assert.equal(e.code, code, e.message);
+    if (reason) assert.equal(e.details?.reason, reason);
+    return true;
+  };
 }

@@ -1,9 +1,11 @@
 /**
- * Locates and reads the third-party test vectors in `shared/vectors/` (Wycheproof,
- * ed25519-speccheck). They live outside the repository, so the location is:
+ * Locates and reads the third-party test vectors (Wycheproof, ed25519-speccheck), kept in the
+ * repository under `packages/protocol/test/vectors/data/` (provenance and licences in its
+ * README.md). The location is:
  *
- * 1. `$PARLEY_VECTORS`, when set;
- * 2. otherwise `<repo root>/../shared/vectors`, the repo root being found from this file's path.
+ * 1. `$PARLEY_VECTORS`, when set (a directory with the same layout: `wycheproof/`,
+ *    `ed25519-speccheck/`);
+ * 2. otherwise the in-repository copy, found from this file's path.
  *
  * A missing file fails loudly: a conformance suite that silently finds nothing proves nothing.
  */
@@ -12,11 +14,11 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fromHex } from '../../src/bytes.js';
 
-/** `packages/protocol/test/helpers` → four levels up is the repository root. */
-const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../../..');
+/** The in-repository copy: `packages/protocol/test/helpers` → `../vectors/data`. */
+const IN_REPO_VECTORS = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'vectors', 'data');
 
 /** The vectors directory in use (see the module comment for how it is found). */
-export const VECTORS_DIR: string = process.env.PARLEY_VECTORS ?? join(REPO_ROOT, '..', 'shared', 'vectors');
+export const VECTORS_DIR: string = process.env.PARLEY_VECTORS || IN_REPO_VECTORS;
 
 /**
  * Reads and parses a JSON file under {@link VECTORS_DIR}.
@@ -27,8 +29,8 @@ export function readVectorJson<T>(relativePath: string): T {
   const path = join(VECTORS_DIR, relativePath);
   if (!existsSync(path)) {
     throw new Error(
-      `test vectors not found: ${path}. Set PARLEY_VECTORS to the shared/vectors directory ` +
-        '(it holds wycheproof/ and ed25519-speccheck/).',
+      `test vectors not found: ${path}. They ship in packages/protocol/test/vectors/data/; ` +
+        'PARLEY_VECTORS, when set, must name a directory holding wycheproof/ and ed25519-speccheck/.',
     );
   }
   return JSON.parse(readFileSync(path, 'utf8')) as T;

@@ -3,7 +3,7 @@
  * C17 unknown key-share / wrong recipient).
  *
  * C15 uses the public keys of the 31 Wycheproof X25519 cases flagged ZeroSharedSecret (read from
- * shared/vectors at test time; 14 distinct points) in every position a peer can choose: the
+ * test/vectors/data at test time; 14 distinct points) in every position a peer can choose: the
  * identity X25519 key (with a valid binding signature the test makes), the signed prekey
  * (validly signed), the one-time prekey, the base key of a prekey message, the initiator
  * identity of a prekey message, and a DH ratchet key (a peer-authentic header crafted with the

@@ -1,6 +1,6 @@
 /**
  * Ed25519 verifier consensus (THREATS.md C21): the 12 edge cases of "Taming the many EdDSAs"
- * (Chalkias et al., SSR 2020; `shared/vectors/ed25519-speccheck/`) get the same verdict from
+ * (Chalkias et al., SSR 2020; `test/vectors/data/ed25519-speccheck/`) get the same verdict from
  * every backend, and that verdict is libsodium's strict one.
  *
  * The reference verdict is computed from the data by the `sodium` backend, not copied from the

@@ -1,5 +1,5 @@
 /**
- * Known-answer evidence: every Project Wycheproof case in `shared/vectors/wycheproof/` through
+ * Known-answer evidence: every Project Wycheproof case in `test/vectors/data/wycheproof/` through
  * every crypto backend (THREATS.md C1), judged by the policy in that folder's README:
  *
  * - `valid` succeeds and matches byte for byte;

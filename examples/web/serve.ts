@@ -31,7 +31,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { initCrypto, toHex } from '@parley/protocol';
 import { createRelay, createApiKey, SqliteStore, type Relay } from '@parley/relay';
 import { createBot, computeMeasurement, type Bot } from '@parley/bot';
-import { generateOrgKey, signOrgCertificate } from '@parley/client/core';
+import { generateOrgKey, signOrgCertificate } from '@parley/protocol';
 import { buildPages } from './lib/build.js';
 import { ObservedStore, type RelayEvent } from '../shared/relay-observer.js';
 import { startStaticServer, type Route, type StaticServer } from './lib/static-server.js';

@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { generateOrgKey } from '@parley/client/core';
+import { generateOrgKey } from '@parley/protocol';
 import { toHex } from '@parley/protocol';
 import { CSP_NOBLE, startDemo, type Demo } from '../../examples/web/serve.js';
 import {

@@ -11,7 +11,7 @@ import { pino } from 'pino';
 import { initCrypto, isParleyError, type ParleyErrorCode } from '@parley/protocol';
 import { createRelay, MemoryStore as RelayMemoryStore, type NewMessage, type Relay, type RelayOptions } from '@parley/relay';
 import { ParleyClient, type IncomingMessage, type ParleyClientOptions } from '@parley/client';
-import { MemoryStore, type TrustOptions } from '@parley/client/core';
+import { MemoryStore, type TrustOptions } from '@parley/client';
 import { createBot, type Bot, type BotOptions } from '@parley/bot';
 import { main as orgCli } from '../../packages/client/src/cli/org.js';
 

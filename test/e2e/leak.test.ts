@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
 import { getCrypto } from '@parley/protocol';
 import { createApiKey } from '@parley/relay';
-import { MemoryStore } from '@parley/client/core';
+import { MemoryStore } from '@parley/client';
 import { computeMeasurement } from '@parley/bot';
 import { TestingKeyTap } from '../../packages/bot/src/enclave/unsafe-testing.js';
 import type { SealedKeyValueStore } from '../../packages/bot/src/enclave/sealed-store.js';

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { encodeAttestation, getCrypto, toHex } from '@parley/protocol';
 import { createApiKey } from '@parley/relay';
-import { orgCertificateFromBase64 } from '@parley/client/core';
+import { orgCertificateFromBase64 } from '@parley/protocol';
 import { computeMeasurement } from '@parley/bot';
 import { CountingStore, FAQ_HANDLER, customer, orgKey, refused, setupCrypto, startBot, startRelay, tempDir, until } from './helpers.js';
 

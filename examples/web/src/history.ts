@@ -5,7 +5,7 @@
  * reported (`STORAGE_INTEGRITY` with its record id); the others still load.
  */
 import { isParleyError, type ParleyError } from '@parley/protocol/errors';
-import type { KeyValueStore } from '@parley/client/core';
+import type { KeyValueStore } from '@parley/client';
 import type { ChatItem } from './ui.js';
 
 const PREFIX = 'app/history/';

@@ -15,7 +15,7 @@
  */
 import type { Phase, WidgetState } from './widget-state.js';
 import { initCrypto, isParleyError, type BackendName, type ParleyError } from '@parley/protocol';
-import { ParleyClient, ConversationEngine, type IncomingMessage } from '@parley/client';
+import { ParleyClient, type IncomingMessage } from '@parley/client';
 import { IndexedDbStore, acquireWriterLock, writerLockName, type WriterLock } from '@parley/client/browser';
 import { ChatHistory } from './history.js';
 import { RelayPanel } from './relay-panel.js';
@@ -96,7 +96,7 @@ export async function start(backend: BackendName): Promise<void> {
 
   async function send(content: string | object, item: Omit<ChatItem, 'key'>): Promise<void> {
     if (!client) return;
-    const id = ConversationEngine.newMessageId();
+    const id = ParleyClient.newMessageId();
     const shown = await addItem({ ...item, msgId: id });
     pendingByMsgId.set(id, shown);
     try {

@@ -7,14 +7,19 @@
  *                         || for each measured file, in order:
  *                              u16 BE label length || label (UTF-8) || SHA-256(file bytes) )
  * ```
- * Measured files, in this order:
- * 1. every `.ts`/`.mjs`/`.js` file under `@parley/bot/src/enclave`, `@parley/bot/src/rpc`,
- *    plus `@parley/bot/src/attestation.ts` and `@parley/bot/src/measurement.ts`;
- * 2. every such file under `@parley/protocol/src` and `@parley/client/src/core` (the
- *    protocol and engine the enclave runs);
+ * Measured files: the code that actually runs in the enclave, in the form it runs. From source
+ * (development, tests) that is the `.ts` files under each package's `src/`; from an installed
+ * package it is the compiled `.js` under `dist/` (never the `.d.ts` or source maps). In order:
+ * 1. the enclave's own code: every code file under `<bot code dir>/enclave` and `<bot code dir>/rpc`,
+ *    plus `<bot code dir>/attestation.*` and `<bot code dir>/measurement.*`;
+ * 2. every code file of `@parley/protocol` and then of `@parley/engine` (the protocol and the
+ *    conversation engine the enclave runs), found from where each package's entry resolves;
  *   each group sorted by label, labels being `<package>/<path inside the package>` with `/`;
  * 3. the handler module, label `handler` (its content only: bundle a handler into one file, or
  *    its own imports are not covered).
+ *
+ * So a measurement taken from the sources differs from one taken from the installed package:
+ * pin the value that `computeMeasurement` prints where the bot really runs.
  *
  * Not measured: Node itself, third-party dependencies in node_modules (pinned by the lockfile:
  * noble, libsodium), and the handler's imports. Bytes are hashed as stored (line endings count).
@@ -23,11 +28,12 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, relative, sep, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { getCrypto, initCrypto, concatBytes, utf8, ParleyError } from '@parley/protocol';
+import { getCrypto, initCrypto, concatBytes, utf8, ParleyError } from '@parley/protocol/verify';
 import { measurementHex } from './attestation.js';
 
 const MEASUREMENT_DOMAIN = 'parley/v1/enclave-measurement';
 const CODE_FILE = /\.(ts|mts|mjs|js)$/;
+const NOT_CODE = /\.d\.(ts|mts)$/;
 
 /** One measured file. */
 export interface MeasuredFile {
@@ -51,7 +57,7 @@ function listCode(dir: string, out: string[] = []): string[] {
     if (name === 'node_modules' || name.startsWith('.')) continue;
     const path = join(dir, name);
     if (statSync(path).isDirectory()) listCode(path, out);
-    else if (CODE_FILE.test(name) && !name.endsWith('.d.ts')) out.push(path);
+    else if (CODE_FILE.test(name) && !NOT_CODE.test(name)) out.push(path);
   }
   return out;
 }
@@ -75,22 +81,21 @@ function label(pkg: string, root: string, file: string): string {
 
 /** The measured code files of the enclave (everything but the handler), as [label, path], in order. */
 export function enclaveCodeFiles(): [string, string][] {
-  const botRoot = fileURLToPath(new URL('..', import.meta.url));
+  // This file runs from `<root>/src` (sources) or `<root>/dist` (installed): measure that form.
+  const codeDir = dirname(fileURLToPath(import.meta.url));
+  const botRoot = packageRootOf(fileURLToPath(import.meta.url));
   const require = createRequire(import.meta.url);
-  const groups: [string, string][][] = [];
-  const bot: [string, string][] = [];
-  for (const sub of ['src/enclave', 'src/rpc']) for (const f of listCode(join(botRoot, sub))) bot.push([label('@parley/bot', botRoot, f), f]);
-  for (const f of ['src/attestation.ts', 'src/measurement.ts']) bot.push([`@parley/bot/${f}`, join(botRoot, f)]);
-  groups.push(bot);
-  const protocolRoot = packageRootOf(require.resolve('@parley/protocol'));
-  groups.push(listCode(join(protocolRoot, 'src')).map((f) => [label('@parley/protocol', protocolRoot, f), f]));
-  let clientRoot: string | undefined;
-  try {
-    clientRoot = packageRootOf(require.resolve('@parley/client/core'));
-  } catch {
-    clientRoot = undefined; // engine not installed: nothing of the client runs in the enclave
+  const own: [string, string][] = [];
+  for (const sub of ['enclave', 'rpc']) for (const f of listCode(join(codeDir, sub))) own.push([label('@parley/bot', botRoot, f), f]);
+  for (const name of readdirSync(codeDir)) {
+    if (/^(attestation|measurement)\.(ts|js|mjs)$/.test(name)) own.push([label('@parley/bot', botRoot, join(codeDir, name)), join(codeDir, name)]);
   }
-  if (clientRoot) groups.push(listCode(join(clientRoot, 'src', 'core')).map((f) => [label('@parley/client', clientRoot!, f), f]));
+  const groups: [string, string][][] = [own];
+  for (const pkg of ['@parley/protocol', '@parley/engine']) {
+    const entry = require.resolve(pkg);
+    const root = packageRootOf(entry);
+    groups.push(listCode(dirname(entry)).map((f) => [label(pkg, root, f), f]));
+  }
   return groups.flatMap((g) => g.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)));
 }
 

@@ -9,7 +9,8 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeHeapSnapshot } from 'node:v8';
 import { getCrypto, isParleyError } from '@parley/protocol';
-import { deriveSealingKey, seal, unseal } from '../src/enclave/seal.js';
+import { openRecord as unseal, sealRecord as seal } from '@parley/engine';
+import { deriveSealingKey } from '../src/enclave/seal.js';
 import { SealedBlobStore } from '../src/host/blob-store.js';
 import { encodings, openSupervisor, setupCrypto, tempDir } from './helpers.js';
 

@@ -1,8 +1,7 @@
 #!/usr/bin/env node
-// Runs src/cli/org.ts through tsx (the repo has no build step). tsx is a root devDependency of
-// the workspace, resolved from here; a published package would ship compiled JS instead.
+// Development shim: runs the TypeScript sources through tsx inside this repository. The
+// published package's `parley-org` is the compiled dist/cli/org-bin.js (see publishConfig).
 import { register } from 'tsx/esm/api';
 
 register();
-const { main } = await import(new URL('../src/cli/org.ts', import.meta.url).href);
-process.exitCode = await main(process.argv);
+await import(new URL('../src/cli/org-bin.ts', import.meta.url).href);

@@ -1,6 +1,6 @@
 /**
  * `ParleyClient`: the device-side API. It wires the {@link ConversationEngine} (keys, sessions,
- * trust, dedupe, outbox, inbox) to a relay through the {@link SocketTransport}.
+ * trust, dedupe, outbox, inbox) to a relay through the {@link RelayLink}.
  *
  * Delivery guarantees (THREATS.md I4, I5):
  * - **Sending.** `send` persists the encrypted envelope in the outbox before anything reaches
@@ -21,12 +21,20 @@
  *   (end to end: the relay cannot forge it). Owed ids survive restarts and go out after login.
  */
 import { ParleyError, formatSafetyNumber, getCrypto, initCrypto, isParleyError, type ParleyErrorCode, type PublicIdentity } from '@parley/protocol';
-import { ConversationEngine, type PeerAttestationInfo, type PeerCertificateInfo, type ReceivedMessage } from './core/engine.js';
-import { MAX_RECEIPT_IDS, decodeReceiptBody, type PayloadType } from './core/payload.js';
-import type { KeyValueStore } from './core/store.js';
-import type { TrustEvent, TrustOptions } from './core/trust.js';
+import {
+  ConversationEngine,
+  MAX_RECEIPT_IDS,
+  decodeReceiptBody,
+  type KeyValueStore,
+  type PayloadType,
+  type PeerAttestationInfo,
+  type PeerCertificateInfo,
+  type ReceivedMessage,
+  type TrustEvent,
+  type TrustOptions,
+} from '@parley/engine';
 import { Emitter } from './emitter.js';
-import { SocketTransport, type Logger, type SocketTransportOptions } from './transport/socket.js';
+import { RelayLink, type Logger, type RelayLinkOptions } from '@parley/relay-link';
 
 /** Options of {@link ParleyClient.create}. */
 export interface ParleyClientOptions {
@@ -62,7 +70,7 @@ export interface ParleyClientOptions {
   /** Clock. Default `Date.now`. */
   readonly now?: () => number;
   /** Transport tuning: origin, reconnect delays, socket.io options. */
-  readonly transport?: Omit<Partial<SocketTransportOptions>, 'url' | 'credentials' | 'logger' | 'now'>;
+  readonly transport?: Omit<Partial<RelayLinkOptions>, 'url' | 'credentials' | 'logger' | 'order'>;
 }
 
 /** A message as the app sees it. */
@@ -154,7 +162,7 @@ interface IteratorState {
  */
 export class ParleyClient {
   readonly #engine: ConversationEngine;
-  readonly #transport: SocketTransport;
+  readonly #transport: RelayLink;
   readonly #events = new Emitter<ParleyClientEvents>();
   readonly #options: ParleyClientOptions;
   readonly #ownedStore: { close(): Promise<void> } | undefined;
@@ -174,7 +182,7 @@ export class ParleyClient {
   #receipting: Promise<void> | undefined;
   #receiptAgain = false;
 
-  private constructor(options: ParleyClientOptions, engine: ConversationEngine, transport: SocketTransport, ownedStore?: { close(): Promise<void> }) {
+  private constructor(options: ParleyClientOptions, engine: ConversationEngine, transport: RelayLink, ownedStore?: { close(): Promise<void> }) {
     this.#options = options;
     this.#engine = engine;
     this.#transport = transport;
@@ -221,16 +229,14 @@ export class ParleyClient {
           if (client) client.#events.emit('identityChanged', e);
         },
       });
-      const transport = new SocketTransport({
+      const transport = new RelayLink({
         ...options.transport,
         url: options.relayUrl,
         credentials: {
-          identity: engine.publicIdentity,
-          signRelayAuth: (input) => engine.signRelayAuth(input),
+          answer: (challenge) => engine.relayLoginAnswer(challenge),
           ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }),
         },
         ...(options.logger ? { logger: options.logger } : {}),
-        ...(options.now ? { now: options.now } : {}),
       });
       client = new ParleyClient(options, engine, transport, owned);
       return client;
@@ -238,6 +244,11 @@ export class ParleyClient {
       await owned?.close();
       throw e;
     }
+  }
+
+  /** A fresh random message id (what {@link ParleyClient.send} uses when none is given). */
+  static newMessageId(): string {
+    return ConversationEngine.newMessageId();
   }
 
   /** This device's id: give it to peers (or to your support backend) so they can reach you. */

@@ -2,8 +2,9 @@
  * `@parley/client`: end-to-end encrypted chat for customer-service widgets and Node apps.
  *
  * - {@link ParleyClient}: the device API (connect, send, receive, receipts, trust).
- * - `@parley/client/core`: the transport-agnostic {@link ConversationEngine} and stores.
  * - `@parley/client/node`: `FileStore` (sealed, crash-safe storage in a directory).
+ * - `@parley/client/browser`: `IndexedDbStore` and the one-writer-tab lock.
+ * - `@parley/engine`: the transport-agnostic conversation engine underneath (advanced use).
  *
  * @example
  * import { ParleyClient } from '@parley/client';
@@ -13,6 +14,6 @@
  * await client.send(peerDeviceId, 'hello');
  */
 export { ParleyClient, type ParleyClientOptions, type ParleyClientEvents, type IncomingMessage, type ClientErrorEvent } from './client.js';
-export { SocketTransport, type SocketTransportOptions, type TransportHandlers, type RelayCredentials, type Logger } from './transport/socket.js';
-export * from './core/index.js';
+export { type Logger } from '@parley/relay-link';
+export { MemoryStore, type KeyValueStore, type TrustOptions, type TrustEvent, type IdentityChangedEvent, type TrustPolicy } from '@parley/engine';
 export { ParleyError, isParleyError, type ParleyErrorCode } from '@parley/protocol';

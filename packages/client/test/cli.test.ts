@@ -3,10 +3,10 @@ import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { toHex } from '@parley/protocol';
-import { ConversationEngine, MemoryStore, orgCertificateFromBase64, verifyOrgCertificate } from '../src/core/index.js';
+import { orgCertificateFromBase64, toHex, verifyOrgCertificate } from '@parley/protocol';
+import { ConversationEngine, MemoryStore } from '@parley/engine';
 import { main } from '../src/cli/org.js';
-import { setupCrypto } from './helpers/engines.js';
+import { setupCrypto } from '../../engine/test/helpers/engines.js';
 
 let dir: string;
 before(async () => {

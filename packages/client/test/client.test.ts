@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isParleyError } from '@parley/protocol';
 import { MemoryStore, ParleyClient, type IncomingMessage } from '../src/index.js';
-import { setupCrypto } from './helpers/engines.js';
+import { setupCrypto } from '../../engine/test/helpers/engines.js';
 import { FAST, client, startRelay, until } from './helpers/relay.js';
 
 const dirs: string[] = [];

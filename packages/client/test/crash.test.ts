@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { setupCrypto } from './helpers/engines.js';
+import { setupCrypto } from '../../engine/test/helpers/engines.js';
 import { client, startRelay, until } from './helpers/relay.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/receiver.ts', import.meta.url));

@@ -1,4 +1,5 @@
 /** Small byte helpers shared by the codec and the protocol. Not cryptographic primitives. */
+import { ParleyError } from './errors.js';
 
 /** Concatenates byte arrays into one new array. */
 export function concatBytes(...parts: readonly Uint8Array[]): Uint8Array {
@@ -50,4 +51,26 @@ const encoder = new TextEncoder();
 /** UTF-8 bytes of a string. */
 export function utf8(s: string): Uint8Array {
   return encoder.encode(s);
+}
+
+/** Base64 (standard alphabet, padded) without Node's Buffer, so it runs in browsers and workers. */
+export function toBase64(bytes: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+/** Parses base64 (standard or URL-safe alphabet); throws `USAGE` on bad input. */
+export function fromBase64(text: string): Uint8Array {
+  const clean = text.trim().replace(/-/g, '+').replace(/_/g, '/');
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(clean)) throw new ParleyError('USAGE', 'invalid base64');
+  let bin: string;
+  try {
+    bin = atob(clean);
+  } catch {
+    throw new ParleyError('USAGE', 'invalid base64');
+  }
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
 }

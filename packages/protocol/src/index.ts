@@ -21,7 +21,7 @@ export { verifyBundle, associatedData } from './x3dh.js';
 export { safetyNumber, formatSafetyNumber } from './fingerprint.js';
 export { parseMessage, MESSAGE_TYPE, WIRE_VERSION, PADDING_BUCKET, type WireMessage, type PrekeyMessage, type RatchetMessage } from './wire/message.js';
 export * as limits from './limits.js';
-export { toHex, fromHex, constantTimeEqual, concatBytes, utf8 } from './bytes.js';
+export { toHex, fromHex, toBase64, fromBase64, constantTimeEqual, concatBytes, utf8 } from './bytes.js';
 export { ByteWriter, ByteReader } from './codec.js';
 export {
   verifyAttestation,
@@ -37,3 +37,20 @@ export {
   type BotAttestation,
   type VerifyAttestationOptions,
 } from './attestation.js';
+export {
+  signOrgCertificate,
+  verifyOrgCertificate,
+  decodeOrgCertificate,
+  describeOrgCertificate,
+  generateOrgKey,
+  orgCertificatePayload,
+  orgCertificateToBase64,
+  orgCertificateFromBase64,
+  ORG_CERT_VERSION,
+  ORG_LABEL_PATTERN,
+  type OrgCertificate,
+  type OrgCertificateCheck,
+  type OrgCertificateFields,
+  type OrgCertRefusal,
+  type OrgRole,
+} from './org-cert.js';

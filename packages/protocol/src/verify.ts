@@ -1,5 +1,6 @@
 /**
- * The relay's whole view of the protocol: public types, device ids and signature checks.
+ * The key-free view of the protocol (the relay, the bot host): public types, device ids,
+ * signature, certificate and attestation checks, byte helpers.
  * No private-key or session code is reachable from here (a test checks the import graph).
  */
 export { initCrypto, getCrypto, defaultBackend, type BackendName } from './crypto/index.js';
@@ -7,3 +8,17 @@ export { deviceIdOf, verifyIdentity, verifyContextSignature, type PublicIdentity
 export { SIGNATURE_CONTEXTS, contextMessage, type SignatureContext } from './contexts.js';
 export { signedPrekeyPayload, type PrekeyBundle, type PrekeyUpload, type SignedPrekeyPublic, type OneTimePrekeyPublic } from './bundle.js';
 export { ParleyError, isParleyError, ERROR_CODES, type ParleyErrorCode, type SerializedParleyError } from './errors.js';
+export { toHex, fromHex, toBase64, fromBase64, constantTimeEqual, concatBytes, utf8 } from './bytes.js';
+export {
+  verifyOrgCertificate,
+  decodeOrgCertificate,
+  describeOrgCertificate,
+  orgCertificateToBase64,
+  orgCertificateFromBase64,
+  ORG_CERT_VERSION,
+  type OrgCertificate,
+  type OrgCertificateCheck,
+  type OrgCertificateFields,
+  type OrgCertRefusal,
+  type OrgRole,
+} from './org-cert.js';

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// Runs src/cli.ts through tsx (the repo has no build step). tsx is a root devDependency of the
-// workspace, resolved from here; a published package would ship compiled JS instead.
+// Development shim: runs the TypeScript sources through tsx inside this repository. The
+// published package's `parley-relay` is the compiled dist/bin.js (see publishConfig).
 import { register } from 'tsx/esm/api';
 
 register();
-await import(new URL('../src/cli.ts', import.meta.url).href);
+await import(new URL('../src/bin.ts', import.meta.url).href);

@@ -13,8 +13,16 @@ import { RELAY_MAX_OPKS_PER_UPLOAD } from '@parley/protocol/wire';
 /** identity (3) + signed prekey (2) + one per OPK, with room to spare. */
 export const MAX_ATTACHMENTS = RELAY_MAX_OPKS_PER_UPLOAD + 8;
 
+/** What socket.io's `parser` option takes. */
+export interface SocketIoParser {
+  readonly protocol: number;
+  readonly PacketType: typeof parser.PacketType;
+  readonly Encoder: typeof parser.Encoder;
+  readonly Decoder: typeof parser.Decoder;
+}
+
 /** A parser object for socket.io's `parser` option. */
-export function boundedParser(maxPacketBytes: number) {
+export function boundedParser(maxPacketBytes: number): SocketIoParser {
   class BoundedDecoder extends parser.Decoder {
     #bytes = 0;
     constructor() {

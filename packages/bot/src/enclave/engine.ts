@@ -1,5 +1,5 @@
 /**
- * The enclave's view of `@parley/client/core`'s `ConversationEngine`: the bot's account,
+ * The enclave's view of `@parley/engine`'s `ConversationEngine`: the bot's account,
  * sessions, dedupe, inbox and outbox, over the sealed store. Runs only inside the enclave.
  *
  * Every method that writes is called by entry.ts inside one sealed-store transaction, so the
@@ -7,7 +7,7 @@
  */
 import type { PrekeyUpload, PublicIdentity } from '@parley/protocol';
 import { ParleyError } from '@parley/protocol';
-import { ConversationEngine, type ReceivedMessage as EngineMessage } from '@parley/client/core';
+import { ConversationEngine, type ReceivedMessage as EngineMessage } from '@parley/engine';
 import type { SealedKeyValueStore } from './sealed-store.js';
 
 /** A decrypted message waiting for (or being run by) the handler. */
@@ -24,8 +24,8 @@ export interface ReceivedMessage {
 export interface EnclaveEngine {
   readonly deviceId: string;
   readonly publicIdentity: PublicIdentity;
-  /** Signs a relay login answer (context `relayAuth`, over the fixed relayAuthPayload layout). */
-  signRelayAuth(input: { serverNonce: Uint8Array; clientNonce: Uint8Array; origin: string; timestamp: number }): Uint8Array;
+  /** Answers a relay login challenge (context `relayAuth`, over a payload the engine builds). */
+  relayLoginAnswer: ConversationEngine['relayLoginAnswer'];
   /** Signs an attestation payload (context `botAttestation`). */
   signAttestation(payload: Uint8Array): Uint8Array;
   prekeys(generate: number): Promise<PrekeyUpload>;
@@ -65,7 +65,7 @@ export async function openEngine(store: SealedKeyValueStore): Promise<EnclaveEng
   return {
     deviceId: engine.deviceId,
     publicIdentity: engine.publicIdentity,
-    signRelayAuth: (input) => engine.signRelayAuth(input),
+    relayLoginAnswer: (challenge) => engine.relayLoginAnswer(challenge),
     signAttestation: (payload) => engine.signBotAttestation(payload),
     prekeys: (generate) => engine.prekeyUpload(generate),
     prekeysPublished: (ids) => engine.markUploaded(ids),

@@ -223,11 +223,7 @@ const impl: Impl = {
   },
 
   async relayAuth(p) {
-    const s = need();
-    const clientNonce = getCrypto().randomBytes(32);
-    const timestamp = Date.now();
-    const signature = s.engine.signRelayAuth({ serverNonce: p.serverNonce, clientNonce, origin: p.origin, timestamp });
-    return { identity: s.engine.publicIdentity, clientNonce, timestamp, signature };
+    return need().engine.relayLoginAnswer({ serverNonce: p.serverNonce, origin: p.origin });
   },
 
   async prekeys(p) {

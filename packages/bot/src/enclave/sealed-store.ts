@@ -17,16 +17,8 @@
  * it from the sealed state).
  */
 import { ParleyError } from '@parley/protocol';
+import { openRecord, sealRecord, type KeyValueStore } from '@parley/engine';
 import type { SealedRecord } from '../rpc/messages.js';
-import { seal, unseal } from './seal.js';
-
-/** The engine's storage contract (`@parley/client/core` KeyValueStore), restated so this file stands alone. */
-export interface KeyValueStore {
-  get(key: string): Promise<Uint8Array | undefined>;
-  setMany(entries: [string, Uint8Array][]): Promise<void>;
-  delMany(keys: string[]): Promise<void>;
-  keys(prefix: string): Promise<string[]>;
-}
 
 /** Makes a sealed batch durable on the host; resolves on the host's ack. */
 export type PersistFn = (puts: SealedRecord[], dels: string[]) => Promise<void>;
@@ -52,7 +44,7 @@ export class SealedKeyValueStore implements KeyValueStore {
    */
   static open(sealingKey: Uint8Array, records: readonly SealedRecord[], persist: PersistFn): SealedKeyValueStore {
     const store = new SealedKeyValueStore(sealingKey, persist);
-    for (const r of records) store.#values.set(r.key, unseal(sealingKey, r.key, r.blob));
+    for (const r of records) store.#values.set(r.key, openRecord(sealingKey, r.key, r.blob));
     return store;
   }
 
@@ -135,7 +127,7 @@ export class SealedKeyValueStore implements KeyValueStore {
     const puts: SealedRecord[] = [];
     const dels: string[] = [];
     for (const [k, v] of staged) {
-      if (v) puts.push({ key: k, blob: seal(this.#key, k, v) });
+      if (v) puts.push({ key: k, blob: sealRecord(this.#key, k, v) });
       else dels.push(k);
     }
     const persisted = this.#persist(puts, dels);

@@ -22,12 +22,12 @@ import { mkdir } from 'node:fs/promises';
 import type { MessagePort, ResourceLimits } from 'node:worker_threads';
 import { ParleyError, type PublicIdentity } from '@parley/protocol/verify';
 import type { RelayMessage } from '@parley/protocol/wire';
-import { decodeOrgCertificate, describeOrgCertificate, orgCertificateFromBase64 } from '@parley/client/core';
+import { decodeOrgCertificate, describeOrgCertificate, orgCertificateFromBase64 } from '@parley/protocol/verify';
 import { encodeAttestation, measurementHex, type BotAttestation } from '../attestation.js';
 import { handlerUrl as toHandlerUrl } from '../measurement.js';
 import { toWireError } from '../rpc/messages.js';
 import { SealedBlobStore } from './blob-store.js';
-import { RelayLink } from './relay-link.js';
+import { RelayLink } from '@parley/relay-link';
 import { EnclaveSupervisor, type BotLogger, type EnclaveInfo, type SealingSecretOption, type SupervisorStats } from './supervisor.js';
 
 /** Re-issue the attestation this often (clients accept 24 h by default). */
@@ -204,11 +204,7 @@ export async function createBot(options: BotOptions): Promise<Bot> {
 
   const outgoing = new Map<string, { id: string; envelope: Uint8Array }[]>();
   const sending = new Set<string>();
-  const pendingAcks: number[] = [];
-  const chains = new Map<string, Promise<void>>();
   let inFlight = 0;
-  let ackTimer: NodeJS.Immediate | undefined;
-  let ackInFlight: Promise<void> = Promise.resolve();
   let attestation: BotAttestation | undefined;
   let closed = false;
   let publishing: Promise<void> | undefined;
@@ -216,28 +212,7 @@ export async function createBot(options: BotOptions): Promise<Bot> {
   const idleWaiters: (() => void)[] = [];
 
   const checkIdle = (): void => {
-    if (inFlight === 0 && outgoing.size === 0 && sending.size === 0 && pendingAcks.length === 0 && chains.size === 0) for (const w of idleWaiters.splice(0)) w();
-  };
-
-  const flushAcks = (): void => {
-    ackTimer = undefined;
-    if (!relay.authenticated) return;
-    const seqs = pendingAcks.splice(0, 256);
-    if (seqs.length === 0) return;
-    ackInFlight = relay
-      .ack(seqs)
-      .then(
-        () => undefined,
-        // Unacked messages are pushed again later; the enclave answers `duplicate`.
-        (e: unknown) => logger.warn({ event: 'relay.ackFailed', error: toWireError(e) }, 'ack failed'),
-      )
-      .finally(() => {
-        if (pendingAcks.length > 0) scheduleAck();
-        checkIdle();
-      });
-  };
-  const scheduleAck = (): void => {
-    ackTimer ??= setImmediate(flushAcks);
+    if (inFlight === 0 && outgoing.size === 0 && sending.size === 0) for (const w of idleWaiters.splice(0)) w();
   };
 
   /**
@@ -282,7 +257,16 @@ export async function createBot(options: BotOptions): Promise<Bot> {
     for (const to of outgoing.keys()) pump(to);
   };
 
-  const deliver = async (m: RelayMessage): Promise<void> => {
+  /**
+   * Hands one relay delivery to the enclave. `ack` once the enclave committed it (or refused it
+   * for good); `keep` leaves it with the relay, which pushes it again later. The link calls this
+   * in order per sender, different senders concurrently.
+   */
+  const deliver = async (m: RelayMessage): Promise<'ack' | 'keep'> => {
+    if (closed || typeof m !== 'object' || m === null || !Number.isSafeInteger(m.seq) || typeof m.from !== 'string') {
+      logger.warn({ event: 'relay.badMessage' }, 'ignored a malformed relay message');
+      return 'keep';
+    }
     inFlight++;
     try {
       // Retried across enclave restarts, holding back this sender's later messages, so one
@@ -296,31 +280,15 @@ export async function createBot(options: BotOptions): Promise<Bot> {
           await supervisor.whenReady();
         }
       }
-      pendingAcks.push(m.seq);
-      scheduleAck();
+      return 'ack';
     } catch (e) {
-      if (isTransient(e)) return; // not acked: the relay keeps it and pushes it again later
+      if (isTransient(e)) return 'keep'; // the relay keeps it and pushes it again later
       logger.warn({ event: 'deliver.rejected', from: m.from, id: m.id, error: toWireError(e) }, 'dropped an envelope the enclave refused');
-      pendingAcks.push(m.seq);
-      scheduleAck();
+      return 'ack';
     } finally {
       inFlight--;
-    }
-  };
-
-  const onMessage = (m: RelayMessage): void => {
-    if (closed || typeof m !== 'object' || m === null || !Number.isSafeInteger(m.seq) || typeof m.from !== 'string') {
-      logger.warn({ event: 'relay.badMessage' }, 'ignored a malformed relay message');
-      return;
-    }
-    // One sender's messages in order, different senders concurrently.
-    const prev = chains.get(m.from) ?? Promise.resolve();
-    const next = prev.then(() => deliver(m));
-    chains.set(m.from, next);
-    void next.finally(() => {
-      if (chains.get(m.from) === next) chains.delete(m.from);
       checkIdle();
-    });
+    }
   };
 
   /**
@@ -375,20 +343,26 @@ export async function createBot(options: BotOptions): Promise<Bot> {
 
   const relay: RelayLink = new RelayLink({
     url: options.relayUrl,
-    apiKey: options.apiKey,
     logger,
-    ...(options.transports ? { transports: options.transports } : {}),
-    answer: async (serverNonce, origin) => {
-      await supervisor.whenReady();
-      return supervisor.call('relayAuth', { serverNonce, origin });
+    order: 'per-sender',
+    ...(options.transports ? { socketOptions: { transports: options.transports } } : {}),
+    credentials: {
+      apiKey: options.apiKey,
+      // The enclave signs; it may be restarting, so wait for it (the relay allows a few seconds).
+      answer: async (challenge) => {
+        await supervisor.whenReady();
+        return supervisor.call('relayAuth', challenge);
+      },
     },
+  });
+  relay.setHandlers({
     onAuthenticated: () => {
       void publishPrekeys();
       pumpAll();
-      if (pendingAcks.length > 0) scheduleAck();
     },
-    onMessage,
+    onMessage: deliver,
     onPrekeysLow: () => void publishPrekeys(),
+    onError: (e) => logger.warn({ event: 'relay.error', code: e.code }, 'relay error'),
   });
 
   let info: EnclaveInfo;
@@ -405,7 +379,7 @@ export async function createBot(options: BotOptions): Promise<Bot> {
     await relay.connect();
     await publishPrekeys();
   } catch (e) {
-    relay.close();
+    await relay.close();
     await supervisor.stop();
     await blobStore.close();
     throw e;
@@ -447,18 +421,19 @@ export async function createBot(options: BotOptions): Promise<Bot> {
       await publishPrekeys();
     },
     stats: supervisor.stats,
-    idle: () =>
-      new Promise<void>((resolve) => {
+    async idle() {
+      await relay.idle();
+      await new Promise<void>((resolve) => {
         idleWaiters.push(resolve);
         checkIdle();
-      }),
+      });
+      await relay.idle();
+    },
     async close() {
       closed = true;
       clearInterval(retryTimer);
       clearInterval(attestTimer);
-      if (ackTimer) clearImmediate(ackTimer);
-      await ackInFlight;
-      relay.close();
+      await relay.close();
       await supervisor.stop();
       await blobStore.close();
     },

@@ -41,7 +41,7 @@
  */
 import { createStore, get as idbGet, promisifyRequest, type UseStore } from 'idb-keyval';
 import { ParleyError } from '@parley/protocol/errors';
-import type { KeyValueStore } from '../core/store.js';
+import type { KeyValueStore } from '@parley/engine';
 
 /** Id under which the wrapping key (a non-extractable `CryptoKey`) is stored. */
 export const WRAPPING_KEY_ID = '\u0000parley/wrapping-key';

@@ -16,4 +16,4 @@ export {
   type IndexedDbStoreOptions,
 } from './idb-store.js';
 export { acquireWriterLock, withWriterLock, writerLockName, isWriterLockHeld, type WriterLock, type AcquireOptions } from './lock.js';
-export type { KeyValueStore } from '../core/store.js';
+export type { KeyValueStore } from '@parley/engine';

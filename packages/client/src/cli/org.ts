@@ -16,8 +16,11 @@
  */
 import { open, readFile, stat } from 'node:fs/promises';
 import { Command, InvalidArgumentError } from 'commander';
-import { ParleyError, fromHex, initCrypto, toHex } from '@parley/protocol';
 import {
+  ParleyError,
+  fromHex,
+  initCrypto,
+  toHex,
   decodeOrgCertificate,
   describeOrgCertificate,
   generateOrgKey,
@@ -26,7 +29,7 @@ import {
   signOrgCertificate,
   verifyOrgCertificate,
   type OrgRole,
-} from '../core/index.js';
+} from '@parley/protocol';
 
 const KEY_FILE_FORMAT = 'parley-org-key';
 const DAY_MS = 24 * 3600 * 1000;

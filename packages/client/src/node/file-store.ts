@@ -32,8 +32,8 @@ import { constants as fsConstants } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { ParleyError, fromHex, getCrypto, toHex, utf8 } from '@parley/protocol';
-import { SealedStore, deriveStorageKey, openRecord, sealRecord } from '../core/sealed-store.js';
-import type { KeyValueStore } from '../core/store.js';
+import { SealedStore, deriveStorageKey, openRecord, sealRecord } from '@parley/engine';
+import type { KeyValueStore } from '@parley/engine';
 
 const META_FILE = 'parley-store.json';
 const LOG_FILE = 'records.log';

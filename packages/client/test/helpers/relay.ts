@@ -1,7 +1,7 @@
 /** Test helpers: a relay on 127.0.0.1 (port 0) and clients that talk through it. */
 import { createRelay, type Relay, type RelayOptions } from '@parley/relay';
 import { ParleyClient, type IncomingMessage, type ParleyClientOptions } from '../../src/index.js';
-import { MemoryStore } from '../../src/core/index.js';
+import { MemoryStore } from '@parley/engine';
 
 /** Limits high enough that tests opening many sockets from 127.0.0.1 are not throttled. */
 export const TEST_LIMITS = { connectBurst: 10_000, connectsPerSecondPerAddress: 10_000, maxConnectionsPerAddress: 10_000, bundleFetchesPerMinute: 1000, eventsPerSecond: 1000, eventBurst: 1000 };

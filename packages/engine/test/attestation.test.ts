@@ -6,8 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
-import { attestationPayload, encodeAttestation, getCrypto, toHex, type BotAttestation, type ParleyErrorCode } from '@parley/protocol';
-import { ConversationEngine, generateOrgKey, signOrgCertificate, type TrustOptions } from '../src/core/index.js';
+import { attestationPayload, encodeAttestation, generateOrgKey, getCrypto, signOrgCertificate, toHex, type BotAttestation, type ParleyErrorCode } from '@parley/protocol';
+import { ConversationEngine, type TrustOptions } from '../src/index.js';
 import { DAY, T0, deliver, device, mid, refused, setupCrypto, takeBundle, text } from './helpers/engines.js';
 
 before(setupCrypto);

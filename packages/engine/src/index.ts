@@ -1,11 +1,11 @@
 /**
- * `@parley/client/core`: the transport-agnostic conversation engine. No sockets, no files, no
- * Node APIs: the Node/browser client and the bot enclave run the same engine and carry its
- * envelopes themselves.
+ * `@parley/engine`: the transport-agnostic conversation engine of the key holders. No sockets,
+ * no files, no Node APIs: the Node/browser client and the bot enclave run the same engine and
+ * carry its envelopes themselves.
  *
  * @example
  * import { initCrypto } from '@parley/protocol';
- * import { ConversationEngine, MemoryStore } from '@parley/client/core';
+ * import { ConversationEngine, MemoryStore } from '@parley/engine';
  * await initCrypto();
  * const engine = await ConversationEngine.open({ store: new MemoryStore() });
  * console.log(engine.deviceId);
@@ -44,21 +44,3 @@ export {
   type InnerPayload,
   type PayloadType,
 } from './payload.js';
-export {
-  signOrgCertificate,
-  verifyOrgCertificate,
-  decodeOrgCertificate,
-  describeOrgCertificate,
-  generateOrgKey,
-  orgCertificatePayload,
-  orgCertificateToBase64,
-  orgCertificateFromBase64,
-  ORG_CERT_VERSION,
-  ORG_LABEL_PATTERN,
-  type OrgCertificate,
-  type OrgCertificateCheck,
-  type OrgCertificateFields,
-  type OrgCertRefusal,
-  type OrgRole,
-} from './org-cert.js';
-export { toBase64, fromBase64 } from './codec.js';

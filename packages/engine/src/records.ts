@@ -14,8 +14,8 @@
  * Every record is written together with the records it depends on in one atomic `setMany`.
  */
 import { ParleyError, fromHex, toHex, type PublicIdentity } from '@parley/protocol';
-import { Reader, Writer } from './codec.js';
-import type { OrgRole } from './org-cert.js';
+import { ByteReader as Reader, ByteWriter as Writer } from '@parley/protocol';
+import type { OrgRole } from '@parley/protocol';
 import type { PayloadType } from './payload.js';
 
 export const STORE_FORMAT = 'parley-client-engine';

@@ -1,8 +1,9 @@
 /**
- * The socket.io transport: speaks the relay contract (`@parley/protocol/wire`, relay.ts) and
- * nothing else. It answers the `hello` challenge on every (re)connection, reconnects with
- * exponential backoff and jitter, turns acks into results or typed errors, and batches delivery
- * acks. It holds no keys: signing is a callback (the engine's `signRelayAuth`).
+ * The one relay client, shared by devices (`@parley/client`) and the bot host (`@parley/bot`):
+ * speaks the relay contract (`@parley/protocol/wire`, relay.ts) and nothing else. It answers the
+ * `hello` challenge on every (re)connection, reconnects with exponential backoff and jitter,
+ * turns acks into results or typed errors, and batches delivery acks. It holds no keys: the
+ * login answer is signed by a callback (a device's engine, or the bot's enclave over RPC).
  *
  * It never lets socket.io buffer an event while logged out (the relay would answer
  * `UNAUTHENTICATED`): calls made while not authenticated fail at once with `TRANSPORT`, and the
@@ -10,11 +11,12 @@
  */
 import { uint8ArrayParser } from './binary-parser.js';
 import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
-import { ParleyError, getCrypto, isParleyError, type PrekeyBundle, type PrekeyUpload, type PublicIdentity } from '@parley/protocol';
+import { ParleyError, isParleyError, type PrekeyBundle, type PrekeyUpload, type PublicIdentity } from '@parley/protocol/verify';
 import {
   RELAY_MAX_ACK_BATCH,
   RELAY_NONCE_BYTES,
   RELAY_PROTOCOL_VERSION,
+  type AuthAnswer,
   type AuthResult,
   type ClientToServerEvents,
   type RelayHello,
@@ -27,11 +29,24 @@ import {
 
 type RelaySocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 
-/** What the transport needs to log in. */
+/** The relay's login challenge, as the key holder signs it. */
+export interface LoginChallenge {
+  /** The relay's random nonce from `hello`. */
+  readonly serverNonce: Uint8Array;
+  /** The origin this link dialled (never one the relay names). */
+  readonly origin: string;
+}
+
+/** A signed login answer, without the API key (the link adds it). */
+export type LoginAnswer = Omit<AuthAnswer, 'apiKey'>;
+
+/** What the link needs to log in. It holds no key: the key holder answers the challenge. */
 export interface RelayCredentials {
-  readonly identity: PublicIdentity;
-  /** Signs the relay login payload (context `relayAuth`), e.g. `engine.signRelayAuth`. */
-  readonly signRelayAuth: (input: { serverNonce: Uint8Array; clientNonce: Uint8Array; origin: string; timestamp: number }) => Uint8Array;
+  /**
+   * Builds the signed login answer (context `relayAuth`): a fresh client nonce, the time and the
+   * signature, e.g. `engine.relayLoginAnswer(challenge)` or the bot enclave's `relayAuth` call.
+   */
+  readonly answer: (challenge: LoginChallenge) => LoginAnswer | Promise<LoginAnswer>;
   /** Bots only. */
   readonly apiKey?: string;
 }
@@ -44,8 +59,8 @@ export interface Logger {
   error?(obj: object, msg?: string): void;
 }
 
-/** Options of {@link SocketTransport}. */
-export interface SocketTransportOptions {
+/** Options of {@link RelayLink}. */
+export interface RelayLinkOptions {
   /** Relay URL, e.g. `https://relay.example.com`. */
   readonly url: string;
   readonly credentials: RelayCredentials;
@@ -59,9 +74,13 @@ export interface SocketTransportOptions {
   readonly callTimeoutMs?: number;
   /** Delivery acks are batched for this long. Default 25 ms. */
   readonly ackDelayMs?: number;
-  /** Clock for the login timestamp. Default `Date.now`. */
-  readonly now?: () => number;
-  /** Extra socket.io-client options (e.g. `transports`). */
+  /**
+   * How deliveries are handed to `onMessage`: `serial` (default) one at a time in arrival order;
+   * `per-sender` in order per sender, different senders concurrently (the bot host: its
+   * enclave handles conversations in parallel).
+   */
+  readonly order?: 'serial' | 'per-sender';
+  /** Extra socket.io-client options (e.g. `transports: ['websocket', 'polling']`). */
   readonly socketOptions?: Partial<ManagerOptions & SocketOptions>;
   readonly logger?: Logger;
 }
@@ -88,12 +107,12 @@ function toError(e: unknown, event: string): ParleyError {
 /**
  * A logged-in connection to one relay.
  * @example
- * const t = new SocketTransport({ url, credentials: { identity: engine.publicIdentity, signRelayAuth: (i) => engine.signRelayAuth(i) } });
- * t.setHandlers({ onMessage: async (m) => { await engine.receive(m); return 'ack'; } });
- * await t.connect();
+ * const link = new RelayLink({ url, credentials: { answer: (c) => engine.relayLoginAnswer(c) } });
+ * link.setHandlers({ onMessage: async (m) => { await engine.receive(m); return 'ack'; } });
+ * await link.connect();
  */
-export class SocketTransport {
-  readonly #opts: SocketTransportOptions;
+export class RelayLink {
+  readonly #opts: RelayLinkOptions;
   readonly #socket: RelaySocket;
   readonly #origin: string;
   #handlers: TransportHandlers = {};
@@ -105,11 +124,13 @@ export class SocketTransport {
   #ackTimer: ReturnType<typeof setTimeout> | undefined;
   #pendingAcks: number[] = [];
   #inbound: Promise<void> = Promise.resolve();
+  /** `per-sender` order: the tail of each sender's chain. */
+  readonly #senders = new Map<string, Promise<void>>();
   #generation = 0;
   #waiters: { resolve: (r: AuthResult) => void; reject: (e: ParleyError) => void }[] = [];
   #lastAuth: AuthResult | undefined;
 
-  constructor(options: SocketTransportOptions) {
+  constructor(options: RelayLinkOptions) {
     this.#opts = options;
     let origin: string;
     try {
@@ -180,12 +201,10 @@ export class SocketTransport {
       if (hello.protocol !== RELAY_PROTOCOL_VERSION) {
         throw new ParleyError('UNSUPPORTED_VERSION', 'relay speaks another protocol version', { details: { protocol: Number(hello.protocol) } });
       }
-      const clientNonce = getCrypto().randomBytes(RELAY_NONCE_BYTES);
-      const timestamp = Math.floor((this.#opts.now ?? Date.now)());
-      const { identity, signRelayAuth, apiKey } = this.#opts.credentials;
-      const signature = signRelayAuth({ serverNonce: new Uint8Array(hello.serverNonce), clientNonce, origin: this.#origin, timestamp });
-      const answer = apiKey === undefined ? { identity, clientNonce, timestamp, signature } : { identity, clientNonce, timestamp, signature, apiKey };
-      const result = await this.#call<AuthResult>('auth', answer, true);
+      const { answer, apiKey } = this.#opts.credentials;
+      const signed = await answer({ serverNonce: new Uint8Array(hello.serverNonce), origin: this.#origin });
+      if (gen !== this.#generation || !this.#socket.connected) return;
+      const result = await this.#call<AuthResult>('auth', apiKey === undefined ? signed : { ...signed, apiKey }, true);
       if (gen !== this.#generation || !this.#socket.connected) return;
       this.#authenticated = true;
       this.#attempt = 0;
@@ -231,7 +250,7 @@ export class SocketTransport {
 
   #onMessage(m: RelayMessage): void {
     const gen = this.#generation;
-    this.#inbound = this.#inbound.then(async () => {
+    const handle = async (): Promise<void> => {
       if (gen !== this.#generation || !this.#handlers.onMessage) return;
       let verdict: 'ack' | 'keep';
       try {
@@ -241,7 +260,20 @@ export class SocketTransport {
         return;
       }
       if (verdict === 'ack' && gen === this.#generation && typeof m?.seq === 'number') this.#queueAck(m.seq);
+    };
+    if (this.#opts.order !== 'per-sender' || typeof m?.from !== 'string') {
+      this.#inbound = this.#inbound.then(handle);
+      return;
+    }
+    // One sender's deliveries in order, different senders concurrently; `#inbound` still
+    // tracks the latest of them all so `idle()` waits for every chain.
+    const tail = (this.#senders.get(m.from) ?? this.#inbound).then(handle);
+    this.#senders.set(m.from, tail);
+    void tail.then(() => {
+      if (this.#senders.get(m.from) === tail) this.#senders.delete(m.from);
     });
+    const before = this.#inbound;
+    this.#inbound = Promise.all([before, tail]).then(() => undefined);
   }
 
   #queueAck(seq: number): void {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { isParleyError, type ParleyErrorCode } from '@parley/protocol';
-import { ConversationEngine, MemoryStore, decodeReceiptBody, encodeReceiptBody } from '../src/core/index.js';
+import { ConversationEngine, MemoryStore, decodeReceiptBody, encodeReceiptBody } from '../src/index.js';
 import { deliver, device, mid, setupCrypto, str, takeBundle, text } from './helpers/engines.js';
 
 const rejects = (p: Promise<unknown>, code: ParleyErrorCode) =>

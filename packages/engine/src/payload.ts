@@ -19,7 +19,7 @@
  */
 import { ParleyError } from '@parley/protocol';
 import { MESSAGE_ID_PATTERN } from '@parley/protocol/wire';
-import { Reader, Writer } from './codec.js';
+import { ByteReader as Reader, ByteWriter as Writer } from '@parley/protocol';
 
 export const PAYLOAD_VERSION = 0x01;
 

@@ -21,7 +21,7 @@
  *   to them; failures are `ATTESTATION_INVALID` and nothing is sent.
  */
 import { DEFAULT_ATTESTATION_MAX_AGE_MS, ParleyError, fromHex } from '@parley/protocol';
-import type { OrgRole } from './org-cert.js';
+import type { OrgRole } from '@parley/protocol';
 
 /** Trust configuration of a {@link ConversationEngine}. */
 export interface TrustOptions {

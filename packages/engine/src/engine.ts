@@ -26,15 +26,17 @@ import {
   type PrekeyBundle,
   type PrekeyUpload,
   type PublicIdentity,
+  verifyOrgCertificate,
+  type OrgRole,
 } from '@parley/protocol';
 import {
   DEVICE_ID_PATTERN,
   MESSAGE_ID_PATTERN,
   RELAY_MAX_OPKS_PER_UPLOAD,
+  RELAY_NONCE_BYTES,
   relayAuthPayload,
   type RelayAuthInput,
 } from '@parley/protocol/wire';
-import { verifyOrgCertificate, type OrgRole } from './org-cert.js';
 import { MAX_RECEIPT_IDS, assertMessageId, decodePayload, encodePayload, encodeReceiptBody, type PayloadType } from './payload.js';
 import {
   K,
@@ -376,6 +378,22 @@ export class ConversationEngine {
    */
   signRelayAuth(input: Omit<RelayAuthInput, 'deviceId'>): Uint8Array {
     return this.#account.sign('relayAuth', relayAuthPayload({ ...input, deviceId: this.deviceId }));
+  }
+
+  /**
+   * Answers a relay's login challenge: a fresh client nonce, this engine's clock and the
+   * `relayAuth` signature over both nonces, the origin and the device id.
+   */
+  relayLoginAnswer(challenge: { serverNonce: Uint8Array; origin: string }): {
+    identity: PublicIdentity;
+    clientNonce: Uint8Array;
+    timestamp: number;
+    signature: Uint8Array;
+  } {
+    const clientNonce = getCrypto().randomBytes(RELAY_NONCE_BYTES);
+    const timestamp = Math.floor(this.#now());
+    const signature = this.signRelayAuth({ serverNonce: challenge.serverNonce, clientNonce, origin: challenge.origin, timestamp });
+    return { identity: this.publicIdentity, clientNonce, timestamp, signature };
   }
 
   /** Signs an enclave measurement statement (context `botAttestation`), for the bot SDK. */

@@ -2,15 +2,13 @@ import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { contextMessage, getCrypto, isParleyError } from '@parley/protocol';
 import {
-  ConversationEngine,
-  MemoryStore,
   decodeOrgCertificate,
   generateOrgKey,
   orgCertificatePayload,
   signOrgCertificate,
   verifyOrgCertificate,
-  type TrustEvent,
-} from '../src/core/index.js';
+} from '@parley/protocol';
+import { ConversationEngine, MemoryStore, type TrustEvent } from '../src/index.js';
 import { DAY, T0, deliver, device, mid, refused, setupCrypto, str, takeBundle, text } from './helpers/engines.js';
 
 before(setupCrypto);

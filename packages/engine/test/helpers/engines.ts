@@ -1,7 +1,7 @@
 /** Test helpers: engines that talk directly, with a tiny in-memory "relay" of their own. */
 import assert from 'node:assert/strict';
 import { initCrypto, isParleyError, type ParleyErrorCode, type PrekeyBundle, type PrekeyUpload } from '@parley/protocol';
-import { ConversationEngine, MemoryStore, type EngineOptions, type OutgoingEnvelope } from '../../src/core/index.js';
+import { ConversationEngine, MemoryStore, type EngineOptions, type OutgoingEnvelope } from '../../src/index.js';
 
 let ready: Promise<unknown> | undefined;
 /** Loads the crypto backend once. */

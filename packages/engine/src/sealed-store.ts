@@ -1,5 +1,6 @@
 /**
- * Sealing for any {@link KeyValueStore}: every value is encrypted with XChaCha20-Poly1305 under a
+ * The one sealing format of records at rest (device stores and the bot enclave's sealed state):
+ * every value is encrypted with XChaCha20-Poly1305 under a
  * storage key, with the record's key as associated data (THREATS.md ST1). A flipped byte, a
  * record copied under another key (e.g. two peers' sessions swapped) or a value sealed under
  * another storage key all fail with `STORAGE_INTEGRITY`, for that record only.
@@ -51,11 +52,17 @@ export function sealRecord(storageKey: Uint8Array, key: string, value: Uint8Arra
 
 /**
  * Opens one sealed value.
- * @throws ParleyError `STORAGE_INTEGRITY` when the record is malformed or does not authenticate for `key`.
+ * @throws ParleyError `STORAGE_INTEGRITY` when the record is truncated or does not authenticate for `key`;
+ *   `UNSUPPORTED_VERSION` for an unknown format byte.
  */
 export function openRecord(storageKey: Uint8Array, key: string, sealed: Uint8Array): Uint8Array {
-  if (sealed.length < 1 + NONCE_BYTES + TAG_BYTES || sealed[0] !== RECORD_FORMAT) {
-    throw new ParleyError('STORAGE_INTEGRITY', 'stored record is malformed', { details: { key: publicKeyName(key) } });
+  if (sealed.length < 1 + NONCE_BYTES + TAG_BYTES) {
+    throw new ParleyError('STORAGE_INTEGRITY', 'stored record is truncated', { details: { key: publicKeyName(key) } });
+  }
+  if (sealed[0] !== RECORD_FORMAT) {
+    throw new ParleyError('UNSUPPORTED_VERSION', 'stored record has an unknown format; was it written by a newer Parley?', {
+      details: { key: publicKeyName(key), format: sealed[0]! },
+    });
   }
   try {
     return getCrypto().xchachaDecrypt(storageKey, sealed.subarray(1, 1 + NONCE_BYTES), sealed.subarray(1 + NONCE_BYTES), ad(key));

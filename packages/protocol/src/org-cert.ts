@@ -21,8 +21,12 @@
  * The signature covers every other byte, under its own context, so it can't be replayed as a
  * prekey signature, a relay login or an attestation (C14), and no other signature verifies as one.
  */
-import { ParleyError, constantTimeEqual, contextMessage, getCrypto, toHex, type PublicIdentity } from '@parley/protocol';
-import { Reader, Writer, fromBase64, toBase64 } from './codec.js';
+import { constantTimeEqual, fromBase64, toBase64, toHex } from './bytes.js';
+import { ByteReader as Reader, ByteWriter as Writer } from './codec.js';
+import { contextMessage } from './contexts.js';
+import { getCrypto } from './crypto/index.js';
+import { ParleyError } from './errors.js';
+import type { PublicIdentity } from './identity-public.js';
 
 export const ORG_CERT_VERSION = 0x01;
 /** Longest label a certificate may carry. */

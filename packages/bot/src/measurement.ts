@@ -26,7 +26,7 @@
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join, relative, sep, resolve } from 'node:path';
+import { dirname, isAbsolute, join, relative, sep, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { getCrypto, initCrypto, concatBytes, utf8, ParleyError } from '@parley/protocol/verify';
 import { measurementHex } from './attestation.js';
@@ -99,15 +99,42 @@ export function enclaveCodeFiles(): [string, string][] {
   return groups.flatMap((g) => g.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)));
 }
 
-/** A handler given as a path or `file:` URL, as an absolute path. */
+/**
+ * Resolves the `handler` option to the absolute path of the module the enclave will import and
+ * measure. Accepted forms, the same from sources, from `dist/` and from a bundle:
+ * - a `file:` URL (e.g. `new URL('./handler.mjs', import.meta.url)`);
+ * - an absolute path, or a relative one (`./bot/handler.mjs`, resolved against the working directory);
+ * - a package specifier (`my-bot/handler`), resolved from the working directory with Node's
+ *   `require` resolution (`node_modules`, `exports` with the `node`/`default` conditions).
+ * @throws ParleyError `USAGE` naming the handler when it is not local, cannot be resolved or does not exist.
+ */
 export function handlerPath(handler: string | URL): string {
-  if (handler instanceof URL || /^file:/.test(handler)) {
+  if (!(handler instanceof URL) && typeof handler !== 'string') throw new ParleyError('USAGE', 'handler must be a path, a file: URL or a module specifier');
+  let path: string;
+  if (handler instanceof URL || /^file:/i.test(handler)) {
     const url = handler instanceof URL ? handler : new URL(handler);
-    if (url.protocol !== 'file:') throw new ParleyError('USAGE', 'handler must be a file path or a file: URL (it is measured)');
-    return fileURLToPath(url);
+    if (url.protocol !== 'file:') throw new ParleyError('USAGE', `handler ${url.href} is not a local file (it is measured)`);
+    path = fileURLToPath(url);
+  } else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(handler)) {
+    throw new ParleyError('USAGE', `handler ${handler} is not a local file (it is measured)`);
+  } else if (isAbsolute(handler) || handler.startsWith('.')) {
+    path = resolve(handler);
+  } else {
+    try {
+      path = createRequire(join(process.cwd(), 'package.json')).resolve(handler);
+    } catch (e) {
+      const reason = e instanceof Error ? e.message.split('\n')[0] : 'unknown reason';
+      throw new ParleyError('USAGE', `handler "${handler}" cannot be resolved from ${process.cwd()}: ${reason}`);
+    }
   }
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(handler)) throw new ParleyError('USAGE', 'handler must be a file path or a file: URL (it is measured)');
-  return resolve(handler);
+  let isFile = false;
+  try {
+    isFile = statSync(path).isFile();
+  } catch {
+    isFile = false;
+  }
+  if (!isFile) throw new ParleyError('USAGE', `handler module not found: ${path} (check the handler option; relative paths resolve against ${process.cwd()})`);
+  return path;
 }
 
 /** The handler as a `file:` URL string (what the enclave imports). */

@@ -1,10 +1,7 @@
-// The enclave worker's first module. The enclave ships as TypeScript sources (the monorepo has
-// no build step), so register tsx's loader in this worker before importing the entry point.
+// Development only: the enclave worker's first module when the bot runs from its TypeScript
+// sources (this repository's tests and examples). It registers tsx's loader in this worker,
+// then imports the entry point. The published package starts dist/enclave/entry.js directly.
 // Nothing secret is touched here; the host passes nothing but this file's URL.
-try {
-  const { register } = await import('tsx/esm/api');
-  register();
-} catch {
-  // No tsx: a build that ships compiled .js entry files needs no loader.
-}
+const { register } = await import('tsx/esm/api');
+register();
 await import(new URL('./entry.ts', import.meta.url).href);

@@ -25,8 +25,14 @@ import {
 } from '../rpc/messages.js';
 import type { SealedBlobStore } from './blob-store.js';
 
-/** Where the enclave worker starts: a tiny .mjs that registers the TS loader, then the entry. */
-export const ENCLAVE_ENTRY_URL = new URL('../enclave/bootstrap.mjs', import.meta.url);
+/**
+ * Where the enclave worker starts. Installed (compiled) it is `dist/enclave/entry.js`, run by
+ * plain node; from the repository's TypeScript sources it is a tiny .mjs that registers tsx
+ * in the worker first.
+ */
+export const ENCLAVE_ENTRY_URL = import.meta.url.endsWith('.ts')
+  ? new URL('../enclave/bootstrap.mjs', import.meta.url)
+  : new URL('../enclave/entry.js', import.meta.url);
 
 /** The default worker limits. `resourceLimits` does not cover ArrayBuffers (Node docs). */
 export const DEFAULT_RESOURCE_LIMITS: ResourceLimits = { maxOldGenerationSizeMb: 256, maxYoungGenerationSizeMb: 32, stackSizeMb: 4 };

@@ -12,7 +12,8 @@ import { initCrypto, isParleyError, type ParleyErrorCode } from '@parley/protoco
 import { createRelay, MemoryStore as RelayMemoryStore, type NewMessage, type Relay, type RelayOptions } from '@parley/relay';
 import { ParleyClient, type IncomingMessage, type ParleyClientOptions } from '@parley/client';
 import { MemoryStore, type TrustOptions } from '@parley/client';
-import { createBot, type Bot, type BotOptions } from '@parley/bot';
+import type { Bot, BotOptions } from '@parley/bot';
+import { createBotForTesting, type BotTestingHooks } from '@parley/bot/testing';
 import { main as orgCli } from '../../packages/client/src/cli/org.js';
 
 export const FAQ_HANDLER = new URL('./fixtures/faq-handler.ts', import.meta.url);
@@ -127,8 +128,8 @@ export function botLogger(): NonNullable<BotOptions['logger']> & { lines: string
 }
 
 /** Starts a bot with the FAQ handler. */
-export async function startBot(relayUrl: string, apiKey: string, stateDir: string, extra: Partial<BotOptions> = {}): Promise<Bot> {
-  return createBot({ relayUrl, apiKey, handler: FAQ_HANDLER, stateDir, logger: botLogger(), oneTimePrekeys: 20, ...extra });
+export async function startBot(relayUrl: string, apiKey: string, stateDir: string, extra: Partial<BotOptions> = {}, hooks: BotTestingHooks = {}): Promise<Bot> {
+  return createBotForTesting({ relayUrl, apiKey, handler: FAQ_HANDLER, stateDir, logger: botLogger(), oneTimePrekeys: 20, ...extra }, hooks);
 }
 
 /** A customer: a `ParleyClient` on a memory store, recording every app-level `message` event. */

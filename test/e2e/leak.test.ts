@@ -88,8 +88,7 @@ test(`R11: ${CUSTOMERS * PER_CUSTOMER * 2} messages with a canary, both directio
   t.after(() => botKeys.port1.close());
   const bot = await startBot(proxy.url, (await createApiKey(relay.store, 'bot')).key, join(dir, 'bot'), {
     oneTimePrekeys: 50,
-    unsafeTestingExposeKeys: botKeys.port2,
-  });
+  }, { unsafeTestingExposeKeys: botKeys.port2 });
   t.after(() => bot.close());
   await bot.setCertificate(await org.certify(bot.identityHex));
   const trust = { orgKey: org.publicKeyHex, botMeasurement: (await computeMeasurement(FAQ_HANDLER)).hex };

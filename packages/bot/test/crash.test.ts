@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Bot } from '../src/index.js';
+import type { TestingBot } from '../src/testing.js';
 import { Customer } from './customer.js';
 import { startBot, startRelay } from './harness.js';
 import { setupCrypto, sleep, tempDir, waitFor } from './helpers.js';
@@ -30,7 +30,7 @@ test(`${CRASHES} worker crashes injected mid-traffic: no message lost, no reply 
   t.after(() => relay.close());
   let armed = undefined as Trigger | undefined;
   let fired = 0;
-  let botRef: Bot | undefined;
+  let botRef: TestingBot | undefined;
   const { bot, logger } = await startBot(relay, dir, {
     oneTimePrekeys: 100,
     restartBackoffMs: { min: 20, max: 200 },
@@ -38,13 +38,13 @@ test(`${CRASHES} worker crashes injected mid-traffic: no message lost, no reply 
       if (armed && typeof message === 'object' && message !== null && armed(direction, message as never)) {
         armed = undefined;
         fired++;
-        void botRef?.unsafeTestingSupervisor.unsafeTestingTerminate();
+        void botRef?.supervisor.unsafeTestingTerminate();
       }
     },
   });
   botRef = bot;
   t.after(() => bot.close());
-  const sup = bot.unsafeTestingSupervisor;
+  const sup = bot.supervisor;
   const customers = await Promise.all(Array.from({ length: 6 }, () => Customer.connect(relay.url)));
   t.after(() => customers.forEach((c) => c.close()));
   const MIN = 8;

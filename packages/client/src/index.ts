@@ -16,4 +16,4 @@
 export { ParleyClient, type ParleyClientOptions, type ParleyClientEvents, type IncomingMessage, type ClientErrorEvent } from './client.js';
 export { type Logger } from '@parley/relay-link';
 export { MemoryStore, type KeyValueStore, type TrustOptions, type TrustEvent, type IdentityChangedEvent, type TrustPolicy } from '@parley/engine';
-export { ParleyError, isParleyError, type ParleyErrorCode } from '@parley/protocol';
+export { ParleyError, isParleyError, type ParleyErrorCode, type ParleyErrorOf, type ErrorDetailsByCode } from '@parley/protocol';

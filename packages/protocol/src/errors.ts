@@ -39,6 +39,41 @@ export type ParleyErrorCode = (typeof ERROR_CODES)[number];
 /** Numbers and short public identifiers that help debugging. Never secrets or plaintext. */
 export type ErrorDetails = Readonly<Record<string, number | string | boolean>>;
 
+/**
+ * The details a code carries, for the codes whose details callers act on. Narrow with
+ * {@link isParleyError}: `if (isParleyError(e, 'ATTESTATION_INVALID')) e.details?.reason`.
+ * Every field is optional: each throw site fills the ones it knows.
+ */
+export type ErrorDetailsByCode = {
+  readonly ATTESTATION_INVALID: {
+    /** `missing`: the bot published none; `invalid`: it does not verify; `measurement`: not the pinned code. */
+    readonly reason?: 'missing' | 'invalid' | 'measurement';
+    readonly peer?: string;
+    readonly skewMs?: number;
+    readonly ageMs?: number;
+    readonly maxAgeMs?: number;
+  };
+  readonly UNTRUSTED_IDENTITY: {
+    /** Why an org certificate was refused (`missing`, `expired`, `signature`, `role`, `label`, `identity`, `malformed`). */
+    readonly reason?: string;
+    readonly peer?: string;
+  };
+  readonly IDENTITY_CHANGED: { readonly label?: string; readonly previous?: string; readonly peer?: string };
+  readonly PAYLOAD_TOO_LARGE: { readonly size?: number; readonly max?: number };
+  readonly STORAGE_QUOTA: { readonly have?: number; readonly max?: number };
+};
+
+/**
+ * The details type of one code: its entry in {@link ErrorDetailsByCode} (plus any other public
+ * field), else the generic {@link ErrorDetails}; an error not narrowed to one code has the
+ * generic form.
+ */
+export type DetailsOf<C extends ParleyErrorCode> = [ParleyErrorCode] extends [C]
+  ? ErrorDetails
+  : C extends keyof ErrorDetailsByCode
+    ? ErrorDetailsByCode[C] & ErrorDetails
+    : ErrorDetails;
+
 /** The shape an error takes when it crosses a worker or network boundary. */
 export interface SerializedParleyError {
   readonly code: ParleyErrorCode;
@@ -46,7 +81,11 @@ export interface SerializedParleyError {
   readonly details?: ErrorDetails;
 }
 
-/** Base class of every error Parley throws on purpose. */
+/**
+ * Base class of every error Parley throws on purpose. `code` is stable; narrow on it with
+ * {@link isParleyError}, which also types `details`. The table of codes, what each means and
+ * what to do: docs/errors.md.
+ */
 export class ParleyError extends Error {
   override readonly name = 'ParleyError';
   readonly code: ParleyErrorCode;
@@ -83,7 +122,17 @@ function isDetails(value: unknown): value is ErrorDetails {
   return Object.values(value).every((x) => ['number', 'string', 'boolean'].includes(typeof x));
 }
 
-/** True when `e` is a {@link ParleyError}, optionally with the given code. */
-export function isParleyError(e: unknown, code?: ParleyErrorCode): e is ParleyError {
+/**
+ * True when `e` is a {@link ParleyError}, optionally with the given code; with a code, `e` is
+ * narrowed to that code and its typed `details`.
+ * @example
+ * if (isParleyError(e, 'ATTESTATION_INVALID') && e.details?.reason === 'measurement') showWrongBotWarning();
+ */
+export function isParleyError<C extends ParleyErrorCode>(e: unknown, code: C): e is ParleyErrorOf<C>;
+export function isParleyError(e: unknown): e is ParleyError;
+export function isParleyError(e: unknown, code?: ParleyErrorCode): boolean {
   return e instanceof ParleyError && (code === undefined || e.code === code);
 }
+
+/** A {@link ParleyError} narrowed to one code, with that code's typed `details`. */
+export type ParleyErrorOf<C extends ParleyErrorCode> = ParleyError & { readonly code: C; readonly details: DetailsOf<C> | undefined };

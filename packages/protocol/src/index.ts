@@ -11,7 +11,7 @@
  * const { session: inbound, plaintext } = bob.createInboundSession(outbound.encrypt(new TextEncoder().encode('hi')));
  */
 export { initCrypto, getCrypto, loadBackend, defaultBackend, type BackendName, type CryptoProvider, type KeyPair } from './crypto/index.js';
-export { ParleyError, isParleyError, ERROR_CODES, type ParleyErrorCode, type SerializedParleyError, type ErrorDetails } from './errors.js';
+export { ParleyError, isParleyError, ERROR_CODES, type ParleyErrorCode, type SerializedParleyError, type ParleyErrorOf, type DetailsOf, type ErrorDetailsByCode, type ErrorDetails } from './errors.js';
 export { Account, type InboundSessionResult } from './account.js';
 export { Session, type SessionRole } from './session.js';
 export { IdentityKeyPair, deviceIdOf, verifyIdentity, verifyContextSignature, sameIdentity, type PublicIdentity } from './identity.js';

@@ -76,14 +76,6 @@ export interface BotOptions {
   logger?: BotLogger;
   /** socket.io-client transports (default `['websocket']`). */
   transports?: string[];
-  /**
-   * TEST ONLY. A `MessagePort` over which the enclave posts its private key bytes when the test
-   * posts `'dump'` on the other end. The port is transferred to the first worker; the host never
-   * reads from it. Never set this in production.
-   */
-  unsafeTestingExposeKeys?: MessagePort;
-  /** TEST ONLY. Sees every message crossing the host/enclave boundary. */
-  unsafeTestingTap?: (direction: 'toEnclave' | 'fromEnclave', message: unknown) => void;
 }
 
 /** A running bot. */
@@ -113,8 +105,25 @@ export interface Bot {
   idle(): Promise<void>;
   /** Disconnects and stops the enclave. */
   close(): Promise<void>;
-  /** TEST ONLY: the supervisor (crash injection, raw posts). */
-  readonly unsafeTestingSupervisor: EnclaveSupervisor;
+}
+
+/**
+ * Test hooks (`@parley/bot/testing`, never for production): they expose what the enclave
+ * boundary exists to hide.
+ */
+export interface BotTestingHooks {
+  /**
+   * A `MessagePort` over which the enclave posts its private key bytes when the test posts
+   * `'dump'` on the other end. Transferred to the first worker; the host never reads from it.
+   */
+  unsafeTestingExposeKeys?: MessagePort;
+  /** Sees every message crossing the host/enclave boundary. */
+  unsafeTestingTap?: (direction: 'toEnclave' | 'fromEnclave', message: unknown) => void;
+}
+
+/** A bot started with test hooks: the {@link Bot} plus its supervisor (crash injection, raw posts). */
+export interface TestingBot extends Bot {
+  readonly supervisor: EnclaveSupervisor;
 }
 
 const stderrLogger: BotLogger = {
@@ -191,6 +200,11 @@ function isTransient(e: unknown): boolean {
  * console.log('pin this measurement in your clients:', bot.measurement);
  */
 export async function createBot(options: BotOptions): Promise<Bot> {
+  return startBot(options, {});
+}
+
+/** {@link createBot} with test hooks; exported by `@parley/bot/testing` only. */
+export async function startBot(options: BotOptions, hooks: BotTestingHooks): Promise<TestingBot> {
   if (!options || typeof options.relayUrl !== 'string') throw new ParleyError('USAGE', 'relayUrl is required');
   if (typeof options.apiKey !== 'string' || options.apiKey.length === 0) throw new ParleyError('USAGE', 'apiKey is required');
   if (typeof options.stateDir !== 'string' || options.stateDir.length === 0) throw new ParleyError('USAGE', 'stateDir is required');
@@ -337,8 +351,8 @@ export async function createBot(options: BotOptions): Promise<Bot> {
       // The restarted enclave signed a fresh attestation: publish it.
       if (restart && relay.authenticated) void publishPrekeys();
     },
-    ...(options.unsafeTestingExposeKeys ? { unsafeTestingExposeKeys: options.unsafeTestingExposeKeys } : {}),
-    ...(options.unsafeTestingTap ? { unsafeTestingTap: options.unsafeTestingTap } : {}),
+    ...(hooks.unsafeTestingExposeKeys ? { unsafeTestingExposeKeys: hooks.unsafeTestingExposeKeys } : {}),
+    ...(hooks.unsafeTestingTap ? { unsafeTestingTap: hooks.unsafeTestingTap } : {}),
   });
 
   const relay: RelayLink = new RelayLink({
@@ -437,6 +451,6 @@ export async function createBot(options: BotOptions): Promise<Bot> {
       await supervisor.stop();
       await blobStore.close();
     },
-    unsafeTestingSupervisor: supervisor,
+    supervisor,
   };
 }

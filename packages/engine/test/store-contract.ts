@@ -1,0 +1,61 @@
+/**
+ * The one `KeyValueStore` contract suite, registered with node:test:
+ * `storeContract('FileStore', async () => ({ store, reopen, close }))` adds one `it` per case of
+ * {@link storeContractCases} (store-contract-cases.ts, which the browser test also bundles into
+ * a page to run the same cases against `IndexedDbStore`). Each case gets a fresh store.
+ *
+ * Registered for: MemoryStore and SealedStore (packages/engine/test/store-contract.test.ts),
+ * FileStore (packages/client/test/store-contract.test.ts), the enclave's SealedKeyValueStore
+ * (packages/bot/test/store-contract.test.ts), IndexedDbStore in Chromium
+ * (test/browser/store-contract.test.ts).
+ */
+import { describe, it } from 'node:test';
+import { runContractCase, storeContractCases, type ContractCase, type StoreFactory } from './store-contract-cases.js';
+
+export { storeContractCases, runContractCase, type StoreFactory, type StoreHandle, type ContractCase } from './store-contract-cases.js';
+
+/** Options of {@link storeContract}. */
+export interface StoreContractOptions {
+  /**
+   * Why the store has no `reopen` (it keeps nothing across instances). The durability cases are
+   * then reported as skipped with this reason; without it a missing `reopen` fails them.
+   */
+  readonly noReopen?: string;
+  /**
+   * Cases this store is KNOWN to fail, case name → what goes wrong. They still run, reported as
+   * `todo` with the reason, so the violation stays visible in every run and a fix shows up.
+   */
+  readonly knownViolations?: Readonly<Record<string, string>>;
+  /** Skip the whole suite with this reason (e.g. no browser installed). */
+  readonly skip?: string | false;
+}
+
+/** Throws when an option names a case that does not exist (a renamed case must not go unnoticed). */
+export function checkCaseNames(names: Iterable<string>): void {
+  const known = new Set(storeContractCases.map((c) => c.name));
+  for (const n of names) if (!known.has(n)) throw new Error(`store contract: no case named ${JSON.stringify(n)}`);
+}
+
+/** Registers `describe('KeyValueStore contract [name]')` with one `it` per contract case. */
+export function storeContract(name: string, factory: StoreFactory, options: StoreContractOptions = {}): void {
+  registerContractCases(name, (c) => runContractCase(c, factory), options);
+}
+
+/**
+ * The node:test side of the suite, for any runner: `runCase` runs one case and rejects when it
+ * fails (in this process for {@link storeContract}; in a browser page for the IndexedDB test).
+ */
+export function registerContractCases(name: string, runCase: (c: ContractCase) => Promise<void>, options: StoreContractOptions = {}): void {
+  const violations = options.knownViolations ?? {};
+  checkCaseNames(Object.keys(violations));
+  describe(`KeyValueStore contract [${name}]`, { skip: options.skip ?? false }, () => {
+    for (const c of storeContractCases) {
+      if (c.needsReopen && options.noReopen) {
+        it(c.name, { skip: `not applicable: ${options.noReopen}` }, () => undefined);
+        continue;
+      }
+      const violation = violations[c.name];
+      it(c.name, violation ? { todo: `KNOWN CONTRACT VIOLATION of ${name}: ${violation}` } : {}, () => runCase(c));
+    }
+  });
+}

@@ -68,15 +68,8 @@ const botLogger: BotLogger = {
 
 /** The handler's view of a message, as the enclave builds it (`src/enclave/entry.ts`). */
 function botMessage(m: IncomingMessage): BotMessage {
-  return {
-    from: m.from,
-    id: m.id,
-    sentAt: m.sentAt,
-    redelivered: false,
-    ...(m.type === 'text' ? { text: m.text } : {}),
-    ...(m.type === 'json' ? { json: m.data } : {}),
-    ...(m.type === 'binary' ? { binary: m.bytes } : {}),
-  };
+  const { receivedAt: _receivedAt, seq: _seq, ...message } = m;
+  return { ...message, redelivered: false };
 }
 
 export async function measureEnclave(server: ServerProcess, o: EnclaveOptions): Promise<{ rounds: EnclaveRound[]; errors: Record<string, number> }> {

@@ -83,7 +83,7 @@ export async function runQuickstart(log: (line: string) => void = console.log): 
       log(`customer: ${line}`);
       await customer.send(bot.deviceId, line);
       const m = await withTimeout(reply, 15_000, 'bot reply');
-      log(`bot:      ${m.text ?? JSON.stringify(m.data)}\n`);
+      log(`bot:      ${m.text ?? JSON.stringify(m.json)}\n`);
     }
     log(`safety number (compare with the bot's): ${customer.safetyNumber(bot.deviceId)}`);
     log(`bot attestation verified against the pinned measurement: ${customer.peerAttestation(bot.deviceId) ? 'yes' : 'no'}`);

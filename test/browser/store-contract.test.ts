@@ -63,19 +63,6 @@ registerContractCases(
   },
   {
     skip: skipWithoutChromium,
-    knownViolations: {
-      // KNOWN CONTRACT VIOLATION (found by this suite; the store is deliberately left unchanged
-      // here). IndexedDbStore.keys(prefix) scans IDBKeyRange.bound(prefix, `${prefix}\uffff`)
-      // (packages/client/src/browser/idb-store.ts, keys()), so a key that continues past a U+FFFF
-      // right after the prefix sorts above the upper bound and is never listed: with keys
-      // p/\uffff, p/\uffffz, p/\uffff\uffff stored, keys('p/') returns only p/\uffff. The same
-      // happens for keys('') and a key starting with \uffff plus more. The contract says
-      // "keys(prefix) lists every key starting with prefix". Engine keys are ASCII today, so
-      // nothing breaks in practice; the fix is an upper bound just past the prefix (its last
-      // code unit + 1, or no upper bound when the prefix is empty or all \uffff).
-      'keys(prefix) also lists keys whose next character is at the top of the BMP (U+FFFF, U+FFFD)':
-        "keys('p/') misses p/\\uffffz and p/\\uffff\\uffff: the IDB range's upper bound `${prefix}\\uffff` cuts them off",
-    },
   },
 );
 

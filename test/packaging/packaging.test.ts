@@ -119,11 +119,15 @@ test('installed with npm, plain node runs the CLIs, a bot with a .mjs handler an
     missingHandler: string;
     measurementMatches: boolean;
     measuredFiles: string[];
-    replies: string[];
+    replies: unknown[];
   };
   assert.match(result.orgKey, /^[0-9a-f]{64}$/);
   assert.equal(result.missingHandler, 'USAGE with path');
-  assert.deepEqual(result.replies, ['echo: hello from an installed package', 'echo: second message']);
+  assert.deepEqual(result.replies, [
+    { type: 'text', text: 'echo: hello from an installed package' },
+    { type: 'text', text: 'echo: second message' },
+    { type: 'binary', binary: [250, 3, 2, 1] },
+  ]);
   assert.equal(result.measurementMatches, true);
   // The measurement hashes what runs: compiled JavaScript, never sources or declarations.
   assert.ok(result.measuredFiles.includes('@parley/bot/dist/enclave/entry.js'), result.measuredFiles.join(' '));

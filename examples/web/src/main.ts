@@ -302,7 +302,7 @@ export async function start(backend: BackendName): Promise<void> {
   async function onMessage(m: IncomingMessage): Promise<void> {
     if (m.from !== botId) return;
     state.received++;
-    const card = m.type === 'json' ? parseCard(m.data) : undefined;
+    const card = m.type === 'json' ? parseCard(m.json) : undefined;
     await addItem({ who: 'bot', at: m.sentAt, ...(m.text !== undefined ? { text: m.text } : {}), ...(card ? { card } : {}) });
     showTrust();
     showSafetyNumber();

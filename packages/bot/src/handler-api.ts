@@ -9,19 +9,17 @@
  * };
  * export default handle;
  */
+import type { MessageContent, OutgoingContent } from '@parley/engine';
 
-/** A message as the handler sees it. */
-export interface BotMessage {
+/**
+ * A message as the handler sees it: the one content model of every Parley side (exactly one of
+ * `text`, `json`, `binary`, per `type`, as in `ParleyClient`'s messages) plus its facts.
+ */
+export type BotMessage = MessageContent & {
   /** Sender's device id. */
   readonly from: string;
   /** The message id (unique per sender). */
   readonly id: string;
-  /** Set for text messages. */
-  readonly text?: string;
-  /** Set for JSON messages (already parsed). */
-  readonly json?: unknown;
-  /** Set for binary messages (and for text/JSON bodies that failed to decode). */
-  readonly binary?: Uint8Array;
   /** Sender's clock when it was sent, ms since the epoch. */
   readonly sentAt: number;
   /**
@@ -31,12 +29,15 @@ export interface BotMessage {
    * handler replies deterministically.
    */
   readonly redelivered: boolean;
-}
+};
 
 /** What the handler can do. */
 export interface BotContext {
-  /** Sends a text (string) or JSON (anything else) reply to the sender, end-to-end encrypted. */
-  reply(content: string | object): Promise<void>;
+  /**
+   * Sends a reply to the sender, end-to-end encrypted: a `string` is text, a `Uint8Array` is
+   * binary, anything else is JSON (the same rule as `ParleyClient.send`).
+   */
+  reply(content: OutgoingContent): Promise<void>;
   /** The safety number of this conversation (compare it with the customer out of band). */
   safetyNumber(): string;
   /** The bot's own device id. */

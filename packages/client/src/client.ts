@@ -24,8 +24,12 @@ import { ParleyError, formatSafetyNumber, getCrypto, initCrypto, isParleyError, 
 import {
   ConversationEngine,
   MAX_RECEIPT_IDS,
+  decodeContent,
   decodeReceiptBody,
+  encodeContent,
   type KeyValueStore,
+  type MessageContent,
+  type OutgoingContent,
   type PayloadType,
   type PeerAttestationInfo,
   type PeerCertificateInfo,
@@ -74,25 +78,22 @@ export interface ParleyClientOptions {
 }
 
 /** A message as the app sees it. */
-export interface IncomingMessage {
+/**
+ * A received message: its content in the one content model shared with bot handlers (exactly
+ * one of `text`, `json`, `binary`, per `type`) plus its envelope facts.
+ */
+export type IncomingMessage = MessageContent & {
   /** Sender device id. */
   readonly from: string;
   /** The sender's message id (authenticated end to end). */
   readonly id: string;
-  readonly type: Exclude<PayloadType, 'receipt'>;
-  /** For `type: 'text'`. */
-  readonly text?: string;
-  /** For `type: 'json'`: the parsed value (undefined if the sender's JSON does not parse). */
-  readonly data?: unknown;
-  /** The raw body. */
-  readonly bytes: Uint8Array;
   /** Sender's clock, ms since the epoch. */
   readonly sentAt: number;
   /** This device's clock when it was decrypted. */
   readonly receivedAt: number;
   /** The sender's per-conversation counter (gaps mean withheld or lost messages). */
   readonly seq: number;
-}
+};
 
 /** An error no call is waiting for (a delivery that failed to decrypt, a send refused on retry…). */
 export interface ClientErrorEvent {
@@ -303,7 +304,7 @@ export class ParleyClient {
    * await client.send(peer, 'hi');
    * await client.send(peer, { orderId: 1234, action: 'refund' });
    */
-  async send(peer: string, content: string | Uint8Array | unknown, options: { id?: string } = {}): Promise<{ id: string }> {
+  async send(peer: string, content: OutgoingContent, options: { id?: string } = {}): Promise<{ id: string }> {
     if (this.#closed) throw new ParleyError('USAGE', 'client is closed');
     const { type, body } = encodeContent(content);
     const id = options.id ?? ConversationEngine.newMessageId();
@@ -339,7 +340,7 @@ export class ParleyClient {
    * A `message` leaves the durable inbox once all `message` listeners returned; a listener
    * that throws is reported as an `error` event and does not stop the others.
    * @example
-   * const off = client.on('message', (m) => render(m.from, m.text ?? m.data));
+   * const off = client.on('message', (m) => render(m.from, m.text ?? m.json));
    */
   on<K extends keyof ParleyClientEvents>(event: K, listener: (value: ParleyClientEvents[K]) => void): () => void {
     const off = this.#events.on(event, listener);
@@ -680,7 +681,7 @@ export class ParleyClient {
           const listeners = this.#events.listenerCount('message');
           if (iterators.length === 0 && listeners === 0) continue; // keep it until someone listens
           this.#delivering.add(key);
-          const message = toIncoming(m);
+          const message = toIncoming(m, m.type);
           let holds = iterators.length + 1;
           const release = () => {
             if (--holds === 0) void this.#consume(m, key);
@@ -731,30 +732,6 @@ function needsStatements(e: unknown): boolean {
   return false;
 }
 
-function encodeContent(content: unknown): { type: Exclude<PayloadType, 'receipt'>; body: Uint8Array } {
-  if (typeof content === 'string') return { type: 'text', body: encoder.encode(content) };
-  if (content instanceof Uint8Array) return { type: 'binary', body: content };
-  let json: string | undefined;
-  try {
-    json = JSON.stringify(content);
-  } catch (cause) {
-    throw new ParleyError('USAGE', 'content is not JSON-serialisable', { cause });
-  }
-  if (json === undefined) throw new ParleyError('USAGE', 'content must be a string, bytes or a JSON value');
-  return { type: 'json', body: encoder.encode(json) };
-}
-
-function toIncoming(m: ReceivedMessage): IncomingMessage {
-  const base = { from: m.from, id: m.id, bytes: m.payload, sentAt: m.sentAt, receivedAt: m.receivedAt, seq: m.seq };
-  if (m.type === 'text') return { ...base, type: 'text', text: decoder.decode(m.payload) };
-  if (m.type === 'json') {
-    let data: unknown;
-    try {
-      data = JSON.parse(decoder.decode(m.payload));
-    } catch {
-      data = undefined;
-    }
-    return { ...base, type: 'json', data };
-  }
-  return { ...base, type: 'binary' };
+function toIncoming(m: ReceivedMessage, type: Exclude<PayloadType, 'receipt'>): IncomingMessage {
+  return { from: m.from, id: m.id, sentAt: m.sentAt, receivedAt: m.receivedAt, seq: m.seq, ...decodeContent(type, m.payload) };
 }

@@ -37,7 +37,7 @@ describe('ParleyClient over a real relay', () => {
 
       await bob.client.send(alice.client.deviceId, { order: 1234, items: ['a', 'b'] });
       await until(() => alice.got.length === 1, 10_000, 'alice receives');
-      assert.deepEqual(alice.got[0]!.data, { order: 1234, items: ['a', 'b'] });
+      assert.deepEqual(alice.got[0]!.json, { order: 1234, items: ['a', 'b'] });
       assert.equal(alice.client.safetyNumber(bob.client.deviceId), bob.client.safetyNumber(alice.client.deviceId));
       assert.match(alice.client.safetyNumber(bob.client.deviceId), /^(\d{5} ){11}\d{5}$/);
       await until(() => alice.client.pendingCount === 0 && bob.client.pendingCount === 0, 5000, 'outboxes drained');

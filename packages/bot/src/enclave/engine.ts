@@ -6,20 +6,15 @@
  * engine's writes for one operation leave the enclave as one atomic host batch.
  */
 import type { PrekeyUpload, PublicIdentity } from '@parley/protocol';
-import { ParleyError } from '@parley/protocol';
-import { ConversationEngine, type ReceivedMessage as EngineMessage } from '@parley/engine';
+import { ConversationEngine, decodeContent, encodeContent, type MessageContent, type OutgoingContent, type ReceivedMessage as EngineMessage } from '@parley/engine';
 import type { SealedKeyValueStore } from './sealed-store.js';
 
 /** A decrypted message waiting for (or being run by) the handler. */
-export interface ReceivedMessage {
+export type ReceivedMessage = MessageContent & {
   readonly from: string;
   readonly id: string;
   readonly sentAt: number;
-  readonly type: 'text' | 'json' | 'binary' | 'receipt';
-  readonly text?: string;
-  readonly json?: unknown;
-  readonly binary?: Uint8Array;
-}
+};
 
 export interface EnclaveEngine {
   readonly deviceId: string;
@@ -32,7 +27,7 @@ export interface EnclaveEngine {
   prekeysPublished(ids: readonly number[]): Promise<void>;
   receive(incoming: { from: string; id: string; envelope: Uint8Array }): Promise<{ kind: 'message'; message: ReceivedMessage } | { kind: 'duplicate' } | { kind: 'ignored' }>;
   /** Encrypts a reply into the outbox; `undefined` if this id is already queued (a handler re-run). */
-  send(to: string, content: string | object, messageId: string): Promise<{ to: string; id: string; envelope: Uint8Array } | undefined>;
+  send(to: string, content: OutgoingContent, messageId: string): Promise<{ to: string; id: string; envelope: Uint8Array } | undefined>;
   markSent(to: string, id: string): Promise<void>;
   pendingOutbox(): Promise<{ to: string; id: string; envelope: Uint8Array }[]>;
   /** Messages decrypted but not yet consumed by the handler (a crash interrupted it). */
@@ -41,19 +36,10 @@ export interface EnclaveEngine {
   safetyNumber(peer: string): string;
 }
 
-const decoder = new TextDecoder('utf-8', { fatal: true });
-const encoder = new TextEncoder();
-
 function view(m: EngineMessage): ReceivedMessage {
-  const base = { from: m.from, id: m.id, sentAt: m.sentAt, type: m.type };
-  try {
-    if (m.type === 'text') return { ...base, text: decoder.decode(m.payload) };
-    if (m.type === 'json') return { ...base, json: JSON.parse(decoder.decode(m.payload)) as unknown };
-  } catch {
-    // Authenticated but not valid UTF-8/JSON: the handler gets it as binary.
-    return { ...base, type: 'binary', binary: m.payload };
-  }
-  return { ...base, binary: m.payload };
+  // Receipts never reach here (`receive` consumes them).
+  const type = m.type === 'receipt' ? 'binary' : m.type;
+  return { from: m.from, id: m.id, sentAt: m.sentAt, ...decodeContent(type, m.payload) };
 }
 
 /**
@@ -80,11 +66,8 @@ export async function openEngine(store: SealedKeyValueStore): Promise<EnclaveEng
     },
     async send(to, content, messageId) {
       if (engine.pendingOutbox().some((e) => e.to === to && e.id === messageId)) return undefined;
-      const isText = typeof content === 'string';
-      const json = isText ? undefined : JSON.stringify(content);
-      if (!isText && json === undefined) throw new ParleyError('USAGE', 'reply content must be a string or JSON-serialisable');
-      const body = encoder.encode(isText ? content : json!);
-      return engine.encrypt(to, body, { messageId, type: isText ? 'text' : 'json' });
+      const { type, body } = encodeContent(content);
+      return engine.encrypt(to, body, { messageId, type });
     },
     markSent: (to, id) => engine.markDelivered(to, id),
     pendingOutbox: async () => engine.pendingOutbox().map((e) => ({ to: e.to, id: e.id, envelope: e.envelope })),

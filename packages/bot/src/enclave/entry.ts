@@ -32,6 +32,7 @@ import { loadSealingSecret } from './secret.js';
 import { SealedKeyValueStore } from './sealed-store.js';
 import { HandlerQueue, loadHandler, type BotHandler, type BotMessage } from './handler.js';
 import { openEngine, type EnclaveEngine, type ReceivedMessage } from './engine.js';
+import type { OutgoingContent } from '@parley/engine';
 import { TestingKeyTap } from './unsafe-testing.js';
 
 if (!parentPort) throw new Error('the enclave entry must run in a worker thread');
@@ -151,18 +152,13 @@ function runHandler(s: State, msg: ReceivedMessage, redelivered: boolean): void 
   s.queue.push(msg.from, async () => {
     let replies = 0;
     const view: BotMessage = {
-      from: msg.from,
-      id: msg.id,
-      sentAt: msg.sentAt,
+      ...msg,
       redelivered,
-      ...(msg.type === 'text' ? { text: msg.text } : {}),
-      ...(msg.type === 'json' ? { json: msg.json } : {}),
-      ...(msg.binary ? { binary: msg.binary } : {}),
     };
     const ctx = {
       botDeviceId: s.engine.deviceId,
       safetyNumber: () => s.engine.safetyNumber(msg.from),
-      reply: async (content: string | object): Promise<void> => {
+      reply: async (content: OutgoingContent): Promise<void> => {
         if (replies >= 1000) throw new ParleyError('USAGE', 'at most 1000 replies per message');
         const messageId = replyId(msg.from, msg.id, replies++);
         const out = await commit(s, () => s.engine.send(msg.from, content, messageId));

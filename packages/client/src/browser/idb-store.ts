@@ -253,7 +253,8 @@ export class IndexedDbStore implements KeyValueStore {
     this.#checkOpen();
     // Ids starting with NUL are reserved, so the range starts at the prefix (or at U+0001).
     const lower = prefix === '' ? '\u0001' : prefix;
-    const range = IDBKeyRange.bound(lower, `${prefix}\uffff`, false, false);
+    const upper = prefixSuccessor(prefix);
+    const range = upper === undefined ? IDBKeyRange.lowerBound(lower) : IDBKeyRange.bound(lower, upper, false, true);
     let all: IDBValidKey[];
     try {
       all = await this.#use('readonly', (s) => promisifyRequest(s.getAllKeys(range)));
@@ -400,4 +401,16 @@ async function loadOrCreateKey(use: UseStore, db: IDBDatabase, storeName: string
   }
   if (!isWrappingKey(outcome.key)) throw integrity(WRAPPING_KEY_ID, 'stored wrapping key is not a non-extractable AES-256-GCM key');
   return outcome.key;
+}
+
+/**
+ * The smallest string above every string that starts with `prefix` (the prefix with its last
+ * code unit raised by one, trailing U+FFFF dropped), or undefined when there is none (an empty
+ * or all-U+FFFF prefix): `${prefix}\uffff` would cut off keys like `${prefix}\uffffz`.
+ */
+function prefixSuccessor(prefix: string): string | undefined {
+  let end = prefix.length;
+  while (end > 0 && prefix.charCodeAt(end - 1) === 0xffff) end--;
+  if (end === 0) return undefined;
+  return prefix.slice(0, end - 1) + String.fromCharCode(prefix.charCodeAt(end - 1) + 1);
 }

@@ -1,5 +1,5 @@
 /**
- * Relay scale bench (issue 5; THREATS.md (c) "Relay load"), in one run on one machine:
+ * Relay scale bench (issue 5; docs/threats.md (c) "Relay load"), in one run on one machine:
  *
  *   node --import tsx bench/relay-scale.ts [--quick] [--sockets N] [--rate R] [--sustain S] [--json out.json]
  *                                          [--only sockets,throughput,sustained] [--fsync always|everysec]

@@ -1,5 +1,5 @@
 /**
- * Bot attestation (THREATS.md B3): accepted only when signed by the pinned bot identity, in the
+ * Bot attestation (docs/threats.md B3): accepted only when signed by the pinned bot identity, in the
  * `botAttestation` context, fresh, and over the pinned measurement.
  */
 import { test } from 'node:test';

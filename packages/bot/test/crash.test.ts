@@ -1,5 +1,5 @@
 /**
- * Crash injection under load (THREATS.md B2, I4, I5): the enclave worker is terminated again and
+ * Crash injection under load (docs/threats.md B2, I4, I5): the enclave worker is terminated again and
  * again while customers keep talking to the bot, at the await points that matter: while the
  * host is making a sealed batch durable (mid-commit), right after a delivery was handed in,
  * right after the enclave emitted a reply (before the relay stored it), and at random times.

@@ -1,6 +1,6 @@
 /**
  * The enclave worker through its RPC: start, measurement, restart from sealed state, malformed
- * messages (THREATS.md B4) and crashes (B2).
+ * messages (docs/threats.md B4) and crashes (B2).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

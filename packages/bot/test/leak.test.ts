@@ -1,5 +1,5 @@
 /**
- * Canary (THREATS.md B1, B5): customers send many messages carrying a unique canary; the bot's
+ * Canary (docs/threats.md B1, B5): customers send many messages carrying a unique canary; the bot's
  * handler sees and echoes it. Then the bot host thread is searched for the canary and for every
  * private key the enclave held: a `v8.writeHeapSnapshot()` of the host, the host's logs, and
  * every message that crossed the host/enclave boundary (both directions). 0 hits.

@@ -1,5 +1,5 @@
 /**
- * Property-based fuzzing of the enclave RPC (THREATS.md B4, "Fuzzing" figure: ≥ 10⁴ iterations
+ * Property-based fuzzing of the enclave RPC (docs/threats.md B4, "Fuzzing" figure: ≥ 10⁴ iterations
  * in CI): every input either parses or fails with a typed `MALFORMED_MESSAGE`, in both directions,
  * and a stream of random messages never takes the worker down.
  */

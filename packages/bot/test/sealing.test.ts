@@ -1,6 +1,6 @@
 /**
  * Sealed persistence: tampering is detected (STORAGE_INTEGRITY), the host's blob store is
- * atomic, and the host cannot unseal with what it retains (THREATS.md B5).
+ * atomic, and the host cannot unseal with what it retains (docs/threats.md B5).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

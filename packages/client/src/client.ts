@@ -2,7 +2,7 @@
  * `ParleyClient`: the device-side API. It wires the {@link ConversationEngine} (keys, sessions,
  * trust, dedupe, outbox, inbox) to a relay through the {@link RelayLink}.
  *
- * Delivery guarantees (THREATS.md I4, I5):
+ * Delivery guarantees (docs/threats.md I4, I5):
  * - **Sending.** `send` persists the encrypted envelope in the outbox before anything reaches
  *   the network; the envelope leaves the outbox only when the relay acked durable storage, or
  *   when the relay refused it for good (reported: `send` rejects, or an `error` event for retries

@@ -1,5 +1,5 @@
 /**
- * Crash evidence (THREATS.md ST3, I4, I5): the receiving app is a separate process killed with
+ * Crash evidence (docs/threats.md ST3, I4, I5): the receiving app is a separate process killed with
  * SIGKILL at random moments while messages stream in, then restarted on the same FileStore.
  */
 import assert from 'node:assert/strict';

@@ -4,7 +4,7 @@
  * sockets, files or Node: the socket client (`ParleyClient`) and the bot enclave drive the same
  * engine and move its envelopes themselves.
  *
- * Crash safety (THREATS.md requirement 5, ST3): every operation works on copies, writes all the
+ * Crash safety (docs/threats.md requirement 5, ST3): every operation works on copies, writes all the
  * records it changed in **one** atomic `setMany`, and only then updates its in-memory view and
  * returns. A crash before the write leaves the old state (the caller retries); a crash after it
  * leaves the new state, with the outgoing envelope in the outbox or the incoming message in the
@@ -234,7 +234,7 @@ export class ConversationEngine {
    * Opens the engine on `store`: loads the account, or creates one if the store is empty.
    * Call `initCrypto()` first.
    * @throws ParleyError `STORAGE_INTEGRITY` when a record fails to authenticate or parse, or when
-   *   the store holds conversation records but no account (THREATS.md ST6: a lost identity is
+   *   the store holds conversation records but no account (docs/threats.md ST6: a lost identity is
    *   never silently replaced by a new one); `USAGE` for bad trust options.
    */
   static async open(options: EngineOptions): Promise<ConversationEngine> {
@@ -374,7 +374,7 @@ export class ConversationEngine {
 
   /**
    * Signs a relay login answer (context `relayAuth`) for this device. Only the fixed payload
-   * layout of `relayAuthPayload` is signed, never bytes the relay chose alone (THREATS.md C14).
+   * layout of `relayAuthPayload` is signed, never bytes the relay chose alone (docs/threats.md C14).
    */
   signRelayAuth(input: Omit<RelayAuthInput, 'deviceId'>): Uint8Array {
     return this.#account.sign('relayAuth', relayAuthPayload({ ...input, deviceId: this.deviceId }));
@@ -843,7 +843,7 @@ export class ConversationEngine {
    * `{ kind: 'duplicate' }` without touching any session. Otherwise the session (new or
    * advanced), the account (when a prekey message opened a session), the seen id and the
    * decrypted message (inbox) are persisted in one atomic write **before** this returns; ack the
-   * relay after that. Nothing changes when it throws (THREATS.md I2).
+   * relay after that. Nothing changes when it throws (docs/threats.md I2).
    * @throws ParleyError `AUTH_FAILED` (forged, misrouted, or the relay's id differs from the
    *   authenticated one), `DUPLICATE_MESSAGE`, `SENDER_STATE_ROLLBACK`, `MESSAGE_KEY_EXPIRED`,
    *   `TOO_MANY_SKIPPED`, `INVALID_PREKEY`, `INVALID_KEY`, `INVALID_SIGNATURE`,

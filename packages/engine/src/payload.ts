@@ -1,7 +1,7 @@
 /**
  * The plaintext inside every ratchet message: a small versioned envelope, so the message id,
  * its kind, the send time and a per-conversation sequence number are authenticated end to end.
- * The relay's `id` must equal the inner id, or the message is rejected (THREATS.md R4), and the
+ * The relay's `id` must equal the inner id, or the message is rejected (docs/threats.md R4), and the
  * sequence number lets a receiver notice withheld messages later (C25).
  *
  * Layout (version 1):
@@ -15,7 +15,7 @@
  *  15      n     id, ASCII [A-Za-z0-9_-]
  *  15+n    ...   body: text = UTF-8, json = UTF-8 JSON text, receipt = ids joined by ",", binary = bytes
  * ```
- * Never compressed (THREATS.md C23); the ratchet pads the whole plaintext to 256-byte buckets.
+ * Never compressed (docs/threats.md C23); the ratchet pads the whole plaintext to 256-byte buckets.
  */
 import { ParleyError } from '@parley/protocol';
 import { MESSAGE_ID_PATTERN } from '@parley/protocol/wire';

@@ -1,7 +1,7 @@
 /**
  * The one sealing format of records at rest (device stores and the bot enclave's sealed state):
  * every value is encrypted with XChaCha20-Poly1305 under a
- * storage key, with the record's key as associated data (THREATS.md ST1). A flipped byte, a
+ * storage key, with the record's key as associated data (docs/threats.md ST1). A flipped byte, a
  * record copied under another key (e.g. two peers' sessions swapped) or a value sealed under
  * another storage key all fail with `STORAGE_INTEGRITY`, for that record only.
  *

@@ -1,5 +1,5 @@
 /**
- * Storage as a small interface the edges implement (STYLE.md "storage as interfaces"):
+ * Storage as a small interface the edges implement (docs/style.md "storage as interfaces"):
  * {@link MemoryStore} for tests, `FileStore` for Node (`@parley/client/node`), IndexedDB for
  * browsers (later), sealed blobs for the bot enclave. The engine never touches a file or a
  * database itself.

@@ -1,5 +1,5 @@
 /**
- * Who the engine will talk to (THREATS.md C12, C17, C18).
+ * Who the engine will talk to (docs/threats.md C12, C17, C18).
  *
  * - **Device level.** A device id is a hash of the identity keys (protocol `deviceIdOf`), so the
  *   identity behind a device id cannot change. A bundle or prekey message whose identity does not

@@ -1,5 +1,5 @@
 /**
- * Domain separation for every Ed25519 signature the identity key makes (THREATS.md C14).
+ * Domain separation for every Ed25519 signature the identity key makes (docs/threats.md C14).
  *
  * What is signed is always `context || 0x00 || payload`, where `context` is one of the fixed
  * ASCII strings below. No context is a prefix of another, and none contains 0x00, so a

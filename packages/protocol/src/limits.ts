@@ -1,5 +1,5 @@
 /**
- * Protocol limits, named with the reason for each value (THREATS.md section c).
+ * Protocol limits, named with the reason for each value (docs/threats.md section c).
  */
 
 /**

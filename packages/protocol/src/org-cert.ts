@@ -1,5 +1,5 @@
 /**
- * Organisation certificates (DESIGN.md "Who may speak for the organisation", THREATS.md C17,
+ * Organisation certificates (docs/architecture.md "Who may speak for the organisation", docs/threats.md C17,
  * C18, requirement 3). An organisation Ed25519 key, pinned in the client's configuration,
  * signs the identity keys of its bots and agents. A customer's client accepts a device as the
  * company's bot or agent only with a valid certificate from that pinned key, never on the

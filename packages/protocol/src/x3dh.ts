@@ -1,5 +1,5 @@
 /**
- * X3DH key agreement (Signal spec, https://signal.org/docs/specifications/x3dh/) as DESIGN.md
+ * X3DH key agreement (Signal spec, https://signal.org/docs/specifications/x3dh/) as docs/architecture.md
  * fixes it:
  *   DH1 = DH(IK_A, SPK_B), DH2 = DH(EK_A, IK_B), DH3 = DH(EK_A, SPK_B), DH4 = DH(EK_A, OPK_B)
  *   HKDF-SHA256(salt = 0^32, ikm = 0xFF^32 || DH1 || DH2 || DH3 [|| DH4], info, 96 bytes)

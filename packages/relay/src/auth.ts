@@ -1,5 +1,5 @@
 /**
- * The identity-key login (DESIGN.md "Relay protocol" 1, THREATS.md R1/R2/C14/C17b).
+ * The identity-key login (docs/architecture.md "Relay protocol" 1, docs/threats.md R1/R2/C14/C17b).
  *
  * The relay issues a fresh 32-byte nonce per connection; the device signs, under the
  * `relayAuth` context, the server nonce, its own nonce, the origin it dialled, its clock and its

@@ -1,6 +1,6 @@
 /**
  * One socket's life: hello with a fresh nonce, the auth deadline, and the single dispatch path
- * every client packet goes through (THREATS.md R1, R5, R7).
+ * every client packet goes through (docs/threats.md R1, R5, R7).
  *
  * No `socket.on(<event>)` handler is ever registered. A packet middleware receives every event
  * packet, checks name, arity, authentication and rate, and only then calls the handler; it

@@ -1,5 +1,5 @@
 /**
- * Mailbox delivery (DESIGN.md "Relay protocol" 3). Envelopes are pushed from the store in
+ * Mailbox delivery (docs/architecture.md "Relay protocol" 3). Envelopes are pushed from the store in
  * pages; the next page goes out when the client has acked half of the previous one, so a large
  * backlog never sits in the socket's write buffer all at once. A draining socket joins its
  * device room only once caught up, then reads once more: a message stored in between is pushed

@@ -1,4 +1,4 @@
-/** Options of `createRelay` and the named defaults behind them (THREATS.md section (c)). */
+/** Options of `createRelay` and the named defaults behind them (docs/threats.md section (c)). */
 import type { Logger } from 'pino';
 import type { StoreOption } from './store/open.js';
 import type { RedisOption } from './cluster/redis-adapter.js';

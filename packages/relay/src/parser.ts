@@ -1,5 +1,5 @@
 /**
- * The socket.io packet decoder, with two bounds that fit the relay protocol (THREATS.md R6, R7).
+ * The socket.io packet decoder, with two bounds that fit the relay protocol (docs/threats.md R6, R7).
  *
  * socket.io-parser allows 10 binary attachments per packet; a prekey upload carries one per
  * one-time prekey (up to {@link RELAY_MAX_OPKS_PER_UPLOAD}) plus five, so the count is raised.

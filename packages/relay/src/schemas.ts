@@ -1,5 +1,5 @@
 /**
- * valibot schemas for every client event payload (THREATS.md R7). Objects are strict: unknown
+ * valibot schemas for every client event payload (docs/threats.md R7). Objects are strict: unknown
  * keys, including an own `__proto__` key, are rejected, and the parsed output is a fresh object
  * holding only the known keys. Binary fields must be real `Uint8Array`s (Node: `Buffer`), never
  * strings or arrays of numbers.

@@ -1,4 +1,4 @@
-/** THREATS.md R1, R2, R3, C17b and bot API keys: who may do what, proven over real sockets. */
+/** docs/threats.md R1, R2, R3, C17b and bot API keys: who may do what, proven over real sockets. */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { io } from 'socket.io-client';

@@ -1,5 +1,5 @@
 /**
- * Several relay nodes on one Redis (issue 5; THREATS.md R8 for the Redis store and (c) "Relay
+ * Several relay nodes on one Redis (issue 5; docs/threats.md R8 for the Redis store and (c) "Relay
  * load" smoke), over real sockets: cross-node and offline delivery, OPK hand-out across nodes,
  * a node SIGKILLed mid-traffic, redis-server SIGKILLed mid-traffic and restarted on its AOF,
  * and a bounded load smoke. The app view is each client's `(from, id)` dedupe, as in the SDK.

@@ -1,5 +1,5 @@
 /**
- * THREATS.md R8 and (c) "Relay durability": the relay is SIGKILLed at random points while
+ * docs/threats.md R8 and (c) "Relay durability": the relay is SIGKILLed at random points while
  * senders wait for acks and the recipient is receiving and acking; after a restart on the same
  * SQLite file every message ever acked to its sender is delivered. 0 lost; after the client's
  * (from, id) dedupe, 0 duplicates.

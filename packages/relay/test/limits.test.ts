@@ -1,4 +1,4 @@
-/** THREATS.md R5 (flood), C20b (OPK draining), R6 (oversize), R12 (connection limits). */
+/** docs/threats.md R5 (flood), C20b (OPK draining), R6 (oversize), R12 (connection limits). */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { call, disconnected, login, msgId, newDevice, open, setupCrypto, startRelay, upload, until } from './helpers.js';

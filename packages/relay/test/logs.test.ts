@@ -1,4 +1,4 @@
-/** THREATS.md R11: the relay's logs and metrics never contain envelope bytes, keys, signatures or API keys. */
+/** docs/threats.md R11: the relay's logs and metrics never contain envelope bytes, keys, signatures or API keys. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';

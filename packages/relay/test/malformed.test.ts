@@ -1,4 +1,4 @@
-/** THREATS.md R7: malformed payloads and raw socket.io / engine.io packets never crash the relay. */
+/** docs/threats.md R7: malformed payloads and raw socket.io / engine.io packets never crash the relay. */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect as netConnect } from 'node:net';

@@ -4,7 +4,7 @@
  * Everything secret lives here: the sealing key, the bot's identity and prekeys, the sessions,
  * the plaintext and the handler. The host reaches it only through the messages of
  * `rpc/messages.ts`, each validated on arrival; an invalid message gets a typed error and
- * changes nothing (THREATS.md B4). No key operation runs before a message has been validated,
+ * changes nothing (docs/threats.md B4). No key operation runs before a message has been validated,
  * and the only signatures the enclave makes are under the `relayAuth` context (over a payload it
  * builds itself) and the `botAttestation` context.
  */

@@ -1,5 +1,5 @@
 /**
- * Obtaining the sealing secret inside the enclave (THREATS.md B5). Runs only inside the enclave.
+ * Obtaining the sealing secret inside the enclave (docs/threats.md B5). Runs only inside the enclave.
  *
  * - `file`: the enclave opens the file itself; the host only ever holds the path. With
  *   `create`, a missing file is created here with fresh random bytes, mode 0600, exclusively

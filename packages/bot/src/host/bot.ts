@@ -3,7 +3,7 @@
  * key: it moves ciphertext between the relay and the enclave worker, stores sealed blobs, and
  * supervises the worker.
  *
- * Delivery (THREATS.md I4/I5, B2): a relay `message` is passed to the enclave (`deliver`), which
+ * Delivery (docs/threats.md I4/I5, B2): a relay `message` is passed to the enclave (`deliver`), which
  * decrypts it and commits session + dedupe + the plaintext for the handler (its inbox) in one
  * sealed batch; only after the host has made that batch durable does `deliver` resolve, and only
  * then does the host ack the relay. A crash before that leaves the message unacked: the host

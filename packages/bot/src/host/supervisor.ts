@@ -5,7 +5,7 @@
  * - Every message from the worker is validated (`parseEnclaveMessage`, then the per-method
  *   result schema); an invalid one is dropped and counted, never trusted.
  * - On worker `error` or `exit`, every in-flight call rejects with `ENCLAVE_UNAVAILABLE` at once
- *   (well within the 1 s of THREATS.md B2), and a restart is scheduled with exponential backoff.
+ *   (well within the 1 s of docs/threats.md B2), and a restart is scheduled with exponential backoff.
  * - `persist` requests are written to the {@link SealedBlobStore} and acked; a write that lands
  *   after the worker died is still durable, and the next worker starts from it.
  * - The sealing secret never passes through here as bytes unless the app supplies a provider,
@@ -158,7 +158,7 @@ export class EnclaveSupervisor {
     this.stats.starts++;
     const worker = new Worker(this.#opts.entryUrl ?? ENCLAVE_ENTRY_URL, {
       resourceLimits: this.#opts.resourceLimits ?? DEFAULT_RESOURCE_LIMITS,
-      // Nothing secret in workerData, env or argv (THREATS.md B1/B5): the worker gets an empty env.
+      // Nothing secret in workerData, env or argv (docs/threats.md B1/B5): the worker gets an empty env.
       env: {},
       argv: [],
       stdout: false,

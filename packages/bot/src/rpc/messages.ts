@@ -3,7 +3,7 @@
  *
  * This file is the whole interface: nothing else crosses. What may cross is public key
  * material, ciphertext envelopes, sealed state blobs, routing ids, attestations and typed errors
- * `{ code, message }`. Plaintext and private keys never do (THREATS.md B1); the one exception is
+ * `{ code, message }`. Plaintext and private keys never do (docs/threats.md B1); the one exception is
  * the test-only `unsafeTestingExposeKeys` port, which never touches the host (see enclave/testing.ts).
  *
  * ```
@@ -57,7 +57,7 @@ const port: Check<MessagePort> = (value, path) => {
 };
 
 /**
- * Where the enclave gets its sealing secret (THREATS.md B5). Either it reads a 32-byte file
+ * Where the enclave gets its sealing secret (docs/threats.md B5). Either it reads a 32-byte file
  * itself (the host passes only the path), or the secret arrives as a transferred
  * `ArrayBuffer`, detached in the host by the transfer.
  */

@@ -1,6 +1,6 @@
 /**
  * {@link IndexedDbStore}: the browser's {@link KeyValueStore}, on IndexedDB through idb-keyval,
- * with every record sealed at rest (THREATS.md ST1, ST2, ST6).
+ * with every record sealed at rest (docs/threats.md ST1, ST2, ST6).
  *
  * ## Sealing
  * Each value is encrypted with AES-256-GCM (WebCrypto) under a **wrapping key** that is a
@@ -32,7 +32,7 @@
  * ## Durability and atomicity
  * `setMany` and `delMany` run as one IndexedDB transaction with `durability: 'strict'`, so they
  * resolve only once the browser reports the data flushed (Chromium's default is `relaxed`,
- * THREATS.md ST3). A failure anywhere aborts the whole transaction: all or nothing.
+ * docs/threats.md ST3). A failure anywhere aborts the whole transaction: all or nothing.
  *
  * ## What it does not stop
  * Script running in the page's origin (XSS, a malicious extension) can use the wrapping key to

@@ -1,5 +1,5 @@
 /**
- * One writer per database across tabs (THREATS.md ST5), with the Web Locks API.
+ * One writer per database across tabs (docs/threats.md ST5), with the Web Locks API.
  *
  * Two tabs of the same widget share one IndexedDB database. If both ran a conversation engine,
  * both would advance the same ratchet from the same stored state and the session would fork

@@ -10,7 +10,7 @@
  *   path for both nonce sizes, and the same as the `sodium` backend).
  * - Ed25519 verification is libsodium's, not OpenSSL's: on the speccheck vectors OpenSSL
  *   accepts cases 0, 1, 2 and 11 (small-order A or R), libsodium only case 3. The SDK documents
- *   libsodium's strict verdicts, and every verifier must agree (THREATS.md C21), so Node's
+ *   libsodium's strict verdicts, and every verifier must agree (docs/threats.md C21), so Node's
  *   `crypto.verify` is not used.
  * - node:crypto works on KeyObjects, and importing a raw key costs about as much as the
  *   X25519 operation itself, so imported keys are cached per caller-owned `Uint8Array`

@@ -38,10 +38,10 @@ export const RELAY_PROTOCOL_VERSION = 1;
 /** Bytes of the relay's and the client's auth nonces. */
 export const RELAY_NONCE_BYTES = 32;
 
-/** How far an auth timestamp may be from the relay's clock (THREATS.md R2: TTL ≤ 30 s). */
+/** How far an auth timestamp may be from the relay's clock (docs/threats.md R2: TTL ≤ 30 s). */
 export const RELAY_AUTH_MAX_SKEW_MS = 30_000;
 
-/** Largest envelope the relay stores (THREATS.md (c) "Oversize": 64 KiB). */
+/** Largest envelope the relay stores (docs/threats.md (c) "Oversize": 64 KiB). */
 export const RELAY_MAX_ENVELOPE_BYTES = 64 * 1024;
 
 /** Longest client-chosen message id. */
@@ -261,7 +261,7 @@ export interface RelayAuthInput {
  *  74+L      16    device id (the 16 bytes behind the 32 hex chars)
  * ```
  * What is actually signed is `"parley/v1/relay-auth" || 0x00 || payload` (contexts.ts), so a
- * relay cannot pick a nonce that doubles as an SPK or attestation signature (THREATS.md C14).
+ * relay cannot pick a nonce that doubles as an SPK or attestation signature (docs/threats.md C14).
  * The client must use the origin it dialled, never one the relay told it.
  * @throws ParleyError `USAGE` for a wrong-size nonce, a bad device id, an empty or over-long origin
  *   or a negative/non-integer timestamp.

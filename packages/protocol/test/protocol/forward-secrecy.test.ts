@@ -1,5 +1,5 @@
 /**
- * THREATS.md C2 (forward secrecy) and C3 (post-compromise security), bounded for CI.
+ * docs/threats.md C2 (forward secrecy) and C3 (post-compromise security), bounded for CI.
  *
  * C2: after every decrypt (and every encrypt) a snapshot of the party's state (its pickle, the
  * same bytes the app persists) is cloned and fed every earlier ciphertext; only messages still

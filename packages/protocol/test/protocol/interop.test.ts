@@ -4,7 +4,7 @@
  * For every ordered pair (X, Y) of distinct backends, Alice lives on X and Bob on Y, and the
  * active backend is switched with `initCrypto` between every step, so each X3DH half, each DH
  * ratchet step, each header and body AEAD and each pickle is produced by one implementation
- * and consumed by the other (DESIGN.md "Crypto providers": both paths interoperate).
+ * and consumed by the other (docs/architecture.md "Crypto providers": both paths interoperate).
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';

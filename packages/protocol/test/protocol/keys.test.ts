@@ -1,5 +1,5 @@
 /**
- * Hostile public keys and misrouted prekey messages (THREATS.md C15 low-order X25519 points,
+ * Hostile public keys and misrouted prekey messages (docs/threats.md C15 low-order X25519 points,
  * C17 unknown key-share / wrong recipient).
  *
  * C15 uses the public keys of the 31 Wycheproof X25519 cases flagged ZeroSharedSecret (read from

@@ -1,5 +1,5 @@
 /**
- * Skip limits (THREATS.md C8 MAX_SKIP DoS, C9 skipped-key exhaustion, section (c) "Skip
+ * Skip limits (docs/threats.md C8 MAX_SKIP DoS, C9 skipped-key exhaustion, section (c) "Skip
  * limits"). Over-limit headers must be refused before any chain-key derivation: the tests count
  * the provider's KDF and DH calls during the refused decrypt instead of timing it.
  *

@@ -1,5 +1,5 @@
 /**
- * Property evidence (fast-check, fixed seeds, bounded runs; THREATS.md C7 and section (c)
+ * Property evidence (fast-check, fixed seeds, bounded runs; docs/threats.md C7 and section (c)
  * "Fuzzing"): random network schedules over many ratchet turns, and fuzzed decoders.
  *
  * Schedules mix sends in either direction, deliveries from the first 30 queued messages

@@ -1,5 +1,5 @@
 /**
- * Replays, reflection, X3DH replays, reordering and sender rollback (THREATS.md C4, C5, C6,
+ * Replays, reflection, X3DH replays, reordering and sender rollback (docs/threats.md C4, C5, C6,
  * C7, C16's rollback rule). Every rejected message leaves the receiver's state digest
  * unchanged and releases no plaintext.
  */

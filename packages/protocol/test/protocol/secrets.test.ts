@@ -1,6 +1,6 @@
 /**
  * Leak evidence: live objects never print or serialise their secrets, and errors never carry
- * key bytes (STYLE.md "Secrets refuse to leak"; "numbers in fields, never key bytes").
+ * key bytes (docs/style.md "Secrets refuse to leak"; "numbers in fields, never key bytes").
  *
  * The secret bytes are read from the pickles (account bytes 5..37 = Ed25519 seed, 37..69 =
  * X25519 identity private key; the session's ratchet state via unsafeDecodeSessionPickle) and

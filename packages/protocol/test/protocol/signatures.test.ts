@@ -1,5 +1,5 @@
 /**
- * Signed prekeys and domain separation (THREATS.md C13 prekey signature forgery, C14
+ * Signed prekeys and domain separation (docs/threats.md C13 prekey signature forgery, C14
  * cross-protocol signature confusion), on every backend so the verdicts also agree (C21).
  * A bundle that fails verification must not reach any key generation or DH: nothing of a
  * session is made and nothing could be sent.

@@ -1,5 +1,5 @@
 /**
- * Tampering (THREATS.md C10 ciphertext/tag, C11 header/AD and "state mutated before the MAC
+ * Tampering (docs/threats.md C10 ciphertext/tag, C11 header/AD and "state mutated before the MAC
  * check", section (c) "Malformed-input rejection"). Every single-bit flip of whole messages
  * (version, type, header nonce, encrypted header, body nonce, body, tag) and of a prekey
  * message's identity, base key and ids is rejected with a typed error, the receiver's state

@@ -1,5 +1,5 @@
 /**
- * Wire format: padding buckets (THREATS.md C23) and version/type confusion (C24).
+ * Wire format: padding buckets (docs/threats.md C23) and version/type confusion (C24).
  */
 import { describe, test, before } from 'node:test';
 import assert from 'node:assert/strict';

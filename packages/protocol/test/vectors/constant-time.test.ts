@@ -1,5 +1,5 @@
 /**
- * Tag, MAC, signature and key comparisons go through `constantTimeEqual` (THREATS.md C22).
+ * Tag, MAC, signature and key comparisons go through `constantTimeEqual` (docs/threats.md C22).
  *
  * Two pieces of evidence, both simple on purpose:
  *

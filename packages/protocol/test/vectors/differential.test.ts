@@ -1,9 +1,9 @@
 /**
  * Cross-implementation evidence: random inputs through every backend (node:crypto + libsodium,
- * libsodium, noble) must give the same bytes, or the same typed error (THREATS.md (c):
+ * libsodium, noble) must give the same bytes, or the same typed error (docs/threats.md (c):
  * "Differential libsodium vs noble" and "Ed25519 consensus").
  *
- * Counts follow the CI / extended tiers of THREATS.md (c): 10³ per primitive in CI; with
+ * Counts follow the CI / extended tiers of docs/threats.md (c): 10³ per primitive in CI; with
  * `PARLEY_TEST_SCALE=extended`, 10⁵ for Ed25519 (valid and mutated) and 10⁶ for the rest.
  * The fast-check seed is fixed, so a failure reproduces; fast-check prints the shrunk input.
  */

@@ -1,5 +1,5 @@
 /**
- * Ed25519 verifier consensus (THREATS.md C21): the 12 edge cases of "Taming the many EdDSAs"
+ * Ed25519 verifier consensus (docs/threats.md C21): the 12 edge cases of "Taming the many EdDSAs"
  * (Chalkias et al., SSR 2020; `test/vectors/data/ed25519-speccheck/`) get the same verdict from
  * every backend, and that verdict is libsodium's strict one.
  *

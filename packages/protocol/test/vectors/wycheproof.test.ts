@@ -1,6 +1,6 @@
 /**
  * Known-answer evidence: every Project Wycheproof case in `test/vectors/data/wycheproof/` through
- * every crypto backend (THREATS.md C1), judged by the policy in that folder's README:
+ * every crypto backend (docs/threats.md C1), judged by the policy in that folder's README:
  *
  * - `valid` succeeds and matches byte for byte;
  * - `invalid` is rejected with a typed {@link ParleyError} (signatures: `false`, never a throw;
@@ -29,7 +29,7 @@ import {
 
 const BACKENDS: readonly BackendName[] = ['node', 'sodium', 'noble'];
 
-/** Case counts from `wycheproof/README.md` and THREATS.md C1 (1,569 in all). */
+/** Case counts from `wycheproof/README.md` and docs/threats.md C1 (1,569 in all). */
 const PINNED_COUNTS = {
   'x25519_test.json': 518,
   'xchacha20_poly1305_test.json': 315,

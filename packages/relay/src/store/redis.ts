@@ -1,6 +1,6 @@
 /**
  * {@link RelayStore} on Redis (node-redis v5), for several relay nodes serving one population
- * (DESIGN.md "Relay protocol" 5). Every operation that reads and writes is one Lua script, so
+ * (docs/architecture.md "Relay protocol" 5). Every operation that reads and writes is one Lua script, so
  * it is atomic across nodes: `takeBundle` hands each OPK to one requester only, `enqueue` is
  * idempotent on `(from, id)` even when two nodes receive the same retry at once.
  *

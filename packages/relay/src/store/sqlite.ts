@@ -1,7 +1,7 @@
 /**
  * The default durable {@link RelayStore}: an embedded SQLite file (better-sqlite3), no server
  * to run. WAL journal with `synchronous = FULL`, so a commit has reached the disk before
- * `enqueue` resolves and the relay acks (THREATS.md R8: 0 acked messages lost on `kill -9`).
+ * `enqueue` resolves and the relay acks (docs/threats.md R8: 0 acked messages lost on `kill -9`).
  *
  * better-sqlite3 is synchronous; every multi-statement operation is one transaction, which
  * also makes `takeBundle` atomic against concurrent fetches (one OPK, one requester).

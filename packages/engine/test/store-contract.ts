@@ -17,23 +17,12 @@ export { storeContractCases, runContractCase, type StoreFactory, type StoreHandl
 /** Options of {@link storeContract}. */
 export interface StoreContractOptions {
   /**
-   * Why the store has no `reopen` (it keeps nothing across instances). The durability cases are
-   * then reported as skipped with this reason; without it a missing `reopen` fails them.
+   * Why the store has no `reopen` (it keeps nothing across instances). The durability cases do
+   * not apply then and are not registered; without it a missing `reopen` fails them.
    */
   readonly noReopen?: string;
-  /**
-   * Cases this store is KNOWN to fail, case name → what goes wrong. They still run, reported as
-   * `todo` with the reason, so the violation stays visible in every run and a fix shows up.
-   */
-  readonly knownViolations?: Readonly<Record<string, string>>;
   /** Skip the whole suite with this reason (e.g. no browser installed). */
   readonly skip?: string | false;
-}
-
-/** Throws when an option names a case that does not exist (a renamed case must not go unnoticed). */
-export function checkCaseNames(names: Iterable<string>): void {
-  const known = new Set(storeContractCases.map((c) => c.name));
-  for (const n of names) if (!known.has(n)) throw new Error(`store contract: no case named ${JSON.stringify(n)}`);
 }
 
 /** Registers `describe('KeyValueStore contract [name]')` with one `it` per contract case. */
@@ -46,16 +35,10 @@ export function storeContract(name: string, factory: StoreFactory, options: Stor
  * fails (in this process for {@link storeContract}; in a browser page for the IndexedDB test).
  */
 export function registerContractCases(name: string, runCase: (c: ContractCase) => Promise<void>, options: StoreContractOptions = {}): void {
-  const violations = options.knownViolations ?? {};
-  checkCaseNames(Object.keys(violations));
   describe(`KeyValueStore contract [${name}]`, { skip: options.skip ?? false }, () => {
     for (const c of storeContractCases) {
-      if (c.needsReopen && options.noReopen) {
-        it(c.name, { skip: `not applicable: ${options.noReopen}` }, () => undefined);
-        continue;
-      }
-      const violation = violations[c.name];
-      it(c.name, violation ? { todo: `KNOWN CONTRACT VIOLATION of ${name}: ${violation}` } : {}, () => runCase(c));
+      if (c.needsReopen && options.noReopen) continue;
+      it(c.name, () => runCase(c));
     }
   });
 }

@@ -1,41 +1,37 @@
 /**
  * `createBot`: the bot host. Runs in the host process and never holds a plaintext or a private
  * key: it moves ciphertext between the relay and the enclave worker, stores sealed blobs, and
- * supervises the worker.
+ * supervises the worker. This file wires the pieces, each in its own module:
  *
- * Delivery (docs/threats.md I4/I5, B2): a relay `message` is passed to the enclave (`deliver`), which
- * decrypts it and commits session + dedupe + the plaintext for the handler (its inbox) in one
- * sealed batch; only after the host has made that batch durable does `deliver` resolve, and only
- * then does the host ack the relay. A crash before that leaves the message unacked: the host
- * hands it in again once the enclave is back (holding back that sender's later messages, so a
- * conversation stays in order), the relay still has it if the host itself dies, and the
- * engine's dedupe turns any second copy into `duplicate`. A crash after it leaves the message in the sealed
- * inbox, and the restarted enclave runs the handler for it (flagged `redelivered`).
- *
- * Replies: the enclave commits each encrypted reply to its sealed outbox before posting it
- * here; the host sends it and tells the enclave `sent` after the relay's ack. Whatever is left
- * in the outbox is posted again by the enclave itself when it (re)starts, before it re-runs any
- * interrupted handler; the relay stores one copy per `(from, id)`.
+ * - delivery (`delivery.ts`): a relay message goes to the enclave, and is acked only once the
+ *   enclave's sealed commit is durable; retried across enclave restarts, in order per sender;
+ * - replies (`reply-outbox.ts`): the enclave commits each encrypted reply to its sealed outbox
+ *   before posting it here; the host sends it per recipient in order and tells the enclave
+ *   `sent` after the relay's ack; what is left is posted again by the enclave when it
+ *   (re)starts, before it re-runs any interrupted handler;
+ * - prekeys (`prekey-publisher.ts`): published with the current attestation and certificate on
+ *   login, on a low-supply notice, after an enclave restart and every attestation refresh;
+ * - the supervisor (`supervisor.ts`) and the sealed blob store (`blob-store.ts`).
  */
 import { join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import type { MessagePort, ResourceLimits } from 'node:worker_threads';
 import { ParleyError, type PublicIdentity } from '@parley/protocol/verify';
 import type { RelayMessage } from '@parley/protocol/wire';
-import { decodeOrgCertificate, describeOrgCertificate, orgCertificateFromBase64 } from '@parley/protocol/verify';
 import { encodeAttestation, measurementHex, type BotAttestation } from '../attestation.js';
 import { handlerUrl as toHandlerUrl } from '../measurement.js';
-import { toWireError } from '../rpc/messages.js';
-import { SealedBlobStore } from './blob-store.js';
 import { RelayLink } from '@parley/relay-link';
+import { SealedBlobStore } from './blob-store.js';
+import { checkCertificate, parseCertificate } from './certificate.js';
+import { deliverToEnclave } from './delivery.js';
+import { PrekeyPublisher } from './prekey-publisher.js';
+import { ReplyOutbox } from './reply-outbox.js';
 import { EnclaveSupervisor, type BotLogger, type EnclaveInfo, type SealingSecretOption, type SupervisorStats } from './supervisor.js';
 
 /** Re-issue the attestation this often (clients accept 24 h by default). */
 export const ATTESTATION_REFRESH_MS = 12 * 60 * 60 * 1000;
 /** Retry unsent replies this often. */
 export const SEND_RETRY_MS = 1_000;
-/** Attempts to hand one envelope to the enclave across restarts before leaving it to the relay. */
-export const DELIVERY_ATTEMPTS = 20;
 /** One-time prekeys kept published by default. */
 export const DEFAULT_ONE_TIME_PREKEYS = 50;
 
@@ -133,58 +129,6 @@ const stderrLogger: BotLogger = {
 };
 
 /**
- * Parses the `certificate` option: bytes, base64 (`parley-org certify`), or the JSON that
- * `parley-org certify --json` prints.
- * @throws ParleyError `USAGE`.
- */
-function parseCertificate(value: Uint8Array | string): Uint8Array {
-  if (value instanceof Uint8Array) return value.slice();
-  if (typeof value !== 'string') throw new ParleyError('USAGE', 'certificate must be bytes or a base64 string');
-  let text = value.trim();
-  if (text.startsWith('{')) {
-    let parsed: { certificate?: unknown };
-    try {
-      parsed = JSON.parse(text) as { certificate?: unknown };
-    } catch {
-      throw new ParleyError('USAGE', 'certificate JSON does not parse');
-    }
-    if (typeof parsed.certificate !== 'string') throw new ParleyError('USAGE', 'certificate JSON has no "certificate" field');
-    text = parsed.certificate;
-  }
-  try {
-    return orgCertificateFromBase64(text);
-  } catch {
-    throw new ParleyError('USAGE', 'certificate is not valid base64');
-  }
-}
-
-/**
- * Checks that `bytes` is a well-formed org certificate of `identity` (the signature is the
- * customers' business: they hold the pinned org key). Warns when it is expired or not for a bot.
- * @throws ParleyError `USAGE`.
- */
-function checkCertificate(bytes: Uint8Array, identity: PublicIdentity, logger: BotLogger): void {
-  let cert;
-  try {
-    cert = decodeOrgCertificate(bytes);
-  } catch {
-    throw new ParleyError('USAGE', 'certificate is not a parley org certificate');
-  }
-  const same = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
-  if (!same(cert.signingKey, identity.signingKey) || !same(cert.dhKey, identity.dhKey)) {
-    throw new ParleyError('USAGE', 'certificate certifies another identity than this bot\'s (certify bot.identityHex)');
-  }
-  const view = describeOrgCertificate(cert);
-  if (cert.role !== 'bot') logger.warn({ event: 'certificate.role', role: cert.role }, 'the certificate is not for role "bot"');
-  if (cert.expiresAt <= Date.now()) logger.warn({ event: 'certificate.expired', expiresAt: view.expiresAt }, 'the certificate has expired: customers will refuse this bot');
-}
-
-/** Errors that mean "try again later" rather than "this input is bad". */
-function isTransient(e: unknown): boolean {
-  return e instanceof ParleyError && ['ENCLAVE_UNAVAILABLE', 'TRANSPORT', 'RATE_LIMITED', 'STORAGE_QUOTA'].includes(e.code);
-}
-
-/**
  * Starts a bot: opens the sealed state, starts the enclave worker (which creates the bot's
  * identity on first start), logs in to the relay and publishes the bot's prekeys.
  * @throws ParleyError `USAGE` (bad options, bad handler module), `STORAGE_INTEGRITY` (sealed
@@ -194,7 +138,7 @@ function isTransient(e: unknown): boolean {
  * const bot = await createBot({
  *   relayUrl: 'https://relay.example.com',
  *   apiKey: process.env.PARLEY_API_KEY!,
- *   handler: new URL('./handler.ts', import.meta.url),
+ *   handler: './handler.mjs',
  *   stateDir: '/var/lib/parley-bot',
  * });
  * console.log('pin this measurement in your clients:', bot.measurement);
@@ -216,60 +160,34 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
   await mkdir(options.stateDir, { recursive: true, mode: 0o700 });
   const blobStore = await SealedBlobStore.open(join(options.stateDir, 'sealed'));
 
-  const outgoing = new Map<string, { id: string; envelope: Uint8Array }[]>();
-  const sending = new Set<string>();
   let inFlight = 0;
   let attestation: BotAttestation | undefined;
   let closed = false;
-  let publishing: Promise<void> | undefined;
-  let publishAgain = false;
   const idleWaiters: (() => void)[] = [];
-
   const checkIdle = (): void => {
-    if (inFlight === 0 && outgoing.size === 0 && sending.size === 0) for (const w of idleWaiters.splice(0)) w();
+    if (inFlight === 0 && outbox.empty) for (const w of idleWaiters.splice(0)) w();
   };
 
-  /**
-   * Replies leave per recipient in commit order, one in flight at a time, so a customer gets
-   * them in the order the handler sent them; a transient failure keeps the head for a retry.
-   */
-  const pump = (to: string): void => {
-    const queue = outgoing.get(to);
-    const head = queue?.[0];
-    if (!queue || !head || sending.has(to) || !relay.authenticated) return;
-    sending.add(to);
-    relay
-      .send({ to, id: head.id, envelope: head.envelope })
-      .then(
-        () => 'sent' as const,
-        (e: unknown) => {
-          if (isTransient(e)) return 'retry' as const;
-          logger.error({ event: 'send.refused', to, id: head.id, error: toWireError(e) }, 'the relay refused a reply');
-          return 'dropped' as const;
-        },
-      )
-      .then((r) => {
-        sending.delete(to);
-        if (r === 'retry') return;
-        // Stored by the relay (or refused for good): the enclave may drop it from its outbox.
-        void supervisor.call('sent', { to, id: head.id }).catch(() => undefined);
-        if (queue[0] === head) queue.shift();
-        if (queue.length === 0) outgoing.delete(to);
-        pump(to);
-      })
-      .finally(checkIdle);
-  };
+  const outbox: ReplyOutbox = new ReplyOutbox({
+    send: (req) => relay.send(req),
+    canSend: () => relay.authenticated,
+    // Stored by the relay (or refused for good): the enclave may drop it from its sealed outbox.
+    onSettled: (to, id) => void supervisor.call('sent', { to, id }).catch(() => undefined),
+    onChange: checkIdle,
+    logger,
+  });
 
-  const queueSend = (out: { to: string; id: string; envelope: Uint8Array }): void => {
-    const queue = outgoing.get(out.to) ?? [];
-    if (!queue.some((q) => q.id === out.id)) queue.push({ id: out.id, envelope: out.envelope });
-    outgoing.set(out.to, queue);
-    pump(out.to);
-  };
-
-  const pumpAll = (): void => {
-    for (const to of outgoing.keys()) pump(to);
-  };
+  const prekeys: PrekeyPublisher = new PrekeyPublisher({
+    generate: () => supervisor.call('prekeys', { generate: oneTimePrekeys }),
+    upload: (batch) => relay.uploadPrekeys(batch),
+    markPublished: (ids) => supervisor.call('prekeysPublished', { ids }),
+    statements: () => ({
+      ...(attestation ? { attestation: encodeAttestation(attestation) } : {}),
+      ...(certificate ? { certificate } : {}),
+    }),
+    canPublish: () => relay.authenticated,
+    logger,
+  });
 
   /**
    * Hands one relay delivery to the enclave. `ack` once the enclave committed it (or refused it
@@ -277,62 +195,14 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
    * in order per sender, different senders concurrently.
    */
   const deliver = async (m: RelayMessage): Promise<'ack' | 'keep'> => {
-    if (closed || typeof m !== 'object' || m === null || !Number.isSafeInteger(m.seq) || typeof m.from !== 'string') {
-      logger.warn({ event: 'relay.badMessage' }, 'ignored a malformed relay message');
-      return 'keep';
-    }
+    if (closed) return 'keep';
     inFlight++;
     try {
-      // Retried across enclave restarts, holding back this sender's later messages, so one
-      // conversation is always handled in order. Not acked until the enclave committed it.
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await supervisor.call('deliver', { from: m.from, id: m.id, envelope: m.envelope });
-          break;
-        } catch (e) {
-          if (!(e instanceof ParleyError && e.code === 'ENCLAVE_UNAVAILABLE') || closed || attempt >= DELIVERY_ATTEMPTS) throw e;
-          await supervisor.whenReady();
-        }
-      }
-      return 'ack';
-    } catch (e) {
-      if (isTransient(e)) return 'keep'; // the relay keeps it and pushes it again later
-      logger.warn({ event: 'deliver.rejected', from: m.from, id: m.id, error: toWireError(e) }, 'dropped an envelope the enclave refused');
-      return 'ack';
+      return await deliverToEnclave(supervisor, m, { logger, stopped: () => closed });
     } finally {
       inFlight--;
       checkIdle();
     }
-  };
-
-  /**
-   * Uploads the prekeys with the current attestation and certificate. A call while an upload is
-   * running (e.g. a fresh attestation) runs it once more afterwards, so the latest is published.
-   */
-  const publishPrekeys = (): Promise<void> => {
-    if (publishing) {
-      publishAgain = true;
-      return publishing;
-    }
-    publishing = (async () => {
-      try {
-        do {
-          publishAgain = false;
-          const upload = await supervisor.call('prekeys', { generate: oneTimePrekeys });
-          await relay.uploadPrekeys({
-            ...upload,
-            ...(attestation ? { attestation: encodeAttestation(attestation) } : {}),
-            ...(certificate ? { certificate } : {}),
-          });
-          if (upload.oneTimePrekeys.length > 0) await supervisor.call('prekeysPublished', { ids: upload.oneTimePrekeys.map((k) => k.id) });
-        } while (publishAgain && relay.authenticated);
-      } catch (e) {
-        logger.warn({ event: 'prekeys.uploadFailed', error: toWireError(e) }, 'prekey upload failed');
-      } finally {
-        publishing = undefined;
-      }
-    })();
-    return publishing;
   };
 
   const supervisor: EnclaveSupervisor = new EnclaveSupervisor({
@@ -343,13 +213,13 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
     ...(options.resourceLimits ? { resourceLimits: options.resourceLimits } : {}),
     ...(options.restartBackoffMs ? { restartBackoffMs: options.restartBackoffMs } : {}),
     logger,
-    onSend: queueSend,
+    onSend: (out) => outbox.push(out),
     onReady: (info: EnclaveInfo, restart: boolean) => {
       attestation = info.attestation;
       // A (re)started enclave posts the replies it committed but never handed over (`send`,
       // in commit order) before it re-runs any interrupted handler, so nothing to fetch here.
       // The restarted enclave signed a fresh attestation: publish it.
-      if (restart && relay.authenticated) void publishPrekeys();
+      if (restart && relay.authenticated) void prekeys.publish();
     },
     ...(hooks.unsafeTestingExposeKeys ? { unsafeTestingExposeKeys: hooks.unsafeTestingExposeKeys } : {}),
     ...(hooks.unsafeTestingTap ? { unsafeTestingTap: hooks.unsafeTestingTap } : {}),
@@ -371,11 +241,11 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
   });
   relay.setHandlers({
     onAuthenticated: () => {
-      void publishPrekeys();
-      pumpAll();
+      void prekeys.publish();
+      outbox.pumpAll();
     },
     onMessage: deliver,
-    onPrekeysLow: () => void publishPrekeys(),
+    onPrekeysLow: () => void prekeys.publish(),
     onError: (e) => logger.warn({ event: 'relay.error', code: e.code }, 'relay error'),
   });
 
@@ -391,7 +261,7 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
     // The certificate must name the identity the enclave holds (created on its first start).
     if (certificate) checkCertificate(certificate, info.identity, logger);
     await relay.connect();
-    await publishPrekeys();
+    await prekeys.publish();
   } catch (e) {
     await relay.close();
     await supervisor.stop();
@@ -399,16 +269,14 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
     throw e;
   }
 
-  const retryTimer = setInterval(() => {
-    pumpAll();
-  }, SEND_RETRY_MS);
+  const retryTimer = setInterval(() => outbox.pumpAll(), SEND_RETRY_MS);
   retryTimer.unref();
   const attestTimer = setInterval(() => {
     supervisor.call('attest', {}).then(
       (a) => {
         attestation = a;
         // Re-signed: publish it with the prekeys, so clients never see one older than 12 h.
-        if (relay.authenticated) void publishPrekeys();
+        if (relay.authenticated) void prekeys.publish();
       },
       () => undefined,
     );
@@ -424,7 +292,7 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
     async refreshAttestation() {
       const fresh = await supervisor.call('attest', {});
       attestation = fresh;
-      if (relay.authenticated) await publishPrekeys();
+      if (relay.authenticated) await prekeys.publish();
       return fresh;
     },
     certificate: () => certificate?.slice(),
@@ -432,7 +300,7 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
       const bytes = parseCertificate(value);
       checkCertificate(bytes, info.identity, logger);
       certificate = bytes;
-      await publishPrekeys();
+      await prekeys.publish();
     },
     stats: supervisor.stats,
     async idle() {

@@ -860,129 +860,138 @@ export class ConversationEngine {
       if (from === this.deviceId) throw new ParleyError('AUTH_FAILED', 'message claims to come from this device');
       const seen = await this.#loadSeen(from);
       if (seen.all.has(id)) return { kind: 'duplicate', from, id } as const;
-
-      const parsed = parseMessage(envelope);
       const rec = clonePeer(this.#peers.get(from) ?? newPeerRecord());
-      const writes: [string, Uint8Array][] = [];
-      let session: Session | undefined;
-      let plaintext: Uint8Array | undefined;
-      let newAccount: Account | undefined;
-
-      if (parsed.type === MESSAGE_TYPE.prekey) {
-        this.#checkIdentity(from, parsed.identity, rec);
-        this.#checkCertified(from, rec);
-        this.#checkAttested(from, rec);
-        for (const sid of rec.sessions) {
-          const candidate = await this.#loadSession(from, sid);
-          if (candidate.matchesPrekeyMessage(envelope)) {
-            plaintext = candidate.decrypt(envelope);
-            session = candidate;
-            break;
-          }
-          candidate.dispose();
-        }
-        if (!session) {
-          newAccount = Account.unpickle(this.#accountBytes);
-          try {
-            const created = newAccount.createInboundSession(envelope);
-            session = created.session;
-            plaintext = created.plaintext;
-          } catch (e) {
-            newAccount.dispose();
-            throw e;
-          }
-        }
-      } else {
-        if (rec.sessions.length === 0) throw new ParleyError('SESSION_NOT_FOUND', 'no session with this peer', { details: { peer: from } });
-        this.#checkCertified(from, rec);
-        this.#checkAttested(from, rec);
-        let firstError: unknown;
-        for (const sid of rec.sessions) {
-          const candidate = await this.#loadSession(from, sid);
-          try {
-            plaintext = candidate.decrypt(envelope);
-            session = candidate;
-            break;
-          } catch (e) {
-            candidate.dispose();
-            // Keep the most telling error: a specific one beats "did not authenticate here".
-            if (firstError === undefined || (isParleyError(firstError, 'AUTH_FAILED') && !isParleyError(e, 'AUTH_FAILED'))) firstError = e;
-          }
-        }
-        if (!session) throw firstError;
-      }
-
+      // 1. Decrypt on copies: nothing persistent changes if this throws.
+      const opened = await this.#open(from, envelope, rec);
       try {
-        const inner = decodePayload(plaintext!);
-        if (inner.id !== id) {
-          throw new ParleyError('AUTH_FAILED', 'relay message id differs from the authenticated id');
-        }
-        const message: ReceivedMessage = {
-          from,
-          id,
-          type: inner.type,
-          payload: inner.body,
-          sentAt: inner.sentAt,
-          seq: inner.seq,
-          sessionId: session.sessionId,
-          receivedAt: this.#now(),
-        };
-        const evicted = this.#promote(rec, session.sessionId);
-        rec.recvSeq = Math.max(rec.recvSeq, inner.seq);
-
-        // Seen ids: append to the current bucket, start a new one when full, drop the oldest.
-        let bucket = seen.buckets.get(rec.seenBucket) ?? [];
-        let dropBucket: number | undefined;
-        if (bucket.length >= SEEN_BUCKET_SIZE) {
-          rec.seenBucket += 1;
-          bucket = [];
-          const oldest = rec.seenBucket - SEEN_BUCKETS_KEPT;
-          if (seen.buckets.has(oldest)) dropBucket = oldest;
-        }
-        const nextBucket = [...bucket, id];
-
-        const sessionKey = K.session(from, session.sessionId);
-        const sessionBytes = session.pickle();
-        const inboxKey = K.inbox(this.#inboxNext);
-        writes.push(
-          [sessionKey, sessionBytes],
-          [K.peer(from), jsonBytes(rec)],
-          [K.seen(from, rec.seenBucket), encodeSeen(nextBucket)],
-          [inboxKey, encodeInbox(message)],
-        );
-        const accountBytes = newAccount?.pickle();
-        if (newAccount && accountBytes) writes.push([K.account, accountBytes]);
-        let owed: string[] | undefined;
-        if (options.receipt && inner.type !== 'receipt') {
-          owed = [...(this.#receipts.get(from) ?? []), id];
-          writes.push([K.receipts(from), encodeSeen(owed)]);
-        }
-        await this.#store.setMany(writes);
-
-        // Committed: update the in-memory view.
-        this.#inboxNext += 1;
-        this.#sessions.set(sessionKey, sessionBytes);
-        this.#peers.set(from, rec);
-        seen.buckets.set(rec.seenBucket, nextBucket);
-        seen.all.add(id);
-        this.#inbox.set(inboxKey, message);
-        if (owed) this.#receipts.set(from, owed);
-        if (newAccount && accountBytes) {
-          this.#swapAccount(newAccount, accountBytes);
-          newAccount = undefined;
-        }
-        if (dropBucket !== undefined) {
-          for (const old of seen.buckets.get(dropBucket) ?? []) seen.all.delete(old);
-          seen.buckets.delete(dropBucket);
-          await this.#store.delMany([K.seen(from, dropBucket)]);
+        // 2. Plan every write of this delivery, 3. write them at once, 4. apply them in memory.
+        const plan = this.#planReceive(from, id, rec, seen, opened, options);
+        await this.#store.setMany(plan.writes);
+        const evicted = plan.apply();
+        opened.account = undefined; // now owned by the engine
+        if (plan.dropBucket !== undefined) {
+          for (const old of seen.buckets.get(plan.dropBucket) ?? []) seen.all.delete(old);
+          seen.buckets.delete(plan.dropBucket);
+          await this.#store.delMany([K.seen(from, plan.dropBucket)]);
         }
         await this.#dropSessions(from, evicted);
-        return { kind: 'message', ...message } as const;
+        return { kind: 'message', ...plan.message } as const;
       } finally {
-        session.dispose();
-        newAccount?.dispose();
+        opened.session.dispose();
+        opened.account?.dispose();
       }
     });
+  }
+
+  /**
+   * Finds the session that opens `envelope` (an existing one, or a new inbound one from a prekey
+   * message, on a copy of the account) and decrypts it, after the trust checks the message type
+   * needs. Works on copies only: the caller persists, then applies.
+   */
+  async #open(from: string, envelope: Uint8Array, rec: PeerRecord): Promise<{ session: Session; plaintext: Uint8Array; account: Account | undefined }> {
+    const parsed = parseMessage(envelope);
+    if (parsed.type === MESSAGE_TYPE.prekey) {
+      this.#checkIdentity(from, parsed.identity, rec);
+      this.#checkCertified(from, rec);
+      this.#checkAttested(from, rec);
+      for (const sid of rec.sessions) {
+        const candidate = await this.#loadSession(from, sid);
+        if (candidate.matchesPrekeyMessage(envelope)) return { session: candidate, plaintext: candidate.decrypt(envelope), account: undefined };
+        candidate.dispose();
+      }
+      const account = Account.unpickle(this.#accountBytes);
+      try {
+        const created = account.createInboundSession(envelope);
+        return { session: created.session, plaintext: created.plaintext, account };
+      } catch (e) {
+        account.dispose();
+        throw e;
+      }
+    }
+    if (rec.sessions.length === 0) throw new ParleyError('SESSION_NOT_FOUND', 'no session with this peer', { details: { peer: from } });
+    this.#checkCertified(from, rec);
+    this.#checkAttested(from, rec);
+    let firstError: unknown;
+    for (const sid of rec.sessions) {
+      const candidate = await this.#loadSession(from, sid);
+      try {
+        return { session: candidate, plaintext: candidate.decrypt(envelope), account: undefined };
+      } catch (e) {
+        candidate.dispose();
+        // Keep the most telling error: a specific one beats "did not authenticate here".
+        if (firstError === undefined || (isParleyError(firstError, 'AUTH_FAILED') && !isParleyError(e, 'AUTH_FAILED'))) firstError = e;
+      }
+    }
+    throw firstError;
+  }
+
+  /**
+   * Plans one decrypted delivery: the session, peer record, seen ids, inbox entry, account (when a
+   * prekey message opened a session) and owed receipt, as one batch of writes, plus `apply`,
+   * which updates the in-memory view once the batch is durable and returns the sessions evicted.
+   * @throws ParleyError `AUTH_FAILED` when the relay's id differs from the authenticated one.
+   */
+  #planReceive(
+    from: string,
+    id: string,
+    rec: PeerRecord,
+    seen: SeenState,
+    opened: { session: Session; plaintext: Uint8Array; account: Account | undefined },
+    options: ReceiveOptions,
+  ): { writes: [string, Uint8Array][]; message: ReceivedMessage; dropBucket: number | undefined; apply: () => string[] } {
+    const inner = decodePayload(opened.plaintext);
+    if (inner.id !== id) throw new ParleyError('AUTH_FAILED', 'relay message id differs from the authenticated id');
+    const { session, account } = opened;
+    const message: ReceivedMessage = {
+      from,
+      id,
+      type: inner.type,
+      payload: inner.body,
+      sentAt: inner.sentAt,
+      seq: inner.seq,
+      sessionId: session.sessionId,
+      receivedAt: this.#now(),
+    };
+    const evicted = this.#promote(rec, session.sessionId);
+    rec.recvSeq = Math.max(rec.recvSeq, inner.seq);
+
+    // Seen ids: append to the current bucket, start a new one when full, drop the oldest.
+    let bucket = seen.buckets.get(rec.seenBucket) ?? [];
+    let dropBucket: number | undefined;
+    if (bucket.length >= SEEN_BUCKET_SIZE) {
+      rec.seenBucket += 1;
+      bucket = [];
+      const oldest = rec.seenBucket - SEEN_BUCKETS_KEPT;
+      if (seen.buckets.has(oldest)) dropBucket = oldest;
+    }
+    const nextBucket = [...bucket, id];
+
+    const sessionKey = K.session(from, session.sessionId);
+    const sessionBytes = session.pickle();
+    const inboxKey = K.inbox(this.#inboxNext);
+    const writes: [string, Uint8Array][] = [
+      [sessionKey, sessionBytes],
+      [K.peer(from), jsonBytes(rec)],
+      [K.seen(from, rec.seenBucket), encodeSeen(nextBucket)],
+      [inboxKey, encodeInbox(message)],
+    ];
+    const accountBytes = account?.pickle();
+    if (accountBytes) writes.push([K.account, accountBytes]);
+    const owed = options.receipt && inner.type !== 'receipt' ? [...(this.#receipts.get(from) ?? []), id] : undefined;
+    if (owed) writes.push([K.receipts(from), encodeSeen(owed)]);
+
+    const apply = (): string[] => {
+      this.#inboxNext += 1;
+      this.#sessions.set(sessionKey, sessionBytes);
+      this.#peers.set(from, rec);
+      seen.buckets.set(rec.seenBucket, nextBucket);
+      seen.all.add(id);
+      this.#inbox.set(inboxKey, message);
+      if (owed) this.#receipts.set(from, owed);
+      if (account && accountBytes) this.#swapAccount(account, accountBytes);
+      return evicted;
+    };
+    return { writes, message, dropBucket, apply };
   }
 
   /** Decrypted messages not yet consumed by the app, oldest first (they survive restarts). */

@@ -302,6 +302,18 @@ export class Account {
     return new Account(identity, spks, opks, nextPrekeyId, used);
   }
 
+  /**
+   * TEST ONLY (`unsafeTesting…`): copies of every private key this account holds (identity,
+   * signed and one-time prekeys), so leak tests can scan for them. Never call it in production.
+   */
+  unsafeTestingSecrets(): Uint8Array[] {
+    return [
+      ...this.#identity.unsafeTestingSecrets(),
+      ...this.#signedPrekeys.map((spk) => spk.keyPair.privateKey.slice()),
+      ...[...this.#oneTimePrekeys.values()].map((rec) => rec.keyPair.privateKey.slice()),
+    ];
+  }
+
   /** Zero-fills every private key this account holds. */
   dispose(): void {
     this.#identity.dispose();

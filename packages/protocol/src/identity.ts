@@ -60,6 +60,14 @@ export class IdentityKeyPair {
   }
 
   /** Zero-fills the private keys. The object is unusable afterwards. */
+  /**
+   * TEST ONLY (`unsafeTesting…`): copies of the private key bytes, so leak tests can scan
+   * memory and storage for them. Never call it in production code.
+   */
+  unsafeTestingSecrets(): Uint8Array[] {
+    return [this.#signingSeed.slice(), this.#dhPrivate.slice()];
+  }
+
   dispose(): void {
     wipe(this.#signingSeed, this.#dhPrivate);
   }

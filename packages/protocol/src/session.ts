@@ -197,6 +197,17 @@ export class Session {
   }
 
   /** Zero-fills the secrets this object holds. The session is unusable afterwards. */
+  /**
+   * TEST ONLY (`unsafeTesting…`): copies of every secret in this session's state (root, chain and
+   * header keys, the ratchet private key, skipped message keys), so leak tests can scan for them.
+   */
+  unsafeTestingSecrets(): Uint8Array[] {
+    const s = this.#state;
+    const all = [s.rootKey, s.dhSelf?.privateKey, s.sendChain, s.recvChain, s.hks, s.hkr, s.nhks, s.nhkr];
+    for (const chain of s.skipped) all.push(chain.hk, ...chain.keys.values());
+    return all.filter((k): k is Uint8Array => k instanceof Uint8Array).map((k) => k.slice());
+  }
+
   dispose(): void {
     const s = this.#state;
     wipe(s.rootKey, s.sendChain ?? undefined, s.recvChain ?? undefined, s.dhSelf?.privateKey, s.hks ?? undefined, s.hkr ?? undefined, s.nhks, s.nhkr);

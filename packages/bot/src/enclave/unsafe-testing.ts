@@ -1,7 +1,9 @@
 /**
  * `unsafeTestingExposeKeys`: a TEST-ONLY hook that lets a leak test learn the enclave's secret
  * bytes, so it can scan the host for them. Runs only inside the enclave, and only when the host
- * passed a `MessagePort` in `init` (createBot option `unsafeTestingExposeKeys`).
+ * passed a `MessagePort` in `init` (`createBotForTesting` hook `unsafeTestingExposeKeys`). The
+ * records are read with the protocol's own unpicklers (`unsafeTestingSecrets`), never a copy of
+ * the pickle format.
  *
  * The secrets never go through the host: they are posted on the test's own port, and only when
  * the test asks (`'dump'`), so a test can take its host heap snapshot first and only then receive
@@ -11,84 +13,18 @@
  * replaced are kept, so old chain keys are scanned for too.
  */
 import type { MessagePort } from 'node:worker_threads';
-import { toHex } from '@parley/protocol';
+import { Account, Session, toHex } from '@parley/protocol';
 import type { SealedKeyValueStore } from './sealed-store.js';
 
-const ACCOUNT_MAGIC = 0x50414343;
-const SESSION_MAGIC = 0x50534553;
-
-class R {
-  o = 0;
-  constructor(readonly b: Uint8Array) {}
-  u8(): number {
-    if (this.o + 1 > this.b.length) throw new RangeError('short');
-    return this.b[this.o++]!;
+/** The secrets of one stored record, read with the protocol's own unpicklers. */
+function recordSecrets(key: string, value: Uint8Array): Uint8Array[] | undefined {
+  const holder = key === 'account' ? Account.unpickle(value) : key.startsWith('session/') ? Session.unpickle(value) : undefined;
+  if (!holder) return undefined;
+  try {
+    return holder.unsafeTestingSecrets();
+  } finally {
+    holder.dispose();
   }
-  u16(): number {
-    return (this.u8() << 8) | this.u8();
-  }
-  u32(): number {
-    return ((this.u8() << 24) >>> 0) + (this.u8() << 16) + (this.u8() << 8) + this.u8();
-  }
-  take(n: number): Uint8Array {
-    if (this.o + n > this.b.length) throw new RangeError('short');
-    this.o += n;
-    return this.b.slice(this.o - n, this.o);
-  }
-  opt(): Uint8Array | null {
-    return this.u8() === 1 ? this.take(32) : null;
-  }
-}
-
-function accountSecrets(b: Uint8Array): Uint8Array[] {
-  const r = new R(b);
-  if (r.u32() !== ACCOUNT_MAGIC) return [];
-  r.u8();
-  const out = [r.take(32), r.take(32)];
-  r.u32();
-  for (let i = r.u8(); i > 0; i--) {
-    r.u32();
-    r.take(8 + 64);
-    out.push(r.take(32));
-    r.take(32);
-  }
-  for (let i = r.u32(); i > 0; i--) {
-    r.u32();
-    r.u8();
-    out.push(r.take(32));
-    r.take(32);
-  }
-  return out;
-}
-
-function sessionSecrets(b: Uint8Array): Uint8Array[] {
-  const r = new R(b);
-  if (r.u32() !== SESSION_MAGIC) return [];
-  r.u8();
-  r.u8();
-  r.take(128 * 2 + 32);
-  r.take(r.u32());
-  if (r.u8() === 1) r.take(4 + 1 + 4);
-  const out: Uint8Array[] = [r.take(32)];
-  if (r.u8() === 1) {
-    out.push(r.take(32));
-    r.take(32);
-  }
-  r.opt();
-  for (const k of [r.opt(), r.opt()]) if (k) out.push(k);
-  r.take(12);
-  for (const k of [r.opt(), r.opt()]) if (k) out.push(k);
-  out.push(r.take(32), r.take(32));
-  r.u8();
-  for (let c = r.u8(); c > 0; c--) {
-    out.push(r.take(32));
-    r.u32();
-    for (let k = r.u16(); k > 0; k--) {
-      r.u32();
-      out.push(r.take(32));
-    }
-  }
-  return out;
 }
 
 export class TestingKeyTap {
@@ -126,13 +62,11 @@ export class TestingKeyTap {
   #observe(entries: Iterable<[string, Uint8Array]>): void {
     for (const [key, value] of entries) {
       try {
-        if (key === 'account') {
-          for (const s of accountSecrets(value)) this.#add(s);
-          this.#parsedAccounts++;
-        } else if (key.startsWith('session/')) {
-          for (const s of sessionSecrets(value)) this.#add(s);
-          this.#parsedSessions++;
-        }
+        const secrets = recordSecrets(key, value);
+        if (!secrets) continue;
+        for (const s of secrets) this.#add(s);
+        if (key === 'account') this.#parsedAccounts++;
+        else this.#parsedSessions++;
       } catch {
         this.#parseFailures++;
       }

@@ -25,6 +25,7 @@
 import { mkdir, open, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ParleyError } from '@parley/protocol/errors';
+import { ByteReader, ByteWriter } from '@parley/protocol/wire';
 import { MAX_RECORD_KEY_LENGTH, type SealedRecord } from '../rpc/messages.js';
 
 const BATCH_MAGIC = 'PBB1';
@@ -55,61 +56,29 @@ function checkKey(key: string): void {
   if (typeof key !== 'string' || !KEY_PATTERN.test(key) || key.length > MAX_RECORD_KEY_LENGTH) throw new ParleyError('USAGE', 'invalid record key');
 }
 
-class Out {
-  readonly parts: Uint8Array[] = [];
-  u16(n: number): this {
-    this.parts.push(new Uint8Array([n >> 8, n & 0xff]));
-    return this;
-  }
-  u32(n: number): this {
-    const b = new Uint8Array(4);
-    new DataView(b.buffer).setUint32(0, n >>> 0);
-    this.parts.push(b);
-    return this;
-  }
-  raw(b: Uint8Array): this {
-    this.parts.push(b);
-    return this;
-  }
-  str(s: string): this {
-    const b = Buffer.from(s, 'utf8');
-    return this.u16(b.length).raw(b);
-  }
-  blob(b: Uint8Array): this {
-    return this.u32(b.length).raw(b);
-  }
-  finish(): Buffer {
-    return Buffer.concat(this.parts);
-  }
+const utf8Encoder = new TextEncoder();
+
+/** A record key: u16 length, UTF-8 (keys are short ASCII paths, `checkKey`). */
+function writeKey(w: ByteWriter, key: string): ByteWriter {
+  const b = utf8Encoder.encode(key);
+  return w.u16(b.length).fixed(b);
 }
 
-class In {
-  o = 0;
-  constructor(readonly b: Uint8Array) {}
-  need(n: number): void {
-    if (this.o + n > this.b.length) throw new ParleyError('STORAGE_INTEGRITY', 'truncated blob store file');
-  }
-  u16(): number {
-    this.need(2);
-    this.o += 2;
-    return (this.b[this.o - 2]! << 8) | this.b[this.o - 1]!;
-  }
-  u32(): number {
-    this.need(4);
-    this.o += 4;
-    return new DataView(this.b.buffer, this.b.byteOffset + this.o - 4, 4).getUint32(0);
-  }
-  take(n: number): Uint8Array {
-    this.need(n);
-    this.o += n;
-    return this.b.subarray(this.o - n, this.o);
-  }
-  str(): string {
-    return Buffer.from(this.take(this.u16())).toString('utf8');
-  }
-  magic(m: string): void {
-    if (Buffer.from(this.take(4)).toString('latin1') !== m) throw new ParleyError('STORAGE_INTEGRITY', 'blob store file has the wrong format');
-  }
+function readKey(r: ByteReader): string {
+  return r.utf8(r.fixed(r.u16()));
+}
+
+function writeMagic(w: ByteWriter, magic: string): ByteWriter {
+  return w.fixed(utf8Encoder.encode(magic));
+}
+
+function readMagic(r: ByteReader, magic: string): void {
+  if (String.fromCharCode(...r.fixed(4)) !== magic) throw new ParleyError('STORAGE_INTEGRITY', 'blob store file has the wrong format');
+}
+
+/** The protocol's bounds-checked reader; any overrun is damage, not a crash. */
+function reader(bytes: Uint8Array): ByteReader {
+  return new ByteReader(bytes, 'STORAGE_INTEGRITY');
 }
 
 async function syncDir(dir: string): Promise<void> {
@@ -135,7 +104,7 @@ export class SealedBlobStore {
   /** Exclusive operations (group appends, compaction) run one after another on this chain. */
   #chain: Promise<unknown> = Promise.resolve();
   /** Batches waiting for the next group commit. */
-  #queue: { payload: Buffer; frame: Buffer; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  #queue: { payload: Uint8Array; frame: Uint8Array; resolve: () => void; reject: (e: unknown) => void }[] = [];
   /** A drain is queued or running; it takes every batch queued before it finishes. */
   #draining = false;
   /** An append failed: the log may hold a partial frame past `#logBytes`. */
@@ -198,13 +167,13 @@ export class SealedBlobStore {
       throw e;
     });
     if (snap) {
-      const r = new In(snap);
-      r.magic(SNAPSHOT_MAGIC);
+      const r = reader(snap);
+      readMagic(r, SNAPSHOT_MAGIC);
       for (let n = r.u32(); n > 0; n--) {
-        const key = r.str();
-        this.#records.set(key, r.take(r.u32()).slice());
+        const key = readKey(r);
+        this.#records.set(key, r.fixed(r.u32()));
       }
-      if (r.o !== snap.length) throw new ParleyError('STORAGE_INTEGRITY', 'trailing bytes in the blob snapshot');
+      if (r.remaining !== 0) throw new ParleyError('STORAGE_INTEGRITY', 'trailing bytes in the blob snapshot');
     }
     const logPath = join(this.#dir, 'log');
     const log = await readFile(logPath).catch((e: NodeJS.ErrnoException) => {
@@ -238,15 +207,15 @@ export class SealedBlobStore {
   }
 
   #apply(payload: Uint8Array): void {
-    const r = new In(payload);
-    r.magic(BATCH_MAGIC);
+    const r = reader(payload);
+    readMagic(r, BATCH_MAGIC);
     const puts: [string, Uint8Array][] = [];
     for (let n = r.u32(); n > 0; n--) {
-      const key = r.str();
-      puts.push([key, r.take(r.u32()).slice()]);
+      const key = readKey(r);
+      puts.push([key, r.fixed(r.u32())]);
     }
     const dels: string[] = [];
-    for (let n = r.u32(); n > 0; n--) dels.push(r.str());
+    for (let n = r.u32(); n > 0; n--) dels.push(readKey(r));
     for (const [k, v] of puts) this.#records.set(k, v);
     for (const k of dels) this.#records.delete(k);
   }
@@ -271,12 +240,12 @@ export class SealedBlobStore {
     if (this.#closed || !this.#log) return Promise.reject(new ParleyError('USAGE', 'the blob store is closed'));
     for (const p of puts) checkKey(p.key);
     for (const d of dels) checkKey(d);
-    const out = new Out().raw(Buffer.from(BATCH_MAGIC, 'latin1')).u32(puts.length);
-    for (const p of puts) out.str(p.key).blob(p.blob);
+    const out = writeMagic(new ByteWriter(), BATCH_MAGIC).u32(puts.length);
+    for (const p of puts) writeKey(out, p.key).bytes(p.blob);
     out.u32(dels.length);
-    for (const d of dels) out.str(d);
+    for (const d of dels) writeKey(out, d);
     const payload = out.finish();
-    const frame = new Out().u32(payload.length).u32(crc32(payload)).raw(payload).finish();
+    const frame = new ByteWriter(payload.length + 8).u32(payload.length).u32(crc32(payload)).fixed(payload).finish();
     return new Promise<void>((resolve, reject) => {
       this.#queue.push({ payload, frame, resolve, reject });
       if (!this.#draining) {
@@ -325,8 +294,8 @@ export class SealedBlobStore {
   }
 
   async #compact(): Promise<void> {
-    const out = new Out().raw(Buffer.from(SNAPSHOT_MAGIC, 'latin1')).u32(this.#records.size);
-    for (const [k, v] of this.#records) out.str(k).blob(v);
+    const out = writeMagic(new ByteWriter(), SNAPSHOT_MAGIC).u32(this.#records.size);
+    for (const [k, v] of this.#records) writeKey(out, k).bytes(v);
     const tmp = join(this.#dir, 'snapshot.tmp');
     const fh = await open(tmp, 'w', 0o600);
     try {

@@ -1,3 +1,7 @@
-/** Wire types shared by every side: the message codec and (from the relay) the event contract. */
+/**
+ * Wire types shared by every side: the message codec, the event contract (from the relay), and
+ * the one bounds-checked byte reader/writer every binary format of Parley is written with.
+ */
 export * from './message.js';
 export * from './relay.js';
+export { ByteReader, ByteWriter } from '../codec.js';

@@ -29,6 +29,7 @@ import {
   encodeContent,
   type KeyValueStore,
   type MessageContent,
+  type OutgoingEnvelope,
   type OutgoingContent,
   type PayloadType,
   type PeerAttestationInfo,
@@ -169,7 +170,8 @@ export class ParleyClient {
   readonly #ownedStore: { close(): Promise<void> } | undefined;
   readonly #iterators = new Set<IteratorState>();
   readonly #delivering = new Set<string>();
-  readonly #waiting = new Map<string, ParleyError | null>();
+  /** Each `send` call waiting for its own envelope, by `to/id`: settled by the outbox flush. */
+  readonly #sendWaiters = new Map<string, (failure: ParleyError | undefined) => void>();
   #sendLock: Promise<unknown> = Promise.resolve();
   #prekeyLock: Promise<unknown> = Promise.resolve();
   #flushing: Promise<void> | undefined;
@@ -324,15 +326,13 @@ export class ParleyClient {
     });
     this.#sendLock = run.catch(() => undefined);
     await run;
-    this.#waiting.set(id, null);
-    try {
-      await this.#flushOutbox();
-      const failure = this.#waiting.get(id);
-      if (failure) throw failure;
-      return { id };
-    } finally {
-      this.#waiting.delete(id);
-    }
+    // The envelope is durable in the outbox: wait for the flush to settle it (sent, refused, or
+    // left queued while the relay is out of reach).
+    const settled = new Promise<ParleyError | undefined>((resolve) => this.#sendWaiters.set(`${peer}/${id}`, resolve));
+    void this.#flushOutbox();
+    const failure = await settled;
+    if (failure) throw failure;
+    return { id };
   }
 
   /**
@@ -618,37 +618,72 @@ export class ParleyClient {
     }
   }
 
+  /**
+   * Sends the outbox in order, one flush at a time; a call during a flush makes it run once more.
+   * Every `send` waiting for an envelope is settled: by its outcome, or as queued when the flush
+   * stops at an envelope that must wait (offline, rate-limited), since nothing after it may pass.
+   */
   #flushOutbox(): Promise<void> {
     if (this.#flushing) {
       this.#flushAgain = true;
       return this.#flushing;
     }
-    const run = (async () => {
-      do {
-        this.#flushAgain = false;
-        for (const e of this.#engine.pendingOutbox()) {
-          if (!this.#transport.authenticated || this.#closed) return;
-          try {
-            await this.#transport.send(e);
-            await this.#engine.markDelivered(e.to, e.id);
-          } catch (err) {
-            const error = isParleyError(err) ? err : new ParleyError('INTERNAL', 'send failed', { cause: err });
-            if (RETRY_SEND.has(error.code)) {
-              if (error.code !== 'TRANSPORT') this.#scheduleRetry();
-              return;
-            }
-            // The relay refused it for good (too large, malformed…): report, never retry forever.
-            await this.#engine.markDelivered(e.to, e.id);
-            if (this.#waiting.has(e.id)) this.#waiting.set(e.id, error);
-            else this.#report(error, { peer: e.to, id: e.id });
-          }
-        }
-      } while (this.#flushAgain);
-    })();
-    this.#flushing = run.finally(() => {
+    this.#flushing = this.#sendOutbox().finally(() => {
       this.#flushing = undefined;
+      // A call that came after the last pass but before this point still gets its pass.
+      if (this.#flushAgain) void this.#flushOutbox();
+      else this.#releaseSendWaiters();
     });
     return this.#flushing;
+  }
+
+  async #sendOutbox(): Promise<void> {
+    do {
+      this.#flushAgain = false;
+      for (const e of this.#engine.pendingOutbox()) {
+        if ((await this.#sendEnvelope(e)) === 'wait') {
+          this.#releaseSendWaiters();
+          return;
+        }
+      }
+    } while (this.#flushAgain);
+  }
+
+  /** One envelope to the relay: `done` (stored, or refused for good and reported), or `wait`. */
+  async #sendEnvelope(e: OutgoingEnvelope): Promise<'done' | 'wait'> {
+    if (!this.#transport.authenticated || this.#closed) return 'wait';
+    try {
+      await this.#transport.send(e);
+      await this.#engine.markDelivered(e.to, e.id);
+      this.#settleSend(e, undefined);
+      return 'done';
+    } catch (err) {
+      const error = isParleyError(err) ? err : new ParleyError('INTERNAL', 'send failed', { cause: err });
+      if (RETRY_SEND.has(error.code)) {
+        if (error.code !== 'TRANSPORT') this.#scheduleRetry();
+        return 'wait';
+      }
+      // The relay refused it for good (too large, malformed…): report, never retry forever.
+      await this.#engine.markDelivered(e.to, e.id);
+      if (!this.#settleSend(e, error)) this.#report(error, { peer: e.to, id: e.id });
+      return 'done';
+    }
+  }
+
+  /** Settles the `send` waiting for `e`, if any; false when none was waiting. */
+  #settleSend(e: OutgoingEnvelope, failure: ParleyError | undefined): boolean {
+    const key = `${e.to}/${e.id}`;
+    const waiter = this.#sendWaiters.get(key);
+    if (!waiter) return false;
+    this.#sendWaiters.delete(key);
+    waiter(failure);
+    return true;
+  }
+
+  /** Resolves every waiting `send`: their envelopes stay queued in the outbox for a later flush. */
+  #releaseSendWaiters(): void {
+    for (const waiter of this.#sendWaiters.values()) waiter(undefined);
+    this.#sendWaiters.clear();
   }
 
   #scheduleRetry(): void {

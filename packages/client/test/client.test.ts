@@ -111,6 +111,27 @@ describe('ParleyClient over a real relay', () => {
     await assert.rejects(ParleyClient.create({ relayUrl: 'http://127.0.0.1:1', store: new MemoryStore(), receiptDelayMs: -1 }), (e: unknown) => isParleyError(e, 'USAGE'));
   });
 
+  it('send rejects with the relay refusal of its own envelope, and the outbox moves on to the next', async () => {
+    const relay = await startRelay({ limits: { maxEnvelopeBytes: 2048 } });
+    const alice = await client(relay);
+    const bob = await client(relay);
+    try {
+      await alice.client.connect();
+      await bob.client.connect();
+      await alice.client.send(bob.client.deviceId, 'first');
+      await assert.rejects(alice.client.send(bob.client.deviceId, 'x'.repeat(4000)), (e) => isParleyError(e, 'PAYLOAD_TOO_LARGE'));
+      const { id } = await alice.client.send(bob.client.deviceId, 'after the refused one');
+      await until(() => bob.got.length === 2, 10_000, 'bob receives both small messages');
+      assert.deepEqual(bob.got.map((m) => m.text), ['first', 'after the refused one']);
+      assert.equal(bob.got[1]!.id, id);
+      assert.equal(alice.client.pendingCount, 0, 'the refused envelope left the outbox');
+    } finally {
+      await alice.client.close();
+      await bob.client.close();
+      await relay.close();
+    }
+  });
+
   it('delivers to an offline device when it comes back (and through messages())', async () => {
     const relay = await startRelay();
     const alice = await client(relay);

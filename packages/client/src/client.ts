@@ -131,9 +131,6 @@ export const RECEIPT_BATCH_IDS = MAX_RECEIPT_IDS;
 /** Receipt failures that may pass (storage): keep the ids owed and try again later. */
 const KEEP_RECEIPT_ON_ERROR: ReadonlySet<ParleyErrorCode> = new Set(['STORAGE_INTEGRITY', 'STORAGE_QUOTA', 'INTERNAL']);
 
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
 async function ensureCrypto(): Promise<void> {
   try {
     getCrypto();

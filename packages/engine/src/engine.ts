@@ -14,19 +14,15 @@ import {
   Account,
   ParleyError,
   Session,
-  deviceIdOf,
   getCrypto,
   isParleyError,
   parseMessage,
   safetyNumber as protocolSafetyNumber,
-  sameIdentity,
   toHex,
-  verifyAttestation,
   MESSAGE_TYPE,
   type PrekeyBundle,
   type PrekeyUpload,
   type PublicIdentity,
-  verifyOrgCertificate,
   type OrgRole,
 } from '@parley/protocol';
 import {
@@ -52,17 +48,15 @@ import {
   encodeOutbox,
   encodeSeen,
   identityFromRecord,
-  identityToRecord,
   jsonBytes,
   newPeerRecord,
   parseJsonRecord,
   type OutgoingEnvelope,
   type PeerRecord,
   type ReceivedMessage,
-  type StoredAttestation,
-  type StoredCertificate,
 } from './records.js';
 import type { KeyValueStore } from './store.js';
+import { PeerTrust } from './peer-trust.js';
 import { resolveTrust, type TrustEvent, type TrustOptions, type TrustPolicy } from './trust.js';
 
 export type { OutgoingEnvelope, ReceivedMessage } from './records.js';
@@ -194,6 +188,7 @@ export class ConversationEngine {
   #accountBytes: Uint8Array;
   readonly #peers = new Map<string, PeerRecord>();
   readonly #labels = new Map<string, string>();
+  readonly #peerTrust: PeerTrust;
   readonly #sessions = new Map<string, Uint8Array>();
   readonly #seen = new Map<string, SeenState>();
   readonly #outbox = new Map<string, OutgoingEnvelope>();
@@ -222,6 +217,13 @@ export class ConversationEngine {
     this.#trust = init.trust;
     this.#now = init.options.now ?? Date.now;
     this.#onTrustEvent = init.options.onTrustEvent;
+    this.#peerTrust = new PeerTrust({
+      selfId: init.account.deviceId,
+      policy: this.#trust,
+      now: () => this.#now(),
+      labels: this.#labels,
+      onTrustEvent: (e) => this.#onTrustEvent?.(e),
+    });
     this.#account = init.account;
     this.#accountBytes = init.accountBytes;
     this.#outboxNext = init.outboxNext;
@@ -510,9 +512,9 @@ export class ConversationEngine {
       const rec = clonePeer(this.#peers.get(peer) ?? newPeerRecord());
       const known = rec.identity ? identityFromRecord(rec.identity) : identity;
       if (!known) throw new ParleyError('SESSION_NOT_FOUND', 'peer identity not known yet');
-      this.#checkIdentity(peer, known, rec);
+      this.#peerTrust.checkIdentity(peer, known, rec);
       const writes: [string, Uint8Array][] = [];
-      const after = this.#applyCertificate(peer, rec, known, certificate, writes);
+      const after = this.#peerTrust.applyCertificate(peer, rec, known, certificate, writes);
       writes.push([K.peer(peer), jsonBytes(rec)]);
       await this.#store.setMany(writes);
       this.#peers.set(peer, rec);
@@ -535,98 +537,16 @@ export class ConversationEngine {
       const rec = clonePeer(this.#peers.get(peer) ?? newPeerRecord());
       const known = rec.identity ? identityFromRecord(rec.identity) : statements.identity;
       if (!known) throw new ParleyError('SESSION_NOT_FOUND', 'peer identity not known yet');
-      this.#checkIdentity(peer, known, rec);
+      this.#peerTrust.checkIdentity(peer, known, rec);
       const writes: [string, Uint8Array][] = [];
       let after = (): void => undefined;
-      if (statements.certificate && this.#trust.orgKey) after = this.#applyCertificate(peer, rec, known, statements.certificate, writes);
-      this.#applyAttestation(peer, rec, known, statements.attestation);
+      if (statements.certificate && this.#trust.orgKey) after = this.#peerTrust.applyCertificate(peer, rec, known, statements.certificate, writes);
+      this.#peerTrust.applyAttestation(peer, rec, known, statements.attestation);
       writes.push([K.peer(peer), jsonBytes(rec)]);
       await this.#store.setMany(writes);
       this.#peers.set(peer, rec);
       after();
     });
-  }
-
-  /** Device-level check: the identity must hash to the device id, and match what was recorded. */
-  #checkIdentity(peer: string, identity: PublicIdentity, rec: PeerRecord): void {
-    if (peer === this.deviceId) throw new ParleyError('USAGE', 'cannot open a conversation with this device itself');
-    if (deviceIdOf(identity) !== peer) {
-      throw new ParleyError('UNTRUSTED_IDENTITY', 'identity does not belong to the device id it claims', { details: { peer } });
-    }
-    if (rec.identity && !sameIdentity(identityFromRecord(rec.identity), identity)) {
-      // Unreachable unless the device-id hash collides; kept as a belt-and-braces check.
-      throw new ParleyError('UNTRUSTED_IDENTITY', 'identity differs from the one recorded for this device', { details: { peer } });
-    }
-    rec.identity ??= identityToRecord(identity);
-  }
-
-  /**
-   * Verifies a certificate into `rec` and the label it names; pushes label writes. Returns a
-   * callback to run after the commit (in-memory label update and trust event).
-   */
-  #applyCertificate(peer: string, rec: PeerRecord, identity: PublicIdentity, certificate: Uint8Array, writes: [string, Uint8Array][]): () => void {
-    const orgKey = this.#trust.orgKey;
-    if (!orgKey) throw new ParleyError('USAGE', 'no trust.orgKey pinned; cannot verify an org certificate');
-    const cert = verifyOrgCertificate(certificate, { orgKey, identity, now: this.#now(), roles: this.#trust.roles });
-    const stored: StoredCertificate = { role: cert.role, label: cert.label, expiresAt: cert.expiresAt, bytes: toHex(certificate) };
-    rec.cert = stored;
-    const label = `org:${cert.role}:${cert.label}`;
-    const previous = this.#labels.get(label);
-    if (previous === peer) return () => undefined;
-    if (previous !== undefined && this.#trust.onCertifiedChange === 'block') {
-      rec.blocked = { label, previous };
-      return () => this.#onTrustEvent?.({ type: 'identityChanged', peer, label, previous, blocked: true });
-    }
-    writes.push([K.label(label), new TextEncoder().encode(peer)]);
-    return () => {
-      this.#labels.set(label, peer);
-      if (previous !== undefined) this.#onTrustEvent?.({ type: 'identityChanged', peer, label, previous, blocked: false });
-    };
-  }
-
-  /** Org-level check for a peer that must be certified. */
-  #checkCertified(peer: string, rec: PeerRecord): void {
-    if (!this.#trust.requiresCertificate(peer)) return;
-    const cert = rec.cert;
-    if (!cert) throw new ParleyError('UNTRUSTED_IDENTITY', 'peer has no org certificate', { details: { reason: 'missing', peer } });
-    if (this.#now() >= cert.expiresAt) {
-      throw new ParleyError('UNTRUSTED_IDENTITY', 'org certificate refused: expired', { details: { reason: 'expired', peer } });
-    }
-  }
-
-  /**
-   * Verifies a bot attestation into `rec` when the policy requires one for `peer` (given the role
-   * of its verified certificate): against `identity`, the clock and the pinned measurement.
-   * Does nothing for peers that need none.
-   */
-  #applyAttestation(peer: string, rec: PeerRecord, identity: PublicIdentity, attestation: Uint8Array | undefined): void {
-    const pinned = this.#trust.botMeasurement;
-    if (!pinned || !this.#trust.requiresAttestation(peer, rec.cert?.role)) return;
-    if (!attestation) {
-      throw new ParleyError('ATTESTATION_INVALID', 'peer published no bot attestation', { details: { reason: 'missing', peer } });
-    }
-    let verified;
-    try {
-      verified = verifyAttestation(attestation, pinned, identity, { now: this.#now(), maxAgeMs: this.#trust.attestationMaxAgeMs });
-    } catch (e) {
-      if (isParleyError(e, 'ATTESTATION_INVALID')) {
-        throw new ParleyError('ATTESTATION_INVALID', e.message, { details: { ...e.details, reason: 'invalid', peer } });
-      }
-      throw e;
-    }
-    const stored: StoredAttestation = { measurement: toHex(verified.measurement), issuedAt: verified.issuedAt, bytes: toHex(attestation) };
-    rec.att = stored;
-  }
-
-  /** Bot-code check for a peer that must be attested: a verified attestation of the pinned measurement. */
-  #checkAttested(peer: string, rec: PeerRecord): void {
-    const pinned = this.#trust.botMeasurement;
-    if (!pinned || !this.#trust.requiresAttestation(peer, rec.cert?.role)) return;
-    if (!rec.att) throw new ParleyError('ATTESTATION_INVALID', 'peer has no verified bot attestation', { details: { reason: 'missing', peer } });
-    // A re-pinned measurement (new deploy) invalidates what was verified against the old pin.
-    if (rec.att.measurement !== toHex(pinned)) {
-      throw new ParleyError('ATTESTATION_INVALID', 'peer attested another measurement than the pinned one', { details: { reason: 'measurement', peer } });
-    }
   }
 
   // ---------------------------------------------------------------- sessions
@@ -696,14 +616,14 @@ export class ConversationEngine {
       let session: Session;
       if (opts.bundle) {
         const bundle = opts.bundle;
-        this.#checkIdentity(peer, bundle.identity, rec);
+        this.#peerTrust.checkIdentity(peer, bundle.identity, rec);
         if (bundle.certificate && this.#trust.orgKey) {
-          after = this.#applyCertificate(peer, rec, bundle.identity, bundle.certificate, writes);
+          after = this.#peerTrust.applyCertificate(peer, rec, bundle.identity, bundle.certificate, writes);
         }
-        this.#checkCertified(peer, rec);
+        this.#peerTrust.checkCertified(peer, rec);
         // After the certificate: whether a bot attestation is required depends on its role.
-        this.#applyAttestation(peer, rec, bundle.identity, bundle.attestation);
-        this.#checkAttested(peer, rec);
+        this.#peerTrust.applyAttestation(peer, rec, bundle.identity, bundle.attestation);
+        this.#peerTrust.checkAttested(peer, rec);
         const blocked = rec.blocked as PeerRecord['blocked'];
         if (blocked) {
           // A certified label moved and the policy says block: remember that, then refuse.
@@ -718,8 +638,8 @@ export class ConversationEngine {
       } else {
         const active = rec.sessions[0];
         if (!active) throw new ParleyError('SESSION_NOT_FOUND', 'no session with this peer; fetch its bundle', { details: { peer } });
-        this.#checkCertified(peer, rec);
-        this.#checkAttested(peer, rec);
+        this.#peerTrust.checkCertified(peer, rec);
+        this.#peerTrust.checkAttested(peer, rec);
         session = await this.#loadSession(peer, active);
       }
       const evicted = this.#promote(rec, session.sessionId);
@@ -891,9 +811,9 @@ export class ConversationEngine {
   async #open(from: string, envelope: Uint8Array, rec: PeerRecord): Promise<{ session: Session; plaintext: Uint8Array; account: Account | undefined }> {
     const parsed = parseMessage(envelope);
     if (parsed.type === MESSAGE_TYPE.prekey) {
-      this.#checkIdentity(from, parsed.identity, rec);
-      this.#checkCertified(from, rec);
-      this.#checkAttested(from, rec);
+      this.#peerTrust.checkIdentity(from, parsed.identity, rec);
+      this.#peerTrust.checkCertified(from, rec);
+      this.#peerTrust.checkAttested(from, rec);
       for (const sid of rec.sessions) {
         const candidate = await this.#loadSession(from, sid);
         if (candidate.matchesPrekeyMessage(envelope)) return { session: candidate, plaintext: candidate.decrypt(envelope), account: undefined };
@@ -909,8 +829,8 @@ export class ConversationEngine {
       }
     }
     if (rec.sessions.length === 0) throw new ParleyError('SESSION_NOT_FOUND', 'no session with this peer', { details: { peer: from } });
-    this.#checkCertified(from, rec);
-    this.#checkAttested(from, rec);
+    this.#peerTrust.checkCertified(from, rec);
+    this.#peerTrust.checkAttested(from, rec);
     let firstError: unknown;
     for (const sid of rec.sessions) {
       const candidate = await this.#loadSession(from, sid);

@@ -28,14 +28,12 @@ function recordSecrets(key: string, value: Uint8Array): Uint8Array[] | undefined
 }
 
 export class TestingKeyTap {
-  readonly #port: MessagePort;
   readonly #secrets = new Map<string, Uint8Array>();
   #parsedAccounts = 0;
   #parsedSessions = 0;
   #parseFailures = 0;
 
   constructor(port: MessagePort, initial: Uint8Array[]) {
-    this.#port = port;
     for (const s of initial) this.#add(s);
     port.on('message', (m: unknown) => {
       if (m !== 'dump') return;

@@ -39,14 +39,7 @@ import {
   STORE_FORMAT,
   STORE_VERSION,
   clonePeer,
-  counterOf,
-  decodeInbox,
-  decodeOutbox,
   decodePeerRecord,
-  decodeSeen,
-  encodeInbox,
-  encodeOutbox,
-  encodeSeen,
   identityFromRecord,
   jsonBytes,
   newPeerRecord,
@@ -56,6 +49,7 @@ import {
   type ReceivedMessage,
 } from './records.js';
 import type { KeyValueStore } from './store.js';
+import { Mailbox, NO_PLAN, type MailboxPlan } from './mailbox.js';
 import { PeerTrust } from './peer-trust.js';
 import { resolveTrust, type TrustEvent, type TrustOptions, type TrustPolicy } from './trust.js';
 
@@ -63,13 +57,6 @@ export type { OutgoingEnvelope, ReceivedMessage } from './records.js';
 
 /** Sessions kept per peer device (the newest or most recently used first); older ones are dropped. */
 export const MAX_SESSIONS_PER_PEER = 4;
-/** Message ids remembered per seen bucket. */
-export const SEEN_BUCKET_SIZE = 128;
-/**
- * Seen buckets kept per peer: the last 1,024 ids of each peer are refused as duplicates without
- * touching the ratchet. Older replays still fail in the ratchet (the keys are gone).
- */
-export const SEEN_BUCKETS_KEPT = 8;
 /** Signed prekeys older than this are rotated by {@link ConversationEngine.prekeyUpload}. */
 export const SIGNED_PREKEY_MAX_AGE_MS = 7 * 24 * 3600 * 1000;
 /** One-time prekeys kept ready (generated, not yet uploaded) by default. */
@@ -163,11 +150,6 @@ function assertDeviceId(peer: unknown, name = 'peer'): asserts peer is string {
   }
 }
 
-interface SeenState {
-  buckets: Map<number, string[]>;
-  all: Set<string>;
-}
-
 /**
  * One device's conversations.
  * @example
@@ -190,13 +172,7 @@ export class ConversationEngine {
   readonly #labels = new Map<string, string>();
   readonly #peerTrust: PeerTrust;
   readonly #sessions = new Map<string, Uint8Array>();
-  readonly #seen = new Map<string, SeenState>();
-  readonly #outbox = new Map<string, OutgoingEnvelope>();
-  readonly #inbox = new Map<string, ReceivedMessage>();
-  /** Peer → received ids whose receipt is not in the outbox yet (persisted as `receipts/<peer>`). */
-  readonly #receipts = new Map<string, string[]>();
-  #outboxNext: number;
-  #inboxNext: number;
+  readonly #mailbox: Mailbox;
   #tail: Promise<unknown> = Promise.resolve();
   #closed = false;
 
@@ -210,8 +186,7 @@ export class ConversationEngine {
     trust: TrustPolicy;
     account: Account;
     accountBytes: Uint8Array;
-    outboxNext: number;
-    inboxNext: number;
+    mailbox: Mailbox;
   }) {
     this.#store = init.options.store;
     this.#trust = init.trust;
@@ -226,8 +201,7 @@ export class ConversationEngine {
     });
     this.#account = init.account;
     this.#accountBytes = init.accountBytes;
-    this.#outboxNext = init.outboxNext;
-    this.#inboxNext = init.inboxNext;
+    this.#mailbox = init.mailbox;
     this.deviceId = init.account.deviceId;
     this.publicIdentity = init.account.publicIdentity;
   }
@@ -274,16 +248,7 @@ export class ConversationEngine {
       }
     }
 
-    const outboxKeys = (await store.keys('outbox/')).sort();
-    const inboxKeys = (await store.keys('inbox/')).sort();
-    const engine = new ConversationEngine({
-      options,
-      trust,
-      account,
-      accountBytes,
-      outboxNext: outboxKeys.length ? counterOf(outboxKeys.at(-1)!) + 1 : 1,
-      inboxNext: inboxKeys.length ? counterOf(inboxKeys.at(-1)!) + 1 : 1,
-    });
+    const engine = new ConversationEngine({ options, trust, account, accountBytes, mailbox: await Mailbox.load(store) });
     for (const key of await store.keys('peer/')) {
       const bytes = await store.get(key);
       if (bytes) engine.#peers.set(key.slice('peer/'.length), decodePeerRecord(bytes));
@@ -291,22 +256,6 @@ export class ConversationEngine {
     for (const key of await store.keys('label/')) {
       const bytes = await store.get(key);
       if (bytes) engine.#labels.set(key.slice('label/'.length), new TextDecoder().decode(bytes));
-    }
-    for (const key of outboxKeys) {
-      const bytes = await store.get(key);
-      if (bytes) {
-        const { to, id, envelope } = decodeOutbox(bytes);
-        engine.#outbox.set(key, { to, id, envelope });
-      }
-    }
-    for (const key of inboxKeys) {
-      const bytes = await store.get(key);
-      if (bytes) engine.#inbox.set(key, decodeInbox(bytes));
-    }
-    for (const key of await store.keys('receipts/')) {
-      const bytes = await store.get(key);
-      const ids = bytes ? decodeSeen(bytes) : [];
-      if (ids.length > 0) engine.#receipts.set(key.slice('receipts/'.length), ids);
     }
     return engine;
   }
@@ -587,24 +536,21 @@ export class ConversationEngine {
     assertDeviceId(peer);
     assertMessageId(opts?.messageId);
     if (!(payload instanceof Uint8Array)) throw new ParleyError('USAGE', 'payload must be a Uint8Array');
-    return this.#run(() => this.#encryptNow(peer, payload, opts, []));
+    return this.#run(() => this.#encryptNow(peer, payload, opts, NO_PLAN));
   }
 
   /**
-   * {@link encrypt} inside the queue; `extra` records are written in the same atomic write, and
-   * `onCommit` runs right after it (before anything else can touch the in-memory view).
+   * {@link encrypt} inside the queue; the `extra` plan is written in the same atomic write and
+   * applied right after it (before anything else can touch the in-memory view).
    */
   async #encryptNow(
     peer: string,
     payload: Uint8Array,
     opts: EncryptOptions,
-    extra: [string, Uint8Array][],
-    onCommit?: () => void,
+    extra: MailboxPlan,
   ): Promise<OutgoingEnvelope> {
     {
-      for (const e of this.#outbox.values()) {
-        if (e.to === peer && e.id === opts.messageId) throw new ParleyError('USAGE', 'messageId is already in the outbox');
-      }
+      if (this.#mailbox.hasOutgoing(peer, opts.messageId)) throw new ParleyError('USAGE', 'messageId is already in the outbox');
       const rec = clonePeer(this.#peers.get(peer) ?? newPeerRecord());
       if (rec.blocked) {
         throw new ParleyError('IDENTITY_CHANGED', 'identity change not accepted yet; sending is blocked', {
@@ -649,18 +595,17 @@ export class ConversationEngine {
       const out: OutgoingEnvelope = { to: peer, id: opts.messageId, envelope };
       const sessionKey = K.session(peer, session.sessionId);
       const sessionBytes = session.pickle();
-      const outboxKey = K.outbox(this.#outboxNext);
-      writes.push([sessionKey, sessionBytes], [K.peer(peer), jsonBytes(rec)], [outboxKey, encodeOutbox(out, this.#now())], ...extra);
+      const queued = this.#mailbox.planOutgoing(out, this.#now());
+      writes.push([sessionKey, sessionBytes], [K.peer(peer), jsonBytes(rec)], ...queued.writes, ...extra.writes);
       try {
         await this.#store.setMany(writes);
       } finally {
         session.dispose();
       }
-      this.#outboxNext += 1;
       this.#sessions.set(sessionKey, sessionBytes);
       this.#peers.set(peer, rec);
-      this.#outbox.set(outboxKey, out);
-      onCommit?.();
+      queued.apply();
+      extra.apply();
       after();
       await this.#dropSessions(peer, evicted);
       return out;
@@ -671,12 +616,12 @@ export class ConversationEngine {
 
   /** Peers owed receipts, with their pending ids, oldest first (see {@link ReceiveOptions.receipt}). */
   pendingReceipts(): { peer: string; ids: readonly string[] }[] {
-    return [...this.#receipts].map(([peer, ids]) => ({ peer, ids: [...ids] }));
+    return this.#mailbox.pendingReceipts();
   }
 
   /** How many receipt ids `peer` is owed. */
   pendingReceiptCount(peer: string): number {
-    return this.#receipts.get(peer)?.length ?? 0;
+    return this.#mailbox.owedReceipts(peer).length;
   }
 
   /**
@@ -688,32 +633,25 @@ export class ConversationEngine {
   encryptReceipts(peer: string): Promise<OutgoingEnvelope | undefined> {
     assertDeviceId(peer);
     return this.#run(async () => {
-      const pending = this.#receipts.get(peer);
-      if (!pending || pending.length === 0) return undefined;
+      const pending = this.#mailbox.owedReceipts(peer);
+      if (pending.length === 0) return undefined;
       const ids = pending.slice(0, MAX_RECEIPT_IDS);
-      const rest = pending.slice(ids.length);
-      return this.#encryptNow(peer, encodeReceiptBody(ids), { messageId: receiptMessageId(ids[0]!), type: 'receipt' }, [[K.receipts(peer), encodeSeen(rest)]], () =>
-        this.#setReceipts(peer, rest),
-      );
+      const rest = this.#mailbox.planReceipts(peer, pending.slice(ids.length));
+      return this.#encryptNow(peer, encodeReceiptBody(ids), { messageId: receiptMessageId(ids[0]!), type: 'receipt' }, rest);
     });
   }
 
   /** Forgets pending receipt ids of `peer` (a receipt that cannot be encrypted: blocked or untrusted peer). */
   dropReceipts(peer: string, ids: readonly string[]): Promise<void> {
     return this.#run(async () => {
-      const pending = this.#receipts.get(peer);
-      if (!pending) return;
+      const pending = this.#mailbox.owedReceipts(peer);
       const drop = new Set(ids);
       const rest = pending.filter((id) => !drop.has(id));
       if (rest.length === pending.length) return;
-      await this.#store.setMany([[K.receipts(peer), encodeSeen(rest)]]);
-      this.#setReceipts(peer, rest);
+      const plan = this.#mailbox.planReceipts(peer, rest);
+      await this.#store.setMany([...plan.writes]);
+      plan.apply();
     });
-  }
-
-  #setReceipts(peer: string, ids: string[]): void {
-    if (ids.length === 0) this.#receipts.delete(peer);
-    else this.#receipts.set(peer, ids);
   }
 
   async #dropSessions(peer: string, ids: readonly string[]): Promise<void> {
@@ -726,37 +664,15 @@ export class ConversationEngine {
 
   /** The relay acked (durably stored) `id` to `peer`: drop it from the outbox. */
   markDelivered(peer: string, id: string): Promise<void> {
-    return this.#run(async () => {
-      const keys: string[] = [];
-      for (const [k, e] of this.#outbox) if (e.to === peer && e.id === id) keys.push(k);
-      if (keys.length === 0) return;
-      await this.#store.delMany(keys);
-      for (const k of keys) this.#outbox.delete(k);
-    });
+    return this.#run(() => this.#mailbox.markDelivered(peer, id));
   }
 
   /** Envelopes persisted but not yet acked by the relay, oldest first: send them again on reconnect. */
   pendingOutbox(): OutgoingEnvelope[] {
-    return [...this.#outbox.values()];
+    return this.#mailbox.pendingOutbox();
   }
 
   // ---------------------------------------------------------------- receiving
-
-  async #loadSeen(peer: string): Promise<SeenState> {
-    let s = this.#seen.get(peer);
-    if (s) return s;
-    s = { buckets: new Map(), all: new Set() };
-    for (const key of await this.#store.keys(`seen/${peer}/`)) {
-      const n = counterOf(key);
-      const bytes = await this.#store.get(key);
-      if (!bytes) continue;
-      const ids = decodeSeen(bytes);
-      s.buckets.set(n, ids);
-      for (const id of ids) s.all.add(id);
-    }
-    this.#seen.set(peer, s);
-    return s;
-  }
 
   /**
    * Decrypts one relay delivery. Duplicates (an id already received from this peer) return
@@ -778,22 +694,17 @@ export class ConversationEngine {
     if (!(envelope instanceof Uint8Array)) throw new ParleyError('MALFORMED_MESSAGE', 'envelope must be bytes');
     return this.#run(async () => {
       if (from === this.deviceId) throw new ParleyError('AUTH_FAILED', 'message claims to come from this device');
-      const seen = await this.#loadSeen(from);
-      if (seen.all.has(id)) return { kind: 'duplicate', from, id } as const;
+      if (await this.#mailbox.seen(from, id)) return { kind: 'duplicate', from, id } as const;
       const rec = clonePeer(this.#peers.get(from) ?? newPeerRecord());
       // 1. Decrypt on copies: nothing persistent changes if this throws.
       const opened = await this.#open(from, envelope, rec);
       try {
         // 2. Plan every write of this delivery, 3. write them at once, 4. apply them in memory.
-        const plan = this.#planReceive(from, id, rec, seen, opened, options);
+        const plan = await this.#planReceive(from, id, rec, opened, options);
         await this.#store.setMany(plan.writes);
-        const evicted = plan.apply();
+        const { evicted, dropBucket } = plan.apply();
         opened.account = undefined; // now owned by the engine
-        if (plan.dropBucket !== undefined) {
-          for (const old of seen.buckets.get(plan.dropBucket) ?? []) seen.all.delete(old);
-          seen.buckets.delete(plan.dropBucket);
-          await this.#store.delMany([K.seen(from, plan.dropBucket)]);
-        }
+        if (dropBucket !== undefined) await this.#mailbox.dropSeenBucket(from, dropBucket);
         await this.#dropSessions(from, evicted);
         return { kind: 'message', ...plan.message } as const;
       } finally {
@@ -851,14 +762,13 @@ export class ConversationEngine {
    * which updates the in-memory view once the batch is durable and returns the sessions evicted.
    * @throws ParleyError `AUTH_FAILED` when the relay's id differs from the authenticated one.
    */
-  #planReceive(
+  async #planReceive(
     from: string,
     id: string,
     rec: PeerRecord,
-    seen: SeenState,
     opened: { session: Session; plaintext: Uint8Array; account: Account | undefined },
     options: ReceiveOptions,
-  ): { writes: [string, Uint8Array][]; message: ReceivedMessage; dropBucket: number | undefined; apply: () => string[] } {
+  ): Promise<{ writes: [string, Uint8Array][]; message: ReceivedMessage; apply: () => { evicted: string[]; dropBucket: number | undefined } }> {
     const inner = decodePayload(opened.plaintext);
     if (inner.id !== id) throw new ParleyError('AUTH_FAILED', 'relay message id differs from the authenticated id');
     const { session, account } = opened;
@@ -874,60 +784,32 @@ export class ConversationEngine {
     };
     const evicted = this.#promote(rec, session.sessionId);
     rec.recvSeq = Math.max(rec.recvSeq, inner.seq);
-
-    // Seen ids: append to the current bucket, start a new one when full, drop the oldest.
-    let bucket = seen.buckets.get(rec.seenBucket) ?? [];
-    let dropBucket: number | undefined;
-    if (bucket.length >= SEEN_BUCKET_SIZE) {
-      rec.seenBucket += 1;
-      bucket = [];
-      const oldest = rec.seenBucket - SEEN_BUCKETS_KEPT;
-      if (seen.buckets.has(oldest)) dropBucket = oldest;
-    }
-    const nextBucket = [...bucket, id];
-
+    // Before the peer record is encoded: it may move `rec.seenBucket` to a new bucket.
+    const mailed = await this.#mailbox.planIncoming(message, rec, options.receipt === true && inner.type !== 'receipt');
     const sessionKey = K.session(from, session.sessionId);
     const sessionBytes = session.pickle();
-    const inboxKey = K.inbox(this.#inboxNext);
-    const writes: [string, Uint8Array][] = [
-      [sessionKey, sessionBytes],
-      [K.peer(from), jsonBytes(rec)],
-      [K.seen(from, rec.seenBucket), encodeSeen(nextBucket)],
-      [inboxKey, encodeInbox(message)],
-    ];
+    const writes: [string, Uint8Array][] = [[sessionKey, sessionBytes], [K.peer(from), jsonBytes(rec)], ...mailed.writes];
     const accountBytes = account?.pickle();
     if (accountBytes) writes.push([K.account, accountBytes]);
-    const owed = options.receipt && inner.type !== 'receipt' ? [...(this.#receipts.get(from) ?? []), id] : undefined;
-    if (owed) writes.push([K.receipts(from), encodeSeen(owed)]);
 
-    const apply = (): string[] => {
-      this.#inboxNext += 1;
+    const apply = () => {
       this.#sessions.set(sessionKey, sessionBytes);
       this.#peers.set(from, rec);
-      seen.buckets.set(rec.seenBucket, nextBucket);
-      seen.all.add(id);
-      this.#inbox.set(inboxKey, message);
-      if (owed) this.#receipts.set(from, owed);
+      const dropBucket = mailed.apply();
       if (account && accountBytes) this.#swapAccount(account, accountBytes);
-      return evicted;
+      return { evicted, dropBucket };
     };
-    return { writes, message, dropBucket, apply };
+    return { writes, message, apply };
   }
 
   /** Decrypted messages not yet consumed by the app, oldest first (they survive restarts). */
   inbox(): ReceivedMessage[] {
-    return [...this.#inbox.values()];
+    return this.#mailbox.inbox();
   }
 
   /** The app has handled `(from, id)`: drop it from the inbox. The seen id stays (dedupe). */
   consume(from: string, id: string): Promise<void> {
-    return this.#run(async () => {
-      const keys: string[] = [];
-      for (const [k, m] of this.#inbox) if (m.from === from && m.id === id) keys.push(k);
-      if (keys.length === 0) return;
-      await this.#store.delMany(keys);
-      for (const k of keys) this.#inbox.delete(k);
-    });
+    return this.#run(() => this.#mailbox.consume(from, id));
   }
 
   /** A fresh random message id (16 bytes, hex). */

@@ -13,8 +13,6 @@
 export {
   ConversationEngine,
   MAX_SESSIONS_PER_PEER,
-  SEEN_BUCKET_SIZE,
-  SEEN_BUCKETS_KEPT,
   SIGNED_PREKEY_MAX_AGE_MS,
   DEFAULT_PREKEY_TARGET,
   type EngineOptions,
@@ -31,6 +29,7 @@ export {
   receiptMessageId,
 } from './engine.js';
 export { MemoryStore, type KeyValueStore } from './store.js';
+export { SEEN_BUCKET_SIZE, SEEN_BUCKETS_KEPT } from './mailbox.js';
 export { SealedStore, deriveStorageKey, sealRecord, openRecord, STORAGE_KEY_BYTES } from './sealed-store.js';
 export { resolveTrust, type TrustOptions, type TrustEvent, type IdentityChangedEvent, type TrustPolicy } from './trust.js';
 export {

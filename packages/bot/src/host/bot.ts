@@ -14,6 +14,7 @@
  * - the supervisor (`supervisor.ts`) and the sealed blob store (`blob-store.ts`).
  */
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { mkdir } from 'node:fs/promises';
 import type { MessagePort, ResourceLimits } from 'node:worker_threads';
 import { ParleyError, type PublicIdentity } from '@parley/protocol/verify';
@@ -26,6 +27,7 @@ import { checkCertificate, parseCertificate } from './certificate.js';
 import { deliverToEnclave } from './delivery.js';
 import { PrekeyPublisher } from './prekey-publisher.js';
 import { ReplyOutbox } from './reply-outbox.js';
+import { withSyntaxLocation } from './handler-syntax.js';
 import { EnclaveSupervisor, type BotLogger, type EnclaveInfo, type SealingSecretOption, type SupervisorStats } from './supervisor.js';
 
 /** Re-issue the attestation this often (clients accept 24 h by default). */
@@ -254,7 +256,7 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
     info = await supervisor.start();
   } catch (e) {
     await blobStore.close();
-    throw e;
+    throw await withSyntaxLocation(e, fileURLToPath(handlerUrl));
   }
   attestation = info.attestation;
   try {

@@ -1,0 +1,31 @@
+/**
+ * Where a handler's syntax error is. Node reports an ES module's syntax error to `import()`
+ * without its location, so when the enclave says the handler failed to load with a SyntaxError,
+ * the host asks `node --check` (which parses and never runs the file) for the `file:line`.
+ */
+import { execFile } from 'node:child_process';
+import { isParleyError, ParleyError } from '@parley/protocol/verify';
+
+/** How long `node --check` may take before the location is left out. */
+const CHECK_TIMEOUT_MS = 5_000;
+
+/** `path:line` of the syntax error in `file`, or undefined (it parses, or the check failed). */
+export function locateSyntaxError(file: string): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--check', file], { timeout: CHECK_TIMEOUT_MS, env: {} }, (error, _stdout, stderr) => {
+      if (!error) return resolve(undefined);
+      const first = String(stderr).split('\n')[0] ?? '';
+      resolve(/^(.+):(\d+)$/.test(first) ? first : undefined);
+    });
+  });
+}
+
+/**
+ * `e` with the syntax error's location added, when `e` is the enclave's report of a handler
+ * that failed to load with a SyntaxError and no location; otherwise `e` itself.
+ */
+export async function withSyntaxLocation(e: unknown, handlerFile: string): Promise<unknown> {
+  if (!isParleyError(e, 'USAGE') || !e.message.includes('SyntaxError') || e.message.includes('(at ')) return e;
+  const where = await locateSyntaxError(handlerFile);
+  return where ? new ParleyError('USAGE', `${e.message} (at ${where})`, { cause: e }) : e;
+}

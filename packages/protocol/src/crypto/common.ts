@@ -21,29 +21,13 @@ export function isAllZero(bytes: Uint8Array): boolean {
   return acc === 0;
 }
 
-/** Requests up to this size are served from a pool (nonces: two per message). */
-const POOLED_MAX = 64;
-const POOL_SIZE = 4096;
-let pool: Uint8Array = new Uint8Array(0);
-let poolOffset = 0;
-
 /**
- * Random bytes from WebCrypto (browsers and Node 20). libsodium's randombytes_buf is ~25x
- * slower here because of the wrapper's per-call overhead, and one getRandomValues call per
- * nonce costs ~2.5 µs, so small requests come from a 4 KiB pool; every pooled byte is handed
- * out once and zeroed in the pool as it leaves.
+ * Random bytes from WebCrypto (browsers and Node 20), drawn from the CSPRNG at the moment they
+ * are needed, never from a pool filled in advance: a memory snapshot then holds no key or nonce
+ * made after it, and a restored VM snapshot repeats none (docs/threats.md C1). libsodium's
+ * randombytes_buf is ~25x slower here because of the wrapper's per-call overhead.
  */
 export function webRandomBytes(length: number): Uint8Array {
-  if (length <= POOLED_MAX) {
-    if (poolOffset + length > pool.length) {
-      pool = fillRandom(new Uint8Array(POOL_SIZE));
-      poolOffset = 0;
-    }
-    const out = pool.slice(poolOffset, poolOffset + length);
-    pool.fill(0, poolOffset, poolOffset + length);
-    poolOffset += length;
-    return out;
-  }
   return fillRandom(new Uint8Array(length));
 }
 

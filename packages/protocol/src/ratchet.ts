@@ -256,12 +256,12 @@ function remember(recent: readonly RecentHeader[], n: number, nonce: Uint8Array)
 function staleCounterError(state: RatchetState, chain: SkippedChain | undefined, n: number, msg: RatchetMessage): ParleyError {
   const seen = state.recent.find((r) => r.n === n);
   if (seen && !constantTimeEqual(seen.nonce, msg.headerNonce.subarray(0, RECENT_NONCE_BYTES))) {
-    return new ParleyError('SENDER_STATE_ROLLBACK', 'peer reused a message counter with a new header', { details: { n } });
+    return new ParleyError('SENDER_STATE_ROLLBACK', 'peer reused a message counter with a new header');
   }
   if (!seen && chain && n <= chain.evictedMaxN) {
-    return new ParleyError('MESSAGE_KEY_EXPIRED', 'the key for this message was evicted', { details: { n } });
+    return new ParleyError('MESSAGE_KEY_EXPIRED', 'the key for this message was evicted');
   }
-  return new ParleyError('DUPLICATE_MESSAGE', 'message was already received', { details: { n } });
+  return new ParleyError('DUPLICATE_MESSAGE', 'message was already received');
 }
 
 /**
@@ -311,9 +311,8 @@ function decryptNewRatchetStep(
 ): { state: RatchetState; plaintext: Uint8Array } {
   if (state.dhSelf === null) throw new ParleyError('AUTH_FAILED', 'message does not authenticate under any key of this session');
   if (header.n > MAX_SKIP || (state.recvChain !== null && header.pn - state.nr > MAX_SKIP)) {
-    throw new ParleyError('TOO_MANY_SKIPPED', 'message gap exceeds MAX_SKIP', {
-      details: { n: header.n, pn: header.pn, nr: state.nr, max: MAX_SKIP },
-    });
+    // Header counters stay out of errors: header encryption exists to hide them (finding 9).
+    throw new ParleyError('TOO_MANY_SKIPPED', 'message gap exceeds MAX_SKIP', { details: { max: MAX_SKIP } });
   }
   const s: Mutable<RatchetState> = { ...state };
   skipMessageKeys(s, header.pn);
@@ -354,7 +353,7 @@ function decryptCurrentChain(
     };
   }
   if (header.n - state.nr > MAX_SKIP) {
-    throw new ParleyError('TOO_MANY_SKIPPED', 'message gap exceeds MAX_SKIP', { details: { n: header.n, nr: state.nr, max: MAX_SKIP } });
+    throw new ParleyError('TOO_MANY_SKIPPED', 'message gap exceeds MAX_SKIP', { details: { max: MAX_SKIP } });
   }
   return finishOnChain({ ...state }, header.n, msg, ctx);
 }

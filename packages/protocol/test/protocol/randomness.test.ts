@@ -11,8 +11,8 @@ import { loadBackend, type BackendName } from '../../src/index.js';
 function recordDraws(fn: () => void): number[] {
   const draws: number[] = [];
   const original = globalThis.crypto.getRandomValues.bind(globalThis.crypto);
-  const spy = <T extends ArrayBufferView | null>(array: T): T => {
-    draws.push(array ? array.byteLength : 0);
+  const spy = (array: Uint8Array): Uint8Array => {
+    draws.push(array.byteLength);
     return original(array);
   };
   Object.defineProperty(globalThis.crypto, 'getRandomValues', { value: spy, configurable: true, writable: true });

@@ -123,7 +123,6 @@ const RETRY_SEND: ReadonlySet<ParleyErrorCode> = new Set(['TRANSPORT', 'RATE_LIM
 const RETRY_DELAY_MS = 1000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 15_000;
 /** A low-prekey notice within this long after a login's upload is already answered. */
-const PREKEY_RECENT_MS = 5_000;
 /** Default {@link ParleyClientOptions.receiptDelayMs}. */
 export const DEFAULT_RECEIPT_DELAY_MS = 25;
 /** Receipt ids owed to one peer that trigger a receipt at once, whatever the delay. */
@@ -177,7 +176,8 @@ export class ParleyClient {
   #draining: Promise<void> | undefined;
   #drainAgain = false;
   #closed = false;
-  #lastPublish = 0;
+  /** A prekey publication is queued and not started yet: another request joins it. */
+  #prekeyPublishQueued: Promise<void> | undefined;
   #receiptTimer: ReturnType<typeof setTimeout> | undefined;
   #receipting: Promise<void> | undefined;
   #receiptAgain = false;
@@ -190,7 +190,8 @@ export class ParleyClient {
     transport.setHandlers({
       onAuthenticated: () => this.#onAuthenticated(),
       onMessage: (m) => this.#onDelivery(m),
-      onPrekeysLow: (remaining) => void this.#topUpPrekeys(remaining).catch((e) => this.#report(e)),
+      // The notice's count may be stale by the time it arrives: the publication asks the relay.
+      onPrekeysLow: () => void this.#publishPrekeys().catch((e) => this.#report(e)),
       onDisconnected: (reason) => this.#events.emit('disconnected', { reason }),
       onError: (error) => this.#report(error),
     });
@@ -488,32 +489,28 @@ export class ParleyClient {
     void this.#flushOutbox();
   }
 
+  /**
+   * Publishes the one-time prekeys not yet on the relay, learns the relay's count from its answer
+   * and tops up to `prekeyTarget` when the count is below half of it. Runs at every login and on
+   * every low-supply notice, whatever the timing (a notice never gets ignored as "too soon": at
+   * zero the relay would send no other); requests that arrive while one is queued join it.
+   */
   #publishPrekeys(): Promise<void> {
+    if (this.#prekeyPublishQueued) return this.#prekeyPublishQueued;
     const run = this.#prekeyLock.then(async () => {
+      this.#prekeyPublishQueued = undefined;
+      if (!this.#transport.authenticated) return;
       const target = this.#options.prekeyTarget ?? 50;
       let upload = await this.#engine.prekeyUpload(0);
-      let count = await this.#transport.uploadPrekeys(upload);
+      const count = await this.#transport.uploadPrekeys(upload);
       await this.#engine.markUploaded(upload.oneTimePrekeys.map((k) => k.id));
       if (count < target / 2) {
         upload = await this.#engine.prekeyUpload(Math.min(100, target - count));
-        count = await this.#transport.uploadPrekeys(upload);
+        await this.#transport.uploadPrekeys(upload);
         await this.#engine.markUploaded(upload.oneTimePrekeys.map((k) => k.id));
       }
-      this.#lastPublish = Date.now();
     });
-    this.#prekeyLock = run.catch(() => undefined);
-    return run;
-  }
-
-  #topUpPrekeys(remaining: number): Promise<void> {
-    const run = this.#prekeyLock.then(async () => {
-      const target = this.#options.prekeyTarget ?? 50;
-      // A `prekeysLow` sent at login races the login's own top-up: that one already ran.
-      if (remaining >= target || !this.#transport.authenticated || Date.now() - this.#lastPublish < PREKEY_RECENT_MS) return;
-      const upload = await this.#engine.prekeyUpload(Math.min(100, target - remaining));
-      await this.#transport.uploadPrekeys(upload);
-      await this.#engine.markUploaded(upload.oneTimePrekeys.map((k) => k.id));
-    });
+    this.#prekeyPublishQueued = run;
     this.#prekeyLock = run.catch(() => undefined);
     return run;
   }

@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isParleyError } from '@parley/protocol';
+import { ConversationEngine } from '@parley/engine';
+import { RelayLink } from '@parley/relay-link';
 import { MemoryStore, ParleyClient, type IncomingMessage } from '../src/index.js';
 import { setupCrypto } from '../../engine/test/helpers/engines.js';
 import { FAST, client, startRelay, until } from './helpers/relay.js';
@@ -128,6 +130,31 @@ describe('ParleyClient over a real relay', () => {
     } finally {
       await alice.client.close();
       await bob.client.close();
+      await relay.close();
+    }
+  });
+
+  it('one-time prekeys drained right after login are refilled (notices are never ignored as too soon)', async () => {
+    const relay = await startRelay();
+    const alice = await client(relay, { prekeyTarget: 10 });
+    const drainer = await ConversationEngine.open({ store: new MemoryStore() });
+    const link = new RelayLink({ url: relay.url, credentials: { answer: (c) => drainer.relayLoginAnswer(c) } });
+    try {
+      await alice.client.connect();
+      await link.connect();
+      await link.uploadPrekeys(await drainer.prekeyUpload(1));
+      const start = await relay.store.countOneTimePrekeys(alice.client.deviceId);
+      assert.ok(start >= 10, `published ${start} at login`);
+      // Within a second of the login: every one-time prekey, and then some at zero.
+      for (let i = 0; i < start + 3; i++) await link.fetchBundle(alice.client.deviceId);
+      const deadline = Date.now() + 10_000;
+      let count = 0;
+      while ((count = await relay.store.countOneTimePrekeys(alice.client.deviceId)) < 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.ok(count >= 5, `refilled to ${count} one-time prekeys (target 10)`);
+    } finally {
+      await link.close();
+      await drainer.close();
+      await alice.client.close();
       await relay.close();
     }
   });

@@ -97,7 +97,8 @@ const fetchBundle: Handler = async (ctx, socket, payload) => {
   const hadOpk = taken.bundle.oneTimePrekey !== undefined;
   ctx.metrics.bundles.inc({ opk: hadOpk ? 'yes' : 'no' });
   ctx.log.info({ event: 'fetchBundle', deviceId: requester, target: req.deviceId, opk: hadOpk, remaining: taken.remaining });
-  if (hadOpk && taken.remaining < ctx.limits.prekeyLowThreshold) {
+  // Also when none was left to hand out: a device drained to zero must still hear of it.
+  if (taken.remaining < ctx.limits.prekeyLowThreshold) {
     ctx.io.to(deviceRoom(req.deviceId)).emit('prekeysLow', { remaining: taken.remaining });
   }
   return { result: { bundle: taken.bundle, ...statements(taken) } };

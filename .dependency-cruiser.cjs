@@ -109,7 +109,8 @@ module.exports = {
       name: 'relay-link-allowed-imports',
       comment:
         'Packaging table, @parley/relay-link "may import: protocol\'s wire and verify subpaths only" (and ' +
-        '/errors), plus socket.io-client/socket.io-parser: the relay client is key-free and runs in browsers.',
+        '/errors), plus socket.io-client/socket.io-parser and valibot (checks what the relay answers): the ' +
+        'relay client is key-free and runs in browsers.',
       severity: 'error',
       from: { path: '^packages/relay-link/src/' },
       to: {
@@ -117,6 +118,7 @@ module.exports = {
           '^packages/relay-link/src/',
           PROTOCOL_VERIFY_WIRE_ERRORS,
           '(^|/node_modules/)socket[.]io-(client|parser)(/|$)',
+          '(^|/node_modules/)valibot(/|$)',
         ],
       },
     },

@@ -3,6 +3,7 @@
  * Plain data with `Uint8Array` fields, so it crosses socket.io (binary) and worker boundaries
  * unchanged. Nothing here is secret.
  */
+import { ParleyError } from './errors.js';
 import type { PublicIdentity } from './identity-public.js';
 
 /** A signed prekey: rotated periodically, signed (context `signedPrekey`) by the identity key. */
@@ -47,4 +48,40 @@ export function signedPrekeyPayload(spk: Pick<SignedPrekeyPublic, 'id' | 'create
   view.setBigUint64(4, BigInt(Math.max(0, Math.floor(spk.createdAt))));
   out.set(spk.publicKey, 12);
   return out;
+}
+
+function malformed(field: string): never {
+  throw new ParleyError('MALFORMED_MESSAGE', `prekey bundle: ${field} is missing or has the wrong type`, { details: { field } });
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null;
+}
+
+function isU32(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 0xffff_ffff;
+}
+
+/**
+ * Checks the shape of a bundle that came from outside (the relay): every field present with its
+ * type, ids u32, `createdAt` a non-negative safe integer. Sizes and signatures are
+ * {@link verifyBundle}'s business.
+ * @throws ParleyError `MALFORMED_MESSAGE` naming the first bad field.
+ */
+export function assertBundleShape(value: unknown): asserts value is PrekeyBundle {
+  if (!isRecord(value)) malformed('bundle');
+  const identity = value.identity;
+  if (!isRecord(identity)) malformed('identity');
+  for (const k of ['signingKey', 'dhKey', 'binding'] as const) if (!(identity[k] instanceof Uint8Array)) malformed(`identity.${k}`);
+  const spk = value.signedPrekey;
+  if (!isRecord(spk)) malformed('signedPrekey');
+  if (!isU32(spk.id)) malformed('signedPrekey.id');
+  if (typeof spk.createdAt !== 'number' || !Number.isSafeInteger(spk.createdAt) || spk.createdAt < 0) malformed('signedPrekey.createdAt');
+  if (!(spk.publicKey instanceof Uint8Array)) malformed('signedPrekey.publicKey');
+  if (!(spk.signature instanceof Uint8Array)) malformed('signedPrekey.signature');
+  const opk = value.oneTimePrekey;
+  if (opk === undefined) return;
+  if (!isRecord(opk)) malformed('oneTimePrekey');
+  if (!isU32(opk.id)) malformed('oneTimePrekey.id');
+  if (!(opk.publicKey instanceof Uint8Array)) malformed('oneTimePrekey.publicKey');
 }

@@ -16,7 +16,7 @@ export { Account, type InboundSessionResult } from './account.js';
 export { Session, type SessionRole } from './session.js';
 export { IdentityKeyPair, deviceIdOf, verifyIdentity, verifyContextSignature, sameIdentity, type PublicIdentity } from './identity.js';
 export { SIGNATURE_CONTEXTS, contextMessage, type SignatureContext } from './contexts.js';
-export { signedPrekeyPayload, type PrekeyBundle, type PrekeyUpload, type SignedPrekeyPublic, type OneTimePrekeyPublic } from './bundle.js';
+export { signedPrekeyPayload, assertBundleShape, type PrekeyBundle, type PrekeyUpload, type SignedPrekeyPublic, type OneTimePrekeyPublic } from './bundle.js';
 export { verifyBundle, associatedData } from './x3dh.js';
 export { safetyNumber, formatSafetyNumber } from './fingerprint.js';
 export { parseMessage, MESSAGE_TYPE, WIRE_VERSION, PADDING_BUCKET, type WireMessage, type PrekeyMessage, type RatchetMessage } from './wire/message.js';

@@ -6,7 +6,7 @@
 export { initCrypto, getCrypto, defaultBackend, type BackendName } from './crypto/index.js';
 export { deviceIdOf, verifyIdentity, verifyContextSignature, type PublicIdentity } from './identity-public.js';
 export { SIGNATURE_CONTEXTS, contextMessage, type SignatureContext } from './contexts.js';
-export { signedPrekeyPayload, type PrekeyBundle, type PrekeyUpload, type SignedPrekeyPublic, type OneTimePrekeyPublic } from './bundle.js';
+export { signedPrekeyPayload, assertBundleShape, type PrekeyBundle, type PrekeyUpload, type SignedPrekeyPublic, type OneTimePrekeyPublic } from './bundle.js';
 export { ParleyError, isParleyError, ERROR_CODES, type ParleyErrorCode, type SerializedParleyError, type ParleyErrorOf, type DetailsOf, type ErrorDetailsByCode } from './errors.js';
 export { toHex, fromHex, toBase64, fromBase64, constantTimeEqual, concatBytes, utf8 } from './bytes.js';
 export {

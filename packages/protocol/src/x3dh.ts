@@ -7,8 +7,7 @@
  *   AD = version || IK_A (Ed25519 || X25519) || IK_B (Ed25519 || X25519)
  */
 import { concatBytes, utf8, wipe } from './bytes.js';
-import type { PrekeyBundle } from './bundle.js';
-import { signedPrekeyPayload } from './bundle.js';
+import { assertBundleShape, signedPrekeyPayload, type PrekeyBundle } from './bundle.js';
 import { getCrypto } from './crypto/index.js';
 import { ParleyError } from './errors.js';
 import { verifyContextSignature, verifyIdentity, type PublicIdentity } from './identity.js';
@@ -45,11 +44,13 @@ export function deriveX3dh(dhs: Uint8Array[], initiator: PublicIdentity, respond
 }
 
 /**
- * Checks a fetched bundle before any DH: key sizes, the identity binding and the signed
- * prekey signature (context `signedPrekey`).
- * @throws ParleyError `INVALID_KEY` or `INVALID_SIGNATURE`.
+ * Checks a fetched bundle before any DH: its shape (any input, e.g. straight from the relay),
+ * key sizes, the identity binding and the signed prekey signature (context `signedPrekey`).
+ * @throws ParleyError `MALFORMED_MESSAGE` (a field missing or of the wrong type), `INVALID_KEY`
+ *   or `INVALID_SIGNATURE`; never a `TypeError`.
  */
-export function verifyBundle(bundle: PrekeyBundle): void {
+export function verifyBundle(bundle: unknown): asserts bundle is PrekeyBundle {
+  assertBundleShape(bundle);
   verifyIdentity(bundle.identity);
   const spk = bundle.signedPrekey;
   if (spk.publicKey.length !== 32 || spk.signature.length !== 64) {

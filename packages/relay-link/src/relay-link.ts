@@ -9,6 +9,8 @@
  * `UNAUTHENTICATED`): calls made while not authenticated fail at once with `TRANSPORT`, and the
  * caller's outbox retries them after the next login.
  */
+import type * as v from 'valibot';
+import { ANSWERS, PUSHES, checked } from './answers.js';
 import { uint8ArrayParser } from './binary-parser.js';
 import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
 import { ParleyError, isParleyError, type PrekeyBundle, type PrekeyUpload, type PublicIdentity } from '@parley/protocol/verify';
@@ -151,8 +153,8 @@ export class RelayLink {
     });
     const s = this.#socket;
     s.on('hello', (hello) => void this.#onHello(hello));
-    s.on('message', (m) => this.#onMessage(m));
-    s.on('prekeysLow', (info) => this.#handlers.onPrekeysLow?.(typeof info?.remaining === 'number' ? info.remaining : 0));
+    s.on('message', (m) => this.#onPush('message', m, (message) => this.#onMessage(message)));
+    s.on('prekeysLow', (info) => this.#onPush('prekeysLow', info, ({ remaining }) => this.#handlers.onPrekeysLow?.(remaining)));
     s.on('relayError', (err) => {
       this.#opts.logger?.warn?.({ event: 'relayError', code: err?.code });
       this.#handlers.onError?.(ParleyError.fromJSON(err));
@@ -204,7 +206,7 @@ export class RelayLink {
       const { answer, apiKey } = this.#opts.credentials;
       const signed = await answer({ serverNonce: new Uint8Array(hello.serverNonce), origin: this.#origin });
       if (gen !== this.#generation || !this.#socket.connected) return;
-      const result = await this.#call<AuthResult>('auth', apiKey === undefined ? signed : { ...signed, apiKey }, true);
+      const result: AuthResult = await this.#call('auth', apiKey === undefined ? signed : { ...signed, apiKey }, true);
       if (gen !== this.#generation || !this.#socket.connected) return;
       this.#authenticated = true;
       this.#attempt = 0;
@@ -246,6 +248,19 @@ export class RelayLink {
       if (this.#closed || this.#socket.connected) return;
       this.#socket.connect();
     }, delay);
+  }
+
+  /** A push from the relay, checked first: a malformed one is reported and dropped (never acked). */
+  #onPush<E extends keyof typeof PUSHES>(event: E, input: unknown, handle: (value: v.InferOutput<(typeof PUSHES)[E]>) => void): void {
+    let value: v.InferOutput<(typeof PUSHES)[E]>;
+    try {
+      value = checked(PUSHES[event], input, `"${event}" push`);
+    } catch (e) {
+      this.#opts.logger?.warn?.({ event: 'relay.malformedPush', push: event });
+      this.#handlers.onError?.(toError(e, event));
+      return;
+    }
+    handle(value);
   }
 
   #onMessage(m: RelayMessage): void {
@@ -311,21 +326,22 @@ export class RelayLink {
     await this.flushAcks();
   }
 
-  async #call<T extends object>(event: keyof ClientToServerEvents, payload: unknown, duringAuth = false): Promise<T> {
+  /** One relay call; its answer checked against {@link ANSWERS} (a malformed one is `MALFORMED_MESSAGE`). */
+  async #call<E extends keyof typeof ANSWERS>(event: E, payload: unknown, duringAuth = false): Promise<v.InferOutput<(typeof ANSWERS)[E]>> {
     if (this.#closed) throw new ParleyError('TRANSPORT', 'transport is closed');
     if (!this.#socket.connected || (!duringAuth && !this.#authenticated)) {
       throw new ParleyError('TRANSPORT', 'not connected to the relay');
     }
-    let result: RelayResult<T>;
+    let result: RelayResult<object>;
     try {
       result = await (this.#socket.timeout(this.#opts.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS) as unknown as {
-        emitWithAck(ev: string, p: unknown): Promise<RelayResult<T>>;
+        emitWithAck(ev: string, p: unknown): Promise<RelayResult<object>>;
       }).emitWithAck(event, payload);
     } catch (e) {
       throw toError(e, event);
     }
     if (!result || typeof result !== 'object') throw new ParleyError('TRANSPORT', `relay answered "${event}" with garbage`);
-    if (result.ok === true) return result as T;
+    if (result.ok === true) return checked(ANSWERS[event], result, `"${event}" answer`);
     throw ParleyError.fromJSON(result.error);
   }
 
@@ -335,7 +351,7 @@ export class RelayLink {
    *   (`PAYLOAD_TOO_LARGE`, `STORAGE_QUOTA`, `RATE_LIMITED`, `MALFORMED_MESSAGE`…).
    */
   send(req: SendRequest): Promise<SendResult> {
-    return this.#call<SendResult>('send', { to: req.to, id: req.id, envelope: req.envelope });
+    return this.#call('send', { to: req.to, id: req.id, envelope: req.envelope });
   }
 
   /**
@@ -344,13 +360,11 @@ export class RelayLink {
    * @throws ParleyError `SESSION_NOT_FOUND`, `RATE_LIMITED`, `TRANSPORT`.
    */
   async fetchBundle(deviceId: string): Promise<PrekeyBundle & { certificate?: Uint8Array; attestation?: Uint8Array }> {
-    const r = await this.#call<{ bundle: PrekeyBundle; certificate?: Uint8Array; attestation?: Uint8Array }>('fetchBundle', { deviceId });
-    const extras: { certificate?: Uint8Array; attestation?: Uint8Array } = {};
-    const cert = (r.bundle as { certificate?: unknown }).certificate ?? r.certificate;
-    const att = (r.bundle as { attestation?: unknown }).attestation ?? r.attestation;
-    if (cert instanceof Uint8Array) extras.certificate = new Uint8Array(cert);
-    if (att instanceof Uint8Array) extras.attestation = new Uint8Array(att);
-    return { ...r.bundle, ...extras };
+    const { bundle, ...outer } = await this.#call('fetchBundle', { deviceId });
+    const { certificate, attestation, ...keys } = bundle;
+    const cert = certificate ?? outer.certificate;
+    const att = attestation ?? outer.attestation;
+    return { ...keys, ...(cert ? { certificate: new Uint8Array(cert) } : {}), ...(att ? { attestation: new Uint8Array(att) } : {}) };
   }
 
   /**
@@ -366,7 +380,7 @@ export class RelayLink {
       ...(upload.certificate ? { certificate: upload.certificate } : {}),
       ...(upload.attestation ? { attestation: upload.attestation } : {}),
     };
-    const r = await this.#call<{ oneTimePrekeys: number }>('uploadPrekeys', payload);
+    const r = await this.#call('uploadPrekeys', payload);
     return r.oneTimePrekeys;
   }
 
@@ -376,11 +390,8 @@ export class RelayLink {
    * @throws ParleyError `SESSION_NOT_FOUND`, `RATE_LIMITED`, `TRANSPORT`, `MALFORMED_MESSAGE` (garbage answer).
    */
   async fetchIdentity(deviceId: string): Promise<{ identity: PublicIdentity; certificate?: Uint8Array; attestation?: Uint8Array }> {
-    const r = await this.#call<{ identity: PublicIdentity; certificate?: Uint8Array; attestation?: Uint8Array }>('fetchIdentity', { deviceId });
-    const i = r.identity as Partial<PublicIdentity> | undefined;
-    if (!(i?.signingKey instanceof Uint8Array) || !(i.dhKey instanceof Uint8Array) || !(i.binding instanceof Uint8Array)) {
-      throw new ParleyError('MALFORMED_MESSAGE', 'relay answered fetchIdentity without an identity');
-    }
+    const r = await this.#call('fetchIdentity', { deviceId });
+    const i = r.identity;
     const out: { identity: PublicIdentity; certificate?: Uint8Array; attestation?: Uint8Array } = {
       identity: { signingKey: new Uint8Array(i.signingKey), dhKey: new Uint8Array(i.dhKey), binding: new Uint8Array(i.binding) },
     };
@@ -391,7 +402,7 @@ export class RelayLink {
 
   /** Asks the relay to push every pending message again. */
   async fetchQueue(): Promise<number> {
-    const r = await this.#call<{ pending: number }>('fetchQueue', {});
+    const r = await this.#call('fetchQueue', {});
     return r.pending;
   }
 

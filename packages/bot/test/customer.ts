@@ -3,7 +3,7 @@
  * store over the one relay client (`@parley/relay-link`). Counts duplicates and decrypt errors,
  * which `ParleyClient` would hide from a test.
  */
-import { ConversationEngine, MemoryStore } from '@parley/engine';
+import { ConversationEngine, MemoryStore, decodeReceiptBody } from '@parley/engine';
 import { RelayLink } from '@parley/relay-link';
 import type { RelayMessage } from '@parley/protocol/wire';
 
@@ -17,6 +17,8 @@ export class Customer {
   readonly engine: ConversationEngine;
   readonly #link: RelayLink;
   readonly replies: Reply[] = [];
+  /** Message ids the bot acknowledged with a delivery receipt. */
+  readonly delivered: string[] = [];
   duplicates = 0;
   errors = 0;
 
@@ -39,7 +41,10 @@ export class Customer {
     try {
       const r = await this.engine.receive({ from: m.from, id: m.id, envelope: new Uint8Array(m.envelope) });
       if (r.kind === 'duplicate') this.duplicates++;
-      else {
+      else if (r.type === 'receipt') {
+        this.delivered.push(...decodeReceiptBody(r.payload));
+        await this.engine.consume(r.from, r.id);
+      } else {
         const body = new TextDecoder().decode(r.payload);
         this.replies.push(r.type === 'json' ? { id: r.id, json: JSON.parse(body) } : { id: r.id, text: body });
         await this.engine.consume(r.from, r.id);

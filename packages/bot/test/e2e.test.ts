@@ -62,6 +62,23 @@ test('many concurrent conversations: every message answered once, in order per c
   assert.equal(bot.stats.crashes, 0);
 });
 
+test('the bot acknowledges delivery like a device: every message gets a receipt, once', async (t) => {
+  const dir = tempDir(t);
+  const relay = await startRelay();
+  t.after(() => relay.close());
+  const { bot } = await startBot(relay, dir);
+  t.after(() => bot.close());
+  const c = await Customer.connect(relay.url);
+  t.after(() => c.close());
+  const sent: string[] = [];
+  for (let k = 0; k < 5; k++) sent.push(await c.send(bot.deviceId, `m${k}`));
+  await waitFor(() => sent.every((id) => c.delivered.includes(id)), 10_000, 'a receipt for every message');
+  assert.equal(new Set(c.delivered).size, c.delivered.length, 'each id acknowledged once');
+  await waitFor(() => c.replies.length >= 5, 10_000, 'five replies');
+  assert.deepEqual(c.replies.map((r) => r.text), ['echo:m0', 'echo:m1', 'echo:m2', 'echo:m3', 'echo:m4'], 'receipts are not replies');
+  assert.equal(c.duplicates, 0);
+});
+
 test('a handler that throws is reported as a typed error without its message, and the bot keeps going', async (t) => {
   const dir = tempDir(t);
   const relay = await startRelay();

@@ -6,6 +6,7 @@
  * engine's writes for one operation leave the enclave as one atomic host batch.
  */
 import type { PrekeyUpload, PublicIdentity } from '@parley/protocol';
+import { isParleyError } from '@parley/protocol';
 import { ConversationEngine, decodeContent, encodeContent, type MessageContent, type OutgoingContent, type ReceivedMessage as EngineMessage } from '@parley/engine';
 import type { SealedKeyValueStore } from './sealed-store.js';
 
@@ -29,6 +30,14 @@ export interface EnclaveEngine {
   /** Encrypts a reply into the outbox; `undefined` if this id is already queued (a handler re-run). */
   send(to: string, content: OutgoingContent, messageId: string): Promise<{ to: string; id: string; envelope: Uint8Array } | undefined>;
   markSent(to: string, id: string): Promise<void>;
+  /**
+   * Encrypts one delivery receipt to `peer` for the messages it is owed one for (into the sealed
+   * outbox, like a reply); `undefined` when none is owed. A peer that can no longer be encrypted
+   * to (untrusted, blocked) has its owed ids dropped instead.
+   */
+  receipt(peer: string): Promise<{ to: string; id: string; envelope: Uint8Array } | undefined>;
+  /** Peers owed a delivery receipt (after a restart: the ones a crash left unsent). */
+  peersOwedReceipts(): string[];
   pendingOutbox(): Promise<{ to: string; id: string; envelope: Uint8Array }[]>;
   /** Messages decrypted but not yet consumed by the handler (a crash interrupted it). */
   unconsumed(): Promise<ReceivedMessage[]>;
@@ -56,7 +65,8 @@ export async function openEngine(store: SealedKeyValueStore): Promise<EnclaveEng
     prekeys: (generate) => engine.prekeyUpload(generate),
     prekeysPublished: (ids) => engine.markUploaded(ids),
     async receive(incoming) {
-      const r = await engine.receive(incoming);
+      // Like every device, the bot acknowledges delivery: the ids owed are persisted with the message.
+      const r = await engine.receive(incoming, { receipt: true });
       if (r.kind === 'duplicate') return { kind: 'duplicate' };
       if (r.type === 'receipt') {
         await engine.consume(r.from, r.id);
@@ -70,6 +80,16 @@ export async function openEngine(store: SealedKeyValueStore): Promise<EnclaveEng
       return engine.encrypt(to, body, { messageId, type });
     },
     markSent: (to, id) => engine.markDelivered(to, id),
+    async receipt(peer) {
+      try {
+        return await engine.encryptReceipts(peer);
+      } catch (e) {
+        if (isParleyError(e, 'STORAGE_INTEGRITY') || isParleyError(e, 'STORAGE_QUOTA')) throw e;
+        await engine.dropReceipts(peer, engine.pendingReceipts().find((p) => p.peer === peer)?.ids ?? []);
+        return undefined;
+      }
+    },
+    peersOwedReceipts: () => engine.pendingReceipts().map((p) => p.peer),
     pendingOutbox: async () => engine.pendingOutbox().map((e) => ({ to: e.to, id: e.id, envelope: e.envelope })),
     unconsumed: async () => engine.inbox().filter((m) => m.type !== 'receipt').map(view),
     consume: (from, id) => engine.consume(from, id),

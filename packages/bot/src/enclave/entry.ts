@@ -148,6 +148,12 @@ function replyId(from: string, id: string, index: number): string {
   return toHex(digest.subarray(0, 16));
 }
 
+/** Sends the delivery receipt `peer` is owed, if any, through the sealed outbox like a reply. */
+async function sendReceipt(s: State, peer: string): Promise<void> {
+  const out = await commit(s, () => s.engine.receipt(peer));
+  if (out) post({ type: 'send', to: out.to, id: out.id, envelope: out.envelope });
+}
+
 function runHandler(s: State, msg: ReceivedMessage, redelivered: boolean): void {
   s.queue.push(msg.from, async () => {
     let replies = 0;
@@ -172,6 +178,7 @@ function runHandler(s: State, msg: ReceivedMessage, redelivered: boolean): void 
     }
     try {
       await commit(s, () => s.engine.consume(msg.from, msg.id));
+      await sendReceipt(s, msg.from);
     } catch (e) {
       post({ type: 'event', name: { type: 'handlerFailed' }, error: toWireError(e) });
     }
@@ -203,6 +210,9 @@ const impl: Impl = {
       // Replies committed before a crash but never handed to the host go out first, in commit
       // order, so a handler re-run below can never put a later reply ahead of them.
       for (const out of await engine.pendingOutbox()) post({ type: 'send', to: out.to, id: out.id, envelope: out.envelope });
+      // Receipts a crash left owed (their messages were handled) go out too.
+      const rerun = new Set((await engine.unconsumed()).map((m) => m.from));
+      for (const peer of engine.peersOwedReceipts()) if (!rerun.has(peer)) await sendReceipt(s, peer);
       // Messages whose handler run a crash interrupted: run them again, flagged.
       const unfinished = await engine.unconsumed();
       for (const m of unfinished) runHandler(s, m, true);

@@ -339,7 +339,10 @@ function decryptCurrentChain(
   ctx: RatchetContext,
 ): { state: RatchetState; plaintext: Uint8Array } {
   if (state.dhRemote === null || !constantTimeEqual(header.ratchetKey, state.dhRemote)) {
-    throw new ParleyError('AUTH_FAILED', 'header ratchet key does not match its chain');
+    // The header authenticated under this chain's header key, which only the peer's session
+    // state holds, yet names another ratchet key: two copies of the peer's state (a restored
+    // backup, a clone) each started this ratchet step. Not a forgery: a fork (docs/threats.md C3 b).
+    throw new ParleyError('SESSION_FORK_DETECTED', 'two copies of the peer\'s session state are sending; the session forked');
   }
   if (header.n < state.nr) {
     const i = findChain(state.skipped, state.hkr!);

@@ -156,7 +156,7 @@ describe('C3 post-compromise security: a copy of Alice taken at t0 is locked out
     assert.equal(str(p.a.decrypt(next)), 'bob next', 'the real Alice still reads it');
   });
 
-  test('the attacker copy sending after the heal is rejected with AUTH_FAILED and changes nothing at Bob', () => {
+  test('the attacker copy sending after the heal is rejected as a fork (SESSION_FORK_DETECTED) and changes nothing at Bob', () => {
     const p = atPendingSendRatchet();
     const attacker = clone(p.a);
     p.b.decrypt(p.a.encrypt(text('alice after t0')));
@@ -164,30 +164,35 @@ describe('C3 post-compromise security: a copy of Alice taken at t0 is locked out
     const bobDigest = p.b.stateDigest();
     // Observed behaviour: the copy's header is sealed with the header key of the chain Alice
     // opened after t0 (the copy derives the same one), so it decrypts under Bob's current
-    // receiving header key; but it names a ratchet key that is not that chain's, so Bob
-    // rejects it (ratchet.ts decryptCurrentChain) before any DH.
+    // receiving header key; but it names a ratchet key that is not that chain's: a second copy
+    // of Alice's state is sending. Bob rejects it as a fork (ratchet.ts decryptCurrentChain)
+    // before any DH.
     for (let i = 0; i < 3; i++) {
       const forged = attacker.encrypt(text(`attacker ${i}`));
-      expectError(() => p.b.decrypt(forged), 'AUTH_FAILED', `forged message ${i}`);
+      expectError(() => p.b.decrypt(forged), 'SESSION_FORK_DETECTED', `forged message ${i}`);
     }
     assert.equal(p.b.stateDigest(), bobDigest);
     assert.equal(str(p.b.decrypt(p.a.encrypt(text('alice again')))), 'alice again');
   });
 
-  test('fork race (documented gap): a copy that reaches Bob before Alice is accepted, then the real Alice fails loudly, never both', () => {
-    // SESSION_FORK_DETECTED (THREATS C3 b) is not implemented. What IS guaranteed today: Bob
-    // accepts at most one of the two forks of Alice's chain. If the attacker's message arrives
-    // first, Bob follows the attacker's ratchet key, and every later message of the real Alice
-    // on the forked chain fails with AUTH_FAILED; no second plaintext, no silent merge.
+  test('fork race: a copy that reaches Bob first is accepted, then the real Alice raises SESSION_FORK_DETECTED at Bob, never both', () => {
+    // C3 b: Bob accepts at most one of the two forks of Alice's chain. If the copy's message
+    // arrives first, Bob follows the copy's ratchet key; every later message of the real Alice on
+    // the forked chain authenticates under the same header key with another ratchet key, which
+    // only a fork produces: SESSION_FORK_DETECTED, Bob's state unchanged, no second plaintext.
     const p = atPendingSendRatchet();
     const attacker = clone(p.a);
     const real = p.a.encrypt(text('real alice'));
     const forged = attacker.encrypt(text('attacker'));
-    assert.equal(str(p.b.decrypt(forged)), 'attacker', 'documented gap: the first fork to arrive is accepted');
+    assert.equal(str(p.b.decrypt(forged)), 'attacker', 'the first fork to arrive is accepted');
     const digest = p.b.stateDigest();
-    expectError(() => p.b.decrypt(real), 'AUTH_FAILED', 'the real Alice on the forked chain');
-    expectError(() => p.b.decrypt(p.a.encrypt(text('real alice 2'))), 'AUTH_FAILED', 'and her next message');
+    expectError(() => p.b.decrypt(real), 'SESSION_FORK_DETECTED', 'the real Alice on the forked chain');
+    expectError(() => p.b.decrypt(p.a.encrypt(text('real alice 2'))), 'SESSION_FORK_DETECTED', 'and her next message');
     assert.equal(p.b.stateDigest(), digest);
+    // A forgery under no header key is still AUTH_FAILED, not a fork.
+    const bogus = p.a.encrypt(text('x'));
+    bogus[30]! ^= 1; // inside the encrypted header
+    expectError(() => p.b.decrypt(bogus), 'AUTH_FAILED', 'a flipped header byte');
     // Bob's answer goes to the fork he follows; the real Alice cannot read it either.
     const answer = p.b.encrypt(text('to whom it may concern'));
     expectError(() => p.a.decrypt(answer), 'AUTH_FAILED', 'real Alice reads the answer to the fork');

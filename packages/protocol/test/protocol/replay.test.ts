@@ -252,14 +252,14 @@ describe('sender state rollback (restored from an old backup) is detected, never
     assert.equal(b.stateDigest(), digest);
   });
 
-  test('restored before its send ratchet: the new chain collides with the one Bob follows and is refused (AUTH_FAILED)', () => {
+  test('restored before its send ratchet: the new chain collides with the one Bob follows and is refused as a fork (SESSION_FORK_DETECTED)', () => {
     const { a, b } = establish();
     a.decrypt(b.encrypt(text('pending')));
     const backup = a.pickle(); // Alice's next send makes a fresh ratchet key
     b.decrypt(a.encrypt(text('real')));
     const restored = Session.unpickle(backup);
     const digest = b.stateDigest();
-    expectError(() => b.decrypt(restored.encrypt(text('rolled back'))), 'AUTH_FAILED', 'second fresh key on the same header key');
+    expectError(() => b.decrypt(restored.encrypt(text('rolled back'))), 'SESSION_FORK_DETECTED', 'second fresh key on the same header key');
     assert.equal(b.stateDigest(), digest);
   });
 

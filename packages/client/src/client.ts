@@ -72,6 +72,12 @@ export interface ParleyClientOptions {
   readonly receiptDelayMs?: number;
   /** One-time prekeys to keep on the relay. Default 50 (at most 100). */
   readonly prekeyTarget?: number;
+  /**
+   * How long a missing message may stay missing before a `messageGap` event reports it (ms,
+   * 1,000 to 86,400,000). Default 30,000. Every message carries the sender's sequence number
+   * inside the encrypted payload, so a relay that withholds one is noticed (docs/threats.md C25).
+   */
+  readonly gapTimeoutMs?: number;
   /** Clock. Default `Date.now`. */
   readonly now?: () => number;
   /** Transport tuning: origin, reconnect delays, socket.io options. */
@@ -114,7 +120,17 @@ export interface ParleyClientEvents {
   error: ClientErrorEvent;
   connected: { readonly deviceId: string };
   disconnected: { readonly reason: string };
+  /**
+   * Messages of `peer` with these sequence numbers are still missing `gapTimeoutMs` after later
+   * ones arrived: withheld or lost on the way. Reported once per number.
+   */
+  messageGap: { readonly peer: string; readonly seqs: readonly number[]; readonly since: number };
+  /** A message reported missing arrived after all (its `message` event comes too). */
+  gapClosed: { readonly peer: string; readonly id: string; readonly seq: number };
 }
+
+/** Default {@link ParleyClientOptions.gapTimeoutMs}. */
+export const DEFAULT_GAP_TIMEOUT_MS = 30_000;
 
 /** Receive errors after which retrying cannot help: ack (drop) the delivery and report it. */
 const KEEP_ON_ERROR: ReadonlySet<ParleyErrorCode> = new Set(['STORAGE_INTEGRITY', 'STORAGE_QUOTA', 'INTERNAL', 'USAGE', 'TRANSPORT']);
@@ -122,7 +138,6 @@ const KEEP_ON_ERROR: ReadonlySet<ParleyErrorCode> = new Set(['STORAGE_INTEGRITY'
 const RETRY_SEND: ReadonlySet<ParleyErrorCode> = new Set(['TRANSPORT', 'RATE_LIMITED', 'STORAGE_QUOTA', 'INTERNAL']);
 const RETRY_DELAY_MS = 1000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 15_000;
-/** A low-prekey notice within this long after a login's upload is already answered. */
 /** Default {@link ParleyClientOptions.receiptDelayMs}. */
 export const DEFAULT_RECEIPT_DELAY_MS = 25;
 /** Receipt ids owed to one peer that trigger a receipt at once, whatever the delay. */
@@ -173,6 +188,7 @@ export class ParleyClient {
   #flushing: Promise<void> | undefined;
   #flushAgain = false;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #gapTimer: ReturnType<typeof setInterval>;
   #draining: Promise<void> | undefined;
   #drainAgain = false;
   #closed = false;
@@ -195,6 +211,23 @@ export class ParleyClient {
       onDisconnected: (reason) => this.#events.emit('disconnected', { reason }),
       onError: (error) => this.#report(error),
     });
+    const gapTimeout = options.gapTimeoutMs ?? DEFAULT_GAP_TIMEOUT_MS;
+    this.#gapTimer = setInterval(() => void this.#reportGaps(gapTimeout), Math.min(5_000, gapTimeout / 2));
+    this.#gapTimer.unref?.();
+  }
+
+  /** Reports the gaps that outlived `timeoutMs` (once each) as `messageGap` events. */
+  async #reportGaps(timeoutMs: number): Promise<void> {
+    if (this.#closed) return;
+    for (const gap of this.#engine.messageGaps(timeoutMs)) {
+      try {
+        await this.#engine.markGapsReported(gap.peer, gap.seqs);
+      } catch (e) {
+        this.#report(e, { peer: gap.peer });
+        continue;
+      }
+      this.#events.emit('messageGap', gap);
+    }
   }
 
   /**
@@ -210,6 +243,8 @@ export class ParleyClient {
     if (!Number.isInteger(target) || target < 1 || target > 100) throw new ParleyError('USAGE', 'prekeyTarget must be 1..100');
     const delay = options.receiptDelayMs ?? DEFAULT_RECEIPT_DELAY_MS;
     if (typeof delay !== 'number' || !Number.isFinite(delay) || delay < 0 || delay > 60_000) throw new ParleyError('USAGE', 'receiptDelayMs must be 0..60000');
+    const gapTimeout = options.gapTimeoutMs ?? DEFAULT_GAP_TIMEOUT_MS;
+    if (!Number.isInteger(gapTimeout) || gapTimeout < 1_000 || gapTimeout > 86_400_000) throw new ParleyError('USAGE', 'gapTimeoutMs must be 1000..86400000');
     await ensureCrypto();
     let store = options.store;
     let owned: { close(): Promise<void> } | undefined;
@@ -447,6 +482,7 @@ export class ParleyClient {
     await this.#transport.idle().catch(() => undefined);
     this.#closed = true;
     clearTimeout(this.#retryTimer);
+    clearInterval(this.#gapTimer);
     clearTimeout(this.#receiptTimer);
     this.#receiptTimer = undefined;
     await this.#transport.close();
@@ -524,6 +560,7 @@ export class ParleyClient {
       this.#report(e, { peer: m.from, id: m.id });
       return KEEP_ON_ERROR.has(code) ? 'keep' : 'ack';
     }
+    if (result.kind === 'message' && result.gapClosed) this.#events.emit('gapClosed', { peer: result.from, id: result.id, seq: result.seq });
     if (result.kind === 'message' && result.type !== 'receipt') this.#scheduleReceipts(result.from);
     void this.#drain();
     return 'ack';

@@ -159,6 +159,43 @@ describe('ParleyClient over a real relay', () => {
     }
   });
 
+  it('C25: a message the relay withholds is a messageGap event after gapTimeoutMs, closed by gapClosed when it arrives', async () => {
+    const relay = await startRelay();
+    const bob = await client(relay, { gapTimeoutMs: 1_000 });
+    const gaps: { peer: string; seqs: readonly number[]; since: number }[] = [];
+    const closed: { peer: string; seq: number }[] = [];
+    bob.client.on('messageGap', (g) => gaps.push(g));
+    bob.client.on('gapClosed', (g) => closed.push(g));
+    // Alice: an engine on the one relay client, so the test decides what reaches the relay.
+    const alice = await ConversationEngine.open({ store: new MemoryStore() });
+    const link = new RelayLink({ url: relay.url, credentials: { answer: (c) => alice.relayLoginAnswer(c) } });
+    try {
+      await bob.client.connect();
+      await link.connect();
+      const bundle = await link.fetchBundle(bob.client.deviceId);
+      const out = [];
+      for (let i = 0; i < 4; i++) {
+        out.push(await alice.encrypt(bob.client.deviceId, new TextEncoder().encode(`m${i}`), { messageId: ConversationEngine.newMessageId(), type: 'text', ...(i === 0 ? { bundle } : {}) }));
+      }
+      for (const i of [0, 2, 3]) await link.send(out[i]!); // m1 withheld
+      await until(() => bob.got.length === 3, 10_000, 'three messages');
+      assert.equal(gaps.length, 0, 'no gap before the timeout');
+      await until(() => gaps.length === 1, 10_000, 'the gap is reported');
+      assert.deepEqual(gaps[0], { peer: alice.deviceId, seqs: [2], since: gaps[0]!.since });
+      await link.send(out[1]!);
+      await until(() => closed.length === 1, 10_000, 'the gap closes');
+      assert.deepEqual(closed[0], { peer: alice.deviceId, id: out[1]!.id, seq: 2 });
+      assert.deepEqual(bob.got.map((m) => m.text), ['m0', 'm2', 'm3', 'm1']);
+      await new Promise((r) => setTimeout(r, 1_200));
+      assert.equal(gaps.length, 1, 'reported once');
+    } finally {
+      await link.close();
+      await alice.close();
+      await bob.client.close();
+      await relay.close();
+    }
+  });
+
   it('delivers to an offline device when it comes back (and through messages())', async () => {
     const relay = await startRelay();
     const alice = await client(relay);

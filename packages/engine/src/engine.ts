@@ -49,6 +49,7 @@ import {
   type ReceivedMessage,
 } from './records.js';
 import type { KeyValueStore } from './store.js';
+import { dueGaps, markReported, noteReceived } from './gaps.js';
 import { Mailbox, NO_PLAN, type MailboxPlan } from './mailbox.js';
 import { PeerTrust } from './peer-trust.js';
 import { resolveTrust, type TrustEvent, type TrustOptions, type TrustPolicy } from './trust.js';
@@ -127,7 +128,7 @@ export function receiptMessageId(id: string): string {
 
 /** The result of {@link ConversationEngine.receive}. */
 export type ReceiveResult =
-  | ({ readonly kind: 'message' } & ReceivedMessage)
+  | ({ readonly kind: 'message'; /** It filled a gap the app was told of (`messageGaps`). */ readonly gapClosed: boolean } & ReceivedMessage)
   | { readonly kind: 'duplicate'; readonly from: string; readonly id: string };
 
 /** A relay delivery as the engine sees it. */
@@ -706,7 +707,7 @@ export class ConversationEngine {
         opened.account = undefined; // now owned by the engine
         if (dropBucket !== undefined) await this.#mailbox.dropSeenBucket(from, dropBucket);
         await this.#dropSessions(from, evicted);
-        return { kind: 'message', ...plan.message } as const;
+        return { kind: 'message', gapClosed: plan.gapClosed, ...plan.message } as const;
       } finally {
         opened.session.dispose();
         opened.account?.dispose();
@@ -768,7 +769,7 @@ export class ConversationEngine {
     rec: PeerRecord,
     opened: { session: Session; plaintext: Uint8Array; account: Account | undefined },
     options: ReceiveOptions,
-  ): Promise<{ writes: [string, Uint8Array][]; message: ReceivedMessage; apply: () => { evicted: string[]; dropBucket: number | undefined } }> {
+  ): Promise<{ writes: [string, Uint8Array][]; message: ReceivedMessage; gapClosed: boolean; apply: () => { evicted: string[]; dropBucket: number | undefined } }> {
     const inner = decodePayload(opened.plaintext);
     if (inner.id !== id) throw new ParleyError('AUTH_FAILED', 'relay message id differs from the authenticated id');
     const { session, account } = opened;
@@ -783,7 +784,7 @@ export class ConversationEngine {
       receivedAt: this.#now(),
     };
     const evicted = this.#promote(rec, session.sessionId);
-    rec.recvSeq = Math.max(rec.recvSeq, inner.seq);
+    const { closedReported } = noteReceived(rec, inner.seq, this.#now());
     // Before the peer record is encoded: it may move `rec.seenBucket` to a new bucket.
     const mailed = await this.#mailbox.planIncoming(message, rec, options.receipt === true && inner.type !== 'receipt');
     const sessionKey = K.session(from, session.sessionId);
@@ -799,7 +800,34 @@ export class ConversationEngine {
       if (account && accountBytes) this.#swapAccount(account, accountBytes);
       return { evicted, dropBucket };
     };
-    return { writes, message, apply };
+    return { writes, message, gapClosed: closedReported, apply };
+  }
+
+  /**
+   * Message gaps to report (docs/threats.md C25): per peer, the sequence numbers that went
+   * missing at least `timeoutMs` ago and were not reported yet. Report them, then call
+   * {@link markGapsReported}; a late arrival then comes back with `gapClosed: true`.
+   */
+  messageGaps(timeoutMs: number): { peer: string; seqs: number[]; since: number }[] {
+    const dueBefore = this.#now() - timeoutMs;
+    const out: { peer: string; seqs: number[]; since: number }[] = [];
+    for (const [peer, rec] of this.#peers) {
+      const due = dueGaps(rec, dueBefore);
+      if (due) out.push({ peer, ...due });
+    }
+    return out;
+  }
+
+  /** Records that the app was told of these missing sequence numbers of `peer`. */
+  markGapsReported(peer: string, seqs: readonly number[]): Promise<void> {
+    return this.#run(async () => {
+      const current = this.#peers.get(peer);
+      if (!current) return;
+      const rec = clonePeer(current);
+      markReported(rec, seqs);
+      await this.#store.setMany([[K.peer(peer), jsonBytes(rec)]]);
+      this.#peers.set(peer, rec);
+    });
   }
 
   /** Decrypted messages not yet consumed by the app, oldest first (they survive restarts). */

@@ -30,6 +30,7 @@ export {
 } from './engine.js';
 export { MemoryStore, type KeyValueStore } from './store.js';
 export { SEEN_BUCKET_SIZE, SEEN_BUCKETS_KEPT } from './mailbox.js';
+export { MAX_TRACKED_GAPS } from './gaps.js';
 export { SealedStore, deriveStorageKey, sealRecord, openRecord, STORAGE_KEY_BYTES } from './sealed-store.js';
 export { resolveTrust, type TrustOptions, type TrustEvent, type IdentityChangedEvent, type TrustPolicy } from './trust.js';
 export {

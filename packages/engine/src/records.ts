@@ -17,6 +17,7 @@ import { ParleyError, fromHex, toHex, type PublicIdentity } from '@parley/protoc
 import { ByteReader as Reader, ByteWriter as Writer } from '@parley/protocol';
 import type { OrgRole } from '@parley/protocol';
 import type { PayloadType } from './payload.js';
+import { isMissingList, type MissingSeq } from './gaps.js';
 
 export const STORE_FORMAT = 'parley-client-engine';
 export const STORE_VERSION = 1;
@@ -85,6 +86,8 @@ export interface PeerRecord {
   att?: StoredAttestation;
   /** Set while an identity change waits for `acceptIdentityChange`. */
   blocked?: { label: string; previous: string };
+  /** Sequence numbers skipped over and not received yet (`gaps.ts`). */
+  missing?: MissingSeq[];
 }
 
 export function newPeerRecord(): PeerRecord {
@@ -100,7 +103,8 @@ export function decodePeerRecord(bytes: Uint8Array): PeerRecord {
   const ok =
     typeof p === 'object' && p !== null && p.v === 1 && Array.isArray(p.sessions) &&
     p.sessions.every((s) => typeof s === 'string' && /^[0-9a-f]{32}$/.test(s)) &&
-    Number.isSafeInteger(p.sendSeq) && Number.isSafeInteger(p.recvSeq) && Number.isSafeInteger(p.seenBucket);
+    Number.isSafeInteger(p.sendSeq) && Number.isSafeInteger(p.recvSeq) && Number.isSafeInteger(p.seenBucket) &&
+    (p.missing === undefined || isMissingList(p.missing));
   if (!ok) throw new ParleyError('STORAGE_INTEGRITY', 'stored peer record is not valid');
   return p;
 }

@@ -12,7 +12,7 @@ import { buildPages } from '../../examples/web/lib/build.js';
 import { startStaticServer, type StaticServer } from '../../examples/web/lib/static-server.js';
 import { newContext, containsBytes, dumpIndexedDb, launchChromium, skipWithoutChromium, tempDir, watchPage, type Browser, type BrowserContext, type Page } from './helpers.js';
 
-type Api = typeof import('../../packages/client/src/browser/index.js');
+type Api = typeof import('../../packages/client/src/browser/index.js') & typeof import('../../packages/client/src/testing.js');
 declare const window: { parley: Api };
 
 const pagesDir = fileURLToPath(new URL('./pages/', import.meta.url));
@@ -88,7 +88,7 @@ describe('IndexedDbStore in Chromium', { skip: skipWithoutChromium }, () => {
           ['identity', new Uint8Array(secret)],
           ['outbox/m1', new TextEncoder().encode(marker)],
         ]);
-        const key = s.unsafeTestingWrappingKey();
+        const key = window.parley.unsafeTestingWrappingKey(s);
         let exportError = '';
         for (const format of ['raw', 'jwk'] as const) {
           try {

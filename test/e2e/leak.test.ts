@@ -19,6 +19,7 @@ import { MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
 import { getCrypto } from '@parley/protocol';
 import { createApiKey } from '@parley/relay';
 import { MemoryStore } from '@parley/client';
+import { unsafeTestingRaw } from '@parley/client/testing';
 import { computeMeasurement } from '@parley/bot';
 import { TestingKeyTap } from '../../packages/bot/src/enclave/unsafe-testing.js';
 import type { SealedKeyValueStore } from '../../packages/bot/src/enclave/sealed-store.js';
@@ -45,7 +46,7 @@ function tapKeys(store: TappedStore): { dump(): Promise<Uint8Array[]> } {
   const channel = new MessageChannel();
   const tap = new TestingKeyTap(channel.port2, []);
   const view = {
-    unsafeTestingEntries: () => store.unsafeTestingRaw().entries(),
+    unsafeTestingEntries: () => unsafeTestingRaw(store).entries(),
     set unsafeTestingOnCommit(fn: (entries: [string, Uint8Array][]) => void) {
       store.onCommit = fn;
     },

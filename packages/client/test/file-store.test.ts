@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { isParleyError } from '@parley/protocol';
 import { ConversationEngine, MemoryStore, SealedStore } from '@parley/engine';
 import { FileStore } from '../src/node/index.js';
+import { unsafeTestingRaw } from '../src/testing.js';
 import { device, mid, setupCrypto, str, takeBundle, text } from '../../engine/test/helpers/engines.js';
 
 const dirs: string[] = [];
@@ -174,7 +175,7 @@ describe('FileStore', () => {
     const raw = new MemoryStore();
     const sealed = new SealedStore(raw, new Uint8Array(32).fill(7));
     await sealed.setMany([['k', text('v')]]);
-    raw.unsafeTestingRaw().get('k')![10]! ^= 1;
+    unsafeTestingRaw(raw).get('k')![10]! ^= 1;
     await assert.rejects(sealed.get('k'), integrity);
   });
 });

@@ -23,6 +23,9 @@ export interface KeyValueStore {
   keys(prefix: string): Promise<string[]>;
 }
 
+/** Each memory store's map, for `@parley/engine/testing` only. */
+const rawMaps = new WeakMap<object, Map<string, Uint8Array>>();
+
 /**
  * An in-memory {@link KeyValueStore} for tests and short-lived processes. Values are copied in
  * and out, so a caller that mutates a buffer later cannot change what is stored. Not sealed:
@@ -32,6 +35,10 @@ export interface KeyValueStore {
  */
 export class MemoryStore implements KeyValueStore {
   readonly #map = new Map<string, Uint8Array>();
+
+  constructor() {
+    rawMaps.set(this, this.#map);
+  }
 
   async get(key: string): Promise<Uint8Array | undefined> {
     const v = this.#map.get(key);
@@ -50,8 +57,12 @@ export class MemoryStore implements KeyValueStore {
   get size(): number {
     return this.#map.size;
   }
-  /** Raw access for tests that tamper with records (`unsafeTesting…`: it bypasses every check). */
-  unsafeTestingRaw(): Map<string, Uint8Array> {
-    return this.#map;
-  }
+}
+
+/**
+ * TEST ONLY (`@parley/engine/testing`): the live record map of a {@link MemoryStore}, for tests
+ * that tamper with or copy records. It bypasses every check.
+ */
+export function unsafeTestingRaw(store: MemoryStore): Map<string, Uint8Array> {
+  return rawMaps.get(store) ?? new Map();
 }

@@ -7,6 +7,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConversationEngine, MemoryStore } from '../src/index.js';
+import { unsafeTestingRaw } from '../src/testing.js';
 import { deliver, device, mid, refused, setupCrypto, str, takeBundle, text } from './helpers/engines.js';
 
 before(setupCrypto);
@@ -20,7 +21,7 @@ test('a device cloned before its next send: the peer accepts one copy and report
 
   // The clone: a second engine opened on a byte copy of Alice's store.
   const copy = new MemoryStore();
-  await copy.setMany([...alice.store.unsafeTestingRaw()].map(([k, v]) => [k, v.slice()] as [string, Uint8Array]));
+  await copy.setMany([...unsafeTestingRaw(alice.store)].map(([k, v]) => [k, v.slice()] as [string, Uint8Array]));
   const clone = await ConversationEngine.open({ store: copy });
   assert.equal(clone.deviceId, alice.engine.deviceId);
 

@@ -118,6 +118,19 @@ function checkId(id: unknown): asserts id is string {
   }
 }
 
+/** Each store's wrapping key, for `@parley/client/testing` only (never exported from `/browser`). */
+const wrappingKeys = new WeakMap<object, CryptoKey>();
+
+/**
+ * TEST ONLY (`@parley/client/testing`): the wrapping key of `store`, for tests that prove it
+ * cannot be exported. Holding it lets a caller decrypt every record.
+ */
+export function unsafeTestingWrappingKey(store: IndexedDbStore): CryptoKey {
+  const key = wrappingKeys.get(store);
+  if (!key) throw new ParleyError('USAGE', 'not an open IndexedDbStore');
+  return key;
+}
+
 /**
  * A sealed, durable {@link KeyValueStore} on IndexedDB.
  *
@@ -144,6 +157,7 @@ export class IndexedDbStore implements KeyValueStore {
     this.#use = use;
     this.#db = db;
     this.#key = key;
+    wrappingKeys.set(this, key);
     this.persisted = persisted;
   }
 
@@ -268,14 +282,6 @@ export class IndexedDbStore implements KeyValueStore {
   close(): void {
     this.#closed = true;
     this.#db.close();
-  }
-
-  /**
-   * The wrapping key, for tests that prove it cannot be exported (`unsafeTesting…`: holding it
-   * lets a caller decrypt every record).
-   */
-  unsafeTestingWrappingKey(): CryptoKey {
-    return this.#key;
   }
 
   toJSON(): { indexedDb: string; sealed: true } {

@@ -8,7 +8,7 @@ import { signedPrekeyPayload, type OneTimePrekeyPublic, type PrekeyBundle, type 
 import type { SignatureContext } from './contexts.js';
 import { getCrypto, type KeyPair } from './crypto/index.js';
 import { ParleyError } from './errors.js';
-import { IdentityKeyPair, verifyIdentity, type PublicIdentity } from './identity.js';
+import { IdentityKeyPair, identitySecrets, verifyIdentity, type PublicIdentity } from './identity.js';
 import { MAX_REMEMBERED_BASE_KEYS } from './limits.js';
 import { readKeyPair, writeKeyPair } from './pickle.js';
 import { initInitiator, initResponder, ratchetDecrypt } from './ratchet.js';
@@ -39,6 +39,9 @@ export interface InboundSessionResult {
   readonly session: Session;
   readonly plaintext: Uint8Array;
 }
+
+/** Copies of every private key of an account: `@parley/protocol/testing` only (set by the class below). */
+export let accountSecrets: (account: Account) => Uint8Array[];
 
 /** A device account: identity keys plus prekeys. Persist it (`pickle`) after every change. */
 export class Account {
@@ -302,15 +305,11 @@ export class Account {
     return new Account(identity, spks, opks, nextPrekeyId, used);
   }
 
-  /**
-   * TEST ONLY (`unsafeTesting…`): copies of every private key this account holds (identity,
-   * signed and one-time prekeys), so leak tests can scan for them. Never call it in production.
-   */
-  unsafeTestingSecrets(): Uint8Array[] {
-    return [
-      ...this.#identity.unsafeTestingSecrets(),
-      ...this.#signedPrekeys.map((spk) => spk.keyPair.privateKey.slice()),
-      ...[...this.#oneTimePrekeys.values()].map((rec) => rec.keyPair.privateKey.slice()),
+  static {
+    accountSecrets = (a) => [
+      ...identitySecrets(a.#identity),
+      ...a.#signedPrekeys.map((spk) => spk.keyPair.privateKey.slice()),
+      ...[...a.#oneTimePrekeys.values()].map((rec) => rec.keyPair.privateKey.slice()),
     ];
   }
 

@@ -10,6 +10,9 @@ import { deviceIdOf, type PublicIdentity } from './identity-public.js';
 
 export * from './identity-public.js';
 
+/** Copies of an identity's private keys: `@parley/protocol/testing` only (set by the class below). */
+export let identitySecrets: (id: IdentityKeyPair) => Uint8Array[];
+
 /**
  * A device's private identity. Private fields, redacted `toJSON`/inspect, and `dispose()`
  * zero-fills (JS may still hold copies the GC has not reclaimed).
@@ -60,12 +63,8 @@ export class IdentityKeyPair {
   }
 
   /** Zero-fills the private keys. The object is unusable afterwards. */
-  /**
-   * TEST ONLY (`unsafeTesting…`): copies of the private key bytes, so leak tests can scan
-   * memory and storage for them. Never call it in production code.
-   */
-  unsafeTestingSecrets(): Uint8Array[] {
-    return [this.#signingSeed.slice(), this.#dhPrivate.slice()];
+  static {
+    identitySecrets = (id) => [id.#signingSeed.slice(), id.#dhPrivate.slice()];
   }
 
   dispose(): void {

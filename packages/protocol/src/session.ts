@@ -35,6 +35,9 @@ function ratchetContext(ad: Uint8Array): RatchetContext {
   return { ad, headerAd: concatBytes(ad, new Uint8Array([WIRE_VERSION, MESSAGE_TYPE.message])) };
 }
 
+/** Copies of every secret of a session's state: `@parley/protocol/testing` only (set by the class below). */
+export let sessionSecrets: (session: Session) => Uint8Array[];
+
 /** An end-to-end encrypted session with one peer device. */
 export class Session {
   #state: RatchetState;
@@ -197,15 +200,13 @@ export class Session {
   }
 
   /** Zero-fills the secrets this object holds. The session is unusable afterwards. */
-  /**
-   * TEST ONLY (`unsafeTesting…`): copies of every secret in this session's state (root, chain and
-   * header keys, the ratchet private key, skipped message keys), so leak tests can scan for them.
-   */
-  unsafeTestingSecrets(): Uint8Array[] {
-    const s = this.#state;
-    const all = [s.rootKey, s.dhSelf?.privateKey, s.sendChain, s.recvChain, s.hks, s.hkr, s.nhks, s.nhkr];
-    for (const chain of s.skipped) all.push(chain.hk, ...chain.keys.values());
-    return all.filter((k): k is Uint8Array => k instanceof Uint8Array).map((k) => k.slice());
+  static {
+    sessionSecrets = (session) => {
+      const s = session.#state;
+      const all = [s.rootKey, s.dhSelf?.privateKey, s.sendChain, s.recvChain, s.hks, s.hkr, s.nhks, s.nhkr];
+      for (const chain of s.skipped) all.push(chain.hk, ...chain.keys.values());
+      return all.filter((k): k is Uint8Array => k instanceof Uint8Array).map((k) => k.slice());
+    };
   }
 
   dispose(): void {

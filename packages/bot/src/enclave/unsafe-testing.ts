@@ -2,7 +2,7 @@
  * `unsafeTestingExposeKeys`: a TEST-ONLY hook that lets a leak test learn the enclave's secret
  * bytes, so it can scan the host for them. Runs only inside the enclave, and only when the host
  * passed a `MessagePort` in `init` (`createBotForTesting` hook `unsafeTestingExposeKeys`). The
- * records are read with the protocol's own unpicklers (`unsafeTestingSecrets`), never a copy of
+ * records are read with the protocol's own unpicklers (`@parley/protocol/testing`), never a copy of
  * the pickle format.
  *
  * The secrets never go through the host: they are posted on the test's own port, and only when
@@ -14,16 +14,25 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import { Account, Session, toHex } from '@parley/protocol';
+import { unsafeTestingAccountSecrets, unsafeTestingSessionSecrets } from '@parley/protocol/testing';
 import type { SealedKeyValueStore } from './sealed-store.js';
 
 /** The secrets of one stored record, read with the protocol's own unpicklers. */
 function recordSecrets(key: string, value: Uint8Array): Uint8Array[] | undefined {
-  const holder = key === 'account' ? Account.unpickle(value) : key.startsWith('session/') ? Session.unpickle(value) : undefined;
-  if (!holder) return undefined;
+  if (key === 'account') {
+    const account = Account.unpickle(value);
+    try {
+      return unsafeTestingAccountSecrets(account);
+    } finally {
+      account.dispose();
+    }
+  }
+  if (!key.startsWith('session/')) return undefined;
+  const session = Session.unpickle(value);
   try {
-    return holder.unsafeTestingSecrets();
+    return unsafeTestingSessionSecrets(session);
   } finally {
-    holder.dispose();
+    session.dispose();
   }
 }
 

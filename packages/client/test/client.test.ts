@@ -5,10 +5,9 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isParleyError } from '@parley/protocol';
 import { ConversationEngine } from '@parley/engine';
-import { RelayLink } from '@parley/relay-link';
 import { MemoryStore, ParleyClient, type IncomingMessage } from '../src/index.js';
 import { setupCrypto } from '../../engine/test/helpers/engines.js';
-import { FAST, client, startRelay, until } from './helpers/relay.js';
+import { FAST, client, rawDevice, startRelay, until } from './helpers/relay.js';
 
 const dirs: string[] = [];
 async function tempDir(): Promise<string> {
@@ -137,22 +136,19 @@ describe('ParleyClient over a real relay', () => {
   it('one-time prekeys drained right after login are refilled (notices are never ignored as too soon)', async () => {
     const relay = await startRelay();
     const alice = await client(relay, { prekeyTarget: 10 });
-    const drainer = await ConversationEngine.open({ store: new MemoryStore() });
-    const link = new RelayLink({ url: relay.url, credentials: { answer: (c) => drainer.relayLoginAnswer(c) } });
+    await alice.client.connect();
+    const drainer = await rawDevice(relay);
     try {
-      await alice.client.connect();
-      await link.connect();
-      await link.uploadPrekeys(await drainer.prekeyUpload(1));
+      await drainer.link.uploadPrekeys(await drainer.engine.prekeyUpload(1));
       const start = await relay.store.countOneTimePrekeys(alice.client.deviceId);
       assert.ok(start >= 10, `published ${start} at login`);
       // Within a second of the login: every one-time prekey, and then some at zero.
-      for (let i = 0; i < start + 3; i++) await link.fetchBundle(alice.client.deviceId);
+      for (let i = 0; i < start + 3; i++) await drainer.link.fetchBundle(alice.client.deviceId);
       const deadline = Date.now() + 10_000;
       let count = 0;
       while ((count = await relay.store.countOneTimePrekeys(alice.client.deviceId)) < 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       assert.ok(count >= 5, `refilled to ${count} one-time prekeys (target 10)`);
     } finally {
-      await link.close();
       await drainer.close();
       await alice.client.close();
       await relay.close();
@@ -166,12 +162,10 @@ describe('ParleyClient over a real relay', () => {
     const closed: { peer: string; seq: number }[] = [];
     bob.client.on('messageGap', (g) => gaps.push(g));
     bob.client.on('gapClosed', (g) => closed.push(g));
-    // Alice: an engine on the one relay client, so the test decides what reaches the relay.
-    const alice = await ConversationEngine.open({ store: new MemoryStore() });
-    const link = new RelayLink({ url: relay.url, credentials: { answer: (c) => alice.relayLoginAnswer(c) } });
+    await bob.client.connect();
+    // Alice below ParleyClient, so the test decides what reaches the relay.
+    const { engine: alice, link, close } = await rawDevice(relay);
     try {
-      await bob.client.connect();
-      await link.connect();
       const bundle = await link.fetchBundle(bob.client.deviceId);
       const out = [];
       for (let i = 0; i < 4; i++) {
@@ -189,8 +183,7 @@ describe('ParleyClient over a real relay', () => {
       await new Promise((r) => setTimeout(r, 1_200));
       assert.equal(gaps.length, 1, 'reported once');
     } finally {
-      await link.close();
-      await alice.close();
+      await close();
       await bob.client.close();
       await relay.close();
     }

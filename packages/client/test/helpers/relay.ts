@@ -1,7 +1,8 @@
 /** Test helpers: a relay on 127.0.0.1 (port 0) and clients that talk through it. */
 import { createRelay, type Relay, type RelayOptions } from '@parley/relay';
 import { ParleyClient, type IncomingMessage, type ParleyClientOptions } from '../../src/index.js';
-import { MemoryStore } from '@parley/engine';
+import { ConversationEngine, MemoryStore } from '@parley/engine';
+import { RelayLink } from '@parley/relay-link';
 
 /** Limits high enough that tests opening many sockets from 127.0.0.1 are not throttled. */
 export const TEST_LIMITS = { connectBurst: 10_000, connectsPerSecondPerAddress: 10_000, maxConnectionsPerAddress: 10_000, bundleFetchesPerMinute: 1000, eventsPerSecond: 1000, eventBurst: 1000 };
@@ -35,4 +36,22 @@ export async function until(predicate: () => boolean, ms = 10_000, what = 'condi
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/**
+ * A device below ParleyClient: an engine on the one relay client, logged in, so a test decides
+ * exactly what reaches the relay (withhold a message, drain prekeys).
+ */
+export async function rawDevice(relay: { url: string }) {
+  const engine = await ConversationEngine.open({ store: new MemoryStore() });
+  const link = new RelayLink({ url: relay.url, credentials: { answer: (c) => engine.relayLoginAnswer(c) } });
+  await link.connect();
+  return {
+    engine,
+    link,
+    async close() {
+      await link.close();
+      await engine.close();
+    },
+  };
 }

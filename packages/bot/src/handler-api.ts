@@ -9,7 +9,7 @@
  * };
  * export default handle;
  */
-import type { MessageContent, OutgoingContent } from '@parley/engine';
+import type { MessageContent, OutgoingContent } from '@parley/protocol/wire';
 
 /**
  * A message as the handler sees it: the one content model of every Parley side (exactly one of

@@ -20,17 +20,25 @@
  *   the app's next message to that peer; each id surfaces at the sender as a `delivered` event
  *   (end to end: the relay cannot forge it). Owed ids survive restarts and go out after login.
  */
-import { ParleyError, formatSafetyNumber, getCrypto, initCrypto, isParleyError, type ParleyErrorCode, type PublicIdentity } from '@parley/protocol';
+import {
+  ParleyError,
+  decodeContent,
+  encodeContent,
+  formatSafetyNumber,
+  getCrypto,
+  initCrypto,
+  isParleyError,
+  type MessageContent,
+  type OutgoingContent,
+  type ParleyErrorCode,
+  type PublicIdentity,
+} from '@parley/protocol';
 import {
   ConversationEngine,
   MAX_RECEIPT_IDS,
-  decodeContent,
   decodeReceiptBody,
-  encodeContent,
   type KeyValueStore,
-  type MessageContent,
   type OutgoingEnvelope,
-  type OutgoingContent,
   type PayloadType,
   type PeerAttestationInfo,
   type PeerCertificateInfo,

@@ -44,4 +44,3 @@ export {
   type InnerPayload,
   type PayloadType,
 } from './payload.js';
-export { encodeContent, decodeContent, type MessageContent, type OutgoingContent } from './content.js';

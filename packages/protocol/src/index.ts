@@ -54,3 +54,4 @@ export {
   type OrgCertRefusal,
   type OrgRole,
 } from './org-cert.js';
+export { encodeContent, decodeContent, type ContentType, type MessageContent, type OutgoingContent } from './content.js';

@@ -7,7 +7,8 @@
  */
 import type { PrekeyUpload, PublicIdentity } from '@parley/protocol';
 import { isParleyError } from '@parley/protocol';
-import { ConversationEngine, decodeContent, encodeContent, type MessageContent, type OutgoingContent, type ReceivedMessage as EngineMessage } from '@parley/engine';
+import { decodeContent, encodeContent, type MessageContent, type OutgoingContent } from '@parley/protocol';
+import { ConversationEngine, type ReceivedMessage as EngineMessage } from '@parley/engine';
 import type { SealedKeyValueStore } from './sealed-store.js';
 
 /** A decrypted message waiting for (or being run by) the handler. */

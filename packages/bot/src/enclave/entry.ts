@@ -32,7 +32,7 @@ import { loadSealingSecret } from './secret.js';
 import { SealedKeyValueStore } from './sealed-store.js';
 import { HandlerQueue, loadHandler, type BotHandler, type BotMessage } from './handler.js';
 import { openEngine, type EnclaveEngine, type ReceivedMessage } from './engine.js';
-import type { OutgoingContent } from '@parley/engine';
+import type { OutgoingContent } from '@parley/protocol';
 import { TestingKeyTap } from './unsafe-testing.js';
 
 if (!parentPort) throw new Error('the enclave entry must run in a worker thread');

@@ -5,3 +5,4 @@
 export * from './message.js';
 export * from './relay.js';
 export { ByteReader, ByteWriter } from '../codec.js';
+export { encodeContent, decodeContent, type ContentType, type MessageContent, type OutgoingContent } from '../content.js';

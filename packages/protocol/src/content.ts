@@ -7,8 +7,10 @@
  * (`JSON.stringify`). Receiving: text and JSON bodies are decoded; one that does not decode
  * (invalid UTF-8 or JSON, though authenticated) is handed over as `binary`, so nothing is lost.
  */
-import { ParleyError } from '@parley/protocol';
-import type { PayloadType } from './payload.js';
+import { ParleyError } from './errors.js';
+
+/** The kinds of content a message carries. */
+export type ContentType = 'text' | 'json' | 'binary';
 
 /** What an app can send: text, bytes, or any JSON-serialisable value. */
 export type OutgoingContent = string | Uint8Array | unknown;
@@ -29,7 +31,7 @@ const decoder = new TextDecoder('utf-8', { fatal: true });
  * The payload type and body of `content`.
  * @throws ParleyError `USAGE` for a value that is not a string, bytes or JSON-serialisable.
  */
-export function encodeContent(content: OutgoingContent): { type: Exclude<PayloadType, 'receipt'>; body: Uint8Array } {
+export function encodeContent(content: OutgoingContent): { type: ContentType; body: Uint8Array } {
   if (typeof content === 'string') return { type: 'text', body: encoder.encode(content) };
   if (content instanceof Uint8Array) return { type: 'binary', body: content };
   let json: string | undefined;
@@ -43,7 +45,7 @@ export function encodeContent(content: OutgoingContent): { type: Exclude<Payload
 }
 
 /** The content of a decrypted body of `type`. */
-export function decodeContent(type: Exclude<PayloadType, 'receipt'>, body: Uint8Array): MessageContent {
+export function decodeContent(type: ContentType, body: Uint8Array): MessageContent {
   try {
     if (type === 'text') return { type, text: decoder.decode(body) };
     if (type === 'json') return { type, json: JSON.parse(decoder.decode(body)) as unknown };

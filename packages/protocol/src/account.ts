@@ -184,7 +184,7 @@ export class Account {
         remoteIdentity: bundle.identity,
         baseKey: ek.publicKey,
         ad: secrets.ad,
-        pendingPrekey: { signedPrekeyId: bundle.signedPrekey.id, oneTimePrekeyId: bundle.oneTimePrekey?.id ?? null },
+        prekeyIds: { signedPrekeyId: bundle.signedPrekey.id, oneTimePrekeyId: bundle.oneTimePrekey?.id ?? null },
       });
     } finally {
       wipe(ek.privateKey);
@@ -242,7 +242,7 @@ export class Account {
       remoteIdentity: parsed.identity,
       baseKey: parsed.baseKey,
       ad: secrets.ad,
-      pendingPrekey: null,
+      prekeyIds: { signedPrekeyId: parsed.signedPrekeyId, oneTimePrekeyId: parsed.oneTimePrekeyId },
     });
     return { session, plaintext };
   }

@@ -29,7 +29,12 @@ export interface PendingPrekey {
 }
 
 const SESSION_PICKLE_MAGIC = 0x50534553; // "PSES"
-const SESSION_PICKLE_VERSION = 1;
+/**
+ * 2: a responder's pickle keeps the prekey ids of the message that opened it (in the slot an
+ * initiator uses for the ids it still sends). Version 1 pickles are read; a v1 responder does
+ * not know its ids and compares none.
+ */
+const SESSION_PICKLE_VERSION = 2;
 
 function ratchetContext(ad: Uint8Array): RatchetContext {
   return { ad, headerAd: concatBytes(ad, new Uint8Array([WIRE_VERSION, MESSAGE_TYPE.message])) };
@@ -41,7 +46,10 @@ export let sessionSecrets: (session: Session) => Uint8Array[];
 /** An end-to-end encrypted session with one peer device. */
 export class Session {
   #state: RatchetState;
+  /** Initiator: the prekey ids its messages carry until it hears back. */
   #pendingPrekey: PendingPrekey | null;
+  /** Responder: the prekey ids of the message that opened the session (repeats must match). */
+  readonly #openedWith: PendingPrekey | null;
   readonly #ctx: RatchetContext;
   readonly role: SessionRole;
   readonly localIdentity: PublicIdentity;
@@ -61,10 +69,12 @@ export class Session {
     remoteIdentity: PublicIdentity;
     baseKey: Uint8Array;
     ad: Uint8Array;
-    pendingPrekey: PendingPrekey | null;
+    /** Initiator: the ids it sends until it hears back; responder: the ids that opened it. */
+    prekeyIds: PendingPrekey | null;
   }) {
     this.#state = init.state;
-    this.#pendingPrekey = init.pendingPrekey;
+    this.#pendingPrekey = init.role === 'initiator' ? init.prekeyIds : null;
+    this.#openedWith = init.role === 'responder' ? init.prekeyIds : null;
     this.#ctx = ratchetContext(init.ad);
     this.role = init.role;
     this.localIdentity = init.localIdentity;
@@ -138,6 +148,11 @@ export class Session {
       if (this.role !== 'responder' || !constantTimeEqual(parsed.baseKey, this.baseKey) || !samePeer) {
         throw new ParleyError('AUTH_FAILED', 'prekey message does not belong to this session');
       }
+      // Its prekey ids are outside every AEAD: they must be the ones that opened the session.
+      const opened = this.#openedWith;
+      if (opened && (parsed.signedPrekeyId !== opened.signedPrekeyId || parsed.oneTimePrekeyId !== opened.oneTimePrekeyId)) {
+        throw new ParleyError('AUTH_FAILED', 'prekey message names other prekeys than the ones that opened this session');
+      }
       message = parsed.message;
     } else {
       message = parsed;
@@ -155,9 +170,10 @@ export class Session {
     writeIdentity(w, this.localIdentity);
     writeIdentity(w, this.remoteIdentity);
     w.fixed(this.baseKey).bytes(this.#ctx.ad);
-    if (this.#pendingPrekey) {
-      w.u8(1).u32(this.#pendingPrekey.signedPrekeyId);
-      w.u8(this.#pendingPrekey.oneTimePrekeyId === null ? 0 : 1).u32(this.#pendingPrekey.oneTimePrekeyId ?? 0);
+    const ids = this.role === 'initiator' ? this.#pendingPrekey : this.#openedWith;
+    if (ids) {
+      w.u8(1).u32(ids.signedPrekeyId);
+      w.u8(ids.oneTimePrekeyId === null ? 0 : 1).u32(ids.oneTimePrekeyId ?? 0);
     } else {
       w.u8(0);
     }
@@ -173,7 +189,7 @@ export class Session {
     const r = new ByteReader(bytes, 'STORAGE_INTEGRITY');
     if (r.u32() !== SESSION_PICKLE_MAGIC) r.fail('not a session pickle');
     const version = r.u8();
-    if (version !== SESSION_PICKLE_VERSION) {
+    if (version !== 1 && version !== SESSION_PICKLE_VERSION) {
       throw new ParleyError('UNSUPPORTED_VERSION', 'unsupported session pickle version', { details: { version } });
     }
     const roleByte = r.u8();
@@ -182,16 +198,16 @@ export class Session {
     const remoteIdentity = readIdentity(r);
     const baseKey = r.fixed(32);
     const ad = r.bytes(256);
-    let pendingPrekey: PendingPrekey | null = null;
+    let prekeyIds: PendingPrekey | null = null;
     if (r.u8() === 1) {
       const signedPrekeyId = r.u32();
       const hasOpk = r.u8();
       const opk = r.u32();
-      pendingPrekey = { signedPrekeyId, oneTimePrekeyId: hasOpk === 1 ? opk : null };
+      prekeyIds = { signedPrekeyId, oneTimePrekeyId: hasOpk === 1 ? opk : null };
     }
     const state = readRatchetState(r);
     r.end();
-    return new Session({ state, role: roleByte === 1 ? 'initiator' : 'responder', localIdentity, remoteIdentity, baseKey, ad, pendingPrekey });
+    return new Session({ state, role: roleByte === 1 ? 'initiator' : 'responder', localIdentity, remoteIdentity, baseKey, ad, prekeyIds });
   }
 
   /** SHA-256 of the canonical pickle, hex: equal digests mean byte-identical state. */

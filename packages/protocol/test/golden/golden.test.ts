@@ -1,5 +1,6 @@
 /**
- * Known-answer evidence for the whole protocol: a frozen v1 transcript (golden-v1.json).
+ * Known-answer evidence for the whole protocol: the frozen v2 transcript (golden-v2.json), and
+ * the frozen v1 transcript (golden-v1.json), whose pickles later code must still read.
  *
  * 1. The deterministic generator (generate.ts) is re-run on every backend and must reproduce
  *    the frozen file byte for byte: X3DH KDF, identities, bundle, prekey message, every
@@ -13,11 +14,35 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { Account, Session, fromHex, initCrypto, safetyNumber, toHex } from '../../src/index.js';
 import { BACKENDS, str } from '../helpers/protocol.js';
-import { GENERATOR_VERSION, GOLDEN_PATH, generateGolden, type GoldenV1 } from './generate.js';
+import { GENERATOR_VERSION, GOLDEN_PATH, GOLDEN_V1_PATH, generateGolden, type GoldenV1 } from './generate.js';
 
 const frozen = JSON.parse(readFileSync(GOLDEN_PATH, 'utf8')) as GoldenV1;
+const frozenV1 = JSON.parse(readFileSync(GOLDEN_V1_PATH, 'utf8')) as GoldenV1;
 
-describe('golden v1 transcript', () => {
+describe('golden v1 transcript (session pickle version 1): still read', () => {
+  test('v2 changed the session pickle only: same seed, identities, accounts and ciphertexts', () => {
+    assert.equal(frozenV1.seed, frozen.seed);
+    assert.deepEqual(frozenV1.messages, frozen.messages);
+    assert.deepEqual(frozenV1.final.bobAccount, frozen.final.bobAccount);
+    assert.notEqual(frozenV1.bobSessionAfterPrekey, frozen.bobSessionAfterPrekey, 'the responder now keeps its prekey ids');
+  });
+
+  for (const backend of BACKENDS) {
+    test(`${backend}: every frozen v1 session pickle loads and opens the message it was frozen before`, async () => {
+      await initCrypto(backend);
+      for (const d of frozenV1.deliveries) {
+        const m = frozenV1.messages[d.index]!;
+        const receiver = Session.unpickle(fromHex(d.receiverBefore));
+        assert.equal(str(receiver.decrypt(fromHex(m.wire))), m.plaintext, `message ${d.index}`);
+      }
+      const a = Session.unpickle(fromHex(frozenV1.final.aliceSession));
+      const b = Session.unpickle(fromHex(frozenV1.final.bobSession));
+      assert.equal(str(b.decrypt(a.encrypt(new TextEncoder().encode('after the v1 transcript')))), 'after the v1 transcript');
+    });
+  }
+});
+
+describe('golden v2 transcript', () => {
   test('the frozen file is the current generator version and a complete transcript', () => {
     assert.equal(frozen.generatorVersion, GENERATOR_VERSION);
     assert.equal(frozen.messages.length, 11);

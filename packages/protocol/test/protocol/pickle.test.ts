@@ -133,8 +133,8 @@ describe('corrupt pickles', () => {
       for (let len = 0; len < pickle.length; len++) expectError(() => unpickle(pickle.subarray(0, len)), 'STORAGE_INTEGRITY', `${label} cut to ${len}`);
       for (let k = 1; k <= 64; k++) expectError(() => unpickle(new Uint8Array([...pickle, ...new Uint8Array(k)])), 'STORAGE_INTEGRITY', `${label} + ${k}`);
       const newer = pickle.slice();
-      newer[4] = 2;
-      expectError(() => unpickle(newer), 'UNSUPPORTED_VERSION', `${label} version 2`);
+      newer[4] = pickle[4]! + 1; // one past the version this code writes
+      expectError(() => unpickle(newer), 'UNSUPPORTED_VERSION', `${label} version ${newer[4]}`);
       const wrongMagic = pickle.slice();
       wrongMagic[0]! ^= 1;
       expectError(() => unpickle(wrongMagic), 'STORAGE_INTEGRITY', `${label} magic`);

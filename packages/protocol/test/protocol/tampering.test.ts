@@ -124,12 +124,9 @@ describe('C10/C11 single-bit flips', () => {
     assert.equal(str(b.decrypt(p0)), 'p0');
   });
 
-  test('documented: the prekey ids of a repeated prekey message are not re-checked by the existing session (as in libsignal)', () => {
-    // Once the session exists the ids are unused routing hints: the ratchet message inside is
-    // authenticated with the session AD, so a relay that rewrites them changes nothing that is
-    // decrypted. The responder session keeps no record of the ids to compare against (the
-    // account checks them when it creates the session: see the account test above). If this
-    // starts failing because the session now refuses rewritten ids, tighten the test above.
+  test('the prekey ids of a repeated prekey message are checked by the existing session: rewritten ids are refused', () => {
+    // The ids are outside every AEAD; the responder session keeps the ids that opened it
+    // (session pickle v2) and refuses a repeat naming others (audit finding 5).
     const alice = Account.create();
     const bob = Account.create();
     bob.generateOneTimePrekeys(2);
@@ -137,8 +134,11 @@ describe('C10/C11 single-bit flips', () => {
     const [p0, p1] = [a.encrypt(text('p0')), a.encrypt(text('p1'))];
     const { session: b } = bob.createInboundSession(p1);
     const rewritten = flipBit(p0, 8 * 165 + 7); // signed prekey id + 1
-    assert.equal(str(b.decrypt(rewritten)), 'p0', 'the authentic inner message opens once');
-    expectError(() => b.decrypt(p0), 'DUPLICATE_MESSAGE', 'and the original is then a duplicate');
+    const digest = b.stateDigest();
+    expectError(() => b.decrypt(rewritten), 'AUTH_FAILED', 'a rewritten signed-prekey id');
+    assert.equal(b.stateDigest(), digest, 'nothing changed');
+    assert.equal(str(b.decrypt(p0)), 'p0', 'the authentic repeat opens once');
+    expectError(() => b.decrypt(p0), 'DUPLICATE_MESSAGE', 'and is then a duplicate');
   });
 });
 

@@ -92,6 +92,16 @@ export function storeContract(name: string, make: () => Promise<RelayStore> | Re
     const other = await s.enqueue({ to, from: dev(), id: 'm1', envelope: rnd(10), receivedAt: 4 });
     assert.equal(other.duplicate, false);
     assert.equal(await s.countPending(to), 3);
+    // The same sender may send the same id to another recipient (fan-out): stored, not a retry.
+    const second = dev();
+    const fanout = await s.enqueue({ to: second, from, id: 'm1', envelope: rnd(10), receivedAt: 5 });
+    assert.equal(fanout.duplicate, false);
+    assert.notEqual(fanout.seq, a.seq);
+    assert.deepEqual((await s.listPending(second, 0, 10)).map((m) => [m.from, m.id]), [[from, 'm1']]);
+    assert.deepEqual(await s.enqueue({ to: second, from, id: 'm1', envelope: rnd(10), receivedAt: 6 }), { seq: fanout.seq, duplicate: true });
+    // Deleting one recipient's copy leaves the other's dedupe as it was.
+    await s.deleteMessages(to, [a.seq]);
+    assert.deepEqual(await s.enqueue({ to: second, from, id: 'm1', envelope: rnd(10), receivedAt: 7 }), { seq: fanout.seq, duplicate: true });
   });
 
   withStore('listPending pages in seq order and returns the stored bytes', async (s) => {

@@ -67,6 +67,9 @@ test('a version-1 SQLite file is migrated in place; old rows survive and stateme
     assert.equal(id.attestation, undefined);
     assert.deepEqual((await store.listPending(device, 0, 10)).map((m) => [m.id, [...m.envelope]]), [['m1', [...envelope]]]);
     assert.equal((await store.findApiKey('h1'))?.id, 'k1');
+    // Schema 3: the migrated mailbox dedupes per recipient, and the old row keeps its dedupe.
+    assert.equal((await store.enqueue({ to: 'b'.repeat(32), from: 'a'.repeat(32), id: 'm1', envelope: rnd(8), receivedAt: 6 })).duplicate, false);
+    assert.equal((await store.enqueue({ to: device, from: 'a'.repeat(32), id: 'm1', envelope: rnd(8), receivedAt: 7 })).duplicate, true);
 
     const certificate = new Uint8Array(rnd(139));
     const attestation = new Uint8Array(rnd(121));
@@ -84,7 +87,7 @@ test('a version-1 SQLite file is migrated in place; old rows survive and stateme
   const again = new SqliteStore(path);
   await again.close();
   const db = new Database(path, { readonly: true });
-  assert.equal(db.pragma('user_version', { simple: true }), 2);
+  assert.equal(db.pragma('user_version', { simple: true }), 3);
   const columns = (db.prepare('PRAGMA table_info(devices)').all() as { name: string }[]).map((c) => c.name);
   assert.ok(columns.includes('certificate') && columns.includes('attestation'));
   db.close();

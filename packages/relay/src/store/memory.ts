@@ -99,7 +99,7 @@ export class MemoryStore implements RelayStore {
 
   async enqueue(message: NewMessage): Promise<{ seq: number; duplicate: boolean }> {
     this.#open();
-    const key = `${message.from}\n${message.id}`;
+    const key = `${message.from}\n${message.to}\n${message.id}`;
     const existing = this.#sent.get(key);
     if (existing !== undefined) return { seq: existing, duplicate: true };
     const seq = ++this.#seq;
@@ -124,8 +124,8 @@ export class MemoryStore implements RelayStore {
     const kept = queue.filter((m) => !drop.has(m.seq));
     const deleted = queue.length - kept.length;
     // Dedupe covers pending messages only (as in SQLite, where it is a UNIQUE index on the
-    // queue): tombstones would grow without bound, and clients dedupe by (from, id) anyway.
-    for (const m of queue) if (drop.has(m.seq)) this.#sent.delete(`${m.from}\n${m.id}`);
+    // queue) and per recipient: tombstones would grow without bound, and clients dedupe anyway.
+    for (const m of queue) if (drop.has(m.seq)) this.#sent.delete(`${m.from}\n${m.to}\n${m.id}`);
     if (kept.length === 0) this.#mailbox.delete(to);
     else this.#mailbox.set(to, kept);
     return deleted;

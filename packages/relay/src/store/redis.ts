@@ -21,7 +21,8 @@
  *   `P:opkseen:<device>` set of every OPK id ever accepted (a used id is never re-added).
  * - `P:seq` counter (global, so seqs increase per recipient); `P:depth` pending count.
  * - `P:q:<to>` zset of pending seqs; `P:m:<to>` hash seq → envelope; `P:h:<to>` hash seq →
- *   JSON header `{f, i, r}`; `P:s:<from>` hash message id → seq (dedupe while pending).
+ *   JSON header `{f, i, r, d}`; `P:s:<from>` hash `<to>\n<id>` (`d`) → seq (dedupe while pending;
+ *   headers written before `d` existed dedupe on the id alone).
  * - `P:ak` hash id → JSON record; `P:akh` hash sha256 → id; `P:akr` hash id → revokedAt.
  */
 import { createHash } from 'node:crypto';
@@ -130,7 +131,8 @@ for i = 2, #ARGV do
     if h then
       local m = cjson.decode(h)
       local sent = ARGV[1] .. m.f
-      if redis.call('HGET', sent, m.i) == s then redis.call('HDEL', sent, m.i) end
+      local field = m.d or m.i
+      if redis.call('HGET', sent, field) == s then redis.call('HDEL', sent, field) end
     end
     n = n + 1
   end
@@ -325,9 +327,11 @@ export class RedisStore implements RelayStore {
   }
 
   async enqueue(m: NewMessage): Promise<{ seq: number; duplicate: boolean }> {
-    const header = JSON.stringify({ f: m.from, i: m.id, r: m.receivedAt });
+    // Dedupe per (sender, recipient, id): the same id may go to several recipients (fan-out).
+    const field = `${m.to}\n${m.id}`;
+    const header = JSON.stringify({ f: m.from, i: m.id, r: m.receivedAt, d: field });
     const keys = [this.#key('s', m.from), this.#key('q', m.to), this.#key('m', m.to), this.#key('h', m.to), this.#key('seq'), this.#key('depth')];
-    const r = (await this.#run(ENQUEUE, keys, [m.id, header, arg(m.envelope)])) as Reply[];
+    const r = (await this.#run(ENQUEUE, keys, [field, header, arg(m.envelope)])) as Reply[];
     return { seq: num(r[0]), duplicate: num(r[1]) === 1 };
   }
 

@@ -14,7 +14,7 @@ import type { ApiKeyRecord, DeviceStatements, NewMessage, PrekeyPublication, Rel
  * Bumped when the schema changes; checked on open. 1: initial. 2: `devices.certificate` and
  * `devices.attestation` (opaque statements; {@link migrate} adds them to a version-1 file).
  */
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS devices (
@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS mailbox (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   recipient TEXT NOT NULL, sender TEXT NOT NULL, msg_id TEXT NOT NULL,
   envelope BLOB NOT NULL, received_at INTEGER NOT NULL,
-  UNIQUE (sender, msg_id)
+  UNIQUE (sender, recipient, msg_id)
 );
 CREATE INDEX IF NOT EXISTS mailbox_recipient ON mailbox (recipient, seq);
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -65,15 +65,34 @@ function statementsOf(d: DeviceRow): DeviceStatements {
 }
 
 /**
- * Brings an older database file up to {@link SCHEMA_VERSION}, in one transaction. Version 1 files
- * lack the statement columns of `devices` (`CREATE TABLE IF NOT EXISTS` leaves an existing table
- * as it is), so they are added; existing rows get none.
+ * Brings an older database file up to {@link SCHEMA_VERSION}, in one transaction
+ * (`CREATE TABLE IF NOT EXISTS` leaves an existing table as it is):
+ * - version 1 files lack the statement columns of `devices`: added, existing rows get none;
+ * - files before version 3 dedupe the mailbox on (sender, id), so one id sent to a second
+ *   recipient was taken for a retry and never stored: the table is rebuilt with the recipient
+ *   in its unique key, keeping every queued row and its seq.
  */
-function migrate(db: Database.Database): void {
+function migrate(db: Database.Database, from: number): void {
   db.transaction(() => {
     const columns = new Set((db.prepare('PRAGMA table_info(devices)').all() as { name: string }[]).map((c) => c.name));
     for (const column of ['certificate', 'attestation']) {
       if (!columns.has(column)) db.exec(`ALTER TABLE devices ADD COLUMN ${column} BLOB`);
+    }
+    // 0: a new file, created just now with the current schema.
+    if (from > 0 && from < 3) {
+      db.exec(`
+        CREATE TABLE mailbox_v3 (
+          seq INTEGER PRIMARY KEY AUTOINCREMENT,
+          recipient TEXT NOT NULL, sender TEXT NOT NULL, msg_id TEXT NOT NULL,
+          envelope BLOB NOT NULL, received_at INTEGER NOT NULL,
+          UNIQUE (sender, recipient, msg_id)
+        );
+        INSERT INTO mailbox_v3 (seq, recipient, sender, msg_id, envelope, received_at)
+          SELECT seq, recipient, sender, msg_id, envelope, received_at FROM mailbox;
+        DROP TABLE mailbox;
+        ALTER TABLE mailbox_v3 RENAME TO mailbox;
+        CREATE INDEX IF NOT EXISTS mailbox_recipient ON mailbox (recipient, seq);
+      `);
     }
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   })();
@@ -115,7 +134,7 @@ export class SqliteStore implements RelayStore {
     const version = db.pragma('user_version', { simple: true }) as number;
     if (version > SCHEMA_VERSION) throw new Error(`relay database schema ${version} is newer than this relay (${SCHEMA_VERSION})`);
     db.exec(SCHEMA);
-    migrate(db);
+    migrate(db, version);
 
     const q = {
       upsertDevice: db.prepare(`INSERT INTO devices
@@ -132,7 +151,7 @@ export class SqliteStore implements RelayStore {
       nextOpk: db.prepare('SELECT rowid, opk_id, public_key FROM one_time_prekeys WHERE device_id = ? AND consumed_at IS NULL ORDER BY rowid LIMIT 1'),
       consumeOpk: db.prepare('UPDATE one_time_prekeys SET consumed_at = ? WHERE rowid = ?'),
       insertMessage: db.prepare('INSERT OR IGNORE INTO mailbox (recipient, sender, msg_id, envelope, received_at) VALUES (?, ?, ?, ?, ?)'),
-      findSent: db.prepare('SELECT seq FROM mailbox WHERE sender = ? AND msg_id = ?'),
+      findSent: db.prepare('SELECT seq FROM mailbox WHERE sender = ? AND recipient = ? AND msg_id = ?'),
       pending: db.prepare('SELECT * FROM mailbox WHERE recipient = ? AND seq > ? ORDER BY seq LIMIT ?'),
       deleteMessage: db.prepare('DELETE FROM mailbox WHERE recipient = ? AND seq = ?'),
       countPending: db.prepare('SELECT COUNT(*) AS n FROM mailbox WHERE recipient = ?'),
@@ -171,7 +190,7 @@ export class SqliteStore implements RelayStore {
     this.#enqueue = db.transaction((m: NewMessage) => {
       const info = q.insertMessage.run(m.to, m.from, m.id, blob(m.envelope), m.receivedAt);
       if (info.changes === 1) return { seq: Number(info.lastInsertRowid), duplicate: false };
-      return { seq: (q.findSent.get(m.from, m.id) as { seq: number }).seq, duplicate: true };
+      return { seq: (q.findSent.get(m.from, m.to, m.id) as { seq: number }).seq, duplicate: true };
     });
 
     this.#delete = db.transaction((to: string, seqs: readonly number[]) => {

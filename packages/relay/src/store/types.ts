@@ -72,7 +72,7 @@ export interface RelayStore {
   countOneTimePrekeys(deviceId: string): Promise<number>;
 
   /**
-   * Durably stores a message, idempotent on `(from, id)` while that message is pending: a retry returns the first seq with
+   * Durably stores a message, idempotent on `(from, to, id)` while that message is pending: a retry returns the first seq with
    * `duplicate: true` and stores nothing. Resolves only once the write is durable.
    * Seqs are positive and increase per recipient.
    */

@@ -12,7 +12,10 @@ import { ParleyError } from './errors.js';
 /** The kinds of content a message carries. */
 export type ContentType = 'text' | 'json' | 'binary';
 
-/** What an app can send: text, bytes, or any JSON-serialisable value. */
+/**
+ * What an app can send: text, bytes, or any JSON-serialisable value (the union documents the
+ * forms; TypeScript reads it as `unknown`, since any JSON value is allowed).
+ */
 export type OutgoingContent = string | Uint8Array | unknown;
 
 /**

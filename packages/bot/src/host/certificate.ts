@@ -3,7 +3,7 @@
  * (`parley-org certify` output) and checked to name the identity the enclave holds. Its
  * signature is the customers' business: they hold the pinned org key.
  */
-import { ParleyError, decodeOrgCertificate, describeOrgCertificate, orgCertificateFromBase64, type PublicIdentity } from '@parley/protocol/verify';
+import { ParleyError, constantTimeEqual, decodeOrgCertificate, describeOrgCertificate, orgCertificateFromBase64, type PublicIdentity } from '@parley/protocol/verify';
 import type { BotLogger } from './supervisor.js';
 
 /**
@@ -44,8 +44,7 @@ export function checkCertificate(bytes: Uint8Array, identity: PublicIdentity, lo
   } catch {
     throw new ParleyError('USAGE', 'certificate is not a parley org certificate');
   }
-  const same = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
-  if (!same(cert.signingKey, identity.signingKey) || !same(cert.dhKey, identity.dhKey)) {
+  if (!constantTimeEqual(cert.signingKey, identity.signingKey) || !constantTimeEqual(cert.dhKey, identity.dhKey)) {
     throw new ParleyError('USAGE', 'certificate certifies another identity than this bot\'s (certify bot.identityHex)');
   }
   const view = describeOrgCertificate(cert);

@@ -146,6 +146,13 @@ const KEEP_ON_ERROR: ReadonlySet<ParleyErrorCode> = new Set(['STORAGE_INTEGRITY'
 const RETRY_SEND: ReadonlySet<ParleyErrorCode> = new Set(['TRANSPORT', 'RATE_LIMITED', 'STORAGE_QUOTA', 'INTERNAL']);
 const RETRY_DELAY_MS = 1000;
 const DEFAULT_CONNECT_TIMEOUT_MS = 15_000;
+/**
+ * While logged in, prekeys are published again this often. Publishing is when the engine
+ * rotates the signed prekey (by age, or early when its base-key memory fills) and deletes
+ * retired ones past their grace (docs/threats.md C6); a device that stays logged in for days
+ * would otherwise do it only on a low-supply notice. One small upload an hour.
+ */
+const PREKEY_REFRESH_MS = 60 * 60 * 1000;
 /** Default {@link ParleyClientOptions.receiptDelayMs}. */
 export const DEFAULT_RECEIPT_DELAY_MS = 25;
 /** Receipt ids owed to one peer that trigger a receipt at once, whatever the delay. */
@@ -197,6 +204,7 @@ export class ParleyClient {
   #flushAgain = false;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   readonly #gapTimer: ReturnType<typeof setInterval>;
+  readonly #prekeyTimer: ReturnType<typeof setInterval>;
   #draining: Promise<void> | undefined;
   #drainAgain = false;
   #closed = false;
@@ -222,6 +230,10 @@ export class ParleyClient {
     const gapTimeout = options.gapTimeoutMs ?? DEFAULT_GAP_TIMEOUT_MS;
     this.#gapTimer = setInterval(() => void this.#reportGaps(gapTimeout), Math.min(5_000, gapTimeout / 2));
     this.#gapTimer.unref?.();
+    this.#prekeyTimer = setInterval(() => {
+      if (!this.#closed && this.#transport.authenticated) void this.#publishPrekeys().catch((e) => this.#report(e));
+    }, PREKEY_REFRESH_MS);
+    this.#prekeyTimer.unref?.();
   }
 
   /** Reports the gaps that outlived `timeoutMs` (once each) as `messageGap` events. */
@@ -491,6 +503,7 @@ export class ParleyClient {
     this.#closed = true;
     clearTimeout(this.#retryTimer);
     clearInterval(this.#gapTimer);
+    clearInterval(this.#prekeyTimer);
     clearTimeout(this.#receiptTimer);
     this.#receiptTimer = undefined;
     await this.#transport.close();
@@ -535,7 +548,8 @@ export class ParleyClient {
 
   /**
    * Publishes the one-time prekeys not yet on the relay, learns the relay's count from its answer
-   * and tops up to `prekeyTarget` when the count is below half of it. Runs at every login and on
+   * and tops up to `prekeyTarget` when the count is below half of it. Runs at every login, hourly
+   * while logged in ({@link PREKEY_REFRESH_MS}: the engine rotates signed prekeys here), and on
    * every low-supply notice, whatever the timing (a notice never gets ignored as "too soon": at
    * zero the relay would send no other); requests that arrive while one is queued join it.
    */

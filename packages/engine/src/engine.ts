@@ -273,7 +273,8 @@ export class ConversationEngine {
 
   /**
    * The upload to publish on the relay: identity, current signed prekey (rotated when older than
-   * {@link SIGNED_PREKEY_MAX_AGE_MS}) and every one-time prekey not yet marked uploaded. Generates
+   * {@link SIGNED_PREKEY_MAX_AGE_MS} or when the account says rotation is due; retired ones whose
+   * grace ended are deleted) and every one-time prekey not yet marked uploaded. Generates
    * new one-time prekeys so that at least `min` are ready (at most 100 per upload, the relay's
    * cap). New keys are persisted before this returns, so a crash after the relay stored them
    * never leaves the relay handing out keys this device has lost. Call {@link markUploaded} with
@@ -285,11 +286,16 @@ export class ConversationEngine {
     }
     return this.#run(async () => {
       const account = Account.unpickle(this.#accountBytes);
+      const now = this.#now();
       let changed = false;
-      if (this.#now() - account.signedPrekey.createdAt > SIGNED_PREKEY_MAX_AGE_MS) {
-        account.rotateSignedPrekey(this.#now());
+      // Rotate by age, or early when the current SPK's base-key memory nears its cap (a full SPK
+      // refuses first messages rather than forget a base key: docs/threats.md C6).
+      if (now - account.signedPrekey.createdAt > SIGNED_PREKEY_MAX_AGE_MS || account.signedPrekeyRotationDue) {
+        account.rotateSignedPrekey(now);
         changed = true;
       }
+      // Retired SPKs whose grace ended go, with the base keys they remembered.
+      if (account.deleteExpiredSignedPrekeys(now) > 0) changed = true;
       const ready = account.prekeyUpload().oneTimePrekeys.length;
       if (ready < min) {
         account.generateOneTimePrekeys(min - ready);

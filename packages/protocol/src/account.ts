@@ -3,13 +3,13 @@
  * it starts or accepts (X3DH). Like vodozemac's `Account`, it makes `Session`s.
  */
 import { ByteReader, ByteWriter } from './codec.js';
-import { toHex, wipe } from './bytes.js';
+import { fromHex, toHex, wipe } from './bytes.js';
 import { signedPrekeyPayload, type OneTimePrekeyPublic, type PrekeyBundle, type PrekeyUpload, type SignedPrekeyPublic } from './bundle.js';
 import type { SignatureContext } from './contexts.js';
 import { getCrypto, type KeyPair } from './crypto/index.js';
 import { ParleyError } from './errors.js';
 import { IdentityKeyPair, identitySecrets, verifyIdentity, type PublicIdentity } from './identity.js';
-import { MAX_REMEMBERED_BASE_KEYS } from './limits.js';
+import { MAX_BASE_KEYS_PER_SIGNED_PREKEY, MAX_SIGNED_PREKEYS, SIGNED_PREKEY_GRACE_MS, SIGNED_PREKEY_ROTATE_AT_BASE_KEYS } from './limits.js';
 import { readKeyPair, writeKeyPair } from './pickle.js';
 import { initInitiator, initResponder, ratchetDecrypt } from './ratchet.js';
 import { Session } from './session.js';
@@ -18,15 +18,45 @@ import { concatBytes } from './bytes.js';
 import { deriveX3dh, verifyBundle } from './x3dh.js';
 
 const ACCOUNT_PICKLE_MAGIC = 0x50414343; // "PACC"
-const ACCOUNT_PICKLE_VERSION = 1;
-/** Signed prekeys kept after rotation, so prekey messages in flight still open. */
-const SIGNED_PREKEYS_KEPT = 2;
+/**
+ * v2: each signed prekey carries its retirement time and the base keys of every session it
+ * accepted (C6). v1 (read only) kept at most 2 signed prekeys and one sliding list of the last
+ * 1,000 base keys for the whole account.
+ */
+const ACCOUNT_PICKLE_VERSION = 2;
+/** v1 limits, for reading v1 pickles only. */
+const V1_SIGNED_PREKEYS_KEPT = 2;
+const V1_MAX_REMEMBERED_BASE_KEYS = 1000;
+/**
+ * Bytes of SHA-256(base key) remembered per accepted first message, instead of the 32-byte key:
+ * half the pickle. The set only has to recognise an exact repeat. A collision can only refuse a
+ * legitimate first message, never accept a replay; honest base keys are fresh random keys, so
+ * the chance among 10,000 is about 2^-101, and a peer who grinds two of its own keys to the same
+ * digest (2^64 work) only gets its own second message refused.
+ */
+const BASE_KEY_DIGEST_BYTES = 16;
+/** Per-SPK flag bits in the v2 pickle. */
+const SPK_RETIRED = 1;
+/**
+ * Set on SPKs read from a v1 pickle whose base-key list was full: v1 may have forgotten base keys
+ * of sessions they accepted, so the current one is rotated at the next prekey publish.
+ */
+const SPK_MEMORY_INCOMPLETE = 2;
 
 interface SignedPrekeyRecord {
   readonly id: number;
   readonly createdAt: number;
   readonly keyPair: KeyPair;
   readonly signature: Uint8Array;
+  /** When `rotateSignedPrekey` replaced it; `null` for the current SPK. */
+  retiredAt: number | null;
+  /** See {@link SPK_MEMORY_INCOMPLETE}. */
+  readonly memoryIncomplete: boolean;
+  /**
+   * Hex of the {@link BASE_KEY_DIGEST_BYTES}-byte digests of the base keys of every first message
+   * this SPK accepted, in acceptance order. Kept for the SPK's whole life, deleted with it.
+   */
+  readonly baseKeys: Set<string>;
 }
 
 interface OneTimePrekeyRecord {
@@ -49,20 +79,17 @@ export class Account {
   #signedPrekeys: SignedPrekeyRecord[];
   readonly #oneTimePrekeys: Map<number, OneTimePrekeyRecord>;
   #nextPrekeyId: number;
-  #usedBaseKeys: string[];
 
   private constructor(
     identity: IdentityKeyPair,
     signedPrekeys: SignedPrekeyRecord[],
     oneTimePrekeys: Map<number, OneTimePrekeyRecord>,
     nextPrekeyId: number,
-    usedBaseKeys: string[],
   ) {
     this.#identity = identity;
     this.#signedPrekeys = signedPrekeys;
     this.#oneTimePrekeys = oneTimePrekeys;
     this.#nextPrekeyId = nextPrekeyId;
-    this.#usedBaseKeys = usedBaseKeys;
   }
 
   /**
@@ -73,7 +100,7 @@ export class Account {
    * account.generateOneTimePrekeys(50);
    */
   static create(options: { now?: number } = {}): Account {
-    const account = new Account(IdentityKeyPair.generate(), [], new Map(), 1, []);
+    const account = new Account(IdentityKeyPair.generate(), [], new Map(), 1);
     account.rotateSignedPrekey(options.now);
     return account;
   }
@@ -105,15 +132,51 @@ export class Account {
     return id;
   }
 
-  /** Makes a new signed prekey current; the previous one is kept for messages in flight. */
+  /**
+   * True when the current signed prekey should be replaced now: it has remembered
+   * `limits.SIGNED_PREKEY_ROTATE_AT_BASE_KEYS` base keys (half its cap; when full it refuses new
+   * first messages), or it was read from a v1 pickle that may have forgotten some. The engine
+   * rotates when this is true or the SPK is older than its maximum age.
+   */
+  get signedPrekeyRotationDue(): boolean {
+    const spk = this.#signedPrekeys[this.#signedPrekeys.length - 1]!;
+    return spk.memoryIncomplete || spk.baseKeys.size >= SIGNED_PREKEY_ROTATE_AT_BASE_KEYS;
+  }
+
+  /**
+   * Makes a new signed prekey current. The previous one is retired at `now`: it still accepts
+   * first messages for `limits.SIGNED_PREKEY_GRACE_MS` (messages in flight), then
+   * {@link deleteExpiredSignedPrekeys} deletes it. At most `limits.MAX_SIGNED_PREKEYS` are kept:
+   * beyond that the oldest retired one is deleted early.
+   */
   rotateSignedPrekey(now: number = Date.now()): SignedPrekeyPublic {
     const keyPair = getCrypto().x25519Generate();
     const id = this.#nextId();
     const createdAt = Math.floor(now);
     const signature = this.#identity.sign('signedPrekey', signedPrekeyPayload({ id, createdAt, publicKey: keyPair.publicKey }));
-    this.#signedPrekeys.push({ id, createdAt, keyPair, signature });
-    while (this.#signedPrekeys.length > SIGNED_PREKEYS_KEPT) wipe(this.#signedPrekeys.shift()!.keyPair.privateKey);
+    const previous = this.#signedPrekeys[this.#signedPrekeys.length - 1];
+    if (previous) previous.retiredAt = createdAt;
+    this.#signedPrekeys.push({ id, createdAt, keyPair, signature, retiredAt: null, memoryIncomplete: false, baseKeys: new Set() });
+    // Deleting an SPK (with its base keys) can only refuse its late first messages: never a replay.
+    while (this.#signedPrekeys.length > MAX_SIGNED_PREKEYS) wipe(this.#signedPrekeys.shift()!.keyPair.privateKey);
     return this.signedPrekey;
+  }
+
+  /**
+   * Deletes the retired signed prekeys whose grace (`limits.SIGNED_PREKEY_GRACE_MS` after their
+   * retirement) ended by `now`: private key wiped, base keys dropped. Their first messages are
+   * refused from then on (`INVALID_PREKEY`, reason `retired`), so none can be replayed. The
+   * current SPK is never deleted. Returns how many were deleted (persist the account if any).
+   */
+  deleteExpiredSignedPrekeys(now: number = Date.now()): number {
+    const keep: SignedPrekeyRecord[] = [];
+    for (const spk of this.#signedPrekeys) {
+      if (spk.retiredAt !== null && graceEnded(spk.retiredAt, now)) wipe(spk.keyPair.privateKey);
+      else keep.push(spk);
+    }
+    const deleted = this.#signedPrekeys.length - keep.length;
+    this.#signedPrekeys = keep;
+    return deleted;
   }
 
   /** Generates `count` one-time prekeys (not yet published). */
@@ -193,17 +256,36 @@ export class Account {
 
   /**
    * Accepts a session from a prekey message (X3DH as responder) and decrypts it. The account
-   * changes (one-time prekey consumed, base key remembered) only if decryption succeeds.
+   * changes (one-time prekey consumed, base key remembered under its signed prekey) only if
+   * decryption succeeds. `now` (default `Date.now()`) decides whether a retired signed prekey
+   * is still in its grace, whether or not {@link deleteExpiredSignedPrekeys} ran since.
    * @throws ParleyError `MALFORMED_MESSAGE` (not a prekey message), `INVALID_SIGNATURE`,
-   *   `INVALID_PREKEY` (unknown or used prekey), `DUPLICATE_MESSAGE` (base key seen before),
+   *   `INVALID_PREKEY` (a one-time prekey unknown or used; a signed prekey `details.reason`
+   *   `retired` (grace over, or deleted), `unknown`, or `full` (it remembers
+   *   `limits.MAX_BASE_KEYS_PER_SIGNED_PREKEY` base keys): the sender should fetch a fresh
+   *   bundle), `DUPLICATE_MESSAGE` (base key seen before under that signed prekey),
    *   `INVALID_KEY`, `AUTH_FAILED`.
    */
-  createInboundSession(wire: Uint8Array): InboundSessionResult {
+  createInboundSession(wire: Uint8Array, options: { now?: number } = {}): InboundSessionResult {
+    const now = options.now ?? Date.now();
     const parsed = parseMessage(wire);
     if (parsed.type !== MESSAGE_TYPE.prekey) throw new ParleyError('MALFORMED_MESSAGE', 'not a prekey message');
     verifyIdentity(parsed.identity);
-    const spk = this.#signedPrekeys.find((s) => s.id === parsed.signedPrekeyId);
-    if (!spk) throw new ParleyError('INVALID_PREKEY', 'unknown signed prekey', { details: { spkId: parsed.signedPrekeyId } });
+    const spkId = parsed.signedPrekeyId;
+    const spk = this.#signedPrekeys.find((s) => s.id === spkId);
+    if (!spk) {
+      // Ids only grow (shared with one-time prekeys), so an id below the oldest kept SPK's was
+      // issued here before: for an honest sender, an SPK since deleted.
+      const retired = spkId < this.#signedPrekeys[0]!.id;
+      const reason = retired ? 'retired' : 'unknown';
+      const what = retired ? 'signed prekey was retired and deleted' : 'unknown signed prekey';
+      throw new ParleyError('INVALID_PREKEY', `${what}: the sender should fetch a fresh bundle`, { details: { spkId, reason } });
+    }
+    if (spk.retiredAt !== null && graceEnded(spk.retiredAt, now)) {
+      throw new ParleyError('INVALID_PREKEY', 'signed prekey was retired and its grace is over: the sender should fetch a fresh bundle', {
+        details: { spkId, reason: 'retired' },
+      });
+    }
     const opk = parsed.oneTimePrekeyId === null ? undefined : this.#oneTimePrekeys.get(parsed.oneTimePrekeyId);
     if (parsed.oneTimePrekeyId !== null && !opk) {
       throw new ParleyError('INVALID_PREKEY', 'unknown or already used one-time prekey', { details: { opkId: parsed.oneTimePrekeyId } });
@@ -213,8 +295,14 @@ export class Account {
     // that bit flipped pass the byte-wise replay check below (THREATS C6). Honest keys are
     // always canonical.
     if (!isCanonicalX25519(parsed.baseKey)) throw new ParleyError('INVALID_KEY', 'base key is not a canonical X25519 public key');
-    const baseKeyHex = toHex(parsed.baseKey);
-    if (this.#usedBaseKeys.includes(baseKeyHex)) throw new ParleyError('DUPLICATE_MESSAGE', 'prekey message base key was already used');
+    const baseKeyDigest = baseKeyDigestHex(parsed.baseKey);
+    if (spk.baseKeys.has(baseKeyDigest)) throw new ParleyError('DUPLICATE_MESSAGE', 'prekey message base key was already used');
+    // Never accept a base key this SPK could not remember for as long as it accepts (C6).
+    if (spk.baseKeys.size >= MAX_BASE_KEYS_PER_SIGNED_PREKEY) {
+      throw new ParleyError('INVALID_PREKEY', 'signed prekey accepts no more sessions until the device rotates it: the sender should fetch a fresh bundle', {
+        details: { spkId, reason: 'full' },
+      });
+    }
 
     const c = getCrypto();
     const dhs = [
@@ -233,8 +321,7 @@ export class Account {
       this.#oneTimePrekeys.delete(parsed.oneTimePrekeyId);
       wipe(opk.keyPair.privateKey);
     }
-    this.#usedBaseKeys.push(baseKeyHex);
-    if (this.#usedBaseKeys.length > MAX_REMEMBERED_BASE_KEYS) this.#usedBaseKeys.shift();
+    spk.baseKeys.add(baseKeyDigest);
     const session = new Session({
       state,
       role: 'responder',
@@ -256,39 +343,61 @@ export class Account {
     for (const spk of this.#signedPrekeys) {
       w.u32(spk.id).u64(spk.createdAt).fixed(spk.signature);
       writeKeyPair(w, spk.keyPair);
+      const flags = (spk.retiredAt === null ? 0 : SPK_RETIRED) | (spk.memoryIncomplete ? SPK_MEMORY_INCOMPLETE : 0);
+      w.u8(flags).u64(spk.retiredAt ?? 0).u32(spk.baseKeys.size);
+      for (const hex of spk.baseKeys) w.fixed(fromHex(hex));
     }
     w.u32(this.#oneTimePrekeys.size);
     for (const [id, rec] of this.#oneTimePrekeys) {
       w.u32(id).u8(rec.published ? 1 : 0);
       writeKeyPair(w, rec.keyPair);
     }
-    w.u32(this.#usedBaseKeys.length);
-    for (const hex of this.#usedBaseKeys) w.fixed(fromHex32(hex));
     return w.finish().slice();
   }
 
   /**
-   * Rebuilds an account from {@link Account.pickle} output.
+   * Rebuilds an account from {@link Account.pickle} output (version 2, or version 1 as written
+   * before signed prekeys kept their own base keys).
    * @throws ParleyError `STORAGE_INTEGRITY` for corrupt input, `UNSUPPORTED_VERSION` for newer pickles.
    */
   static unpickle(bytes: Uint8Array): Account {
     const r = new ByteReader(bytes, 'STORAGE_INTEGRITY');
     if (r.u32() !== ACCOUNT_PICKLE_MAGIC) r.fail('not an account pickle');
     const version = r.u8();
-    if (version !== ACCOUNT_PICKLE_VERSION) {
+    if (version !== ACCOUNT_PICKLE_VERSION && version !== 1) {
       throw new ParleyError('UNSUPPORTED_VERSION', 'unsupported account pickle version', { details: { version } });
     }
     const identity = IdentityKeyPair.fromPrivate(r.fixed(32), r.fixed(32));
     const nextPrekeyId = r.u32();
     const spkCount = r.u8();
-    if (spkCount < 1 || spkCount > SIGNED_PREKEYS_KEPT) r.fail('invalid signed prekey count');
+    if (spkCount < 1 || spkCount > (version === 1 ? V1_SIGNED_PREKEYS_KEPT : MAX_SIGNED_PREKEYS)) r.fail('invalid signed prekey count');
     const spks: SignedPrekeyRecord[] = [];
     for (let i = 0; i < spkCount; i++) {
       const id = r.u32();
       const createdAt = r.u64();
       const signature = r.fixed(64);
-      spks.push({ id, createdAt, signature, keyPair: readKeyPair(r) });
+      const keyPair = readKeyPair(r);
+      if (spks.some((s) => s.id === id)) r.fail('duplicate signed prekey id');
+      if (version === 1) {
+        spks.push({ id, createdAt, signature, keyPair, retiredAt: null, memoryIncomplete: false, baseKeys: new Set() });
+        continue;
+      }
+      const flags = r.u8();
+      if ((flags & ~(SPK_RETIRED | SPK_MEMORY_INCOMPLETE)) !== 0) r.fail('unknown signed prekey flags');
+      const retiredAt = r.u64();
+      if ((flags & SPK_RETIRED) === 0 && retiredAt !== 0) r.fail('retirement time on a current signed prekey');
+      const baseKeyCount = r.u32();
+      if (baseKeyCount > MAX_BASE_KEYS_PER_SIGNED_PREKEY) r.fail('too many remembered base keys');
+      const baseKeys = new Set<string>();
+      for (let k = 0; k < baseKeyCount; k++) baseKeys.add(toHex(r.fixed(BASE_KEY_DIGEST_BYTES)));
+      if (baseKeys.size !== baseKeyCount) r.fail('duplicate remembered base key');
+      const memoryIncomplete = (flags & SPK_MEMORY_INCOMPLETE) !== 0;
+      spks.push({ id, createdAt, signature, keyPair, retiredAt: (flags & SPK_RETIRED) === 0 ? null : retiredAt, memoryIncomplete, baseKeys });
     }
+    // v1's one rotation rule: the previous SPK was retired when the next one was created.
+    if (version === 1) for (const spk of spks.slice(0, -1)) spk.retiredAt = spks[spks.length - 1]!.createdAt;
+    // Exactly one current SPK, the last (the order of creation); every earlier one is retired.
+    if (spks.some((s, i) => (s.retiredAt === null) !== (i === spks.length - 1))) r.fail('invalid signed prekey retirement');
     const opkCount = r.u32();
     if (opkCount > 100_000) r.fail('too many one-time prekeys');
     const opks = new Map<number, OneTimePrekeyRecord>();
@@ -297,12 +406,9 @@ export class Account {
       const published = r.u8() === 1;
       opks.set(id, { published, keyPair: readKeyPair(r) });
     }
-    const baseKeyCount = r.u32();
-    if (baseKeyCount > MAX_REMEMBERED_BASE_KEYS) r.fail('too many remembered base keys');
-    const used: string[] = [];
-    for (let i = 0; i < baseKeyCount; i++) used.push(toHex(r.fixed(32)));
+    if (version === 1) readV1BaseKeys(r, spks);
     r.end();
-    return new Account(identity, spks, opks, nextPrekeyId, used);
+    return new Account(identity, spks, opks, nextPrekeyId);
   }
 
   static {
@@ -337,8 +443,31 @@ function isCanonicalX25519(u: Uint8Array): boolean {
   return false;
 }
 
-function fromHex32(hex: string): Uint8Array {
-  const out = new Uint8Array(32);
-  for (let i = 0; i < 32; i++) out[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);
-  return out;
+/** True once a signed prekey retired at `retiredAt` no longer accepts first messages. */
+function graceEnded(retiredAt: number, now: number): boolean {
+  return now >= retiredAt + SIGNED_PREKEY_GRACE_MS;
+}
+
+/** The remembered form of a base key: the first {@link BASE_KEY_DIGEST_BYTES} of its SHA-256, as hex. */
+function baseKeyDigestHex(baseKey: Uint8Array): string {
+  return toHex(getCrypto().sha256(baseKey).subarray(0, BASE_KEY_DIGEST_BYTES));
+}
+
+/**
+ * The tail of a v1 pickle: one list of the account's last 1,000 accepted base keys, without the
+ * signed prekey each one used. The list is attached to **every** v1 SPK, not only the current
+ * one: a key accepted under the previous SPK must stay refused there too, and v1 cannot tell
+ * which it was (at most 2 × 1,000 digests, 32 KB). A full list means v1 may already have
+ * forgotten keys: the SPKs are flagged so the current one is rotated at the next publish (the
+ * older one is already retired and ends with its grace).
+ */
+function readV1BaseKeys(r: ByteReader, spks: SignedPrekeyRecord[]): void {
+  const baseKeyCount = r.u32();
+  if (baseKeyCount > V1_MAX_REMEMBERED_BASE_KEYS) r.fail('too many remembered base keys');
+  const digests: string[] = [];
+  for (let i = 0; i < baseKeyCount; i++) digests.push(baseKeyDigestHex(r.fixed(32)));
+  const incomplete = baseKeyCount === V1_MAX_REMEMBERED_BASE_KEYS;
+  spks.forEach((spk, i) => {
+    spks[i] = { ...spk, memoryIncomplete: incomplete, baseKeys: new Set(digests) };
+  });
 }

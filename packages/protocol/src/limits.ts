@@ -28,5 +28,41 @@ export const RECENT_HEADERS = 32;
 /** Largest plaintext one message may carry; the padded envelope stays under the relay's 64 KiB cap. */
 export const MAX_PLAINTEXT_BYTES = 60_000;
 
-/** Base keys of accepted prekey messages an account remembers, to refuse X3DH replays (C6). */
-export const MAX_REMEMBERED_BASE_KEYS = 1000;
+/**
+ * How long a retired signed prekey (SPK) still accepts first messages after `rotateSignedPrekey`
+ * replaced it: 30 days. The relay keeps queued envelopes until the recipient acks them, with no
+ * time limit (packages/relay/README.md: "The relay deletes a message only on the recipient's
+ * ack"), so no grace can outlast the relay queue. It does not need to for the recipient: an SPK
+ * is retired only while its device is online (rotation runs when it publishes prekeys, at every
+ * login), and that same login drains the queue. The grace covers the other side: a sender who
+ * fetched the bundle before the rotation and sends late (an offline outbox), or a device that
+ * goes offline right after rotating. Thirty days is four SPK periods of the engine's 7-day
+ * rotation. After it the SPK is deleted with its base keys (C6): a first message naming it is
+ * refused (`INVALID_PREKEY`, reason `retired`) and the sender must fetch a fresh bundle.
+ */
+export const SIGNED_PREKEY_GRACE_MS = 30 * 24 * 3600 * 1000;
+
+/**
+ * Base keys of accepted first messages one SPK remembers, to refuse X3DH replays (C6). Never
+ * evicted: an SPK whose set is full refuses new first messages (`INVALID_PREKEY`, reason
+ * `full`) instead of forgetting. 10,000 is a new session every minute for a whole 7-day SPK
+ * period (10,080 minutes); busier devices rotate early ({@link SIGNED_PREKEY_ROTATE_AT_BASE_KEYS}).
+ * Stored as 16-byte digests: 160 KB per full SPK in the account pickle.
+ */
+export const MAX_BASE_KEYS_PER_SIGNED_PREKEY = 10_000;
+
+/**
+ * Base keys on the current SPK at which the account reports that rotation is due
+ * (`Account.signedPrekeyRotationDue`): half of {@link MAX_BASE_KEYS_PER_SIGNED_PREKEY}, so
+ * 5,000 more first messages still open between the signal and the refusal, more than a device
+ * accepts between two prekey publishes (hourly, at login, at every low-supply notice).
+ */
+export const SIGNED_PREKEY_ROTATE_AT_BASE_KEYS = 5_000;
+
+/**
+ * Signed prekeys an account keeps (the current one plus retired ones in their grace). Bounds the
+ * account pickle to 8 × 160 KB of base keys. The 7-day rotation keeps at most 6 (30 days of
+ * grace); a device that rotates faster than every ~4 days loses its oldest retired SPK early,
+ * which only refuses its late first messages (`retired`), never accepts a replay.
+ */
+export const MAX_SIGNED_PREKEYS = 8;

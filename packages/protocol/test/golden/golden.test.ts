@@ -1,6 +1,7 @@
 /**
- * Known-answer evidence for the whole protocol: the frozen v2 transcript (golden-v2.json), and
- * the frozen v1 transcript (golden-v1.json), whose pickles later code must still read.
+ * Known-answer evidence for the whole protocol: the frozen v3 transcript (golden-v3.json), and
+ * the frozen v1 and v2 transcripts (golden-v1.json, golden-v2.json), whose pickles later code
+ * must still read.
  *
  * 1. The deterministic generator (generate.ts) is re-run on every backend and must reproduce
  *    the frozen file byte for byte: X3DH KDF, identities, bundle, prekey message, every
@@ -14,17 +15,18 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { Account, Session, fromHex, initCrypto, safetyNumber, toHex } from '../../src/index.js';
 import { BACKENDS, str } from '../helpers/protocol.js';
-import { GENERATOR_VERSION, GOLDEN_PATH, GOLDEN_V1_PATH, generateGolden, type GoldenV1 } from './generate.js';
+import { GENERATOR_VERSION, GOLDEN_PATH, GOLDEN_V1_PATH, GOLDEN_V2_PATH, generateGolden, type GoldenV1 } from './generate.js';
 
 const frozen = JSON.parse(readFileSync(GOLDEN_PATH, 'utf8')) as GoldenV1;
 const frozenV1 = JSON.parse(readFileSync(GOLDEN_V1_PATH, 'utf8')) as GoldenV1;
+const frozenV2 = JSON.parse(readFileSync(GOLDEN_V2_PATH, 'utf8')) as GoldenV1;
 
 describe('golden v1 transcript (session pickle version 1): still read', () => {
   test('v2 changed the session pickle only: same seed, identities, accounts and ciphertexts', () => {
-    assert.equal(frozenV1.seed, frozen.seed);
-    assert.deepEqual(frozenV1.messages, frozen.messages);
-    assert.deepEqual(frozenV1.final.bobAccount, frozen.final.bobAccount);
-    assert.notEqual(frozenV1.bobSessionAfterPrekey, frozen.bobSessionAfterPrekey, 'the responder now keeps its prekey ids');
+    assert.equal(frozenV1.seed, frozenV2.seed);
+    assert.deepEqual(frozenV1.messages, frozenV2.messages);
+    assert.deepEqual(frozenV1.final.bobAccount, frozenV2.final.bobAccount);
+    assert.notEqual(frozenV1.bobSessionAfterPrekey, frozenV2.bobSessionAfterPrekey, 'the responder now keeps its prekey ids');
   });
 
   for (const backend of BACKENDS) {
@@ -42,7 +44,33 @@ describe('golden v1 transcript (session pickle version 1): still read', () => {
   }
 });
 
-describe('golden v2 transcript', () => {
+describe('golden v2 transcript (account pickle version 1): still read', () => {
+  test('v3 changed the account pickle only: same seed, identities, ciphertexts and session pickles', () => {
+    assert.equal(frozenV2.seed, frozen.seed);
+    assert.deepEqual(frozenV2.messages, frozen.messages);
+    assert.deepEqual(frozenV2.deliveries, frozen.deliveries);
+    assert.deepEqual(frozenV2.final.bobSession, frozen.final.bobSession);
+    assert.notEqual(frozenV2.final.bobAccount, frozen.final.bobAccount, 'signed prekeys now keep their own base keys');
+  });
+
+  for (const backend of BACKENDS) {
+    test(`${backend}: the frozen v1 account pickles load, open the first message, and are rewritten as the v3 ones`, async () => {
+      await initCrypto(backend);
+      const bob = Account.unpickle(fromHex(frozenV2.bob.accountPickle));
+      const first = frozenV2.messages[0]!;
+      assert.equal(str(bob.createInboundSession(fromHex(first.wire)).plaintext), first.plaintext);
+      assert.equal(toHex(bob.pickle()), frozen.final.bobAccount, 'read as v1, written as v2: the same account');
+      // The v1 account that remembered the first message's base key: migrated, it is the same
+      // account (the base key now under its signed prekey) and still refuses the replay.
+      const after = Account.unpickle(fromHex(frozenV2.final.bobAccount));
+      assert.equal(toHex(after.pickle()), frozen.final.bobAccount);
+      assert.throws(() => after.createInboundSession(fromHex(first.wire)), /one-time prekey|already used/);
+      assert.equal(toHex(Account.unpickle(fromHex(frozenV2.alice.accountPickle)).pickle()), frozen.alice.accountPickle);
+    });
+  }
+});
+
+describe('golden v3 transcript', () => {
   test('the frozen file is the current generator version and a complete transcript', () => {
     assert.equal(frozen.generatorVersion, GENERATOR_VERSION);
     assert.equal(frozen.messages.length, 11);

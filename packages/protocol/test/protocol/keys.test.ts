@@ -17,7 +17,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Account, contextMessage, getCrypto, initCrypto, signedPrekeyPayload, toHex, type ParleyErrorCode } from '../../src/index.js';
+import { Account, contextMessage, getCrypto, initCrypto, limits, signedPrekeyPayload, toHex, type ParleyErrorCode } from '../../src/index.js';
 import { concatBytes } from '../../src/bytes.js';
 import {
   BACKENDS,
@@ -146,9 +146,11 @@ describe('C17 wrong recipient and re-targeted prekey messages', () => {
     const digest = accountDigest(carol);
     expectError(() => carol.createInboundSession(wire), ['INVALID_PREKEY', 'AUTH_FAILED'], 'to Carol');
     assert.equal(accountDigest(carol), digest);
-    // With Carol's prekey ids out of line the refusal is INVALID_PREKEY.
-    carol.rotateSignedPrekey();
-    carol.rotateSignedPrekey();
+    // With Carol's prekey ids out of line the refusal is INVALID_PREKEY: her SPK with Bob's id
+    // is retired and, once its grace is over, deleted.
+    const now = Date.now();
+    carol.rotateSignedPrekey(now);
+    carol.deleteExpiredSignedPrekeys(now + limits.SIGNED_PREKEY_GRACE_MS);
     expectError(() => carol.createInboundSession(wire), 'INVALID_PREKEY', 'unknown prekey id');
     assert.equal(str(bob.createInboundSession(wire).plaintext), 'for bob');
   });

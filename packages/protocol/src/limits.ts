@@ -25,6 +25,38 @@ export const MAX_SKIPPED_CHAINS = 5;
  */
 export const RECENT_HEADERS = 32;
 
+/**
+ * How long a skipped message key is kept: 30 days after the decrypt that stored it. A skipped
+ * key waits for a message that was overtaken by a later one, normally for seconds (a retry, a
+ * slower path); one that has waited weeks is most likely for a message that will never come,
+ * and until it goes it is exactly what forward secrecy should not leave lying around: a stolen
+ * store opens that message. The clock is the receiver's and keeps running while its device is
+ * off, though, and the relay keeps queued envelopes until they are acked, with no time limit:
+ * a device back after N days drains a straggler then. Thirty days covers a long absence (and
+ * matches the signed-prekey grace for late first messages); the count caps still bound memory
+ * on their own. Expired keys answer `MESSAGE_KEY_EXPIRED`.
+ */
+export const SKIPPED_KEY_TTL_MS = 30 * 24 * 3600 * 1000;
+
+/**
+ * Ranges of evicted counters a chain remembers, so that a counter whose key was dropped unused
+ * answers `MESSAGE_KEY_EXPIRED` and one whose key was consumed answers `DUPLICATE_MESSAGE`.
+ * Eviction takes a chain's oldest keys first, so the record is one range unless messages were
+ * consumed in between; beyond 32 ranges (8 bytes each in the pickle) the two closest merge and
+ * the consumed counters between them answer `MESSAGE_KEY_EXPIRED` as well.
+ */
+export const MAX_EVICTED_RANGES = 32;
+
+/**
+ * Header stages a session keeps in memory (never pickled) for the state it has now, keyed by the
+ * exact authenticated prefix: a genuine header replayed under forged bodies costs its DH step
+ * and chain skips once, not once per forgery (docs/threats.md C8). Four cover the few distinct
+ * expensive headers an honest peer sends before we commit one; each holds at most 2 × MAX_SKIP
+ * derived keys (64 KB) until the next commit. More distinct genuine headers, replayed in turn,
+ * each cost their DH step again.
+ */
+export const HEADER_CACHE_ENTRIES = 4;
+
 /** Largest plaintext one message may carry; the padded envelope stays under the relay's 64 KiB cap. */
 export const MAX_PLAINTEXT_BYTES = 60_000;
 

@@ -13,7 +13,15 @@
 import { concatBytes, constantTimeEqual, utf8, wipe } from './bytes.js';
 import { getCrypto, type KeyPair } from './crypto/index.js';
 import { ParleyError, isParleyError } from './errors.js';
-import { MAX_SKIP, MAX_SKIPPED_CHAINS, MAX_STORED_SKIPPED_KEYS, RECENT_HEADERS, MAX_PLAINTEXT_BYTES } from './limits.js';
+import {
+  MAX_EVICTED_RANGES,
+  MAX_PLAINTEXT_BYTES,
+  MAX_SKIP,
+  MAX_SKIPPED_CHAINS,
+  MAX_STORED_SKIPPED_KEYS,
+  RECENT_HEADERS,
+  SKIPPED_KEY_TTL_MS,
+} from './limits.js';
 import {
   NONCE_BYTES,
   decodeHeader,
@@ -28,13 +36,38 @@ const RATCHET_INFO = utf8('Parley v1 ratchet');
 const MESSAGE_KEY_INPUT = new Uint8Array([0x01]);
 const CHAIN_KEY_INPUT = new Uint8Array([0x02]);
 
+/** One stored skipped message key and when it was stored. */
+export interface SkippedKey {
+  readonly mk: Uint8Array;
+  /**
+   * Clock reading (ms) of the decrypt that derived this key, the start of its
+   * SKIPPED_KEY_TTL_MS; never lower than the keys before it on its chain, so a chain's keys
+   * expire in order. Null for keys read from session pickles v1/v2 and keys skipped by a
+   * `ratchetDecrypt` without `now` (the first message of an inbound session): they get the clock
+   * of the next decrypt that has one, so an upgrade never expires them early.
+   */
+  readonly skippedAt: number | null;
+}
+
+/** Counters `from`..`to` (inclusive) of one chain whose keys were evicted or expired unused. */
+export interface EvictedRange {
+  readonly from: number;
+  readonly to: number;
+}
+
 /** Skipped message keys of one receiving chain, identified by its header key. */
 export interface SkippedChain {
   readonly hk: Uint8Array;
-  /** n → message key, in insertion (increasing n) order. */
-  readonly keys: ReadonlyMap<number, Uint8Array>;
-  /** Highest n whose key was evicted by the caps (-1 if none): such n give MESSAGE_KEY_EXPIRED. */
-  readonly evictedMaxN: number;
+  /** n → stored key, in insertion (increasing n, so also increasing skip time) order. */
+  readonly keys: ReadonlyMap<number, SkippedKey>;
+  /**
+   * Counters whose keys were dropped unused (caps or expiry): they answer MESSAGE_KEY_EXPIRED,
+   * every other counter without a key was consumed and answers DUPLICATE_MESSAGE. Sorted,
+   * disjoint, non-adjacent ranges, at most MAX_EVICTED_RANGES: beyond that the two closest
+   * ranges merge, so the consumed counters between them answer MESSAGE_KEY_EXPIRED too (the
+   * record errs towards "lost", never towards "already delivered").
+   */
+  readonly evicted: readonly EvictedRange[];
 }
 
 /** Bytes of each remembered header nonce: 64 random bits tell a replay from a re-encryption. */
@@ -163,8 +196,9 @@ export function ratchetEncrypt(state: RatchetState, plaintext: Uint8Array, ctx: 
   const bodyNonce = nonces.subarray(NONCE_BYTES);
   const header = encodeHeader(s.dhSelf!.publicKey, s.pn, s.ns);
   const prefix = encodeRatchetPrefix(headerNonce, c.xchachaEncrypt(s.hks!, headerNonce, header, ctx.headerAd));
-  const body = c.xchachaEncrypt(mk, bodyNonce, pad(plaintext), concatBytes(ctx.ad, prefix));
-  wipe(mk);
+  const padded = pad(plaintext);
+  const body = c.xchachaEncrypt(mk, bodyNonce, padded, concatBytes(ctx.ad, prefix));
+  wipe(mk, padded);
   s.sendChain = nextChain;
   s.ns += 1;
   return { state: s, message: concatBytes(prefix, bodyNonce, body) };
@@ -181,44 +215,87 @@ function tryHeader(hk: Uint8Array, msg: RatchetMessage, ctx: RatchetContext): Re
 
 function decryptBody(mk: Uint8Array, msg: RatchetMessage, ctx: RatchetContext): Uint8Array {
   const padded = getCrypto().xchachaDecrypt(mk, msg.bodyNonce, msg.body, concatBytes(ctx.ad, msg.authenticatedPrefix));
-  return unpad(padded);
+  try {
+    return unpad(padded); // a copy: the padded plaintext is ours to wipe
+  } finally {
+    wipe(padded);
+  }
 }
 
 function findChain(skipped: readonly SkippedChain[], hk: Uint8Array): number {
   return skipped.findIndex((chain) => constantTimeEqual(chain.hk, hk));
 }
 
-/** A copy of `skipped` without key n of chain i (the chain dropped when it empties). */
+// ---------------------------------------------------------------------------------------------
+// The record of evicted counters
+
+/** True if counter n of `chain` had its key evicted or expired unused. */
+function isEvicted(chain: SkippedChain, n: number): boolean {
+  return chain.evicted.some((r) => r.from <= n && n <= r.to);
+}
+
+/**
+ * Adds counter n to `ranges` (sorted, disjoint, non-adjacent; changed in place), then merges
+ * the two closest ranges while there are more than MAX_EVICTED_RANGES. Merging over-states
+ * eviction rather than forgetting it: a lost message must never be reported as delivered.
+ */
+function addEvicted(ranges: EvictedRange[], n: number): void {
+  let i = 0;
+  while (i < ranges.length && ranges[i]!.to < n - 1) i++;
+  const at = ranges[i];
+  if (at && at.from <= n + 1) {
+    let merged = { from: Math.min(at.from, n), to: Math.max(at.to, n) };
+    const after = ranges[i + 1];
+    if (after && after.from <= merged.to + 1) {
+      merged = { from: merged.from, to: Math.max(merged.to, after.to) };
+      ranges.splice(i + 1, 1);
+    }
+    ranges[i] = merged;
+  } else {
+    ranges.splice(i, 0, { from: n, to: n });
+  }
+  while (ranges.length > MAX_EVICTED_RANGES) {
+    let closest = 0;
+    for (let k = 1; k < ranges.length - 1; k++) {
+      if (ranges[k + 1]!.from - ranges[k]!.to < ranges[closest + 1]!.from - ranges[closest]!.to) closest = k;
+    }
+    ranges.splice(closest, 2, { from: ranges[closest]!.from, to: ranges[closest + 1]!.to });
+  }
+}
+
+/** A copy of `skipped` without key n of chain i (the chain dropped when nothing of it is left). */
 function withoutKey(skipped: readonly SkippedChain[], i: number, n: number): SkippedChain[] {
   const chain = skipped[i]!;
   const keys = new Map(chain.keys);
   keys.delete(n);
   const next = skipped.slice();
-  if (keys.size === 0 && chain.evictedMaxN < 0) next.splice(i, 1);
+  if (keys.size === 0 && chain.evicted.length === 0) next.splice(i, 1);
   else next[i] = { ...chain, keys };
   return next;
 }
 
-/** Stores the keys of messages nr..until-1 of the current receiving chain, then enforces the caps. */
-function skipMessageKeys(s: Mutable<RatchetState>, until: number): void {
+/**
+ * Stores the keys of messages nr..until-1 of the current receiving chain, stamped with `now`
+ * (raised to the chain's latest stamp if the clock went back), then enforces the caps.
+ */
+function skipMessageKeys(s: Mutable<RatchetState>, until: number, now: number | undefined): void {
   if (s.recvChain === null || until <= s.nr) return;
   // Callers check the gap against MAX_SKIP before any derivation; this is a second guard.
   if (until - s.nr > MAX_SKIP) throw new ParleyError('TOO_MANY_SKIPPED', 'message gap exceeds MAX_SKIP');
   const skipped = s.skipped.slice();
-  let i = findChain(skipped, s.hkr!);
+  const i = findChain(skipped, s.hkr!);
   const keys = new Map(i >= 0 ? skipped[i]!.keys : undefined);
+  let skippedAt = now ?? null;
+  if (skippedAt !== null) for (const key of keys.values()) if (key.skippedAt !== null && key.skippedAt > skippedAt) skippedAt = key.skippedAt;
   let chainKey = s.recvChain;
   for (let n = s.nr; n < until; n++) {
     const [mk, next] = kdfChain(chainKey);
-    keys.set(n, mk);
+    keys.set(n, { mk, skippedAt });
     chainKey = next;
   }
-  const chain: SkippedChain = { hk: s.hkr!, keys, evictedMaxN: i >= 0 ? skipped[i]!.evictedMaxN : -1 };
+  const chain: SkippedChain = { hk: s.hkr!, keys, evicted: i >= 0 ? skipped[i]!.evicted : [] };
   if (i >= 0) skipped[i] = chain;
-  else {
-    skipped.push(chain);
-    i = skipped.length - 1;
-  }
+  else skipped.push(chain);
   s.recvChain = chainKey;
   s.nr = until;
   s.skipped = enforceCaps(skipped);
@@ -233,17 +310,58 @@ function enforceCaps(skipped: SkippedChain[]): SkippedChain[] {
   for (let i = 0; i < chains.length && total > MAX_STORED_SKIPPED_KEYS; i++) {
     const chain = chains[i]!;
     const keys = new Map(chain.keys);
-    let evictedMaxN = chain.evictedMaxN;
-    // No wipe here: the caller's previous state still shares these arrays until it commits.
+    const evicted = chain.evicted.slice();
+    // No wipe here: the caller's previous state still shares these arrays until it commits,
+    // and the owner wipes what the adopted state no longer references (wipeReplaced).
     for (const n of keys.keys()) {
       if (total <= MAX_STORED_SKIPPED_KEYS) break;
       keys.delete(n);
-      evictedMaxN = Math.max(evictedMaxN, n);
+      addEvicted(evicted, n);
       total--;
     }
-    chains[i] = { ...chain, keys, evictedMaxN };
+    chains[i] = { ...chain, keys, evicted };
   }
   return chains;
+}
+
+function isExpired(key: SkippedKey, now: number | undefined): boolean {
+  return now !== undefined && key.skippedAt !== null && now - key.skippedAt >= SKIPPED_KEY_TTL_MS;
+}
+
+/**
+ * Applies the clock to the skipped keys: keys without a skip time get `now`, keys stored at
+ * least SKIPPED_KEY_TTL_MS before `now` are dropped and their counters recorded as evicted (so
+ * they answer MESSAGE_KEY_EXPIRED). Returns `state` itself when nothing changes.
+ *
+ * Only the head of each chain is looked at: its stamps never decrease, and keys without one
+ * (read from an old pickle, or skipped without a clock) come before any key stamped after them,
+ * so the scan stops at the first stamped key that has not expired. A decrypt stays O(chains).
+ */
+export function settleSkippedKeys(state: RatchetState, now: number): { state: RatchetState; expired: number } {
+  let expired = 0;
+  let changed = false;
+  const skipped = state.skipped.map((chain) => {
+    let keys: Map<number, SkippedKey> | null = null;
+    let evicted: EvictedRange[] | null = null;
+    for (const [n, key] of chain.keys) {
+      if (key.skippedAt === null) {
+        keys ??= new Map(chain.keys);
+        keys.set(n, { mk: key.mk, skippedAt: now });
+      } else if (isExpired(key, now)) {
+        keys ??= new Map(chain.keys);
+        evicted ??= chain.evicted.slice();
+        keys.delete(n);
+        addEvicted(evicted, n);
+        expired++;
+      } else {
+        break;
+      }
+    }
+    if (keys === null) return chain;
+    changed = true;
+    return { ...chain, keys, evicted: evicted ?? chain.evicted };
+  });
+  return changed ? { state: { ...state, skipped }, expired } : { state, expired };
 }
 
 function remember(recent: readonly RecentHeader[], n: number, nonce: Uint8Array): RecentHeader[] {
@@ -252,92 +370,156 @@ function remember(recent: readonly RecentHeader[], n: number, nonce: Uint8Array)
   return next;
 }
 
-/** Why a counter below the chain position has no key: replay, rollback or expiry. */
-function staleCounterError(state: RatchetState, chain: SkippedChain | undefined, n: number, msg: RatchetMessage): ParleyError {
-  const seen = state.recent.find((r) => r.n === n);
+/**
+ * Why a counter of a held chain has no key: its key was consumed (replay), the sender reused it
+ * (rollback), or its key was dropped unused (evicted by the caps or expired). `recent` holds the
+ * header nonces of the current chain's last counters; older chains pass none.
+ */
+function staleCounterError(recent: readonly RecentHeader[], chain: SkippedChain | undefined, n: number, msg: RatchetMessage): ParleyError {
+  const seen = recent.find((r) => r.n === n);
   if (seen && !constantTimeEqual(seen.nonce, msg.headerNonce.subarray(0, RECENT_NONCE_BYTES))) {
     return new ParleyError('SENDER_STATE_ROLLBACK', 'peer reused a message counter with a new header');
   }
-  if (!seen && chain && n <= chain.evictedMaxN) {
-    return new ParleyError('MESSAGE_KEY_EXPIRED', 'the key for this message was evicted');
-  }
+  // A counter seen on this chain was consumed, whatever an over-full eviction record says.
+  if (!seen && chain && isEvicted(chain, n)) return expiredError();
   return new ParleyError('DUPLICATE_MESSAGE', 'message was already received');
 }
 
+function expiredError(): ParleyError {
+  return new ParleyError('MESSAGE_KEY_EXPIRED', 'the key for this message was evicted or expired');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decryption: header stage, then body stage
+
 /**
- * RatchetDecryptHE on a copy of the state. Returns the new state and the plaintext; on any
- * error the input state is untouched and nothing is released.
- * @throws ParleyError `AUTH_FAILED`, `DUPLICATE_MESSAGE`, `SENDER_STATE_ROLLBACK`,
- *   `MESSAGE_KEY_EXPIRED`, `TOO_MANY_SKIPPED`, `INVALID_KEY` or `MALFORMED_MESSAGE`.
+ * What the header of one message leads to: the state to adopt once its body authenticates, and
+ * the body's message key. Valid only together with the exact state object it was derived from.
  */
-export function ratchetDecrypt(state: RatchetState, msg: RatchetMessage, ctx: RatchetContext): { state: RatchetState; plaintext: Uint8Array } {
+export interface OpenedHeader {
+  /** The state after this message (its key consumed, counters advanced, header remembered). */
+  readonly next: RatchetState;
+  /** The body's message key: a stored skipped key, or freshly derived when `derived`. */
+  readonly mk: Uint8Array;
+  /** True when `mk` was derived here (not a stored skipped key): the owner wipes it after use. */
+  readonly derived: boolean;
+  /**
+   * True when opening the header ran a DH ratchet step or skipped keys: the work a forged body
+   * under a genuine header would make the receiver repeat, so worth keeping for a repeat.
+   */
+  readonly expensive: boolean;
+}
+
+/**
+ * Header stage of RatchetDecryptHE: finds the header key that opens `msg`'s header, refuses
+ * stale, over-limit and forked counters, and derives (on a copy) the state the message leads to.
+ * Deterministic for a given state and header bytes, but for `now`: it decides whether a stored
+ * skipped key has expired, and stamps the keys this message skips. Nothing is released: the
+ * body is not touched.
+ * @throws ParleyError `AUTH_FAILED`, `DUPLICATE_MESSAGE`, `SENDER_STATE_ROLLBACK`,
+ *   `MESSAGE_KEY_EXPIRED`, `TOO_MANY_SKIPPED`, `SESSION_FORK_DETECTED`, `INVALID_KEY` or
+ *   `MALFORMED_MESSAGE`.
+ */
+export function openHeader(state: RatchetState, msg: RatchetMessage, ctx: RatchetContext, now?: number): OpenedHeader {
   // Each candidate header key is tried at most once, so a header that opens under none costs
   // at most (skipped chains + 2) trial decryptions. Only the order varies: once we have sent
   // on our current chain, the peer's next message most likely starts a new DH ratchet step.
   const nextFirst = state.dhSelf !== null && state.ns > 0;
   if (nextFirst) {
     const header = tryHeader(state.nhkr, msg, ctx);
-    if (header) return decryptNewRatchetStep(state, header, msg, ctx);
+    if (header) return openNewRatchetStep(state, header, msg, now);
   }
   // The current receiving chain.
   if (state.hkr !== null) {
     const header = tryHeader(state.hkr, msg, ctx);
-    if (header) return decryptCurrentChain(state, header, msg, ctx);
+    if (header) return openCurrentChain(state, header, msg, now);
   }
-  // Older chains that still hold skipped keys.
+  // Older chains that still hold skipped keys (or a record of evicted ones).
   for (let i = 0; i < state.skipped.length; i++) {
     const chain = state.skipped[i]!;
     if (state.hkr !== null && constantTimeEqual(chain.hk, state.hkr)) continue;
     const header = tryHeader(chain.hk, msg, ctx);
     if (!header) continue;
-    const mk = chain.keys.get(header.n);
-    if (!mk) throw staleCounterError({ ...state, recent: [] }, chain, header.n, msg);
-    const plaintext = decryptBody(mk, msg, ctx);
-    return { state: { ...state, skipped: withoutKey(state.skipped, i, header.n) }, plaintext };
+    const key = chain.keys.get(header.n);
+    if (!key) throw staleCounterError([], chain, header.n, msg);
+    if (isExpired(key, now)) throw expiredError();
+    return { next: { ...state, skipped: withoutKey(state.skipped, i, header.n) }, mk: key.mk, derived: false, expensive: false };
   }
   if (!nextFirst) {
     const header = tryHeader(state.nhkr, msg, ctx);
-    if (header) return decryptNewRatchetStep(state, header, msg, ctx);
+    if (header) return openNewRatchetStep(state, header, msg, now);
   }
   throw new ParleyError('AUTH_FAILED', 'message does not authenticate under any key of this session');
 }
 
+/**
+ * Body stage: opens the body with the header stage's message key and returns the state to
+ * adopt, with the clock applied to the skipped keys when `now` is given (settleSkippedKeys).
+ * Neither `opened` nor its state is changed, so a failed body can be retried.
+ * @throws ParleyError `AUTH_FAILED` or `MALFORMED_MESSAGE` (bad padding).
+ */
+export function openBody(opened: OpenedHeader, msg: RatchetMessage, ctx: RatchetContext, now?: number): { state: RatchetState; plaintext: Uint8Array } {
+  const plaintext = decryptBody(opened.mk, msg, ctx);
+  return { state: now === undefined ? opened.next : settleSkippedKeys(opened.next, now).state, plaintext };
+}
+
+/**
+ * RatchetDecryptHE on a copy of the state: {@link openHeader} then {@link openBody}. Returns the
+ * new state and the plaintext; on any error the input state is untouched and nothing is
+ * released. Secrets the input state holds are not wiped: the caller does that once it adopts
+ * the new state ({@link wipeReplaced}).
+ * @param now Clock (ms) for skipped-key expiry; without it keys neither expire nor get stamped.
+ * @throws ParleyError as {@link openHeader} and {@link openBody}.
+ */
+export function ratchetDecrypt(state: RatchetState, msg: RatchetMessage, ctx: RatchetContext, now?: number): { state: RatchetState; plaintext: Uint8Array } {
+  const opened = openHeader(state, msg, ctx, now);
+  try {
+    const result = openBody(opened, msg, ctx, now);
+    if (opened.derived) wipe(opened.mk);
+    return result;
+  } catch (e) {
+    discardOpened(opened, state);
+    throw e;
+  }
+}
+
+/** Wipes what a header stage derived that `live` does not hold (a header stage given up). */
+export function discardOpened(opened: OpenedHeader, live: RatchetState): void {
+  wipeReplaced(opened.next, live, [opened.mk]);
+}
+
 /** The header opened under the next header key: the peer started a new DH ratchet step. */
-function decryptNewRatchetStep(
-  state: RatchetState,
-  header: ReturnType<typeof decodeHeader>,
-  msg: RatchetMessage,
-  ctx: RatchetContext,
-): { state: RatchetState; plaintext: Uint8Array } {
+function openNewRatchetStep(state: RatchetState, header: ReturnType<typeof decodeHeader>, msg: RatchetMessage, now: number | undefined): OpenedHeader {
   if (state.dhSelf === null) throw new ParleyError('AUTH_FAILED', 'message does not authenticate under any key of this session');
   if (header.n > MAX_SKIP || (state.recvChain !== null && header.pn - state.nr > MAX_SKIP)) {
     // Header counters stay out of errors: header encryption exists to hide them (finding 9).
     throw new ParleyError('TOO_MANY_SKIPPED', 'message gap exceeds MAX_SKIP', { details: { max: MAX_SKIP } });
   }
   const s: Mutable<RatchetState> = { ...state };
-  skipMessageKeys(s, header.pn);
-  // Receiving half of DHRatchetHE; the sending half runs at the next encrypt.
-  const dhOut = getCrypto().x25519(s.dhSelf!.privateKey, header.ratchetKey);
-  s.pn = s.ns;
-  s.ns = 0;
-  s.nr = 0;
-  s.hks = s.nhks;
-  s.hkr = s.nhkr;
-  s.dhRemote = header.ratchetKey;
-  [s.rootKey, s.recvChain, s.nhkr] = kdfRoot(s.rootKey, dhOut);
-  s.dhSelf = null;
-  s.sendChain = null;
-  s.sendRatchetPending = true;
-  s.recent = [];
-  return finishOnChain(s, header.n, msg, ctx);
+  try {
+    skipMessageKeys(s, header.pn, now);
+    // Receiving half of DHRatchetHE; the sending half runs at the next encrypt.
+    const dhOut = getCrypto().x25519(s.dhSelf!.privateKey, header.ratchetKey);
+    s.pn = s.ns;
+    s.ns = 0;
+    s.nr = 0;
+    s.hks = s.nhks;
+    s.hkr = s.nhkr;
+    s.dhRemote = header.ratchetKey;
+    [s.rootKey, s.recvChain, s.nhkr] = kdfRoot(s.rootKey, dhOut);
+    s.dhSelf = null;
+    s.sendChain = null;
+    s.sendRatchetPending = true;
+    s.recent = [];
+    return advanceChain(s, header.n, msg, now, true);
+  } catch (e) {
+    // A peer-authentic header with a low-order ratchet key (INVALID_KEY): drop what was derived.
+    wipeReplaced(s, state);
+    throw e;
+  }
 }
 
-function decryptCurrentChain(
-  state: RatchetState,
-  header: ReturnType<typeof decodeHeader>,
-  msg: RatchetMessage,
-  ctx: RatchetContext,
-): { state: RatchetState; plaintext: Uint8Array } {
+function openCurrentChain(state: RatchetState, header: ReturnType<typeof decodeHeader>, msg: RatchetMessage, now: number | undefined): OpenedHeader {
   if (state.dhRemote === null || !constantTimeEqual(header.ratchetKey, state.dhRemote)) {
     // The header authenticated under this chain's header key, which only the peer's session
     // state holds, yet names another ratchet key: two copies of the peer's state (a restored
@@ -347,30 +529,71 @@ function decryptCurrentChain(
   if (header.n < state.nr) {
     const i = findChain(state.skipped, state.hkr!);
     const chain = i >= 0 ? state.skipped[i] : undefined;
-    const mk = chain?.keys.get(header.n);
-    if (!mk) throw staleCounterError(state, chain, header.n, msg);
-    const plaintext = decryptBody(mk, msg, ctx);
+    const key = chain?.keys.get(header.n);
+    if (!key) throw staleCounterError(state.recent, chain, header.n, msg);
+    if (isExpired(key, now)) throw expiredError();
     return {
-      state: { ...state, skipped: withoutKey(state.skipped, i, header.n), recent: remember(state.recent, header.n, msg.headerNonce) },
-      plaintext,
+      next: { ...state, skipped: withoutKey(state.skipped, i, header.n), recent: remember(state.recent, header.n, msg.headerNonce) },
+      mk: key.mk,
+      derived: false,
+      expensive: false,
     };
   }
   if (header.n - state.nr > MAX_SKIP) {
     throw new ParleyError('TOO_MANY_SKIPPED', 'message gap exceeds MAX_SKIP', { details: { max: MAX_SKIP } });
   }
-  return finishOnChain({ ...state }, header.n, msg, ctx);
+  return advanceChain({ ...state }, header.n, msg, now, false);
 }
 
-/** Skips to n on the current receiving chain, derives n's key and opens the body. */
-function finishOnChain(s: Mutable<RatchetState>, n: number, msg: RatchetMessage, ctx: RatchetContext): { state: RatchetState; plaintext: Uint8Array } {
-  skipMessageKeys(s, n);
+/** Skips to n on the current receiving chain and derives n's key (the body is not opened here). */
+function advanceChain(s: Mutable<RatchetState>, n: number, msg: RatchetMessage, now: number | undefined, dhStep: boolean): OpenedHeader {
+  const expensive = dhStep || n > s.nr;
+  skipMessageKeys(s, n, now);
   const [mk, next] = kdfChain(s.recvChain!);
-  const plaintext = decryptBody(mk, msg, ctx);
-  wipe(mk);
   s.recvChain = next;
   s.nr = n + 1;
   s.recent = remember(s.recent, n, msg.headerNonce);
-  return { state: s, plaintext };
+  return { next: s, mk, derived: true, expensive };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Releasing secrets
+
+/**
+ * Every secret byte array `state` references: root, chain and header keys, the ratchet private
+ * key, skipped message keys. States share arrays until one is adopted, so identity matters.
+ */
+export function stateSecrets(state: RatchetState): Uint8Array[] {
+  return secretsOutside(state, new Set());
+}
+
+/**
+ * Zero-fills every secret of `old` (and of `extra`: a used message key) that `next` does not
+ * reference: chain keys, root-KDF outputs, the old ratchet private key, used, evicted and expired
+ * skipped keys. The owner calls it right after adopting `next` (never before: until then other
+ * states may still share these arrays), and for header stages it gives up, with the live state
+ * as `next`.
+ *
+ * Skipped chains that both states share as the same object keep all their keys, and a key is
+ * only ever held by one chain of a state, so their keys are left out of both sides: an in-order
+ * decrypt costs O(chains) here, not O(stored keys). Hence `extra` must not be a key of such a
+ * shared chain (a used skipped key never is: its chain is replaced by a copy without it).
+ */
+export function wipeReplaced(old: RatchetState, next: RatchetState, extra: readonly Uint8Array[] = []): void {
+  const shared = new Set(old.skipped.filter((chain) => next.skipped.includes(chain)));
+  const keep = new Set(secretsOutside(next, shared));
+  for (const k of [...secretsOutside(old, shared), ...extra]) if (!keep.has(k)) wipe(k);
+}
+
+/** {@link stateSecrets} without the message keys of the chains in `shared`. */
+function secretsOutside(state: RatchetState, shared: ReadonlySet<SkippedChain>): Uint8Array[] {
+  const all: Uint8Array[] = [state.rootKey, state.nhks, state.nhkr];
+  for (const k of [state.dhSelf?.privateKey, state.sendChain, state.recvChain, state.hks, state.hkr]) if (k) all.push(k);
+  for (const chain of state.skipped) {
+    all.push(chain.hk);
+    if (!shared.has(chain)) for (const key of chain.keys.values()) all.push(key.mk);
+  }
+  return all;
 }
 
 /** Number of skipped message keys held (for tests and metrics). */

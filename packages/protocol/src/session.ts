@@ -8,16 +8,23 @@ import { concatBytes, constantTimeEqual, toHex, wipe } from './bytes.js';
 import { getCrypto } from './crypto/index.js';
 import { ParleyError } from './errors.js';
 import { deviceIdOf, sameIdentity, type PublicIdentity } from './identity.js';
+import { HEADER_CACHE_ENTRIES } from './limits.js';
 import {
   canSend,
-  ratchetDecrypt,
+  openBody,
+  openHeader,
   ratchetEncrypt,
+  settleSkippedKeys,
   skippedKeyCount,
+  stateSecrets,
+  discardOpened,
+  wipeReplaced,
+  type OpenedHeader,
   type RatchetContext,
   type RatchetState,
 } from './ratchet.js';
-import { readRatchetState, writeRatchetState, readIdentity, writeIdentity } from './pickle.js';
-import { MESSAGE_TYPE, WIRE_VERSION, encodePrekeyMessage, parseMessage } from './wire/message.js';
+import { SESSION_PICKLE_VERSION, readRatchetState, writeRatchetState, readIdentity, writeIdentity } from './pickle.js';
+import { MESSAGE_TYPE, WIRE_VERSION, encodePrekeyMessage, parseMessage, type RatchetMessage } from './wire/message.js';
 
 /** Which side started the session. */
 export type SessionRole = 'initiator' | 'responder';
@@ -29,12 +36,41 @@ export interface PendingPrekey {
 }
 
 const SESSION_PICKLE_MAGIC = 0x50534553; // "PSES"
-/**
+/*
+ * Session pickle versions (SESSION_PICKLE_VERSION, pickle.ts, is the one written):
  * 2: a responder's pickle keeps the prekey ids of the message that opened it (in the slot an
- * initiator uses for the ids it still sends). Version 1 pickles are read; a v1 responder does
- * not know its ids and compares none.
+ *    initiator uses for the ids it still sends). A v1 responder does not know its ids and
+ *    compares none.
+ * 3: each skipped key carries its skip time (SKIPPED_KEY_TTL_MS), and each skipped chain the
+ *    ranges of its evicted counters instead of the highest one (pickle.ts). v1/v2 keys are
+ *    stamped at the next decrypt; their evicted counters read as one range from 0.
+ * Versions 1 and 2 are still read.
  */
-const SESSION_PICKLE_VERSION = 2;
+
+/** Options of {@link Session.decrypt}. */
+export interface DecryptOptions {
+  /**
+   * The clock, in ms since the epoch (default `Date.now()`): skipped message keys stored more
+   * than SKIPPED_KEY_TTL_MS before it have expired. Pass the app's clock where it has one.
+   */
+  readonly now?: number;
+}
+
+/** A header stage kept for a repeat of the same header, valid only while `base` is the state. */
+interface CachedHeader {
+  readonly base: RatchetState;
+  /** Hex of the message's authenticated prefix (version, type, header nonce, encrypted header). */
+  readonly prefix: string;
+  readonly opened: OpenedHeader;
+}
+
+function clockReading(now: number | undefined): number {
+  const t = now ?? Date.now();
+  if (typeof t !== 'number' || !Number.isFinite(t) || t < 0 || t > Number.MAX_SAFE_INTEGER - 1) {
+    throw new ParleyError('USAGE', 'now must be a non-negative number of milliseconds');
+  }
+  return Math.floor(t);
+}
 
 function ratchetContext(ad: Uint8Array): RatchetContext {
   return { ad, headerAd: concatBytes(ad, new Uint8Array([WIRE_VERSION, MESSAGE_TYPE.message])) };
@@ -42,10 +78,17 @@ function ratchetContext(ad: Uint8Array): RatchetContext {
 
 /** Copies of every secret of a session's state: `@parley/protocol/testing` only (set by the class below). */
 export let sessionSecrets: (session: Session) => Uint8Array[];
+/**
+ * The live secret arrays of a session's state and, separately, of its kept header stages (not
+ * copies: tests hold them to see them wiped). `@parley/protocol/testing` only.
+ */
+export let liveSessionSecrets: (session: Session) => { state: Uint8Array[]; headerCache: Uint8Array[] };
 
 /** An end-to-end encrypted session with one peer device. */
 export class Session {
   #state: RatchetState;
+  /** Header stages derived from `#state`, oldest first; in memory only, never pickled. */
+  #headers: CachedHeader[] = [];
   /** Initiator: the prekey ids its messages carry until it hears back. */
   #pendingPrekey: PendingPrekey | null;
   /** Responder: the prekey ids of the message that opened the session (repeats must match). */
@@ -110,7 +153,7 @@ export class Session {
    */
   encrypt(plaintext: Uint8Array): Uint8Array {
     const { state, message } = ratchetEncrypt(this.#state, plaintext, this.#ctx);
-    this.#state = state;
+    this.#commit(state);
     if (this.#pendingPrekey === null) return message;
     return encodePrekeyMessage(
       {
@@ -133,12 +176,30 @@ export class Session {
   }
 
   /**
-   * Decrypts one message. Transactional: on any error the session is exactly as before.
+   * Decrypts one message. Transactional: on any error the session's state is exactly as before.
+   *
+   * Why a message is refused (the window; packages/protocol/README.md, "Duplicates, expired
+   * keys and the window"): while its chain is held (the current receiving chain, or one of the
+   * last MAX_SKIPPED_CHAINS chains with skipped keys or evicted counters), a counter whose key
+   * was consumed answers `DUPLICATE_MESSAGE` (`SENDER_STATE_ROLLBACK` if its header differs from
+   * the one received, over the last RECENT_HEADERS counters of the current chain), one whose key
+   * was dropped unused answers `MESSAGE_KEY_EXPIRED`: evicted by the count caps, or stored more
+   * than SKIPPED_KEY_TTL_MS before `options.now`. Once its chain is gone, `AUTH_FAILED`. Beyond
+   * MAX_EVICTED_RANGES ranges per chain, consumed counters between merged ranges may answer
+   * `MESSAGE_KEY_EXPIRED` too; a dropped key never answers `DUPLICATE_MESSAGE`.
+   *
+   * Expired skipped keys are dropped (and their counters recorded) when a decrypt succeeds; see
+   * {@link Session.expireSkippedKeys} to drop them without a message. A header whose body fails
+   * is kept in memory for this state (HEADER_CACHE_ENTRIES), so forged bodies under a captured
+   * genuine header cost its DH step and chain skips once, and the genuine message still opens.
+   * Secrets the new state no longer holds are zero-filled once it is adopted.
+   * @param options.now The clock in ms (default `Date.now()`), for skipped-key expiry.
    * @throws ParleyError `AUTH_FAILED`, `DUPLICATE_MESSAGE`, `SENDER_STATE_ROLLBACK`,
-   *   `MESSAGE_KEY_EXPIRED`, `TOO_MANY_SKIPPED`, `INVALID_KEY`, `MALFORMED_MESSAGE`,
-   *   `UNSUPPORTED_VERSION`.
+   *   `MESSAGE_KEY_EXPIRED`, `TOO_MANY_SKIPPED`, `SESSION_FORK_DETECTED`, `INVALID_KEY`,
+   *   `MALFORMED_MESSAGE`, `UNSUPPORTED_VERSION`; `USAGE` for an invalid `options.now`.
    */
-  decrypt(wire: Uint8Array): Uint8Array {
+  decrypt(wire: Uint8Array, options: DecryptOptions = {}): Uint8Array {
+    const now = clockReading(options.now);
     const parsed = parseMessage(wire);
     let message;
     if (parsed.type === MESSAGE_TYPE.prekey) {
@@ -157,10 +218,76 @@ export class Session {
     } else {
       message = parsed;
     }
-    const { state, plaintext } = ratchetDecrypt(this.#state, message, this.#ctx);
-    this.#state = state;
+    const opened = this.#openHeader(message, now);
+    let result;
+    try {
+      result = openBody(opened, message, this.#ctx, now);
+    } catch (e) {
+      // A kept stage waits for its genuine body; any other derived stage is released now.
+      if (!this.#headers.some((h) => h.opened === opened)) discardOpened(opened, this.#state);
+      throw e;
+    }
+    const { state, plaintext } = result;
+    this.#commit(state, [opened.mk]);
     this.#pendingPrekey = null;
     return plaintext;
+  }
+
+  /**
+   * Drops the skipped message keys stored more than SKIPPED_KEY_TTL_MS before `now` (their
+   * messages then answer `MESSAGE_KEY_EXPIRED`) and zero-fills them; keys read from an older
+   * pickle without a skip time are stamped with `now`. Every successful decrypt does the same;
+   * call this to expire keys of a quiet session (before pickling it, say). Persist afterwards.
+   * @param now The clock in ms (default `Date.now()`).
+   * @returns How many keys expired.
+   * @throws ParleyError `USAGE` for an invalid `now`.
+   */
+  expireSkippedKeys(now?: number): number {
+    const { state, expired } = settleSkippedKeys(this.#state, clockReading(now));
+    this.#commit(state);
+    return expired;
+  }
+
+  /** The header stage for `message`: kept from an earlier try with this exact state, or derived. */
+  #openHeader(message: RatchetMessage, now: number): OpenedHeader {
+    const prefix = toHex(message.authenticatedPrefix);
+    const i = this.#headers.findIndex((h) => h.base === this.#state && h.prefix === prefix);
+    if (i >= 0) {
+      const [hit] = this.#headers.splice(i, 1);
+      this.#headers.push(hit!);
+      return hit!.opened;
+    }
+    const opened = openHeader(this.#state, message, this.#ctx, now);
+    // Only stages with a DH step or skipped keys are worth keeping: one chain step or a stored
+    // key costs about what the body's AEAD does.
+    if (opened.expensive) {
+      this.#headers.push({ base: this.#state, prefix, opened });
+      if (this.#headers.length > HEADER_CACHE_ENTRIES) {
+        const [oldest] = this.#headers.splice(0, 1);
+        discardOpened(oldest!.opened, this.#state);
+      }
+    }
+    return opened;
+  }
+
+  /**
+   * Adopts `next` and zero-fills every secret the replaced state, the dropped header stages and
+   * `extra` (a used message key) held that `next` does not. States are immutable and share
+   * arrays until one is adopted, so this is the one place where replaced secrets are released.
+   */
+  #commit(next: RatchetState, extra: readonly Uint8Array[] = []): void {
+    if (next === this.#state) {
+      wipeReplaced(next, next, extra);
+      return;
+    }
+    const old = this.#state;
+    const stages = this.#headers;
+    this.#state = next;
+    // Stages derived from the replaced state are never valid again: adopting one would roll the
+    // state back (a sending chain, a counter).
+    this.#headers = [];
+    wipeReplaced(old, next, extra);
+    for (const stage of stages) discardOpened(stage.opened, next);
   }
 
   /** Versioned binary form of the whole session. Secret: seal it before it leaves memory. */
@@ -189,7 +316,7 @@ export class Session {
     const r = new ByteReader(bytes, 'STORAGE_INTEGRITY');
     if (r.u32() !== SESSION_PICKLE_MAGIC) r.fail('not a session pickle');
     const version = r.u8();
-    if (version !== 1 && version !== SESSION_PICKLE_VERSION) {
+    if (version !== 1 && version !== 2 && version !== SESSION_PICKLE_VERSION) {
       throw new ParleyError('UNSUPPORTED_VERSION', 'unsupported session pickle version', { details: { version } });
     }
     const roleByte = r.u8();
@@ -205,7 +332,7 @@ export class Session {
       const opk = r.u32();
       prekeyIds = { signedPrekeyId, oneTimePrekeyId: hasOpk === 1 ? opk : null };
     }
-    const state = readRatchetState(r);
+    const state = readRatchetState(r, version);
     r.end();
     return new Session({ state, role: roleByte === 1 ? 'initiator' : 'responder', localIdentity, remoteIdentity, baseKey, ad, prekeyIds });
   }
@@ -215,20 +342,16 @@ export class Session {
     return toHex(getCrypto().sha256(this.pickle()));
   }
 
-  /** Zero-fills the secrets this object holds. The session is unusable afterwards. */
   static {
-    sessionSecrets = (session) => {
-      const s = session.#state;
-      const all = [s.rootKey, s.dhSelf?.privateKey, s.sendChain, s.recvChain, s.hks, s.hkr, s.nhks, s.nhkr];
-      for (const chain of s.skipped) all.push(chain.hk, ...chain.keys.values());
-      return all.filter((k): k is Uint8Array => k instanceof Uint8Array).map((k) => k.slice());
-    };
+    sessionSecrets = (session) => stateSecrets(session.#state).map((k) => k.slice());
+    liveSessionSecrets = (session) => ({ state: stateSecrets(session.#state), headerCache: session.#headers.flatMap(headerSecrets) });
   }
 
+  /** Zero-fills the secrets this object holds (its state and kept header stages). The session is unusable afterwards. */
   dispose(): void {
-    const s = this.#state;
-    wipe(s.rootKey, s.sendChain ?? undefined, s.recvChain ?? undefined, s.dhSelf?.privateKey, s.hks ?? undefined, s.hkr ?? undefined, s.nhks, s.nhkr);
-    for (const chain of s.skipped) for (const mk of chain.keys.values()) wipe(mk);
+    for (const h of this.#headers) for (const k of headerSecrets(h)) wipe(k);
+    this.#headers = [];
+    wipe(...stateSecrets(this.#state));
   }
 
   toJSON(): { sessionId: string; role: SessionRole; remoteDeviceId: string } {
@@ -238,4 +361,9 @@ export class Session {
   [Symbol.for('nodejs.util.inspect.custom')](): string {
     return `Session { sessionId: '${this.sessionId}', role: '${this.role}', remoteDeviceId: '${this.remoteDeviceId}', keys: [redacted] }`;
   }
+}
+
+/** The secret arrays a kept header stage references (its derived state and message key). */
+function headerSecrets(h: CachedHeader): Uint8Array[] {
+  return [...stateSecrets(h.opened.next), h.opened.mk];
 }

@@ -1,7 +1,7 @@
 /**
- * Known-answer evidence for the whole protocol: the frozen v3 transcript (golden-v3.json), and
- * the frozen v1 and v2 transcripts (golden-v1.json, golden-v2.json), whose pickles later code
- * must still read.
+ * Known-answer evidence for the whole protocol: the frozen v4 transcript (golden-v4.json), and
+ * the frozen v1, v2 and v3 transcripts (golden-v1.json to golden-v3.json), whose pickles later
+ * code must still read.
  *
  * 1. The deterministic generator (generate.ts) is re-run on every backend and must reproduce
  *    the frozen file byte for byte: X3DH KDF, identities, bundle, prekey message, every
@@ -15,11 +15,12 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { Account, Session, fromHex, initCrypto, safetyNumber, toHex } from '../../src/index.js';
 import { BACKENDS, str } from '../helpers/protocol.js';
-import { GENERATOR_VERSION, GOLDEN_PATH, GOLDEN_V1_PATH, GOLDEN_V2_PATH, generateGolden, type GoldenV1 } from './generate.js';
+import { GENERATOR_VERSION, GOLDEN_PATH, GOLDEN_V1_PATH, GOLDEN_V2_PATH, GOLDEN_V3_PATH, generateGolden, type GoldenV1 } from './generate.js';
 
 const frozen = JSON.parse(readFileSync(GOLDEN_PATH, 'utf8')) as GoldenV1;
 const frozenV1 = JSON.parse(readFileSync(GOLDEN_V1_PATH, 'utf8')) as GoldenV1;
 const frozenV2 = JSON.parse(readFileSync(GOLDEN_V2_PATH, 'utf8')) as GoldenV1;
+const frozenV3 = JSON.parse(readFileSync(GOLDEN_V3_PATH, 'utf8')) as GoldenV1;
 
 describe('golden v1 transcript (session pickle version 1): still read', () => {
   test('v2 changed the session pickle only: same seed, identities, accounts and ciphertexts', () => {
@@ -46,11 +47,11 @@ describe('golden v1 transcript (session pickle version 1): still read', () => {
 
 describe('golden v2 transcript (account pickle version 1): still read', () => {
   test('v3 changed the account pickle only: same seed, identities, ciphertexts and session pickles', () => {
-    assert.equal(frozenV2.seed, frozen.seed);
-    assert.deepEqual(frozenV2.messages, frozen.messages);
-    assert.deepEqual(frozenV2.deliveries, frozen.deliveries);
-    assert.deepEqual(frozenV2.final.bobSession, frozen.final.bobSession);
-    assert.notEqual(frozenV2.final.bobAccount, frozen.final.bobAccount, 'signed prekeys now keep their own base keys');
+    assert.equal(frozenV2.seed, frozenV3.seed);
+    assert.deepEqual(frozenV2.messages, frozenV3.messages);
+    assert.deepEqual(frozenV2.deliveries, frozenV3.deliveries);
+    assert.deepEqual(frozenV2.final.bobSession, frozenV3.final.bobSession);
+    assert.notEqual(frozenV2.final.bobAccount, frozenV3.final.bobAccount, 'signed prekeys now keep their own base keys');
   });
 
   for (const backend of BACKENDS) {
@@ -70,12 +71,37 @@ describe('golden v2 transcript (account pickle version 1): still read', () => {
   }
 });
 
-describe('golden v3 transcript', () => {
+describe('golden v3 transcript (session pickle version 2): still read', () => {
+  test('v4 changed the session pickle only: same seed, identities, accounts and ciphertexts', () => {
+    assert.equal(frozenV3.seed, frozen.seed);
+    assert.deepEqual(frozenV3.messages, frozen.messages);
+    assert.deepEqual(frozenV3.final.bobAccount, frozen.final.bobAccount);
+    assert.deepEqual(frozenV3.final.aliceAccount, frozen.final.aliceAccount);
+    assert.notEqual(frozenV3.final.bobSession, frozen.final.bobSession, 'skipped keys now keep their skip time');
+  });
+
+  for (const backend of BACKENDS) {
+    test(`${backend}: every frozen v3 session pickle loads and opens the message it was frozen before`, async () => {
+      await initCrypto(backend);
+      for (const d of frozenV3.deliveries) {
+        const m = frozenV3.messages[d.index]!;
+        const receiver = Session.unpickle(fromHex(d.receiverBefore));
+        assert.equal(str(receiver.decrypt(fromHex(m.wire), { now: frozen.now })), m.plaintext, `message ${d.index}`);
+      }
+      const a = Session.unpickle(fromHex(frozenV3.final.aliceSession));
+      const b = Session.unpickle(fromHex(frozenV3.final.bobSession));
+      assert.equal(str(b.decrypt(a.encrypt(new TextEncoder().encode('after the v3 transcript')))), 'after the v3 transcript');
+    });
+  }
+});
+
+describe('golden v4 transcript', () => {
   test('the frozen file is the current generator version and a complete transcript', () => {
     assert.equal(frozen.generatorVersion, GENERATOR_VERSION);
     assert.equal(frozen.messages.length, 11);
     assert.equal(frozen.deliveries.length, 10);
     assert.deepEqual(frozen.deliveries.map((d) => d.index).slice(0, 2), [2, 1], 'an out-of-order pair');
+    assert.ok(frozen.deliveries.every((d) => typeof d.now === 'number' && d.now > frozen.now), 'every delivery has its clock');
     assert.ok(frozen.note.length > 0);
   });
 
@@ -108,7 +134,7 @@ describe('golden v3 transcript', () => {
         const to = m.from === 'alice' ? 'bob' : 'alice';
         const receiver = Session.unpickle(fromHex(d.receiverBefore));
         assert.equal(toHex(receiver.pickle()), d.receiverBefore);
-        assert.equal(str(receiver.decrypt(fromHex(m.wire))), m.plaintext, `message ${d.index}`);
+        assert.equal(str(receiver.decrypt(fromHex(m.wire), { now: d.now })), m.plaintext, `message ${d.index}`);
         assert.equal(receiver.stateDigest(), d.receiverDigest, `digest after message ${d.index}`);
         digests = { ...digests, [to]: receiver.stateDigest() };
       }

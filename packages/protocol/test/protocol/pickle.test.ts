@@ -118,7 +118,10 @@ describe('corrupt pickles', () => {
       onlyParleyErrors(() => r.encrypt(text('x')), `bit ${bit}: encrypt`);
       onlyParleyErrors(() => r.stateDigest(), `bit ${bit}: digest`);
     }
-    assert.equal(codes.UNSUPPORTED_VERSION, 8, 'the version byte');
+    // Version 3 (0b11): six of the eight flips of its version byte name no version; the other
+    // two name 1 and 2, whose older layout this code still reads, so they get the typed
+    // outcomes checked above (STORAGE_INTEGRITY, or a session that throws only typed errors).
+    assert.equal(codes.UNSUPPORTED_VERSION, 6, 'the version byte');
     assert.ok((codes.STORAGE_INTEGRITY ?? 0) > 0, JSON.stringify(codes));
   });
 

@@ -62,7 +62,7 @@ function sessionSecrets(s: Session): Uint8Array[] {
   const { state } = unsafeDecodeSessionPickle(s.pickle());
   const out = [state.rootKey, state.nhks, state.nhkr];
   for (const k of [state.sendChain, state.recvChain, state.hks, state.hkr, state.dhSelf?.privateKey]) if (k) out.push(k);
-  for (const chain of state.skipped) out.push(chain.hk, ...chain.keys.values());
+  for (const chain of state.skipped) out.push(chain.hk, ...[...chain.keys.values()].map((k) => k.mk));
   return out;
 }
 

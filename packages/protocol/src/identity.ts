@@ -35,7 +35,12 @@ export class IdentityKeyPair {
     const c = getCrypto();
     const sign = c.ed25519Generate();
     const dh = c.x25519Generate();
-    return IdentityKeyPair.fromPrivate(sign.privateKey, dh.privateKey);
+    try {
+      return IdentityKeyPair.fromPrivate(sign.privateKey, dh.privateKey);
+    } finally {
+      // fromPrivate keeps its own copies: the generated arrays are wiped, not left to the GC.
+      wipe(sign.privateKey, dh.privateKey);
+    }
   }
 
   /** Rebuilds an identity from its private parts (used by unpickling). */
@@ -62,11 +67,15 @@ export class IdentityKeyPair {
     return { signingSeed: this.#signingSeed, dhPrivate: this.#dhPrivate };
   }
 
-  /** Zero-fills the private keys. The object is unusable afterwards. */
   static {
     identitySecrets = (id) => [id.#signingSeed.slice(), id.#dhPrivate.slice()];
   }
 
+  /**
+   * Zero-fills the private keys. The object is unusable afterwards. The crypto backends keep no
+   * copy in libsodium's WASM memory; copies JavaScript cannot reach (the GC's, OpenSSL's) are
+   * listed in the package README, "Zeroization".
+   */
   dispose(): void {
     wipe(this.#signingSeed, this.#dhPrivate);
   }

@@ -14,6 +14,11 @@ export function checkLength(name: string, bytes: Uint8Array, length: number): vo
   }
 }
 
+/** Throws `USAGE` naming the argument when `bytes` is not a `Uint8Array`. */
+export function checkBytes(name: string, bytes: Uint8Array): void {
+  if (!(bytes instanceof Uint8Array)) throw new ParleyError('USAGE', `${name} must be a Uint8Array`);
+}
+
 /** True if every byte is zero (constant time in the length). */
 export function isAllZero(bytes: Uint8Array): boolean {
   let acc = 0;
@@ -40,7 +45,10 @@ function fillRandom<T extends Uint8Array>(out: T): T {
 /** HKDF output cap of RFC 5869 §2.3 for SHA-256. */
 export const HKDF_SHA256_MAX = 255 * 32;
 
-/** HMAC/HKDF/SHA-2 from @noble/hashes, for backends without their own. */
+/**
+ * HMAC/HKDF/SHA-2 from @noble/hashes, for backends without their own. noble wipes its own
+ * intermediates (HMAC pads and hash states, the HKDF PRK and the tail of the last output block).
+ */
 export const nobleHashes: Pick<CryptoProvider, 'hmacSha256' | 'hkdfSha256' | 'sha256' | 'sha512'> = {
   hmacSha256: (key, data) => hmac(sha256, key, data),
   hkdfSha256(ikm, salt, info, length) {

@@ -6,6 +6,12 @@
  *
  * noble is "algorithmically constant time" only (no guarantees against the JIT); that is the
  * price of running without WASM.
+ *
+ * Zeroization: this module allocates no buffer for a secret of its own (inputs and outputs are
+ * the caller's). @noble/ciphers and @noble/hashes zero their internal buffers (ChaCha subkeys,
+ * Poly1305 state, HMAC pads, the HKDF PRK and output blocks). @noble/curves holds scalars, the
+ * expanded Ed25519 key and intermediate points as BigInts, which are immutable: nothing can
+ * overwrite them, they go when the GC collects them.
  */
 import { ed25519, x25519 } from '@noble/curves/ed25519.js';
 import { bytesToNumberLE, numberToBytesLE } from '@noble/curves/utils.js';

@@ -1,36 +1,32 @@
 /**
  * The libsodium pieces both the `sodium` and the `node` backend use: the two AEADs and strict
  * Ed25519 verification (libsodium's verdicts are the SDK's policy on every backend).
+ *
+ * They go through {@link wasmCalls}, not the wrappers' functions: the wrappers leave every key
+ * and plaintext they copy into the WASM heap behind when they free it (see wasm-heap.ts).
  */
-import type sodiumModule from 'libsodium-wrappers';
 import { ParleyError } from '../errors.js';
 import type { CryptoProvider } from './provider.js';
-import { checkLength } from './common.js';
-
-type Sodium = typeof sodiumModule;
+import { checkBytes, checkLength } from './common.js';
+import type { WasmCalls } from './wasm-heap.js';
 
 /** XChaCha20-Poly1305 and ChaCha20-Poly1305 (IETF) plus Ed25519 verification from libsodium. */
 export function sodiumAeadAndVerify(
-  s: Sodium,
+  calls: WasmCalls,
 ): Pick<CryptoProvider, 'xchachaEncrypt' | 'xchachaDecrypt' | 'chachaEncrypt' | 'chachaDecrypt' | 'ed25519Verify'> {
   const aead = (kind: 'xchacha' | 'chacha', key: Uint8Array, nonce: Uint8Array, input: Uint8Array, ad: Uint8Array, decrypt: boolean): Uint8Array => {
     // Sizes first: a wrong nonce size is a caller bug, refused before touching the ciphertext.
     checkLength('key', key, 32);
     checkLength('nonce', nonce, kind === 'xchacha' ? 24 : 12);
-    if (!decrypt) {
-      return kind === 'xchacha'
-        ? s.crypto_aead_xchacha20poly1305_ietf_encrypt(input, ad, null, nonce, key)
-        : s.crypto_aead_chacha20poly1305_ietf_encrypt(input, ad, null, nonce, key);
-    }
+    // Copied byte by byte into the heap: anything but bytes would be copied as zeros, silently.
+    checkBytes(decrypt ? 'ciphertext' : 'plaintext', input);
+    checkBytes('ad', ad);
+    if (!decrypt) return calls.aeadEncrypt(kind, key, nonce, input, ad);
     if (input.length < 16) throw new ParleyError('AUTH_FAILED', 'ciphertext shorter than the tag');
-    try {
-      // libsodium verifies the Poly1305 tag in constant time before decrypting anything.
-      return kind === 'xchacha'
-        ? s.crypto_aead_xchacha20poly1305_ietf_decrypt(null, input, ad, nonce, key)
-        : s.crypto_aead_chacha20poly1305_ietf_decrypt(null, input, ad, nonce, key);
-    } catch {
-      throw new ParleyError('AUTH_FAILED', 'authentication tag did not verify');
-    }
+    // libsodium verifies the Poly1305 tag in constant time before decrypting anything.
+    const plaintext = calls.aeadDecrypt(kind, key, nonce, input, ad);
+    if (plaintext === undefined) throw new ParleyError('AUTH_FAILED', 'authentication tag did not verify');
+    return plaintext;
   };
   return {
     xchachaEncrypt: (k, n, p, ad) => aead('xchacha', k, n, p, ad, false),
@@ -38,12 +34,9 @@ export function sodiumAeadAndVerify(
     chachaEncrypt: (k, n, p, ad) => aead('chacha', k, n, p, ad, false),
     chachaDecrypt: (k, n, c, ad) => aead('chacha', k, n, c, ad, true),
     ed25519Verify(publicKey, message, signature) {
+      if (!(publicKey instanceof Uint8Array) || !(message instanceof Uint8Array) || !(signature instanceof Uint8Array)) return false;
       if (publicKey.length !== 32 || signature.length !== 64) return false;
-      try {
-        return s.crypto_sign_verify_detached(signature, message, publicKey);
-      } catch {
-        return false;
-      }
+      return calls.ed25519Verify(publicKey, message, signature);
     },
   };
 }

@@ -41,6 +41,7 @@ export class Customer {
     try {
       const r = await this.engine.receive({ from: m.from, id: m.id, envelope: new Uint8Array(m.envelope) });
       if (r.kind === 'duplicate') this.duplicates++;
+      else if (r.kind === 'sessionReset') return 'ack';
       else if (r.type === 'receipt') {
         this.delivered.push(...decodeReceiptBody(r.payload));
         await this.engine.consume(r.from, r.id);

@@ -32,11 +32,13 @@ import {
   type OutgoingContent,
   type ParleyErrorCode,
   type PublicIdentity,
+  type SessionResetReason,
 } from '@parley/protocol';
 import {
   ConversationEngine,
   MAX_RECEIPT_IDS,
   decodeReceiptBody,
+  resetReasonOf,
   type KeyValueStore,
   type OutgoingEnvelope,
   type PayloadType,
@@ -135,6 +137,14 @@ export interface ParleyClientEvents {
   messageGap: { readonly peer: string; readonly seqs: readonly number[]; readonly since: number };
   /** A message reported missing arrived after all (its `message` event comes too). */
   gapClosed: { readonly peer: string; readonly id: string; readonly seq: number };
+  /**
+   * The session with `peer` was reset (self-healing, docs/threats.md C3). `initiatedBy: 'self'`:
+   * a message of the peer could not be decrypted for `reason`, and this device asked it for a
+   * fresh session and a resend. `'peer'`: the peer asked; this device started a fresh session
+   * and resent what the peer had not receipted. Either way no message is shown twice, and
+   * `safetyNumber` is the (unchanged) identity check of the pair.
+   */
+  sessionReset: { readonly peer: string; readonly initiatedBy: 'self' | 'peer'; readonly reason: SessionResetReason; readonly safetyNumber?: string };
 }
 
 /** Default {@link ParleyClientOptions.gapTimeoutMs}. */
@@ -580,12 +590,55 @@ export class ParleyClient {
     } catch (e) {
       const code = isParleyError(e) ? e.code : 'INTERNAL';
       this.#report(e, { peer: m.from, id: m.id });
+      const reason = resetReasonOf(e);
+      if (reason) void this.#requestReset(m.from, m.id, reason);
       return KEEP_ON_ERROR.has(code) ? 'keep' : 'ack';
+    }
+    if (result.kind === 'sessionReset') {
+      if (result.applied) this.#resendAfterReset(result.from, result.reason);
+      return 'ack';
     }
     if (result.kind === 'message' && result.gapClosed) this.#events.emit('gapClosed', { peer: result.from, id: result.id, seq: result.seq });
     if (result.kind === 'message' && result.type !== 'receipt') this.#scheduleReceipts(result.from);
     void this.#drain();
     return 'ack';
+  }
+
+  /** A message of `peer` failed for a session reason: ask the peer for a fresh session (bounded by the engine). */
+  async #requestReset(peer: string, failedId: string, reason: SessionResetReason): Promise<void> {
+    try {
+      const out = await this.#engine.requestSessionReset(peer, { failedId, reason });
+      if (!out) return;
+      this.#events.emit('sessionReset', { peer, initiatedBy: 'self', reason, ...this.#safetyNumberOf(peer) });
+      void this.#flushOutbox();
+    } catch (e) {
+      this.#report(e, { peer });
+    }
+  }
+
+  /** The peer asked for a fresh session: start one from its bundle and resend what it has not receipted. */
+  #resendAfterReset(peer: string, reason: SessionResetReason): void {
+    this.#events.emit('sessionReset', { peer, initiatedBy: 'peer', reason, ...this.#safetyNumberOf(peer) });
+    const run = this.#sendLock.then(async () => {
+      const bundle = this.#engine.unconfirmedCount(peer) > 0 && this.#engine.needsBundle(peer) ? await this.#transport.fetchBundle(peer) : undefined;
+      const { failed } = await this.#engine.resendUnconfirmed(peer, bundle);
+      for (const id of failed) {
+        this.#report(new ParleyError('SESSION_NOT_FOUND', 'message given up after repeated session resets', { details: { peer } }), { peer, id });
+      }
+    });
+    this.#sendLock = run.catch(() => undefined);
+    run.then(
+      () => void this.#flushOutbox(),
+      (e: unknown) => this.#report(e, { peer }),
+    );
+  }
+
+  #safetyNumberOf(peer: string): { safetyNumber?: string } {
+    try {
+      return { safetyNumber: this.safetyNumber(peer) };
+    } catch {
+      return {};
+    }
   }
 
   /**

@@ -20,7 +20,11 @@ import {
   safetyNumber as protocolSafetyNumber,
   toHex,
   MESSAGE_TYPE,
+  encodeSessionReset,
+  isSessionReset,
+  openSessionReset,
   type PrekeyBundle,
+  type SessionResetReason,
   type PrekeyUpload,
   type PublicIdentity,
   type OrgRole,
@@ -33,7 +37,17 @@ import {
   relayAuthPayload,
   type RelayAuthInput,
 } from '@parley/protocol/wire';
-import { MAX_RECEIPT_IDS, assertMessageId, decodePayload, encodePayload, encodeReceiptBody, type PayloadType } from './payload.js';
+import { MAX_RECEIPT_IDS, assertMessageId, decodePayload, decodeReceiptBody, encodePayload, encodeReceiptBody, type PayloadType } from './payload.js';
+import {
+  MAX_RESENDS,
+  RESET_APPLY_INTERVAL_MS,
+  ResetRequestLimiter,
+  planArchive,
+  planConfirmed,
+  planUnconfirmed,
+  relayIdNames,
+  resendRelayId,
+} from './healing.js';
 import {
   K,
   STORE_FORMAT,
@@ -58,6 +72,8 @@ export type { OutgoingEnvelope, ReceivedMessage } from './records.js';
 
 /** Sessions kept per peer device (the newest or most recently used first); older ones are dropped. */
 export const MAX_SESSIONS_PER_PEER = 4;
+/** Sessions kept live after a failed decrypt (each holds at most a few header stages, docs/threats.md C8). */
+const MAX_FAILED_SESSIONS_KEPT = 16;
 /** Signed prekeys older than this are rotated by {@link ConversationEngine.prekeyUpload}. */
 export const SIGNED_PREKEY_MAX_AGE_MS = 7 * 24 * 3600 * 1000;
 /** One-time prekeys kept ready (generated, not yet uploaded) by default. */
@@ -129,7 +145,32 @@ export function receiptMessageId(id: string): string {
 /** The result of {@link ConversationEngine.receive}. */
 export type ReceiveResult =
   | ({ readonly kind: 'message'; /** It filled a gap the app was told of (`messageGaps`). */ readonly gapClosed: boolean } & ReceivedMessage)
-  | { readonly kind: 'duplicate'; readonly from: string; readonly id: string };
+  | { readonly kind: 'duplicate'; readonly from: string; readonly id: string }
+  | SessionResetResult;
+
+/**
+ * A peer's signed session reset request (docs/threats.md C3; `healing.ts`). When `applied`, this
+ * device archived its sessions with the peer: call {@link ConversationEngine.resendUnconfirmed}
+ * with a fresh bundle of the peer. Not applied: a repeat within {@link RESET_APPLY_INTERVAL_MS},
+ * an older request than one already applied, or a peer whose identity this device never saw.
+ */
+export interface SessionResetResult {
+  readonly kind: 'sessionReset';
+  readonly from: string;
+  readonly id: string;
+  readonly reason: SessionResetReason;
+  readonly applied: boolean;
+  /** Messages waiting to be resent to the peer. */
+  readonly unconfirmed: number;
+}
+
+/** The result of {@link ConversationEngine.resendUnconfirmed}. */
+export interface ResendResult {
+  /** The re-encrypted envelopes, now in the outbox (relay ids `<id>-r<k>`). */
+  readonly resent: readonly OutgoingEnvelope[];
+  /** Message ids given up on (resent {@link MAX_RESENDS} times already): report them as failed. */
+  readonly failed: readonly string[];
+}
 
 /** A relay delivery as the engine sees it. */
 export interface IncomingEnvelope {
@@ -143,6 +184,20 @@ export interface PeerCertificateInfo {
   readonly role: OrgRole;
   readonly label: string;
   readonly expiresAt: number;
+}
+
+/** Every session that may open a message from the peer: active ones first, then archived ones. */
+function knownSessions(rec: PeerRecord): string[] {
+  return rec.archived?.length ? [...rec.sessions, ...rec.archived] : rec.sessions;
+}
+
+/** The ids a receipt lists; a malformed receipt confirms nothing (the app still gets it and reports it). */
+function receiptIds(body: Uint8Array): string[] {
+  try {
+    return decodeReceiptBody(body);
+  } catch {
+    return [];
+  }
 }
 
 function assertDeviceId(peer: unknown, name = 'peer'): asserts peer is string {
@@ -173,7 +228,15 @@ export class ConversationEngine {
   readonly #labels = new Map<string, string>();
   readonly #peerTrust: PeerTrust;
   readonly #sessions = new Map<string, Uint8Array>();
+  /**
+   * Sessions whose last decrypt failed, kept live with the record bytes they were read from:
+   * a Session remembers the costly header stages of failed decrypts (docs/threats.md C8,
+   * defect 8), which an unpickled copy would not, so a forged body replayed under one genuine
+   * header costs one DH step, not one per replay. Valid while the record is unchanged.
+   */
+  readonly #failedSessions = new Map<string, { readonly bytes: Uint8Array; readonly session: Session }>();
   readonly #mailbox: Mailbox;
+  readonly #resetLimiter = new ResetRequestLimiter();
   #tail: Promise<unknown> = Promise.resolve();
   #closed = false;
 
@@ -515,6 +578,13 @@ export class ConversationEngine {
       if (!bytes) throw new ParleyError('STORAGE_INTEGRITY', 'a session record is missing', { details: { peer, sessionId } });
       this.#sessions.set(key, bytes);
     }
+    const kept = this.#failedSessions.get(key);
+    if (kept) {
+      this.#failedSessions.delete(key);
+      // Decrypt is transactional: after a failure the live session equals its record.
+      if (kept.bytes === bytes) return kept.session;
+      kept.session.dispose();
+    }
     const session = Session.unpickle(bytes);
     if (session.remoteDeviceId !== peer || session.sessionId !== sessionId) {
       throw new ParleyError('STORAGE_INTEGRITY', 'session record belongs to another conversation', { details: { peer, sessionId } });
@@ -555,9 +625,11 @@ export class ConversationEngine {
     payload: Uint8Array,
     opts: EncryptOptions,
     extra: MailboxPlan,
+    resend?: { readonly inner: Uint8Array; readonly relayId: string },
   ): Promise<OutgoingEnvelope> {
     {
-      if (this.#mailbox.hasOutgoing(peer, opts.messageId)) throw new ParleyError('USAGE', 'messageId is already in the outbox');
+      const relayId = resend?.relayId ?? opts.messageId;
+      if (this.#mailbox.hasOutgoing(peer, relayId)) throw new ParleyError('USAGE', 'messageId is already in the outbox');
       const rec = clonePeer(this.#peers.get(peer) ?? newPeerRecord());
       if (rec.blocked) {
         throw new ParleyError('IDENTITY_CHANGED', 'identity change not accepted yet; sending is blocked', {
@@ -596,10 +668,23 @@ export class ConversationEngine {
         session = await this.#loadSession(peer, active);
       }
       const evicted = this.#promote(rec, session.sessionId);
-      rec.sendSeq += 1;
-      const inner = encodePayload({ id: opts.messageId, type: opts.type ?? 'binary', sentAt: this.#now(), seq: rec.sendSeq, body: payload });
+      let inner: Uint8Array;
+      let forget: string[] = [];
+      if (resend) {
+        // The stored payload as first sent: same id, seq and send time, so the peer dedupes it.
+        inner = resend.inner;
+        rec.unconfirmed = rec.unconfirmed?.map((e) => (e.id === opts.messageId ? { ...e, resent: e.resent + 1 } : e));
+      } else {
+        rec.sendSeq += 1;
+        inner = encodePayload({ id: opts.messageId, type: opts.type ?? 'binary', sentAt: this.#now(), seq: rec.sendSeq, body: payload });
+        if ((opts.type ?? 'binary') !== 'receipt') {
+          const kept = planUnconfirmed(rec, peer, opts.messageId, inner, this.#now());
+          writes.push(kept.write);
+          forget = kept.drop;
+        }
+      }
       const envelope = session.encrypt(inner);
-      const out: OutgoingEnvelope = { to: peer, id: opts.messageId, envelope };
+      const out: OutgoingEnvelope = { to: peer, id: relayId, envelope };
       const sessionKey = K.session(peer, session.sessionId);
       const sessionBytes = session.pickle();
       const queued = this.#mailbox.planOutgoing(out, this.#now());
@@ -615,6 +700,7 @@ export class ConversationEngine {
       extra.apply();
       after();
       await this.#dropSessions(peer, evicted);
+      if (forget.length > 0) await this.#store.delMany(forget);
       return out;
     }
   }
@@ -702,6 +788,7 @@ export class ConversationEngine {
     return this.#run(async () => {
       if (from === this.deviceId) throw new ParleyError('AUTH_FAILED', 'message claims to come from this device');
       if (await this.#mailbox.seen(from, id)) return { kind: 'duplicate', from, id } as const;
+      if (isSessionReset(envelope)) return this.#receiveReset(from, id, envelope);
       const rec = clonePeer(this.#peers.get(from) ?? newPeerRecord());
       // 1. Decrypt on copies: nothing persistent changes if this throws.
       const opened = await this.#open(from, envelope, rec);
@@ -713,6 +800,8 @@ export class ConversationEngine {
         opened.account = undefined; // now owned by the engine
         if (dropBucket !== undefined) await this.#mailbox.dropSeenBucket(from, dropBucket);
         await this.#dropSessions(from, evicted);
+        if (plan.forget.length > 0) await this.#store.delMany(plan.forget);
+        if (plan.duplicate) return { kind: 'duplicate', from, id: plan.message.id } as const;
         return { kind: 'message', gapClosed: plan.gapClosed, ...plan.message } as const;
       } finally {
         opened.session.dispose();
@@ -732,30 +821,31 @@ export class ConversationEngine {
       this.#peerTrust.checkIdentity(from, parsed.identity, rec);
       this.#peerTrust.checkCertified(from, rec);
       this.#peerTrust.checkAttested(from, rec);
-      for (const sid of rec.sessions) {
+      for (const sid of knownSessions(rec)) {
         const candidate = await this.#loadSession(from, sid);
-        if (candidate.matchesPrekeyMessage(envelope)) return { session: candidate, plaintext: candidate.decrypt(envelope), account: undefined };
+        if (candidate.matchesPrekeyMessage(envelope)) return { session: candidate, plaintext: candidate.decrypt(envelope, { now: this.#now() }), account: undefined };
         candidate.dispose();
       }
       const account = Account.unpickle(this.#accountBytes);
       try {
-        const created = account.createInboundSession(envelope);
+        const created = account.createInboundSession(envelope, { now: this.#now() });
         return { session: created.session, plaintext: created.plaintext, account };
       } catch (e) {
         account.dispose();
         throw e;
       }
     }
-    if (rec.sessions.length === 0) throw new ParleyError('SESSION_NOT_FOUND', 'no session with this peer', { details: { peer: from } });
+    const known = knownSessions(rec);
+    if (known.length === 0) throw new ParleyError('SESSION_NOT_FOUND', 'no session with this peer', { details: { peer: from } });
     this.#peerTrust.checkCertified(from, rec);
     this.#peerTrust.checkAttested(from, rec);
     let firstError: unknown;
-    for (const sid of rec.sessions) {
+    for (const sid of known) {
       const candidate = await this.#loadSession(from, sid);
       try {
-        return { session: candidate, plaintext: candidate.decrypt(envelope), account: undefined };
+        return { session: candidate, plaintext: candidate.decrypt(envelope, { now: this.#now() }), account: undefined };
       } catch (e) {
-        candidate.dispose();
+        this.#keepFailed(from, sid, candidate);
         // Keep the most telling error: a specific one beats "did not authenticate here".
         if (firstError === undefined || (isParleyError(firstError, 'AUTH_FAILED') && !isParleyError(e, 'AUTH_FAILED'))) firstError = e;
       }
@@ -775,13 +865,22 @@ export class ConversationEngine {
     rec: PeerRecord,
     opened: { session: Session; plaintext: Uint8Array; account: Account | undefined },
     options: ReceiveOptions,
-  ): Promise<{ writes: [string, Uint8Array][]; message: ReceivedMessage; gapClosed: boolean; apply: () => { evicted: string[]; dropBucket: number | undefined } }> {
+  ): Promise<{
+    writes: [string, Uint8Array][];
+    message: ReceivedMessage;
+    gapClosed: boolean;
+    /** A resend (after a session reset) of a message already received: only the session advances. */
+    duplicate: boolean;
+    /** Payload records to delete after the commit (messages the peer receipted). */
+    forget: string[];
+    apply: () => { evicted: string[]; dropBucket: number | undefined };
+  }> {
     const inner = decodePayload(opened.plaintext);
-    if (inner.id !== id) throw new ParleyError('AUTH_FAILED', 'relay message id differs from the authenticated id');
+    if (!relayIdNames(id, inner.id)) throw new ParleyError('AUTH_FAILED', 'relay message id differs from the authenticated id');
     const { session, account } = opened;
     const message: ReceivedMessage = {
       from,
-      id,
+      id: inner.id,
       type: inner.type,
       payload: inner.body,
       sentAt: inner.sentAt,
@@ -789,10 +888,18 @@ export class ConversationEngine {
       sessionId: session.sessionId,
       receivedAt: this.#now(),
     };
-    const evicted = this.#promote(rec, session.sessionId);
-    const { closedReported } = noteReceived(rec, inner.seq, this.#now());
-    // Before the peer record is encoded: it may move `rec.seenBucket` to a new bucket.
-    const mailed = await this.#mailbox.planIncoming(message, rec, options.receipt === true && inner.type !== 'receipt');
+    const duplicate = inner.id !== id && (await this.#mailbox.seen(from, inner.id));
+    // A session archived by a reset still opens messages that were in flight; it never becomes active again.
+    const evicted = rec.archived?.includes(session.sessionId) ? [] : this.#promote(rec, session.sessionId);
+    let gapClosed = false;
+    let forget: string[] = [];
+    let mailed: { writes: readonly [string, Uint8Array][]; apply(): number | undefined } = { writes: [], apply: () => undefined };
+    if (!duplicate) {
+      gapClosed = noteReceived(rec, inner.seq, this.#now()).closedReported;
+      if (inner.type === 'receipt') forget = planConfirmed(rec, from, receiptIds(inner.body));
+      // Before the peer record is encoded: it may move `rec.seenBucket` to a new bucket.
+      mailed = await this.#mailbox.planIncoming(message, rec, options.receipt === true && inner.type !== 'receipt');
+    }
     const sessionKey = K.session(from, session.sessionId);
     const sessionBytes = session.pickle();
     const writes: [string, Uint8Array][] = [[sessionKey, sessionBytes], [K.peer(from), jsonBytes(rec)], ...mailed.writes];
@@ -806,7 +913,101 @@ export class ConversationEngine {
       if (account && accountBytes) this.#swapAccount(account, accountBytes);
       return { evicted, dropBucket };
     };
-    return { writes, message, gapClosed: closedReported, apply };
+    return { writes, message, gapClosed, duplicate, forget, apply };
+  }
+
+  // ---------------------------------------------------------------- self-healing sessions
+
+  /**
+   * A peer's signed session reset request: verify it against the peer's recorded identity, then
+   * archive every session with the peer (bounded: one per {@link RESET_APPLY_INTERVAL_MS}, and
+   * never an older request than one applied). The request's id is remembered like any message.
+   */
+  async #receiveReset(from: string, id: string, envelope: Uint8Array): Promise<SessionResetResult> {
+    const current = this.#peers.get(from);
+    if (!current?.identity) {
+      // Nothing to reset, and nothing to check the signature with.
+      throw new ParleyError('SESSION_NOT_FOUND', 'session reset request from a peer this device never talked to', { details: { peer: from } });
+    }
+    const request = openSessionReset(envelope, { from, to: this.deviceId }, identityFromRecord(current.identity));
+    if (request.requestId !== id) throw new ParleyError('AUTH_FAILED', 'relay message id differs from the signed id');
+    const rec = clonePeer(current);
+    const now = this.#now();
+    const last = rec.lastReset;
+    const applied = last === undefined || (request.sentAt > last.requestSentAt && now - last.at >= RESET_APPLY_INTERVAL_MS);
+    const evicted = applied ? planArchive(rec) : [];
+    if (applied) rec.lastReset = { at: now, requestSentAt: request.sentAt };
+    const seen = await this.#mailbox.planSeen(from, id, rec);
+    await this.#store.setMany([[K.peer(from), jsonBytes(rec)], ...seen.writes]);
+    this.#peers.set(from, rec);
+    const dropBucket = seen.apply();
+    if (dropBucket !== undefined) await this.#mailbox.dropSeenBucket(from, dropBucket);
+    await this.#dropSessions(from, evicted);
+    return { kind: 'sessionReset', from, id, reason: request.reason, applied, unconfirmed: rec.unconfirmed?.length ?? 0 };
+  }
+
+  /**
+   * After a decrypt from `peer` failed for a session reason (see `resetReasonOf`), asks the
+   * peer for a fresh session: a signed reset request goes into the outbox (send it like any
+   * envelope). Bounded per peer and in total; resolves `undefined` when the bound says not now.
+   * @param failure the relay id of the message that failed, and the error code it raised.
+   */
+  requestSessionReset(peer: string, failure: { readonly failedId: string; readonly reason: SessionResetReason }): Promise<OutgoingEnvelope | undefined> {
+    assertDeviceId(peer);
+    return this.#run(async () => {
+      const now = this.#now();
+      if (!this.#resetLimiter.allow(peer, now)) return undefined;
+      const requestId = `x${ConversationEngine.newMessageId()}`;
+      const envelope = encodeSessionReset(
+        { sentAt: Math.floor(now), reason: failure.reason, requestId, failedId: failure.failedId },
+        { from: this.deviceId, to: peer },
+        (payload) => this.#account.sign('sessionReset', payload),
+      );
+      const out: OutgoingEnvelope = { to: peer, id: requestId, envelope };
+      const queued = this.#mailbox.planOutgoing(out, now);
+      await this.#store.setMany([...queued.writes]);
+      queued.apply();
+      return out;
+    });
+  }
+
+  /** Messages sent to `peer` that its receipts have not confirmed yet, oldest first. */
+  unconfirmedCount(peer: string): number {
+    return this.#peers.get(peer)?.unconfirmed?.length ?? 0;
+  }
+
+  /**
+   * Re-encrypts every unconfirmed message to `peer` (after an applied reset) into the outbox,
+   * with its original id, sequence number and send time, in a fresh session from `bundle` when
+   * the peer has no active session. Each message is resent at most {@link MAX_RESENDS} times;
+   * after that it is dropped and listed in `failed`.
+   * @throws ParleyError `SESSION_NOT_FOUND` when a bundle is needed and not given; otherwise like {@link encrypt}.
+   */
+  resendUnconfirmed(peer: string, bundle?: FetchedBundle): Promise<ResendResult> {
+    assertDeviceId(peer);
+    return this.#run(async () => {
+      const entries = this.#peers.get(peer)?.unconfirmed ?? [];
+      const resent: OutgoingEnvelope[] = [];
+      const failed: string[] = [];
+      for (const entry of entries) {
+        const inner = entry.resent < MAX_RESENDS ? await this.#store.get(K.unconfirmed(peer, entry.id)) : undefined;
+        if (!inner) {
+          failed.push(entry.id);
+          continue;
+        }
+        const withBundle = this.needsBundle(peer) && bundle ? { bundle } : {};
+        const relayId = resendRelayId(entry.id, entry.resent + 1);
+        resent.push(await this.#encryptNow(peer, inner, { messageId: entry.id, ...withBundle }, NO_PLAN, { inner, relayId }));
+      }
+      if (failed.length > 0) {
+        const rec = clonePeer(this.#peers.get(peer)!);
+        const forget = planConfirmed(rec, peer, failed);
+        await this.#store.setMany([[K.peer(peer), jsonBytes(rec)]]);
+        this.#peers.set(peer, rec);
+        await this.#store.delMany(forget);
+      }
+      return { resent, failed };
+    });
   }
 
   /**
@@ -851,11 +1052,31 @@ export class ConversationEngine {
     return toHex(getCrypto().randomBytes(16));
   }
 
+  /** Keeps a session whose decrypt failed (see `#failedSessions`); the oldest beyond the bound is wiped. */
+  #keepFailed(peer: string, sessionId: string, session: Session): void {
+    const key = K.session(peer, sessionId);
+    const bytes = this.#sessions.get(key);
+    if (!bytes) {
+      session.dispose();
+      return;
+    }
+    this.#failedSessions.get(key)?.session.dispose();
+    this.#failedSessions.delete(key);
+    this.#failedSessions.set(key, { bytes, session });
+    if (this.#failedSessions.size > MAX_FAILED_SESSIONS_KEPT) {
+      const [oldest, entry] = this.#failedSessions.entries().next().value!;
+      this.#failedSessions.delete(oldest);
+      entry.session.dispose();
+    }
+  }
+
   /** Waits for running operations, then refuses new ones and wipes the account's keys. */
   async close(): Promise<void> {
     if (this.#closed) return;
     await this.#tail;
     this.#closed = true;
+    for (const { session } of this.#failedSessions.values()) session.dispose();
+    this.#failedSessions.clear();
     this.#account.dispose();
     this.#sessions.clear();
   }

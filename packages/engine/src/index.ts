@@ -26,8 +26,20 @@ export {
   type ReceiveOptions,
   type ReceiveResult,
   type ReceivedMessage,
+  type SessionResetResult,
+  type ResendResult,
   receiptMessageId,
 } from './engine.js';
+export {
+  resetReasonOf,
+  resendRelayId,
+  MAX_UNCONFIRMED_PER_PEER,
+  MAX_RESENDS,
+  MAX_ARCHIVED_SESSIONS,
+  RESET_REQUEST_INTERVAL_MS,
+  RESET_APPLY_INTERVAL_MS,
+  MAX_RESET_REQUESTS_PER_MINUTE,
+} from './healing.js';
 export { MemoryStore, type KeyValueStore } from './store.js';
 export { SEEN_BUCKET_SIZE, SEEN_BUCKETS_KEPT } from './mailbox.js';
 export { MAX_TRACKED_GAPS } from './gaps.js';

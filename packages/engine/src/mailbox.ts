@@ -143,7 +143,28 @@ export class Mailbox {
    * {@link dropSeenBucket} after the commit.
    */
   async planIncoming(message: ReceivedMessage, rec: PeerRecord, owesReceipt: boolean): Promise<{ writes: [string, Uint8Array][]; apply(): number | undefined }> {
-    const seen = await this.#loadSeen(message.from);
+    const seen = await this.planSeen(message.from, message.id, rec);
+    const inboxKey = K.inbox(this.#inboxNext);
+    const writes: [string, Uint8Array][] = [...seen.writes, [inboxKey, encodeInbox(message)]];
+    const owed = owesReceipt ? [...(this.#receipts.get(message.from) ?? []), message.id] : undefined;
+    if (owed) writes.push([K.receipts(message.from), encodeSeen(owed)]);
+    return {
+      writes,
+      apply: () => {
+        this.#inboxNext += 1;
+        this.#inbox.set(inboxKey, message);
+        if (owed) this.#receipts.set(message.from, owed);
+        return seen.apply();
+      },
+    };
+  }
+
+  /**
+   * Plans `id` into the peer's current seen bucket only (a new bucket when full, in
+   * `rec.seenBucket`). `apply` returns the bucket that fell out of the window, if any.
+   */
+  async planSeen(peer: string, id: string, rec: PeerRecord): Promise<{ writes: [string, Uint8Array][]; apply(): number | undefined }> {
+    const seen = await this.#loadSeen(peer);
     let bucket = seen.buckets.get(rec.seenBucket) ?? [];
     let dropBucket: number | undefined;
     if (bucket.length >= SEEN_BUCKET_SIZE) {
@@ -152,23 +173,13 @@ export class Mailbox {
       const oldest = rec.seenBucket - SEEN_BUCKETS_KEPT;
       if (seen.buckets.has(oldest)) dropBucket = oldest;
     }
-    const nextBucket = [...bucket, message.id];
-    const inboxKey = K.inbox(this.#inboxNext);
-    const writes: [string, Uint8Array][] = [
-      [K.seen(message.from, rec.seenBucket), encodeSeen(nextBucket)],
-      [inboxKey, encodeInbox(message)],
-    ];
-    const owed = owesReceipt ? [...(this.#receipts.get(message.from) ?? []), message.id] : undefined;
-    if (owed) writes.push([K.receipts(message.from), encodeSeen(owed)]);
+    const nextBucket = [...bucket, id];
     const bucketNumber = rec.seenBucket;
     return {
-      writes,
+      writes: [[K.seen(peer, bucketNumber), encodeSeen(nextBucket)]],
       apply: () => {
-        this.#inboxNext += 1;
         seen.buckets.set(bucketNumber, nextBucket);
-        seen.all.add(message.id);
-        this.#inbox.set(inboxKey, message);
-        if (owed) this.#receipts.set(message.from, owed);
+        seen.all.add(id);
         return dropBucket;
       },
     };

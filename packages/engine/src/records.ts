@@ -32,6 +32,8 @@ export const K = {
   outbox: (n: number) => `outbox/${String(n).padStart(12, '0')}`,
   inbox: (n: number) => `inbox/${String(n).padStart(12, '0')}`,
   receipts: (peer: string) => `receipts/${peer}`,
+  /** The inner payload of a message sent to `peer` and not yet receipted (`healing.ts`). */
+  unconfirmed: (peer: string, id: string) => `unconfirmed/${peer}/${id}`,
 } as const;
 
 const encoder = new TextEncoder();
@@ -88,6 +90,28 @@ export interface PeerRecord {
   blocked?: { label: string; previous: string };
   /** Sequence numbers skipped over and not received yet (`gaps.ts`). */
   missing?: MissingSeq[];
+  /**
+   * Sessions archived by a session reset (`healing.ts`): still tried when a message arrives (it
+   * may have been in flight), never used to send. Most recently archived first.
+   */
+  archived?: string[];
+  /** Messages sent to this peer and not receipted yet, oldest first (their payloads: `K.unconfirmed`). */
+  unconfirmed?: UnconfirmedEntry[];
+  /** The last session reset this device applied at the peer's request. */
+  lastReset?: { at: number; requestSentAt: number };
+}
+
+/** A message kept for resending until the peer's receipt lists it. */
+export interface UnconfirmedEntry {
+  readonly id: string;
+  /** When it was first sent, ms. */
+  readonly at: number;
+  /** How many times it was resent after a session reset. */
+  readonly resent: number;
+}
+
+function isUnconfirmedList(v: unknown): v is UnconfirmedEntry[] {
+  return Array.isArray(v) && v.every((e: UnconfirmedEntry) => typeof e?.id === 'string' && Number.isSafeInteger(e.at) && Number.isSafeInteger(e.resent));
 }
 
 export function newPeerRecord(): PeerRecord {
@@ -104,7 +128,10 @@ export function decodePeerRecord(bytes: Uint8Array): PeerRecord {
     typeof p === 'object' && p !== null && p.v === 1 && Array.isArray(p.sessions) &&
     p.sessions.every((s) => typeof s === 'string' && /^[0-9a-f]{32}$/.test(s)) &&
     Number.isSafeInteger(p.sendSeq) && Number.isSafeInteger(p.recvSeq) && Number.isSafeInteger(p.seenBucket) &&
-    (p.missing === undefined || isMissingList(p.missing));
+    (p.missing === undefined || isMissingList(p.missing)) &&
+    (p.archived === undefined || (Array.isArray(p.archived) && p.archived.every((s) => typeof s === 'string' && /^[0-9a-f]{32}$/.test(s)))) &&
+    (p.unconfirmed === undefined || isUnconfirmedList(p.unconfirmed)) &&
+    (p.lastReset === undefined || (Number.isSafeInteger(p.lastReset.at) && Number.isSafeInteger(p.lastReset.requestSentAt)));
   if (!ok) throw new ParleyError('STORAGE_INTEGRITY', 'stored peer record is not valid');
   return p;
 }

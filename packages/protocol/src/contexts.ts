@@ -20,6 +20,8 @@ export const SIGNATURE_CONTEXTS = {
   orgCertificate: 'parley/v1/org-cert',
   /** A statement that a device's identity key changed. */
   keyChange: 'parley/v1/key-change',
+  /** A request to start a fresh session after a decrypt failed for a session reason. */
+  sessionReset: 'parley/v1/session-reset',
 } as const;
 
 export type SignatureContext = keyof typeof SIGNATURE_CONTEXTS;

@@ -20,6 +20,14 @@ export { signedPrekeyPayload, assertBundleShape, type PrekeyBundle, type PrekeyU
 export { verifyBundle, associatedData } from './x3dh.js';
 export { safetyNumber, formatSafetyNumber } from './fingerprint.js';
 export { parseMessage, MESSAGE_TYPE, WIRE_VERSION, PADDING_BUCKET, type WireMessage, type PrekeyMessage, type RatchetMessage } from './wire/message.js';
+export {
+  encodeSessionReset,
+  openSessionReset,
+  isSessionReset,
+  RESET_REASONS,
+  type SessionResetReason,
+  type SessionResetRequest,
+} from './wire/reset.js';
 export * as limits from './limits.js';
 export { toHex, fromHex, toBase64, fromBase64, constantTimeEqual, concatBytes, utf8 } from './bytes.js';
 export { ByteWriter, ByteReader } from './codec.js';

@@ -69,6 +69,7 @@ export async function openEngine(store: SealedKeyValueStore): Promise<EnclaveEng
       // Like every device, the bot acknowledges delivery: the ids owed are persisted with the message.
       const r = await engine.receive(incoming, { receipt: true });
       if (r.kind === 'duplicate') return { kind: 'duplicate' };
+      if (r.kind === 'sessionReset') return { kind: 'ignored' };
       if (r.type === 'receipt') {
         await engine.consume(r.from, r.id);
         return { kind: 'ignored' };

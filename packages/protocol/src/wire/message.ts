@@ -38,7 +38,8 @@ import { ByteReader, ByteWriter } from '../codec.js';
 import type { PublicIdentity } from '../identity-public.js';
 
 export const WIRE_VERSION = 0x01;
-export const MESSAGE_TYPE = { prekey: 0x01, message: 0x02 } as const;
+/** Message types; 0x03 is the signed session reset request (`./reset.ts`), never a ratchet message. */
+export const MESSAGE_TYPE = { prekey: 0x01, message: 0x02, sessionReset: 0x03 } as const;
 
 export const NONCE_BYTES = 24;
 export const TAG_BYTES = 16;

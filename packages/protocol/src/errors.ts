@@ -62,6 +62,12 @@ export type ErrorDetailsByCode = {
   readonly IDENTITY_CHANGED: { readonly label?: string; readonly previous?: string; readonly peer?: string };
   readonly PAYLOAD_TOO_LARGE: { readonly size?: number; readonly max?: number };
   readonly STORAGE_QUOTA: { readonly have?: number; readonly max?: number };
+  readonly INVALID_PREKEY: {
+    /** Signed prekey refused: `unknown` (never issued), `retired` (past its grace), `full` (its base-key memory is full). */
+    readonly reason?: 'unknown' | 'retired' | 'full';
+    readonly spkId?: number;
+    readonly opkId?: number;
+  };
 };
 
 /**

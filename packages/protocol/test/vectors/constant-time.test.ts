@@ -44,11 +44,6 @@ describe('constantTimeEqual', () => {
  */
 const REVIEWED: readonly { readonly file: string; readonly fragment: string; readonly why: string }[] = [
   {
-    file: 'packages/protocol/src/account.ts',
-    fragment: 'usedBaseKeys.includes(baseKeyHex)',
-    why: 'replay check on base keys, which are public ephemeral keys sent in clear in the prekey message',
-  },
-  {
     file: 'packages/protocol/src/identity-public.ts',
     fragment: 'toHex(a.signingKey) === toHex(b.signingKey)',
     why: 'compares public identity keys',

@@ -12,7 +12,7 @@ import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { generateOrgKey } from '@parley/protocol';
 import { toHex } from '@parley/protocol';
-import { CSP_NOBLE, startDemo, type Demo } from '../../examples/web/serve.js';
+import { CSP_NOBLE, CSP_SODIUM, startDemo, type Demo } from '../../examples/web/serve.js';
 import {
   SCRIPT,
   allMessages,
@@ -329,6 +329,24 @@ describe('demo web app in Chromium', { skip: skipWithoutChromium }, () => {
       await page.locator('#widget').screenshot({ path: `${screenshots}${c.shot}` });
       assert.deepEqual(errors, []);
       await context.close();
+    }
+  });
+
+  test('every spelling of a page path gets its CSP (THREATS: issue 10, finding 15)', async () => {
+    for (const [path, csp] of [
+      ['/', CSP_SODIUM],
+      ['/index.html', CSP_SODIUM],
+      ['/%2Findex.html', CSP_SODIUM],
+      ['//index.html', CSP_SODIUM],
+      ['/./index.html', CSP_SODIUM],
+      ['/%2e/index.html', CSP_SODIUM],
+      ['/csp-noble.html', CSP_NOBLE],
+      ['/%2Fcsp-noble.html', CSP_NOBLE],
+    ] as const) {
+      const res = await fetch(`${demo.url}${path}`);
+      assert.equal(res.status, 200, path);
+      assert.equal(res.headers.get('content-security-policy'), csp, path);
+      await res.arrayBuffer();
     }
   });
 

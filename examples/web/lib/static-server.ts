@@ -6,7 +6,7 @@
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { readFile, stat } from 'node:fs/promises';
-import { extname, join, normalize, resolve, sep } from 'node:path';
+import { extname, join, normalize, relative, resolve, sep } from 'node:path';
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -114,7 +114,9 @@ export async function startStaticServer(options: StaticServerOptions): Promise<S
       'cache-control': 'no-store',
       'x-content-type-options': 'nosniff',
       ...options.headers,
-      ...(type.startsWith('text/html') ? options.pageHeaders?.[path] : undefined),
+      // By the file served, not the spelling of the URL: `/%2Findex.html`, `//index.html` and
+      // `/./index.html` are the same page and get the same CSP (issue 10, finding 15).
+      ...(type.startsWith('text/html') ? options.pageHeaders?.[`/${relative(root, file).split(sep).join('/')}`] : undefined),
     });
     res.end(req.method === 'HEAD' ? undefined : body);
   }

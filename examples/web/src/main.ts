@@ -18,6 +18,7 @@ import { initCrypto, isParleyError, type BackendName, type ParleyError } from '@
 import { ParleyClient, type IncomingMessage } from '@parley/client';
 import { IndexedDbStore, acquireWriterLock, writerLockName, type WriterLock } from '@parley/client/browser';
 import { ChatHistory } from './history.js';
+import { errorReason, errorText } from './error-text.js';
 import { RelayPanel } from './relay-panel.js';
 import { WidgetView, parseCard, type ChatItem } from './ui.js';
 
@@ -75,7 +76,7 @@ export async function start(backend: BackendName): Promise<void> {
     if (record !== undefined) state.errorRecord = record;
     view.setStatus('stopped');
     view.setBadge('pending', 'stopped');
-    const text = `${what}: ${state.errorCode}${record !== undefined ? ` (record "${record}")` : ''}. ${err ? err.message : 'unexpected error'}`;
+    const text = `${what}: ${errorText(err, record !== undefined ? ` (record "${record}")` : '')}`;
     const storage = err && (err.code === 'STORAGE_INTEGRITY' || err.code === 'STORAGE_QUOTA');
     view.showBanner(text, 'error', storage ? { label: 'Reset this device', run: () => void resetDevice() } : undefined);
   };
@@ -152,11 +153,11 @@ export async function start(backend: BackendName): Promise<void> {
     refusal = e;
     state.verified = false;
     state.errorCode = e.code;
-    const reason = typeof e.details?.reason === 'string' ? ` (${e.details.reason})` : '';
-    view.setBadge('unverified', 'unverified', `${e.code}${reason}: ${e.message}`);
+    const reason = errorReason(e) ? ` (${errorReason(e)})` : '';
+    view.setBadge('unverified', 'unverified', errorText(e, reason));
     view.setDetail('measurement', `not verified: ${e.code}${reason}`);
     view.setDetail('safety-number', client?.peerIdentity(botId) ? client.safetyNumber(botId) : 'none: nothing was sent to this bot');
-    view.showBanner(`The support bot failed verification (${e.code}: ${e.message}). Nothing was sent to it.`, 'error');
+    view.showBanner(`The support bot failed verification (${errorText(e)}). Nothing was sent to it.`, 'error');
   }
 
   function showSafetyNumber(): void {
@@ -291,7 +292,7 @@ export async function start(backend: BackendName): Promise<void> {
     const record = typeof error.details?.key === 'string' ? ` (record "${error.details.key}")` : '';
     state.errorCode = error.code;
     if (record) state.errorRecord = String(error.details?.key);
-    view.render({ key: `err-${Date.now()}-${Math.random()}`, who: 'system', at: Date.now(), text: `${error.code}${record}: ${error.message}` });
+    view.render({ key: `err-${Date.now()}-${Math.random()}`, who: 'system', at: Date.now(), text: errorText(error, record) });
   });
   client.on('connected', () => view.setStatus('end-to-end encrypted · online'));
   client.on('disconnected', () => view.setStatus('reconnecting…'));

@@ -5,11 +5,39 @@
  * Every method that writes is called by entry.ts inside one sealed-store transaction, so the
  * engine's writes for one operation leave the enclave as one atomic host batch.
  */
-import type { PrekeyUpload, PublicIdentity } from '@parley/protocol';
+import type { PrekeyUpload, PublicIdentity, SessionResetReason } from '@parley/protocol';
 import { isParleyError } from '@parley/protocol';
 import { decodeContent, encodeContent, type MessageContent, type OutgoingContent } from '@parley/protocol';
-import { ConversationEngine, type ReceivedMessage as EngineMessage } from '@parley/engine';
+import { ConversationEngine, type FetchedBundle, type ReceivedMessage as EngineMessage } from '@parley/engine';
 import type { SealedKeyValueStore } from './sealed-store.js';
+
+/**
+ * A resend waiting for the peer's bundle: a session reset the peer asked for was applied and
+ * replies it has not receipted must go out again. Written in the same commit as the reset and
+ * removed in the resend's, so a crash in between asks for the bundle again on the next start.
+ */
+const RESEND_PREFIX = 'bot-resend/';
+const resendKey = (peer: string): string => `${RESEND_PREFIX}${peer}`;
+/** Bundles kept for a reply to a peer with no session (in memory; a restart asks again). */
+const MAX_KEPT_BUNDLES = 1024;
+
+/** An envelope for the relay, already in the sealed outbox. */
+export interface Outgoing {
+  readonly to: string;
+  readonly id: string;
+  readonly envelope: Uint8Array;
+}
+
+/** What one relay delivery turned out to be. */
+export type Delivered =
+  | { kind: 'message'; message: ReceivedMessage }
+  | { kind: 'duplicate' }
+  | { kind: 'ignored' }
+  /**
+   * The peer's signed session reset request. `applied`: the bot's sessions with it are archived;
+   * `resend`: replies it has not receipted wait for its bundle (see {@link EnclaveEngine.takeBundle}).
+   */
+  | { kind: 'reset'; applied: boolean; reason: SessionResetReason; resend: boolean };
 
 /** A decrypted message waiting for (or being run by) the handler. */
 export type ReceivedMessage = MessageContent & {
@@ -27,14 +55,34 @@ export interface EnclaveEngine {
   signAttestation(payload: Uint8Array): Uint8Array;
   prekeys(generate: number): Promise<PrekeyUpload>;
   prekeysPublished(ids: readonly number[]): Promise<void>;
-  receive(incoming: { from: string; id: string; envelope: Uint8Array }): Promise<{ kind: 'message'; message: ReceivedMessage } | { kind: 'duplicate' } | { kind: 'ignored' }>;
-  /** Encrypts a reply into the outbox; `undefined` if this id is already queued (a handler re-run). */
-  send(to: string, content: OutgoingContent, messageId: string): Promise<{ to: string; id: string; envelope: Uint8Array } | undefined>;
+  receive(incoming: { from: string; id: string; envelope: Uint8Array }): Promise<Delivered>;
+  /**
+   * Encrypts a reply into the outbox; `undefined` if this id is already queued (a handler re-run).
+   * With no session (a reset archived them) it starts one from the bundle {@link takeBundle} kept.
+   */
+  send(to: string, content: OutgoingContent, messageId: string): Promise<Outgoing | undefined>;
+  /** True when a reply to `peer` needs its bundle first: a reset archived its sessions and none is kept. */
+  needsBundle(peer: string): boolean;
+  /**
+   * After a delivery from `peer` failed for a session reason: a signed reset request into the
+   * outbox (send it like a reply); `undefined` when the engine's bounds say not now.
+   */
+  requestReset(peer: string, failedId: string, reason: SessionResetReason): Promise<Outgoing | undefined>;
+  /** Peers whose resend waits for their bundle (after a restart: the ones a crash interrupted). */
+  pendingResends(): Promise<string[]>;
+  /**
+   * `peer`'s bundle, fetched by the host. If a resend waits for it, re-encrypts every reply the
+   * peer has not receipted into the outbox in a fresh session (`failed`: ids given up after
+   * too many resets). If there is still no session afterwards, keeps the bundle for the next reply.
+   * A bundle nobody asked for changes nothing.
+   */
+  takeBundle(peer: string, bundle: FetchedBundle): Promise<{ resent: Outgoing[]; failed: string[] }>;
   markSent(to: string, id: string): Promise<void>;
   /**
    * Encrypts one delivery receipt to `peer` for the messages it is owed one for (into the sealed
-   * outbox, like a reply); `undefined` when none is owed. A peer that can no longer be encrypted
-   * to (untrusted, blocked) has its owed ids dropped instead.
+   * outbox, like a reply); `undefined` when none is owed, or while there is no session with the
+   * peer (a reset archived them: the ids stay owed until a reply or a resend opens a fresh one).
+   * A peer that can no longer be encrypted to (untrusted, blocked) has its owed ids dropped instead.
    */
   receipt(peer: string): Promise<{ to: string; id: string; envelope: Uint8Array } | undefined>;
   /** Peers owed a delivery receipt (after a restart: the ones a crash left unsent). */
@@ -58,6 +106,12 @@ function view(m: EngineMessage): ReceivedMessage {
  */
 export async function openEngine(store: SealedKeyValueStore): Promise<EnclaveEngine> {
   const engine = await ConversationEngine.open({ store, trust: { requireCertificate: 'none' } });
+  const kept = new Map<string, FetchedBundle>();
+  const keep = (peer: string, bundle: FetchedBundle): void => {
+    kept.delete(peer);
+    kept.set(peer, bundle);
+    if (kept.size > MAX_KEPT_BUNDLES) kept.delete(kept.keys().next().value!);
+  };
   return {
     deviceId: engine.deviceId,
     publicIdentity: engine.publicIdentity,
@@ -69,7 +123,13 @@ export async function openEngine(store: SealedKeyValueStore): Promise<EnclaveEng
       // Like every device, the bot acknowledges delivery: the ids owed are persisted with the message.
       const r = await engine.receive(incoming, { receipt: true });
       if (r.kind === 'duplicate') return { kind: 'duplicate' };
-      if (r.kind === 'sessionReset') return { kind: 'ignored' };
+      if (r.kind === 'sessionReset') {
+        // Applied: the peer lost or rolled back its state. A kept bundle may name prekeys it no longer has.
+        if (r.applied) kept.delete(r.from);
+        const resend = r.applied && r.unconfirmed > 0;
+        if (resend) await store.setMany([[resendKey(r.from), new Uint8Array([1])]]);
+        return { kind: 'reset', applied: r.applied, reason: r.reason, resend };
+      }
       if (r.type === 'receipt') {
         await engine.consume(r.from, r.id);
         return { kind: 'ignored' };
@@ -79,10 +139,28 @@ export async function openEngine(store: SealedKeyValueStore): Promise<EnclaveEng
     async send(to, content, messageId) {
       if (engine.pendingOutbox().some((e) => e.to === to && e.id === messageId)) return undefined;
       const { type, body } = encodeContent(content);
-      return engine.encrypt(to, body, { messageId, type });
+      const bundle = engine.needsBundle(to) ? kept.get(to) : undefined;
+      // Used once either way: after it there is a session, or the bundle was refused.
+      if (bundle) kept.delete(to);
+      return engine.encrypt(to, body, { messageId, type, ...(bundle ? { bundle } : {}) });
+    },
+    needsBundle: (peer) => engine.needsBundle(peer) && !kept.has(peer),
+    requestReset: (peer, failedId, reason) => engine.requestSessionReset(peer, { failedId, reason }),
+    pendingResends: async () => (await store.keys(RESEND_PREFIX)).map((k) => k.slice(RESEND_PREFIX.length)),
+    async takeBundle(peer, bundle) {
+      let result: { resent: Outgoing[]; failed: string[] } = { resent: [], failed: [] };
+      if (await store.get(resendKey(peer))) {
+        const r = await engine.resendUnconfirmed(peer, bundle);
+        await store.delMany([resendKey(peer)]);
+        result = { resent: r.resent.map((e) => ({ to: e.to, id: e.id, envelope: e.envelope })), failed: [...r.failed] };
+      }
+      if (engine.needsBundle(peer)) keep(peer, bundle);
+      return result;
     },
     markSent: (to, id) => engine.markDelivered(to, id),
     async receipt(peer) {
+      // A receipt cannot open a session: keep the ids owed until a reply or a resend opened one.
+      if (engine.needsBundle(peer)) return undefined;
       try {
         return await engine.encryptReceipts(peer);
       } catch (e) {

@@ -11,9 +11,11 @@
 import { parentPort } from 'node:worker_threads';
 import { writeSync } from 'node:fs';
 import { format } from 'node:util';
-import { ParleyError, initCrypto, getCrypto, utf8, concatBytes, toHex } from '@parley/protocol';
+import { ParleyError, initCrypto, getCrypto, utf8, concatBytes, toHex, isSessionReset } from '@parley/protocol';
+import { resetReasonOf } from '@parley/engine';
 import {
   isMethod,
+  MAX_GIVEN_UP_IDS,
   parseHostMessage,
   parseParams,
   toWireError,
@@ -52,6 +54,11 @@ for (const [name, fd] of [['log', 1], ['info', 1], ['debug', 1], ['warn', 2], ['
 
 /** Concurrent handler runs across conversations. */
 const MAX_CONCURRENT_HANDLERS = 64;
+/**
+ * How long a reply waits for the bundle of a customer whose sessions a reset archived (the host
+ * fetches it from the relay); the enclave asks the host again after this long.
+ */
+const BUNDLE_WAIT_MS = 30_000;
 
 interface State {
   store: SealedKeyValueStore;
@@ -148,6 +155,59 @@ function replyId(from: string, id: string, index: number): string {
   return toHex(digest.subarray(0, 16));
 }
 
+/**
+ * Bundles asked of the host (`needBundle`), per peer: when, and the replies waiting for it. The
+ * host fetches the bundle from the relay and hands it in with `resend`.
+ */
+const bundleRequests = new Map<string, { at: number; waiters: (() => void)[] }>();
+
+/** Asks the host for `peer`'s bundle, unless that was asked less than {@link BUNDLE_WAIT_MS} ago. */
+function requestBundle(peer: string): void {
+  const pending = bundleRequests.get(peer);
+  if (pending && Date.now() - pending.at < BUNDLE_WAIT_MS) return;
+  bundleRequests.set(peer, { at: Date.now(), waiters: pending?.waiters ?? [] });
+  post({ type: 'needBundle', peer });
+}
+
+/** Resolves when `peer`'s bundle was handed in, or after {@link BUNDLE_WAIT_MS}. */
+function bundleArrival(peer: string): Promise<void> {
+  requestBundle(peer);
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, BUNDLE_WAIT_MS);
+    bundleRequests.get(peer)!.waiters.push(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+function bundleArrived(peer: string): void {
+  const pending = bundleRequests.get(peer);
+  bundleRequests.delete(peer);
+  for (const w of pending?.waiters ?? []) w();
+}
+
+/**
+ * A delivery from `p.from` failed with `error`. For a session reason (no session, a fork, a
+ * rollback, an auth failure, an invalid prekey: the customer's state and ours disagree) the
+ * enclave asks the customer for a fresh session: a signed reset request, sent like a reply. The
+ * customer then resends what the bot has not receipted, under the same ids. Never in answer to
+ * a reset request itself: two devices that each lost the other would otherwise ask each other
+ * forever.
+ */
+async function askForReset(s: State, p: { from: string; id: string; envelope: Uint8Array }, error: unknown): Promise<void> {
+  const reason = resetReasonOf(error);
+  if (!reason || isSessionReset(p.envelope)) return;
+  try {
+    const out = await commit(s, () => s.engine.requestReset(p.from, p.id, reason));
+    if (!out) return; // bounded by the engine: asked this customer a moment ago
+    post({ type: 'send', to: out.to, id: out.id, envelope: out.envelope });
+    post({ type: 'event', name: { type: 'sessionReset', peer: p.from, initiatedBy: 'self', reason } });
+  } catch {
+    // The delivery's own error is what the host reports; a failed commit already poisoned us.
+  }
+}
+
 /** Sends the delivery receipt `peer` is owed, if any, through the sealed outbox like a reply. */
 async function sendReceipt(s: State, peer: string): Promise<void> {
   const out = await commit(s, () => s.engine.receipt(peer));
@@ -167,6 +227,8 @@ function runHandler(s: State, msg: ReceivedMessage, redelivered: boolean): void 
       reply: async (content: OutgoingContent): Promise<void> => {
         if (replies >= 1000) throw new ParleyError('USAGE', 'at most 1000 replies per message');
         const messageId = replyId(msg.from, msg.id, replies++);
+        // The customer asked for a session reset: the reply needs its bundle, which the host fetches.
+        if (s.engine.needsBundle(msg.from)) await bundleArrival(msg.from);
         const out = await commit(s, () => s.engine.send(msg.from, content, messageId));
         if (out) post({ type: 'send', to: out.to, id: out.id, envelope: out.envelope });
       },
@@ -216,6 +278,8 @@ const impl: Impl = {
       // Messages whose handler run a crash interrupted: run them again, flagged.
       const unfinished = await engine.unconsumed();
       for (const m of unfinished) runHandler(s, m, true);
+      // Resends a crash interrupted (a customer's reset was applied, its bundle never came): ask again.
+      for (const peer of await engine.pendingResends()) requestBundle(peer);
       return {
         deviceId: engine.deviceId,
         identity: engine.publicIdentity,
@@ -245,10 +309,35 @@ const impl: Impl = {
 
   async deliver(p) {
     const s = need();
-    const r = await commit(s, () => s.engine.receive(p));
+    let r;
+    try {
+      r = await commit(s, () => s.engine.receive(p));
+    } catch (e) {
+      await askForReset(s, p, e);
+      throw e;
+    }
     if (r.kind === 'duplicate') return { status: { type: 'duplicate' } };
     if (r.kind === 'message') runHandler(s, r.message, false);
+    if (r.kind === 'reset' && r.applied) {
+      post({ type: 'event', name: { type: 'sessionReset', peer: p.from, initiatedBy: 'peer', reason: r.reason } });
+      if (r.resend) requestBundle(p.from);
+    }
     return { status: { type: 'accepted' } };
+  },
+
+  async resend(p) {
+    const s = need();
+    try {
+      const { resent, failed } = await commit(s, () => s.engine.takeBundle(p.peer, p.bundle));
+      for (const out of resent) post({ type: 'send', to: out.to, id: out.id, envelope: out.envelope });
+      for (let i = 0; i < failed.length; i += MAX_GIVEN_UP_IDS) post({ type: 'event', name: { type: 'resendGaveUp', peer: p.peer, ids: failed.slice(i, i + MAX_GIVEN_UP_IDS) } });
+    } finally {
+      // Replies waiting for it go on (with a refused bundle they fail, instead of waiting it out).
+      bundleArrived(p.peer);
+    }
+    // Receipts owed while there was no session.
+    await sendReceipt(s, p.peer);
+    return {};
   },
 
   async sent(p) {

@@ -11,6 +11,10 @@
  *   (re)starts, before it re-runs any interrupted handler;
  * - prekeys (`prekey-publisher.ts`): published with the current attestation and certificate on
  *   login, on a low-supply notice, after an enclave restart and every attestation refresh;
+ * - self-healing sessions (`bundle-courier.ts`): the enclave asks a customer for a session reset
+ *   like it sends a reply; when a customer asks the bot, the enclave asks the host for that
+ *   customer's bundle, which the courier fetches from the relay and hands in (`resend`), and the
+ *   re-encrypted replies leave through the reply outbox;
  * - the supervisor (`supervisor.ts`) and the sealed blob store (`blob-store.ts`).
  */
 import { join } from 'node:path';
@@ -23,6 +27,7 @@ import { encodeAttestation, measurementHex, type BotAttestation } from '../attes
 import { handlerUrl as toHandlerUrl } from '../measurement.js';
 import { RelayLink } from '@parley/relay-link';
 import { SealedBlobStore } from './blob-store.js';
+import { BundleCourier } from './bundle-courier.js';
 import { checkCertificate, parseCertificate } from './certificate.js';
 import { deliverToEnclave } from './delivery.js';
 import { PrekeyPublisher } from './prekey-publisher.js';
@@ -97,9 +102,9 @@ export interface Bot {
   attestation(): BotAttestation;
   /** Asks the enclave for a freshly signed attestation and publishes it. */
   refreshAttestation(): Promise<BotAttestation>;
-  /** Supervisor counters: starts, crashes, invalid messages, handler failures. */
+  /** Supervisor counters: starts, crashes, invalid messages, handler failures, session resets, replies given up. */
   readonly stats: Readonly<SupervisorStats>;
-  /** Resolves when nothing is waiting: no delivery in flight, no reply unsent, no ack pending. */
+  /** Resolves when nothing is waiting: no delivery in flight, no reply unsent, no customer bundle being fetched, no ack pending. */
   idle(): Promise<void>;
   /** Disconnects and stops the enclave. */
   close(): Promise<void>;
@@ -167,7 +172,7 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
   let closed = false;
   const idleWaiters: (() => void)[] = [];
   const checkIdle = (): void => {
-    if (inFlight === 0 && outbox.empty) for (const w of idleWaiters.splice(0)) w();
+    if (inFlight === 0 && outbox.empty && bundles.empty) for (const w of idleWaiters.splice(0)) w();
   };
 
   const outbox: ReplyOutbox = new ReplyOutbox({
@@ -175,6 +180,15 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
     canSend: () => relay.authenticated,
     // Stored by the relay (or refused for good): the enclave may drop it from its sealed outbox.
     onSettled: (to, id) => void supervisor.call('sent', { to, id }).catch(() => undefined),
+    onChange: checkIdle,
+    logger,
+  });
+
+  // Customers' bundles the enclave asked for (a customer's session reset), fetched from the relay.
+  const bundles: BundleCourier = new BundleCourier({
+    fetch: (peer) => relay.fetchBundle(peer),
+    handIn: (peer, bundle) => supervisor.call('resend', { peer, bundle }),
+    canFetch: () => relay.authenticated,
     onChange: checkIdle,
     logger,
   });
@@ -216,6 +230,7 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
     ...(options.restartBackoffMs ? { restartBackoffMs: options.restartBackoffMs } : {}),
     logger,
     onSend: (out) => outbox.push(out),
+    onNeedBundle: (peer) => bundles.request(peer),
     onReady: (info: EnclaveInfo, restart: boolean) => {
       attestation = info.attestation;
       // A (re)started enclave posts the replies it committed but never handed over (`send`,
@@ -245,6 +260,7 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
     onAuthenticated: () => {
       void prekeys.publish();
       outbox.pumpAll();
+      bundles.pumpAll();
     },
     onMessage: deliver,
     onPrekeysLow: () => void prekeys.publish(),
@@ -271,7 +287,10 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
     throw e;
   }
 
-  const retryTimer = setInterval(() => outbox.pumpAll(), SEND_RETRY_MS);
+  const retryTimer = setInterval(() => {
+    outbox.pumpAll();
+    bundles.pumpAll();
+  }, SEND_RETRY_MS);
   retryTimer.unref();
   const attestTimer = setInterval(() => {
     supervisor.call('attest', {}).then(

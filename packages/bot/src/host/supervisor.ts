@@ -76,6 +76,8 @@ export interface SupervisorOptions {
   logger: BotLogger;
   /** Called for each envelope the enclave wants sent (already in its sealed outbox). */
   onSend(out: { to: string; id: string; envelope: Uint8Array }): void;
+  /** Called when the enclave needs a peer's bundle (a session reset): fetch it and call `resend`. */
+  onNeedBundle?(peer: string): void;
   /** Called after every (re)start once the enclave is initialised. */
   onReady(info: EnclaveInfo, restart: boolean): void;
   /** Test-only: a port the enclave posts its key bytes to, on the test's request. */
@@ -104,6 +106,10 @@ export interface SupervisorStats {
   crashes: number;
   invalidMessages: number;
   handlerFailures: number;
+  /** Sessions with customers reset, asked for by the bot or by the customer (README "Self-healing sessions"). */
+  sessionResets: number;
+  /** Replies given up on after repeated session resets: never delivered. */
+  repliesGivenUp: number;
 }
 
 export class EnclaveSupervisor {
@@ -121,7 +127,7 @@ export class EnclaveSupervisor {
   #startedAt = 0;
   #restartTimer: NodeJS.Timeout | undefined;
   #testingPort: MessagePort | undefined;
-  readonly stats: SupervisorStats = { starts: 0, crashes: 0, invalidMessages: 0, handlerFailures: 0 };
+  readonly stats: SupervisorStats = { starts: 0, crashes: 0, invalidMessages: 0, handlerFailures: 0, sessionResets: 0, repliesGivenUp: 0 };
   readonly #readyWaiters: { resolve: (i: EnclaveInfo) => void; reject: (e: unknown) => void }[] = [];
 
   constructor(options: SupervisorOptions) {
@@ -290,12 +296,28 @@ export class EnclaveSupervisor {
       case 'send':
         this.#opts.onSend({ to: msg.to, id: msg.id, envelope: msg.envelope });
         return;
-      case 'event':
-        if (msg.name.type === 'handlerFailed') {
+      case 'needBundle':
+        this.#opts.onNeedBundle?.(msg.peer);
+        return;
+      case 'event': {
+        const name = msg.name;
+        if (name.type === 'handlerFailed') {
           this.stats.handlerFailures++;
           this.#opts.logger.warn({ event: 'handler.failed', error: msg.error ? { code: msg.error.code, message: msg.error.message } : undefined }, 'bot handler failed');
+        } else if (name.type === 'sessionReset') {
+          this.stats.sessionResets++;
+          this.#opts.logger.warn(
+            { event: 'session.reset', peer: name.peer, initiatedBy: name.initiatedBy, reason: name.reason },
+            name.initiatedBy === 'self'
+              ? 'could not decrypt a customer message; asked the customer for a fresh session'
+              : 'a customer asked for a fresh session; replies it has not receipted are resent',
+          );
+        } else if (name.type === 'resendGaveUp') {
+          this.stats.repliesGivenUp += name.ids.length;
+          this.#opts.logger.error({ event: 'resend.gaveUp', to: name.peer, ids: name.ids }, 'gave up on replies after repeated session resets');
         }
         return;
+      }
       case 'rejected':
         this.stats.invalidMessages++;
         this.#opts.logger.warn({ event: 'enclave.rejected', code: msg.error.code }, 'the enclave rejected a host message');

@@ -13,7 +13,9 @@
  *   | <------------- persist { reqId, puts, dels } ---- |   sealed blobs; the enclave waits for…
  *   | -- persisted { reqId, ok|error } ---------------> |   …the host's durable-write ack
  *   | <------------- send { to, id, envelope } -------- |   ciphertext for the relay (already persisted in the outbox)
- *   | <------------- event { name, error? } ----------- |   handler failures etc., as typed errors only
+ *   | <------------- needBundle { peer } -------------- |   fetch this peer's public bundle from the relay…
+ *   | -- call resend { peer, bundle } ----------------> |   …and hand it in (self-healing sessions)
+ *   | <------------- event { name, error? } ----------- |   handler failures, session resets, as typed facts only
  * ```
  * Every message is validated on arrival in both directions ({@link parseHostMessage},
  * {@link parseEnclaveMessage}, {@link parseResult}); an invalid one is answered with a typed
@@ -21,7 +23,7 @@
  */
 import { MessagePort } from 'node:worker_threads';
 import { ParleyError, type SerializedParleyError } from '@parley/protocol/errors';
-import { arrayBuffer, arrayOf, bool, bytes, fail, int, literal, object, optional, str, union, type Check, type Checked } from './validate.js';
+import { arrayBuffer, arrayOf, bool, bytes, fail, int, literal, object, oneOf, optional, str, union, type Check, type Checked } from './validate.js';
 
 /** Largest sealed blob (one record); a session pickle with a full skipped-key store is ~100 KiB. */
 export const MAX_BLOB_BYTES = 1024 * 1024;
@@ -35,6 +37,8 @@ export const MAX_RECORDS = 1_000_000;
 export const MAX_ENVELOPE_BYTES = 64 * 1024;
 /** Bytes of the sealing secret. */
 export const SEALING_SECRET_BYTES = 32;
+/** Most message ids one `resendGaveUp` event names (the engine keeps 128 unconfirmed per peer). */
+export const MAX_GIVEN_UP_IDS = 1024;
 
 const DEVICE_ID = /^[0-9a-f]{32}$/;
 const MESSAGE_ID = /^[A-Za-z0-9_-]{1,64}$/;
@@ -47,6 +51,8 @@ const recordKey = str({ max: MAX_RECORD_KEY_LENGTH, pattern: RECORD_KEY });
 const envelope = bytes(1, MAX_ENVELOPE_BYTES);
 const u32 = int(0, 0xffff_ffff);
 const time = int(0, Number.MAX_SAFE_INTEGER);
+/** A `ParleyError` code (e.g. a session reset reason). */
+const errorCode = str({ min: 1, max: 40, pattern: /^[A-Z_]+$/ });
 
 export const sealedRecord = object({ key: recordKey, blob: bytes(1, MAX_BLOB_BYTES) });
 export type SealedRecord = Checked<typeof sealedRecord>;
@@ -68,6 +74,16 @@ const sealing = union({
 export type SealingSource = Checked<typeof sealing>;
 
 const publicIdentity = object({ signingKey: bytes(32), dhKey: bytes(32), binding: bytes(64) });
+const signedPrekey = object({ id: u32, createdAt: time, publicKey: bytes(32), signature: bytes(64) });
+const oneTimePrekey = object({ id: u32, publicKey: bytes(32) });
+/**
+ * A peer's prekey bundle as the relay hands it out: public keys only, exact sizes. The enclave's
+ * engine verifies it (the identity must hash to the peer's device id and match the one it
+ * recorded; the signed prekey's signature). A customer's org certificate or attestation is not
+ * carried: the bot requires neither of customers.
+ */
+export const prekeyBundle = object({ identity: publicIdentity, signedPrekey, oneTimePrekey: optional(oneTimePrekey) });
+export type PrekeyBundleWire = Checked<typeof prekeyBundle>;
 const attestation = object({
   version: literal(1),
   deviceId,
@@ -101,8 +117,8 @@ export const methods = {
     params: object({ generate: int(0, 100) }),
     result: object({
       identity: publicIdentity,
-      signedPrekey: object({ id: u32, createdAt: time, publicKey: bytes(32), signature: bytes(64) }),
-      oneTimePrekeys: arrayOf(object({ id: u32, publicKey: bytes(32) }), 100),
+      signedPrekey,
+      oneTimePrekeys: arrayOf(oneTimePrekey, 100),
     }),
   },
   /** The relay stored these one-time prekeys; don't upload them again. */
@@ -123,6 +139,16 @@ export const methods = {
   /** The relay durably stored this outgoing envelope; the enclave may drop it from its outbox. */
   sent: {
     params: object({ to: deviceId, id: messageId }),
+    result: object({}),
+  },
+  /**
+   * The bundle of `peer` the enclave asked for (`needBundle`), fetched from the relay. When the
+   * peer had asked for a session reset, the enclave re-encrypts the replies it has not receipted
+   * into a fresh session (posted as `send`, relay ids `<id>-r<k>`); replies and receipts waiting
+   * for a session use it too. A bundle the enclave did not ask for changes nothing.
+   */
+  resend: {
+    params: object({ peer: deviceId, bundle: prekeyBundle }),
     result: object({}),
   },
   /** A fresh attestation (new `issuedAt`). */
@@ -176,7 +202,20 @@ export const enclaveMessage = union({
     dels: arrayOf(recordKey, MAX_BATCH_RECORDS),
   }),
   send: object({ type: literal('send'), to: deviceId, id: messageId, envelope }),
-  event: object({ type: literal('event'), name: union({ handlerFailed: object({ type: literal('handlerFailed') }), ready: object({ type: literal('ready') }) }), error: optional(serializedError) }),
+  /** The enclave needs `peer`'s bundle (a session reset): fetch it and call `resend`. */
+  needBundle: object({ type: literal('needBundle'), peer: deviceId }),
+  event: object({
+    type: literal('event'),
+    name: union({
+      handlerFailed: object({ type: literal('handlerFailed') }),
+      ready: object({ type: literal('ready') }),
+      /** A session with `peer` was reset: the bot asked for it (`self`, it could not decrypt) or the peer did. */
+      sessionReset: object({ type: literal('sessionReset'), peer: deviceId, initiatedBy: oneOf('self', 'peer'), reason: errorCode }),
+      /** Replies to `peer` given up on after repeated session resets (never delivered). */
+      resendGaveUp: object({ type: literal('resendGaveUp'), peer: deviceId, ids: arrayOf(messageId, MAX_GIVEN_UP_IDS) }),
+    }),
+    error: optional(serializedError),
+  }),
   /** Answer to a host message the enclave could not even parse (no usable callId). */
   rejected: object({ type: literal('rejected'), error: serializedError }),
 });

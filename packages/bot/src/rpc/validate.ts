@@ -55,6 +55,14 @@ export const literal =
     return lit;
   };
 
+/** One of a few string literals. */
+export const oneOf =
+  <L extends string>(...values: readonly L[]): Check<L> =>
+  (value, path) => {
+    if (typeof value !== 'string' || !(values as readonly string[]).includes(value)) fail(path, `expected one of ${values.map((v) => JSON.stringify(v)).join(', ')}`);
+    return value as L;
+  };
+
 /** A `Uint8Array` (a Node `Buffer` is one) of `min..max` bytes; copied so later mutation can't race a check. */
 export const bytes =
   (min: number, max: number = min): Check<Uint8Array> =>

@@ -32,6 +32,7 @@ import {
   type OutgoingContent,
   type ParleyErrorCode,
   type PublicIdentity,
+  isSessionReset,
   type SessionResetReason,
 } from '@parley/protocol';
 import {
@@ -49,6 +50,7 @@ import {
   type TrustOptions,
 } from '@parley/engine';
 import { Emitter } from './emitter.js';
+import { StatementFetchBudget } from './statement-budget.js';
 import { RelayLink, type Logger, type RelayLinkOptions } from '@parley/relay-link';
 
 /** Options of {@link ParleyClient.create}. */
@@ -167,8 +169,11 @@ const PREKEY_REFRESH_MS = 60 * 60 * 1000;
 export const DEFAULT_RECEIPT_DELAY_MS = 25;
 /** Receipt ids owed to one peer that trigger a receipt at once, whatever the delay. */
 export const RECEIPT_BATCH_IDS = MAX_RECEIPT_IDS;
-/** Receipt failures that may pass (storage): keep the ids owed and try again later. */
-const KEEP_RECEIPT_ON_ERROR: ReadonlySet<ParleyErrorCode> = new Set(['STORAGE_INTEGRITY', 'STORAGE_QUOTA', 'INTERNAL']);
+/**
+ * Receipt failures that may pass: storage, or no session right after a session reset (the
+ * peer's fresh session or our next send brings one). Keep the ids owed and try again later.
+ */
+const KEEP_RECEIPT_ON_ERROR: ReadonlySet<ParleyErrorCode> = new Set(['STORAGE_INTEGRITY', 'STORAGE_QUOTA', 'INTERNAL', 'SESSION_NOT_FOUND']);
 
 async function ensureCrypto(): Promise<void> {
   try {
@@ -206,6 +211,7 @@ export class ParleyClient {
   readonly #ownedStore: { close(): Promise<void> } | undefined;
   readonly #iterators = new Set<IteratorState>();
   readonly #delivering = new Set<string>();
+  readonly #statementBudget = new StatementFetchBudget(Date.now());
   /** Each `send` call waiting for its own envelope, by `to/id`: settled by the outbox flush. */
   readonly #sendWaiters = new Map<string, (failure: ParleyError | undefined) => void>();
   #sendLock: Promise<unknown> = Promise.resolve();
@@ -591,7 +597,11 @@ export class ParleyClient {
       const code = isParleyError(e) ? e.code : 'INTERNAL';
       this.#report(e, { peer: m.from, id: m.id });
       const reason = resetReasonOf(e);
-      if (reason) void this.#requestReset(m.from, m.id, reason);
+      // Never answer a reset request with one: two devices that do not know each other would loop.
+      if (reason && !isSessionReset(m.envelope)) void this.#requestReset(m.from, m.id, reason);
+      // A peer we trusted whose certificate expired: keep the message at the relay until a
+      // renewed certificate is published, instead of acking what the app never got (finding 7).
+      if (isParleyError(e, 'UNTRUSTED_IDENTITY') && e.details?.reason === 'expired') return 'keep';
       return KEEP_ON_ERROR.has(code) ? 'keep' : 'ack';
     }
     if (result.kind === 'sessionReset') {
@@ -651,6 +661,9 @@ export class ParleyClient {
       return await this.#engine.receive(m, options);
     } catch (e) {
       if (!needsStatements(e) || !this.#transport.authenticated) throw e;
+      // Strangers do not get to spend the relay budget this device's sends need (issue 10, finding 5).
+      const known = this.#engine.peerIdentity(m.from) !== undefined;
+      if (!this.#statementBudget.allow(m.from, known, Date.now())) throw e;
       const statements = await this.#transport.fetchIdentity(m.from).catch(() => undefined);
       if (!statements) throw e;
       await this.#engine.setPeerStatements(m.from, statements);
@@ -868,7 +881,8 @@ export class ParleyClient {
 
 /** A refusal that fetching the peer's current certificate/attestation could cure. */
 function needsStatements(e: unknown): boolean {
-  if (isParleyError(e, 'UNTRUSTED_IDENTITY')) return e.details?.reason === 'missing';
+  // `expired`: the peer may have published a renewed certificate since (issue 10, finding 7).
+  if (isParleyError(e, 'UNTRUSTED_IDENTITY')) return e.details?.reason === 'missing' || e.details?.reason === 'expired';
   if (isParleyError(e, 'ATTESTATION_INVALID')) return e.details?.reason === 'missing' || e.details?.reason === 'measurement';
   return false;
 }

@@ -956,7 +956,7 @@ export class ConversationEngine {
     assertDeviceId(peer);
     return this.#run(async () => {
       const now = this.#now();
-      if (!this.#resetLimiter.allow(peer, now)) return undefined;
+      if (!this.#resetLimiter.allow(peer, this.#peers.get(peer)?.identity !== undefined, now)) return undefined;
       const requestId = `x${ConversationEngine.newMessageId()}`;
       const envelope = encodeSessionReset(
         { sentAt: Math.floor(now), reason: failure.reason, requestId, failedId: failure.failedId },

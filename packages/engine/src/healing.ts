@@ -25,7 +25,7 @@ export const MAX_RESENDS = 3;
 export const MAX_ARCHIVED_SESSIONS = 4;
 /** The requester asks one peer at most once per this interval. */
 export const RESET_REQUEST_INTERVAL_MS = 10_000;
-/** And asks all peers together at most this many times per minute. */
+/** And asks peers it has no record of, together, at most this many times per minute. */
 export const MAX_RESET_REQUESTS_PER_MINUTE = 30;
 /**
  * The sender applies at most one reset per peer per this interval: a second request (for
@@ -96,18 +96,25 @@ export function planArchive(rec: PeerRecord): string[] {
   return evicted;
 }
 
-/** Bounds the reset requests one device sends: per peer and in total. In memory (a restart only re-allows one). */
+/**
+ * Bounds the reset requests one device sends: per peer, and in total for peers it has no record
+ * of (a device whose state was rolled back may not remember a real peer, so it still asks; but
+ * junk from many fresh device ids must not use up what known peers need). In memory: a restart
+ * only re-allows one request per peer.
+ */
 export class ResetRequestLimiter {
   readonly #lastByPeer = new Map<string, number>();
-  #recent: number[] = [];
+  #recentUnknown: number[] = [];
 
   /** True (and counted) when a request to `peer` may go out at `now`. */
-  allow(peer: string, now: number): boolean {
+  allow(peer: string, known: boolean, now: number): boolean {
     const last = this.#lastByPeer.get(peer);
     if (last !== undefined && now - last < RESET_REQUEST_INTERVAL_MS) return false;
-    this.#recent = this.#recent.filter((t) => now - t < 60_000);
-    if (this.#recent.length >= MAX_RESET_REQUESTS_PER_MINUTE) return false;
-    this.#recent.push(now);
+    if (!known) {
+      this.#recentUnknown = this.#recentUnknown.filter((t) => now - t < 60_000);
+      if (this.#recentUnknown.length >= MAX_RESET_REQUESTS_PER_MINUTE) return false;
+      this.#recentUnknown.push(now);
+    }
     this.#lastByPeer.set(peer, now);
     if (this.#lastByPeer.size > 10_000) this.#lastByPeer.delete(this.#lastByPeer.keys().next().value!);
     return true;

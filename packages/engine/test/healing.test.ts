@@ -7,7 +7,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { Account, ParleyError, encodeSessionReset, type ParleyErrorCode, type SessionResetReason } from '@parley/protocol';
-import { ConversationEngine, MemoryStore, MAX_RESENDS, RESET_APPLY_INTERVAL_MS, resetReasonOf, type OutgoingEnvelope, type ReceiveResult } from '../src/index.js';
+import { ConversationEngine, MemoryStore, MAX_RESENDS, MAX_RESET_REQUESTS_PER_MINUTE, RESET_APPLY_INTERVAL_MS, resetReasonOf, type OutgoingEnvelope, type ReceiveResult } from '../src/index.js';
 import { unsafeTestingRaw } from '../src/testing.js';
 import { deliver, device, mid, refused, setupCrypto, str, takeBundle, text } from './helpers/engines.js';
 
@@ -213,4 +213,18 @@ test('resetReasonOf: only session reasons ask for a reset', () => {
     assert.equal(resetReasonOf(new ParleyError(code, 'x')), undefined, code);
   }
   assert.equal(resetReasonOf({ name: 'ParleyError', code: 'AUTH_FAILED' }), undefined, 'a look-alike object is not a ParleyError');
+});
+
+test('requests to peers this device has no record of share a per-minute cap; known peers are not held back by them', async () => {
+  const now = Date.UTC(2030, 0, 1);
+  const alice = await device({ now: () => now });
+  const bob = await device({ now: () => now });
+  await converse(alice, bob);
+  let sent = 0;
+  for (let i = 0; i < MAX_RESET_REQUESTS_PER_MINUTE + 5; i++) {
+    const stranger = ConversationEngine.newMessageId(); // any 32-hex device id
+    if (await bob.engine.requestSessionReset(stranger, { failedId: '', reason: 'SESSION_NOT_FOUND' })) sent++;
+  }
+  assert.equal(sent, MAX_RESET_REQUESTS_PER_MINUTE, 'unknown peers: capped per minute');
+  assert.ok(await bob.engine.requestSessionReset(alice.engine.deviceId, { failedId: '', reason: 'AUTH_FAILED' }), 'a known peer still gets its request');
 });

@@ -599,9 +599,9 @@ export class ParleyClient {
       const reason = resetReasonOf(e);
       // Never answer a reset request with one: two devices that do not know each other would loop.
       if (reason && !isSessionReset(m.envelope)) void this.#requestReset(m.from, m.id, reason);
-      // A peer we trusted whose certificate expired: keep the message at the relay until a
-      // renewed certificate is published, instead of acking what the app never got (finding 7).
-      if (isParleyError(e, 'UNTRUSTED_IDENTITY') && e.details?.reason === 'expired') return 'keep';
+      // A peer we trusted whose certificate (or bot attestation) expired: keep the message at the
+      // relay until a renewed one is published, instead of acking what the app never got (finding 7).
+      if ((isParleyError(e, 'UNTRUSTED_IDENTITY') || isParleyError(e, 'ATTESTATION_INVALID')) && e.details?.reason === 'expired') return 'keep';
       return KEEP_ON_ERROR.has(code) ? 'keep' : 'ack';
     }
     if (result.kind === 'sessionReset') {
@@ -883,7 +883,7 @@ export class ParleyClient {
 function needsStatements(e: unknown): boolean {
   // `expired`: the peer may have published a renewed certificate since (issue 10, finding 7).
   if (isParleyError(e, 'UNTRUSTED_IDENTITY')) return e.details?.reason === 'missing' || e.details?.reason === 'expired';
-  if (isParleyError(e, 'ATTESTATION_INVALID')) return e.details?.reason === 'missing' || e.details?.reason === 'measurement';
+  if (isParleyError(e, 'ATTESTATION_INVALID')) return e.details?.reason === 'missing' || e.details?.reason === 'measurement' || e.details?.reason === 'expired';
   return false;
 }
 

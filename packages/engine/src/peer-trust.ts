@@ -114,5 +114,14 @@ export class PeerTrust {
     if (rec.att.measurement !== toHex(pinned)) {
       throw new ParleyError('ATTESTATION_INVALID', 'peer attested another measurement than the pinned one', { details: { reason: 'measurement', peer } });
     }
+    // Checked on every send and receive, not only when the session started (issue 10, finding 6):
+    // a bot re-attests every 12 h, so a stale one means the bot stopped proving what code it runs.
+    // Fetch its current attestation (a changed measurement is then refused) and try again.
+    const ageMs = this.#o.now() - rec.att.issuedAt;
+    if (ageMs > this.#o.policy.attestationMaxAgeMs) {
+      throw new ParleyError('ATTESTATION_INVALID', 'the stored bot attestation is older than the accepted age; fetch its current one', {
+        details: { reason: 'expired', peer, ageMs, maxAgeMs: this.#o.policy.attestationMaxAgeMs },
+      });
+    }
   }
 }

@@ -108,6 +108,35 @@ describe('pinned bot measurement', () => {
     await repinned.encrypt(bot.engine.deviceId, text('y'), { messageId: mid() });
   });
 
+  it('the stored attestation is re-checked on every send and receive: stale → expired; a fresh one of the pinned code resumes; a changed measurement is refused (issue 10, finding 6)', async () => {
+    const { measurement, customer, bot, cert, attest, setNow } = await setup();
+    await deliver(bot.engine, customer.engine, await customer.engine.encrypt(bot.engine.deviceId, text('hi'), {
+      messageId: mid(),
+      bundle: { ...takeBundle(bot.upload, { certificate: cert() }), attestation: attest() },
+    }));
+    const reply = await bot.engine.encrypt(customer.engine.deviceId, text('hello'), { messageId: mid() });
+    setNow(T0 + DAY + 1); // past the default 24 h: the bot has not re-attested
+    const size = customer.store.size;
+    const queued = customer.engine.pendingOutbox().length;
+    await assert.rejects(customer.engine.encrypt(bot.engine.deviceId, text('still there?'), { messageId: mid() }), refused('ATTESTATION_INVALID', 'expired'));
+    assert.equal(customer.store.size, size, 'nothing stored');
+    assert.equal(customer.engine.pendingOutbox().length, queued, 'nothing queued');
+    await assert.rejects(deliver(customer.engine, bot.engine, reply), refused('ATTESTATION_INVALID', 'expired'));
+    assert.equal(customer.engine.inbox().length, 0, 'nothing from a bot whose attestation is stale');
+
+    // The bot restarted with other code and attests that: refused, the stale one stays refused.
+    await assert.rejects(
+      customer.engine.setPeerStatements(bot.engine.deviceId, { certificate: cert(), attestation: attest(bot, { measurement: getCrypto().randomBytes(32) }) }),
+      refused('ATTESTATION_INVALID', 'invalid'),
+    );
+    await assert.rejects(customer.engine.encrypt(bot.engine.deviceId, text('x'), { messageId: mid() }), refused('ATTESTATION_INVALID', 'expired'));
+    // It re-attests the pinned code: the conversation resumes, the held reply opens.
+    await customer.engine.setPeerStatements(bot.engine.deviceId, { certificate: cert(), attestation: attest() });
+    assert.deepEqual(customer.engine.peerAttestation(bot.engine.deviceId), { measurement: toHex(measurement), issuedAt: T0 + DAY + 1 });
+    assert.equal((await deliver(customer.engine, bot.engine, reply)).kind, 'message');
+    await customer.engine.encrypt(bot.engine.deviceId, text('thanks'), { messageId: mid() });
+  });
+
   it('bad options are USAGE errors', async () => {
     await assert.rejects(ConversationEngine.open({ store: (await device()).store, trust: { botMeasurement: 'abc' } }), refused('USAGE'));
     await assert.rejects(ConversationEngine.open({ store: (await device()).store, trust: { requireAttestation: 'all' } }), refused('USAGE'));

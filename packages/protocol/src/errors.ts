@@ -47,8 +47,8 @@ export type ErrorDetails = Readonly<Record<string, number | string | boolean>>;
  */
 export type ErrorDetailsByCode = {
   readonly ATTESTATION_INVALID: {
-    /** `missing`: the bot published none; `invalid`: it does not verify; `measurement`: not the pinned code. */
-    readonly reason?: 'missing' | 'invalid' | 'measurement';
+    /** `missing`: the bot published none; `invalid`: it does not verify; `measurement`: not the pinned code; `expired`: the stored one is too old. */
+    readonly reason?: 'missing' | 'invalid' | 'measurement' | 'expired';
     readonly peer?: string;
     readonly skewMs?: number;
     readonly ageMs?: number;

@@ -471,13 +471,18 @@ export class ConversationEngine {
   /**
    * Points `label` (an app-level name such as "bob") at `peer`. The first binding is trusted
    * (TOFU). Re-binding a known label to another device blocks sending to the new device and
-   * throws `IDENTITY_CHANGED` until {@link acceptIdentityChange}.
+   * throws `IDENTITY_CHANGED` until {@link acceptIdentityChange}. Labels starting with `org:` are
+   * reserved for certified peers (set only by a verified org certificate).
    * @throws ParleyError `IDENTITY_CHANGED` (details: label, previous, peer), `USAGE`.
    */
   async bindLabel(label: string, peer: string): Promise<void> {
     assertDeviceId(peer);
     if (typeof label !== 'string' || label.length === 0 || label.length > 200 || label.includes('/')) {
       throw new ParleyError('USAGE', 'label must be 1-200 chars without "/"');
+    }
+    if (label.startsWith('org:')) {
+      // Only a verified org certificate may point a certified label (issue 10, Info).
+      throw new ParleyError('USAGE', 'labels starting with "org:" are reserved for org-certified peers; choose another label');
     }
     return this.#run(async () => {
       const previous = this.#labels.get(label);

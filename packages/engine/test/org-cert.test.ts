@@ -170,6 +170,15 @@ describe('org certificates', () => {
     assert.equal(b.customer.engine.resolveLabel('org:bot:support'), bot3.engine.deviceId);
   });
 
+  it('bindLabel cannot take a certified label slot (issue 10, Info)', async () => {
+    const alice = await device();
+    const mallory = await device();
+    await assert.rejects(alice.engine.bindLabel('org:bot:support', mallory.engine.deviceId), refused('USAGE'));
+    assert.equal(alice.engine.resolveLabel('org:bot:support'), undefined);
+    await alice.engine.bindLabel('support-desk', mallory.engine.deviceId);
+    assert.equal(alice.engine.resolveLabel('support-desk'), mallory.engine.deviceId);
+  });
+
   it('rejects bad trust options', async () => {
     await assert.rejects(ConversationEngine.open({ store: new MemoryStore(), trust: { orgKey: 'zz' } }), refused('USAGE'));
     await assert.rejects(ConversationEngine.open({ store: new MemoryStore(), trust: { requireCertificate: 'all' } }), refused('USAGE'));

@@ -244,7 +244,10 @@ export class ParleyClient {
       onError: (error) => this.#report(error),
     });
     const gapTimeout = options.gapTimeoutMs ?? DEFAULT_GAP_TIMEOUT_MS;
-    this.#gapTimer = setInterval(() => void this.#reportGaps(gapTimeout), Math.min(5_000, gapTimeout / 2));
+    this.#gapTimer = setInterval(() => {
+      void this.#reportGaps(gapTimeout);
+      void this.#sendDeferredResets();
+    }, Math.min(5_000, gapTimeout / 2));
     this.#gapTimer.unref?.();
     this.#prekeyTimer = setInterval(() => {
       if (!this.#closed && this.#transport.authenticated) void this.#publishPrekeys().catch((e) => this.#report(e));
@@ -623,6 +626,19 @@ export class ParleyClient {
       void this.#flushOutbox();
     } catch (e) {
       this.#report(e, { peer });
+    }
+  }
+
+  /** Reset requests the engine held back (inside the per-peer interval) whose time has come. */
+  async #sendDeferredResets(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      const queued = await this.#engine.requestDeferredResets();
+      if (queued.length === 0) return;
+      for (const { envelope, reason } of queued) this.#events.emit('sessionReset', { peer: envelope.to, initiatedBy: 'self', reason, ...this.#safetyNumberOf(envelope.to) });
+      void this.#flushOutbox();
+    } catch (e) {
+      if (!this.#closed) this.#report(e);
     }
   }
 

@@ -72,6 +72,8 @@ export type { OutgoingEnvelope, ReceivedMessage } from './records.js';
 
 /** Sessions kept per peer device (the newest or most recently used first); older ones are dropped. */
 export const MAX_SESSIONS_PER_PEER = 4;
+/** Reset requests remembered for later (one per peer, the latest). */
+const MAX_DEFERRED_RESETS = 1_000;
 /** Sessions kept live after a failed decrypt (each holds at most a few header stages, docs/threats.md C8). */
 const MAX_FAILED_SESSIONS_KEPT = 16;
 /** Signed prekeys older than this are rotated by {@link ConversationEngine.prekeyUpload}. */
@@ -237,6 +239,8 @@ export class ConversationEngine {
   readonly #failedSessions = new Map<string, { readonly bytes: Uint8Array; readonly session: Session }>();
   readonly #mailbox: Mailbox;
   readonly #resetLimiter = new ResetRequestLimiter();
+  /** Reset requests the bounds held back, by peer: sent later by {@link requestDeferredResets}. */
+  readonly #deferredResets = new Map<string, { readonly failedId: string; readonly reason: SessionResetReason }>();
   #tail: Promise<unknown> = Promise.resolve();
   #closed = false;
 
@@ -954,14 +958,22 @@ export class ConversationEngine {
   /**
    * After a decrypt from `peer` failed for a session reason (see `resetReasonOf`), asks the
    * peer for a fresh session: a signed reset request goes into the outbox (send it like any
-   * envelope). Bounded per peer and in total; resolves `undefined` when the bound says not now.
+   * envelope). Bounded per peer and in total; resolves `undefined` when the bound says not now,
+   * and then remembers the request (in memory) for {@link requestDeferredResets}, so a failure
+   * inside the interval is not forgotten.
    * @param failure the relay id of the message that failed, and the error code it raised.
    */
   requestSessionReset(peer: string, failure: { readonly failedId: string; readonly reason: SessionResetReason }): Promise<OutgoingEnvelope | undefined> {
     assertDeviceId(peer);
     return this.#run(async () => {
       const now = this.#now();
-      if (!this.#resetLimiter.allow(peer, this.#peers.get(peer)?.identity !== undefined, now)) return undefined;
+      if (!this.#resetLimiter.allow(peer, this.#peers.get(peer)?.identity !== undefined, now)) {
+        this.#deferredResets.delete(peer);
+        this.#deferredResets.set(peer, failure);
+        if (this.#deferredResets.size > MAX_DEFERRED_RESETS) this.#deferredResets.delete(this.#deferredResets.keys().next().value!);
+        return undefined;
+      }
+      this.#deferredResets.delete(peer);
       const requestId = `x${ConversationEngine.newMessageId()}`;
       const envelope = encodeSessionReset(
         { sentAt: Math.floor(now), reason: failure.reason, requestId, failedId: failure.failedId },
@@ -974,6 +986,19 @@ export class ConversationEngine {
       queued.apply();
       return out;
     });
+  }
+
+  /**
+   * Sends the reset requests {@link requestSessionReset} held back whose time has come (call it
+   * now and then: `ParleyClient` does every few seconds). Resolves the envelopes queued.
+   */
+  async requestDeferredResets(): Promise<{ readonly envelope: OutgoingEnvelope; readonly reason: SessionResetReason }[]> {
+    const queued: { envelope: OutgoingEnvelope; reason: SessionResetReason }[] = [];
+    for (const [peer, failure] of [...this.#deferredResets]) {
+      const envelope = await this.requestSessionReset(peer, failure);
+      if (envelope) queued.push({ envelope, reason: failure.reason });
+    }
+    return queued;
   }
 
   /** Messages sent to `peer` that its receipts have not confirmed yet, oldest first. */

@@ -36,11 +36,19 @@ export const RESET_APPLY_INTERVAL_MS = 10_000;
 const RESET_ERRORS: ReadonlySet<string> = new Set(RESET_REASONS);
 
 /**
- * The reset reason for a failed decrypt, or undefined when a new session would not help
- * (duplicates, expired keys, trust refusals, malformed input).
+ * The reset reason for an error `ConversationEngine.receive` threw, or undefined when a new
+ * session would not help (expired keys, trust refusals, malformed input).
+ *
+ * `DUPLICATE_MESSAGE` counts as `SENDER_STATE_ROLLBACK`: `receive` answers a relay id it has seen
+ * with `kind: 'duplicate'` and never throws for it, so a thrown one means the ratchet holds no key
+ * for a counter under a *new* id. A sender restored from a backup reusing counters past the end of
+ * an older chain looks exactly like that (the chain does not record its length), and its message
+ * would otherwise stay unconfirmed unreported. A relay replaying an old envelope under a new id
+ * can make a device ask once per interval; it could do as much with junk.
  */
 export function resetReasonOf(error: unknown): SessionResetReason | undefined {
   if (!isParleyError(error)) return undefined;
+  if (error.code === 'DUPLICATE_MESSAGE') return 'SENDER_STATE_ROLLBACK';
   return RESET_ERRORS.has(error.code) ? (error.code as SessionResetReason) : undefined;
 }
 

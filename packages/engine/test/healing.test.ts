@@ -209,9 +209,11 @@ test('resetReasonOf: only session reasons ask for a reset', () => {
   for (const code of ['SESSION_NOT_FOUND', 'SESSION_FORK_DETECTED', 'SENDER_STATE_ROLLBACK', 'AUTH_FAILED', 'INVALID_PREKEY'] as const) {
     assert.equal(resetReasonOf(new ParleyError(code, 'x')), code);
   }
-  for (const code of ['DUPLICATE_MESSAGE', 'MESSAGE_KEY_EXPIRED', 'UNTRUSTED_IDENTITY', 'MALFORMED_MESSAGE', 'STORAGE_INTEGRITY'] as const) {
+  for (const code of ['MESSAGE_KEY_EXPIRED', 'UNTRUSTED_IDENTITY', 'MALFORMED_MESSAGE', 'STORAGE_INTEGRITY', 'ATTESTATION_INVALID'] as const) {
     assert.equal(resetReasonOf(new ParleyError(code, 'x')), undefined, code);
   }
+  // receive() never throws it for a seen relay id: a counter reused under a new id is a rollback.
+  assert.equal(resetReasonOf(new ParleyError('DUPLICATE_MESSAGE', 'x')), 'SENDER_STATE_ROLLBACK');
   assert.equal(resetReasonOf({ name: 'ParleyError', code: 'AUTH_FAILED' }), undefined, 'a look-alike object is not a ParleyError');
 });
 
@@ -227,4 +229,21 @@ test('requests to peers this device has no record of share a per-minute cap; kno
   }
   assert.equal(sent, MAX_RESET_REQUESTS_PER_MINUTE, 'unknown peers: capped per minute');
   assert.ok(await bob.engine.requestSessionReset(alice.engine.deviceId, { failedId: '', reason: 'AUTH_FAILED' }), 'a known peer still gets its request');
+});
+
+test('a request held back by the interval is sent later by requestDeferredResets, not forgotten', async () => {
+  let now = Date.UTC(2030, 0, 1);
+  const alice = await device({ now: () => now });
+  const bob = await device({ now: () => now });
+  await converse(alice, bob);
+  assert.ok(await bob.engine.requestSessionReset(alice.engine.deviceId, { failedId: 'm1', reason: 'AUTH_FAILED' }));
+  assert.equal(await bob.engine.requestSessionReset(alice.engine.deviceId, { failedId: 'm2', reason: 'SESSION_FORK_DETECTED' }), undefined);
+  assert.deepEqual(await bob.engine.requestDeferredResets(), [], 'still inside the interval');
+  now += 10_001;
+  const later = await bob.engine.requestDeferredResets();
+  assert.equal(later.length, 1);
+  assert.equal(later[0]!.reason, 'SESSION_FORK_DETECTED');
+  const applied = await deliver(alice.engine, bob.engine, later[0]!.envelope);
+  assert.equal(applied.kind === 'sessionReset' && applied.reason, 'SESSION_FORK_DETECTED');
+  assert.deepEqual(await bob.engine.requestDeferredResets(), [], 'sent once');
 });

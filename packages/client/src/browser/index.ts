@@ -1,7 +1,8 @@
 /**
  * `@parley/client/browser`: what a web page needs on top of the core SDK. A sealed IndexedDB
- * {@link KeyValueStore} whose wrapping key is a non-extractable WebCrypto key, and a Web Locks
- * helper so only one tab at a time drives a conversation.
+ * {@link KeyValueStore} whose wrapping key is a non-extractable WebCrypto key (not extractable
+ * through JavaScript; still on disk in clear in the browser profile: see `IndexedDbStore`), and a
+ * Web Locks helper so only one tab at a time drives a conversation.
  *
  * @example
  * import { IndexedDbStore, acquireWriterLock, writerLockName } from '@parley/client/browser';

@@ -4,50 +4,56 @@
  * Files:
  * ```
  *  <dir>/parley-store.json  format, version, HKDF salt, and a sealed check value (wrong key → error)
- *  <dir>/records.log        append-only JSON lines; each line is ONE transaction:
- *                           {"s":[[key, base64(sealed value)], …], "d":[key, …]}
- *  <dir>/storage.key        32 random bytes, mode 0600, only when no storageSecret is given
- *  <dir>/LOCK               pid of the process using the store
+ *  <dir>/journal.log        the records: one line per transaction, dead values overwritten,
+ *                           a MAC chain over the set of records and versions (journal.ts)
+ *  <dir>/lock/<n>           the process lock (lock.ts)
+ *  <dir>.key                the key file, beside the directory and never inside it: 32 random
+ *                           bytes, mode 0600, only when neither storageSecret nor keyFile is given
  * ```
- * Atomicity: a `setMany` is one line, written then `fdatasync`ed before the promise resolves.
- * After a crash only the last line can be torn; it is recognised (no newline, or not JSON) and
- * cut off at open, so a transaction is either wholly present or absent. A damaged line anywhere
- * else is `STORAGE_INTEGRITY`. The log is compacted (snapshot written to a temp file, fsynced,
- * renamed over the log, directory fsynced) once it is mostly dead entries.
+ * Atomicity: a `setMany` is one journal line, written then `fdatasync`ed before the promise
+ * resolves. After a crash only the last line can be torn; it is cut off at open, so a transaction
+ * is either wholly present or absent.
  *
- * Sealing: every value is sealed with XChaCha20-Poly1305 under the storage key with the record's
- * key as associated data ({@link SealedStore}), so a flipped byte or a record moved to another
- * key reads as `STORAGE_INTEGRITY`, for that record only.
+ * Deletion (docs/threats.md ST7): before a `setMany`/`delMany` resolves, the values it superseded
+ * or deleted are overwritten in the file; a copy of the directory, even with the key, holds only
+ * the current version of each record. What the file system or the disk may still keep is in the
+ * client README ("What the store cannot promise").
+ *
+ * Integrity: every value is sealed with XChaCha20-Poly1305 under the storage key with the
+ * record's key as associated data ({@link SealedStore}): a flipped byte or a record moved to
+ * another key reads as `STORAGE_INTEGRITY`, for that record only. The journal's MAC chain covers
+ * which records exist and which version of each: a record deleted, rolled back or dropped with
+ * the last transactions by someone without the key is `STORAGE_INTEGRITY` at open (ST1).
  *
  * The storage key is HKDF-SHA256(secret, salt) where the secret is, in order of preference:
  * 1. `storageSecret`: a high-entropy secret the app keeps elsewhere (OS keychain, KMS, an
  *    environment secret). The data directory alone then reveals nothing.
- * 2. a key file `<dir>/storage.key` (or `keyFile`), created with mode 0600. This protects records
- *    against tampering and against copies of single files, not against someone who can read the
- *    whole directory as this user.
+ * 2. a key file: `keyFile`, or by default `<dir>.key` beside the directory, created with mode
+ *    0600. It is refused inside the directory, so a copy of the directory alone carries no key.
+ *    It does not protect against someone who can read both as this user.
  * HKDF does not slow down guessing: never use a human password as `storageSecret`.
  */
-import { randomBytes as nodeRandomBytes } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { link, mkdir, open, readdir, readFile, realpath, rm, stat } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { ParleyError, fromHex, getCrypto, toHex, utf8 } from '@parley/protocol';
 import { SealedStore, deriveStorageKey, openRecord, sealRecord } from '@parley/engine';
 import type { KeyValueStore } from '@parley/engine';
+import { fsyncDir, wipeAndRemove, writeFileAtomic } from './fs-atomic.js';
+import { Journal, isEmptyJournal, journalMacKey, readLegacyLog } from './journal.js';
+import { DirLock } from './lock.js';
 
 const META_FILE = 'parley-store.json';
-const LOG_FILE = 'records.log';
-const KEY_FILE = 'storage.key';
-const LOCK_FILE = 'LOCK';
+const JOURNAL_FILE = 'journal.log';
+/** Version 1 (before issue 10): the log, the default key file inside the directory, the lock file. */
+const LEGACY_LOG_FILE = 'records.log';
+const LEGACY_KEY_FILE = 'storage.key';
+const LEGACY_LOCK_FILE = 'LOCK';
 const META_FORMAT = 'parley-file-store';
-const META_VERSION = 1;
+const META_VERSION = 2;
 const CHECK_KEY = '\u0000check';
 const CHECK_VALUE = 'parley-file-store';
-/** Compaction runs when the log is larger than this and mostly dead entries. */
-const COMPACT_MIN_BYTES = 1 << 20;
-const COMPACT_RATIO = 4;
-/** Entries per line in a compacted snapshot (each line stays a valid transaction). */
-const SNAPSHOT_ENTRIES_PER_LINE = 256;
+/** Temp files of `writeFileAtomic` (`<name>.<pid>.<8 hex>.tmp`). */
+const TEMP_FILE = /^(journal\.log|parley-store\.json)\.[0-9]+\.[0-9a-f]{8}\.tmp$/;
 
 /** Options of {@link FileStore.open}. */
 export interface FileStoreOptions {
@@ -55,188 +61,48 @@ export interface FileStoreOptions {
   readonly dir: string;
   /** High-entropy secret (at least 16 bytes; 32 random bytes recommended). See the module doc. */
   readonly storageSecret?: Uint8Array | string;
-  /** Key file used when there is no `storageSecret`. Default `<dir>/storage.key`. */
+  /**
+   * Key file used when there is no `storageSecret`; must be outside `dir`. Default `<dir>.key`
+   * (beside the directory; refused when `dir` is a mount point, since the file would land on
+   * another file system: give `keyFile` or `storageSecret` then).
+   */
   readonly keyFile?: string;
 }
 
-/** Directories opened by this process, so two FileStores never append to one log. */
+/** Directories opened by this process, so two FileStores never write one journal. */
 const openDirs = new Set<string>();
-
-async function fsyncDir(dir: string): Promise<void> {
-  let fh: FileHandle | undefined;
-  try {
-    fh = await open(dir, 'r');
-    await fh.sync();
-  } catch {
-    // Some platforms cannot fsync a directory; the rename is still atomic there.
-  } finally {
-    await fh?.close();
-  }
-}
-
-/** Writes a file atomically: temp file, fsync, rename, fsync the directory. */
-async function writeFileAtomic(path: string, data: Uint8Array, mode = 0o600): Promise<void> {
-  const tmp = `${path}.${process.pid}.${nodeRandomBytes(4).toString('hex')}.tmp`;
-  const fh = await open(tmp, 'w', mode);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, path);
-  await fsyncDir(dirname(path));
-}
 
 function integrity(message: string, cause?: unknown): ParleyError {
   return new ParleyError('STORAGE_INTEGRITY', message, cause === undefined ? undefined : { cause });
 }
 
-function pidAlive(pid: number): boolean {
+function errno(e: unknown): string | undefined {
+  return (e as NodeJS.ErrnoException | undefined)?.code;
+}
+
+async function exists(path: string): Promise<boolean> {
   try {
-    process.kill(pid, 0);
+    await stat(path);
     return true;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    if (errno(e) === 'ENOENT') return false;
+    throw e;
   }
 }
 
-interface LogLine {
-  s?: [string, string][];
-  d?: string[];
+/** `path` with its existing parent resolved through symlinks. */
+async function real(path: string): Promise<string> {
+  try {
+    return join(await realpath(dirname(path)), basename(path));
+  } catch {
+    return path;
+  }
 }
 
-/** The raw (unsealed) transaction log: a Map in memory, JSON lines on disk. */
-class LogFile implements KeyValueStore {
-  readonly #path: string;
-  readonly #map = new Map<string, Uint8Array>();
-  #fh: FileHandle | undefined;
-  #size = 0;
-  #live = 0;
-  #tail: Promise<unknown> = Promise.resolve();
-
-  constructor(path: string) {
-    this.#path = path;
-  }
-
-  async load(): Promise<void> {
-    let data: Buffer;
-    try {
-      data = await readFile(this.#path);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      data = Buffer.alloc(0);
-    }
-    let end = data.lastIndexOf(0x0a) + 1; // bytes after the last newline are a torn write
-    const lines = data.subarray(0, end).toString('utf8').split('\n');
-    lines.pop();
-    for (let i = 0; i < lines.length; i++) {
-      let parsed: LogLine;
-      try {
-        parsed = JSON.parse(lines[i]!) as LogLine;
-        this.#validate(parsed);
-      } catch (cause) {
-        if (i === lines.length - 1) {
-          // The last transaction was torn by a crash: it never committed.
-          end -= Buffer.byteLength(lines[i]!, 'utf8') + 1;
-          break;
-        }
-        throw integrity('store log is damaged', cause);
-      }
-      this.#apply(parsed);
-    }
-    this.#fh = await open(this.#path, fsConstants.O_RDWR | fsConstants.O_CREAT, 0o600);
-    if (end !== data.length) {
-      await this.#fh.truncate(end);
-      await this.#fh.sync();
-    }
-    this.#size = end;
-  }
-
-  #validate(line: LogLine): void {
-    if (typeof line !== 'object' || line === null) throw new Error('not an object');
-    if (line.s !== undefined && !(Array.isArray(line.s) && line.s.every((e) => Array.isArray(e) && e.length === 2 && typeof e[0] === 'string' && typeof e[1] === 'string'))) {
-      throw new Error('bad set list');
-    }
-    if (line.d !== undefined && !(Array.isArray(line.d) && line.d.every((k) => typeof k === 'string'))) throw new Error('bad delete list');
-  }
-
-  #apply(line: LogLine): void {
-    for (const [k, v] of line.s ?? []) {
-      const old = this.#map.get(k);
-      if (old) this.#live -= old.length + k.length;
-      const bytes = new Uint8Array(Buffer.from(v, 'base64'));
-      this.#map.set(k, bytes);
-      this.#live += bytes.length + k.length;
-    }
-    for (const k of line.d ?? []) {
-      const old = this.#map.get(k);
-      if (old) this.#live -= old.length + k.length;
-      this.#map.delete(k);
-    }
-  }
-
-  #serial<T>(fn: () => Promise<T>): Promise<T> {
-    const p = this.#tail.then(fn);
-    this.#tail = p.catch(() => undefined);
-    return p;
-  }
-
-  async #append(line: LogLine): Promise<void> {
-    const fh = this.#fh;
-    if (!fh) throw new ParleyError('USAGE', 'store is closed');
-    const data = Buffer.from(`${JSON.stringify(line)}\n`, 'utf8');
-    try {
-      await fh.write(data, 0, data.length, this.#size);
-      await fh.datasync();
-    } catch (e) {
-      // Leave no partial line behind, so later transactions stay readable.
-      await fh.truncate(this.#size).catch(() => undefined);
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOSPC' || code === 'EDQUOT') throw new ParleyError('STORAGE_QUOTA', 'disk full', { cause: e });
-      throw e;
-    }
-    this.#size += data.length;
-    this.#apply(line);
-    if (this.#size > COMPACT_MIN_BYTES && this.#size > COMPACT_RATIO * this.#live) await this.#compact();
-  }
-
-  async #compact(): Promise<void> {
-    const entries = [...this.#map];
-    const parts: string[] = [];
-    for (let i = 0; i < entries.length; i += SNAPSHOT_ENTRIES_PER_LINE) {
-      const s = entries.slice(i, i + SNAPSHOT_ENTRIES_PER_LINE).map(([k, v]) => [k, Buffer.from(v).toString('base64')]);
-      parts.push(`${JSON.stringify({ s })}\n`);
-    }
-    const data = Buffer.from(parts.join(''), 'utf8');
-    await writeFileAtomic(this.#path, data);
-    await this.#fh?.close();
-    this.#fh = await open(this.#path, fsConstants.O_RDWR, 0o600);
-    this.#size = data.length;
-  }
-
-  async get(key: string): Promise<Uint8Array | undefined> {
-    const v = this.#map.get(key);
-    return v ? v.slice() : undefined;
-  }
-  setMany(entries: [string, Uint8Array][]): Promise<void> {
-    if (entries.length === 0) return Promise.resolve();
-    return this.#serial(() => this.#append({ s: entries.map(([k, v]) => [k, Buffer.from(v).toString('base64')]) }));
-  }
-  delMany(keys: string[]): Promise<void> {
-    const present = keys.filter((k) => this.#map.has(k));
-    if (present.length === 0) return Promise.resolve();
-    return this.#serial(() => this.#append({ d: present }));
-  }
-  async keys(prefix: string): Promise<string[]> {
-    return [...this.#map.keys()].filter((k) => k.startsWith(prefix) && k !== CHECK_KEY);
-  }
-  close(): Promise<void> {
-    return this.#serial(async () => {
-      await this.#fh?.close();
-      this.#fh = undefined;
-    });
-  }
+interface Meta {
+  version: number;
+  salt: Uint8Array;
+  check: Uint8Array;
 }
 
 /**
@@ -249,15 +115,17 @@ class LogFile implements KeyValueStore {
  * await store.close();
  */
 export class FileStore implements KeyValueStore {
-  readonly #log: LogFile;
+  readonly #journal: Journal;
   readonly #sealed: SealedStore;
   readonly #dir: string;
+  readonly #lock: DirLock;
   #closed = false;
 
-  private constructor(dir: string, log: LogFile, storageKey: Uint8Array) {
+  private constructor(dir: string, journal: Journal, storageKey: Uint8Array, lock: DirLock) {
     this.#dir = dir;
-    this.#log = log;
-    this.#sealed = new SealedStore(log, storageKey);
+    this.#journal = journal;
+    this.#sealed = new SealedStore(journal, storageKey);
+    this.#lock = lock;
   }
 
   /** The store's directory. */
@@ -266,82 +134,109 @@ export class FileStore implements KeyValueStore {
   }
 
   /**
-   * Opens (or creates) the store in `options.dir`.
-   * @throws ParleyError `STORAGE_INTEGRITY` for a wrong secret/key file or a damaged log,
-   *   `USAGE` when the directory is already open (in this or another live process) or the key
-   *   file is readable by others.
+   * Opens (or creates) the store in `options.dir`. A store written by an earlier Parley (format
+   * 1: `records.log`, `storage.key` inside the directory) is converted once: its key file moves
+   * to `<dir>.key` (or `keyFile`), its log becomes a journal, and the old log is overwritten and
+   * removed.
+   * @throws ParleyError `STORAGE_INTEGRITY` for a wrong secret or key file, a missing key file of
+   *   an existing store, or a journal that was damaged or altered (records added, removed, rolled
+   *   back or truncated without the key); `USAGE` when the directory is in use (in this or another
+   *   live process), the key file is inside the directory or readable by others, or there is no
+   *   safe default place for the key file.
    */
   static async open(options: FileStoreOptions): Promise<FileStore> {
     if (!options || typeof options.dir !== 'string' || options.dir.length === 0) throw new ParleyError('USAGE', 'options.dir is required');
+    if (options.keyFile !== undefined && (typeof options.keyFile !== 'string' || options.keyFile.length === 0)) {
+      throw new ParleyError('USAGE', 'options.keyFile must be a file path');
+    }
     const dir = resolve(options.dir);
-    if (openDirs.has(dir)) throw new ParleyError('USAGE', 'this store directory is already open in this process');
+    if (openDirs.has(dir)) throw new ParleyError('USAGE', 'this store directory is already open in this process; close the other FileStore first');
     await mkdir(dir, { recursive: true, mode: 0o700 });
     openDirs.add(dir);
+    let lock: DirLock | undefined;
     try {
-      await FileStore.#lock(dir);
+      lock = await DirLock.acquire(dir);
+      await FileStore.#refuseLegacyLock(dir);
+      // A compaction or metadata write cut short by a crash leaves its temp file: a copy of
+      // records that may since have been superseded.
+      for (const name of await readdir(dir)) if (TEMP_FILE.test(name)) await wipeAndRemove(join(dir, name));
+      const meta = await FileStore.#meta(dir);
+      const fileKey = options.storageSecret === undefined ? await FileStore.#keyFile(dir, options.keyFile, meta !== undefined) : undefined;
+      const salt = meta?.salt ?? getCrypto().randomBytes(32);
+      const storageKey = deriveStorageKey(options.storageSecret ?? fileKey!, salt);
+      fileKey?.fill(0);
+      const macKey = journalMacKey(storageKey, salt);
       try {
-        const salt = await FileStore.#meta(dir, options);
-        const secret = options.storageSecret ?? (await FileStore.#keyFile(options.keyFile ?? join(dir, KEY_FILE)));
-        const storageKey = deriveStorageKey(secret, salt.salt);
-        if (salt.check) {
+        let journal: Journal;
+        if (meta) {
           try {
-            openRecord(storageKey, CHECK_KEY, salt.check);
+            openRecord(storageKey, CHECK_KEY, meta.check);
           } catch (cause) {
             throw integrity('wrong storage secret or key file for this store', cause);
           }
+          if (meta.version === 1) {
+            journal = await Journal.create(join(dir, JOURNAL_FILE), macKey, await readLegacyLog(join(dir, LEGACY_LOG_FILE)));
+            await FileStore.#writeMeta(dir, salt, meta.check);
+          } else {
+            journal = await Journal.open(join(dir, JOURNAL_FILE), macKey);
+          }
+          await wipeAndRemove(join(dir, LEGACY_LOG_FILE)); // converted (maybe by a run that crashed before this)
         } else {
-          await FileStore.#writeMeta(dir, salt.salt, sealRecord(storageKey, CHECK_KEY, utf8(CHECK_VALUE)));
+          if (!(await isEmptyJournal(join(dir, JOURNAL_FILE))) || (await exists(join(dir, LEGACY_LOG_FILE)))) {
+            throw integrity(`the store directory ${dir} holds records but no ${META_FILE} (it holds the salt): restore that file, or move the directory away to start a new store`);
+          }
+          // The journal first: a crash before the metadata leaves an empty journal, replaced next time.
+          journal = await Journal.create(join(dir, JOURNAL_FILE), macKey, new Map());
+          await FileStore.#writeMeta(dir, salt, sealRecord(storageKey, CHECK_KEY, utf8(CHECK_VALUE)));
         }
-        const log = new LogFile(join(dir, LOG_FILE));
-        await log.load();
-        return new FileStore(dir, log, storageKey);
-      } catch (e) {
-        await rm(join(dir, LOCK_FILE), { force: true });
-        throw e;
+        return new FileStore(dir, journal, storageKey, lock);
+      } finally {
+        macKey.fill(0);
+        storageKey.fill(0); // SealedStore and the journal keep their own copies
       }
     } catch (e) {
+      await lock?.release().catch(() => undefined);
       openDirs.delete(dir);
       throw e;
     }
   }
 
-  static async #lock(dir: string): Promise<void> {
-    const path = join(dir, LOCK_FILE);
-    for (let attempt = 0; attempt < 2; attempt++) {
+  /** An older Parley locked with a `LOCK` pid file; refuse while its process runs. */
+  static async #refuseLegacyLock(dir: string): Promise<void> {
+    const path = join(dir, LEGACY_LOCK_FILE);
+    const pid = Number((await readFile(path, 'utf8').catch(() => '')).trim());
+    if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid) {
+      let running = true;
       try {
-        const fh = await open(path, 'wx', 0o600);
-        await fh.writeFile(String(process.pid));
-        await fh.close();
-        return;
+        process.kill(pid, 0);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-        const pid = Number((await readFile(path, 'utf8').catch(() => '')).trim());
-        if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && pidAlive(pid)) {
-          throw new ParleyError('USAGE', 'store directory is in use by another process', { details: { pid } });
-        }
-        await rm(path, { force: true }); // stale: its process is gone (or it was ours and never closed)
+        running = errno(e) === 'EPERM';
+      }
+      if (running) {
+        throw new ParleyError('USAGE', `store directory is in use by process ${pid} (an older Parley version); stop it first, or delete ${path} if that process does not use the store`, {
+          details: { pid },
+        });
       }
     }
-    throw new ParleyError('USAGE', 'could not lock the store directory');
+    await rm(path, { force: true });
   }
 
-  static async #meta(dir: string, options: FileStoreOptions): Promise<{ salt: Uint8Array; check?: Uint8Array }> {
-    void options;
+  static async #meta(dir: string): Promise<Meta | undefined> {
     let text: string;
     try {
       text = await readFile(join(dir, META_FILE), 'utf8');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      return { salt: getCrypto().randomBytes(32) };
+      if (errno(e) !== 'ENOENT') throw e;
+      return undefined;
     }
     try {
       const meta = JSON.parse(text) as { format?: unknown; version?: unknown; salt?: unknown; check?: unknown };
       if (meta.format !== META_FORMAT) throw new Error('format');
-      if (meta.version !== META_VERSION) {
-        throw new ParleyError('UNSUPPORTED_VERSION', 'unsupported file store version', { details: { version: String(meta.version) } });
+      if (meta.version !== 1 && meta.version !== META_VERSION) {
+        throw new ParleyError('UNSUPPORTED_VERSION', 'unsupported file store version; was it written by a newer Parley?', { details: { version: String(meta.version) } });
       }
       if (typeof meta.salt !== 'string' || typeof meta.check !== 'string') throw new Error('fields');
-      return { salt: fromHex(meta.salt), check: new Uint8Array(Buffer.from(meta.check, 'base64')) };
+      return { version: meta.version, salt: fromHex(meta.salt), check: new Uint8Array(Buffer.from(meta.check, 'base64')) };
     } catch (e) {
       if (e instanceof ParleyError) throw e;
       throw integrity('store metadata is damaged', e);
@@ -353,21 +248,70 @@ export class FileStore implements KeyValueStore {
     await writeFileAtomic(join(dir, META_FILE), utf8(`${JSON.stringify(meta, null, 2)}\n`));
   }
 
-  static async #keyFile(path: string): Promise<Uint8Array> {
+  /**
+   * The key file's secret: `keyFile`, else `<dir>.key`; never inside `dir`. A key file an older
+   * Parley left inside the directory is moved there first (a rename: no second copy is written).
+   */
+  static async #keyFile(dir: string, keyFile: string | undefined, storeExists: boolean): Promise<Uint8Array> {
+    const path = keyFile === undefined ? `${dir}.key` : resolve(keyFile);
+    const realDir = await realpath(dir);
+    const rel = relative(realDir, await real(path));
+    if (rel === '' || (!rel.startsWith('..') && !isAbsolute(rel))) {
+      throw new ParleyError('USAGE', `the key file ${path} is inside the store directory, where any copy of the directory would carry its key: put it outside (keyFile), or use storageSecret`);
+    }
+    const legacy = join(dir, LEGACY_KEY_FILE);
+    if (await exists(legacy)) {
+      await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+      try {
+        await link(legacy, path);
+      } catch (e) {
+        const code = errno(e);
+        if (code === 'EEXIST') {
+          throw new ParleyError('USAGE', `the store directory still holds a key file (${legacy}) and ${path} exists too: keep the one this store was created with outside the directory and delete the other`);
+        }
+        if (code === 'EXDEV' || code === 'EPERM' || code === 'ENOTSUP') {
+          throw new ParleyError('USAGE', `the key file ${legacy} must leave the store directory, and ${path} is on another file system: move it yourself and pass keyFile, or use storageSecret`, { cause: e });
+        }
+        throw e;
+      }
+      await rm(legacy);
+      await fsyncDir(dir);
+      await fsyncDir(dirname(path));
+    }
+    let key: Uint8Array | undefined;
     try {
       const st = await stat(path);
       if (process.platform !== 'win32' && (st.mode & 0o077) !== 0) {
-        throw new ParleyError('USAGE', 'storage key file must not be readable by group or others (chmod 600)');
+        throw new ParleyError('USAGE', `storage key file ${path} must not be readable by group or others (chmod 600)`);
       }
-      const key = new Uint8Array(await readFile(path));
-      if (key.length !== 32) throw integrity('storage key file is damaged');
-      return key;
+      key = new Uint8Array(await readFile(path));
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      if (errno(e) !== 'ENOENT') throw e;
     }
-    const key = getCrypto().randomBytes(32);
+    if (key) {
+      if (key.length !== 32) throw integrity(`storage key file ${path} is damaged (not 32 bytes)`);
+      return key;
+    }
+    if (storeExists) {
+      throw integrity(`the storage key file ${path} of this store is missing: restore it (or pass the keyFile or storageSecret the store was created with)`);
+    }
+    if (keyFile === undefined) {
+      const [a, b] = await Promise.all([stat(dir), stat(dirname(dir))]);
+      if (a.dev !== b.dev) {
+        throw new ParleyError('USAGE', `the store directory ${dir} is a mount point, so its default key file ${path} would be on another file system (often one that does not persist): give keyFile or storageSecret`);
+      }
+    }
+    key = getCrypto().randomBytes(32);
     await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-    const fh = await open(path, 'wx', 0o600);
+    let fh;
+    try {
+      fh = await open(path, 'wx', 0o600);
+    } catch (e) {
+      if (errno(e) === 'EACCES' || errno(e) === 'EROFS') {
+        throw new ParleyError('USAGE', `cannot create the key file ${path}: give keyFile (a writable place outside the store directory) or storageSecret`, { cause: e });
+      }
+      throw e;
+    }
     try {
       await fh.writeFile(key);
       await fh.sync();
@@ -391,13 +335,18 @@ export class FileStore implements KeyValueStore {
     return this.#sealed.keys(prefix);
   }
 
-  /** Flushes and releases the directory. */
+  /** Flushes (pending overwrites of dead records included) and releases the directory. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#log.close();
-    await rm(join(this.#dir, LOCK_FILE), { force: true });
-    openDirs.delete(this.#dir);
+    try {
+      await this.#journal.close();
+    } finally {
+      await this.#lock.release().catch((e: unknown) => {
+        if (errno(e) !== 'ENOENT') throw e; // the directory was removed under us
+      });
+      openDirs.delete(this.#dir);
+    }
   }
 
   toJSON(): { dir: string } {

@@ -63,7 +63,8 @@ export interface ParleyClientOptions {
   readonly storagePath?: string;
   /**
    * With `storagePath`: a high-entropy secret (≥ 32 random bytes recommended) from which the
-   * storage key is derived. Without it, a 0600 key file is created in the directory (see FileStore).
+   * storage key is derived. Without it, a 0600 key file `<storagePath>.key` is created next to the
+   * directory, never inside it (see FileStore).
    */
   readonly storageSecret?: Uint8Array | string;
   /** Who to trust: pinned org key, which peers must be certified. */

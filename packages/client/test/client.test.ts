@@ -258,7 +258,7 @@ describe('ParleyClient over a real relay', () => {
   });
 
   it('a sender restarting with a queued outbox sends it after reconnecting', async () => {
-    const dir = await tempDir();
+    const dir = join(await tempDir(), 'state'); // its key file, state.key, lands in the temp dir too
     const relayDir = await tempDir();
     let relay = await startRelay({ store: { sqlite: join(relayDir, 'relay.db') } });
     const port = relay.port;

@@ -217,6 +217,21 @@ module.exports = {
       to: { path: WORKSPACE, pathNot: '^packages/(bot|engine|protocol)/src/' },
     },
     {
+      name: 'bot-handler-worker-key-free',
+      comment:
+        'Issue 10, finding 10: the developer\'s handler runs in the handler worker, a separate isolate that ' +
+        'holds no key. Its import closure (what is loaded there before the handler) reaches no @parley/engine ' +
+        'module, no protocol file with private keys, session state or safety numbers, and no enclave file but ' +
+        'its own message types: the handler has nothing of the enclave\'s to wrap or patch.',
+      severity: 'error',
+      from: { path: '^packages/bot/src/enclave/handler-worker[.]ts$' },
+      to: {
+        path: ['^packages/engine/', KEY_FILES_AND_FINGERPRINT, '^packages/bot/src/enclave/'],
+        pathNot: '^packages/bot/src/enclave/handler-(worker|protocol)[.]ts$',
+        reachable: true,
+      },
+    },
+    {
       name: 'bot-shared-not-enclave',
       comment:
         'Packaging: the shared bot modules (index, attestation, measurement, handler-api, ...) are loaded ' +

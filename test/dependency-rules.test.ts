@@ -203,6 +203,12 @@ const cases: Case[] = [
     expect: [['bot-enclave-allowed-packages', 'packages/bot/src/enclave/injected.ts']],
   },
   {
+    title: "the bot's handler worker reaches the enclave's engine and the protocol root",
+    append: { 'packages/bot/src/enclave/handler-worker.ts': "\nexport { openEngine } from './engine.js';\nexport { Account } from '@parley/protocol';\n" },
+    cruise: ['packages/bot/src'],
+    expect: [['bot-handler-worker-key-free', 'packages/bot/src/enclave/handler-worker.ts']],
+  },
+  {
     title: 'the engine imports node:fs',
     write: { 'packages/engine/src/injected.ts': "export { readFileSync } from 'node:fs';\n" },
     cruise: ['packages/engine/src'],

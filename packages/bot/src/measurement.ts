@@ -11,18 +11,23 @@
  * (development, tests) that is the `.ts` files under each package's `src/`; from an installed
  * package it is the compiled `.js` under `dist/` (never the `.d.ts` or source maps). In order:
  * 1. the enclave's own code: every code file under `<bot code dir>/enclave` and `<bot code dir>/rpc`,
- *    plus `<bot code dir>/attestation.*` and `<bot code dir>/measurement.*`;
+ *    plus `<bot code dir>/attestation.*`, `<bot code dir>/measurement.*` and `<bot code dir>/handler-graph.*`;
  * 2. every code file of `@parley/protocol` and then of `@parley/engine` (the protocol and the
  *    conversation engine the enclave runs), found from where each package's entry resolves;
  *   each group sorted by label, labels being `<package>/<path inside the package>` with `/`;
- * 3. the handler module, label `handler` (its content only: bundle a handler into one file, or
- *    its own imports are not covered).
+ * 3. the handler module, label `handler`;
+ * 4. every file the handler's stated imports reach, followed file by file (`handler-graph.ts`):
+ *    its own modules, labelled `handler/<path from the handler's directory>`, and the packages
+ *    it imports from `node_modules`, labelled `handler/node_modules/<package>/<path>`, sorted by
+ *    label. The handler worker loads nothing else: a file outside this list, or one whose bytes
+ *    changed since they were measured, is refused (`enclave/handler-worker.ts`).
  *
  * So a measurement taken from the sources differs from one taken from the installed package:
  * pin the value that `computeMeasurement` prints where the bot really runs.
  *
- * Not measured: Node itself, third-party dependencies in node_modules (pinned by the lockfile:
- * noble, libsodium), and the handler's imports. Bytes are hashed as stored (line endings count).
+ * Not measured: Node itself, the enclave's own third-party dependencies in node_modules (pinned
+ * by the lockfile: noble, libsodium), and code the handler makes at run time (`eval`, workers,
+ * files it reads). Bytes are hashed as stored (line endings count).
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -30,6 +35,9 @@ import { dirname, isAbsolute, join, relative, sep, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { getCrypto, initCrypto, concatBytes, utf8, ParleyError } from '@parley/protocol/verify';
 import { measurementHex } from './attestation.js';
+import { handlerGraph, type HandlerFile } from './handler-graph.js';
+
+export type { HandlerFile } from './handler-graph.js';
 
 const MEASUREMENT_DOMAIN = 'parley/v1/enclave-measurement';
 const CODE_FILE = /\.(ts|mts|mjs|js)$/;
@@ -88,7 +96,7 @@ export function enclaveCodeFiles(): [string, string][] {
   const own: [string, string][] = [];
   for (const sub of ['enclave', 'rpc']) for (const f of listCode(join(codeDir, sub))) own.push([label('@parley/bot', botRoot, f), f]);
   for (const name of readdirSync(codeDir)) {
-    if (/^(attestation|measurement)\.(ts|js|mjs)$/.test(name)) own.push([label('@parley/bot', botRoot, join(codeDir, name)), join(codeDir, name)]);
+    if (/^(attestation|measurement|handler-graph)\.(ts|js|mjs)$/.test(name)) own.push([label('@parley/bot', botRoot, join(codeDir, name)), join(codeDir, name)]);
   }
   const groups: [string, string][][] = [own];
   for (const pkg of ['@parley/protocol', '@parley/engine']) {
@@ -165,17 +173,26 @@ export function measure(files: readonly (readonly [string, Uint8Array])[]): Meas
   return { measurement, hex: measurementHex(measurement), files: listed };
 }
 
-/** Reads and measures the enclave code plus the handler at `handler`. Needs a crypto backend (initialised if none). */
+/**
+ * The handler module at `handler` and every file its imports reach, in measurement order, read
+ * once each (the enclave measures these bytes and lets the handler worker load exactly them).
+ * @throws ParleyError `USAGE` for a handler that is not a local file, or a graph that cannot be read.
+ */
+export function handlerCodeFiles(handler: string | URL): HandlerFile[] {
+  return handlerGraph(handlerPath(handler));
+}
+
+/** Reads and measures the enclave code plus the handler at `handler` and its imports. Needs a crypto backend (initialised if none). */
 export function measureFiles(handler: string | URL): Measurement {
   const files: [string, Uint8Array][] = enclaveCodeFiles().map(([l, p]) => [l, new Uint8Array(readFileSync(p))]);
-  files.push(['handler', new Uint8Array(readFileSync(handlerPath(handler)))]);
+  for (const f of handlerCodeFiles(handler)) files.push([f.label, f.bytes]);
   return measure(files);
 }
 
 /**
  * The measurement an enclave running `handler` will attest to: pin its `hex` in the clients'
  * configuration (`expectedMeasurement`). It changes whenever the SDK's enclave code, the
- * protocol, the engine or the handler change.
+ * protocol, the engine, the handler or any file the handler imports change.
  * @throws ParleyError `USAGE` for a handler that is not a local file.
  * @example
  * const { hex } = await computeMeasurement('./bot/handler.ts');

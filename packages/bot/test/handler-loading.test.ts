@@ -42,6 +42,12 @@ test('a handler with a syntax error is refused with its file and line', async (t
   assert.ok(message.includes(`${fixture('broken-handler.mjs')}:2`), message);
 });
 
+test('a syntax error in a module the handler imports is refused with that file and line', async (t) => {
+  const message = await refusal(fixture('imports-broken-handler.mjs'), t);
+  assert.ok(message.includes('SyntaxError'), message);
+  assert.ok(message.includes(`${fixture('broken-handler.mjs')}:2`), message);
+});
+
 test('a handler module that throws while loading is refused with its file and line', async (t) => {
   const message = await refusal(new URL(`file://${fixture('throwing-handler.mjs')}`), t);
   assert.ok(message.includes(`${fixture('throwing-handler.mjs')}:2`), message);

@@ -26,13 +26,12 @@ import {
   type SealedRecord,
 } from '../rpc/messages.js';
 import { attestationPayload, type BotAttestation } from '../attestation.js';
-import { enclaveCodeFiles, measure } from '../measurement.js';
+import { enclaveCodeFiles, handlerCodeFiles, measure } from '../measurement.js';
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { deriveSealingKey } from './seal.js';
 import { loadSealingSecret } from './secret.js';
 import { SealedKeyValueStore } from './sealed-store.js';
-import { HandlerQueue, loadHandler, type BotHandler, type BotMessage } from './handler.js';
+import { HandlerQueue, HandlerWorker, type BotMessage } from './handler.js';
 import { openEngine, type EnclaveEngine, type ReceivedMessage } from './engine.js';
 import type { OutgoingContent } from '@parley/protocol';
 import { TestingKeyTap } from './unsafe-testing.js';
@@ -63,7 +62,8 @@ const BUNDLE_WAIT_MS = 30_000;
 interface State {
   store: SealedKeyValueStore;
   engine: EnclaveEngine;
-  handler: BotHandler;
+  /** The handler's own worker (a separate isolate without keys): the enclave never imports the handler. */
+  handler: HandlerWorker;
   measurement: Uint8Array;
   queue: HandlerQueue;
   tap: TestingKeyTap | undefined;
@@ -221,20 +221,18 @@ function runHandler(s: State, msg: ReceivedMessage, redelivered: boolean): void 
       ...msg,
       redelivered,
     };
-    const ctx = {
-      botDeviceId: s.engine.deviceId,
-      safetyNumber: () => s.engine.safetyNumber(msg.from),
-      reply: async (content: OutgoingContent): Promise<void> => {
-        if (replies >= 1000) throw new ParleyError('USAGE', 'at most 1000 replies per message');
-        const messageId = replyId(msg.from, msg.id, replies++);
-        // The customer asked for a session reset: the reply needs its bundle, which the host fetches.
-        if (s.engine.needsBundle(msg.from)) await bundleArrival(msg.from);
-        const out = await commit(s, () => s.engine.send(msg.from, content, messageId));
-        if (out) post({ type: 'send', to: out.to, id: out.id, envelope: out.envelope });
-      },
+    // The handler worker asks for each reply in turn; the run settles once the handler returned
+    // and its replies are committed (then the message is consumed and receipted, as before).
+    const reply = async (content: OutgoingContent): Promise<void> => {
+      if (replies >= 1000) throw new ParleyError('USAGE', 'at most 1000 replies per message');
+      const messageId = replyId(msg.from, msg.id, replies++);
+      // The customer asked for a session reset: the reply needs its bundle, which the host fetches.
+      if (s.engine.needsBundle(msg.from)) await bundleArrival(msg.from);
+      const out = await commit(s, () => s.engine.send(msg.from, content, messageId));
+      if (out) post({ type: 'send', to: out.to, id: out.id, envelope: out.envelope });
     };
     try {
-      await s.handler(view, ctx);
+      await s.handler.run(view, s.engine.deviceId, reply);
     } catch (e) {
       post({ type: 'event', name: { type: 'handlerFailed' }, error: toWireError(e) });
     }
@@ -255,18 +253,37 @@ const impl: Impl = {
     initialising = true;
     try {
       await initCrypto();
-      const secret = loadSealingSecret(p.sealing);
-      const sealingKey = deriveSealingKey(secret);
-      const handlerFile = fileURLToPath(p.handlerUrl);
+      // The handler and every file its imports reach are measured with the enclave's code. The
+      // handler worker (its own isolate, no keys) loads exactly these bytes, while the enclave
+      // unseals its state below.
+      const handlerFiles = handlerCodeFiles(p.handlerUrl);
       const files: [string, Uint8Array][] = enclaveCodeFiles().map(([l, f]) => [l, new Uint8Array(readFileSync(f))]);
-      files.push(['handler', new Uint8Array(readFileSync(handlerFile))]);
-      const { measurement } = measure(files);
-      const store = SealedKeyValueStore.open(sealingKey, p.records, persist);
-      const tap = p.unsafeTestingExposeKeys ? new TestingKeyTap(p.unsafeTestingExposeKeys, [secret, sealingKey]) : undefined;
-      secret.fill(0);
-      tap?.attach(store);
-      const engine = await store.transaction(() => openEngine(store));
-      const handler = await loadHandler(p.handlerUrl);
+      for (const f of handlerFiles) files.push([f.label, f.bytes]);
+      const measured = measure(files);
+      const { measurement } = measured;
+      const digests = measured.files.slice(files.length - handlerFiles.length);
+      const handlerStart = HandlerWorker.start({
+        handlerUrl: p.handlerUrl,
+        measured: handlerFiles.map((f, i) => [f.path, digests[i]!.sha256] as const),
+        safetyNumber: (peer) => need().engine.safetyNumber(peer),
+        onExit: (reason) => poison(`the handler worker stopped (${reason})`),
+      });
+      handlerStart.catch(() => undefined); // awaited below, once the state is unsealed
+      let unsealed: { store: SealedKeyValueStore; engine: EnclaveEngine; tap: TestingKeyTap | undefined };
+      try {
+        const secret = loadSealingSecret(p.sealing);
+        const sealingKey = deriveSealingKey(secret);
+        const store = SealedKeyValueStore.open(sealingKey, p.records, persist);
+        const tap = p.unsafeTestingExposeKeys ? new TestingKeyTap(p.unsafeTestingExposeKeys, [secret, sealingKey]) : undefined;
+        secret.fill(0);
+        tap?.attach(store);
+        unsealed = { store, engine: await store.transaction(() => openEngine(store)), tap };
+      } catch (e) {
+        void handlerStart.then((h) => h.terminate(), () => undefined);
+        throw e;
+      }
+      const { store, engine, tap } = unsealed;
+      const handler = await handlerStart;
       const s: State = { store, engine, handler, measurement, queue: new HandlerQueue(MAX_CONCURRENT_HANDLERS), tap };
       state = s;
       // Replies committed before a crash but never handed to the host go out first, in commit

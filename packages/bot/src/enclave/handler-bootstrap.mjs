@@ -1,0 +1,7 @@
+// Development only: the handler worker's first module when the bot runs from its TypeScript
+// sources (this repository's tests and examples). It registers tsx's loader in this worker,
+// then imports the handler worker's entry point. The published package starts
+// dist/enclave/handler-worker.js directly. Nothing secret is touched here.
+const { register } = await import('tsx/esm/api');
+register();
+await import(new URL('./handler-worker.ts', import.meta.url).href);

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { createApiKey } from './apikeys.js';
+import { parseLimits, plainHttpWarning } from './cli-options.js';
 import { createRelay } from './relay.js';
 import { SqliteStore } from './store/sqlite.js';
 import { openRedisStore } from './cluster/redis-adapter.js';
@@ -46,17 +47,38 @@ program
   .addOption(new Option('--tls-key <file>', 'PEM private key for --tls-cert').env('PARLEY_RELAY_TLS_KEY'))
   .addOption(new Option('--log-level <level>', 'pino level').env('PARLEY_RELAY_LOG_LEVEL').default('info')
     .choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
-  .action(async (o: { host: string; port: string; db: string; redis?: string; redisPrefix?: string; allowNonDurableRedis?: boolean; origin?: string; tlsCert?: string; tlsKey?: string; logLevel: string }) => {
+  .addOption(new Option('--limit <name=value>', 'override a relay limit, e.g. maxSocketsPerDevice=4 (repeatable; env: comma-separated; names in the README)')
+    .env('PARLEY_RELAY_LIMITS').default([] as string[]).argParser((v: string, prev: string[]) => [...prev, v]))
+  .action(async (o: {
+    host: string; port: string; db: string; redis?: string; redisPrefix?: string; allowNonDurableRedis?: boolean; origin?: string;
+    tlsCert?: string; tlsKey?: string; logLevel: string; limit: string[];
+  }) => {
     const port = Number(o.port);
     if (!Number.isInteger(port) || port < 0 || port > 65535) program.error(`invalid --port ${o.port}`);
     if (Boolean(o.tlsCert) !== Boolean(o.tlsKey)) program.error('--tls-cert and --tls-key go together');
+    let limits: ReturnType<typeof parseLimits> = {};
+    try {
+      limits = parseLimits(o.limit);
+    } catch (e) {
+      program.error((e as Error).message);
+    }
+    const logger = pino({ level: o.logLevel });
+    const warning = plainHttpWarning(o.host, Boolean(o.tlsCert), o.origin);
+    if (warning) {
+      process.stderr.write(`${warning}\n`);
+      logger.warn({ event: 'plainHttp', host: o.host }, warning);
+    }
     const relay = await createRelay({
       host: o.host,
       port,
       ...(redisOption(o) ? { redis: redisOption(o)! } : { store: { sqlite: o.db } }),
-      logger: pino({ level: o.logLevel }),
+      logger,
+      limits,
       ...(o.origin ? { origin: o.origin } : {}),
       ...(o.tlsCert && o.tlsKey ? { tls: { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } } : {}),
+    }).catch((e: unknown) => {
+      if (e instanceof RangeError) program.error(e.message); // a bad --limit value
+      throw e;
     });
     process.stdout.write(`parley-relay listening on ${relay.url} (origin ${relay.origin})\n`);
     const stop = () => void relay.close().then(() => process.exit(0));

@@ -12,6 +12,7 @@ import { RELAY_PROTOCOL_VERSION, type RelayError } from '@parley/protocol/wire';
 import { newServerNonce } from './auth.js';
 import type { RelayContext, RelaySocket } from './context.js';
 import { HANDLERS } from './handlers.js';
+import { watchBuffer } from './mailbox.js';
 
 type Ack = (result: unknown) => void;
 
@@ -29,8 +30,10 @@ export function onConnection(ctx: RelayContext, socket: RelaySocket): void {
   d.nonceUsed = false;
   d.violations = 0;
   d.cursor = 0;
-  d.inFlight = 0;
-  d.draining = false;
+  d.inFlight = new Map();
+  d.rescan = false;
+  d.slow = false;
+  watchBuffer(ctx, socket);
   ctx.metrics.connections.inc();
 
   d.authTimer = setTimeout(() => drop(ctx, socket, { code: 'UNAUTHENTICATED', message: 'authentication timed out' }), ctx.limits.authTimeoutMs);
@@ -38,7 +41,14 @@ export function onConnection(ctx: RelayContext, socket: RelaySocket): void {
   socket.on('disconnect', () => {
     clearTimeout(d.authTimer);
     ctx.metrics.connections.dec();
-    if (d.deviceId) ctx.metrics.authenticated.dec();
+    if (d.deviceId) {
+      ctx.metrics.authenticated.dec();
+      const sockets = ctx.deviceSockets.get(d.deviceId);
+      sockets?.delete(socket);
+      if (sockets?.size === 0) ctx.deviceSockets.delete(d.deviceId);
+    }
+    d.inFlight.clear();
+    d.wake?.(); // a waiting drain sees the socket gone and stops
     ctx.log.debug({ event: 'disconnect', deviceId: d.deviceId });
   });
   // socket.io emits 'error' for middleware errors; an unhandled 'error' would throw (CVE-2024-38355).

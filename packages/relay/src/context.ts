@@ -17,10 +17,20 @@ export interface SocketData {
   role?: 'device' | 'bot';
   violations: number;
   authTimer?: NodeJS.Timeout;
-  /** Backlog drain: last seq pushed from the store, messages pushed and not acked yet. */
+  /** Backlog drain (mailbox.ts): last seq read from the store in this pass. */
   cursor: number;
-  inFlight: number;
-  draining: boolean;
+  /** Backlog envelopes pushed on this socket and not acked yet: seq → when pushed. */
+  inFlight: Map<number, number>;
+  /** The running drain, if any: one per socket at a time. */
+  drain?: Promise<void>;
+  /** A pass from the start was asked for (fetchQueue, resync) while a drain ran. */
+  rescan: boolean;
+  /** Wakes a drain waiting for an ack or for the socket's buffer to drain. */
+  wake?: () => void;
+  /** Bytes in engine.io's write buffer (packets not handed to the transport yet). */
+  queuedBytes: number;
+  /** Dropped as a slow consumer (once). */
+  slow: boolean;
 }
 
 export type RelayServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
@@ -37,6 +47,12 @@ export interface RelayContext {
   readonly now: () => number;
   readonly eventLimiter: KeyedLimiter;
   readonly bundleLimiter: KeyedLimiter;
+  /** Bundle and identity fetches per remote address (sybil identities share it). */
+  readonly addressBundleLimiter: KeyedLimiter;
+  /** One-time prekeys handed out per target device. */
+  readonly opkLimiter: KeyedLimiter;
+  /** Authenticated sockets on this node, by device. */
+  readonly deviceSockets: Map<string, Set<RelaySocket>>;
   /** Handler promises still running; `close()` waits for them before closing the store. */
   readonly inFlight: Set<Promise<unknown>>;
   /**

@@ -7,7 +7,9 @@ import { ParleyError, deviceIdOf, signedPrekeyPayload, verifyContextSignature, v
 import { verifyApiKey } from './apikeys.js';
 import { verifyAuthAnswer } from './auth.js';
 import { deviceRoom, type RelayContext, type RelaySocket } from './context.js';
-import { onAcked, startDrain, toWire } from './mailbox.js';
+import { onAcked, requestDrain, toWire } from './mailbox.js';
+import { quotaError } from './store/quota.js';
+import type { MailboxQuota } from './store/types.js';
 import { ackSchema, authSchema, fetchBundleSchema, fetchIdentitySchema, fetchQueueSchema, parse, sendSchema, uploadPrekeysSchema } from './schemas.js';
 
 /** A handler's outcome: the ack fields, and work to run after the ack is sent. */
@@ -46,6 +48,13 @@ const auth: Handler = async (ctx, socket, payload) => {
     role = 'bot';
   }
   if (!socket.connected) throw new ParleyError('TRANSPORT', 'socket closed during auth');
+  // Each socket gets its own copy of every push: a device holds a bounded number (R13).
+  let sockets = ctx.deviceSockets.get(deviceId);
+  if (sockets && sockets.size >= ctx.limits.maxSocketsPerDevice) {
+    throw new ParleyError('RATE_LIMITED', 'too many sockets for this device', { details: { scope: 'device', max: ctx.limits.maxSocketsPerDevice } });
+  }
+  if (!sockets) ctx.deviceSockets.set(deviceId, (sockets = new Set()));
+  sockets.add(socket);
   d.deviceId = deviceId;
   d.role = role;
   clearTimeout(d.authTimer);
@@ -57,7 +66,7 @@ const auth: Handler = async (ctx, socket, payload) => {
     after: async () => {
       const remaining = await ctx.store.countOneTimePrekeys(deviceId);
       if (remaining < ctx.limits.prekeyLowThreshold) socket.emit('prekeysLow', { remaining });
-      await startDrain(ctx, socket);
+      requestDrain(ctx, socket, true);
     },
   };
 };
@@ -90,19 +99,37 @@ const fetchBundle: Handler = async (ctx, socket, payload) => {
   const requester = me(socket);
   const req = parse(fetchBundleSchema, payload);
   if (!req) throw malformed('fetchBundle');
-  // Per requester, so one device cannot drain another's OPKs (C20b).
-  if (!ctx.bundleLimiter.take(requester)) throw new ParleyError('RATE_LIMITED', 'too many bundle fetches');
-  const taken = await ctx.store.takeBundle(req.deviceId);
+  // Per requester and per address: one device, or many fresh ones on one address, cannot scan
+  // the directory (C20b).
+  fetchBudget(ctx, socket, requester, 'bundle');
+  // Per target, whoever asks: past the rate the bundle comes without a one-time prekey (X3DH's
+  // last resort, covered by the signed prekey's replay memory), so no number of identities and
+  // addresses drains a device faster than opksPerTargetPerMinute.
+  const withOpk = ctx.opkLimiter.take(req.deviceId);
+  const taken = await ctx.store.takeBundle(req.deviceId, { oneTimePrekey: withOpk });
   if (!taken) throw new ParleyError('SESSION_NOT_FOUND', 'no prekey bundle for that device');
   const hadOpk = taken.bundle.oneTimePrekey !== undefined;
-  ctx.metrics.bundles.inc({ opk: hadOpk ? 'yes' : 'no' });
-  ctx.log.info({ event: 'fetchBundle', deviceId: requester, target: req.deviceId, opk: hadOpk, remaining: taken.remaining });
+  const opk = hadOpk ? 'yes' : withOpk ? 'no' : 'withheld';
+  ctx.metrics.bundles.inc({ opk });
+  ctx.log.info({ event: 'fetchBundle', deviceId: requester, target: req.deviceId, opk, remaining: taken.remaining });
   // Also when none was left to hand out: a device drained to zero must still hear of it.
   if (taken.remaining < ctx.limits.prekeyLowThreshold) {
     ctx.io.to(deviceRoom(req.deviceId)).emit('prekeysLow', { remaining: taken.remaining });
   }
   return { result: { bundle: taken.bundle, ...statements(taken) } };
 };
+
+/** Takes one bundle/identity fetch from the requester's and the address's budgets. */
+function fetchBudget(ctx: RelayContext, socket: RelaySocket, requester: string, what: 'bundle' | 'identity'): void {
+  if (!ctx.bundleLimiter.take(requester)) {
+    throw new ParleyError('RATE_LIMITED', `too many ${what} fetches`, { details: { scope: 'requester', perMinute: ctx.limits.bundleFetchesPerMinute } });
+  }
+  if (!ctx.addressBundleLimiter.take(socket.data.address)) {
+    throw new ParleyError('RATE_LIMITED', `too many ${what} fetches from this address`, {
+      details: { scope: 'address', perMinute: ctx.limits.bundleFetchesPerMinutePerAddress },
+    });
+  }
+}
 
 /** The statements present on a store result, copied into an ack (absent ones omitted). */
 function statements(s: { certificate?: Uint8Array; attestation?: Uint8Array }): Record<string, Uint8Array> {
@@ -116,8 +143,8 @@ const fetchIdentity: Handler = async (ctx, socket, payload) => {
   const requester = me(socket);
   const req = parse(fetchIdentitySchema, payload);
   if (!req) throw malformed('fetchIdentity');
-  // Consumes nothing, but shares the bundle budget: one requester cannot scan the directory.
-  if (!ctx.bundleLimiter.take(requester)) throw new ParleyError('RATE_LIMITED', 'too many identity fetches');
+  // Consumes nothing, but shares the bundle budgets: one requester cannot scan the directory.
+  fetchBudget(ctx, socket, requester, 'identity');
   const found = await ctx.store.getIdentity(req.deviceId);
   if (!found) throw new ParleyError('SESSION_NOT_FOUND', 'no identity for that device');
   ctx.log.info({ event: 'fetchIdentity', deviceId: requester, target: req.deviceId });
@@ -132,12 +159,23 @@ const send: Handler = async (ctx, socket, payload) => {
   }
   const req = parse(sendSchema(ctx.limits.maxEnvelopeBytes), payload);
   if (!req) throw malformed('send');
-  if ((await ctx.store.countPending(req.to)) >= ctx.limits.maxQueuePerDevice) {
-    throw new ParleyError('STORAGE_QUOTA', 'recipient queue is full');
-  }
   const receivedAt = ctx.now();
-  // Durable before the ack: the store resolves only after the commit reached the disk.
-  const { seq, duplicate } = await ctx.store.enqueue({ to: req.to, from, id: req.id, envelope: req.envelope, receivedAt });
+  // Durable before the ack: the store resolves only after the commit reached the disk. The
+  // quotas are checked in the same atomic step (R14), so concurrent sends cannot overshoot them.
+  let stored: { seq: number; duplicate: boolean };
+  try {
+    // A store that ignores the quota argument still gets the plain per-recipient cap.
+    const pending = await ctx.store.countPending(req.to);
+    if (pending >= ctx.limits.maxQueuePerDevice) throw quotaError({ quota: 'recipient', have: pending, max: ctx.limits.maxQueuePerDevice });
+    stored = await ctx.store.enqueue({ to: req.to, from, id: req.id, envelope: req.envelope, receivedAt }, mailboxQuota(ctx));
+  } catch (e) {
+    if (e instanceof ParleyError && e.code === 'STORAGE_QUOTA') {
+      const quota = e.details?.['quota'];
+      ctx.metrics.quotaRefusals.inc({ quota: typeof quota === 'string' ? quota : 'recipient' });
+    }
+    throw e;
+  }
+  const { seq, duplicate } = stored;
   if (duplicate) ctx.metrics.duplicates.inc();
   else ctx.metrics.stored.inc();
   // Pushed on a retry too: the first attempt may have been stored by a node that died before
@@ -159,15 +197,27 @@ const ack: Handler = async (ctx, socket, payload) => {
   const deleted = await ctx.store.deleteMessages(deviceId, req.seqs);
   ctx.metrics.acked.inc(deleted);
   ctx.log.debug({ event: 'ack', deviceId, count: req.seqs.length, deleted });
-  return { result: { deleted }, after: () => onAcked(ctx, socket, deleted) };
+  // Every socket of the device on this node forgets them (one tab may ack what another holds).
+  return { result: { deleted }, after: async () => onAcked(ctx, deviceId, req.seqs) };
 };
 
 const fetchQueue: Handler = async (ctx, socket, payload) => {
   const deviceId = me(socket);
   if (!parse(fetchQueueSchema, payload)) throw malformed('fetchQueue');
   const pending = await ctx.store.countPending(deviceId);
-  return { result: { pending }, after: () => startDrain(ctx, socket) };
+  // One more pass from the start by this socket's one drain: however many calls, one pass, and
+  // nothing pushed recently and not acked is pushed again (R13).
+  return { result: { pending }, after: async () => requestDrain(ctx, socket, true) };
 };
+
+/** The mailbox quotas of this relay's limits. */
+function mailboxQuota(ctx: RelayContext): MailboxQuota {
+  const l = ctx.limits;
+  return {
+    perPair: l.maxQueuePerPair, perRecipient: l.maxQueuePerDevice, reserve: l.queueReserve,
+    reservePerSender: l.queueReservePerSender, perSender: l.maxQueuePerSender, total: l.maxQueueTotal,
+  };
+}
 
 /** Handlers by event name. A Map, so a crafted name like `__proto__` finds nothing. */
 export const HANDLERS: ReadonlyMap<string, Handler> = new Map<string, Handler>([

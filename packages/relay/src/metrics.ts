@@ -15,12 +15,19 @@ export interface RelayMetrics {
   readonly duplicates: Counter;
   readonly delivered: Counter;
   readonly acked: Counter;
+  /** `opk`: `yes`, `no` (none left), `withheld` (the target's hand-out rate was spent). */
   readonly bundles: Counter<'opk'>;
   readonly errors: Counter<'code'>;
+  readonly quotaRefusals: Counter<'quota'>;
+  readonly expired: Counter;
+  readonly slowConsumers: Counter;
 }
 
-/** Creates the registry; `queue_depth` is read from the store at scrape time. */
-export function createMetrics(store: RelayStore, defaults = false): RelayMetrics {
+/**
+ * Creates the registry; `queue_depth` is read from the store at scrape time, and
+ * `socket_buffered_bytes` from `bufferedBytes` (the sum over this node's sockets).
+ */
+export function createMetrics(store: RelayStore, defaults = false, bufferedBytes: () => number = () => 0): RelayMetrics {
   const registry = new Registry();
   const p = 'parley_relay_';
   const registers = [registry];
@@ -31,6 +38,14 @@ export function createMetrics(store: RelayStore, defaults = false): RelayMetrics
     registers,
     async collect() {
       this.set(await store.queueDepth());
+    },
+  });
+  new Gauge({
+    name: `${p}socket_buffered_bytes`,
+    help: 'Bytes pushed to sockets of this node and not yet written out (engine.io and WebSocket buffers)',
+    registers,
+    collect() {
+      this.set(bufferedBytes());
     },
   });
   return {
@@ -44,5 +59,8 @@ export function createMetrics(store: RelayStore, defaults = false): RelayMetrics
     acked: new Counter({ name: `${p}messages_acked_total`, help: 'Envelopes deleted after recipient ack', registers }),
     bundles: new Counter({ name: `${p}bundle_fetches_total`, help: 'Bundles handed out', labelNames: ['opk'], registers }),
     errors: new Counter({ name: `${p}errors_total`, help: 'Error replies by code', labelNames: ['code'], registers }),
+    quotaRefusals: new Counter({ name: `${p}quota_refusals_total`, help: 'Sends refused with STORAGE_QUOTA, by mailbox quota', labelNames: ['quota'], registers }),
+    expired: new Counter({ name: `${p}messages_expired_total`, help: 'Queued envelopes purged unacked after queueTtlMs', registers }),
+    slowConsumers: new Counter({ name: `${p}slow_consumer_drops_total`, help: 'Sockets dropped because their unsent bytes exceeded maxSocketBufferBytes', registers }),
   };
 }

@@ -13,14 +13,61 @@ export interface RelayLimits {
   eventsPerSecond: number;
   /** Per-device burst. THREATS (c): burst 50. */
   eventBurst: number;
-  /** Bundle fetches per requester per minute. THREATS (c) / C20: 10/min. */
+  /** Bundle (and identity) fetches per requester per minute. THREATS (c) / C20: 10/min. */
   bundleFetchesPerMinute: number;
+  /**
+   * Bundle (and identity) fetches per remote address per minute, all identities together:
+   * device ids are free, so a per-device budget alone lets ten fresh identities fetch ten times
+   * as much (C20b). Behind a proxy every client has the proxy's address: raise it there.
+   */
+  bundleFetchesPerMinutePerAddress: number;
+  /**
+   * One-time prekeys handed out per target device per minute (token bucket, burst the same).
+   * Past it, bundles come without a one-time prekey (X3DH's last-resort path, which the signed
+   * prekey's replay memory covers): requesters from any number of identities and addresses
+   * together drain at most this many a minute (C20b).
+   */
+  opksPerTargetPerMinute: number;
   /** `prekeysLow` is sent when a device's OPK supply drops below this. */
   prekeyLowThreshold: number;
   /** OPKs one device may have stored (stops a device filling the disk with prekeys). */
   maxOneTimePrekeys: number;
-  /** Pending messages per recipient before `send` answers `STORAGE_QUOTA`. */
+  /** Pending messages per recipient before `send` answers `STORAGE_QUOTA` (quota `recipient`). */
   maxQueuePerDevice: number;
+  /** Pending messages from one sender to one recipient (quota `pair`): one sender fills only its share. */
+  maxQueuePerPair: number;
+  /**
+   * The last `queueReserve` places of a recipient's queue are kept for senders that have fewer
+   * than `queueReservePerSender` messages pending for it: senders that fill the shared part
+   * cannot shut out the next one (quota `recipient`, `reserved: true`).
+   */
+  queueReserve: number;
+  queueReservePerSender: number;
+  /** Pending messages from one sender across all recipients (quota `sender`). */
+  maxQueuePerSender: number;
+  /** Pending messages in the whole store (quota `total`). */
+  maxQueueTotal: number;
+  /** Queued envelopes older than this are not delivered and are purged (time-to-live). */
+  queueTtlMs: number;
+  /** How often expired envelopes are purged. */
+  queuePurgeIntervalMs: number;
+  /** Sockets one device may hold at once, on one node; one more login gets `RATE_LIMITED`. */
+  maxSocketsPerDevice: number;
+  /**
+   * Back-pressure: the backlog drain pushes the next envelope only while the socket's unsent
+   * bytes (engine.io's write buffer and the WebSocket's) are below this; it resumes as they drain.
+   */
+  socketBufferBytes: number;
+  /**
+   * A socket whose unsent bytes exceed this (live pushes to a client that stopped reading) is
+   * dropped as a slow consumer. Its envelopes stay queued for its next login.
+   */
+  maxSocketBufferBytes: number;
+  /**
+   * A backlog envelope pushed on a socket and not acked yet is pushed again on that socket (by
+   * `fetchQueue`, or a cluster resync) only when it was pushed at least this long ago.
+   */
+  backlogRedeliveryMs: number;
   /** Concurrent sockets per remote address (R12). */
   maxConnectionsPerAddress: number;
   /** New connections per second per remote address (THREATS (c): 5/s). */
@@ -33,7 +80,10 @@ export interface RelayLimits {
   authTimeoutMs: number;
   /** Accepted auth clock skew (R2: ≤ 30 s). */
   authMaxSkewMs: number;
-  /** Messages pushed per store page when draining a backlog. */
+  /**
+   * Backlog window: envelopes pushed from the store and not acked yet, per socket. Also the
+   * largest store read of the drain.
+   */
   backlogPageSize: number;
 }
 
@@ -44,9 +94,22 @@ export const DEFAULT_LIMITS: Readonly<RelayLimits> = Object.freeze({
   eventsPerSecond: 20,
   eventBurst: 50,
   bundleFetchesPerMinute: 10,
+  bundleFetchesPerMinutePerAddress: 60,
+  opksPerTargetPerMinute: 10,
   prekeyLowThreshold: 10,
   maxOneTimePrekeys: 500,
   maxQueuePerDevice: 10_000,
+  maxQueuePerPair: 1_000,
+  queueReserve: 2_000,
+  queueReservePerSender: 20,
+  maxQueuePerSender: 20_000,
+  maxQueueTotal: 1_000_000,
+  queueTtlMs: 30 * 24 * 60 * 60 * 1000,
+  queuePurgeIntervalMs: 60_000,
+  maxSocketsPerDevice: 8,
+  socketBufferBytes: 1024 * 1024,
+  maxSocketBufferBytes: 4 * 1024 * 1024,
+  backlogRedeliveryMs: 30_000,
   maxConnectionsPerAddress: 50,
   connectsPerSecondPerAddress: 5,
   connectBurst: 20,
@@ -91,4 +154,23 @@ export interface RelayOptions {
   tls?: TlsOptions;
   /** Clock (tests). Default `Date.now`. */
   now?: () => number;
+}
+
+/**
+ * Checks a limits object: every value a finite number ≥ 0 (counts and byte sizes ≥ 1), and the
+ * pairs that must be ordered are.
+ * @throws RangeError naming the first bad limit.
+ */
+export function checkLimits(limits: RelayLimits): void {
+  const zeroOk = new Set<keyof RelayLimits>(['queueReserve', 'backlogRedeliveryMs', 'prekeyLowThreshold']);
+  for (const [k, v] of Object.entries(limits) as [keyof RelayLimits, unknown][]) {
+    if (!(k in DEFAULT_LIMITS)) throw new RangeError(`unknown relay limit ${k}`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < (zeroOk.has(k) ? 0 : 1)) {
+      throw new RangeError(`relay limit ${k} must be a number ≥ ${zeroOk.has(k) ? 0 : 1}`);
+    }
+  }
+  if (limits.queueReserve >= limits.maxQueuePerDevice) throw new RangeError('relay limit queueReserve must be below maxQueuePerDevice');
+  if (limits.maxSocketBufferBytes < limits.socketBufferBytes + limits.maxFrameBytes) {
+    throw new RangeError('relay limit maxSocketBufferBytes must be at least socketBufferBytes + maxFrameBytes');
+  }
 }

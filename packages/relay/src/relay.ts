@@ -11,15 +11,15 @@ import type { Registry } from 'prom-client';
 import { Server } from 'socket.io';
 import { getCrypto, initCrypto } from '@parley/protocol/verify';
 import { onConnection } from './connection.js';
-import type { RelayContext, RelayServer } from './context.js';
+import type { RelayContext, RelayServer, RelaySocket } from './context.js';
 import { httpHandler } from './http.js';
 import { boundedParser } from './parser.js';
 import { ConnectionCounter, KeyedLimiter } from './limits.js';
 import { createMetrics } from './metrics.js';
-import { DEFAULT_LIMITS, type RelayLimits, type RelayOptions } from './options.js';
+import { DEFAULT_LIMITS, checkLimits, type RelayLimits, type RelayOptions } from './options.js';
 import { openStore } from './store/open.js';
 import { attachRedisAdapter, openRedisStore } from './cluster/redis-adapter.js';
-import { startDrain } from './mailbox.js';
+import { bufferedBytes, requestDrain } from './mailbox.js';
 import type { RelayStore } from './store/types.js';
 
 /** A running relay. */
@@ -57,6 +57,7 @@ async function ensureCrypto(): Promise<void> {
 export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   await ensureCrypto();
   const limits: RelayLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  checkLimits(limits);
   const log = options.logger ?? pino({ level: options.logLevel ?? 'info' });
   const now = options.now ?? Date.now;
   if (options.redis !== undefined && options.store !== undefined) throw new TypeError('createRelay: give either store or redis, not both');
@@ -64,7 +65,12 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const { store, owned } = options.redis !== undefined
     ? { store: await openRedisStore(options.redis, log), owned: true }
     : openStore(options.store ?? 'memory');
-  const metrics = createMetrics(store);
+  let liveSockets: () => Iterable<RelaySocket> = () => [];
+  const metrics = createMetrics(store, false, () => {
+    let n = 0;
+    for (const s of liveSockets()) n += bufferedBytes(s);
+    return n;
+  });
   let closing = false;
 
   const server: HttpServer = options.tls
@@ -82,12 +88,16 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     connectTimeout: limits.authTimeoutMs,
     // THREATS R3: no connectionStateRecovery. Every connection runs the challenge again.
   });
+  liveSockets = () => io.of('/').sockets.values();
 
   const ctx: RelayContext = {
     io, store, log, metrics, limits, now,
     origin: options.origin ?? '',
     eventLimiter: new KeyedLimiter(limits.eventBurst, limits.eventsPerSecond, now),
     bundleLimiter: new KeyedLimiter(limits.bundleFetchesPerMinute, limits.bundleFetchesPerMinute / 60, now),
+    addressBundleLimiter: new KeyedLimiter(limits.bundleFetchesPerMinutePerAddress, limits.bundleFetchesPerMinutePerAddress / 60, now),
+    opkLimiter: new KeyedLimiter(limits.opksPerTargetPerMinute, limits.opksPerTargetPerMinute / 60, now),
+    deviceSockets: new Map(),
     inFlight: new Set(),
   };
 
@@ -113,17 +123,37 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   // Broadcasts lost while this node's Redis subscription was down are in the store: re-drain.
   const cluster = options.redis === undefined ? undefined : await attachRedisAdapter(io, options.redis, {
     logger: log,
-    // Rejects if any drain failed (the store may reconnect later than the subscriber): retried.
-    onResync: async () => {
-      const authed = [...io.of('/').sockets.values()].filter((s) => s.data.deviceId);
-      const results = await Promise.allSettled(authed.map((s) => startDrain(ctx, s)));
-      if (results.some((r) => r.status === 'rejected')) throw new Error('resync drain failed');
+    // Each socket's drain makes one more pass from the start (it retries a failing store read
+    // by itself while the socket lives, so nothing here can fail).
+    onResync: () => {
+      for (const s of ctx.io.of('/').sockets.values()) if (s.data.deviceId) requestDrain(ctx, s, true);
     },
   }).catch(async (e: unknown) => {
     if (owned) await store.close();
     throw e;
   });
   if (cluster) ctx.broadcastBarrier = cluster.barrier;
+
+  // Time-to-live (R14): expired envelopes are skipped on read at once and purged on a schedule.
+  // With several nodes each purges (the store's purge is atomic, so that is only repeated work).
+  let purging: Promise<void> | undefined;
+  const purge = (): Promise<void> => (purging ??= (async () => {
+    if (!store.purgeExpired) return;
+    const batch = 1000;
+    try {
+      for (let n = batch; n === batch && !closing;) {
+        n = await store.purgeExpired(now() - limits.queueTtlMs, batch);
+        if (n > 0) {
+          metrics.expired.inc(n);
+          log.info({ event: 'purge', count: n });
+        }
+      }
+    } catch (e) {
+      log.error({ event: 'purge', errorName: e instanceof Error ? e.name : typeof e });
+    }
+  })().finally(() => {
+    purging = undefined;
+  }));
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -141,6 +171,8 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const url = `${options.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
   ctx.origin = options.origin ?? new URL(url).origin;
   log.info({ event: 'listen', url, origin: ctx.origin });
+  const purgeTimer = setInterval(() => void purge(), Math.min(limits.queuePurgeIntervalMs, 2 ** 31 - 1));
+  purgeTimer.unref();
 
   let closed: Promise<void> | undefined;
   return {
@@ -151,10 +183,11 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     close() {
       closed ??= (async () => {
         closing = true;
+        clearInterval(purgeTimer);
         const done = new Promise<void>((resolve) => io.close(() => resolve()));
         server.closeAllConnections();
         await done;
-        await Promise.allSettled([...ctx.inFlight]);
+        await Promise.allSettled([...ctx.inFlight, purging]);
         await cluster?.close();
         if (owned) await store.close();
         log.info({ event: 'closed' });

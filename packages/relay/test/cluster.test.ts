@@ -28,7 +28,7 @@ const extended = process.env['PARLEY_TEST_SCALE'] === 'extended';
 const quiet = { warn: () => undefined, error: () => undefined };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const newPrefix = () => `t${randomBytes(5).toString('hex')}:`;
-const LIMITS = { eventsPerSecond: 10_000, eventBurst: 10_000, bundleFetchesPerMinute: 10_000 };
+const LIMITS = { eventsPerSecond: 10_000, eventBurst: 10_000, bundleFetchesPerMinute: 10_000, bundleFetchesPerMinutePerAddress: 100_000, opksPerTargetPerMinute: 100_000 };
 
 /** A relay node in its own process (so it can be SIGKILLed). */
 interface ChildNode extends NodeRef {

@@ -1,4 +1,4 @@
-/** docs/threats.md R5 (flood), C20b (OPK draining), R6 (oversize), R12 (connection limits). */
+/** docs/threats.md R5 (flood), C20b (OPK draining; sybils: prekey-drain.test.ts), R6 (oversize), R12 (connection limits). */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { call, disconnected, login, msgId, newDevice, open, setupCrypto, startRelay, upload, until } from './helpers.js';
@@ -49,7 +49,9 @@ test('R5: a client at 10× its rate gets RATE_LIMITED for the excess; a well-beh
   good.socket.disconnect();
 });
 
-test('C20b: bundle fetches beyond 10/min are refused and no OPK is handed out twice under concurrency', async () => {
+test('C20b: bundle fetches beyond 10/min per requester are refused and no OPK is handed out twice under concurrency', async () => {
+  // The per-address and per-target budgets (prekey-drain.test.ts) are out of the way here.
+  const relay = await startRelay({ limits: { bundleFetchesPerMinutePerAddress: 1000, opksPerTargetPerMinute: 1000 } });
   const bob = newDevice();
   const b = await login(relay, bob);
   assert.equal((await call(b.socket, 'uploadPrekeys', upload(bob, Array.from({ length: 30 }, (_, i) => i + 1)))).oneTimePrekeys, 30);
@@ -70,7 +72,9 @@ test('C20b: bundle fetches beyond 10/min are refused and no OPK is handed out tw
   assert.ok(all.every((r) => r.bundle.signedPrekey.id === 1));
   await until(() => lows.includes(0));
   assert.ok(lows.every((n) => n < relay.limits.prekeyLowThreshold));
+  assert.ok(burst.filter((r) => !r.ok).every((r) => r.error.details.scope === 'requester'));
   for (const s of [b, drainer, ...others]) s.socket.disconnect();
+  await relay.close();
 });
 
 test('uploadPrekeys: a bad SPK signature is INVALID_SIGNATURE; over the OPK cap is STORAGE_QUOTA', async () => {

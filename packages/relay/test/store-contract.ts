@@ -5,8 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import type { PrekeyUpload } from '@parley/protocol/verify';
-import type { RelayStore } from '../src/store/types.js';
+import { ParleyError, type PrekeyUpload } from '@parley/protocol/verify';
+import type { MailboxQuota, RelayStore } from '../src/store/types.js';
 
 const rnd = (n: number) => new Uint8Array(randomBytes(n));
 const dev = () => randomBytes(16).toString('hex');
@@ -18,6 +18,22 @@ function fakeUpload(opkIds: number[], spkId = 1): PrekeyUpload {
     oneTimePrekeys: opkIds.map((id) => ({ id, publicKey: rnd(32) })),
   };
 }
+
+/** Asserts a `STORAGE_QUOTA` refusal naming `quota`. */
+async function refused(p: Promise<unknown>, quota: string, reserved = false): Promise<void> {
+  await assert.rejects(p, (e: unknown) => {
+    assert.ok(e instanceof ParleyError, String(e));
+    assert.equal(e.code, 'STORAGE_QUOTA');
+    assert.equal(e.details?.['quota'], quota);
+    assert.equal(e.details?.['reserved'] === true, reserved);
+    assert.equal(typeof e.details?.['max'], 'number');
+    return true;
+  });
+}
+
+const NO_LIMIT = 1_000_000;
+const quota = (q: Partial<MailboxQuota>): MailboxQuota =>
+  ({ perPair: NO_LIMIT, perRecipient: NO_LIMIT, reserve: 0, reservePerSender: 0, perSender: NO_LIMIT, total: NO_LIMIT, ...q });
 
 /** Registers the contract tests for stores made by `make` (each test gets a fresh store). */
 export function storeContract(name: string, make: () => Promise<RelayStore> | RelayStore): void {
@@ -140,6 +156,90 @@ export function storeContract(name: string, make: () => Promise<RelayStore> | Re
     assert.equal(await s.deleteMessages(to, [m1.seq]), 0);
     assert.deepEqual((await s.listPending(to, 0, 10)).map((m) => m.seq), [m2.seq]);
     assert.equal(await s.queueDepth(), 1);
+  });
+
+  withStore('takeBundle with oneTimePrekey false consumes none (the relay\'s per-target rate, C20b)', async (s) => {
+    const d = dev();
+    await s.putPrekeys(d, fakeUpload([1, 2]));
+    const none = await s.takeBundle(d, { oneTimePrekey: false });
+    assert.ok(none);
+    assert.equal(none.bundle.oneTimePrekey, undefined);
+    assert.equal(none.bundle.signedPrekey.id, 1);
+    assert.equal(none.remaining, 2);
+    assert.equal((await s.takeBundle(d))!.bundle.oneTimePrekey!.id, 1);
+    assert.equal(await s.countOneTimePrekeys(d), 1);
+  });
+
+  withStore('quotas (R14): per pair, per sender, in total; a retry is a duplicate even at a quota; acks free room', async (s) => {
+    const to = dev();
+    const from = dev();
+    const q = quota({ perPair: 3, perSender: 5, total: 8 });
+    const seqs: number[] = [];
+    for (let i = 0; i < 3; i++) seqs.push((await s.enqueue({ to, from, id: `p${i}`, envelope: rnd(4), receivedAt: i }, q)).seq);
+    await refused(s.enqueue({ to, from, id: 'p3', envelope: rnd(4), receivedAt: 3 }, q), 'pair');
+    // A retry of a stored message is answered as before, whatever the quotas.
+    assert.deepEqual(await s.enqueue({ to, from, id: 'p0', envelope: rnd(4), receivedAt: 4 }, q), { seq: seqs[0], duplicate: true });
+    // Another recipient: same sender, up to its total.
+    const other = dev();
+    await s.enqueue({ to: other, from, id: 'o0', envelope: rnd(4), receivedAt: 5 }, q);
+    await s.enqueue({ to: other, from, id: 'o1', envelope: rnd(4), receivedAt: 5 }, q);
+    await refused(s.enqueue({ to: dev(), from, id: 'o2', envelope: rnd(4), receivedAt: 5 }, q), 'sender');
+    // Other senders, up to the total.
+    for (let i = 0; i < 3; i++) await s.enqueue({ to, from: dev(), id: `x${i}`, envelope: rnd(4), receivedAt: 6 }, q);
+    await refused(s.enqueue({ to: dev(), from: dev(), id: 'x9', envelope: rnd(4), receivedAt: 6 }, q), 'total');
+    // Without a quota argument nothing is refused (callers that do their own checks).
+    await s.enqueue({ to, from, id: 'free', envelope: rnd(4), receivedAt: 7 });
+    assert.equal(await s.queueDepth(), 9);
+    // Acked messages leave the counts: the pair has room again.
+    assert.equal(await s.deleteMessages(to, [seqs[0]!, seqs[1]!]), 2);
+    await s.enqueue({ to, from, id: 'p4', envelope: rnd(4), receivedAt: 8 }, quota({ perPair: 3 }));
+    await refused(s.enqueue({ to, from, id: 'p5', envelope: rnd(4), receivedAt: 8 }, quota({ perPair: 3 })), 'pair');
+  });
+
+  withStore('quotas (R14): per recipient, with the last places reserved for senders with few pending', async (s) => {
+    const to = dev();
+    // 10 places; the last 4 only for senders with fewer than 2 pending for this recipient.
+    const q = quota({ perRecipient: 10, reserve: 4, reservePerSender: 2, perPair: 5 });
+    const [a, b] = [dev(), dev()];
+    for (let i = 0; i < 5; i++) await s.enqueue({ to, from: a, id: `a${i}`, envelope: rnd(4), receivedAt: 1 }, q);
+    await refused(s.enqueue({ to, from: a, id: 'a5', envelope: rnd(4), receivedAt: 1 }, q), 'pair');
+    await s.enqueue({ to, from: b, id: 'b0', envelope: rnd(4), receivedAt: 1 }, q); // 6 = the shared part is full
+    await s.enqueue({ to, from: b, id: 'b1', envelope: rnd(4), receivedAt: 1 }, q); // b had 1 < 2: admitted
+    await refused(s.enqueue({ to, from: b, id: 'b2', envelope: rnd(4), receivedAt: 1 }, q), 'recipient', true);
+    // Fresh senders still get in, two each, up to the hard cap.
+    const c = dev();
+    await s.enqueue({ to, from: c, id: 'c0', envelope: rnd(4), receivedAt: 1 }, q);
+    await s.enqueue({ to, from: c, id: 'c1', envelope: rnd(4), receivedAt: 1 }, q);
+    await refused(s.enqueue({ to, from: c, id: 'c2', envelope: rnd(4), receivedAt: 1 }, q), 'recipient', true);
+    await s.enqueue({ to, from: dev(), id: 'd0', envelope: rnd(4), receivedAt: 1 }, q);
+    assert.equal(await s.countPending(to), 10);
+    await refused(s.enqueue({ to, from: dev(), id: 'e0', envelope: rnd(4), receivedAt: 1 }, q), 'recipient');
+  });
+
+  withStore('time-to-live (R14): expired messages are skipped on read and purged with their dedupe and counts', async (s) => {
+    const to = dev();
+    const from = dev();
+    const old = [];
+    for (let i = 0; i < 5; i++) old.push(await s.enqueue({ to, from, id: `old${i}`, envelope: rnd(4), receivedAt: 100 + i }));
+    const fresh = await s.enqueue({ to, from, id: 'fresh', envelope: rnd(4), receivedAt: 1000 });
+    await s.enqueue({ to: dev(), from, id: 'elsewhere', envelope: rnd(4), receivedAt: 50 });
+    // Skipped on read: a page of 1 from the start finds the fresh one (not a short page).
+    assert.deepEqual((await s.listPending(to, 0, 1, 500)).map((m) => m.id), ['fresh']);
+    assert.deepEqual((await s.listPending(to, 0, 10, 500)).map((m) => m.id), ['fresh']);
+    assert.equal((await s.listPending(to, 0, 10)).length, 6, 'without minReceivedAt nothing is skipped');
+    // Purged oldest first, in batches.
+    assert.ok(s.purgeExpired, 'the store purges');
+    assert.equal(await s.purgeExpired!(500, 4), 4);
+    assert.equal(await s.purgeExpired!(500, 4), 2);
+    assert.equal(await s.purgeExpired!(500, 4), 0);
+    assert.equal(await s.countPending(to), 1);
+    assert.equal(await s.queueDepth(), 1);
+    assert.deepEqual((await s.listPending(to, 0, 10)).map((m) => m.seq), [fresh.seq]);
+    // Dedupe and counts went with them: the same id is stored anew, within a pair quota of 2.
+    const again = await s.enqueue({ to, from, id: 'old0', envelope: rnd(4), receivedAt: 2000 }, quota({ perPair: 2 }));
+    assert.equal(again.duplicate, false);
+    assert.notEqual(again.seq, old[0]!.seq);
+    await refused(s.enqueue({ to, from, id: 'old1', envelope: rnd(4), receivedAt: 2000 }, quota({ perPair: 2 })), 'pair');
   });
 
   withStore('statements: certificate and attestation are stored byte for byte beside the bundle', async (s) => {

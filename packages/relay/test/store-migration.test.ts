@@ -70,6 +70,13 @@ test('a version-1 SQLite file is migrated in place; old rows survive and stateme
     // Schema 3: the migrated mailbox dedupes per recipient, and the old row keeps its dedupe.
     assert.equal((await store.enqueue({ to: 'b'.repeat(32), from: 'a'.repeat(32), id: 'm1', envelope: rnd(8), receivedAt: 6 })).duplicate, false);
     assert.equal((await store.enqueue({ to: device, from: 'a'.repeat(32), id: 'm1', envelope: rnd(8), receivedAt: 7 })).duplicate, true);
+    // Schema 4: quota counts include the rows queued before the upgrade.
+    assert.equal(await store.queueDepth(), 2);
+    assert.equal(await store.countPending(device), 1);
+    const quota = { perPair: 1, perRecipient: 100, reserve: 0, reservePerSender: 0, perSender: 100, total: 100 };
+    await assert.rejects(store.enqueue({ to: device, from: 'a'.repeat(32), id: 'm2', envelope: rnd(8), receivedAt: 8 }, quota), /pending for this recipient/);
+    assert.equal(await store.purgeExpired(6, 10), 1, 'the old row (received at 5) expires');
+    assert.equal(await store.queueDepth(), 1);
 
     const certificate = new Uint8Array(rnd(139));
     const attestation = new Uint8Array(rnd(121));
@@ -87,7 +94,7 @@ test('a version-1 SQLite file is migrated in place; old rows survive and stateme
   const again = new SqliteStore(path);
   await again.close();
   const db = new Database(path, { readonly: true });
-  assert.equal(db.pragma('user_version', { simple: true }), 3);
+  assert.equal(db.pragma('user_version', { simple: true }), 4);
   const columns = (db.prepare('PRAGMA table_info(devices)').all() as { name: string }[]).map((c) => c.name);
   assert.ok(columns.includes('certificate') && columns.includes('attestation'));
   db.close();

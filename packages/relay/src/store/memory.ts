@@ -3,7 +3,10 @@
  * everything. Behaves exactly like the SQLite store (same contract tests).
  */
 import type { OneTimePrekeyPublic, PrekeyBundle, PublicIdentity, SignedPrekeyPublic } from '@parley/protocol/verify';
-import type { ApiKeyRecord, DeviceStatements, NewMessage, PrekeyPublication, RelayStore, StoredIdentity, StoredMessage } from './types.js';
+import { exceededQuota, quotaError } from './quota.js';
+import type {
+  ApiKeyRecord, DeviceStatements, MailboxQuota, NewMessage, PrekeyPublication, RelayStore, StoredIdentity, StoredMessage, TakeBundleOptions,
+} from './types.js';
 
 interface DevicePrekeys {
   identity: PublicIdentity;
@@ -31,6 +34,12 @@ function statementsOf(entry: DevicePrekeys): DeviceStatements {
   };
 }
 
+function decrement(map: Map<string, number>, key: string): void {
+  const n = (map.get(key) ?? 1) - 1;
+  if (n <= 0) map.delete(key);
+  else map.set(key, n);
+}
+
 /** A store that keeps everything in Maps. */
 export class MemoryStore implements RelayStore {
   #prekeys = new Map<string, DevicePrekeys>();
@@ -39,6 +48,10 @@ export class MemoryStore implements RelayStore {
   /** `${from}\n${id}` → seq, for idempotent enqueue. */
   #sent = new Map<string, number>();
   #seq = 0;
+  /** Pending counts for the quotas: `${from}\n${to}` → n, from → n, and the total. */
+  #pairCount = new Map<string, number>();
+  #senderCount = new Map<string, number>();
+  #total = 0;
   #apiKeys = new Map<string, ApiKeyRecord>();
   #closed = false;
 
@@ -75,11 +88,11 @@ export class MemoryStore implements RelayStore {
     return entry.available.length;
   }
 
-  async takeBundle(deviceId: string): Promise<({ bundle: PrekeyBundle; remaining: number } & DeviceStatements) | undefined> {
+  async takeBundle(deviceId: string, options: TakeBundleOptions = {}): Promise<({ bundle: PrekeyBundle; remaining: number } & DeviceStatements) | undefined> {
     this.#open();
     const entry = this.#prekeys.get(deviceId);
     if (!entry) return undefined;
-    const opk = entry.available.shift();
+    const opk = options.oneTimePrekey === false ? undefined : entry.available.shift();
     const base = { identity: copyIdentity(entry.identity), signedPrekey: { ...entry.signedPrekey } };
     const bundle: PrekeyBundle = opk ? { ...base, oneTimePrekey: opk } : base;
     return { bundle, remaining: entry.available.length, ...statementsOf(entry) };
@@ -97,35 +110,78 @@ export class MemoryStore implements RelayStore {
     return this.#prekeys.get(deviceId)?.available.length ?? 0;
   }
 
-  async enqueue(message: NewMessage): Promise<{ seq: number; duplicate: boolean }> {
+  async enqueue(message: NewMessage, quota?: MailboxQuota): Promise<{ seq: number; duplicate: boolean }> {
     this.#open();
     const key = `${message.from}\n${message.to}\n${message.id}`;
     const existing = this.#sent.get(key);
     if (existing !== undefined) return { seq: existing, duplicate: true };
+    const pairKey = `${message.from}\n${message.to}`;
+    if (quota) {
+      const over = exceededQuota({
+        pair: this.#pairCount.get(pairKey) ?? 0,
+        recipient: this.#mailbox.get(message.to)?.length ?? 0,
+        sender: this.#senderCount.get(message.from) ?? 0,
+        total: this.#total,
+      }, quota);
+      if (over) throw quotaError(over);
+    }
     const seq = ++this.#seq;
     this.#sent.set(key, seq);
     const queue = this.#mailbox.get(message.to) ?? [];
     queue.push({ ...message, envelope: copy(message.envelope), seq });
     this.#mailbox.set(message.to, queue);
+    this.#pairCount.set(pairKey, (this.#pairCount.get(pairKey) ?? 0) + 1);
+    this.#senderCount.set(message.from, (this.#senderCount.get(message.from) ?? 0) + 1);
+    this.#total++;
     return { seq, duplicate: false };
   }
 
-  async listPending(to: string, afterSeq: number, limit: number): Promise<StoredMessage[]> {
+  async listPending(to: string, afterSeq: number, limit: number, minReceivedAt = 0): Promise<StoredMessage[]> {
     this.#open();
     const queue = this.#mailbox.get(to) ?? [];
-    return queue.filter((m) => m.seq > afterSeq).slice(0, Math.max(0, limit)).map((m) => ({ ...m, envelope: copy(m.envelope) }));
+    return queue.filter((m) => m.seq > afterSeq && m.receivedAt >= minReceivedAt).slice(0, Math.max(0, limit))
+      .map((m) => ({ ...m, envelope: copy(m.envelope) }));
   }
 
   async deleteMessages(to: string, seqs: readonly number[]): Promise<number> {
     this.#open();
+    const drop = new Set(seqs);
+    return this.#remove(to, (m) => drop.has(m.seq));
+  }
+
+  async purgeExpired(before: number, limit: number): Promise<number> {
+    this.#open();
+    // Oldest first across recipients, at most `limit`.
+    const expired: StoredMessage[] = [];
+    for (const queue of this.#mailbox.values()) for (const m of queue) if (m.receivedAt < before) expired.push(m);
+    expired.sort((a, b) => a.receivedAt - b.receivedAt || a.seq - b.seq);
+    const chosen = expired.slice(0, Math.max(0, limit));
+    const byRecipient = new Map<string, Set<number>>();
+    for (const m of chosen) byRecipient.set(m.to, (byRecipient.get(m.to) ?? new Set()).add(m.seq));
+    let n = 0;
+    for (const [to, seqs] of byRecipient) n += this.#remove(to, (m) => seqs.has(m.seq));
+    return n;
+  }
+
+  /** Removes `to`'s messages matching `drop`, with their dedupe entries and counts. */
+  #remove(to: string, drop: (m: StoredMessage) => boolean): number {
     const queue = this.#mailbox.get(to);
     if (!queue) return 0;
-    const drop = new Set(seqs);
-    const kept = queue.filter((m) => !drop.has(m.seq));
-    const deleted = queue.length - kept.length;
-    // Dedupe covers pending messages only (as in SQLite, where it is a UNIQUE index on the
-    // queue) and per recipient: tombstones would grow without bound, and clients dedupe anyway.
-    for (const m of queue) if (drop.has(m.seq)) this.#sent.delete(`${m.from}\n${m.to}\n${m.id}`);
+    const kept: StoredMessage[] = [];
+    let deleted = 0;
+    for (const m of queue) {
+      if (!drop(m)) {
+        kept.push(m);
+        continue;
+      }
+      deleted++;
+      // Dedupe covers pending messages only (as in SQLite, where it is a UNIQUE index on the
+      // queue) and per recipient: tombstones would grow without bound, and clients dedupe anyway.
+      this.#sent.delete(`${m.from}\n${m.to}\n${m.id}`);
+      decrement(this.#pairCount, `${m.from}\n${m.to}`);
+      decrement(this.#senderCount, m.from);
+      this.#total--;
+    }
     if (kept.length === 0) this.#mailbox.delete(to);
     else this.#mailbox.set(to, kept);
     return deleted;
@@ -138,9 +194,7 @@ export class MemoryStore implements RelayStore {
 
   async queueDepth(): Promise<number> {
     this.#open();
-    let n = 0;
-    for (const q of this.#mailbox.values()) n += q.length;
-    return n;
+    return this.#total;
   }
 
   async putApiKey(record: ApiKeyRecord): Promise<void> {

@@ -22,13 +22,19 @@
  * - `P:seq` counter (global, so seqs increase per recipient); `P:depth` pending count.
  * - `P:q:<to>` zset of pending seqs; `P:m:<to>` hash seq → envelope; `P:h:<to>` hash seq →
  *   JSON header `{f, i, r, d}`; `P:s:<from>` hash `<to>\n<id>` (`d`) → seq (dedupe while pending;
- *   headers written before `d` existed dedupe on the id alone).
+ *   headers written before `d` existed dedupe on the id alone; its length is the sender's
+ *   pending count for the quotas); `P:pc:<to>` hash sender → pending count (quota per pair);
+ *   `P:exp` zset `<to>:<seq>` scored by receivedAt (expiry; messages queued before it existed
+ *   are not in it: skipped on read once expired, deleted on ack only).
  * - `P:ak` hash id → JSON record; `P:akh` hash sha256 → id; `P:akr` hash id → revokedAt.
  */
 import { createHash } from 'node:crypto';
 import { createClient, ErrorReply, RESP_TYPES } from 'redis';
 import type { PrekeyBundle } from '@parley/protocol/verify';
-import type { ApiKeyRecord, DeviceStatements, NewMessage, PrekeyPublication, RelayStore, StoredIdentity, StoredMessage } from './types.js';
+import { quotaError } from './quota.js';
+import type {
+  ApiKeyRecord, DeviceStatements, MailboxQuota, NewMessage, PrekeyPublication, QuotaScope, RelayStore, StoredIdentity, StoredMessage, TakeBundleOptions,
+} from './types.js';
 
 /** Connection and safety settings of {@link RedisStore}. */
 export interface RedisStoreOptions {
@@ -86,10 +92,12 @@ for i = 12, #ARGV, 2 do
 end
 return redis.call('LLEN', KEYS[2])`);
 
+// ARGV[1]: '1' consume an OPK, '0' build the bundle without one.
 const TAKE_BUNDLE = new Script(`
 local d = redis.call('HMGET', KEYS[1], 'sk', 'dh', 'bind', 'spkId', 'spkAt', 'spkPub', 'spkSig', 'cert', 'att')
 if not d[1] then return false end
-local id = redis.call('LPOP', KEYS[2])
+local id = false
+if ARGV[1] ~= '0' then id = redis.call('LPOP', KEYS[2]) end
 local pub = ''
 if id then
   pub = redis.call('HGET', KEYS[3], id) or ''
@@ -99,46 +107,100 @@ else
 end
 return { d[1], d[2], d[3], d[4], d[5], d[6], d[7], id, pub, redis.call('LLEN', KEYS[2]), d[8] or '', d[9] or '' }`);
 
+// KEYS: s:<from>, q:<to>, m:<to>, h:<to>, seq, depth, pc:<to>, exp.
+// ARGV: dedupe field, header, envelope, from, receivedAt, to, then 'q' and the six quotas (or '-').
+// The quota rule is exceededQuota() of quota.ts: keep them in step.
 const ENQUEUE = new Script(`
 local s = redis.call('HGET', KEYS[1], ARGV[1])
 if s then return { tonumber(s), 1 } end
+if ARGV[7] == 'q' then
+  local perPair, perRecipient, reserve = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+  local reservePerSender, perSender, total = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+  local t = tonumber(redis.call('GET', KEYS[6]) or '0')
+  if t >= total then return { 0, 2, 'total', t, total } end
+  local snd = redis.call('HLEN', KEYS[1])
+  if snd >= perSender then return { 0, 2, 'sender', snd, perSender } end
+  local pair = tonumber(redis.call('HGET', KEYS[7], ARGV[4]) or '0')
+  if pair >= perPair then return { 0, 2, 'pair', pair, perPair } end
+  local rcp = redis.call('ZCARD', KEYS[2])
+  if rcp >= perRecipient then return { 0, 2, 'recipient', rcp, perRecipient } end
+  if rcp >= perRecipient - reserve and pair >= reservePerSender then return { 0, 2, 'reserved', rcp, perRecipient - reserve } end
+end
 local seq = redis.call('INCR', KEYS[5])
 redis.call('HSET', KEYS[1], ARGV[1], seq)
 redis.call('ZADD', KEYS[2], seq, seq)
 redis.call('HSET', KEYS[3], seq, ARGV[3])
 redis.call('HSET', KEYS[4], seq, ARGV[2])
 redis.call('INCR', KEYS[6])
+redis.call('HINCRBY', KEYS[7], ARGV[4], 1)
+redis.call('ZADD', KEYS[8], ARGV[5], ARGV[6] .. ':' .. seq)
 return { seq, 0 }`);
 
+// Skips (and reads past) messages received before ARGV[3]: a short answer means no more.
 const LIST_PENDING = new Script(`
-local seqs = redis.call('ZRANGE', KEYS[1], '(' .. ARGV[1], '+inf', 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[2]))
 local out = {}
-for _, s in ipairs(seqs) do
-  out[#out + 1] = s
-  out[#out + 1] = redis.call('HGET', KEYS[3], s) or ''
-  out[#out + 1] = redis.call('HGET', KEYS[2], s) or ''
+local after = ARGV[1]
+local want = tonumber(ARGV[2])
+local since = tonumber(ARGV[3])
+local got = 0
+while got < want do
+  local seqs = redis.call('ZRANGE', KEYS[1], '(' .. after, '+inf', 'BYSCORE', 'LIMIT', 0, want - got)
+  if #seqs == 0 then break end
+  for _, s in ipairs(seqs) do
+    after = s
+    local h = redis.call('HGET', KEYS[3], s)
+    if h and (since <= 0 or (tonumber(cjson.decode(h).r) or 0) >= since) then
+      out[#out + 1] = s
+      out[#out + 1] = h
+      out[#out + 1] = redis.call('HGET', KEYS[2], s) or ''
+      got = got + 1
+    end
+  end
 end
 return out`);
 
-const DELETE = new Script(`
-local n = 0
-for i = 2, #ARGV do
-  local s = ARGV[i]
-  if redis.call('ZREM', KEYS[1], s) == 1 then
-    local h = redis.call('HGET', KEYS[3], s)
-    redis.call('HDEL', KEYS[2], s)
-    redis.call('HDEL', KEYS[3], s)
-    if h then
-      local m = cjson.decode(h)
-      local sent = ARGV[1] .. m.f
-      local field = m.d or m.i
-      if redis.call('HGET', sent, field) == s then redis.call('HDEL', sent, field) end
-    end
-    n = n + 1
+/**
+ * Deletes one pending message of recipient `to` (its queue entry, envelope, header, expiry
+ * entry, dedupe entry and pair count); 1 if it was pending. Shared by DELETE and PURGE.
+ */
+const REMOVE_ONE = `
+local function remove(p, to, s)
+  if redis.call('ZREM', p .. 'q:' .. to, s) == 0 then return 0 end
+  local hk = p .. 'h:' .. to
+  local h = redis.call('HGET', hk, s)
+  redis.call('HDEL', p .. 'm:' .. to, s)
+  redis.call('HDEL', hk, s)
+  redis.call('ZREM', p .. 'exp', to .. ':' .. s)
+  if h then
+    local m = cjson.decode(h)
+    local sent = p .. 's:' .. m.f
+    local field = m.d or m.i
+    if redis.call('HGET', sent, field) == s then redis.call('HDEL', sent, field) end
+    local pc = p .. 'pc:' .. to
+    if redis.call('HINCRBY', pc, m.f, -1) <= 0 then redis.call('HDEL', pc, m.f) end
   end
+  return 1
 end
-if n > 0 then redis.call('DECRBY', KEYS[4], n) end
+`;
+
+// KEYS: depth. ARGV: prefix, to, seqs… (keys built from the prefix: see the scope note above).
+const DELETE = new Script(`${REMOVE_ONE}
+local n = 0
+for i = 3, #ARGV do n = n + remove(ARGV[1], ARGV[2], ARGV[i]) end
+if n > 0 then redis.call('DECRBY', KEYS[1], n) end
 return n`);
+
+// KEYS: exp, depth. ARGV: prefix, before, limit. Returns { deleted, expiry entries read }.
+const PURGE = new Script(`${REMOVE_ONE}
+local members = redis.call('ZRANGE', KEYS[1], '-inf', '(' .. ARGV[2], 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[3]))
+local n = 0
+for _, member in ipairs(members) do
+  redis.call('ZREM', KEYS[1], member)
+  local to, s = string.match(member, '^(.*):(%d+)$')
+  if to then n = n + remove(ARGV[1], to, s) end
+end
+if n > 0 then redis.call('DECRBY', KEYS[2], n) end
+return { n, #members }`);
 
 const PUT_API_KEY = new Script(`
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 or redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then
@@ -299,9 +361,9 @@ export class RedisStore implements RelayStore {
     return num(await this.#run(PUT_PREKEYS, this.#deviceKeys(deviceId), args));
   }
 
-  async takeBundle(deviceId: string): Promise<({ bundle: PrekeyBundle; remaining: number } & DeviceStatements) | undefined> {
+  async takeBundle(deviceId: string, options: TakeBundleOptions = {}): Promise<({ bundle: PrekeyBundle; remaining: number } & DeviceStatements) | undefined> {
     const [dev, list, pub] = this.#deviceKeys(deviceId);
-    const r = await this.#run(TAKE_BUNDLE, [dev, list, pub], []);
+    const r = await this.#run(TAKE_BUNDLE, [dev, list, pub], [options.oneTimePrekey === false ? '0' : '1']);
     if (!Array.isArray(r)) return undefined;
     const b = (k: number): Uint8Array => bytes(r[k] as Buffer);
     const base = {
@@ -326,19 +388,30 @@ export class RedisStore implements RelayStore {
     return num(await this.#cmd(['LLEN', this.#key('opk', deviceId)]));
   }
 
-  async enqueue(m: NewMessage): Promise<{ seq: number; duplicate: boolean }> {
+  async enqueue(m: NewMessage, quota?: MailboxQuota): Promise<{ seq: number; duplicate: boolean }> {
     // Dedupe per (sender, recipient, id): the same id may go to several recipients (fan-out).
     const field = `${m.to}\n${m.id}`;
     const header = JSON.stringify({ f: m.from, i: m.id, r: m.receivedAt, d: field });
-    const keys = [this.#key('s', m.from), this.#key('q', m.to), this.#key('m', m.to), this.#key('h', m.to), this.#key('seq'), this.#key('depth')];
-    const r = (await this.#run(ENQUEUE, keys, [field, header, arg(m.envelope)])) as Reply[];
+    const keys = [this.#key('s', m.from), this.#key('q', m.to), this.#key('m', m.to), this.#key('h', m.to), this.#key('seq'), this.#key('depth'),
+      this.#key('pc', m.to), this.#key('exp')];
+    const limits = quota
+      ? ['q', quota.perPair, quota.perRecipient, quota.reserve, quota.reservePerSender, quota.perSender, quota.total].map(String)
+      : ['-'];
+    const r = (await this.#run(ENQUEUE, keys, [field, header, arg(m.envelope), m.from, String(m.receivedAt), m.to, ...limits])) as Reply[];
+    if (num(r[1]) === 2) {
+      const scope = str(r[2]);
+      throw quotaError(scope === 'reserved'
+        ? { quota: 'recipient', have: num(r[3]), max: num(r[4]), reserved: true }
+        : { quota: scope as QuotaScope, have: num(r[3]), max: num(r[4]) });
+    }
     return { seq: num(r[0]), duplicate: num(r[1]) === 1 };
   }
 
-  async listPending(to: string, afterSeq: number, limit: number): Promise<StoredMessage[]> {
+  async listPending(to: string, afterSeq: number, limit: number, minReceivedAt = 0): Promise<StoredMessage[]> {
     const n = Math.max(0, Math.floor(limit));
     if (n === 0) return [];
-    const r = (await this.#run(LIST_PENDING, [this.#key('q', to), this.#key('m', to), this.#key('h', to)], [String(afterSeq), String(n)])) as Reply[];
+    const r = (await this.#run(LIST_PENDING, [this.#key('q', to), this.#key('m', to), this.#key('h', to)],
+      [String(afterSeq), String(n), String(minReceivedAt)])) as Reply[];
     const out: StoredMessage[] = [];
     for (let k = 0; k + 2 < r.length; k += 3) {
       const header = str(r[k + 1]);
@@ -351,8 +424,14 @@ export class RedisStore implements RelayStore {
 
   async deleteMessages(to: string, seqs: readonly number[]): Promise<number> {
     if (seqs.length === 0) return 0;
-    const keys = [this.#key('q', to), this.#key('m', to), this.#key('h', to), this.#key('depth')];
-    return num(await this.#run(DELETE, keys, [this.#key('s', ''), ...seqs.map((s) => String(s))]));
+    return num(await this.#run(DELETE, [this.#key('depth')], [this.#p, to, ...seqs.map((s) => String(s))]));
+  }
+
+  async purgeExpired(before: number, limit: number): Promise<number> {
+    const n = Math.max(0, Math.floor(limit));
+    if (n === 0) return 0;
+    const r = (await this.#run(PURGE, [this.#key('exp'), this.#key('depth')], [this.#p, String(before), String(n)])) as Reply[];
+    return num(r[0]);
   }
 
   async countPending(to: string): Promise<number> {

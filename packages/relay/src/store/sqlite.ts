@@ -8,13 +8,18 @@
  */
 import Database from 'better-sqlite3';
 import type { PrekeyBundle } from '@parley/protocol/verify';
-import type { ApiKeyRecord, DeviceStatements, NewMessage, PrekeyPublication, RelayStore, StoredIdentity, StoredMessage } from './types.js';
+import { exceededQuota, quotaError } from './quota.js';
+import type {
+  ApiKeyRecord, DeviceStatements, MailboxQuota, NewMessage, PrekeyPublication, RelayStore, StoredIdentity, StoredMessage, TakeBundleOptions,
+} from './types.js';
 
 /**
  * Bumped when the schema changes; checked on open. 1: initial. 2: `devices.certificate` and
  * `devices.attestation` (opaque statements; {@link migrate} adds them to a version-1 file).
+ * 3: the mailbox dedupes per recipient. 4: `mailbox_counts` (quota counts kept by triggers)
+ * and an index on `received_at` (expiry).
  */
-const SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 4;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS devices (
@@ -36,10 +41,32 @@ CREATE TABLE IF NOT EXISTS mailbox (
   UNIQUE (sender, recipient, msg_id)
 );
 CREATE INDEX IF NOT EXISTS mailbox_recipient ON mailbox (recipient, seq);
+-- Pending counts for the mailbox quotas, kept by the triggers of COUNTING: scope 'r' recipient,
+-- 's' sender, 'p' sender || char(10) || recipient, 'g' the total (key ''). Rows at 0 are deleted.
+CREATE TABLE IF NOT EXISTS mailbox_counts (
+  scope TEXT NOT NULL, key TEXT NOT NULL, n INTEGER NOT NULL,
+  PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS api_keys (
   id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, label TEXT NOT NULL,
   created_at INTEGER NOT NULL, revoked_at INTEGER
 );
+`;
+
+/** Run after {@link migrate}, which may rebuild the mailbox table (and so drop its triggers). */
+const COUNTING = `
+CREATE INDEX IF NOT EXISTS mailbox_received ON mailbox (received_at);
+CREATE TRIGGER IF NOT EXISTS mailbox_count_insert AFTER INSERT ON mailbox BEGIN
+  INSERT INTO mailbox_counts (scope, key, n)
+    VALUES ('r', NEW.recipient, 1), ('s', NEW.sender, 1), ('p', NEW.sender || char(10) || NEW.recipient, 1), ('g', '', 1)
+    ON CONFLICT (scope, key) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS mailbox_count_delete AFTER DELETE ON mailbox BEGIN
+  UPDATE mailbox_counts SET n = n - 1
+    WHERE (scope, key) IN (VALUES ('r', OLD.recipient), ('s', OLD.sender), ('p', OLD.sender || char(10) || OLD.recipient), ('g', ''));
+  DELETE FROM mailbox_counts WHERE n <= 0
+    AND (scope, key) IN (VALUES ('r', OLD.recipient), ('s', OLD.sender), ('p', OLD.sender || char(10) || OLD.recipient), ('g', ''));
+END;
 `;
 
 interface DeviceRow {
@@ -70,7 +97,9 @@ function statementsOf(d: DeviceRow): DeviceStatements {
  * - version 1 files lack the statement columns of `devices`: added, existing rows get none;
  * - files before version 3 dedupe the mailbox on (sender, id), so one id sent to a second
  *   recipient was taken for a retry and never stored: the table is rebuilt with the recipient
- *   in its unique key, keeping every queued row and its seq.
+ *   in its unique key, keeping every queued row and its seq;
+ * - files before version 4 have no quota counts: they are computed from the queued rows (the
+ *   triggers that keep them from then on are created after this, see COUNTING).
  */
 function migrate(db: Database.Database, from: number): void {
   db.transaction(() => {
@@ -92,6 +121,15 @@ function migrate(db: Database.Database, from: number): void {
         DROP TABLE mailbox;
         ALTER TABLE mailbox_v3 RENAME TO mailbox;
         CREATE INDEX IF NOT EXISTS mailbox_recipient ON mailbox (recipient, seq);
+      `);
+    }
+    if (from > 0 && from < 4) {
+      db.exec(`
+        DELETE FROM mailbox_counts;
+        INSERT INTO mailbox_counts (scope, key, n) SELECT 'r', recipient, COUNT(*) FROM mailbox GROUP BY recipient;
+        INSERT INTO mailbox_counts (scope, key, n) SELECT 's', sender, COUNT(*) FROM mailbox GROUP BY sender;
+        INSERT INTO mailbox_counts (scope, key, n) SELECT 'p', sender || char(10) || recipient, COUNT(*) FROM mailbox GROUP BY sender, recipient;
+        INSERT INTO mailbox_counts (scope, key, n) SELECT 'g', '', COUNT(*) FROM mailbox HAVING COUNT(*) > 0;
       `);
     }
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
@@ -118,6 +156,7 @@ export class SqliteStore implements RelayStore {
   readonly #putPrekeys;
   readonly #enqueue;
   readonly #delete;
+  readonly #purge;
   readonly #groupCommit;
   /** Writes waiting for the next group commit. */
   #queuedWrites: QueuedWrite[] = [];
@@ -135,6 +174,7 @@ export class SqliteStore implements RelayStore {
     if (version > SCHEMA_VERSION) throw new Error(`relay database schema ${version} is newer than this relay (${SCHEMA_VERSION})`);
     db.exec(SCHEMA);
     migrate(db, version);
+    db.exec(COUNTING);
 
     const q = {
       upsertDevice: db.prepare(`INSERT INTO devices
@@ -150,12 +190,16 @@ export class SqliteStore implements RelayStore {
       device: db.prepare('SELECT * FROM devices WHERE device_id = ?'),
       nextOpk: db.prepare('SELECT rowid, opk_id, public_key FROM one_time_prekeys WHERE device_id = ? AND consumed_at IS NULL ORDER BY rowid LIMIT 1'),
       consumeOpk: db.prepare('UPDATE one_time_prekeys SET consumed_at = ? WHERE rowid = ?'),
-      insertMessage: db.prepare('INSERT OR IGNORE INTO mailbox (recipient, sender, msg_id, envelope, received_at) VALUES (?, ?, ?, ?, ?)'),
+      // Plain INSERT: the dedupe is looked up first in the same transaction, so any conflict is an error.
+      insertMessage: db.prepare('INSERT INTO mailbox (recipient, sender, msg_id, envelope, received_at) VALUES (?, ?, ?, ?, ?)'),
       findSent: db.prepare('SELECT seq FROM mailbox WHERE sender = ? AND recipient = ? AND msg_id = ?'),
-      pending: db.prepare('SELECT * FROM mailbox WHERE recipient = ? AND seq > ? ORDER BY seq LIMIT ?'),
+      pending: db.prepare('SELECT * FROM mailbox WHERE recipient = ? AND seq > ? AND received_at >= ? ORDER BY seq LIMIT ?'),
+      count: db.prepare('SELECT n FROM mailbox_counts WHERE scope = ? AND key = ?').pluck(),
+      expired: db.prepare('SELECT seq FROM mailbox WHERE received_at < ? ORDER BY received_at, seq LIMIT ?').pluck(),
+      deleteSeq: db.prepare('DELETE FROM mailbox WHERE seq = ?'),
       deleteMessage: db.prepare('DELETE FROM mailbox WHERE recipient = ? AND seq = ?'),
-      countPending: db.prepare('SELECT COUNT(*) AS n FROM mailbox WHERE recipient = ?'),
-      depth: db.prepare('SELECT COUNT(*) AS n FROM mailbox'),
+      countPending: db.prepare("SELECT COALESCE((SELECT n FROM mailbox_counts WHERE scope = 'r' AND key = ?), 0) AS n"),
+      depth: db.prepare("SELECT COALESCE((SELECT n FROM mailbox_counts WHERE scope = 'g' AND key = ''), 0) AS n"),
       insertKey: db.prepare('INSERT INTO api_keys (id, hash, label, created_at, revoked_at) VALUES (?, ?, ?, ?, ?)'),
       findKey: db.prepare('SELECT * FROM api_keys WHERE hash = ? AND revoked_at IS NULL'),
       revokeKey: db.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
@@ -174,10 +218,10 @@ export class SqliteStore implements RelayStore {
       return (q.countOpk.get(deviceId) as { n: number }).n;
     });
 
-    this.#takeBundle = db.transaction((deviceId: string) => {
+    this.#takeBundle = db.transaction((deviceId: string, withOpk: boolean) => {
       const d = q.device.get(deviceId) as DeviceRow | undefined;
       if (!d) return undefined;
-      const opk = q.nextOpk.get(deviceId) as { rowid: number; opk_id: number; public_key: Buffer } | undefined;
+      const opk = withOpk ? q.nextOpk.get(deviceId) as { rowid: number; opk_id: number; public_key: Buffer } | undefined : undefined;
       if (opk) q.consumeOpk.run(Date.now(), opk.rowid);
       const base = {
         identity: { signingKey: bytes(d.signing_key), dhKey: bytes(d.dh_key), binding: bytes(d.binding) },
@@ -187,10 +231,22 @@ export class SqliteStore implements RelayStore {
       return { bundle, remaining: (q.countOpk.get(deviceId) as { n: number }).n, ...statementsOf(d) };
     });
 
-    this.#enqueue = db.transaction((m: NewMessage) => {
+    this.#enqueue = db.transaction((m: NewMessage, quota: MailboxQuota | undefined) => {
+      const sent = q.findSent.get(m.from, m.to, m.id) as { seq: number } | undefined;
+      if (sent) return { seq: sent.seq, duplicate: true };
+      if (quota) {
+        const n = (scope: string, key: string): number => (q.count.get(scope, key) as number | undefined) ?? 0;
+        const over = exceededQuota({ pair: n('p', `${m.from}\n${m.to}`), recipient: n('r', m.to), sender: n('s', m.from), total: n('g', '') }, quota);
+        if (over) throw quotaError(over);
+      }
       const info = q.insertMessage.run(m.to, m.from, m.id, blob(m.envelope), m.receivedAt);
-      if (info.changes === 1) return { seq: Number(info.lastInsertRowid), duplicate: false };
-      return { seq: (q.findSent.get(m.from, m.to, m.id) as { seq: number }).seq, duplicate: true };
+      return { seq: Number(info.lastInsertRowid), duplicate: false };
+    });
+
+    this.#purge = db.transaction((before: number, limit: number) => {
+      const seqs = q.expired.all(before, limit) as number[];
+      for (const seq of seqs) q.deleteSeq.run(seq);
+      return seqs.length;
     });
 
     this.#delete = db.transaction((to: string, seqs: readonly number[]) => {
@@ -253,9 +309,9 @@ export class SqliteStore implements RelayStore {
     return this.#write(() => this.#putPrekeys(deviceId, upload));
   }
 
-  takeBundle(deviceId: string): Promise<({ bundle: PrekeyBundle; remaining: number } & DeviceStatements) | undefined> {
+  takeBundle(deviceId: string, options: TakeBundleOptions = {}): Promise<({ bundle: PrekeyBundle; remaining: number } & DeviceStatements) | undefined> {
     // Through the group commit too: an OPK counts as handed out only once that is durable (R9).
-    return this.#write(() => this.#takeBundle(deviceId));
+    return this.#write(() => this.#takeBundle(deviceId, options.oneTimePrekey !== false));
   }
 
   async getIdentity(deviceId: string): Promise<StoredIdentity | undefined> {
@@ -268,12 +324,16 @@ export class SqliteStore implements RelayStore {
     return (this.#q.countOpk.get(deviceId) as { n: number }).n;
   }
 
-  enqueue(message: NewMessage): Promise<{ seq: number; duplicate: boolean }> {
-    return this.#write(() => this.#enqueue(message));
+  enqueue(message: NewMessage, quota?: MailboxQuota): Promise<{ seq: number; duplicate: boolean }> {
+    return this.#write(() => this.#enqueue(message, quota));
   }
 
-  async listPending(to: string, afterSeq: number, limit: number): Promise<StoredMessage[]> {
-    return (this.#q.pending.all(to, afterSeq, Math.max(0, limit)) as MessageRow[]).map(toMessage);
+  async listPending(to: string, afterSeq: number, limit: number, minReceivedAt = 0): Promise<StoredMessage[]> {
+    return (this.#q.pending.all(to, afterSeq, minReceivedAt, Math.max(0, limit)) as MessageRow[]).map(toMessage);
+  }
+
+  purgeExpired(before: number, limit: number): Promise<number> {
+    return this.#write(() => this.#purge(before, Math.max(0, limit)));
   }
 
   deleteMessages(to: string, seqs: readonly number[]): Promise<number> {

@@ -38,6 +38,39 @@ export interface StoredMessage {
 /** What `enqueue` receives (the store assigns `seq`). */
 export type NewMessage = Omit<StoredMessage, 'seq'>;
 
+/** Which mailbox quota refused a message (`STORAGE_QUOTA` details `quota`). */
+export type QuotaScope = 'pair' | 'recipient' | 'sender' | 'total';
+
+/**
+ * Mailbox quotas `enqueue` enforces in the same atomic step as the write (so concurrent sends,
+ * through one node or several, cannot overshoot them). Counts are of pending messages.
+ */
+export interface MailboxQuota {
+  /** From one sender to one recipient. */
+  readonly perPair: number;
+  /** For one recipient, from everyone. */
+  readonly perRecipient: number;
+  /**
+   * Once a recipient has `perRecipient - reserve` pending, only senders with fewer than
+   * `reservePerSender` pending for it are admitted (up to `perRecipient`).
+   */
+  readonly reserve: number;
+  readonly reservePerSender: number;
+  /** From one sender, to everyone. */
+  readonly perSender: number;
+  /** In the whole store. */
+  readonly total: number;
+}
+
+/** Options of {@link RelayStore.takeBundle}. */
+export interface TakeBundleOptions {
+  /**
+   * `false`: build the bundle without a one-time prekey and consume none (the relay's per-target
+   * hand-out rate is spent). Default `true`.
+   */
+  readonly oneTimePrekey?: boolean;
+}
+
 /** A stored API key record. Only the hash of the key is kept. */
 export interface ApiKeyRecord {
   /** Public id, used to list and revoke. */
@@ -61,11 +94,11 @@ export interface RelayStore {
    */
   putPrekeys(deviceId: string, upload: PrekeyPublication): Promise<number>;
   /**
-   * Atomically builds a bundle and consumes one OPK (oldest first). Without OPKs the bundle has
-   * none. The device's statements come beside the bundle (keys omitted when not stored).
-   * `undefined` when the device never uploaded.
+   * Atomically builds a bundle and consumes one OPK (oldest first). Without OPKs, or with
+   * `oneTimePrekey: false`, the bundle has none (and none is consumed). The device's statements
+   * come beside the bundle (keys omitted when not stored). `undefined` when the device never uploaded.
    */
-  takeBundle(deviceId: string): Promise<({ bundle: PrekeyBundle; remaining: number } & DeviceStatements) | undefined>;
+  takeBundle(deviceId: string, options?: TakeBundleOptions): Promise<({ bundle: PrekeyBundle; remaining: number } & DeviceStatements) | undefined>;
   /** A device's identity and statements; consumes nothing. `undefined` when it never uploaded. */
   getIdentity(deviceId: string): Promise<StoredIdentity | undefined>;
   /** OPKs still available for a device. */
@@ -75,16 +108,30 @@ export interface RelayStore {
    * Durably stores a message, idempotent on `(from, to, id)` while that message is pending: a retry returns the first seq with
    * `duplicate: true` and stores nothing. Resolves only once the write is durable.
    * Seqs are positive and increase per recipient.
+   * With `quota`, a new message (never a retry) that would exceed one is refused in the same
+   * atomic step: nothing is stored.
+   * @throws ParleyError `STORAGE_QUOTA` with details `{ quota: QuotaScope, have, max, reserved? }`.
    */
-  enqueue(message: NewMessage): Promise<{ seq: number; duplicate: boolean }>;
-  /** Pending messages for `to` with `seq > afterSeq`, in seq order, at most `limit`. */
-  listPending(to: string, afterSeq: number, limit: number): Promise<StoredMessage[]>;
+  enqueue(message: NewMessage, quota?: MailboxQuota): Promise<{ seq: number; duplicate: boolean }>;
+  /**
+   * Pending messages for `to` with `seq > afterSeq` and `receivedAt >= minReceivedAt` (expired
+   * ones are skipped, default none), in seq order, at most `limit`. Fewer than `limit` means no
+   * more such messages.
+   */
+  listPending(to: string, afterSeq: number, limit: number, minReceivedAt?: number): Promise<StoredMessage[]>;
   /** Deletes messages addressed to `to` with the given seqs; others' messages are untouched. */
   deleteMessages(to: string, seqs: readonly number[]): Promise<number>;
   /** Pending messages for one recipient. */
   countPending(to: string): Promise<number>;
   /** Pending messages in total (metrics). */
   queueDepth(): Promise<number>;
+  /**
+   * Deletes up to `limit` pending messages with `receivedAt < before` (expired), oldest first,
+   * with their dedupe entries and quota counts. Optional for stores written before it existed:
+   * the relay then only skips expired messages on read.
+   * @returns how many were deleted (fewer than `limit`: none older is left).
+   */
+  purgeExpired?(before: number, limit: number): Promise<number>;
 
   /** Stores a new API key record. Rejects a duplicate id or hash. */
   putApiKey(record: ApiKeyRecord): Promise<void>;

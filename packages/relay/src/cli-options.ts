@@ -1,0 +1,38 @@
+/** Pure helpers of the CLI (`cli.ts`): `--limit` parsing and the plain-HTTP warning. Tested in test/cli.test.ts. */
+import { DEFAULT_LIMITS, type RelayLimits } from './options.js';
+
+/**
+ * Parses `--limit name=value` entries (each may hold several, comma-separated, as
+ * `PARLEY_RELAY_LIMITS` does) into limit overrides.
+ * @throws Error naming the entry when the name is not a limit or the value not a number.
+ */
+export function parseLimits(entries: readonly string[]): Partial<RelayLimits> {
+  const out: Partial<Record<keyof RelayLimits, number>> = {};
+  for (const entry of entries.flatMap((e) => e.split(',')).map((e) => e.trim()).filter((e) => e !== '')) {
+    const eq = entry.indexOf('=');
+    const name = eq < 0 ? entry : entry.slice(0, eq).trim();
+    if (eq < 0 || !Object.hasOwn(DEFAULT_LIMITS, name)) {
+      throw new Error(`--limit ${entry}: expected name=value with one of ${Object.keys(DEFAULT_LIMITS).join(', ')}`);
+    }
+    const value = Number(entry.slice(eq + 1).trim());
+    if (entry.slice(eq + 1).trim() === '' || !Number.isFinite(value) || value < 0) throw new Error(`--limit ${entry}: the value must be a number ≥ 0`);
+    out[name as keyof RelayLimits] = value;
+  }
+  return out;
+}
+
+/** True for loopback interfaces (127.0.0.0/8, ::1, localhost). `0.0.0.0` and `::` are every interface. */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h) || /^::ffff:127\.\d+\.\d+\.\d+$/.test(h);
+}
+
+/**
+ * The warning for a relay serving plain HTTP beyond loopback (no `--tls-cert`), unless the
+ * origin clients sign is `https://` (a TLS-terminating proxy in front). `undefined` otherwise.
+ */
+export function plainHttpWarning(host: string, tls: boolean, origin?: string): string | undefined {
+  if (tls || isLoopback(host) || origin?.startsWith('https://')) return undefined;
+  return `WARNING: serving plain HTTP on ${host}, beyond loopback: logins, envelopes and metadata cross the network ` +
+    'unencrypted. Give --tls-cert and --tls-key, or put a TLS-terminating proxy in front and set --origin https://….';
+}

@@ -13,8 +13,8 @@
  * - `prekeys` / `bundle`: a device published its public prekeys / a bundle was handed out.
  */
 import { EventEmitter } from 'node:events';
-import type { PrekeyBundle, PrekeyUpload } from '@parley/protocol/verify';
-import type { ApiKeyRecord, NewMessage, RelayStore, StoredMessage } from '@parley/relay';
+import type { PrekeyUpload } from '@parley/protocol/verify';
+import type { ApiKeyRecord, RelayStore, StoredMessage } from '@parley/relay';
 
 /** Bytes of ciphertext shown per envelope in the panel. */
 export const PREVIEW_BYTES = 16;
@@ -81,8 +81,10 @@ export class ObservedStore implements RelayStore {
     this.#emit({ kind: 'prekeys', from: deviceId, count });
     return count;
   }
-  async takeBundle(deviceId: string): Promise<{ bundle: PrekeyBundle; remaining: number } | undefined> {
-    const r = await this.#inner.takeBundle(deviceId);
+  // Every optional argument is passed on: the relay's quotas, expiry and prekey rate live in them.
+  async takeBundle(...args: Parameters<RelayStore['takeBundle']>): ReturnType<RelayStore['takeBundle']> {
+    const [deviceId] = args;
+    const r = await this.#inner.takeBundle(...args);
     if (r) this.#emit({ kind: 'bundle', to: deviceId, count: r.remaining });
     return r;
   }
@@ -93,8 +95,9 @@ export class ObservedStore implements RelayStore {
   countOneTimePrekeys(deviceId: string): Promise<number> {
     return this.#inner.countOneTimePrekeys(deviceId);
   }
-  async enqueue(message: NewMessage): Promise<{ seq: number; duplicate: boolean }> {
-    const r = await this.#inner.enqueue(message);
+  async enqueue(...args: Parameters<RelayStore['enqueue']>): Promise<{ seq: number; duplicate: boolean }> {
+    const [message] = args;
+    const r = await this.#inner.enqueue(...args);
     this.#pending.set(`${message.to}/${r.seq}`, { from: message.from, id: message.id, size: message.envelope.length });
     if (this.#pending.size > 10_000) this.#pending.delete(this.#pending.keys().next().value!);
     this.#emit({
@@ -110,8 +113,8 @@ export class ObservedStore implements RelayStore {
     });
     return r;
   }
-  async listPending(to: string, afterSeq: number, limit: number): Promise<StoredMessage[]> {
-    const page = await this.#inner.listPending(to, afterSeq, limit);
+  async listPending(...args: Parameters<RelayStore['listPending']>): Promise<StoredMessage[]> {
+    const page = await this.#inner.listPending(...args);
     for (const m of page) {
       this.#emit({ kind: 'forwarded', from: m.from, to: m.to, id: m.id, seq: m.seq, size: m.envelope.length, head: hex(m.envelope) });
     }
@@ -132,6 +135,9 @@ export class ObservedStore implements RelayStore {
   }
   queueDepth(): Promise<number> {
     return this.#inner.queueDepth();
+  }
+  purgeExpired(before: number, limit: number): Promise<number> {
+    return this.#inner.purgeExpired?.(before, limit) ?? Promise.resolve(0);
   }
   putApiKey(record: ApiKeyRecord): Promise<void> {
     return this.#inner.putApiKey(record);

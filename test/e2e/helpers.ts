@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { initCrypto, isParleyError, type ParleyErrorCode } from '@parley/protocol';
-import { createRelay, MemoryStore as RelayMemoryStore, type NewMessage, type Relay, type RelayOptions } from '@parley/relay';
+import { createRelay, MemoryStore as RelayMemoryStore, type Relay, type RelayOptions } from '@parley/relay';
 import { ParleyClient, type IncomingMessage, type ParleyClientOptions } from '@parley/client';
 import { MemoryStore, type TrustOptions } from '@parley/client';
 import type { Bot, BotOptions } from '@parley/bot';
@@ -70,16 +70,17 @@ export class CountingStore extends RelayMemoryStore {
    * attestation). Nothing a client checks is signed by the relay, so this is exactly its power.
    */
   rewriteBundle: ((deviceId: string, taken: TakenBundle | undefined) => TakenBundle | undefined) | undefined;
-  override async takeBundle(deviceId: string): Promise<TakenBundle | undefined> {
-    const taken = await super.takeBundle(deviceId);
-    return this.rewriteBundle ? this.rewriteBundle(deviceId, taken) : taken;
+  override async takeBundle(...args: Parameters<RelayMemoryStore['takeBundle']>): Promise<TakenBundle | undefined> {
+    const taken = await super.takeBundle(...args);
+    return this.rewriteBundle ? this.rewriteBundle(args[0], taken) : taken;
   }
   /** The honest store's answer, bypassing {@link rewriteBundle}. */
   takeHonestBundle(deviceId: string): Promise<TakenBundle | undefined> {
     return super.takeBundle(deviceId);
   }
-  override async enqueue(message: NewMessage): Promise<{ seq: number; duplicate: boolean }> {
-    const r = await super.enqueue(message);
+  override async enqueue(...args: Parameters<RelayMemoryStore['enqueue']>): Promise<{ seq: number; duplicate: boolean }> {
+    const [message] = args;
+    const r = await super.enqueue(...args);
     if (!r.duplicate) this.stored.set(message.from, (this.stored.get(message.from) ?? 0) + 1);
     return r;
   }

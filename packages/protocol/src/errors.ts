@@ -61,7 +61,20 @@ export type ErrorDetailsByCode = {
   };
   readonly IDENTITY_CHANGED: { readonly label?: string; readonly previous?: string; readonly peer?: string };
   readonly PAYLOAD_TOO_LARGE: { readonly size?: number; readonly max?: number };
-  readonly STORAGE_QUOTA: { readonly have?: number; readonly max?: number };
+  readonly STORAGE_QUOTA: {
+    /** From the relay: which queue quota refused the envelope (`pair`, `recipient`, `sender`, `total`). */
+    readonly quota?: 'pair' | 'recipient' | 'sender' | 'total';
+    readonly have?: number;
+    readonly max?: number;
+    /** The recipient's shared room is full and this sender already has its reserved share. */
+    readonly reserved?: boolean;
+  };
+  readonly RATE_LIMITED: {
+    /** From the relay: the limit hit, per `requester` device, per remote `address`, or sockets per `device`. */
+    readonly scope?: 'requester' | 'address' | 'device';
+    readonly perMinute?: number;
+    readonly max?: number;
+  };
   readonly INVALID_PREKEY: {
     /** Signed prekey refused: `unknown` (never issued), `retired` (past its grace), `full` (its base-key memory is full). */
     readonly reason?: 'unknown' | 'retired' | 'full';

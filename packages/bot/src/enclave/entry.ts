@@ -28,8 +28,8 @@ import {
 import { attestationPayload, type BotAttestation } from '../attestation.js';
 import { enclaveCodeFiles, handlerCodeFiles, measure } from '../measurement.js';
 import { readFileSync } from 'node:fs';
-import { deriveSealingKey } from './seal.js';
-import { loadSealingSecret } from './secret.js';
+import { deriveAnchorKey } from './seal.js';
+import { loadSealingSecret, RollbackAnchor } from './secret.js';
 import { SealedKeyValueStore } from './sealed-store.js';
 import { HandlerQueue, HandlerWorker, type BotMessage } from './handler.js';
 import { openEngine, type EnclaveEngine, type ReceivedMessage } from './engine.js';
@@ -271,13 +271,21 @@ const impl: Impl = {
       handlerStart.catch(() => undefined); // awaited below, once the state is unsealed
       let unsealed: { store: SealedKeyValueStore; engine: EnclaveEngine; tap: TestingKeyTap | undefined };
       try {
-        const secret = loadSealingSecret(p.sealing);
-        const sealingKey = deriveSealingKey(secret);
-        const store = SealedKeyValueStore.open(sealingKey, p.records, persist);
-        const tap = p.unsafeTestingExposeKeys ? new TestingKeyTap(p.unsafeTestingExposeKeys, [secret, sealingKey]) : undefined;
-        secret.fill(0);
+        // Sealed state is bound to the measurement and checked against the rollback anchor
+        // (sealed-store.ts); a new secret is never made for existing state.
+        const secret = loadSealingSecret(p.sealing, p.records.length === 0);
+        let store: SealedKeyValueStore;
+        let tap: TestingKeyTap | undefined;
+        try {
+          const anchor = p.rollbackAnchor ? await RollbackAnchor.open(p.rollbackAnchor, deriveAnchorKey(secret)) : undefined;
+          store = SealedKeyValueStore.open(secret, p.records, persist, { measurement, ...(p.migrateFrom ? { migrateFrom: p.migrateFrom } : {}), ...(anchor ? { anchor } : {}) });
+          tap = p.unsafeTestingExposeKeys ? new TestingKeyTap(p.unsafeTestingExposeKeys, [secret, store.unsafeTestingStateKey()]) : undefined;
+        } finally {
+          secret.fill(0);
+        }
         tap?.attach(store);
         unsealed = { store, engine: await store.transaction(() => openEngine(store)), tap };
+        await store.finishOpen();
       } catch (e) {
         void handlerStart.then((h) => h.terminate(), () => undefined);
         throw e;
@@ -303,6 +311,7 @@ const impl: Impl = {
         measurement,
         attestation: makeAttestation(s),
         redelivered: unfinished.length,
+        sealing: { ...(store.opening.migratedFrom ? { migratedFrom: store.opening.migratedFrom } : {}), anchor: store.opening.anchor },
       };
     } finally {
       initialising = false;

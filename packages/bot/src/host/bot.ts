@@ -26,7 +26,7 @@ import type { RelayMessage } from '@parley/protocol/wire';
 import { encodeAttestation, measurementHex, type BotAttestation } from '../attestation.js';
 import { handlerUrl as toHandlerUrl } from '../measurement.js';
 import { RelayLink } from '@parley/relay-link';
-import { SealedBlobStore } from './blob-store.js';
+import { SealedBlobStore, resolveStateFiles } from './blob-store.js';
 import { BundleCourier } from './bundle-courier.js';
 import { checkCertificate, parseCertificate } from './certificate.js';
 import { deliverToEnclave } from './delivery.js';
@@ -56,11 +56,26 @@ export interface BotOptions {
   /** Directory of the sealed state (created if missing). */
   stateDir: string;
   /**
-   * Where the enclave gets its sealing secret. Default: `{ file: <stateDir>/sealing.key, create: true }`,
-   * a 0600 file the enclave itself reads (and creates on first start). Prefer a path outside
-   * `stateDir` (a mounted secret), or a `provide` function fetching it from a KMS.
+   * Where the enclave gets its sealing secret. Default: `{ file: <stateDir>.sealing.key, create: true }`,
+   * a 0600 file beside the state folder that the enclave itself reads (and creates on first
+   * start). Never inside `stateDir` (refused: a copy of the folder would carry its key). Prefer a
+   * mounted secret, or a `provide` function fetching it from a KMS. See README "Sealing secret".
    */
   sealingSecret?: SealingSecretOption;
+  /**
+   * The sealed state is bound to the enclave's measurement: after a code change (the SDK, the
+   * protocol, the engine or the handler) the enclave refuses the state until it is migrated.
+   * Give the measurement the state is sealed to (64 hex chars, as the refusal names it), or
+   * `'unbound'` for a state written before issue 10; the enclave re-seals it for the running code
+   * and the host logs `sealing.migrated`. See README "Measurement binding".
+   */
+  migrateFrom?: string;
+  /**
+   * The rollback anchor: a small file outside `stateDir` where the enclave records the state
+   * version before it runs the handler, so that an older copy of the state folder is refused.
+   * Default `<stateDir>.anchor`; `false` turns rollback detection off. See README "Rollback".
+   */
+  rollbackAnchor?: string | false;
   /** One-time prekeys kept published (default 50, at most 100). */
   oneTimePrekeys?: number;
   /**
@@ -129,6 +144,13 @@ export interface TestingBot extends Bot {
   readonly supervisor: EnclaveSupervisor;
 }
 
+/** `migrateFrom` as the enclave takes it. */
+function parseMigrateFrom(value: string | undefined): Uint8Array | 'unbound' | undefined {
+  if (value === undefined || value === 'unbound') return value;
+  if (typeof value !== 'string' || !/^[0-9a-fA-F]{64}$/.test(value)) throw new ParleyError('USAGE', "migrateFrom must be a measurement (64 hex chars) or 'unbound'");
+  return new Uint8Array(Buffer.from(value, 'hex'));
+}
+
 const stderrLogger: BotLogger = {
   info: () => undefined,
   warn: (obj, msg) => process.stderr.write(`${JSON.stringify({ level: 'warn', ...obj, msg })}\n`),
@@ -165,6 +187,11 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
   let certificate = options.certificate === undefined ? undefined : parseCertificate(options.certificate);
   const handlerUrl = toHandlerUrl(options.handler);
   await mkdir(options.stateDir, { recursive: true, mode: 0o700 });
+  const migrateFrom = parseMigrateFrom(options.migrateFrom);
+  const stateFiles = await resolveStateFiles(options.stateDir, {
+    ...(options.sealingSecret ? { sealingSecret: options.sealingSecret } : {}),
+    ...(options.rollbackAnchor !== undefined ? { rollbackAnchor: options.rollbackAnchor } : {}),
+  });
   const blobStore = await SealedBlobStore.open(join(options.stateDir, 'sealed'));
 
   let inFlight = 0;
@@ -224,7 +251,9 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
   const supervisor: EnclaveSupervisor = new EnclaveSupervisor({
     handlerUrl,
     blobStore,
-    sealing: options.sealingSecret ?? { file: join(options.stateDir, 'sealing.key'), create: true },
+    sealing: stateFiles.sealing,
+    ...(stateFiles.rollbackAnchor ? { rollbackAnchor: stateFiles.rollbackAnchor } : {}),
+    ...(migrateFrom ? { migrateFrom } : {}),
     oneTimePrekeys,
     ...(options.resourceLimits ? { resourceLimits: options.resourceLimits } : {}),
     ...(options.restartBackoffMs ? { restartBackoffMs: options.restartBackoffMs } : {}),

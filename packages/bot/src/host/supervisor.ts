@@ -58,6 +58,8 @@ export interface EnclaveInfo {
   readonly attestation: Result<'init'>['attestation'];
   /** Messages whose handler run was interrupted by a crash and is being re-run. */
   readonly redelivered: number;
+  /** What opening the sealed state did (logged by the supervisor). */
+  readonly sealing?: Result<'init'>['sealing'];
 }
 
 /** A minimal structured logger: never given plaintext or key bytes (there are none here). */
@@ -72,6 +74,10 @@ export interface SupervisorOptions {
   blobStore: SealedBlobStore;
   sealing: SealingSecretOption;
   oneTimePrekeys: number;
+  /** Re-seal a state sealed to this measurement (or `'unbound'`) for the running code (README "Measurement binding"). */
+  migrateFrom?: Uint8Array | 'unbound';
+  /** The enclave's rollback anchor file (README "Rollback"); none when absent. */
+  rollbackAnchor?: string;
   resourceLimits?: ResourceLimits;
   logger: BotLogger;
   /** Called for each envelope the enclave wants sent (already in its sealed outbox). */
@@ -127,6 +133,7 @@ export class EnclaveSupervisor {
   #startedAt = 0;
   #restartTimer: NodeJS.Timeout | undefined;
   #testingPort: MessagePort | undefined;
+  #migrationNoted = false;
   readonly stats: SupervisorStats = { starts: 0, crashes: 0, invalidMessages: 0, handlerFailures: 0, sessionResets: 0, repliesGivenUp: 0 };
   readonly #readyWaiters: { resolve: (i: EnclaveInfo) => void; reject: (e: unknown) => void }[] = [];
 
@@ -186,12 +193,21 @@ export class EnclaveSupervisor {
       if (port) transfer.push(port);
       const info = await this.#call(
         'init',
-        { handlerUrl: this.#opts.handlerUrl, records, sealing, oneTimePrekeys: this.#opts.oneTimePrekeys, ...(port ? { unsafeTestingExposeKeys: port } : {}) },
+        {
+          handlerUrl: this.#opts.handlerUrl,
+          records,
+          sealing,
+          oneTimePrekeys: this.#opts.oneTimePrekeys,
+          ...(port ? { unsafeTestingExposeKeys: port } : {}),
+          ...(this.#opts.migrateFrom ? { migrateFrom: this.#opts.migrateFrom } : {}),
+          ...(this.#opts.rollbackAnchor ? { rollbackAnchor: this.#opts.rollbackAnchor } : {}),
+        },
         transfer,
         generation,
       );
       if (generation !== this.#generation) throw new ParleyError('ENCLAVE_UNAVAILABLE', 'enclave restarted during init');
       this.#info = info;
+      this.#logSealing(info);
       this.#opts.logger.info({ event: 'enclave.ready', deviceId: info.deviceId, restart, generation }, 'enclave ready');
       this.#opts.onReady(info, restart);
       for (const w of this.#readyWaiters.splice(0)) w.resolve(info);
@@ -205,6 +221,25 @@ export class EnclaveSupervisor {
         for (const w of this.#readyWaiters.splice(0)) w.reject(err);
       }
       throw err;
+    }
+  }
+
+  /** Logs what opening the sealed state did: a migration, a missing or replaced rollback anchor. */
+  #logSealing(info: EnclaveInfo): void {
+    if (!info.sealing) return;
+    const { migratedFrom, anchor } = info.sealing;
+    const hex = (m: Uint8Array | 'unbound'): string => (m === 'unbound' ? m : Buffer.from(m).toString('hex'));
+    const to = hex(info.measurement);
+    if (migratedFrom) {
+      this.#opts.logger.warn({ event: 'sealing.migrated', from: hex(migratedFrom), to }, 'sealed state migrated to the code now running (migrateFrom); remove the option once clients pin the new measurement');
+    } else if (this.#opts.migrateFrom && !this.#migrationNoted) {
+      this.#migrationNoted = true;
+      this.#opts.logger.info({ event: 'sealing.migrateFromUnused', measurement: to }, 'the sealed state is already sealed to this code: migrateFrom can be removed');
+    }
+    if (anchor === 'missing') {
+      this.#opts.logger.warn({ event: 'sealing.anchorMissing', anchor: this.#opts.rollbackAnchor }, 'no rollback anchor for existing sealed state: wrote a new one; a rollback of the state folder before this start is not detected');
+    } else if (anchor === 'replaced') {
+      this.#opts.logger.warn({ event: 'sealing.anchorReplaced', anchor: this.#opts.rollbackAnchor }, 'the rollback anchor belonged to another (older) state and the state folder holds a new one: replaced');
     }
   }
 

@@ -73,6 +73,11 @@ const sealing = union({
 });
 export type SealingSource = Checked<typeof sealing>;
 
+/** A measurement the sealed state may be migrated from, or `'unbound'` (a state from before issue 10). */
+const migrateFrom: Check<Uint8Array | 'unbound'> = (value, path) => (value === 'unbound' ? 'unbound' : bytes(32)(value, path));
+/** How the enclave's rollback anchor stood at start (README "Rollback"). */
+const anchorStatus = oneOf('off', 'ok', 'new', 'missing', 'replaced');
+
 const publicIdentity = object({ signingKey: bytes(32), dhKey: bytes(32), binding: bytes(64) });
 const signedPrekey = object({ id: u32, createdAt: time, publicKey: bytes(32), signature: bytes(64) });
 const oneTimePrekey = object({ id: u32, publicKey: bytes(32) });
@@ -104,8 +109,20 @@ export const methods = {
       oneTimePrekeys: int(0, 100),
       /** Test builds only: the enclave posts its private key bytes here (never via the host). */
       unsafeTestingExposeKeys: optional(port),
+      /** Re-seal a state sealed to this measurement for the running code (README "Measurement binding"). */
+      migrateFrom: optional(migrateFrom),
+      /** The rollback anchor file, which the enclave reads and writes itself (README "Rollback"). */
+      rollbackAnchor: optional(str({ min: 1, max: 4096 })),
     }),
-    result: object({ deviceId, identity: publicIdentity, measurement: bytes(32), attestation, redelivered: int(0, MAX_RECORDS) }),
+    result: object({
+      deviceId,
+      identity: publicIdentity,
+      measurement: bytes(32),
+      attestation,
+      redelivered: int(0, MAX_RECORDS),
+      /** A migration this start made (the host logs it), and the rollback anchor's status. */
+      sealing: optional(object({ migratedFrom: optional(migrateFrom), anchor: anchorStatus })),
+    }),
   },
   /** Answers the relay's login challenge. The enclave picks the client nonce and time and signs under context `relayAuth` only. */
   relayAuth: {
@@ -247,7 +264,11 @@ export function parseResult<M extends MethodName>(method: M, value: unknown): Re
  * could quote a customer's text) becomes `INTERNAL` with a fixed message naming only its class.
  */
 export function toWireError(e: unknown): SerializedParleyError {
-  if (e instanceof ParleyError) return e.toJSON();
+  if (e instanceof ParleyError) {
+    // Longer messages would fail the boundary's schema (and the answer would be lost): cut them.
+    const wire = e.toJSON();
+    return wire.message.length > 500 ? { ...wire, message: `${wire.message.slice(0, 499)}…` } : wire;
+  }
   const name = e instanceof Error && /^[A-Za-z]{1,40}$/.test(e.name) ? e.name : 'non-error value';
   return { code: 'INTERNAL', message: `unexpected ${name} (message withheld at the enclave boundary)` };
 }

@@ -992,6 +992,11 @@ export class ConversationEngine {
    * Sends the reset requests {@link requestSessionReset} held back whose time has come (call it
    * now and then: `ParleyClient` does every few seconds). Resolves the envelopes queued.
    */
+  /** How many reset requests are held back (see {@link requestDeferredResets}). */
+  get deferredResetCount(): number {
+    return this.#deferredResets.size;
+  }
+
   async requestDeferredResets(): Promise<{ readonly envelope: OutgoingEnvelope; readonly reason: SessionResetReason }[]> {
     const queued: { envelope: OutgoingEnvelope; reason: SessionResetReason }[] = [];
     for (const [peer, failure] of [...this.#deferredResets]) {

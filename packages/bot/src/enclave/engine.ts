@@ -68,6 +68,10 @@ export interface EnclaveEngine {
    * outbox (send it like a reply); `undefined` when the engine's bounds say not now.
    */
   requestReset(peer: string, failedId: string, reason: SessionResetReason): Promise<Outgoing | undefined>;
+  /** True while the engine holds back reset requests (checked before opening a commit). */
+  hasDeferredResets(): boolean;
+  /** Reset requests the engine's bounds held back whose time has come, into the outbox. */
+  deferredResets(): Promise<{ readonly out: Outgoing; readonly reason: SessionResetReason }[]>;
   /** Peers whose resend waits for their bundle (after a restart: the ones a crash interrupted). */
   pendingResends(): Promise<string[]>;
   /**
@@ -146,6 +150,8 @@ export async function openEngine(store: SealedKeyValueStore): Promise<EnclaveEng
     },
     needsBundle: (peer) => engine.needsBundle(peer) && !kept.has(peer),
     requestReset: (peer, failedId, reason) => engine.requestSessionReset(peer, { failedId, reason }),
+    hasDeferredResets: () => engine.deferredResetCount > 0,
+    deferredResets: async () => (await engine.requestDeferredResets()).map(({ envelope, reason }) => ({ out: envelope, reason })),
     pendingResends: async () => (await store.keys(RESEND_PREFIX)).map((k) => k.slice(RESEND_PREFIX.length)),
     async takeBundle(peer, bundle) {
       let result: { resent: Outgoing[]; failed: string[] } = { resent: [], failed: [] };

@@ -208,6 +208,21 @@ async function askForReset(s: State, p: { from: string; id: string; envelope: Ui
   }
 }
 
+/** How often the enclave sends the reset requests the engine's bounds held back. */
+const DEFERRED_RESET_POLL_MS = 5_000;
+
+async function sendDeferredResets(s: State): Promise<void> {
+  if (!s.engine.hasDeferredResets()) return; // no commit (and no disk write) when idle
+  try {
+    for (const { out, reason } of await commit(s, () => s.engine.deferredResets())) {
+      post({ type: 'send', to: out.to, id: out.id, envelope: out.envelope });
+      post({ type: 'event', name: { type: 'sessionReset', peer: out.to, initiatedBy: 'self', reason } });
+    }
+  } catch {
+    // A failed commit already poisoned the enclave; nothing else to report here.
+  }
+}
+
 /** Sends the delivery receipt `peer` is owed, if any, through the sealed outbox like a reply. */
 async function sendReceipt(s: State, peer: string): Promise<void> {
   const out = await commit(s, () => s.engine.receipt(peer));
@@ -305,6 +320,8 @@ const impl: Impl = {
       for (const m of unfinished) runHandler(s, m, true);
       // Resends a crash interrupted (a customer's reset was applied, its bundle never came): ask again.
       for (const peer of await engine.pendingResends()) requestBundle(peer);
+      // Reset requests the engine held back (inside its per-customer interval) go out once it passed.
+      setInterval(() => void sendDeferredResets(s), DEFERRED_RESET_POLL_MS).unref();
       return {
         deviceId: engine.deviceId,
         identity: engine.publicIdentity,

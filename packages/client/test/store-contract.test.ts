@@ -14,7 +14,9 @@ import { storeContract } from '../../engine/test/store-contract.js';
 before(setupCrypto);
 
 storeContract('FileStore', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'parley-store-contract-'));
+  // The key file goes beside the store folder (`state.key`): both live in one temp dir.
+  const root = await mkdtemp(join(tmpdir(), 'parley-store-contract-'));
+  const dir = join(root, 'state');
   let current = await FileStore.open({ dir });
   return {
     store: current,
@@ -25,7 +27,7 @@ storeContract('FileStore', async () => {
     },
     close: async () => {
       await current.close();
-      await rm(dir, { recursive: true, force: true });
+      await rm(root, { recursive: true, force: true });
     },
   };
 });

@@ -92,7 +92,7 @@ function integrity(message: string, reason: string, extra: Record<string, string
 }
 
 function isBookkeeping(key: string): boolean {
-  return key === KEY_RECORD || key === VERSION_RECORD;
+  return key === KEY_RECORD || key === VERSION_RECORD; // ct-ok: record names, not secrets
 }
 
 export class SealedKeyValueStore implements KeyValueStore {

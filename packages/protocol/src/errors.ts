@@ -75,6 +75,28 @@ export type ErrorDetailsByCode = {
     readonly perMinute?: number;
     readonly max?: number;
   };
+  readonly UNAUTHENTICATED: {
+    /**
+     * Why the relay refused a login: `apiKey` (unknown API key), `apiKeyRevoked`, `signature`
+     * (does not verify), `origin` (the device signed another origin than the relay's: see
+     * `expectedOrigin` and `signedOrigin`, neither is secret), `clockSkew`, `identity` (binding
+     * does not verify), `malformed`, `challenge` (nonce reused), `timeout` (no answer in time).
+     */
+    readonly reason?: 'apiKey' | 'apiKeyRevoked' | 'signature' | 'origin' | 'clockSkew' | 'identity' | 'malformed' | 'challenge' | 'timeout';
+    readonly expectedOrigin?: string;
+    readonly signedOrigin?: string;
+    readonly skewMs?: number;
+  };
+  readonly TRANSPORT: {
+    /**
+     * Why the relay could not be reached: `refused` (nothing listens: closed port), `dns` (host
+     * name does not resolve), `tls` (certificate not trusted, expired or for another name: see
+     * the `ca` option), `timeout` (no login within `connectTimeoutMs`), `closed` (closed first).
+     */
+    readonly reason?: 'refused' | 'dns' | 'tls' | 'timeout' | 'closed';
+    /** The underlying system error code, e.g. `ECONNREFUSED`, `ENOTFOUND`, `UNABLE_TO_VERIFY_LEAF_SIGNATURE`. */
+    readonly cause?: string;
+  };
   readonly INVALID_PREKEY: {
     /** Signed prekey refused: `unknown` (never issued), `retired` (past its grace), `full` (its base-key memory is full). */
     readonly reason?: 'unknown' | 'retired' | 'full';

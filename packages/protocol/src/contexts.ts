@@ -18,6 +18,8 @@ export const SIGNATURE_CONTEXTS = {
   botAttestation: 'parley/v1/bot-attest',
   /** An organisation key certifying a bot or agent identity. */
   orgCertificate: 'parley/v1/org-cert',
+  /** An organisation key allowing a bot label to run a measurement (a release manifest). */
+  releaseManifest: 'parley/v1/release-manifest',
   /** A statement that a device's identity key changed. */
   keyChange: 'parley/v1/key-change',
   /** A request to start a fresh session after a decrypt failed for a session reason. */

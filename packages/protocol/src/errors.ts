@@ -47,8 +47,15 @@ export type ErrorDetails = Readonly<Record<string, number | string | boolean>>;
  */
 export type ErrorDetailsByCode = {
   readonly ATTESTATION_INVALID: {
-    /** `missing`: the bot published none; `invalid`: it does not verify; `measurement`: not the pinned code; `expired`: the stored one is too old. */
-    readonly reason?: 'missing' | 'invalid' | 'measurement' | 'expired';
+    /**
+     * `missing`: the bot published none; `invalid`: it does not verify; `measurement`: not the
+     * pinned code (and no release manifest for it); `manifest`: the release manifests published
+     * for its measurement are all refused (`refusal` says why; release-manifest.ts); `expired`:
+     * the stored one is too old.
+     */
+    readonly reason?: 'missing' | 'invalid' | 'measurement' | 'manifest' | 'expired';
+    /** With reason `manifest`: why the (best) release manifest was refused. */
+    readonly refusal?: 'malformed' | 'signature' | 'orgKey' | 'label' | 'measurement' | 'notYetValid' | 'expired';
     readonly peer?: string;
     readonly skewMs?: number;
     readonly ageMs?: number;

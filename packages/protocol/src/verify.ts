@@ -22,3 +22,22 @@ export {
   type OrgCertRefusal,
   type OrgRole,
 } from './org-cert.js';
+export {
+  verifyReleaseManifest,
+  selectReleaseManifest,
+  decodeReleaseManifest,
+  describeReleaseManifest,
+  releaseManifestToBase64,
+  releaseManifestFromBase64,
+  encodeReleaseManifestList,
+  decodeReleaseManifestList,
+  RELEASE_MANIFEST_FORMAT,
+  RELEASE_VERSION_PATTERN,
+  MAX_RELEASE_MANIFEST_BYTES,
+  MAX_RELEASE_MANIFESTS,
+  MAX_RELEASE_MANIFEST_LIST_BYTES,
+  type ReleaseManifest,
+  type ReleaseManifestCheck,
+  type ReleaseManifestFields,
+  type ReleaseManifestRefusal,
+} from './release-manifest.js';

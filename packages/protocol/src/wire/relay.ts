@@ -31,6 +31,7 @@ import type { ErrorDetails, ParleyErrorCode } from '../errors.js';
 import { ParleyError } from '../errors.js';
 import type { PublicIdentity } from '../identity-public.js';
 import type { PrekeyBundle, PrekeyUpload } from '../bundle.js';
+import { MAX_RELEASE_MANIFEST_LIST_BYTES } from '../release-manifest.js';
 
 /** Version of this event contract, sent in `hello`. */
 export const RELAY_PROTOCOL_VERSION = 1;
@@ -58,6 +59,12 @@ export const RELAY_MAX_CERTIFICATE_BYTES = 512;
 
 /** Largest bot attestation a device may publish with its prekeys (opaque to the relay). */
 export const RELAY_MAX_ATTESTATION_BYTES = 512;
+
+/**
+ * Largest release manifest list a bot may publish with its prekeys (`encodeReleaseManifestList`:
+ * at most 8 manifests of at most 1 KiB each; the relay checks the framing, not the manifests).
+ */
+export const RELAY_MAX_MANIFESTS_BYTES = MAX_RELEASE_MANIFEST_LIST_BYTES;
 
 /** A device id: 32 lower-case hex chars. */
 export const DEVICE_ID_PATTERN = /^[0-9a-f]{32}$/;
@@ -172,6 +179,13 @@ export interface DeviceStatements {
    * empty array removes it.
    */
   readonly attestation?: Uint8Array;
+  /**
+   * The org-signed release manifests a bot runs under (`encodeReleaseManifestList`,
+   * release-manifest.ts), 1 … {@link RELAY_MAX_MANIFESTS_BYTES} bytes. The relay checks only the
+   * list's framing (count ≤ 8, each ≤ 1 KiB). In an upload: absent keeps the stored list, an
+   * empty array removes it.
+   */
+  readonly manifests?: Uint8Array;
 }
 
 /** `uploadPrekeys` payload: the prekeys, and optionally the device's statements. */
@@ -198,20 +212,22 @@ export interface ClientToServerEvents {
   /**
    * Publishes this device's identity, signed prekey (replaces the old one) and one-time prekeys
    * (appended; ids already known are ignored), and optionally its `certificate` and
-   * `attestation` (opaque, ≤ 512 bytes each; absent keeps the stored value, empty removes it).
+   * `attestation` (opaque, ≤ 512 bytes each; absent keeps the stored value, empty removes it),
+   * and its release `manifests` (a list, ≤ {@link RELAY_MAX_MANIFESTS_BYTES}, same rule).
    * `FORBIDDEN` when `identity` is not the socket's own, `INVALID_SIGNATURE`/`INVALID_KEY` for a
-   * bad binding or SPK signature, `MALFORMED_MESSAGE` for an over-long certificate or attestation.
+   * bad binding or SPK signature, `MALFORMED_MESSAGE` for an over-long certificate or attestation
+   * or a malformed manifest list.
    */
   uploadPrekeys: (upload: PrekeyPublication, ack: (r: RelayResult<{ readonly oneTimePrekeys: number }>) => void) => void;
   /**
    * Fetches a peer's bundle, consuming one one-time prekey (never handed out twice); without
-   * OPKs left, the bundle has no `oneTimePrekey`. The device's `certificate` and `attestation`,
-   * when it published them, come beside the bundle. `SESSION_NOT_FOUND` when the device never
+   * OPKs left, the bundle has no `oneTimePrekey`. The device's `certificate`, `attestation` and
+   * `manifests`, when it published them, come beside the bundle. `SESSION_NOT_FOUND` when the device never
    * uploaded; `RATE_LIMITED` beyond the per-requester rate (default 10/min).
    */
   fetchBundle: (req: FetchBundleRequest, ack: (r: RelayResult<FetchBundleResult>) => void) => void;
   /**
-   * A peer's identity with its `certificate` and `attestation`, consuming no one-time prekey
+   * A peer's identity with its `certificate`, `attestation` and `manifests`, consuming no one-time prekey
    * (to check or refresh a peer's statements when a session already exists).
    * `SESSION_NOT_FOUND` when the device never uploaded; same rate limit as `fetchBundle`.
    */

@@ -11,7 +11,7 @@ test('isParleyError narrows to one code and its typed details; other codes and n
   assert.equal(isParleyError({ code: 'ATTESTATION_INVALID', message: 'forged' }, 'ATTESTATION_INVALID'), false);
   if (!isParleyError(e, 'ATTESTATION_INVALID')) assert.fail('narrowing failed');
   // Compile-time: `reason` has the documented literal type (a typo here fails the type-check).
-  const reason: 'missing' | 'invalid' | 'measurement' | 'expired' | undefined = e.details?.reason;
+  const reason: 'missing' | 'invalid' | 'measurement' | 'manifest' | 'expired' | undefined = e.details?.reason;
   assert.equal(reason, 'measurement');
 });
 

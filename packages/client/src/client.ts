@@ -51,7 +51,7 @@ import {
 } from '@parley/engine';
 import { Emitter } from './emitter.js';
 import { StatementFetchBudget } from './statement-budget.js';
-import { RelayLink, type Logger, type RelayLinkOptions } from '@parley/relay-link';
+import { DEFAULT_CONNECT_TIMEOUT_MS, RelayLink, type Logger, type RelayLinkOptions } from '@parley/relay-link';
 
 /** Options of {@link ParleyClient.create}. */
 export interface ParleyClientOptions {
@@ -93,6 +93,19 @@ export interface ParleyClientOptions {
   readonly gapTimeoutMs?: number;
   /** Clock. Default `Date.now`. */
   readonly now?: () => number;
+  /**
+   * Node only: the CA certificate(s) (PEM) that signed the relay's TLS certificate, trusted in
+   * place of the system store (a private CA, a self-signed relay). Without it an untrusted
+   * certificate fails `connect` with `TRANSPORT` / `tls`. Browsers use the system trust store
+   * and ignore it.
+   */
+  readonly ca?: string | Uint8Array | readonly (string | Uint8Array)[];
+  /**
+   * How long {@link ParleyClient.connect} waits for the login before it rejects with
+   * `TRANSPORT` / `timeout` (ms). Default 15,000. Refused connections, DNS and TLS failures and
+   * login refusals reject sooner.
+   */
+  readonly connectTimeoutMs?: number;
   /** Transport tuning: origin, reconnect delays, socket.io options. */
   readonly transport?: Omit<Partial<RelayLinkOptions>, 'url' | 'credentials' | 'logger' | 'order'>;
 }
@@ -131,8 +144,16 @@ export interface ParleyClientEvents {
   delivered: { readonly peer: string; readonly id: string };
   identityChanged: TrustEvent;
   error: ClientErrorEvent;
+  /** Logged in to the relay (first time and after every reconnect). */
   connected: { readonly deviceId: string };
+  /** The connection dropped; the client reconnects by itself unless the login was refused. */
   disconnected: { readonly reason: string };
+  /**
+   * The relay refused the login for good (`UNAUTHENTICATED`; `error.details.reason` says why,
+   * e.g. `origin`, `clockSkew`, `apiKeyRevoked`). The client stops reconnecting; a later
+   * {@link ParleyClient.connect} tries again.
+   */
+  authFailed: { readonly error: ParleyError };
   /**
    * Messages of `peer` with these sequence numbers are still missing `gapTimeoutMs` after later
    * ones arrived: withheld or lost on the way. Reported once per number.
@@ -158,7 +179,8 @@ const KEEP_ON_ERROR: ReadonlySet<ParleyErrorCode> = new Set(['STORAGE_INTEGRITY'
 /** Send errors worth retrying later. */
 const RETRY_SEND: ReadonlySet<ParleyErrorCode> = new Set(['TRANSPORT', 'RATE_LIMITED', 'STORAGE_QUOTA', 'INTERNAL']);
 const RETRY_DELAY_MS = 1000;
-const DEFAULT_CONNECT_TIMEOUT_MS = 15_000;
+/** The unsafe-default warning goes to `console.warn` once per process when no logger is given. */
+let warnedWithoutLogger = false;
 /**
  * While logged in, prekeys are published again this often. Publishing is when the engine
  * rotates the signed prekey (by age, or early when its base-key memory fills) and deletes
@@ -175,6 +197,26 @@ export const RECEIPT_BATCH_IDS = MAX_RECEIPT_IDS;
  * peer's fresh session or our next send brings one). Keep the ids owed and try again later.
  */
 const KEEP_RECEIPT_ON_ERROR: ReadonlySet<ParleyErrorCode> = new Set(['STORAGE_INTEGRITY', 'STORAGE_QUOTA', 'INTERNAL', 'SESSION_NOT_FOUND']);
+
+/**
+ * A client that pins neither an org key nor a bot measurement trusts whoever a device id
+ * belongs to on first use: say so once, with the fix (README "Trust").
+ */
+function warnUnsafeTrust(options: ParleyClientOptions): void {
+  if (options.trust?.orgKey !== undefined || options.trust?.botMeasurement !== undefined) return;
+  const line = {
+    event: 'unsafeDefault',
+    option: 'trust',
+    fix: 'pin your org key with `trust: { orgKey }` (and `botMeasurement` to require an attested bot)',
+  };
+  const msg = 'no trust settings: any device id is trusted on first use, with no org certificate or bot attestation check';
+  if (options.logger) {
+    options.logger.warn?.(line, msg);
+  } else if (!warnedWithoutLogger) {
+    warnedWithoutLogger = true;
+    console.warn(`parley: ${msg}; ${line.fix}`);
+  }
+}
 
 async function ensureCrypto(): Promise<void> {
   try {
@@ -242,6 +284,7 @@ export class ParleyClient {
       // The notice's count may be stale by the time it arrives: the publication asks the relay.
       onPrekeysLow: () => void this.#publishPrekeys().catch((e) => this.#report(e)),
       onDisconnected: (reason) => this.#events.emit('disconnected', { reason }),
+      onAuthFailed: (error) => this.#events.emit('authFailed', { error }),
       onError: (error) => this.#report(error),
     });
     const gapTimeout = options.gapTimeoutMs ?? DEFAULT_GAP_TIMEOUT_MS;
@@ -306,6 +349,8 @@ export class ParleyClient {
         },
       });
       const transport = new RelayLink({
+        ...(options.ca === undefined ? {} : { ca: options.ca }),
+        ...(options.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: options.connectTimeoutMs }),
         ...options.transport,
         url: options.relayUrl,
         credentials: {
@@ -315,6 +360,7 @@ export class ParleyClient {
         ...(options.logger ? { logger: options.logger } : {}),
       });
       client = new ParleyClient(options, engine, transport, owned);
+      warnUnsafeTrust(options);
       return client;
     } catch (e) {
       await owned?.close();
@@ -344,24 +390,19 @@ export class ParleyClient {
 
   /**
    * Connects to the relay, logs in with the device key, publishes prekeys, re-sends the outbox
-   * and starts receiving. Reconnects by itself afterwards until {@link close}.
-   * @throws ParleyError `UNAUTHENTICATED` (login refused), `TRANSPORT` (no login within `timeoutMs`;
-   *   the client keeps trying in the background).
+   * and starts receiving. Reconnects by itself afterwards until {@link close}. Always settles:
+   * a refused connection, a DNS or TLS failure rejects at the first attempt, a login refusal at
+   * once, anything else after `timeoutMs` (default `connectTimeoutMs`, 15 s). After a
+   * `TRANSPORT` rejection the client keeps trying in the background (`connected` tells when it
+   * made it); after `UNAUTHENTICATED` it stops until `connect` is called again.
+   * @throws ParleyError `TRANSPORT` with `details.reason` `refused` | `dns` | `tls` | `timeout`
+   *   and `details.cause` (e.g. `ECONNREFUSED`, `ENOTFOUND`, `SELF_SIGNED_CERT_IN_CHAIN`);
+   *   `UNAUTHENTICATED` (login refused; `details.reason` from the relay, e.g. `origin`).
    */
   async connect(options: { timeoutMs?: number } = {}): Promise<void> {
     if (this.#closed) throw new ParleyError('USAGE', 'client is closed');
-    const timeoutMs = options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new ParleyError('TRANSPORT', 'could not log in to the relay in time', { details: { timeoutMs } })), timeoutMs);
-    });
-    const login = this.#transport.connect();
-    login.catch(() => undefined); // reported through the race below, or later as an `error` event
-    try {
-      await Promise.race([login, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+    const timeoutMs = options.timeoutMs ?? this.#options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    await this.#transport.connect({ timeoutMs });
     void this.#drain();
   }
 

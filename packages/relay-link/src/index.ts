@@ -12,6 +12,7 @@
  */
 export {
   RelayLink,
+  DEFAULT_CONNECT_TIMEOUT_MS,
   type RelayLinkOptions,
   type RelayCredentials,
   type LoginChallenge,

@@ -12,6 +12,15 @@
 import type * as v from 'valibot';
 import { ANSWERS, PUSHES, checked } from './answers.js';
 import { uint8ArrayParser } from './binary-parser.js';
+import {
+  classifyConnectError,
+  connectFailureError,
+  connectTimeoutError,
+  displayUrl,
+  isFinalRefusal,
+  loginRefusedError,
+  type ConnectFailure,
+} from './connect-error.js';
 import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
 import { ParleyError, isParleyError, type PrekeyBundle, type PrekeyUpload, type PublicIdentity } from '@parley/protocol/verify';
 import {
@@ -74,6 +83,19 @@ export interface RelayLinkOptions {
   readonly maxReconnectDelayMs?: number;
   /** Ack timeout of each call. Default 10 s. */
   readonly callTimeoutMs?: number;
+  /**
+   * How long {@link RelayLink.connect} waits for the first login before it rejects with
+   * `TRANSPORT` / `timeout`. Default {@link DEFAULT_CONNECT_TIMEOUT_MS} (15 s). A refused
+   * connection, a DNS failure or an untrusted certificate rejects sooner: at the first attempt
+   * that fails that way.
+   */
+  readonly connectTimeoutMs?: number;
+  /**
+   * Node only: the CA certificate(s) to trust for the relay's TLS certificate (PEM), in place of
+   * the system store, e.g. a private CA or a self-signed relay. Browsers cannot take it: they
+   * use the system's trust store.
+   */
+  readonly ca?: string | Uint8Array | readonly (string | Uint8Array)[];
   /** Delivery acks are batched for this long. Default 25 ms. */
   readonly ackDelayMs?: number;
   /**
@@ -95,11 +117,32 @@ export interface TransportHandlers {
   onMessage?(message: RelayMessage): Promise<'ack' | 'keep'>;
   onPrekeysLow?(remaining: number): void;
   onDisconnected?(reason: string): void;
+  /**
+   * The relay refused the login for good (`UNAUTHENTICATED`: API key unknown or revoked, origin
+   * mismatch, clock skew…; `details.reason` says which), at a (re)connection or by dropping a
+   * logged-in socket. The link stops reconnecting; a later {@link RelayLink.connect} tries again.
+   */
+  onAuthFailed?(error: ParleyError): void;
   /** Errors no caller is waiting for (login refused, relay errors). */
   onError?(error: ParleyError): void;
 }
 
 const DEFAULT_CALL_TIMEOUT_MS = 10_000;
+/** Default {@link RelayLinkOptions.connectTimeoutMs}. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 15_000;
+
+/** PEM text for socket.io-client (which types `ca` as strings). */
+function caOption(ca: RelayLinkOptions['ca']): { ca: string | string[] } | Record<string, never> {
+  if (ca === undefined) return {};
+  const text = (c: string | Uint8Array): string => (typeof c === 'string' ? c : new TextDecoder().decode(c));
+  return { ca: typeof ca === 'string' || ca instanceof Uint8Array ? text(ca) : ca.map(text) };
+}
+
+interface ConnectWaiter {
+  resolve: (r: AuthResult) => void;
+  reject: (e: ParleyError) => void;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
 
 function toError(e: unknown, event: string): ParleyError {
   if (isParleyError(e)) return e;
@@ -129,8 +172,12 @@ export class RelayLink {
   /** `per-sender` order: the tail of each sender's chain. */
   readonly #senders = new Map<string, Promise<void>>();
   #generation = 0;
-  #waiters: { resolve: (r: AuthResult) => void; reject: (e: ParleyError) => void }[] = [];
+  #waiters: ConnectWaiter[] = [];
   #lastAuth: AuthResult | undefined;
+  /** The final login refusal; no reconnecting until the next {@link connect}. */
+  #refused: ParleyError | undefined;
+  /** The last failed attempt since the last login (for the timeout error and log dedupe). */
+  #lastFailure: ConnectFailure | undefined;
 
   constructor(options: RelayLinkOptions) {
     this.#opts = options;
@@ -144,6 +191,7 @@ export class RelayLink {
     this.#socket = io(options.url, {
       transports: ['websocket'],
       parser: uint8ArrayParser,
+      ...caOption(options.ca),
       ...options.socketOptions,
       autoConnect: false,
       // Our own loop: socket.io does not reconnect after a server-side disconnect, and a relay
@@ -156,11 +204,14 @@ export class RelayLink {
     s.on('message', (m) => this.#onPush('message', m, (message) => this.#onMessage(message)));
     s.on('prekeysLow', (info) => this.#onPush('prekeysLow', info, ({ remaining }) => this.#handlers.onPrekeysLow?.(remaining)));
     s.on('relayError', (err) => {
-      this.#opts.logger?.warn?.({ event: 'relayError', code: err?.code });
-      this.#handlers.onError?.(ParleyError.fromJSON(err));
+      const error = ParleyError.fromJSON(err);
+      this.#opts.logger?.warn?.({ event: 'relayError', code: error.code, reason: error.details?.['reason'] });
+      // The relay dropping this socket because the key was revoked (or the like): final.
+      if (isFinalRefusal(error, 'push')) this.#refuse(loginRefusedError(this.#opts.url, error));
+      else this.#handlers.onError?.(error);
     });
     s.on('disconnect', (reason) => this.#onDown(String(reason)));
-    s.on('connect_error', (err) => this.#onDown(`connect_error: ${err.message}`));
+    s.on('connect_error', (err) => this.#onConnectError(err));
   }
 
   /** Sets the callbacks (replacing earlier ones). */
@@ -179,19 +230,80 @@ export class RelayLink {
   }
 
   /**
-   * Connects and logs in; resolves after the first login (and its `onAuthenticated`). Keeps
-   * reconnecting afterwards until {@link close}.
-   * @throws ParleyError `UNAUTHENTICATED` when the relay refuses the login, `TRANSPORT` when closed first.
+   * Connects and logs in; resolves after the first login (and its `onAuthenticated`). Always
+   * settles: it rejects at the first attempt (after this call) that is refused, fails DNS or TLS,
+   * at a final login refusal, or after `timeoutMs` (default `connectTimeoutMs`). Unless the login
+   * was refused, the link keeps reconnecting in the background afterwards until {@link close};
+   * calling `connect` again retries at once (also after a login refusal).
+   * @throws ParleyError `TRANSPORT` with `details.reason` `refused` | `dns` | `tls` | `timeout` |
+   *   `closed` (and `details.cause`, the system or TLS error code); `UNAUTHENTICATED` when the
+   *   relay refuses the login (`details.reason` from the relay: `apiKey`, `apiKeyRevoked`,
+   *   `origin`…); `UNSUPPORTED_VERSION`.
    */
-  connect(): Promise<AuthResult> {
+  connect(options: { timeoutMs?: number } = {}): Promise<AuthResult> {
     if (this.#closed) return Promise.reject(new ParleyError('USAGE', 'transport is closed'));
     if (this.#authenticated && this.#lastAuth) return Promise.resolve(this.#lastAuth);
-    const p = new Promise<AuthResult>((resolve, reject) => this.#waiters.push({ resolve, reject }));
-    if (!this.#started) {
+    const timeoutMs = options.timeoutMs ?? this.#opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) return Promise.reject(new ParleyError('USAGE', 'connect timeout must be a positive number of ms'));
+    const p = new Promise<AuthResult>((resolve, reject) => {
+      const waiter: ConnectWaiter = { resolve, reject, timer: undefined };
+      if (Number.isFinite(timeoutMs)) {
+        waiter.timer = setTimeout(() => {
+          const i = this.#waiters.indexOf(waiter);
+          if (i < 0) return;
+          this.#waiters.splice(i, 1);
+          reject(connectTimeoutError(this.#opts.url, timeoutMs, this.#lastFailure));
+        }, timeoutMs);
+      }
+      this.#waiters.push(waiter);
+    });
+    if (!this.#started || this.#refused) {
       this.#started = true;
+      this.#refused = undefined;
+      this.#attempt = 0;
+      if (!this.#socket.connected) this.#socket.connect();
+    } else if (this.#reconnectTimer && !this.#socket.connected) {
+      // Waiting out a backoff: try now.
+      clearTimeout(this.#reconnectTimer);
+      this.#reconnectTimer = undefined;
       this.#socket.connect();
     }
     return p;
+  }
+
+  /** Settles every pending {@link connect}. */
+  #settleWaiters(outcome: { result: AuthResult } | { error: ParleyError }): void {
+    for (const w of this.#waiters.splice(0)) {
+      clearTimeout(w.timer);
+      if ('result' in outcome) w.resolve(outcome.result);
+      else w.reject(outcome.error);
+    }
+  }
+
+  /** A failed connection attempt: refused, DNS and TLS failures reject pending connects at once. */
+  #onConnectError(err: unknown): void {
+    const failure = classifyConnectError(err);
+    const repeated = this.#lastFailure?.cause === failure.cause;
+    this.#lastFailure = failure;
+    const log = { event: 'connectFailed', relay: displayUrl(this.#opts.url), reason: failure.reason ?? 'other', cause: failure.cause };
+    // Once per distinct cause at warn; the retries of the same failure at debug.
+    if (repeated) this.#opts.logger?.debug?.(log);
+    else this.#opts.logger?.warn?.(log);
+    if (failure.reason) this.#settleWaiters({ error: connectFailureError(this.#opts.url, { ...failure, reason: failure.reason }) });
+    this.#onDown(`connect_error: ${failure.cause}`);
+  }
+
+  /** A final login refusal: stop reconnecting, reject pending connects, tell the owner. */
+  #refuse(error: ParleyError): void {
+    if (this.#closed) return;
+    this.#refused = error;
+    clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = undefined;
+    this.#opts.logger?.error?.({ event: 'authFailed', relay: displayUrl(this.#opts.url), code: error.code, reason: error.details?.['reason'] });
+    this.#settleWaiters({ error });
+    this.#handlers.onAuthFailed?.(error);
+    if (this.#socket.connected) this.#socket.disconnect();
+    this.#onDown('login refused');
   }
 
   async #onHello(hello: RelayHello): Promise<void> {
@@ -211,19 +323,23 @@ export class RelayLink {
       this.#authenticated = true;
       this.#attempt = 0;
       this.#lastAuth = result;
+      this.#lastFailure = undefined;
       this.#opts.logger?.info?.({ event: 'authenticated', deviceId: result.deviceId, role: result.role });
       // Messages pushed right after the login wait for this (they queue behind it).
       const ready = Promise.resolve(this.#handlers.onAuthenticated?.(result));
       this.#inbound = this.#inbound.then(() => ready.then(() => undefined, () => undefined));
       await ready;
-      for (const w of this.#waiters.splice(0)) w.resolve(result);
+      this.#settleWaiters({ result });
     } catch (e) {
       const err = toError(e, 'auth');
-      this.#opts.logger?.warn?.({ event: 'authFailed', code: err.code });
-      this.#handlers.onError?.(err);
-      if (err.code === 'UNAUTHENTICATED' || err.code === 'UNSUPPORTED_VERSION') {
-        for (const w of this.#waiters.splice(0)) w.reject(err);
+      if (isFinalRefusal(err, 'answer')) {
+        this.#refuse(loginRefusedError(this.#opts.url, err));
+        return;
       }
+      this.#lastFailure = { reason: undefined, cause: err.code };
+      this.#opts.logger?.warn?.({ event: 'loginFailed', code: err.code, reason: err.details?.['reason'] });
+      this.#handlers.onError?.(err);
+      if (err.code === 'UNSUPPORTED_VERSION') this.#settleWaiters({ error: err });
       if (this.#socket.connected) this.#socket.disconnect();
       this.#onDown('auth failed');
     }
@@ -238,14 +354,14 @@ export class RelayLink {
       this.#opts.logger?.info?.({ event: 'disconnected', reason });
       this.#handlers.onDisconnected?.(reason);
     }
-    if (this.#closed || this.#reconnectTimer) return;
+    if (this.#closed || this.#refused || this.#reconnectTimer) return;
     const base = this.#opts.reconnectDelayMs ?? 250;
     const max = this.#opts.maxReconnectDelayMs ?? 10_000;
     const delay = Math.min(max, base * 2 ** Math.min(this.#attempt, 16)) * (0.5 + Math.random());
     this.#attempt++;
     this.#reconnectTimer = setTimeout(() => {
       this.#reconnectTimer = undefined;
-      if (this.#closed || this.#socket.connected) return;
+      if (this.#closed || this.#refused || this.#socket.connected) return;
       this.#socket.connect();
     }, delay);
   }
@@ -414,7 +530,7 @@ export class RelayLink {
     clearTimeout(this.#reconnectTimer);
     clearTimeout(this.#ackTimer);
     this.#authenticated = false;
-    for (const w of this.#waiters.splice(0)) w.reject(new ParleyError('TRANSPORT', 'transport closed'));
+    this.#settleWaiters({ error: new ParleyError('TRANSPORT', 'the relay link was closed before it logged in', { details: { reason: 'closed' } }) });
     this.#socket.disconnect();
     this.#socket.removeAllListeners();
   }

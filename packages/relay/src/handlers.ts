@@ -86,11 +86,11 @@ const uploadPrekeys: Handler = async (ctx, socket, payload) => {
   if (have + upload.oneTimePrekeys.length > ctx.limits.maxOneTimePrekeys) {
     throw new ParleyError('STORAGE_QUOTA', 'too many one-time prekeys stored', { details: { have, max: ctx.limits.maxOneTimePrekeys } });
   }
-  // certificate / attestation: opaque, stored as given (clients verify them, never the relay).
+  // certificate / attestation / manifests: opaque, stored as given (clients verify them, never the relay).
   const count = await ctx.store.putPrekeys(deviceId, upload);
   ctx.log.info({
     event: 'uploadPrekeys', deviceId, uploaded: upload.oneTimePrekeys.length, available: count,
-    certificate: upload.certificate?.length, attestation: upload.attestation?.length,
+    certificate: upload.certificate?.length, attestation: upload.attestation?.length, manifests: upload.manifests?.length,
   });
   return { result: { oneTimePrekeys: count } };
 };
@@ -132,10 +132,11 @@ function fetchBudget(ctx: RelayContext, socket: RelaySocket, requester: string, 
 }
 
 /** The statements present on a store result, copied into an ack (absent ones omitted). */
-function statements(s: { certificate?: Uint8Array; attestation?: Uint8Array }): Record<string, Uint8Array> {
+function statements(s: { certificate?: Uint8Array; attestation?: Uint8Array; manifests?: Uint8Array }): Record<string, Uint8Array> {
   return {
     ...(s.certificate ? { certificate: s.certificate } : {}),
     ...(s.attestation ? { attestation: s.attestation } : {}),
+    ...(s.manifests ? { manifests: s.manifests } : {}),
   };
 }
 

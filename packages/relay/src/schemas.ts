@@ -11,9 +11,11 @@ import {
   RELAY_MAX_ACK_BATCH,
   RELAY_MAX_ATTESTATION_BYTES,
   RELAY_MAX_CERTIFICATE_BYTES,
+  RELAY_MAX_MANIFESTS_BYTES,
   RELAY_MAX_OPKS_PER_UPLOAD,
   RELAY_NONCE_BYTES,
 } from '@parley/protocol/wire';
+import { decodeReleaseManifestList } from '@parley/protocol/verify';
 
 /** Exactly `n` bytes. */
 const bytes = (n: number) =>
@@ -26,6 +28,17 @@ const upToBytes = (max: number) =>
 /** Between 1 and `max` bytes. */
 const someBytes = (max: number) =>
   v.pipe(v.instance(Uint8Array), v.check((b) => b.length >= 1 && b.length <= max, `expected 1..${max} bytes`));
+
+/** Empty (removes the stored list), or a well-framed release manifest list. */
+function isManifestList(b: Uint8Array): boolean {
+  if (b.length === 0) return true;
+  try {
+    decodeReleaseManifestList(b);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 const u32 = v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(0xffff_ffff));
 const time = v.pipe(v.number(), v.safeInteger(), v.minValue(0));
@@ -51,6 +64,8 @@ export const uploadPrekeysSchema = v.strictObject({
   // Opaque to the relay: stored and handed out as they are; clients verify them.
   certificate: v.optional(upToBytes(RELAY_MAX_CERTIFICATE_BYTES)),
   attestation: v.optional(upToBytes(RELAY_MAX_ATTESTATION_BYTES)),
+  // A list of release manifests: the framing is checked (≤ 8, each ≤ 1 KiB), not the manifests.
+  manifests: v.optional(v.pipe(upToBytes(RELAY_MAX_MANIFESTS_BYTES), v.check(isManifestList, 'expected a release manifest list'))),
 });
 
 export const fetchBundleSchema = v.strictObject({ deviceId });

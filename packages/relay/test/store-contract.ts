@@ -300,6 +300,26 @@ export function storeContract(name: string, make: () => Promise<RelayStore> | Re
     assert.equal((await s.getIdentity(other))!.attestation, undefined);
   });
 
+  withStore('statements: a release manifest list is kept, replaced and removed like the others', async (s) => {
+    const d = dev();
+    const up = fakeUpload([1, 2]);
+    const list1 = rnd(600);
+    const list2 = rnd(8209);
+    await s.putPrekeys(d, { ...up, manifests: list1 });
+    assert.deepEqual([...(await s.takeBundle(d))!.manifests!], [...list1]);
+    // Kept by a top-up and by an upload that changes another statement.
+    await s.putPrekeys(d, { ...up, oneTimePrekeys: [], attestation: rnd(121) });
+    assert.deepEqual([...(await s.getIdentity(d))!.manifests!], [...list1]);
+    await s.putPrekeys(d, { ...up, oneTimePrekeys: [], manifests: list2 });
+    const b = await s.takeBundle(d);
+    assert.deepEqual([...b!.manifests!], [...list2]);
+    assert.equal(b!.attestation!.length, 121);
+    await s.putPrekeys(d, { ...up, oneTimePrekeys: [], manifests: new Uint8Array(0) });
+    const id = await s.getIdentity(d);
+    assert.equal('manifests' in id!, false);
+    assert.equal(id!.attestation!.length, 121, 'removing the manifests keeps the attestation');
+  });
+
   withStore('api keys: stored by hash, found while active, revoked once, listed', async (s) => {
     await s.putApiKey({ id: 'k1', hash: 'h1', label: 'bot one', createdAt: 10 });
     await s.putApiKey({ id: 'k2', hash: 'h2', label: '', createdAt: 11 });

@@ -15,9 +15,10 @@ interface DevicePrekeys {
   available: OneTimePrekeyPublic[];
   /** Every OPK id ever accepted (so a used one is never re-added). */
   seen: Set<number>;
-  /** Opaque statements (org certificate, bot attestation). */
+  /** Opaque statements (org certificate, bot attestation, release manifest list). */
   certificate?: Uint8Array;
   attestation?: Uint8Array;
+  manifests?: Uint8Array;
 }
 
 const copy = (b: Uint8Array): Uint8Array => Uint8Array.from(b);
@@ -31,6 +32,7 @@ function statementsOf(entry: DevicePrekeys): DeviceStatements {
   return {
     ...(entry.certificate ? { certificate: copy(entry.certificate) } : {}),
     ...(entry.attestation ? { attestation: copy(entry.attestation) } : {}),
+    ...(entry.manifests ? { manifests: copy(entry.manifests) } : {}),
   };
 }
 
@@ -84,6 +86,10 @@ export class MemoryStore implements RelayStore {
     if (upload.attestation !== undefined) {
       if (upload.attestation.length === 0) delete entry.attestation;
       else entry.attestation = copy(upload.attestation);
+    }
+    if (upload.manifests !== undefined) {
+      if (upload.manifests.length === 0) delete entry.manifests;
+      else entry.manifests = copy(upload.manifests);
     }
     return entry.available.length;
   }

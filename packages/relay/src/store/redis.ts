@@ -16,7 +16,7 @@
  * The scripts build some keys from stored data, so Redis Cluster is not supported.
  *
  * Key layout, under a configurable prefix `P` (default `parley:`):
- * - `P:dev:<device>` hash: identity and signed prekey; `cert` and `att` (opaque statements) when published.
+ * - `P:dev:<device>` hash: identity and signed prekey; `cert`, `att` and `mf` (opaque statements) when published.
  * - `P:opk:<device>` list of available OPK ids (upload order); `P:opkpub:<device>` hash id → key;
  *   `P:opkseen:<device>` set of every OPK id ever accepted (a used id is never re-added).
  * - `P:seq` counter (global, so seqs increase per recipient); `P:depth` pending count.
@@ -79,12 +79,13 @@ class Script {
     this.sha = createHash('sha1').update(source).digest('hex');
   }
 }
-// ARGV[8]/[10]: 'k' keep, 's' set to ARGV[9]/[11], 'd' delete the certificate/attestation.
+// ARGV[8]/[10]/[12]: 'k' keep, 's' set to ARGV[9]/[11]/[13], 'd' delete the certificate/attestation/manifests.
 const PUT_PREKEYS = new Script(`
 redis.call('HSET', KEYS[1], 'sk', ARGV[1], 'dh', ARGV[2], 'bind', ARGV[3], 'spkId', ARGV[4], 'spkAt', ARGV[5], 'spkPub', ARGV[6], 'spkSig', ARGV[7])
 if ARGV[8] == 's' then redis.call('HSET', KEYS[1], 'cert', ARGV[9]) elseif ARGV[8] == 'd' then redis.call('HDEL', KEYS[1], 'cert') end
 if ARGV[10] == 's' then redis.call('HSET', KEYS[1], 'att', ARGV[11]) elseif ARGV[10] == 'd' then redis.call('HDEL', KEYS[1], 'att') end
-for i = 12, #ARGV, 2 do
+if ARGV[12] == 's' then redis.call('HSET', KEYS[1], 'mf', ARGV[13]) elseif ARGV[12] == 'd' then redis.call('HDEL', KEYS[1], 'mf') end
+for i = 14, #ARGV, 2 do
   if redis.call('SADD', KEYS[4], ARGV[i]) == 1 then
     redis.call('RPUSH', KEYS[2], ARGV[i])
     redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
@@ -94,7 +95,7 @@ return redis.call('LLEN', KEYS[2])`);
 
 // ARGV[1]: '1' consume an OPK, '0' build the bundle without one.
 const TAKE_BUNDLE = new Script(`
-local d = redis.call('HMGET', KEYS[1], 'sk', 'dh', 'bind', 'spkId', 'spkAt', 'spkPub', 'spkSig', 'cert', 'att')
+local d = redis.call('HMGET', KEYS[1], 'sk', 'dh', 'bind', 'spkId', 'spkAt', 'spkPub', 'spkSig', 'cert', 'att', 'mf')
 if not d[1] then return false end
 local id = false
 if ARGV[1] ~= '0' then id = redis.call('LPOP', KEYS[2]) end
@@ -105,7 +106,7 @@ if id then
 else
   id = ''
 end
-return { d[1], d[2], d[3], d[4], d[5], d[6], d[7], id, pub, redis.call('LLEN', KEYS[2]), d[8] or '', d[9] or '' }`);
+return { d[1], d[2], d[3], d[4], d[5], d[6], d[7], id, pub, redis.call('LLEN', KEYS[2]), d[8] or '', d[9] or '', d[10] or '' }`);
 
 // KEYS: s:<from>, q:<to>, m:<to>, h:<to>, seq, depth, pc:<to>, exp.
 // ARGV: dedupe field, header, envelope, from, receivedAt, to, then 'q' and the six quotas (or '-').
@@ -232,11 +233,12 @@ const arg = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byt
 const str = (r: Reply | undefined): string => (Buffer.isBuffer(r) ? r.toString('utf8') : r === null || r === undefined ? '' : String(r));
 const num = (r: Reply | undefined): number => (typeof r === 'number' ? r : Number(str(r)));
 
-/** The statements present in two replies (an empty or nil reply means none). */
-function statementsOf(cert: Reply | undefined, att: Reply | undefined): DeviceStatements {
+/** The statements present in three replies (an empty or nil reply means none). */
+function statementsOf(cert: Reply | undefined, att: Reply | undefined, mf: Reply | undefined): DeviceStatements {
   return {
     ...(Buffer.isBuffer(cert) && cert.length > 0 ? { certificate: bytes(cert) } : {}),
     ...(Buffer.isBuffer(att) && att.length > 0 ? { attestation: bytes(att) } : {}),
+    ...(Buffer.isBuffer(mf) && mf.length > 0 ? { manifests: bytes(mf) } : {}),
   };
 }
 
@@ -352,7 +354,7 @@ export class RedisStore implements RelayStore {
     const { identity: i, signedPrekey: spk } = upload;
     const args: Arg[] = [arg(i.signingKey), arg(i.dhKey), arg(i.binding), String(spk.id), String(spk.createdAt), arg(spk.publicKey), arg(spk.signature)];
     // Absent: keep; empty: delete; otherwise set.
-    for (const b of [upload.certificate, upload.attestation]) {
+    for (const b of [upload.certificate, upload.attestation, upload.manifests]) {
       if (b === undefined) args.push('k', '');
       else if (b.length === 0) args.push('d', '');
       else args.push('s', arg(b));
@@ -374,14 +376,14 @@ export class RedisStore implements RelayStore {
     const bundle: PrekeyBundle = opkId !== '' && str(r[8]) !== ''
       ? { ...base, oneTimePrekey: { id: Number(opkId), publicKey: b(8) } }
       : base;
-    return { bundle, remaining: num(r[9]), ...statementsOf(r[10], r[11]) };
+    return { bundle, remaining: num(r[9]), ...statementsOf(r[10], r[11], r[12]) };
   }
 
   async getIdentity(deviceId: string): Promise<StoredIdentity | undefined> {
-    const r = await this.#cmd(['HMGET', this.#key('dev', deviceId), 'sk', 'dh', 'bind', 'cert', 'att']);
+    const r = await this.#cmd(['HMGET', this.#key('dev', deviceId), 'sk', 'dh', 'bind', 'cert', 'att', 'mf']);
     if (!Array.isArray(r) || !Buffer.isBuffer(r[0])) return undefined;
     const b = (k: number): Uint8Array => bytes(r[k] as Buffer);
-    return { identity: { signingKey: b(0), dhKey: b(1), binding: b(2) }, ...statementsOf(r[3], r[4]) };
+    return { identity: { signingKey: b(0), dhKey: b(1), binding: b(2) }, ...statementsOf(r[3], r[4], r[5]) };
   }
 
   async countOneTimePrekeys(deviceId: string): Promise<number> {

@@ -17,16 +17,17 @@ import type {
  * Bumped when the schema changes; checked on open. 1: initial. 2: `devices.certificate` and
  * `devices.attestation` (opaque statements; {@link migrate} adds them to a version-1 file).
  * 3: the mailbox dedupes per recipient. 4: `mailbox_counts` (quota counts kept by triggers)
- * and an index on `received_at` (expiry).
+ * and an index on `received_at` (expiry). 5: `devices.manifests` (a bot's release manifest
+ * list, opaque like the other statements; {@link migrate} adds the column).
  */
-const SCHEMA_VERSION = 4;
+const SCHEMA_VERSION = 5;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS devices (
   device_id TEXT PRIMARY KEY,
   signing_key BLOB NOT NULL, dh_key BLOB NOT NULL, binding BLOB NOT NULL,
   spk_id INTEGER NOT NULL, spk_created_at INTEGER NOT NULL, spk_public BLOB NOT NULL, spk_signature BLOB NOT NULL,
-  certificate BLOB, attestation BLOB
+  certificate BLOB, attestation BLOB, manifests BLOB
 );
 -- consumed_at stays set after hand-out, so a re-upload of the same id never revives a used OPK.
 CREATE TABLE IF NOT EXISTS one_time_prekeys (
@@ -72,7 +73,7 @@ END;
 interface DeviceRow {
   signing_key: Buffer; dh_key: Buffer; binding: Buffer;
   spk_id: number; spk_created_at: number; spk_public: Buffer; spk_signature: Buffer;
-  certificate: Buffer | null; attestation: Buffer | null;
+  certificate: Buffer | null; attestation: Buffer | null; manifests: Buffer | null;
 }
 interface MessageRow { seq: number; recipient: string; sender: string; msg_id: string; envelope: Buffer; received_at: number }
 interface ApiKeyRow { id: string; hash: string; label: string; created_at: number; revoked_at: number | null }
@@ -88,13 +89,15 @@ function statementsOf(d: DeviceRow): DeviceStatements {
   return {
     ...(d.certificate ? { certificate: bytes(d.certificate) } : {}),
     ...(d.attestation ? { attestation: bytes(d.attestation) } : {}),
+    ...(d.manifests ? { manifests: bytes(d.manifests) } : {}),
   };
 }
 
 /**
  * Brings an older database file up to {@link SCHEMA_VERSION}, in one transaction
  * (`CREATE TABLE IF NOT EXISTS` leaves an existing table as it is):
- * - version 1 files lack the statement columns of `devices`: added, existing rows get none;
+ * - version 1 files lack the statement columns of `devices`, and files before version 5 the
+ *   `manifests` one: added, existing rows get none;
  * - files before version 3 dedupe the mailbox on (sender, id), so one id sent to a second
  *   recipient was taken for a retry and never stored: the table is rebuilt with the recipient
  *   in its unique key, keeping every queued row and its seq;
@@ -104,7 +107,7 @@ function statementsOf(d: DeviceRow): DeviceStatements {
 function migrate(db: Database.Database, from: number): void {
   db.transaction(() => {
     const columns = new Set((db.prepare('PRAGMA table_info(devices)').all() as { name: string }[]).map((c) => c.name));
-    for (const column of ['certificate', 'attestation']) {
+    for (const column of ['certificate', 'attestation', 'manifests']) {
       if (!columns.has(column)) db.exec(`ALTER TABLE devices ADD COLUMN ${column} BLOB`);
     }
     // 0: a new file, created just now with the current schema.
@@ -185,6 +188,7 @@ export class SqliteStore implements RelayStore {
         spk_public = excluded.spk_public, spk_signature = excluded.spk_signature`),
       setCertificate: db.prepare('UPDATE devices SET certificate = ? WHERE device_id = ?'),
       setAttestation: db.prepare('UPDATE devices SET attestation = ? WHERE device_id = ?'),
+      setManifests: db.prepare('UPDATE devices SET manifests = ? WHERE device_id = ?'),
       insertOpk: db.prepare('INSERT OR IGNORE INTO one_time_prekeys (device_id, opk_id, public_key) VALUES (?, ?, ?)'),
       countOpk: db.prepare('SELECT COUNT(*) AS n FROM one_time_prekeys WHERE device_id = ? AND consumed_at IS NULL'),
       device: db.prepare('SELECT * FROM devices WHERE device_id = ?'),
@@ -214,6 +218,7 @@ export class SqliteStore implements RelayStore {
       // Absent: keep; empty: remove (NULL); otherwise replace.
       if (u.certificate !== undefined) q.setCertificate.run(u.certificate.length === 0 ? null : blob(u.certificate), deviceId);
       if (u.attestation !== undefined) q.setAttestation.run(u.attestation.length === 0 ? null : blob(u.attestation), deviceId);
+      if (u.manifests !== undefined) q.setManifests.run(u.manifests.length === 0 ? null : blob(u.manifests), deviceId);
       for (const opk of u.oneTimePrekeys) q.insertOpk.run(deviceId, opk.id, blob(opk.publicKey));
       return (q.countOpk.get(deviceId) as { n: number }).n;
     });

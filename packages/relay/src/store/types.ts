@@ -9,11 +9,13 @@ import type { PrekeyBundle, PrekeyUpload, PublicIdentity } from '@parley/protoco
 
 /**
  * Opaque public statements a device publishes with its prekeys (wire `DeviceStatements`): an org
- * certificate and a bot attestation. Stores keep them byte for byte and never interpret them.
+ * certificate, a bot attestation and a bot's release manifest list. Stores keep them byte for
+ * byte and never interpret them.
  */
 export interface DeviceStatements {
   readonly certificate?: Uint8Array;
   readonly attestation?: Uint8Array;
+  readonly manifests?: Uint8Array;
 }
 
 /**
@@ -88,8 +90,8 @@ export interface RelayStore {
    * Stores a device's identity and signed prekey (replacing the previous ones) and appends its
    * one-time prekeys. An OPK id the store has seen before for this device (pending or already
    * handed out) is ignored, so a re-upload can never put a used OPK back into circulation.
-   * In the same atomic write, sets the device's statements: an absent `certificate` or
-   * `attestation` keeps the stored one, an empty one removes it.
+   * In the same atomic write, sets the device's statements: an absent `certificate`,
+   * `attestation` or `manifests` keeps the stored one, an empty one removes it.
    * @returns the number of OPKs now available.
    */
   putPrekeys(deviceId: string, upload: PrekeyPublication): Promise<number>;

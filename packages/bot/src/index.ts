@@ -9,6 +9,8 @@
  */
 export { createBot, ATTESTATION_REFRESH_MS, DEFAULT_ONE_TIME_PREKEYS, type Bot, type BotOptions } from './host/bot.js';
 export type { BotLogger, SealingSecretOption, SupervisorStats } from './host/supervisor.js';
+export type { BotEvents, HandlerFailedEvent, HandlerFailureKind } from './host/events.js';
+export type { BotEventListener } from './host/bot-events.js';
 export { computeMeasurement, type Measurement, type MeasuredFile } from './measurement.js';
 export {
   verifyAttestation,

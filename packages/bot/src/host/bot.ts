@@ -26,6 +26,8 @@ import type { RelayMessage } from '@parley/protocol/wire';
 import { encodeAttestation, measurementHex, type BotAttestation } from '../attestation.js';
 import { handlerUrl as toHandlerUrl } from '../measurement.js';
 import { RelayLink } from '@parley/relay-link';
+import { BotEventEmitter, type BotEventListener } from './bot-events.js';
+import type { BotEvents } from './events.js';
 import { SealedBlobStore, resolveStateFiles } from './blob-store.js';
 import { BundleCourier } from './bundle-courier.js';
 import { checkCertificate, parseCertificate } from './certificate.js';
@@ -94,6 +96,18 @@ export interface BotOptions {
   logger?: BotLogger;
   /** socket.io-client transports (default `['websocket']`). */
   transports?: string[];
+  /**
+   * How long `createBot` waits for the first relay login before it rejects with `TRANSPORT` /
+   * `timeout` (ms). Default 15,000. A refused connection, a DNS or TLS failure and a refused API
+   * key reject sooner, each with its own typed error (README "Connection errors").
+   */
+  connectTimeoutMs?: number;
+  /**
+   * The CA certificate(s) (PEM) that signed the relay's TLS certificate, trusted in place of the
+   * system store: a private CA or a self-signed relay. Without it such a relay fails with
+   * `TRANSPORT` / `tls`.
+   */
+  ca?: string | Uint8Array | readonly (string | Uint8Array)[];
 }
 
 /** A running bot. */
@@ -121,6 +135,18 @@ export interface Bot {
   readonly stats: Readonly<SupervisorStats>;
   /** Resolves when nothing is waiting: no delivery in flight, no reply unsent, no customer bundle being fetched, no ack pending. */
   idle(): Promise<void>;
+  /** True while logged in to the relay. */
+  readonly connected: boolean;
+  /**
+   * Listens for a bot event (README "Events"): `connected`, `disconnected`, `authFailed`,
+   * `handlerFailed`, `prekeysLow`, `enclaveRestarted`. Returns a function that removes the
+   * listener. A listener that throws is logged and does not stop the bot.
+   * @example
+   * bot.on('authFailed', ({ error }) => alert(`bot login refused: ${error.details?.reason}`));
+   */
+  on<K extends keyof BotEvents>(event: K, listener: BotEventListener<K>): () => void;
+  /** Removes a listener added with {@link Bot.on}. */
+  off<K extends keyof BotEvents>(event: K, listener: BotEventListener<K>): void;
   /** Disconnects and stops the enclave. */
   close(): Promise<void>;
 }
@@ -184,6 +210,8 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
   const oneTimePrekeys = options.oneTimePrekeys ?? DEFAULT_ONE_TIME_PREKEYS;
   if (!Number.isInteger(oneTimePrekeys) || oneTimePrekeys < 0 || oneTimePrekeys > 100) throw new ParleyError('USAGE', 'oneTimePrekeys must be 0..100');
   const logger = options.logger ?? stderrLogger;
+  /** `bot.on(...)`: every part of the host reports through `events.emit(name, value)`. */
+  const events = new BotEventEmitter(logger);
   let certificate = options.certificate === undefined ? undefined : parseCertificate(options.certificate);
   const handlerUrl = toHandlerUrl(options.handler);
   await mkdir(options.stateDir, { recursive: true, mode: 0o700 });
@@ -275,6 +303,8 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
     url: options.relayUrl,
     logger,
     order: 'per-sender',
+    ...(options.connectTimeoutMs !== undefined ? { connectTimeoutMs: options.connectTimeoutMs } : {}),
+    ...(options.ca !== undefined ? { ca: options.ca } : {}),
     ...(options.transports ? { socketOptions: { transports: options.transports } } : {}),
     credentials: {
       apiKey: options.apiKey,
@@ -286,13 +316,20 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
     },
   });
   relay.setHandlers({
-    onAuthenticated: () => {
+    onAuthenticated: (result) => {
       void prekeys.publish();
       outbox.pumpAll();
       bundles.pumpAll();
+      events.emit('connected', { deviceId: result.deviceId });
     },
     onMessage: deliver,
-    onPrekeysLow: () => void prekeys.publish(),
+    onPrekeysLow: (remaining) => {
+      void prekeys.publish();
+      events.emit('prekeysLow', { remaining });
+    },
+    onDisconnected: (reason) => events.emit('disconnected', { reason }),
+    // The link has stopped reconnecting: a refused key stays refused.
+    onAuthFailed: (error) => events.emit('authFailed', { error }),
     onError: (e) => logger.warn({ event: 'relay.error', code: e.code }, 'relay error'),
   });
 
@@ -307,6 +344,12 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
   try {
     // The certificate must name the identity the enclave holds (created on its first start).
     if (certificate) checkCertificate(certificate, info.identity, logger);
+    else {
+      logger.warn(
+        { event: 'unsafeDefault', option: 'certificate', identity: measurementHex(info.identity.signingKey) + measurementHex(info.identity.dhKey) },
+        'no org certificate: customers pinning your org key refuse this bot; certify this identity with `parley-org certify --identity <identity>` and pass it as the `certificate` option (or call bot.setCertificate)',
+      );
+    }
     await relay.connect();
     await prekeys.publish();
   } catch (e) {
@@ -353,6 +396,11 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
       await prekeys.publish();
     },
     stats: supervisor.stats,
+    get connected() {
+      return relay.authenticated;
+    },
+    on: (event, listener) => events.on(event, listener),
+    off: (event, listener) => events.off(event, listener),
     async idle() {
       await relay.idle();
       await new Promise<void>((resolve) => {

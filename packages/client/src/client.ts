@@ -521,7 +521,10 @@ export class ParleyClient {
     return this.#engine.peerCertificate(peer);
   }
 
-  /** The verified bot attestation of `peer` (the pinned measurement it attested, issuedAt), if any. */
+  /**
+   * The verified bot attestation of `peer`, if any: the measurement it attested, issuedAt and,
+   * when an org-signed release manifest allowed it (trust `releaseManifests`), its `releaseVersion`.
+   */
   peerAttestation(peer: string): PeerAttestationInfo | undefined {
     return this.#engine.peerAttestation(peer);
   }
@@ -941,7 +944,11 @@ export class ParleyClient {
 function needsStatements(e: unknown): boolean {
   // `expired`: the peer may have published a renewed certificate since (issue 10, finding 7).
   if (isParleyError(e, 'UNTRUSTED_IDENTITY')) return e.details?.reason === 'missing' || e.details?.reason === 'expired';
-  if (isParleyError(e, 'ATTESTATION_INVALID')) return e.details?.reason === 'missing' || e.details?.reason === 'measurement' || e.details?.reason === 'expired';
+  // `manifest`: the release manifest we hold expired; the bot may publish a renewed one.
+  if (isParleyError(e, 'ATTESTATION_INVALID')) {
+    const reason = e.details?.reason;
+    return reason === 'missing' || reason === 'measurement' || reason === 'manifest' || reason === 'expired';
+  }
   return false;
 }
 

@@ -87,9 +87,11 @@ export type FetchedBundle = PrekeyBundle & {
   readonly certificate?: Uint8Array;
   /**
    * A bot enclave attestation (encoded, `@parley/protocol/attestation`), checked against
-   * `trust.botMeasurement` for peers that must be attested.
+   * `trust.botMeasurement` (or `trust.releaseManifests`) for peers that must be attested.
    */
   readonly attestation?: Uint8Array;
+  /** The bot's release manifest list (`encodeReleaseManifestList`), for `trust.releaseManifests`. */
+  readonly manifests?: Uint8Array;
 };
 
 /** A peer's published statements (from the relay's `fetchIdentity`, or out of band). */
@@ -98,14 +100,20 @@ export interface PeerStatements {
   readonly identity?: PublicIdentity;
   readonly certificate?: Uint8Array;
   readonly attestation?: Uint8Array;
+  readonly manifests?: Uint8Array;
 }
 
 /** What the engine knows about an attested bot peer. */
 export interface PeerAttestationInfo {
-  /** The attested (and pinned) measurement, hex. */
+  /** The attested measurement (pinned, or allowed by a release manifest), hex. */
   readonly measurement: string;
   /** When the bot's enclave signed it, ms since the epoch. */
   readonly issuedAt: number;
+  /**
+   * The release version of the org-signed release manifest that allows the measurement
+   * (trust `releaseManifests`), e.g. `2.4.0`; absent when it was accepted by a pin alone.
+   */
+  readonly releaseVersion?: string;
 }
 
 /** Options of {@link ConversationEngine.open}. */
@@ -449,7 +457,7 @@ export class ConversationEngine {
   /** The verified bot attestation of `peer` (measurement, issuedAt), if any. */
   peerAttestation(peer: string): PeerAttestationInfo | undefined {
     const a = this.#peers.get(peer)?.att;
-    return a ? { measurement: a.measurement, issuedAt: a.issuedAt } : undefined;
+    return a ? { measurement: a.measurement, issuedAt: a.issuedAt, ...(a.release ? { releaseVersion: a.release.version } : {}) } : undefined;
   }
 
   /** True while sending to `peer` waits for {@link acceptIdentityChange}. */
@@ -569,7 +577,7 @@ export class ConversationEngine {
       const writes: [string, Uint8Array][] = [];
       let after = (): void => undefined;
       if (statements.certificate && this.#trust.orgKey) after = this.#peerTrust.applyCertificate(peer, rec, known, statements.certificate, writes);
-      this.#peerTrust.applyAttestation(peer, rec, known, statements.attestation);
+      this.#peerTrust.applyAttestation(peer, rec, known, statements.attestation, statements.manifests);
       writes.push([K.peer(peer), jsonBytes(rec)]);
       await this.#store.setMany(writes);
       this.#peers.set(peer, rec);
@@ -656,7 +664,7 @@ export class ConversationEngine {
         }
         this.#peerTrust.checkCertified(peer, rec);
         // After the certificate: whether a bot attestation is required depends on its role.
-        this.#peerTrust.applyAttestation(peer, rec, bundle.identity, bundle.attestation);
+        this.#peerTrust.applyAttestation(peer, rec, bundle.identity, bundle.attestation, bundle.manifests);
         this.#peerTrust.checkAttested(peer, rec);
         const blocked = rec.blocked as PeerRecord['blocked'];
         if (blocked) {

@@ -1,20 +1,33 @@
 /**
  * The trust decisions about one peer, on a copy of its record (the engine persists the copy
  * and then applies it): is this identity the device id it claims; is the peer certified by the
- * pinned org key (docs/threats.md C17, C18); is it the pinned bot code (B3). Checks throw typed
+ * pinned org key (docs/threats.md C17, C18); is it accepted bot code (B3): a pinned measurement,
+ * or one an org-signed release manifest allows for its certified label. Checks throw typed
  * errors; `apply…` verify a statement into the record and plan what follows.
  */
 import {
   ParleyError,
+  constantTimeEqual,
+  decodeAttestation,
+  decodeReleaseManifestList,
   deviceIdOf,
   isParleyError,
   sameIdentity,
+  selectReleaseManifest,
   toHex,
   verifyAttestation,
   verifyOrgCertificate,
   type PublicIdentity,
 } from '@parley/protocol';
-import { K, identityFromRecord, identityToRecord, type PeerRecord, type StoredAttestation, type StoredCertificate } from './records.js';
+import {
+  K,
+  identityFromRecord,
+  identityToRecord,
+  type PeerRecord,
+  type StoredAttestation,
+  type StoredCertificate,
+  type StoredRelease,
+} from './records.js';
 import type { TrustEvent, TrustPolicy } from './trust.js';
 
 export interface PeerTrustOptions {
@@ -81,39 +94,98 @@ export class PeerTrust {
     }
   }
 
+  /** True when the policy checks bot code at all (a pinned measurement, or release manifests). */
+  #attests(peer: string, rec: PeerRecord): boolean {
+    const p = this.#o.policy;
+    return (p.botMeasurements.length > 0 || p.releaseManifests) && p.requiresAttestation(peer, rec.cert?.role);
+  }
+
   /**
    * Verifies a bot attestation into `rec` when the policy requires one for `peer` (given the role
-   * of its verified certificate): against `identity`, the clock and the pinned measurement.
-   * Does nothing for peers that need none.
+   * of its verified certificate): against `identity`, the clock, and the accepted measurements:
+   * a pinned one, or (trust `releaseManifests`) one that a release manifest in `manifests` (the
+   * bot's published list) allows for its certified label now. Does nothing for peers that need none.
    */
-  applyAttestation(peer: string, rec: PeerRecord, identity: PublicIdentity, attestation: Uint8Array | undefined): void {
-    const pinned = this.#o.policy.botMeasurement;
-    if (!pinned || !this.#o.policy.requiresAttestation(peer, rec.cert?.role)) return;
+  applyAttestation(peer: string, rec: PeerRecord, identity: PublicIdentity, attestation: Uint8Array | undefined, manifests?: Uint8Array): void {
+    if (!this.#attests(peer, rec)) return;
     if (!attestation) {
       throw new ParleyError('ATTESTATION_INVALID', 'peer published no bot attestation', { details: { reason: 'missing', peer } });
     }
+    const policy = this.#o.policy;
     let verified;
     try {
-      verified = verifyAttestation(attestation, pinned, identity, { now: this.#o.now(), maxAgeMs: this.#o.policy.attestationMaxAgeMs });
+      // Signature under the peer's identity, device id and age are verified here; against its own
+      // measurement, because which measurements are accepted is decided below (pins, manifests).
+      const decoded = decodeAttestation(attestation);
+      const pinned = policy.botMeasurements.some((m) => constantTimeEqual(m, decoded.measurement));
+      if (!pinned && !policy.releaseManifests) {
+        // Only direct pins: refused as before (the pinned value is what the attestation must name).
+        verifyAttestation(decoded, policy.botMeasurements[0]!, identity, { now: this.#o.now(), maxAgeMs: policy.attestationMaxAgeMs });
+      }
+      verified = verifyAttestation(decoded, decoded.measurement, identity, { now: this.#o.now(), maxAgeMs: policy.attestationMaxAgeMs });
     } catch (e) {
       if (isParleyError(e, 'ATTESTATION_INVALID')) {
         throw new ParleyError('ATTESTATION_INVALID', e.message, { details: { ...e.details, reason: 'invalid', peer } });
       }
       throw e;
     }
-    const stored: StoredAttestation = { measurement: toHex(verified.measurement), issuedAt: verified.issuedAt, bytes: toHex(attestation) };
+    const release = this.#release(peer, rec, verified.measurement, manifests);
+    const stored: StoredAttestation = {
+      measurement: toHex(verified.measurement),
+      issuedAt: verified.issuedAt,
+      bytes: toHex(attestation),
+      ...(release ? { release } : {}),
+    };
     rec.att = stored;
   }
 
-  /** Bot-code check for a peer that must be attested: a verified attestation of the pinned measurement. */
+  /**
+   * The release manifest allowing `measurement`, when release manifests are on. For a pinned
+   * measurement it is only looked up for its version (a refused one changes nothing); otherwise
+   * it is required.
+   * @throws ParleyError `ATTESTATION_INVALID` reason `measurement` (no manifest names it, or the
+   *   peer has no certified label) or `manifest` (those that name it are all refused, `refusal`).
+   */
+  #release(peer: string, rec: PeerRecord, measurement: Uint8Array, manifests: Uint8Array | undefined): StoredRelease | undefined {
+    const policy = this.#o.policy;
+    const pinned = policy.botMeasurements.some((m) => constantTimeEqual(m, measurement));
+    if (!policy.releaseManifests || !policy.orgKey) return undefined;
+    try {
+      if (!rec.cert) {
+        throw new ParleyError('ATTESTATION_INVALID', 'peer has no certified label to check its release manifests against', { details: { reason: 'measurement' } });
+      }
+      let list: Uint8Array[];
+      try {
+        list = manifests && manifests.length > 0 ? decodeReleaseManifestList(manifests) : [];
+      } catch {
+        throw new ParleyError('ATTESTATION_INVALID', 'release manifest refused: malformed list', { details: { reason: 'manifest', refusal: 'malformed' } });
+      }
+      const m = selectReleaseManifest(list, { orgKey: policy.orgKey, label: rec.cert.label, measurement, now: this.#o.now() });
+      return {
+        version: m.releaseVersion,
+        label: m.label,
+        orgKey: toHex(m.orgKey),
+        validFrom: m.validFrom,
+        ...(m.validUntil !== undefined ? { validUntil: m.validUntil } : {}),
+      };
+    } catch (e) {
+      if (pinned) return undefined;
+      if (isParleyError(e, 'ATTESTATION_INVALID')) {
+        const message = e.details?.reason === 'measurement' ? 'peer attested a measurement that is neither pinned nor allowed by a valid release manifest' : e.message;
+        throw new ParleyError('ATTESTATION_INVALID', message, { details: { ...e.details, peer } });
+      }
+      throw e;
+    }
+  }
+
+  /** Bot-code check for a peer that must be attested: a verified attestation of an accepted measurement. */
   checkAttested(peer: string, rec: PeerRecord): void {
-    const pinned = this.#o.policy.botMeasurement;
-    if (!pinned || !this.#o.policy.requiresAttestation(peer, rec.cert?.role)) return;
+    if (!this.#attests(peer, rec)) return;
     if (!rec.att) throw new ParleyError('ATTESTATION_INVALID', 'peer has no verified bot attestation', { details: { reason: 'missing', peer } });
     // A re-pinned measurement (new deploy) invalidates what was verified against the old pin.
-    if (rec.att.measurement !== toHex(pinned)) {
-      throw new ParleyError('ATTESTATION_INVALID', 'peer attested another measurement than the pinned one', { details: { reason: 'measurement', peer } });
-    }
+    const policy = this.#o.policy;
+    const pinned = policy.botMeasurements.some((m) => toHex(m) === rec.att!.measurement); // ct-ok: public measurements
+    if (!pinned) this.#checkRelease(peer, rec, rec.att);
     // Checked on every send and receive, not only when the session started (issue 10, finding 6):
     // a bot re-attests every 12 h, so a stale one means the bot stopped proving what code it runs.
     // Fetch its current attestation (a changed measurement is then refused) and try again.
@@ -121,6 +193,22 @@ export class PeerTrust {
     if (ageMs > this.#o.policy.attestationMaxAgeMs) {
       throw new ParleyError('ATTESTATION_INVALID', 'the stored bot attestation is older than the accepted age; fetch its current one', {
         details: { reason: 'expired', peer, ageMs, maxAgeMs: this.#o.policy.attestationMaxAgeMs },
+      });
+    }
+  }
+
+  /** A stored attestation that was not pinned must still be allowed by its release manifest now. */
+  #checkRelease(peer: string, rec: PeerRecord, att: StoredAttestation): void {
+    const policy = this.#o.policy;
+    const r = att.release;
+    // No manifest, another org key pinned since, or another certified label: fetch its current statements.
+    if (!policy.releaseManifests || !r || !policy.orgKey || r.orgKey !== toHex(policy.orgKey) || r.label !== rec.cert?.label) { // ct-ok: public keys and labels
+      throw new ParleyError('ATTESTATION_INVALID', 'peer attested another measurement than the pinned one', { details: { reason: 'measurement', peer } });
+    }
+    const now = this.#o.now();
+    if (now < r.validFrom || (r.validUntil !== undefined && now >= r.validUntil)) {
+      throw new ParleyError('ATTESTATION_INVALID', 'the release manifest that allowed the peer\'s code is no longer valid; fetch its current one', {
+        details: { reason: 'manifest', refusal: now < r.validFrom ? 'notYetValid' : 'expired', peer },
       });
     }
   }

@@ -68,6 +68,19 @@ export interface StoredAttestation {
   readonly issuedAt: number;
   /** The encoded attestation, hex. */
   readonly bytes: string;
+  /** When an org-signed release manifest allowed the measurement (trust `releaseManifests`). */
+  readonly release?: StoredRelease;
+}
+
+/** The release manifest that allowed a peer's attested measurement, as remembered. */
+export interface StoredRelease {
+  readonly version: string;
+  /** The bot label it was made for (the peer's certified label when verified). */
+  readonly label: string;
+  /** The org key that signed it, hex. */
+  readonly orgKey: string;
+  readonly validFrom: number;
+  readonly validUntil?: number;
 }
 
 /** What the engine knows about one peer device. */

@@ -14,11 +14,13 @@
  *   it; nothing is re-encrypted to the new key.
  * - **Organisation level.** With `orgKey` pinned, peers that must be the company's bots or
  *   agents (by default every peer) are accepted only with a valid org certificate (org-cert.ts).
- * - **Bot code level** (THREATS B3). With `botMeasurement` pinned, peers that must be attested
- *   (by default every peer whose org certificate says `bot`) are accepted only with a bot
- *   attestation that verifies under the peer's identity, is fresh, and names the pinned
- *   measurement (`@parley/protocol/attestation`). Checked before the first message is encrypted
- *   to them; failures are `ATTESTATION_INVALID` and nothing is sent.
+ * - **Bot code level** (THREATS B3). With `botMeasurement` pinned (one or several) or
+ *   `releaseManifests` on, peers that must be attested (by default every peer whose org
+ *   certificate says `bot`) are accepted only with a bot attestation that verifies under the
+ *   peer's identity, is fresh, and names an accepted measurement (`@parley/protocol/attestation`):
+ *   a pinned one, or one that an org-signed release manifest published by the bot allows for
+ *   its certified label now (`@parley/protocol` release-manifest.ts). Checked before the first
+ *   message is encrypted to them; failures are `ATTESTATION_INVALID` and nothing is sent.
  */
 import { DEFAULT_ATTESTATION_MAX_AGE_MS, ParleyError, fromHex } from '@parley/protocol';
 import type { OrgRole } from '@parley/protocol';
@@ -42,15 +44,24 @@ export interface TrustOptions {
    */
   readonly onCertifiedChange?: 'accept' | 'block';
   /**
-   * The pinned bot enclave measurement: 64 hex chars or 32 bytes (`bot.measurement`, or
-   * `computeMeasurement(handler)` from `@parley/bot`). Re-pin on every bot deploy.
+   * The pinned bot enclave measurement(s): 64 hex chars or 32 bytes each (`bot.measurement`,
+   * `parley-bot measure <handler>`, or `computeMeasurement(handler)` from `@parley/bot`); several
+   * during a rollout. Re-pin on every bot deploy, or use `releaseManifests` instead.
    */
-  readonly botMeasurement?: string | Uint8Array;
+  readonly botMeasurement?: string | Uint8Array | readonly (string | Uint8Array)[];
   /**
-   * Peers that must present a valid attestation for `botMeasurement`: `'bots'` (the default when
-   * `botMeasurement` is set: peers whose verified org certificate has role `bot`, so it needs
-   * `orgKey` to mean anything), `'all'`, `'none'` (the default without `botMeasurement`), a list
-   * of device ids, or a predicate.
+   * `true`: also accept a bot whose attested measurement is allowed by a release manifest it
+   * publishes, signed by `orgKey` for the label of its org certificate and valid now
+   * (`parley-org manifest`). Then pinning `orgKey` alone is enough and bot deploys need no client
+   * release; `peerAttestation(peer).releaseVersion` names the accepted release. Needs `orgKey`.
+   * Default `false`.
+   */
+  readonly releaseManifests?: boolean;
+  /**
+   * Peers that must present a valid attestation: `'bots'` (the default when `botMeasurement` or
+   * `releaseManifests` is set: peers whose verified org certificate has role `bot`, so it needs
+   * `orgKey` to mean anything), `'all'`, `'none'` (the default otherwise), a list of device ids,
+   * or a predicate.
    */
   readonly requireAttestation?: 'bots' | 'all' | 'none' | readonly string[] | ((peer: string) => boolean);
   /** Oldest attestation accepted when a session starts. Default 24 h (bots re-attest every 12 h). */
@@ -78,8 +89,12 @@ export interface TrustPolicy {
   readonly roles: readonly OrgRole[];
   readonly onCertifiedChange: 'accept' | 'block';
   requiresCertificate(peer: string): boolean;
-  /** The pinned bot measurement (32 bytes), if any. */
+  /** The first pinned bot measurement (32 bytes), if any. */
   readonly botMeasurement: Uint8Array | undefined;
+  /** Every pinned bot measurement (32 bytes each). */
+  readonly botMeasurements: readonly Uint8Array[];
+  /** Whether org-signed release manifests may allow a bot's measurement. */
+  readonly releaseManifests: boolean;
   readonly attestationMaxAgeMs: number;
   /** Whether `peer` (with the role of its verified certificate, if any) must be attested. */
   requiresAttestation(peer: string, role: OrgRole | undefined): boolean;
@@ -112,18 +127,14 @@ export function resolveTrust(options: TrustOptions = {}): TrustPolicy {
   const onCertifiedChange = options.onCertifiedChange ?? 'accept';
   if (onCertifiedChange !== 'accept' && onCertifiedChange !== 'block') throw new ParleyError('USAGE', 'trust.onCertifiedChange is invalid');
 
-  let botMeasurement: Uint8Array | undefined;
-  if (options.botMeasurement !== undefined) {
-    if (typeof options.botMeasurement === 'string') {
-      if (!/^[0-9a-fA-F]{64}$/.test(options.botMeasurement)) throw new ParleyError('USAGE', 'trust.botMeasurement must be 64 hex chars');
-      botMeasurement = fromHex(options.botMeasurement);
-    } else if (options.botMeasurement instanceof Uint8Array && options.botMeasurement.length === 32) {
-      botMeasurement = options.botMeasurement.slice();
-    } else {
-      throw new ParleyError('USAGE', 'trust.botMeasurement must be 32 bytes');
-    }
-  }
-  const att = options.requireAttestation ?? (botMeasurement ? 'bots' : 'none');
+  const pins = options.botMeasurement === undefined ? [] : Array.isArray(options.botMeasurement) ? options.botMeasurement : [options.botMeasurement];
+  const botMeasurements = (pins as readonly (string | Uint8Array)[]).map(measurementPin);
+  const botMeasurement = botMeasurements[0];
+  const releaseManifests = options.releaseManifests ?? false;
+  if (typeof releaseManifests !== 'boolean') throw new ParleyError('USAGE', 'trust.releaseManifests must be a boolean');
+  if (releaseManifests && !orgKey) throw new ParleyError('USAGE', 'trust.releaseManifests needs trust.orgKey (the key that signs them)');
+  const attests = botMeasurement !== undefined || releaseManifests;
+  const att = options.requireAttestation ?? (attests ? 'bots' : 'none');
   let requiresAttestation: (peer: string, role: OrgRole | undefined) => boolean;
   if (att === 'bots') requiresAttestation = (_peer, role) => role === 'bot';
   else if (att === 'all') requiresAttestation = () => true;
@@ -133,8 +144,18 @@ export function resolveTrust(options: TrustOptions = {}): TrustPolicy {
     const set = new Set<string>(att);
     requiresAttestation = (peer) => set.has(peer);
   } else throw new ParleyError('USAGE', 'trust.requireAttestation is invalid');
-  if (att !== 'none' && !botMeasurement) throw new ParleyError('USAGE', 'trust.requireAttestation needs trust.botMeasurement');
+  if (att !== 'none' && !attests) throw new ParleyError('USAGE', 'trust.requireAttestation needs trust.botMeasurement or trust.releaseManifests');
   const attestationMaxAgeMs = options.attestationMaxAgeMs ?? DEFAULT_ATTESTATION_MAX_AGE_MS;
   if (!Number.isSafeInteger(attestationMaxAgeMs) || attestationMaxAgeMs <= 0) throw new ParleyError('USAGE', 'trust.attestationMaxAgeMs must be a positive integer');
-  return { orgKey, roles, onCertifiedChange, requiresCertificate, botMeasurement, attestationMaxAgeMs, requiresAttestation };
+  return { orgKey, roles, onCertifiedChange, requiresCertificate, botMeasurement, botMeasurements, releaseManifests, attestationMaxAgeMs, requiresAttestation };
+}
+
+/** One pinned measurement as 32 bytes. @throws ParleyError `USAGE`. */
+function measurementPin(m: string | Uint8Array): Uint8Array {
+  if (typeof m === 'string') {
+    if (!/^[0-9a-fA-F]{64}$/.test(m)) throw new ParleyError('USAGE', 'trust.botMeasurement must be 64 hex chars');
+    return fromHex(m);
+  }
+  if (m instanceof Uint8Array && m.length === 32) return m.slice();
+  throw new ParleyError('USAGE', 'trust.botMeasurement must be 32 bytes');
 }

@@ -12,6 +12,7 @@ import {
   MESSAGE_ID_PATTERN,
   RELAY_MAX_ATTESTATION_BYTES,
   RELAY_MAX_CERTIFICATE_BYTES,
+  RELAY_MAX_MANIFESTS_BYTES,
 } from '@parley/protocol/wire';
 
 const bytes = (max: number) => v.pipe(v.instance(Uint8Array), v.maxLength(max));
@@ -23,6 +24,7 @@ const identity = v.object({ signingKey: key, dhKey: key, binding: key });
 const statements = {
   certificate: v.optional(bytes(RELAY_MAX_CERTIFICATE_BYTES)),
   attestation: v.optional(bytes(RELAY_MAX_ATTESTATION_BYTES)),
+  manifests: v.optional(bytes(RELAY_MAX_MANIFESTS_BYTES)),
 };
 
 /** The answer of each relay call (after `ok: true`). */

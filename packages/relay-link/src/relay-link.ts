@@ -472,47 +472,54 @@ export class RelayLink {
 
   /**
    * Fetches a peer's bundle (consumes one of its one-time prekeys). Extra fields the relay may
-   * add beside the bundle (`certificate`, `attestation`) are passed through.
+   * add beside the bundle (`certificate`, `attestation`, `manifests`) are passed through.
    * @throws ParleyError `SESSION_NOT_FOUND`, `RATE_LIMITED`, `TRANSPORT`.
    */
-  async fetchBundle(deviceId: string): Promise<PrekeyBundle & { certificate?: Uint8Array; attestation?: Uint8Array }> {
+  async fetchBundle(deviceId: string): Promise<PrekeyBundle & { certificate?: Uint8Array; attestation?: Uint8Array; manifests?: Uint8Array }> {
     const { bundle, ...outer } = await this.#call('fetchBundle', { deviceId });
     const { certificate, attestation, ...keys } = bundle;
     const cert = certificate ?? outer.certificate;
     const att = attestation ?? outer.attestation;
-    return { ...keys, ...(cert ? { certificate: new Uint8Array(cert) } : {}), ...(att ? { attestation: new Uint8Array(att) } : {}) };
+    return {
+      ...keys,
+      ...(cert ? { certificate: new Uint8Array(cert) } : {}),
+      ...(att ? { attestation: new Uint8Array(att) } : {}),
+      ...(outer.manifests ? { manifests: new Uint8Array(outer.manifests) } : {}),
+    };
   }
 
   /**
-   * Publishes prekeys, and optionally this device's `certificate`/`attestation` (opaque to the
-   * relay; absent keeps what the relay has, empty removes it); resolves with the number of
-   * one-time prekeys the relay now holds.
+   * Publishes prekeys, and optionally this device's `certificate`/`attestation`/`manifests`
+   * (opaque to the relay; absent keeps what the relay has, empty removes it); resolves with the
+   * number of one-time prekeys the relay now holds.
    */
-  async uploadPrekeys(upload: PrekeyUpload & { certificate?: Uint8Array; attestation?: Uint8Array }): Promise<number> {
+  async uploadPrekeys(upload: PrekeyUpload & { certificate?: Uint8Array; attestation?: Uint8Array; manifests?: Uint8Array }): Promise<number> {
     const payload = {
       identity: upload.identity,
       signedPrekey: upload.signedPrekey,
       oneTimePrekeys: upload.oneTimePrekeys.map((k) => ({ id: k.id, publicKey: k.publicKey })),
       ...(upload.certificate ? { certificate: upload.certificate } : {}),
       ...(upload.attestation ? { attestation: upload.attestation } : {}),
+      ...(upload.manifests ? { manifests: upload.manifests } : {}),
     };
     const r = await this.#call('uploadPrekeys', payload);
     return r.oneTimePrekeys;
   }
 
   /**
-   * A peer's identity with its `certificate`/`attestation` (when published), consuming no
-   * one-time prekey. Nothing here is trusted: the engine verifies what it uses.
+   * A peer's identity with its `certificate`/`attestation`/`manifests` (when published),
+   * consuming no one-time prekey. Nothing here is trusted: the engine verifies what it uses.
    * @throws ParleyError `SESSION_NOT_FOUND`, `RATE_LIMITED`, `TRANSPORT`, `MALFORMED_MESSAGE` (garbage answer).
    */
-  async fetchIdentity(deviceId: string): Promise<{ identity: PublicIdentity; certificate?: Uint8Array; attestation?: Uint8Array }> {
+  async fetchIdentity(deviceId: string): Promise<{ identity: PublicIdentity; certificate?: Uint8Array; attestation?: Uint8Array; manifests?: Uint8Array }> {
     const r = await this.#call('fetchIdentity', { deviceId });
     const i = r.identity;
-    const out: { identity: PublicIdentity; certificate?: Uint8Array; attestation?: Uint8Array } = {
+    const out: { identity: PublicIdentity; certificate?: Uint8Array; attestation?: Uint8Array; manifests?: Uint8Array } = {
       identity: { signingKey: new Uint8Array(i.signingKey), dhKey: new Uint8Array(i.dhKey), binding: new Uint8Array(i.binding) },
     };
     if (r.certificate instanceof Uint8Array) out.certificate = new Uint8Array(r.certificate);
     if (r.attestation instanceof Uint8Array) out.attestation = new Uint8Array(r.attestation);
+    if (r.manifests instanceof Uint8Array) out.manifests = new Uint8Array(r.manifests);
     return out;
   }
 

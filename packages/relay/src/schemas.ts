@@ -65,7 +65,7 @@ export const uploadPrekeysSchema = v.strictObject({
   certificate: v.optional(upToBytes(RELAY_MAX_CERTIFICATE_BYTES)),
   attestation: v.optional(upToBytes(RELAY_MAX_ATTESTATION_BYTES)),
   // A list of release manifests: the framing is checked (≤ 8, each ≤ 1 KiB), not the manifests.
-  manifests: v.optional(v.pipe(upToBytes(RELAY_MAX_MANIFESTS_BYTES), v.check(isManifestList, 'expected a release manifest list'))),
+  manifests: v.optional(v.pipe(upToBytes(RELAY_MAX_MANIFESTS_BYTES), v.check((b) => isManifestList(b), 'expected a release manifest list'))),
 });
 
 export const fetchBundleSchema = v.strictObject({ deviceId });

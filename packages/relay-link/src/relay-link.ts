@@ -318,7 +318,9 @@ export class RelayLink {
       const { answer, apiKey } = this.#opts.credentials;
       const signed = await answer({ serverNonce: new Uint8Array(hello.serverNonce), origin: this.#origin });
       if (gen !== this.#generation || !this.#socket.connected) return;
-      const result: AuthResult = await this.#call('auth', apiKey === undefined ? signed : { ...signed, apiKey }, true);
+      // The signed origin rides along (not secret), so the relay can name an origin mismatch.
+      const sent = { ...signed, origin: this.#origin };
+      const result: AuthResult = await this.#call('auth', apiKey === undefined ? sent : { ...sent, apiKey }, true);
       if (gen !== this.#generation || !this.#socket.connected) return;
       this.#authenticated = true;
       this.#attempt = 0;

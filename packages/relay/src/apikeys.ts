@@ -27,8 +27,34 @@ export async function createApiKey(store: RelayStore, label = '', now = Date.now
   return { id, key, record };
 }
 
-/** True when `key` is an active key in the store. */
+/** The active record of `key`, or undefined (unknown, malformed or revoked key). */
 export async function verifyApiKey(store: RelayStore, key: string): Promise<ApiKeyRecord | undefined> {
   if (!key.startsWith(API_KEY_PREFIX) || key.length > 200) return undefined;
   return store.findApiKey(hashApiKey(key));
+}
+
+/** What {@link checkApiKey} found. */
+export type ApiKeyCheck =
+  | { readonly status: 'active'; readonly record: ApiKeyRecord }
+  | { readonly status: 'revoked'; readonly record: ApiKeyRecord }
+  | { readonly status: 'unknown' };
+
+/**
+ * Looks a presented key up, revoked ones included, so a login can say "revoked" rather than
+ * "unknown" (only to a caller holding the very key).
+ */
+export async function checkApiKey(store: RelayStore, key: string): Promise<ApiKeyCheck> {
+  if (!key.startsWith(API_KEY_PREFIX) || key.length > 200) return { status: 'unknown' };
+  const record = await store.findApiKey(hashApiKey(key), { includeRevoked: true });
+  if (!record) return { status: 'unknown' };
+  return record.revokedAt === undefined ? { status: 'active', record } : { status: 'revoked', record };
+}
+
+/**
+ * The public id part of a presented key (`prk_<id>_<secret>`), for logs; never the key. Read
+ * from the text only, so for an unknown key it is the id the caller claims.
+ */
+export function apiKeyIdOf(key: unknown): string | undefined {
+  if (typeof key !== 'string') return undefined;
+  return /^prk_([0-9a-f]{16})_/.exec(key)?.[1];
 }

@@ -1,4 +1,7 @@
-/** Pure helpers of the CLI (`cli.ts`): `--limit` parsing and the plain-HTTP warning. Tested in test/cli.test.ts. */
+/**
+ * Pure helpers of the CLI (`cli.ts`): limits from flags and the environment, and the plain-HTTP
+ * warning. Tested in test/cli.test.ts and test/operator.test.ts.
+ */
 import { DEFAULT_LIMITS, type RelayLimits } from './options.js';
 
 /**
@@ -19,6 +22,30 @@ export function parseLimits(entries: readonly string[]): Partial<RelayLimits> {
     out[name as keyof RelayLimits] = value;
   }
   return out;
+}
+
+/** The environment variable of one limit: `maxSocketsPerDevice` → `PARLEY_RELAY_MAX_SOCKETS_PER_DEVICE`. */
+export function limitEnvName(name: keyof RelayLimits): string {
+  return `PARLEY_RELAY_${name.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`;
+}
+
+/**
+ * The limits a process is started with, by precedence: `--limit` flags, then one variable per
+ * limit (`PARLEY_RELAY_<NAME>`, see {@link limitEnvName}), then `PARLEY_RELAY_LIMITS`
+ * (comma-separated `name=value`), then {@link DEFAULT_LIMITS}.
+ * @throws Error naming the flag or variable with a bad name or value.
+ */
+export function resolveLimits(flags: readonly string[], env: NodeJS.ProcessEnv): Partial<RelayLimits> {
+  const fromList = env['PARLEY_RELAY_LIMITS'] ? parseLimits([env['PARLEY_RELAY_LIMITS']]) : {};
+  const fromVars: Partial<Record<keyof RelayLimits, number>> = {};
+  for (const name of Object.keys(DEFAULT_LIMITS) as (keyof RelayLimits)[]) {
+    const raw = env[limitEnvName(name)]?.trim();
+    if (raw === undefined || raw === '') continue;
+    const value = Number(raw);
+    if (!Number.isFinite(value) || value < 0) throw new Error(`${limitEnvName(name)}=${raw}: the value must be a number ≥ 0`);
+    fromVars[name] = value;
+  }
+  return { ...fromList, ...fromVars, ...parseLimits(flags) };
 }
 
 /** True for loopback interfaces (127.0.0.0/8, ::1, localhost). `0.0.0.0` and `::` are every interface. */

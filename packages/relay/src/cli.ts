@@ -1,19 +1,33 @@
 /**
  * `parley-relay` command line: `serve`, and `apikey create|revoke|list` on the same SQLite file
  * (or, with `--redis`, the same Redis).
- * Every `serve` flag has an environment variable (flags win).
+ * Every `serve` flag has an environment variable; precedence is flag, then environment, then
+ * default. Operator mistakes end with one line on stderr and exit code 1, never a stack trace.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { createApiKey } from './apikeys.js';
-import { parseLimits, plainHttpWarning } from './cli-options.js';
+import { OperatorError, loadTls, startupMessage } from './cli-errors.js';
+import { limitEnvName, plainHttpWarning, resolveLimits } from './cli-options.js';
+import { DEFAULT_LIMITS, type RelayLimits } from './options.js';
+import { originWarnings } from './origin.js';
 import { createRelay } from './relay.js';
 import { SqliteStore } from './store/sqlite.js';
 import { openRedisStore } from './cluster/redis-adapter.js';
 import type { RelayStore } from './store/types.js';
 
 const DEFAULT_DB = 'parley-relay.db';
+/** The fixed default port (README "Operating the relay"). */
+export const DEFAULT_PORT = 8080;
+const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+/** Ends the process with one line on stderr (a stack only with PARLEY_RELAY_DEBUG set). */
+function fail(e: unknown, flags = { port: DEFAULT_PORT } as Parameters<typeof startupMessage>[1]): never {
+  process.stderr.write(`parley-relay: ${startupMessage(e, flags)}\n`);
+  if (process.env['PARLEY_RELAY_DEBUG'] && e instanceof Error) process.stderr.write(`${e.stack ?? ''}\n`);
+  process.exit(1);
+}
 
 /** `--redis` (and friends) as createRelay's `redis` option; undefined without `--redis`. */
 function redisOption(o: { redis?: string; redisPrefix?: string; allowNonDurableRedis?: boolean }) {
@@ -24,75 +38,130 @@ const redisUrl = () => new Option('--redis <url>', 'scale-out: keep state in Red
 const redisPrefix = () => new Option('--redis-prefix <prefix>', 'prefix of Redis keys and channels (default parley:)').env('PARLEY_RELAY_REDIS_PREFIX');
 const allowNonDurable = () => new Option('--allow-non-durable-redis', 'start even if Redis is not appendonly yes + appendfsync always (acked messages can be lost)')
   .env('PARLEY_RELAY_ALLOW_NON_DURABLE_REDIS');
-type CliStoreFlags = { db: string; redis?: string; redisPrefix?: string; allowNonDurableRedis?: boolean };
-/** The store the apikey commands work on: Redis with --redis, else the SQLite file. */
+type CliStoreFlags = { db: string; create?: boolean; redis?: string; redisPrefix?: string; allowNonDurableRedis?: boolean };
+/**
+ * The store the apikey commands work on: Redis with --redis, else the SQLite file, which must
+ * exist unless `--create` (a typo in --db must not make a new, empty database).
+ */
 async function cliStore(o: CliStoreFlags): Promise<RelayStore> {
   const r = redisOption(o);
-  return r ? openRedisStore(r) : new SqliteStore(o.db);
+  if (r) return openRedisStore(r);
+  if (!o.create && !existsSync(o.db)) {
+    throw new OperatorError(`no database at ${o.db}: give the relay's --db (or PARLEY_RELAY_DB), or add --create to start a new one`);
+  }
+  return new SqliteStore(o.db);
 }
 
-const program = new Command('parley-relay').description('Parley relay: authenticated prekey directory and mailbox for end-to-end encrypted envelopes.');
+/** Writes the ready file atomically (a reader never sees half of it). */
+function writeReadyFile(path: string, content: object): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(content)}\n`, { mode: 0o644 });
+  renameSync(tmp, path);
+}
+
+const port = (flag: string) => (v: string): number => {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isInteger(n) || n < 0 || n > 65535) throw new OperatorError(`invalid ${flag} ${v}: expected 0..65535`);
+  return n;
+};
+
+const limitsHelp = (Object.keys(DEFAULT_LIMITS) as (keyof RelayLimits)[])
+  .map((name) => `  ${name.padEnd(34)} ${limitEnvName(name).padEnd(52)} ${DEFAULT_LIMITS[name]}`)
+  .join('\n');
+
+const program = new Command('parley-relay')
+  .description('Parley relay: authenticated prekey directory and mailbox for end-to-end encrypted envelopes.')
+  .version(VERSION, '-V, --version', 'print the version');
 
 program
   .command('serve')
   .description('run the relay')
-  .addOption(new Option('--host <host>', 'interface to listen on').env('PARLEY_RELAY_HOST').default('127.0.0.1'))
-  .addOption(new Option('--port <port>', 'port (0 = any free port)').env('PARLEY_RELAY_PORT').default('0'))
-  .addOption(new Option('--db <path>', 'SQLite database file').env('PARLEY_RELAY_DB').default(DEFAULT_DB))
+  .addOption(new Option('--host <host>', 'interface to listen on (0.0.0.0: every interface; then give --origin)').env('PARLEY_RELAY_HOST').default('127.0.0.1'))
+  .addOption(new Option('--port <port>', 'port (0 = any free port; the ready line and --ready-file give it)').env('PARLEY_RELAY_PORT').default(String(DEFAULT_PORT)))
+  .addOption(new Option('--db <path>', 'SQLite database file (its folder must exist; created with mode 0600)').env('PARLEY_RELAY_DB').default(DEFAULT_DB))
   .addOption(redisUrl())
   .addOption(redisPrefix())
   .addOption(allowNonDurable())
-  .addOption(new Option('--origin <origin>', 'origin clients sign (default: the listening URL)').env('PARLEY_RELAY_ORIGIN'))
+  .addOption(new Option('--origin <origin>', 'the URL clients dial, scheme://host[:port] (default: the listening URL); behind a proxy, the proxy\'s')
+    .env('PARLEY_RELAY_ORIGIN'))
   .addOption(new Option('--tls-cert <file>', 'PEM certificate: serve HTTPS/WSS').env('PARLEY_RELAY_TLS_CERT'))
   .addOption(new Option('--tls-key <file>', 'PEM private key for --tls-cert').env('PARLEY_RELAY_TLS_KEY'))
   .addOption(new Option('--log-level <level>', 'pino level').env('PARLEY_RELAY_LOG_LEVEL').default('info')
     .choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
-  .addOption(new Option('--limit <name=value>', 'override a relay limit, e.g. maxSocketsPerDevice=4 (repeatable; env: comma-separated; names in the README)')
-    .env('PARLEY_RELAY_LIMITS').default([] as string[]).argParser((v: string, prev: string[]) => [...prev, v]))
+  .addOption(new Option('--limit <name=value>', 'override a relay limit, e.g. maxSocketsPerDevice=4 (repeatable; env: PARLEY_RELAY_<NAME>, ' +
+    'or PARLEY_RELAY_LIMITS=name=value,…; names below)')
+    .default([] as string[]).argParser((v: string, prev: string[]) => [...prev, v]))
+  .addOption(new Option('--metrics-port <port>', 'serve /metrics on a separate admin listener on this port (the public one then has none)')
+    .env('PARLEY_RELAY_METRICS_PORT'))
+  .addOption(new Option('--metrics-host <host>', 'interface of the admin listener').env('PARLEY_RELAY_METRICS_HOST').default('127.0.0.1'))
+  .addOption(new Option('--metrics-token <token>', 'require Authorization: Bearer <token> for /metrics (prefer the env variable: flags show in ps)')
+    .env('PARLEY_RELAY_METRICS_TOKEN'))
+  .addOption(new Option('--ready-file <path>', 'once listening, write {"url","origin","port","metricsUrl","pid"} as JSON there (removed on exit)')
+    .env('PARLEY_RELAY_READY_FILE'))
+  .addHelpText('after', `\nLimits (--limit name=value, or the environment variable; flag > variable > PARLEY_RELAY_LIMITS > default):\n${limitsHelp}\n` +
+    `\nOnce listening, stdout gets one line:  parley-relay listening on <url> (origin <origin>)\n`)
   .action(async (o: {
     host: string; port: string; db: string; redis?: string; redisPrefix?: string; allowNonDurableRedis?: boolean; origin?: string;
-    tlsCert?: string; tlsKey?: string; logLevel: string; limit: string[];
+    tlsCert?: string; tlsKey?: string; logLevel: string; limit: string[]; metricsPort?: string; metricsHost: string; metricsToken?: string;
+    readyFile?: string;
   }) => {
-    const port = Number(o.port);
-    if (!Number.isInteger(port) || port < 0 || port > 65535) program.error(`invalid --port ${o.port}`);
-    if (Boolean(o.tlsCert) !== Boolean(o.tlsKey)) program.error('--tls-cert and --tls-key go together');
-    let limits: ReturnType<typeof parseLimits> = {};
+    const flags = { port: port('--port')(o.port), ...(o.metricsPort === undefined ? {} : { metricsPort: port('--metrics-port')(o.metricsPort) }) };
     try {
-      limits = parseLimits(o.limit);
+      if (Boolean(o.tlsCert) !== Boolean(o.tlsKey)) throw new OperatorError('--tls-cert and --tls-key go together');
+      const limits = resolveLimits(o.limit, process.env);
+      const tls = o.tlsCert && o.tlsKey ? loadTls(o.tlsCert, o.tlsKey) : undefined;
+      const logger = pino({ level: o.logLevel });
+      const warn = (event: string, message: string) => {
+        process.stderr.write(`${message}\n`);
+        logger.warn({ event }, message);
+      };
+      if (tls && tls.validTo.getTime() < Date.now()) warn('tlsExpired', `WARNING: --tls-cert expired on ${tls.validTo.toISOString()}: clients will refuse it`);
+      const plain = plainHttpWarning(o.host, Boolean(tls), o.origin);
+      if (plain) warn('plainHttp', plain);
+      const relay = await createRelay({
+        host: o.host,
+        port: flags.port,
+        ...(redisOption(o) ? { redis: redisOption(o)! } : { store: { sqlite: o.db } }),
+        logger,
+        limits,
+        ...(o.origin ? { origin: o.origin } : {}),
+        ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
+        ...(flags.metricsPort !== undefined || o.metricsToken !== undefined
+          ? {
+            metrics: {
+              ...(flags.metricsPort === undefined ? {} : { port: flags.metricsPort, host: o.metricsHost }),
+              ...(o.metricsToken === undefined ? {} : { token: o.metricsToken }),
+            },
+          }
+          : {}),
+      });
+      // createRelay logged these too; the terminal gets them as well.
+      for (const w of originWarnings(o.host, relay.origin, o.origin !== undefined, Boolean(tls))) process.stderr.write(`${w}\n`);
+      if (o.readyFile) {
+        writeReadyFile(o.readyFile, { url: relay.url, origin: relay.origin, port: relay.port, metricsUrl: relay.metricsUrl, pid: process.pid });
+      }
+      // The documented ready line (README "Operating the relay"): keep its format stable.
+      process.stdout.write(`parley-relay listening on ${relay.url} (origin ${relay.origin})\n`);
+      const stop = () => void relay.close().then(() => {
+        if (o.readyFile) rmSync(o.readyFile, { force: true });
+        process.exit(0);
+      });
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
     } catch (e) {
-      program.error((e as Error).message);
+      fail(e, flags);
     }
-    const logger = pino({ level: o.logLevel });
-    const warning = plainHttpWarning(o.host, Boolean(o.tlsCert), o.origin);
-    if (warning) {
-      process.stderr.write(`${warning}\n`);
-      logger.warn({ event: 'plainHttp', host: o.host }, warning);
-    }
-    const relay = await createRelay({
-      host: o.host,
-      port,
-      ...(redisOption(o) ? { redis: redisOption(o)! } : { store: { sqlite: o.db } }),
-      logger,
-      limits,
-      ...(o.origin ? { origin: o.origin } : {}),
-      ...(o.tlsCert && o.tlsKey ? { tls: { cert: readFileSync(o.tlsCert), key: readFileSync(o.tlsKey) } } : {}),
-    }).catch((e: unknown) => {
-      if (e instanceof RangeError) program.error(e.message); // a bad --limit value
-      throw e;
-    });
-    process.stdout.write(`parley-relay listening on ${relay.url} (origin ${relay.origin})\n`);
-    const stop = () => void relay.close().then(() => process.exit(0));
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
   });
 
-const apikey = program.command('apikey').description('manage bot API keys (stored hashed)');
-const dbOption = () => new Option('--db <path>', 'SQLite database file').env('PARLEY_RELAY_DB').default(DEFAULT_DB);
+const apikey = program.command('apikey').description('manage bot API keys (stored hashed); works while the relay runs');
+const dbOption = () => new Option('--db <path>', 'SQLite database file (must exist, unless --create)').env('PARLEY_RELAY_DB').default(DEFAULT_DB);
+const createOption = () => new Option('--create', 'create the SQLite database if it does not exist');
 
 apikey
   .command('create')
   .description('create a key; it is printed once and never stored')
   .addOption(dbOption())
+  .addOption(createOption())
   .addOption(redisUrl())
   .addOption(redisPrefix())
   .addOption(allowNonDurable())
@@ -106,7 +175,7 @@ apikey
 
 apikey
   .command('revoke')
-  .description('revoke a key by id')
+  .description('revoke a key by id; a running relay disconnects bots using it (within apiKeyCheckIntervalMs)')
   .addOption(dbOption())
   .addOption(redisUrl())
   .addOption(redisPrefix())
@@ -116,7 +185,7 @@ apikey
     const store = await cliStore(o);
     const ok = await store.revokeApiKey(id, Date.now());
     await store.close();
-    if (!ok) program.error(`no active key with id ${id}`);
+    if (!ok) throw new OperatorError(`no active key with id ${id}`);
     process.stdout.write(`revoked ${id}\n`);
   });
 
@@ -136,4 +205,8 @@ apikey
     await store.close();
   });
 
-await program.parseAsync(process.argv);
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  fail(e);
+}

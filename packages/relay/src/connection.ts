@@ -9,6 +9,7 @@
  */
 import { ParleyError, type ParleyErrorCode } from '@parley/protocol/verify';
 import { RELAY_PROTOCOL_VERSION, type RelayError } from '@parley/protocol/wire';
+import { apiKeyIdOf } from './apikeys.js';
 import { newServerNonce } from './auth.js';
 import type { RelayContext, RelaySocket } from './context.js';
 import { HANDLERS } from './handlers.js';
@@ -36,7 +37,11 @@ export function onConnection(ctx: RelayContext, socket: RelaySocket): void {
   watchBuffer(ctx, socket);
   ctx.metrics.connections.inc();
 
-  d.authTimer = setTimeout(() => drop(ctx, socket, { code: 'UNAUTHENTICATED', message: 'authentication timed out' }), ctx.limits.authTimeoutMs);
+  d.authTimer = setTimeout(() => {
+    if (!socket.connected) return;
+    loginFailed(ctx, socket, 'UNAUTHENTICATED', { reason: 'timeout' }, undefined);
+    drop(ctx, socket, { code: 'UNAUTHENTICATED', message: 'authentication timed out', details: { reason: 'timeout' } });
+  }, ctx.limits.authTimeoutMs);
 
   socket.on('disconnect', () => {
     clearTimeout(d.authTimer);
@@ -91,14 +96,17 @@ async function dispatch(ctx: RelayContext, socket: RelaySocket, packet: unknown[
         ? e.details === undefined ? { code: e.code, message: e.message } : { code: e.code, message: e.message, details: e.details }
         : { code: 'INTERNAL', message: 'internal error' };
     ctx.metrics.errors.inc({ code: error.code });
+    const failedLogin = name === 'auth' && !d.deviceId;
     if (error.code === 'INTERNAL') {
       // Name only: messages of library errors can quote SQL or input.
       ctx.log.error({ event: name, deviceId: d.deviceId, errorName: errorName(e) });
+    } else if (failedLogin) {
+      loginFailed(ctx, socket, error.code, error.details, args[0]);
     } else {
       ctx.log.info({ event: name, deviceId: d.deviceId, code: error.code });
     }
     ack?.({ ok: false, error });
-    if (name === 'auth' && !d.deviceId) {
+    if (failedLogin) {
       ctx.metrics.auth.inc({ result: 'failure' });
       // The nonce is spent; this connection can never authenticate now.
       socket.disconnect(true);
@@ -108,6 +116,24 @@ async function dispatch(ctx: RelayContext, socket: RelaySocket, packet: unknown[
       drop(ctx, socket, { code: error.code, message: 'too many protocol violations' });
     }
   }
+}
+
+/**
+ * Logs a refused login for the operator: the reason, the public id of the API key presented (never
+ * the key), the remote address, and for an origin mismatch both origins. No payload content.
+ */
+function loginFailed(ctx: RelayContext, socket: RelaySocket, code: ParleyErrorCode, details: RelayError['details'], payload: unknown): void {
+  const reason = typeof details?.['reason'] === 'string' ? details['reason'] : code === 'UNAUTHENTICATED' ? 'unknown' : code;
+  ctx.metrics.authFailures.inc({ reason });
+  const keyId = apiKeyIdOf(typeof payload === 'object' && payload !== null ? (payload as { apiKey?: unknown }).apiKey : undefined);
+  const fields: Record<string, unknown> = { event: 'authFailed', code, reason, address: socket.data.address };
+  if (keyId) fields['keyId'] = keyId;
+  for (const k of ['expectedOrigin', 'signedOrigin', 'skewMs'] as const) if (details?.[k] !== undefined) fields[k] = details[k];
+  const hint = reason === 'origin'
+    ? `login refused: the device dialled ${String(details?.['signedOrigin'])} but this relay's origin is ${String(details?.['expectedOrigin'])}: ` +
+      `dial the relay's origin, or start the relay with --origin ${String(details?.['signedOrigin'])}`
+    : `login refused (${reason})`;
+  ctx.log.warn(fields, hint);
 }
 
 function errorName(e: unknown): string {

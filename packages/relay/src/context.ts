@@ -15,6 +15,8 @@ export interface SocketData {
   nonceUsed: boolean;
   deviceId?: string;
   role?: 'device' | 'bot';
+  /** Bots: the hash and public id of the API key they logged in with (rechecked for revocation). */
+  apiKey?: { readonly hash: string; readonly id: string };
   violations: number;
   authTimer?: NodeJS.Timeout;
   /** Backlog drain (mailbox.ts): last seq read from the store in this pass. */

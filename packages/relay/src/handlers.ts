@@ -4,8 +4,8 @@
  * always `socket.data.deviceId`, set only by a successful `auth`.
  */
 import { ParleyError, deviceIdOf, signedPrekeyPayload, verifyContextSignature, verifyIdentity } from '@parley/protocol/verify';
-import { verifyApiKey } from './apikeys.js';
-import { verifyAuthAnswer } from './auth.js';
+import { checkApiKey } from './apikeys.js';
+import { loginRefused, verifyAuthAnswer } from './auth.js';
 import { deviceRoom, type RelayContext, type RelaySocket } from './context.js';
 import { onAcked, requestDrain, toWire } from './mailbox.js';
 import { quotaError } from './store/quota.js';
@@ -32,10 +32,10 @@ const auth: Handler = async (ctx, socket, payload) => {
   const d = socket.data;
   if (d.deviceId) throw new ParleyError('USAGE', 'already authenticated');
   // One answer per nonce, right or wrong: a replay of the same answer cannot be retried.
-  if (d.nonceUsed) throw new ParleyError('UNAUTHENTICATED', 'authentication failed: challenge already used');
+  if (d.nonceUsed) throw loginRefused('challenge already used', { reason: 'challenge' });
   d.nonceUsed = true;
   const answer = parse(authSchema, payload);
-  if (!answer) throw new ParleyError('UNAUTHENTICATED', 'authentication failed: malformed answer');
+  if (!answer) throw loginRefused('malformed answer', { reason: 'malformed' });
   const deviceId = verifyAuthAnswer(answer, {
     serverNonce: d.serverNonce,
     origin: ctx.origin,
@@ -44,7 +44,10 @@ const auth: Handler = async (ctx, socket, payload) => {
   });
   let role: 'device' | 'bot' = 'device';
   if (answer.apiKey !== undefined) {
-    if (!(await verifyApiKey(ctx.store, answer.apiKey))) throw new ParleyError('UNAUTHENTICATED', 'authentication failed: invalid api key');
+    const key = await checkApiKey(ctx.store, answer.apiKey);
+    if (key.status === 'revoked') throw loginRefused(`API key ${key.record.id} was revoked`, { reason: 'apiKeyRevoked' });
+    if (key.status === 'unknown') throw loginRefused('unknown API key', { reason: 'apiKey' });
+    d.apiKey = { hash: key.record.hash, id: key.record.id };
     role = 'bot';
   }
   if (!socket.connected) throw new ParleyError('TRANSPORT', 'socket closed during auth');

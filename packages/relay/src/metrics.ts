@@ -11,6 +11,8 @@ export interface RelayMetrics {
   readonly connections: Gauge;
   readonly authenticated: Gauge;
   readonly auth: Counter<'result'>;
+  /** Refused logins by `details.reason` (`origin`, `clockSkew`, `apiKeyRevoked`…; the code when none). */
+  readonly authFailures: Counter<'reason'>;
   readonly stored: Counter;
   readonly duplicates: Counter;
   readonly delivered: Counter;
@@ -21,6 +23,27 @@ export interface RelayMetrics {
   readonly quotaRefusals: Counter<'quota'>;
   readonly expired: Counter;
   readonly slowConsumers: Counter;
+}
+
+let processRegistry: Registry | undefined;
+
+/**
+ * Process and runtime metrics (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
+ * `nodejs_eventloop_lag_seconds`, heap, GC…), under their standard names. One registry per
+ * process, created on first use and shared by every relay in it: they describe the process.
+ */
+export function processMetrics(): Registry {
+  if (!processRegistry) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry });
+  }
+  return processRegistry;
+}
+
+/** The text `/metrics` serves: the relay's registry, then the process's. */
+export async function scrape(registry: Registry): Promise<string> {
+  const [own, proc] = await Promise.all([registry.metrics(), processMetrics().metrics()]);
+  return `${own}\n${proc}`;
 }
 
 /**
@@ -53,6 +76,7 @@ export function createMetrics(store: RelayStore, defaults = false, bufferedBytes
     connections: new Gauge({ name: `${p}connections`, help: 'Open sockets', registers }),
     authenticated: new Gauge({ name: `${p}authenticated_sockets`, help: 'Authenticated sockets', registers }),
     auth: new Counter({ name: `${p}auth_total`, help: 'Auth attempts by result', labelNames: ['result'], registers }),
+    authFailures: new Counter({ name: `${p}auth_failures_total`, help: 'Refused logins by reason', labelNames: ['reason'], registers }),
     stored: new Counter({ name: `${p}messages_stored_total`, help: 'Envelopes durably stored', registers }),
     duplicates: new Counter({ name: `${p}messages_duplicate_total`, help: 'Sends recognised as retries', registers }),
     delivered: new Counter({ name: `${p}messages_delivered_total`, help: 'Envelopes pushed to a recipient socket', registers }),

@@ -85,6 +85,12 @@ export interface RelayLimits {
    * largest store read of the drain.
    */
   backlogPageSize: number;
+  /**
+   * How often the API keys of connected bots are checked again: a bot whose key was revoked
+   * (by `parley-relay apikey revoke`, from any process or node) is told (`relayError`
+   * `UNAUTHENTICATED`, reason `apiKeyRevoked`) and disconnected within this time.
+   */
+  apiKeyCheckIntervalMs: number;
 }
 
 /** The defaults. */
@@ -117,12 +123,26 @@ export const DEFAULT_LIMITS: Readonly<RelayLimits> = Object.freeze({
   authTimeoutMs: 10_000,
   authMaxSkewMs: 30_000,
   backlogPageSize: 200,
+  apiKeyCheckIntervalMs: 5_000,
 });
 
 /** TLS material; when given the relay serves HTTPS/WSS only. */
 export interface TlsOptions {
   cert: string | Buffer;
   key: string | Buffer;
+}
+
+/** Options of `createRelay`'s `metrics`. */
+export interface MetricsOptions {
+  /**
+   * Serve `/metrics` (and `/healthz`) on a separate plain-HTTP admin listener on this port
+   * (`0`: any free one); the relay's public listener then has no `/metrics`.
+   */
+  port?: number;
+  /** Interface of the admin listener. Default `127.0.0.1`. */
+  host?: string;
+  /** Require `Authorization: Bearer <token>` for `/metrics`, on whichever listener serves it. */
+  token?: string;
 }
 
 /** Options of `createRelay`. */
@@ -132,8 +152,10 @@ export interface RelayOptions {
   /** Port; `0` (default) picks a free one. */
   port?: number;
   /**
-   * The origin clients sign in their auth answer, e.g. `https://relay.example.com`.
-   * Default: the relay's own URL origin (`http://127.0.0.1:<port>`). Set it behind a proxy.
+   * The origin clients sign in their auth answer, e.g. `https://relay.example.com`: scheme,
+   * host and port only (normalised like `URL.origin`; a path is refused with a `RangeError`).
+   * Default: the relay's own URL origin (`http://127.0.0.1:<port>`). Set it behind a proxy, and
+   * whenever the relay listens on `0.0.0.0`/`::` (no client dials those).
    */
   origin?: string;
   /** Default `'memory'`. The CLI defaults to a SQLite file. */
@@ -152,6 +174,8 @@ export interface RelayOptions {
   limits?: Partial<RelayLimits>;
   /** Serve HTTPS/WSS. */
   tls?: TlsOptions;
+  /** Where and how `/metrics` is served. Default: on the relay's own listener, without a token. */
+  metrics?: MetricsOptions;
   /** Clock (tests). Default `Date.now`. */
   now?: () => number;
 }

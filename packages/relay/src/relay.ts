@@ -16,6 +16,8 @@ import { httpHandler } from './http.js';
 import { boundedParser } from './parser.js';
 import { ConnectionCounter, KeyedLimiter } from './limits.js';
 import { createMetrics } from './metrics.js';
+import { normalizeOrigin, originWarnings } from './origin.js';
+import { watchRevocations } from './revocation.js';
 import { DEFAULT_LIMITS, checkLimits, type RelayLimits, type RelayOptions } from './options.js';
 import { openStore } from './store/open.js';
 import { attachRedisAdapter, openRedisStore } from './cluster/redis-adapter.js';
@@ -30,8 +32,13 @@ export interface Relay {
   /** The origin clients must sign. */
   readonly origin: string;
   readonly store: RelayStore;
-  /** This instance's Prometheus registry. */
+  /**
+   * This instance's Prometheus registry (the relay's own metrics; `/metrics` serves it together
+   * with the process metrics, see `processMetrics`).
+   */
   readonly metrics: Registry;
+  /** Where `/metrics` is served: the admin listener's URL when `metrics.port` is set, else on {@link url}. */
+  readonly metricsUrl: string;
   readonly limits: Readonly<RelayLimits>;
   readonly logger: Logger;
   /** Disconnects every socket, stops listening, waits for running handlers, closes an owned store. */
@@ -58,6 +65,9 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   await ensureCrypto();
   const limits: RelayLimits = { ...DEFAULT_LIMITS, ...options.limits };
   checkLimits(limits);
+  const givenOrigin = options.origin === undefined ? undefined : normalizeOrigin(options.origin);
+  const metricsOptions = options.metrics ?? {};
+  if (metricsOptions.token !== undefined && metricsOptions.token.length < 16) throw new RangeError('the metrics token must be at least 16 characters');
   const log = options.logger ?? pino({ level: options.logLevel ?? 'info' });
   const now = options.now ?? Date.now;
   if (options.redis !== undefined && options.store !== undefined) throw new TypeError('createRelay: give either store or redis, not both');
@@ -76,7 +86,11 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const server: HttpServer = options.tls
     ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key })
     : createHttpServer();
-  server.on('request', httpHandler(metrics.registry, () => !closing));
+  const adminPort = metricsOptions.port;
+  const token = metricsOptions.token === undefined ? {} : { token: metricsOptions.token };
+  server.on('request', httpHandler(metrics.registry, () => !closing, { metrics: adminPort === undefined, ...token }));
+  // The admin listener: /metrics (and /healthz) only, plain HTTP, loopback by default.
+  const admin = adminPort === undefined ? undefined : createHttpServer(httpHandler(metrics.registry, () => !closing, { metrics: true, ...token }));
 
   const io: RelayServer = new Server(server, {
     serveClient: false,
@@ -92,7 +106,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
 
   const ctx: RelayContext = {
     io, store, log, metrics, limits, now,
-    origin: options.origin ?? '',
+    origin: givenOrigin ?? '',
     eventLimiter: new KeyedLimiter(limits.eventBurst, limits.eventsPerSecond, now),
     bundleLimiter: new KeyedLimiter(limits.bundleFetchesPerMinute, limits.bundleFetchesPerMinute / 60, now),
     addressBundleLimiter: new KeyedLimiter(limits.bundleFetchesPerMinutePerAddress, limits.bundleFetchesPerMinutePerAddress / 60, now),
@@ -155,13 +169,26 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     purging = undefined;
   }));
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
-      server.off('error', reject);
+  const listen = (srv: HttpServer, port: number, host: string) => new Promise<void>((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(port, host, () => {
+      srv.off('error', reject);
       resolve();
     });
   });
+  try {
+    await listen(server, options.port ?? 0, options.host ?? '127.0.0.1');
+    if (admin) await listen(admin, adminPort ?? 0, metricsOptions.host ?? '127.0.0.1');
+  } catch (e) {
+    // Release what was taken (the port, the store and its lock) before reporting.
+    closing = true;
+    await new Promise<void>((resolve) => io.close(() => resolve()));
+    if (admin?.listening) await new Promise((resolve) => admin.close(resolve));
+    await cluster?.close();
+    if (owned) await store.close();
+    throw e;
+  }
+  admin?.on('error', () => log.error({ event: 'adminServer', errorName: 'ServerError' }));
   // A listening server that later fails must not crash the process.
   server.on('error', () => log.error({ event: 'server', errorName: 'ServerError' }));
   server.on('clientError', (_err, sock) => sock.destroy());
@@ -169,14 +196,22 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const { port } = server.address() as AddressInfo;
   const host = options.host ?? '127.0.0.1';
   const url = `${options.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`;
-  ctx.origin = options.origin ?? new URL(url).origin;
-  log.info({ event: 'listen', url, origin: ctx.origin });
+  ctx.origin = givenOrigin ?? new URL(url).origin;
+  let metricsUrl = `${url}/metrics`;
+  if (admin) {
+    const a = admin.address() as AddressInfo;
+    const h = metricsOptions.host ?? '127.0.0.1';
+    metricsUrl = `http://${h.includes(':') ? `[${h}]` : h}:${a.port}/metrics`;
+  }
+  log.info({ event: 'listen', url, origin: ctx.origin, metricsUrl, metricsToken: metricsOptions.token !== undefined });
+  for (const warning of originWarnings(host, ctx.origin, givenOrigin !== undefined, options.tls !== undefined)) log.warn({ event: 'origin' }, warning);
+  const stopRevocations = watchRevocations(ctx);
   const purgeTimer = setInterval(() => void purge(), Math.min(limits.queuePurgeIntervalMs, 2 ** 31 - 1));
   purgeTimer.unref();
 
   let closed: Promise<void> | undefined;
   return {
-    url, port, store, limits, metrics: metrics.registry, logger: log,
+    url, port, store, limits, metrics: metrics.registry, metricsUrl, logger: log,
     get origin() {
       return ctx.origin;
     },
@@ -186,7 +221,11 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
         clearInterval(purgeTimer);
         const done = new Promise<void>((resolve) => io.close(() => resolve()));
         server.closeAllConnections();
+        const adminClosed = admin ? new Promise((resolve) => admin.close(resolve)) : undefined;
+        admin?.closeAllConnections();
         await done;
+        await adminClosed;
+        await stopRevocations();
         await Promise.allSettled([...ctx.inFlight, purging]);
         await cluster?.close();
         if (owned) await store.close();

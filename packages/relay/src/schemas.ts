@@ -13,6 +13,7 @@ import {
   RELAY_MAX_CERTIFICATE_BYTES,
   RELAY_MAX_MANIFESTS_BYTES,
   RELAY_MAX_OPKS_PER_UPLOAD,
+  RELAY_MAX_ORIGIN_LENGTH,
   RELAY_NONCE_BYTES,
 } from '@parley/protocol/wire';
 import { decodeReleaseManifestList } from '@parley/protocol/verify';
@@ -52,6 +53,8 @@ export const authSchema = v.strictObject({
   timestamp: time,
   signature: bytes(64),
   apiKey: v.optional(v.pipe(v.string(), v.maxLength(200))),
+  // The origin the device signed: printable ASCII only, so it can be quoted in errors and logs.
+  origin: v.optional(v.pipe(v.string(), v.maxLength(RELAY_MAX_ORIGIN_LENGTH), v.regex(/^[\x21-\x7e]+$/))),
 });
 
 export const uploadPrekeysSchema = v.strictObject({

@@ -30,7 +30,7 @@ test('CLI: apikey create prints the key once, stores only its hash; list and rev
   const dir = mkdtempSync(join(tmpdir(), 'parley-cli-'));
   try {
     const db = join(dir, 'relay.db');
-    const out = run(['apikey', 'create', '--db', db, '--label', 'support bot']);
+    const out = run(['apikey', 'create', '--db', db, '--create', '--label', 'support bot']);
     const id = /id:\s+(\S+)/.exec(out)![1]!;
     const key = /key:\s+(\S+)/.exec(out)![1]!;
     assert.match(run(['apikey', 'list'], { PARLEY_RELAY_DB: db }), new RegExp(`${id}.*active.*support bot`));
@@ -109,7 +109,7 @@ test('CLI: plain HTTP beyond loopback gets a warning; TLS, loopback, or an https
 test('CLI: serve on loopback with PARLEY_RELAY_LIMITS starts without a warning and applies the limits', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'parley-cli-'));
   try {
-    const child = spawn(process.execPath, [bin, 'serve', '--db', join(dir, 'relay.db'), '--log-level', 'silent'], {
+    const child = spawn(process.execPath, [bin, 'serve', '--port', '0', '--db', join(dir, 'relay.db'), '--log-level', 'silent'], {
       env: { ...process.env, PARLEY_RELAY_LIMITS: 'maxSocketsPerDevice=1,connectBurst=100' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

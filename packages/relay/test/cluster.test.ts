@@ -326,7 +326,7 @@ if (!redisAvailable()) {
     test('CLI: two `parley-relay serve --redis` nodes share one population; apikey create --redis; a non-durable Redis is refused', { timeout: 60_000 }, async () => {
       const prefix = newPrefix();
       const serve = (env: Record<string, string> = {}) => {
-        const child = spawn(process.execPath, [bin, 'serve', '--redis', redis.url, '--origin', ORIGIN, '--log-level', 'silent'], {
+        const child = spawn(process.execPath, [bin, 'serve', '--port', '0', '--redis', redis.url, '--origin', ORIGIN, '--log-level', 'silent'], {
           env: { ...process.env, PARLEY_RELAY_REDIS_PREFIX: prefix, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
         });
         return new Promise<{ child: ChildProcess; url: string }>((resolve, reject) => {
@@ -359,7 +359,7 @@ if (!redisAvailable()) {
       }
       const loose = await RedisServer.start({ extraArgs: ['--appendonly', 'no'] });
       try {
-        const r = spawn(process.execPath, [bin, 'serve', '--redis', loose.url, '--log-level', 'silent'], { stdio: ['ignore', 'pipe', 'pipe'] });
+        const r = spawn(process.execPath, [bin, 'serve', '--port', '0', '--redis', loose.url, '--log-level', 'silent'], { stdio: ['ignore', 'pipe', 'pipe'] });
         let err = '';
         r.stderr!.on('data', (d: Buffer) => (err += d.toString()));
         const code = await new Promise<number | null>((resolve) => r.once('exit', resolve));

@@ -330,6 +330,10 @@ export function storeContract(name: string, make: () => Promise<RelayStore> | Re
     assert.equal(await s.revokeApiKey('k1', 21), false);
     assert.equal(await s.revokeApiKey('missing', 21), false);
     assert.equal(await s.findApiKey('h1'), undefined);
+    // Revoked keys are kept: a login with one is refused as revoked, not as unknown.
+    assert.deepEqual(await s.findApiKey('h1', { includeRevoked: true }), { id: 'k1', hash: 'h1', label: 'bot one', createdAt: 10, revokedAt: 20 });
+    assert.deepEqual(await s.findApiKey('h2', { includeRevoked: true }), { id: 'k2', hash: 'h2', label: '', createdAt: 11 });
+    assert.equal(await s.findApiKey('nope', { includeRevoked: true }), undefined);
     const list = await s.listApiKeys();
     assert.deepEqual(list.map((r) => [r.id, r.revokedAt]), [['k1', 20], ['k2', undefined]]);
   });

@@ -8,12 +8,15 @@
  * parley-org certify --org-key org.key --identity <hex|file> --role bot --label support --days 365 [--json]
  *     prints the certificate (base64; with --json, also its fields) for the bot or agent to publish
  * parley-org inspect <base64> [--org-key-public <hex>]
- *     decodes a certificate; with the public key, also verifies its signature (not the identity)
+ *     decodes a certificate; with the public key, also verifies its signature (not the identity);
+ *     exits 1 when it does not decode, does not verify or has expired
+ * parley-org --version
  * ```
  * The identity is the certified device's public identity as hex: signingKey (32 bytes) followed
  * by dhKey (32 bytes), 128 hex chars, as printed by the bot or client (`identityHex`), or a file
  * holding that hex or a JSON `{ "signingKey": hex, "dhKey": hex }`.
  */
+import { readFileSync } from 'node:fs';
 import { open, readFile, stat } from 'node:fs/promises';
 import { Command, InvalidArgumentError } from 'commander';
 import {
@@ -95,11 +98,17 @@ function role(v: string): OrgRole {
   return v;
 }
 
+/** This package's version (package.json is two folders up from src/cli and from dist/cli). */
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
+
 /** Builds the CLI. `out`/`err` are injectable for tests. */
 export function buildProgram(io: { out: (s: string) => void; err: (s: string) => void; now?: () => number }): Command {
   const program = new Command('parley-org')
     .description('Parley organisation key: certify the identity keys of your bots and agents')
     .configureOutput({ writeOut: io.out, writeErr: io.err })
+    .version(packageVersion(), '-V, --version', 'print the version')
     .exitOverride();
 
   program
@@ -159,8 +168,13 @@ export function buildProgram(io: { out: (s: string) => void; err: (s: string) =>
           view.valid = false;
           view.reason = e instanceof ParleyError ? (e.details?.reason ?? e.code) : 'error';
         }
+      } else if (cert.expiresAt <= (io.now?.() ?? Date.now())) {
+        view.valid = false;
+        view.reason = 'expired';
       }
       io.out(`${JSON.stringify(view, null, 2)}\n`);
+      // An invalid certificate is a failure for scripts too (the JSON above says why).
+      if (view.valid === false) throw new ParleyError('UNTRUSTED_IDENTITY', `the certificate is not valid (${String(view.reason)})`);
     });
   return program;
 }

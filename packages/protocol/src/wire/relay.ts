@@ -66,6 +66,9 @@ export const RELAY_MAX_ATTESTATION_BYTES = 512;
  */
 export const RELAY_MAX_MANIFESTS_BYTES = MAX_RELEASE_MANIFEST_LIST_BYTES;
 
+/** Longest `AuthAnswer.origin` (a URL origin: scheme, a DNS name of up to 253 chars, a port). */
+export const RELAY_MAX_ORIGIN_LENGTH = 300;
+
 /** A device id: 32 lower-case hex chars. */
 export const DEVICE_ID_PATTERN = /^[0-9a-f]{32}$/;
 
@@ -107,6 +110,14 @@ export interface AuthAnswer {
   readonly signature: Uint8Array;
   /** Bots only: the API key issued by the relay operator. Sent over TLS; stored hashed. */
   readonly apiKey?: string;
+  /**
+   * The origin the device signed (the one it dialled), at most {@link RELAY_MAX_ORIGIN_LENGTH}
+   * printable ASCII characters. Not secret and not trusted: the relay compares it with its own
+   * origin before checking the signature, so a mismatch is refused as `UNAUTHENTICATED` with
+   * `details.reason: 'origin'` (and both origins) instead of a bare bad signature. Optional for
+   * older clients.
+   */
+  readonly origin?: string;
 }
 
 /** Whether the authenticated device presented a valid API key. */

@@ -5,7 +5,7 @@
 import type { OneTimePrekeyPublic, PrekeyBundle, PublicIdentity, SignedPrekeyPublic } from '@parley/protocol/verify';
 import { exceededQuota, quotaError } from './quota.js';
 import type {
-  ApiKeyRecord, DeviceStatements, MailboxQuota, NewMessage, PrekeyPublication, RelayStore, StoredIdentity, StoredMessage, TakeBundleOptions,
+  ApiKeyRecord, DeviceStatements, FindApiKeyOptions, MailboxQuota, NewMessage, PrekeyPublication, RelayStore, StoredIdentity, StoredMessage, TakeBundleOptions,
 } from './types.js';
 
 interface DevicePrekeys {
@@ -211,9 +211,9 @@ export class MemoryStore implements RelayStore {
     this.#apiKeys.set(record.id, { ...record });
   }
 
-  async findApiKey(hash: string): Promise<ApiKeyRecord | undefined> {
+  async findApiKey(hash: string, options: FindApiKeyOptions = {}): Promise<ApiKeyRecord | undefined> {
     this.#open();
-    for (const r of this.#apiKeys.values()) if (r.hash === hash && r.revokedAt === undefined) return { ...r };
+    for (const r of this.#apiKeys.values()) if (r.hash === hash && (r.revokedAt === undefined || options.includeRevoked)) return { ...r };
     return undefined;
   }
 

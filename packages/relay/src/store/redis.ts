@@ -33,7 +33,7 @@ import { createClient, ErrorReply, RESP_TYPES } from 'redis';
 import type { PrekeyBundle } from '@parley/protocol/verify';
 import { quotaError } from './quota.js';
 import type {
-  ApiKeyRecord, DeviceStatements, MailboxQuota, NewMessage, PrekeyPublication, QuotaScope, RelayStore, StoredIdentity, StoredMessage, TakeBundleOptions,
+  ApiKeyRecord, DeviceStatements, FindApiKeyOptions, MailboxQuota, NewMessage, PrekeyPublication, QuotaScope, RelayStore, StoredIdentity, StoredMessage, TakeBundleOptions,
 } from './types.js';
 
 /** Connection and safety settings of {@link RedisStore}. */
@@ -212,11 +212,16 @@ redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[4]) end
 return 1`);
 
+// ARGV[2] '1': a revoked record too, as { json, revokedAt }; else { json } for an active one only.
 const FIND_API_KEY = new Script(`
 local id = redis.call('HGET', KEYS[2], ARGV[1])
 if not id then return false end
-if redis.call('HEXISTS', KEYS[3], id) == 1 then return false end
-return redis.call('HGET', KEYS[1], id) or false`);
+local revoked = redis.call('HGET', KEYS[3], id)
+if revoked and ARGV[2] ~= '1' then return false end
+local json = redis.call('HGET', KEYS[1], id)
+if not json then return false end
+if revoked then return { json, revoked } end
+return { json }`);
 
 const REVOKE_API_KEY = new Script(`
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 or redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
@@ -456,10 +461,11 @@ export class RedisStore implements RelayStore {
     }
   }
 
-  async findApiKey(hash: string): Promise<ApiKeyRecord | undefined> {
-    const r = await this.#run(FIND_API_KEY, [this.#key('ak'), this.#key('akh'), this.#key('akr')], [hash]);
-    if (!Buffer.isBuffer(r)) return undefined;
-    return JSON.parse(r.toString('utf8')) as ApiKeyRecord;
+  async findApiKey(hash: string, options: FindApiKeyOptions = {}): Promise<ApiKeyRecord | undefined> {
+    const r = await this.#run(FIND_API_KEY, [this.#key('ak'), this.#key('akh'), this.#key('akr')], [hash, options.includeRevoked ? '1' : '0']);
+    if (!Array.isArray(r) || !Buffer.isBuffer(r[0])) return undefined;
+    const record = JSON.parse(r[0].toString('utf8')) as ApiKeyRecord;
+    return r[1] === undefined || r[1] === null || str(r[1]) === '' ? record : { ...record, revokedAt: num(r[1]) };
   }
 
   async revokeApiKey(id: string, at: number): Promise<boolean> {

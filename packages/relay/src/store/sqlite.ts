@@ -6,11 +6,13 @@
  * better-sqlite3 is synchronous; every multi-statement operation is one transaction, which
  * also makes `takeBundle` atomic against concurrent fetches (one OPK, one requester).
  */
+import { closeSync, existsSync, openSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { PrekeyBundle } from '@parley/protocol/verify';
 import { exceededQuota, quotaError } from './quota.js';
 import type {
-  ApiKeyRecord, DeviceStatements, MailboxQuota, NewMessage, PrekeyPublication, RelayStore, StoredIdentity, StoredMessage, TakeBundleOptions,
+  ApiKeyRecord, DeviceStatements, FindApiKeyOptions, MailboxQuota, NewMessage, PrekeyPublication, RelayStore, StoredIdentity, StoredMessage, TakeBundleOptions,
 } from './types.js';
 
 /**
@@ -144,6 +146,50 @@ function toApiKey(r: ApiKeyRow): ApiKeyRecord {
   return r.revoked_at === null ? base : { ...base, revokedAt: r.revoked_at };
 }
 
+/** Options of {@link SqliteStore}. */
+export interface SqliteStoreOptions {
+  /**
+   * Hold `<path>.lock` while open, so a second relay on the same file fails at once instead of
+   * sharing it. The lock is SQLite's own file lock on that small file, so the kernel drops it
+   * when the process dies (a `kill -9` leaves no stale lock). The `apikey` commands do not take
+   * it: they may run beside the relay. Default `false`; `createRelay` sets it.
+   */
+  readonly lock?: boolean;
+}
+
+/** Checks the folder and creates a missing database file with mode 0600. */
+function prepareFile(path: string): void {
+  const dir = dirname(resolve(path));
+  if (!existsSync(dir)) throw new Error(`the database folder ${dir} does not exist (database ${path}): create it first`);
+  try {
+    closeSync(openSync(path, 'wx', 0o600));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`cannot create the database ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+}
+
+/** Takes the relay lock of `path` (see {@link SqliteStoreOptions.lock}); throws naming the file when held. */
+function takeLock(path: string): Database.Database {
+  const lockPath = `${path}.lock`;
+  prepareFile(lockPath);
+  const lock = new Database(lockPath, { timeout: 0 });
+  try {
+    // Exclusive locking mode: after the first write the connection keeps its exclusive lock
+    // until it closes (or the process dies); any other connection then gets SQLITE_BUSY.
+    lock.pragma('locking_mode = EXCLUSIVE');
+    lock.pragma('journal_mode = MEMORY'); // no -journal file beside the lock
+    lock.exec('CREATE TABLE IF NOT EXISTS relay_lock (pid INTEGER NOT NULL); DELETE FROM relay_lock;');
+    lock.prepare('INSERT INTO relay_lock (pid) VALUES (?)').run(process.pid);
+    return lock;
+  } catch (e) {
+    lock.close();
+    if ((e as { code?: string }).code === 'SQLITE_BUSY') {
+      throw new Error(`the database ${path} is in use by another relay (it holds ${lockPath}): stop that relay, or give another --db`);
+    }
+    throw e;
+  }
+}
+
 interface QueuedWrite {
   readonly run: () => unknown;
   readonly resolve: (value: unknown) => void;
@@ -165,9 +211,26 @@ export class SqliteStore implements RelayStore {
   #queuedWrites: QueuedWrite[] = [];
   #flushScheduled = false;
 
-  /** @param path file path, or `:memory:` */
-  constructor(path: string) {
-    const db = new Database(path);
+  /** The lock file's connection while this store holds it (see {@link SqliteStoreOptions.lock}). */
+  readonly #lock: Database.Database | undefined;
+
+  /**
+   * @param path file path, or `:memory:`. A new file is created with mode 0600 (SQLite gives
+   *   its `-wal` and `-shm` files the same mode); its folder must exist.
+   * @throws Error with a one-line message when the folder is missing, or (with `lock`) when
+   *   another relay holds the file.
+   */
+  constructor(path: string, options: SqliteStoreOptions = {}) {
+    const onDisk = path !== '' && path !== ':memory:' && !path.startsWith('file:');
+    if (onDisk) prepareFile(path);
+    this.#lock = onDisk && options.lock ? takeLock(path) : undefined;
+    let db: Database.Database;
+    try {
+      db = new Database(path);
+    } catch (e) {
+      this.#lock?.close();
+      throw e;
+    }
     this.#db = db;
     db.pragma('journal_mode = WAL');
     // FULL: fsync the WAL on every commit, so an acked send survives power loss, not only kill -9.
@@ -206,6 +269,7 @@ export class SqliteStore implements RelayStore {
       depth: db.prepare("SELECT COALESCE((SELECT n FROM mailbox_counts WHERE scope = 'g' AND key = ''), 0) AS n"),
       insertKey: db.prepare('INSERT INTO api_keys (id, hash, label, created_at, revoked_at) VALUES (?, ?, ?, ?, ?)'),
       findKey: db.prepare('SELECT * FROM api_keys WHERE hash = ? AND revoked_at IS NULL'),
+      findAnyKey: db.prepare('SELECT * FROM api_keys WHERE hash = ?'),
       revokeKey: db.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
       listKeys: db.prepare('SELECT * FROM api_keys ORDER BY created_at, id'),
     };
@@ -357,8 +421,8 @@ export class SqliteStore implements RelayStore {
     this.#q.insertKey.run(r.id, r.hash, r.label, r.createdAt, r.revokedAt ?? null);
   }
 
-  async findApiKey(hash: string): Promise<ApiKeyRecord | undefined> {
-    const row = this.#q.findKey.get(hash) as ApiKeyRow | undefined;
+  async findApiKey(hash: string, options: FindApiKeyOptions = {}): Promise<ApiKeyRecord | undefined> {
+    const row = (options.includeRevoked ? this.#q.findAnyKey : this.#q.findKey).get(hash) as ApiKeyRow | undefined;
     return row && toApiKey(row);
   }
 
@@ -374,5 +438,6 @@ export class SqliteStore implements RelayStore {
     if (!this.#db.open) return;
     this.#flushWrites(); // writes already issued still commit (or fail) before the file closes
     this.#db.close();
+    this.#lock?.close();
   }
 }

@@ -73,6 +73,12 @@ export interface TakeBundleOptions {
   readonly oneTimePrekey?: boolean;
 }
 
+/** Options of {@link RelayStore.findApiKey}. */
+export interface FindApiKeyOptions {
+  /** Also return a revoked record. Default `false`. */
+  readonly includeRevoked?: boolean;
+}
+
 /** A stored API key record. Only the hash of the key is kept. */
 export interface ApiKeyRecord {
   /** Public id, used to list and revoke. */
@@ -137,8 +143,11 @@ export interface RelayStore {
 
   /** Stores a new API key record. Rejects a duplicate id or hash. */
   putApiKey(record: ApiKeyRecord): Promise<void>;
-  /** The active (not revoked) record with this hash. */
-  findApiKey(hash: string): Promise<ApiKeyRecord | undefined>;
+  /**
+   * The active (not revoked) record with this hash; with `includeRevoked`, a revoked one too
+   * (with `revokedAt`): revoked keys are kept, so a login can be refused as revoked.
+   */
+  findApiKey(hash: string, options?: FindApiKeyOptions): Promise<ApiKeyRecord | undefined>;
   /** Marks a key revoked. @returns false when no active key has this id. */
   revokeApiKey(id: string, at: number): Promise<boolean>;
   /** Every key record, revoked ones included (never the keys themselves). */

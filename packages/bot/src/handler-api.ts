@@ -23,13 +23,42 @@ export type BotMessage = MessageContent & {
   /** Sender's clock when it was sent, ms since the epoch. */
   readonly sentAt: number;
   /**
-   * True when the enclave restarted while an earlier run of the handler for this message was
-   * unfinished, so this is a second run. Replies of both runs carry the same ids (the nth reply
-   * to a message always has the same id), so the customer sees each reply once as long as the
-   * handler replies deterministically.
+   * True when an earlier run of the handler for this message did not complete, so this is a
+   * second (or later) run: the enclave restarted while it was unfinished, its handler worker
+   * was restarted (another run was stuck in a busy loop), or it failed (threw, timed out, asked
+   * for an oversize reply) fewer than `maxHandlerFailures` times. Replies of every run carry the
+   * same ids (the nth reply to a message always has the same id), so the customer sees each
+   * reply once as long as the handler replies deterministically; `ctx.state` is as it was
+   * before the first run (a run's changes are kept only when it completes).
    */
   readonly redelivered: boolean;
 };
+
+/** A value `ctx.state` keeps: anything JSON can carry. */
+export type JsonValue = null | boolean | number | string | readonly JsonValue[] | { readonly [key: string]: JsonValue };
+
+/**
+ * `ctx.state`: this conversation's key-value store, sealed by the enclave and kept across
+ * restarts (the host stores only sealed blobs). Per conversation: another customer's handler
+ * runs never see it.
+ *
+ * Consistency: reads see the run's own writes at once; the run's changes become durable
+ * together, atomically with the message being consumed, when the handler returns. A run that
+ * throws, times out or is interrupted (a crash) changes nothing, so a re-run sees the state
+ * exactly as the first run did. Limits: keys of 1..200 characters; all keys and values of one
+ * conversation, as JSON, at most 64 KiB. A limit broken is `USAGE` (`details.reason`:
+ * `stateKey`, `stateValue`, `stateTooLarge`), thrown by the call that broke it.
+ */
+export interface HandlerState {
+  /** The value stored under `key` (a fresh copy), or `undefined`. */
+  get<T extends JsonValue = JsonValue>(key: string): Promise<T | undefined>;
+  /** Stores `value` (a JSON value; `undefined`, functions, `BigInt` and cycles are refused) under `key`. */
+  set(key: string, value: JsonValue): Promise<void>;
+  /** Removes `key`; `true` if it was there. */
+  delete(key: string): Promise<boolean>;
+  /** Every key and value of this conversation, in insertion order. */
+  entries(): Promise<[string, JsonValue][]>;
+}
 
 /** What the handler can do. */
 export interface BotContext {
@@ -42,6 +71,8 @@ export interface BotContext {
   safetyNumber(): string;
   /** The bot's own device id. */
   readonly botDeviceId: string;
+  /** This conversation's sealed key-value store (see {@link HandlerState}). */
+  readonly state: HandlerState;
 }
 
 /** The default export of a handler module. */

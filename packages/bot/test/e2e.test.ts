@@ -83,14 +83,15 @@ test('a handler that throws is reported as a typed error without its message, an
   const dir = tempDir(t);
   const relay = await startRelay();
   t.after(() => relay.close());
-  const { bot, logger } = await startBot(relay, dir);
+  // One failure quarantines the message (no re-run); the customer gets the default failure reply.
+  const { bot, logger } = await startBot(relay, dir, { maxHandlerFailures: 1 });
   t.after(() => bot.close());
   const c = await Customer.connect(relay.url);
   t.after(() => c.close());
   await c.send(bot.deviceId, 'throw');
   await c.send(bot.deviceId, 'after');
-  await waitFor(() => c.replies.length >= 1, 10_000, 'reply after the failure');
-  assert.deepEqual(c.replies.map((r) => r.text), ['echo:after']);
+  await waitFor(() => c.replies.length >= 2, 10_000, 'reply after the failure');
+  assert.deepEqual(c.replies.map((r) => r.text), ['Sorry, something went wrong on our side. Please try again.', 'echo:after']);
   await waitFor(() => bot.stats.handlerFailures === 1, 5000, 'failure reported');
   assert.match(logger.text(), /"code":"INTERNAL"/);
   assert.doesNotMatch(logger.text(), /handler failed on/, 'the error message (which quotes plaintext) stayed in the enclave');

@@ -93,7 +93,8 @@ test('the handler worker keeps the handler contract: errors withheld (an SDK err
   const dir = tempDir(t);
   const relay = await startRelay();
   t.after(() => relay.close());
-  const { bot, logger } = await startBot(relay, dir, { handler: CONTRACT, restartBackoffMs: { min: 10, max: 100 } });
+  // No failure reply and no re-run of a failed message: this test is about what crosses.
+  const { bot, logger } = await startBot(relay, dir, { handler: CONTRACT, restartBackoffMs: { min: 10, max: 100 }, maxHandlerFailures: 1, failureReply: false });
   t.after(() => bot.close());
   const c = await Customer.connect(relay.url);
   t.after(() => c.close());

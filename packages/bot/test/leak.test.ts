@@ -43,6 +43,7 @@ test(`B1/B5: ${CONVERSATIONS * PER_CONVERSATION} messages with a canary; 0 canar
   const crossed: unknown[] = [];
   const { bot, logger } = await startBot(relay, dir, {
     oneTimePrekeys: 100,
+    failureReply: false, // the driver counts replies: one per message that does not throw
     unsafeTestingExposeKeys: keys.port2,
     unsafeTestingTap: (_direction, message) => crossed.push(message),
   });

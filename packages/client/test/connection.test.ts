@@ -118,6 +118,20 @@ describe('TLS trust: the ca option', () => {
       await relay.close();
     }
   });
+
+  it('an https:// URL to a plain-HTTP relay is TRANSPORT / tls, asking whether it serves HTTPS', async () => {
+    const relay = await startRelay();
+    try {
+      const c = await newClient(relay.url.replace(/^http:/, 'https:'));
+      const { error, ms } = await rejection(c.connect());
+      assert.ok(isParleyError(error, 'TRANSPORT'), String(error));
+      assert.equal(error.details?.reason, 'tls');
+      assert.match(error.message, /is it serving HTTPS on that port/);
+      assert.ok(ms < TIMEOUT_MS / 4, `rejected after ${ms} ms`);
+    } finally {
+      await relay.close();
+    }
+  });
 });
 
 describe('connection events', () => {
@@ -151,6 +165,9 @@ describe('connection events', () => {
       const { error, ms } = await rejection(c.connect());
       assert.ok(isParleyError(error, 'UNAUTHENTICATED'), String(error));
       assert.match(error.message, /refused the login/);
+      assert.equal(error.details?.reason, 'origin');
+      assert.equal(error.details?.signedOrigin, 'https://not-the-relay.example');
+      assert.match(error.message, /dial the relay's public URL/);
       assert.ok(ms < TIMEOUT_MS / 4, `rejected after ${ms} ms`);
       assert.deepEqual(failed, [error]);
       const attempts = await authFailures(relay);

@@ -46,6 +46,11 @@ function codeOf(value: unknown): string | undefined {
 
 /** The system error code inside a socket.io `connect_error` (description.error, description, context, cause). */
 export function systemCodeOf(err: unknown): string | undefined {
+  return systemErrorOf(err)?.code;
+}
+
+/** The innermost error with a system code, and its message (read, never repeated in ours). */
+function systemErrorOf(err: unknown): { code: string; message: string } | undefined {
   const seen = new Set<unknown>();
   const queue: unknown[] = [err];
   while (queue.length > 0) {
@@ -53,7 +58,7 @@ export function systemCodeOf(err: unknown): string | undefined {
     if (typeof e !== 'object' || e === null || seen.has(e)) continue;
     seen.add(e);
     const code = codeOf(e);
-    if (code) return code;
+    if (code) return { code, message: e instanceof Error ? e.message : '' };
     const o = e as { description?: unknown; context?: unknown; cause?: unknown; error?: unknown };
     queue.push(o.description, o.error, o.cause, o.context);
   }
@@ -62,8 +67,11 @@ export function systemCodeOf(err: unknown): string | undefined {
 
 /** Classifies a socket.io `connect_error`. */
 export function classifyConnectError(err: unknown): ConnectFailure {
-  const code = systemCodeOf(err);
+  const system = systemErrorOf(err);
+  const code = system?.code;
   if (code) {
+    // Node's words when the server hangs up during the TLS handshake (e.g. an http:// server).
+    if (code === 'ECONNRESET' && /before secure TLS connection was established/.test(system.message)) return { reason: 'tls', cause: code };
     if (REFUSED.has(code)) return { reason: 'refused', cause: code };
     if (DNS.has(code)) return { reason: 'dns', cause: code };
     if (TLS_UNTRUSTED.has(code) || TLS_EXPIRED.has(code) || TLS_NAME.has(code) || TLS_OTHER.has(code) || code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_')) {

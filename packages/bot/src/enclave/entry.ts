@@ -31,9 +31,9 @@ import { readFileSync } from 'node:fs';
 import { deriveAnchorKey } from './seal.js';
 import { loadSealingSecret, RollbackAnchor } from './secret.js';
 import { SealedKeyValueStore } from './sealed-store.js';
-import { HandlerQueue, HandlerWorker, type BotMessage } from './handler.js';
+import { HandlerQueue, HandlerWorker, type BotMessage, type RunOutcome } from './handler.js';
 import { openEngine, type EnclaveEngine, type ReceivedMessage } from './engine.js';
-import type { OutgoingContent } from '@parley/protocol';
+import { decodeContent, type OutgoingContent } from '@parley/protocol';
 import { TestingKeyTap } from './unsafe-testing.js';
 
 if (!parentPort) throw new Error('the enclave entry must run in a worker thread');
@@ -69,8 +69,25 @@ interface State {
   tap: TestingKeyTap | undefined;
 }
 
+  /** Failures of one message before it is quarantined (`maxHandlerFailures`). */
+  maxFailures: number;
+  /** What the customer gets when a run fails (`failureReply`), if anything. */
+  failureReply: OutgoingContent | undefined;
 let state: State | undefined;
 let initialising = false;
+/** `ctx.state` of a conversation: one sealed record (README "Handler state"). */
+const STATE_PREFIX = 'handler-state/';
+/** Failures so far of a message not yet consumed: `{ failures, replied }` (README "Handler limits and failures"). */
+const FAILURES_PREFIX = 'handler-failures/';
+/** The measurement entry of dev mode (README "Handler limits and failures"). */
+const DEV_MODE_LABEL = 'parley:dev-mode';
+/** Default `maxHandlerFailures`. */
+const DEFAULT_MAX_HANDLER_FAILURES = 3;
+/** The reply index of the failure reply: deterministic per message, never a handler reply's (those stop at 1000). */
+const FAILURE_REPLY_INDEX = 0xffff;
+const textDecoder = new TextDecoder();
+const textEncoder = new TextEncoder();
+
 let nextReq = 1;
 const pendingPersists = new Map<number, { resolve: () => void; reject: (e: unknown) => void }>();
 
@@ -231,28 +248,98 @@ async function sendReceipt(s: State, peer: string): Promise<void> {
 
 function runHandler(s: State, msg: ReceivedMessage, redelivered: boolean): void {
   s.queue.push(msg.from, async () => {
-    let replies = 0;
-    const view: BotMessage = {
-      ...msg,
-      redelivered,
-    };
-    // The handler worker asks for each reply in turn; the run settles once the handler returned
-    // and its replies are committed (then the message is consumed and receipted, as before).
-    const reply = async (content: OutgoingContent): Promise<void> => {
-      if (replies >= 1000) throw new ParleyError('USAGE', 'at most 1000 replies per message');
-      const messageId = replyId(msg.from, msg.id, replies++);
-      // The customer asked for a session reset: the reply needs its bundle, which the host fetches.
-      if (s.engine.needsBundle(msg.from)) await bundleArrival(msg.from);
-      const out = await commit(s, () => s.engine.send(msg.from, content, messageId));
-      if (out) post({ type: 'send', to: out.to, id: out.id, envelope: out.envelope });
-    };
+/** Encrypts one reply to `msg`'s sender under reply index `index` (deterministic id) and hands it to the host. */
+async function sendReply(s: State, msg: ReceivedMessage, index: number, content: OutgoingContent, also?: () => Promise<void>): Promise<void> {
+  const messageId = replyId(msg.from, msg.id, index);
+  // The customer asked for a session reset: the reply needs its bundle, which the host fetches.
+  if (s.engine.needsBundle(msg.from)) await bundleArrival(msg.from);
+  const out = await commit(s, async () => {
+    await also?.();
+    return s.engine.send(msg.from, content, messageId);
+  });
+  if (out) post({ type: 'send', to: out.to, id: out.id, envelope: out.envelope });
+}
+
+/** How often `msg` failed so far, and whether the failure reply went out (sealed, so a restart continues the count). */
+async function failuresOf(s: State, key: string): Promise<{ failures: number; replied: boolean }> {
+  const raw = await s.store.get(key);
+  if (!raw) return { failures: 0, replied: false };
+  const v = JSON.parse(textDecoder.decode(raw)) as { failures?: unknown; replied?: unknown };
+  return { failures: typeof v.failures === 'number' ? v.failures : 0, replied: v.replied === true };
+}
+
+/**
+ * The run failed: counts it (sealed) and, at the first failure, sends the failure reply in the
+ * same commit (its id is fixed per message, so no re-run or restart sends a second one); then
+ * reports it to the host (typed facts; the handler's message only in dev mode).
+ */
+async function recordFailure(s: State, msg: ReceivedMessage, key: string, before: { failures: number; replied: boolean }, outcome: Extract<RunOutcome, { status: 'failed' }>): Promise<{ failures: number; replied: boolean }> {
+  const failures = before.failures + 1;
+  const save = (replied: boolean) => () => s.store.setMany([[key, textEncoder.encode(JSON.stringify({ failures, replied }))]]);
+  let replied = before.replied;
+  let saved = false;
+  if (!replied && s.failureReply !== undefined) {
     try {
-      await s.handler.run(view, s.engine.deviceId, reply);
-    } catch (e) {
-      post({ type: 'event', name: { type: 'handlerFailed' }, error: toWireError(e) });
+      await sendReply(s, msg, FAILURE_REPLY_INDEX, s.failureReply, save(true));
+      replied = saved = true;
+    } catch {
+      // No session, an untrusted or blocked customer: the count is still recorded below.
+    }
+  }
+  if (!saved) await commit(s, save(replied));
+  post({
+    type: 'event',
+    name: {
+      type: 'handlerFailed',
+      kind: outcome.kind,
+      peer: msg.from,
+      messageId: msg.id,
+      failures,
+      quarantined: failures >= s.maxFailures,
+      failureReplySent: replied,
+      ...(outcome.dev ? { dev: outcome.dev } : {}),
+    },
+    error: toWireError(outcome.error),
+  });
+  return { failures, replied };
+}
+
+/**
+ * Runs the handler for one message, in order within its conversation. A run that fails is run
+ * again (flagged `redelivered`) until it failed `maxFailures` times; then the message is
+ * quarantined: consumed without another run. An interrupted run (its worker was ended because
+ * another run was stuck) is run again without counting. The message is consumed, and the run's
+ * `ctx.state` changes committed, in one commit once a run returns.
+ */
+    const failKey = `${FAILURES_PREFIX}${msg.from}/${msg.id}`;
+    const stateKey = `${STATE_PREFIX}${msg.from}`;
+    let again = redelivered;
+    let record = await failuresOf(s, failKey);
+    let outcome: RunOutcome | undefined;
+    while (record.failures < s.maxFailures) {
+      let replies = 0;
+      const view: BotMessage = { ...msg, redelivered: again };
+      // The handler worker asks for each reply in turn; the run settles once the handler returned
+      // and its replies are committed (then the message is consumed and receipted, as before).
+      const reply = async (content: OutgoingContent): Promise<void> => {
+        if (replies >= 1000) throw new ParleyError('USAGE', 'at most 1000 replies per message');
+        await sendReply(s, msg, replies++, content);
+      };
+      const stored = await s.store.get(stateKey);
+      outcome = await s.handler.run(view, s.engine.deviceId, stored ? textDecoder.decode(stored) : '', reply);
+      again = true;
+      if (outcome.status === 'done') break;
+      if (outcome.status === 'failed') record = await recordFailure(s, msg, failKey, record, outcome);
     }
     try {
-      await commit(s, () => s.engine.consume(msg.from, msg.id));
+      const state = outcome?.status === 'done' ? outcome.state : undefined;
+      await commit(s, async () => {
+        await s.engine.consume(msg.from, msg.id);
+        if (record.failures > 0) await s.store.delMany([failKey]);
+        if (state === '') {
+          if (await s.store.get(stateKey)) await s.store.delMany([stateKey]);
+        } else if (state !== undefined) await s.store.setMany([[stateKey, textEncoder.encode(state)]]);
+      });
       await sendReceipt(s, msg.from);
     } catch (e) {
       post({ type: 'event', name: { type: 'handlerFailed' }, error: toWireError(e) });
@@ -274,9 +361,15 @@ const impl: Impl = {
       const handlerFiles = handlerCodeFiles(p.handlerUrl);
       const files: [string, Uint8Array][] = enclaveCodeFiles().map(([l, f]) => [l, new Uint8Array(readFileSync(f))]);
       for (const f of handlerFiles) files.push([f.label, f.bytes]);
-      const measured = measure(files);
+      // Dev mode lets handler errors (which may quote plaintext) cross to the host: a bot running
+      // it attests to another measurement, so clients pinning the production one refuse it.
+      if (p.dev) files.push([DEV_MODE_LABEL, textEncoder.encode('handler errors cross the enclave boundary')]);
+      // The egress policy is measured with the code (appended last, when not empty) and is the
+      // one ctx.fetch enforces: the policy a client verifies is the policy that runs.
+      const measured = measure(files, p.egress ?? []);
+      const handlerAt = files.length;
       const { measurement } = measured;
-      const digests = measured.files.slice(files.length - handlerFiles.length);
+      const digests = measured.files.slice(handlerAt, handlerAt + handlerFiles.length);
       const handlerStart = HandlerWorker.start({
         handlerUrl: p.handlerUrl,
         measured: handlerFiles.map((f, i) => [f.path, digests[i]!.sha256] as const),
@@ -285,6 +378,9 @@ const impl: Impl = {
       });
       handlerStart.catch(() => undefined); // awaited below, once the state is unsealed
       let unsealed: { store: SealedKeyValueStore; engine: EnclaveEngine; tap: TestingKeyTap | undefined };
+        ...(p.handlerTimeoutMs !== undefined ? { timeoutMs: p.handlerTimeoutMs } : {}),
+        ...(p.dev ? { dev: true } : {}),
+        onRestart: () => console.warn('a handler run was stuck past its time limit (a busy loop?): the handler worker was restarted; its other runs run again'),
       try {
         // Sealed state is bound to the measurement and checked against the rollback anchor
         // (sealed-store.ts); a new secret is never made for existing state.
@@ -307,7 +403,17 @@ const impl: Impl = {
       }
       const { store, engine, tap } = unsealed;
       const handler = await handlerStart;
-      const s: State = { store, engine, handler, measurement, queue: new HandlerQueue(MAX_CONCURRENT_HANDLERS), tap };
+      const failureReply = p.failureReply ? decodeContent(p.failureReply.type, p.failureReply.body) : undefined;
+      const s: State = {
+        store,
+        engine,
+        handler,
+        measurement,
+        queue: new HandlerQueue(MAX_CONCURRENT_HANDLERS),
+        tap,
+        maxFailures: p.maxHandlerFailures ?? DEFAULT_MAX_HANDLER_FAILURES,
+        failureReply: failureReply === undefined ? undefined : failureReply.type === 'text' ? failureReply.text : failureReply.type === 'json' ? failureReply.json : failureReply.binary,
+      };
       state = s;
       // Replies committed before a crash but never handed to the host go out first, in commit
       // order, so a handler re-run below can never put a later reply ahead of them.

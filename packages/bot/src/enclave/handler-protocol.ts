@@ -22,6 +22,8 @@ export interface HandlerWorkerData {
   /** `ctx.safetyNumber()` is synchronous: the worker asks on `port` and waits on `flag` (a 4-byte flag, nothing else shared). */
   readonly sync: { readonly port: MessagePort; readonly flag: Int32Array };
 }
+  /** `dev: true` (README "Handler limits and failures"): a failure report carries the error's message and stack. */
+  readonly dev?: boolean;
 
 /** An error the enclave answered a request of one run with; `echo` numbers it within the run. */
 export interface EchoedError {
@@ -31,7 +33,16 @@ export interface EchoedError {
 
 /** Enclave → handler worker. */
 export type ToHandler =
-  | { readonly t: 'run'; readonly run: number; readonly botDeviceId: string; readonly message: BotMessage }
+  | {
+      readonly t: 'run';
+      readonly run: number;
+      readonly botDeviceId: string;
+      readonly message: BotMessage;
+      /** The conversation's `ctx.state` record as committed (`handler-state.ts`; `''`: empty). */
+      readonly state: string;
+    }
+  /** Liveness probe after a run's time limit: a worker that does not answer is stuck (a busy loop). */
+  | { readonly t: 'ping'; readonly n: number }
   | { readonly t: 'replied'; readonly run: number; readonly seq: number; readonly error?: EchoedError };
 
 /** Why a handler run failed, as the worker may say it: never the error's message. */
@@ -45,11 +56,34 @@ export interface HandlerFailure {
 }
 
 /** Handler worker → enclave. */
+  /** Only in dev mode: the error's message, stack, and the handler file and line it was thrown at (may carry plaintext). */
+  readonly dev?: HandlerDevReport;
 export type FromHandler =
   | { readonly t: 'loaded' }
+/** What dev mode reports of a handler's error (bounded: {@link MAX_DEV_MESSAGE}, {@link MAX_DEV_STACK}). */
+export interface HandlerDevReport {
+  readonly message: string;
+  readonly stack?: string;
+  readonly file?: string;
+  readonly line?: number;
+}
+
+/** Longest error message dev mode reports. */
+export const MAX_DEV_MESSAGE = 1000;
+/** Longest stack dev mode reports. */
+export const MAX_DEV_STACK = 4000;
+
   | { readonly t: 'loadFailed'; readonly message: string; readonly details?: { readonly reason: string; readonly file: string } }
   | { readonly t: 'reply'; readonly run: number; readonly seq: number; readonly type: ContentType; readonly body: Uint8Array }
-  | { readonly t: 'done'; readonly run: number; readonly failure?: HandlerFailure };
+  /**
+   * The handler returned (or threw: `failure`). `state`: the conversation's `ctx.state` record
+   * after the run, only when the run changed it; committed with the message's consumption.
+   */
+  | { readonly t: 'done'; readonly run: number; readonly failure?: HandlerFailure; readonly state?: string }
+  /** The worker refused a reply of run `run` for its size (the run fails as `oversize`). */
+  | { readonly t: 'oversize'; readonly run: number }
+  /** Answer to `ping`. */
+  | { readonly t: 'pong'; readonly n: number }
 
 /** `ctx.safetyNumber()`: worker → enclave on the sync port. */
 export interface SyncRequest {

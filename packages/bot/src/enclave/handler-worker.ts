@@ -22,12 +22,16 @@ import { fileURLToPath } from 'node:url';
 import { format } from 'node:util';
 import { ERROR_CODES, ParleyError } from '@parley/protocol/errors';
 import { encodeContent, type OutgoingContent } from '@parley/protocol/wire';
-import type { BotContext, BotHandler } from '../handler-api.js';
+import type { BotContext, BotHandler, JsonValue } from '../handler-api.js';
+import { checkStateKey, decodeState, encodeState, stateBytes, stateTooLarge, stateValueText, MAX_STATE_BYTES } from './handler-state.js';
 import {
   CHANGED_MARK,
+  MAX_DEV_MESSAGE,
+  MAX_DEV_STACK,
   MAX_REPLY_BODY_BYTES,
   UNMEASURED_MARK,
   type FromHandler,
+  type HandlerDevReport,
   type HandlerFailure,
   type HandlerWorkerData,
   type SyncAnswer,
@@ -175,16 +179,45 @@ function echoed(error: { error: Parameters<typeof ParleyError.fromJSON>[0]; echo
   return e;
 }
 
-/** What the enclave may be told about a thrown value: its name, a ParleyError's code, an echo. */
+/**
+ * Dev mode only: the error's message and stack, and the first frame in a file of the handler's
+ * measured graph (where the developer's code threw). May carry plaintext.
+ */
+function devReport(e: unknown): HandlerDevReport {
+  const message = (e instanceof Error ? `${e.name}: ${String(e.message)}` : `non-error value: ${String(e)}`).slice(0, MAX_DEV_MESSAGE);
+  const stack = e instanceof Error && typeof e.stack === 'string' ? e.stack.slice(0, MAX_DEV_STACK) : undefined;
+  let where: { file: string; line: number } | undefined;
+  for (const m of (stack ?? '').matchAll(/((?:file:\/\/)?\/[^\s():]+):(\d+)(?::\d+)?/g)) {
+    let file = m[1]!;
+    try {
+      if (file.startsWith('file:')) file = fileURLToPath(file);
+    } catch {
+      continue;
+    }
+    if (measured.has(file)) {
+      where = { file, line: Number(m[2]) };
+      break;
+    }
+  }
+  return { message, ...(stack !== undefined ? { stack } : {}), ...(where ?? {}) };
+}
+
+/** What the enclave may be told about a thrown value: its name, a ParleyError's code, an echo (and in dev mode, {@link devReport}). */
 function failureOf(e: unknown): HandlerFailure {
   try {
     const echo = typeof e === 'object' && e !== null ? echoes.get(e) : undefined;
     const name = e instanceof Error && /^[A-Za-z]{1,40}$/.test(e.name) ? e.name : 'non-error value';
     const raw = e instanceof Error ? (e as { code?: unknown }).code : undefined;
     const code = typeof raw === 'string' && (ERROR_CODES as readonly string[]).includes(raw) ? raw : undefined;
-    return { name, ...(code !== undefined ? { code } : {}), ...(echo !== undefined ? { echo } : {}) };
+    return { name, ...(code !== undefined ? { code } : {}), ...(echo !== undefined ? { echo } : {}), ...(dev ? { dev } : {}) };
   } catch {
-    return { name: 'non-error value' };
+    return { name: 'non-error value', ...(dev ? { dev } : {}) };
+  }
+  let dev: HandlerDevReport | undefined;
+  try {
+    if (data.dev) dev = devReport(e);
+  } catch {
+    dev = { message: 'the thrown value could not be described' };
   }
 }
 
@@ -197,6 +230,47 @@ function safetyNumber(run: number): string {
   const deadline = Date.now() + SYNC_TIMEOUT_MS;
   for (;;) {
     const got = receiveMessageOnPort(sync)?.message as SyncAnswer | undefined;
+/**
+ * `ctx.state` for one run: the conversation's committed state, with this run's writes on top.
+ * Nothing is written anywhere until the run returns: the enclave commits the whole record with
+ * the message's consumption (README "Handler state"), so a failed or interrupted run changes nothing.
+ */
+function stateFor(record: string, isOver: () => boolean): { api: BotContext['state']; changed: () => string | undefined } {
+  const entries = decodeState(record);
+  let dirty = false;
+  const over = (): void => {
+    if (isOver()) throw new ParleyError('USAGE', 'the handler already returned for this message: change ctx.state before it returns');
+  };
+  const api: BotContext['state'] = Object.freeze({
+    get: async (key: string) => {
+      const text = entries.get(checkStateKey(key));
+      return text === undefined ? undefined : JSON.parse(text);
+    },
+    set: async (key: string, value: JsonValue) => {
+      over();
+      const k = checkStateKey(key);
+      const text = stateValueText(value);
+      const before = entries.get(k);
+      entries.set(k, text);
+      const bytes = stateBytes(encodeState(entries));
+      if (bytes > MAX_STATE_BYTES) {
+        if (before === undefined) entries.delete(k);
+        else entries.set(k, before);
+        throw stateTooLarge(bytes);
+      }
+      dirty = true;
+    },
+    delete: async (key: string) => {
+      over();
+      const had = entries.delete(checkStateKey(key));
+      dirty ||= had;
+      return had;
+    },
+    entries: async () => [...entries].map(([k, v]): [string, JsonValue] => [k, JSON.parse(v) as JsonValue]),
+  });
+  return { api, changed: () => (dirty ? encodeState(entries) : undefined) };
+}
+
     if (got?.call === call) {
       if (got.ok) return got.value;
       throw echoed(got.error);
@@ -220,8 +294,11 @@ async function run(handler: BotHandler, m: Extract<ToHandler, { t: 'run' }>): Pr
         try {
           encoded = encodeContent(content);
         } catch (e) {
+  let returned = false;
+  const state = stateFor(m.state, () => returned);
           reject(e);
           return;
+    state: state.api,
         }
         if (encoded.body.length > MAX_REPLY_BODY_BYTES) {
           reject(new ParleyError('PAYLOAD_TOO_LARGE', 'plaintext exceeds the maximum message size'));
@@ -234,11 +311,14 @@ async function run(handler: BotHandler, m: Extract<ToHandler, { t: 'run' }>): Pr
   });
   let failure: HandlerFailure | undefined;
   try {
+          post({ t: 'oversize', run: m.run });
     await handler(m.message, ctx);
   } catch (e) {
     failure = failureOf(e);
   }
-  post({ t: 'done', run: m.run, ...(failure ? { failure } : {}) });
+  returned = true;
+  const changed = failure ? undefined : state.changed();
+  post({ t: 'done', run: m.run, ...(failure ? { failure } : {}), ...(changed !== undefined ? { state: changed } : {}) });
 }
 
 let handler: BotHandler | undefined;
@@ -269,3 +349,5 @@ port.on('message', (m: ToHandler) => {
   }
 });
 if (handler) post({ t: 'loaded' });
+  } else if (m.t === 'ping') {
+    post({ t: 'pong', n: m.n });

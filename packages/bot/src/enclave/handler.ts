@@ -4,14 +4,22 @@
  * The enclave never imports the handler. It starts a second worker, the *handler worker*
  * (`handler-worker.ts`): a separate V8 isolate, with its own module instances, heap and crypto
  * (none), that loads the handler and only the files the measurement covers. The enclave hands it
- * one decrypted message at a time and does what it asks on that message's behalf: encrypt and
- * send a reply (through the same sealed outbox as before), or tell it the safety number. No key,
- * session, sealed record or engine object ever crosses; nothing the handler patches or wraps in
- * its isolate is the enclave's.
+ * one decrypted message at a time (with that conversation's `ctx.state` record) and does what it
+ * asks on that message's behalf: encrypt and send a reply (through the same sealed outbox as
+ * before), or tell it the safety number. No key, session, sealed record or engine object ever
+ * crosses; nothing the handler patches or wraps in its isolate is the enclave's.
+ *
+ * Limits (THREATS B6): every run has a time limit. At the limit the run is abandoned (its later
+ * replies are refused) and reported as a `timeout` failure; the enclave then probes the worker,
+ * and a worker that does not answer (a busy loop: Node cannot preempt a promise, only end the
+ * isolate) is ended and started again, its other runs reported as `interrupted` (the enclave
+ * re-runs them, flagged `redelivered`). A run that throws is a `threw` failure, one that asked
+ * for a reply too large to send an `oversize` failure.
  *
  * The handler sees plaintext; nothing it returns or throws leaves the enclave except as a typed
- * `{ code, message }` whose message is fixed by the SDK. Everything the handler worker posts is
- * validated here first: the handler's own code can post anything on that port.
+ * `{ code, message }` whose message is fixed by the SDK (and, only in dev mode, the error's own
+ * message and stack). Everything the handler worker posts is validated here first: the handler's
+ * own code can post anything on that port.
  */
 import { writeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -20,9 +28,23 @@ import type { Readable } from 'node:stream';
 import { ERROR_CODES, ParleyError, decodeContent, type OutgoingContent, type ParleyErrorCode, type SerializedParleyError } from '@parley/protocol';
 import { toWireError } from '../rpc/messages.js';
 import type { BotMessage } from '../handler-api.js';
-import { MAX_REPLY_BODY_BYTES, type FromHandler, type HandlerFailure, type HandlerWorkerData, type SyncAnswer, type ToHandler } from './handler-protocol.js';
+import {
+  MAX_DEV_MESSAGE,
+  MAX_DEV_STACK,
+  MAX_REPLY_BODY_BYTES,
+  type FromHandler,
+  type HandlerDevReport,
+  type HandlerFailure,
+  type HandlerWorkerData,
+  type SyncAnswer,
+  type ToHandler,
+} from './handler-protocol.js';
+import { decodeState, encodeState, MAX_STATE_BYTES } from './handler-state.js';
+import { egressFetch, parseEgressRequest } from './egress.js';
+import { MAX_EGRESS_REQUESTS_PER_RUN, type EgressRequestMessage } from './handler-egress-api.js';
 
 export type { BotHandler, BotMessage, BotContext } from '../handler-api.js';
+export type { HandlerDevReport } from './handler-protocol.js';
 
 /**
  * Where the handler worker starts. Installed (compiled) it is `dist/enclave/handler-worker.js`;
@@ -32,6 +54,22 @@ export const HANDLER_WORKER_URL = import.meta.url.endsWith('.ts') ? new URL('./h
 
 /** At most this many characters of a load failure reach the host (the RPC's limit for an error message). */
 const MAX_LOAD_MESSAGE = 500;
+/** Default time limit of one handler run (`handlerTimeoutMs`). */
+export const DEFAULT_HANDLER_TIMEOUT_MS = 30_000;
+/** How long a worker has to answer the liveness probe after a run's time limit: the limit itself, at most this. */
+const MAX_PROBE_GRACE_MS = 5_000;
+
+/** Why a handler run failed (the host's `HandlerFailureKind`). */
+export type HandlerFailureKind = 'timeout' | 'threw' | 'oversize';
+
+/** How one run ended. */
+export type RunOutcome =
+  /** The handler returned; `state`: the conversation's new `ctx.state` record when the run changed it (`''`: now empty). */
+  | { readonly status: 'done'; readonly state?: string }
+  /** The handler failed; `error` in the SDK's words, `dev` only in dev mode. */
+  | { readonly status: 'failed'; readonly kind: HandlerFailureKind; readonly error: ParleyError; readonly dev?: HandlerDevReport }
+  /** The run's worker was ended (another run was stuck): run it again. */
+  | { readonly status: 'interrupted' };
 
 export interface HandlerWorkerOptions {
   /** The handler module (`file:` URL). */
@@ -40,8 +78,16 @@ export interface HandlerWorkerOptions {
   measured: readonly (readonly [path: string, sha256: string])[];
   /** The safety number of the conversation with `peer` (for `ctx.safetyNumber()`). */
   safetyNumber(peer: string): string;
-  /** Called once when the worker stops after it loaded the handler (the enclave restarts). */
+  /** Called once when the worker stops by itself after it loaded the handler, or cannot be started again (the enclave restarts). */
   onExit(reason: string): void;
+  /** Time limit of one run (default {@link DEFAULT_HANDLER_TIMEOUT_MS}). */
+  timeoutMs?: number;
+  /** Dev mode: failures carry the error's message, stack, file and line. */
+  dev?: boolean;
+  /** Called when a stuck worker was ended and started again (for the enclave's log). */
+  onRestart?(): void;
+  /** The measured egress policy (canonical origins) `ctx.fetch` is held to; none: no network. */
+  egress?: readonly string[];
 }
 
 interface Run {
@@ -51,12 +97,28 @@ interface Run {
   readonly errors: SerializedParleyError[];
   /** This run's replies, one after the other, in the order the handler asked. */
   replies: Promise<void>;
-  readonly done: (failure: HandlerFailure | undefined) => void;
+  /** A reply of this run was refused for its size. */
+  oversize: boolean;
+  readonly timer: NodeJS.Timeout;
+  readonly settle: (outcome: RunOutcome) => void;
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 const isCode = (v: unknown): v is ParleyErrorCode => typeof v === 'string' && (ERROR_CODES as readonly string[]).includes(v);
+
+/** A dev report as the worker posted it, bounded; `undefined` when it is not one. */
+function parseDev(d: unknown): HandlerDevReport | undefined {
+  if (!isObject(d) || typeof d.message !== 'string') return undefined;
+  const file = typeof d.file === 'string' && d.file.length > 0 ? d.file.slice(0, 1000) : undefined;
+  const line = isCount(d.line) ? d.line : undefined;
+  return {
+    message: d.message.slice(0, MAX_DEV_MESSAGE),
+    ...(typeof d.stack === 'string' ? { stack: d.stack.slice(0, MAX_DEV_STACK) } : {}),
+    ...(file !== undefined ? { file } : {}),
+    ...(line !== undefined ? { line } : {}),
+  };
+}
 
 /** A message from the handler worker, checked; `undefined` for anything else (ignored). */
 export function parseFromHandler(raw: unknown): FromHandler | undefined {
@@ -80,12 +142,20 @@ export function parseFromHandler(raw: unknown): FromHandler | undefined {
     case 'done': {
       const { run, failure } = raw;
       if (!isCount(run)) return undefined;
-      if (failure === undefined) return { t: 'done', run };
-      if (!isObject(failure) || typeof failure.name !== 'string' || !/^([A-Za-z]{1,40}|non-error value)$/.test(failure.name)) return { t: 'done', run, failure: { name: 'non-error value' } };
+      // Bounded here (a longer record is still over the limit, so still refused); checked in full before it is sealed.
+      const state = typeof raw.state === 'string' ? raw.state.slice(0, MAX_STATE_BYTES + 1) : undefined;
+      if (failure === undefined) return { t: 'done', run, ...(state !== undefined ? { state } : {}) };
+      if (!isObject(failure)) return { t: 'done', run, failure: { name: 'non-error value' } };
+      const dev = parseDev(failure.dev);
+      if (typeof failure.name !== 'string' || !/^([A-Za-z]{1,40}|non-error value)$/.test(failure.name)) return { t: 'done', run, failure: { name: 'non-error value', ...(dev ? { dev } : {}) } };
       const code = isCode(failure.code) ? failure.code : undefined;
       const echo = isCount(failure.echo) ? failure.echo : undefined;
-      return { t: 'done', run, failure: { name: failure.name, ...(code ? { code } : {}), ...(echo !== undefined ? { echo } : {}) } };
+      return { t: 'done', run, failure: { name: failure.name, ...(code ? { code } : {}), ...(echo !== undefined ? { echo } : {}), ...(dev ? { dev } : {}) } };
     }
+    case 'oversize':
+      return isCount(raw.run) ? { t: 'oversize', run: raw.run } : undefined;
+    case 'pong':
+      return isCount(raw.n) ? { t: 'pong', n: raw.n } : undefined;
     default:
       return undefined;
   }
@@ -124,24 +194,31 @@ function toDescriptor(stream: Readable, fd: number): void {
   });
 }
 
-/** The handler worker, seen from the enclave. */
-export class HandlerWorker {
+/** One handler worker (one isolate), seen from the enclave. */
+class HandlerIsolate {
   readonly #worker: Worker;
   readonly #sync: MessagePort;
   readonly #flag: Int32Array;
   readonly #opts: HandlerWorkerOptions;
+  readonly #timeoutMs: number;
   readonly #runs = new Map<number, Run>();
   #nextRun = 1;
   #state: 'loading' | 'ready' | 'stopped' = 'loading';
   #exitReason = '';
   #loaded: { resolve: () => void; reject: (e: unknown) => void } | undefined;
+  /** The liveness probe in flight, if any. */
+  #probe: { n: number; timer: NodeJS.Timeout } | undefined;
+  #nextProbe = 1;
+  /** Called when the worker did not answer the probe in time. */
+  onStuck: (() => void) | undefined;
 
-  private constructor(opts: HandlerWorkerOptions) {
+  constructor(opts: HandlerWorkerOptions) {
     this.#opts = opts;
+    this.#timeoutMs = opts.timeoutMs ?? DEFAULT_HANDLER_TIMEOUT_MS;
     const { port1, port2 } = new MessageChannel();
     this.#sync = port1;
     this.#flag = new Int32Array(new SharedArrayBuffer(4));
-    const workerData: HandlerWorkerData = { handlerUrl: opts.handlerUrl, measured: opts.measured, sync: { port: port2, flag: this.#flag } };
+    const workerData: HandlerWorkerData = { handlerUrl: opts.handlerUrl, measured: opts.measured, sync: { port: port2, flag: this.#flag }, ...(opts.dev ? { dev: true } : {}) };
     this.#worker = new Worker(HANDLER_WORKER_URL, {
       workerData,
       transferList: [port2],
@@ -166,45 +243,40 @@ export class HandlerWorker {
     this.#sync.unref();
   }
 
-  /**
-   * Starts the handler worker and waits until it loaded the handler.
-   * @throws ParleyError `USAGE` naming the module and the reason when the handler fails to load
-   *   (including a file outside its measurement), or its worker stops while loading.
-   */
-  static async start(opts: HandlerWorkerOptions): Promise<HandlerWorker> {
-    const w = new HandlerWorker(opts);
-    await new Promise<void>((resolve, reject) => (w.#loaded = { resolve, reject }));
-    return w;
+  /** Resolves once the worker loaded the handler; rejects (`USAGE`) when it could not. */
+  loaded(): Promise<void> {
+    return new Promise<void>((resolve, reject) => (this.#loaded = { resolve, reject }));
   }
 
-  /**
-   * Runs the handler for one message. `reply` is called for each reply the handler asks for, in
-   * order; the returned promise settles after the handler returned and its replies settled.
-   * @throws ParleyError the handler's failure, in the SDK's words (see {@link failureError}).
-   */
-  run(message: BotMessage, botDeviceId: string, reply: (content: OutgoingContent) => Promise<void>): Promise<void> {
-    if (this.#state !== 'ready') return Promise.reject(new ParleyError('ENCLAVE_UNAVAILABLE', 'the handler worker is not running'));
+  run(message: BotMessage, botDeviceId: string, state: string, reply: (content: OutgoingContent) => Promise<void>): Promise<RunOutcome> {
+    if (this.#state !== 'ready') return Promise.resolve({ status: 'interrupted' });
     const id = this.#nextRun++;
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<RunOutcome>((resolve) => {
       const run: Run = {
         peer: message.from,
         reply,
         errors: [],
         replies: Promise.resolve(),
-        done: (failure) => {
+        oversize: false,
+        timer: setTimeout(() => this.#timedOut(id), this.#timeoutMs),
+        settle: (outcome) => {
           this.#runs.delete(id);
-          void run.replies.then(() => (failure ? reject(failureError(failure, run)) : resolve()));
+          clearTimeout(run.timer);
+          resolve(outcome);
         },
       };
       this.#runs.set(id, run);
-      this.#post({ t: 'run', run: id, botDeviceId, message });
+      this.#post({ t: 'run', run: id, botDeviceId, message, state });
     });
   }
 
-  /** Stops the worker (without the `onExit` call). */
+  /** Stops the worker (without the `onExit` call); runs in flight end `interrupted`. */
   async terminate(): Promise<void> {
     this.#state = 'stopped';
+    clearTimeout(this.#probe?.timer);
+    this.#probe = undefined;
     this.#sync.close();
+    for (const run of [...this.#runs.values()]) run.settle({ status: 'interrupted' });
     await this.#worker.terminate();
   }
 
@@ -212,7 +284,84 @@ export class HandlerWorker {
     this.#worker.postMessage(msg);
   }
 
+  /** Run `id` reached its limit: abandon it (its later replies are refused), then probe the worker. */
+  #timedOut(id: number): void {
+    const run = this.#runs.get(id);
+    if (!run) return;
+    run.settle({
+      status: 'failed',
+      kind: 'timeout',
+      error: new ParleyError('INTERNAL', `the handler did not finish within handlerTimeoutMs (${this.#timeoutMs} ms); the run was abandoned`, { details: { reason: 'handlerTimeout', timeoutMs: this.#timeoutMs } }),
+    });
+    if (this.#probe || this.#state !== 'ready') return;
+    const n = this.#nextProbe++;
+    const grace = Math.min(this.#timeoutMs, MAX_PROBE_GRACE_MS);
+    this.#probe = {
+      n,
+      timer: setTimeout(() => {
+        if (this.#probe?.n !== n || this.#state !== 'ready') return;
+        this.#probe = undefined;
+        this.onStuck?.();
+      }, grace),
+    };
+    this.#post({ t: 'ping', n });
+  }
+
+  /** How a run that returned ends: its replies settled first. */
+  #finish(id: number, run: Run, m: Extract<FromHandler, { t: 'done' }>): void {
+    // No later reply of this run is taken (the run is no longer listed), and its outcome waits for the ones it asked for.
+    this.#runs.delete(id);
+    void run.replies.then(() => {
+      const f = m.failure;
+      if (f) {
+        const error = failureError(f, run);
+        const kind: HandlerFailureKind = run.oversize || error.code === 'PAYLOAD_TOO_LARGE' ? 'oversize' : 'threw';
+        run.settle({ status: 'failed', kind, error, ...(this.#opts.dev && f.dev ? { dev: f.dev } : {}) });
+      } else if (run.oversize) {
+        run.settle({ status: 'failed', kind: 'oversize', error: new ParleyError('PAYLOAD_TOO_LARGE', 'the handler asked for a reply larger than a message may be') });
+      } else if (m.state !== undefined) {
+        // The handler's code could have posted anything: the record is checked before it is sealed.
+        try {
+          run.settle({ status: 'done', state: encodeState(decodeState(m.state)) });
+        } catch (e) {
+          run.settle({ status: 'failed', kind: 'threw', error: e instanceof ParleyError ? e : new ParleyError('USAGE', 'the handler state record is malformed') });
+        }
+      } else {
+        run.settle({ status: 'done' });
+      }
+    });
+  }
+
+  /** `ctx.fetch` requests made per run (bounded by {@link MAX_EGRESS_REQUESTS_PER_RUN}). */
+  readonly #fetches = new Map<number, number>();
+
+  /** `ctx.fetch`: made here, under the measured policy (`egress.ts`), for a run that is still going. */
+  #onFetch(req: EgressRequestMessage): void {
+    const run = this.#runs.get(req.run);
+    const made = this.#fetches.get(req.run) ?? 0;
+    const answer = (result: Promise<Awaited<ReturnType<typeof egressFetch>>>): void => {
+      result.then(
+        (response) => this.#post({ t: 'fetched', run: req.run, seq: req.seq, response }),
+        (e: unknown) => {
+          const error = toWireError(e);
+          const now = this.#runs.get(req.run);
+          this.#post({ t: 'fetched', run: req.run, seq: req.seq, error: { error, echo: now ? now.errors.push(error) - 1 : -1 } });
+        },
+      );
+    };
+    if (!run) return answer(Promise.reject(new ParleyError('USAGE', 'ctx.fetch works only while the handler runs for a message')));
+    if (made >= MAX_EGRESS_REQUESTS_PER_RUN) return answer(Promise.reject(new ParleyError('USAGE', `at most ${MAX_EGRESS_REQUESTS_PER_RUN} ctx.fetch requests per message`)));
+    if (this.#fetches.size > 256) for (const id of this.#fetches.keys()) if (!this.#runs.has(id)) this.#fetches.delete(id);
+    this.#fetches.set(req.run, made + 1);
+    answer(egressFetch(this.#opts.egress ?? [], req));
+  }
+
   #onMessage(raw: unknown): void {
+    if (isObject(raw) && raw.t === 'fetch') {
+      const req = parseEgressRequest(raw);
+      if (req) this.#onFetch(req);
+      return;
+    }
     const m = parseFromHandler(raw);
     if (!m) {
       // A reply the enclave cannot take is still answered, so the handler's `ctx.reply` settles.
@@ -246,15 +395,29 @@ export class HandlerWorker {
             await run.reply(replyContent(m.type, m.body));
             this.#post({ t: 'replied', run: m.run, seq: m.seq });
           } catch (e) {
+            if (e instanceof ParleyError && e.code === 'PAYLOAD_TOO_LARGE') run.oversize = true;
             const error = toWireError(e);
             this.#post({ t: 'replied', run: m.run, seq: m.seq, error: { error, echo: run.errors.push(error) - 1 } });
           }
         });
         return;
       }
-      case 'done':
-        this.#runs.get(m.run)?.done(m.failure);
+      case 'oversize': {
+        const run = this.#runs.get(m.run);
+        if (run) run.oversize = true;
         return;
+      }
+      case 'pong':
+        if (this.#probe?.n === m.n) {
+          clearTimeout(this.#probe.timer);
+          this.#probe = undefined;
+        }
+        return;
+      case 'done': {
+        const run = this.#runs.get(m.run);
+        if (run) this.#finish(m.run, run, m);
+        return;
+      }
     }
   }
 
@@ -279,12 +442,85 @@ export class HandlerWorker {
     const reason = this.#exitReason || `exit ${code}`;
     const state = this.#state;
     this.#state = 'stopped';
+    clearTimeout(this.#probe?.timer);
     this.#sync.close();
     if (state === 'loading') {
       this.#loaded?.reject(new ParleyError('USAGE', `the handler module ${fileURLToPath(this.#opts.handlerUrl)} stopped its worker while loading (${reason})`));
     } else if (state === 'ready') {
       this.#opts.onExit(reason);
     }
+  }
+}
+
+/**
+ * The handler worker, seen from the enclave: one isolate at a time, replaced when it is stuck
+ * (a run past its limit whose worker does not answer the probe). Runs asked for while it is
+ * replaced wait for the new one.
+ */
+export class HandlerWorker {
+  readonly #opts: HandlerWorkerOptions;
+  #current: Promise<HandlerIsolate>;
+  #stopped = false;
+
+  private constructor(opts: HandlerWorkerOptions, first: HandlerIsolate) {
+    this.#opts = opts;
+    this.#current = Promise.resolve(first);
+    this.#watch(first);
+  }
+
+  /**
+   * Starts the handler worker and waits until it loaded the handler.
+   * @throws ParleyError `USAGE` naming the module and the reason when the handler fails to load
+   *   (including a file outside its measurement), or its worker stops while loading.
+   */
+  static async start(opts: HandlerWorkerOptions): Promise<HandlerWorker> {
+    const first = new HandlerIsolate(opts);
+    await first.loaded();
+    return new HandlerWorker(opts, first);
+  }
+
+  #watch(isolate: HandlerIsolate): void {
+    isolate.onStuck = () => {
+      if (this.#stopped) return;
+      // Ending the isolate interrupts its other runs (the enclave runs them again); the next
+      // runs wait for the new isolate. One that cannot load any more ends the enclave.
+      const next = (async () => {
+        await isolate.terminate();
+        const fresh = new HandlerIsolate(this.#opts);
+        await fresh.loaded();
+        return fresh;
+      })();
+      this.#current = next;
+      next.then(
+        (fresh) => {
+          if (this.#stopped) return void fresh.terminate();
+          this.#watch(fresh);
+          this.#opts.onRestart?.();
+        },
+        (e: unknown) => this.#opts.onExit(`the stuck handler worker could not be started again (${toWireError(e).code})`),
+      );
+    };
+  }
+
+  /**
+   * Runs the handler for one message with the conversation's `ctx.state` record (`''`: empty).
+   * `reply` is called for each reply the handler asks for, in order, until the run settles.
+   * Never rejects: how the run ended is the {@link RunOutcome}.
+   */
+  async run(message: BotMessage, botDeviceId: string, state: string, reply: (content: OutgoingContent) => Promise<void>): Promise<RunOutcome> {
+    let isolate: HandlerIsolate;
+    try {
+      isolate = await this.#current;
+    } catch {
+      return new Promise<RunOutcome>(() => undefined); // the enclave is ending (onExit)
+    }
+    return isolate.run(message, botDeviceId, state, reply);
+  }
+
+  /** Stops the worker (without the `onExit` call). */
+  async terminate(): Promise<void> {
+    this.#stopped = true;
+    await (await this.#current.catch(() => undefined))?.terminate();
   }
 }
 

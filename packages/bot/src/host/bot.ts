@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { mkdir } from 'node:fs/promises';
 import type { MessagePort, ResourceLimits } from 'node:worker_threads';
 import { ParleyError, type PublicIdentity } from '@parley/protocol/verify';
-import type { RelayMessage } from '@parley/protocol/wire';
+import type { OutgoingContent, RelayMessage } from '@parley/protocol/wire';
 import { encodeAttestation, measurementHex, type BotAttestation } from '../attestation.js';
 import { handlerUrl as toHandlerUrl } from '../measurement.js';
 import { RelayLink } from '@parley/relay-link';
@@ -36,6 +36,7 @@ import { PrekeyPublisher } from './prekey-publisher.js';
 import { ReplyOutbox } from './reply-outbox.js';
 import { withSyntaxLocation } from './handler-syntax.js';
 import { EnclaveSupervisor, type BotLogger, type EnclaveInfo, type SealingSecretOption, type SupervisorStats } from './supervisor.js';
+import { checkHandlerOptions } from './handler-options.js';
 
 /** Re-issue the attestation this often (clients accept 24 h by default). */
 export const ATTESTATION_REFRESH_MS = 12 * 60 * 60 * 1000;
@@ -88,6 +89,30 @@ export interface BotOptions {
    * restart with it (or call `bot.setCertificate`). See README "Certificate and attestation".
    */
   certificate?: Uint8Array | string;
+  /**
+   * Time limit of one handler run, ms (default 30,000). At the limit the run is abandoned (its
+   * later replies are not sent; a busy loop's worker is restarted), counted as a failure, and
+   * the customer gets `failureReply`. See README "Handler limits and failures".
+   */
+  handlerTimeoutMs?: number;
+  /**
+   * What the customer gets when a run fails (times out, throws, asks for an oversize reply):
+   * text, a JSON value or bytes, sent once per message. Default: "Sorry, something went wrong on
+   * our side. Please try again."; `false` (or `null`) sends none.
+   */
+  failureReply?: OutgoingContent | false | null;
+  /**
+   * Failed runs of one message after which it is quarantined: never run again, across restarts
+   * (default 3, at most 100). Until then a failed run is run again at once, flagged `redelivered`.
+   */
+  maxHandlerFailures?: number;
+  /**
+   * Development only, unsafe in production: a failing handler's error message, file, line and
+   * stack reach the host (console and logger, and the `handlerFailed` event's `dev`). They may
+   * carry customers' plaintext. Part of the measurement: a dev bot attests to another value
+   * than the production one. Default `false`: errors stay withheld at the enclave boundary.
+   */
+  dev?: boolean;
   /** Worker heap limits (default 256 MB old generation). */
   resourceLimits?: ResourceLimits;
   /** Worker restart backoff after crashes (default 50 ms doubling to 5 s; reset after 10 s up). */
@@ -131,7 +156,7 @@ export interface Bot {
   attestation(): BotAttestation;
   /** Asks the enclave for a freshly signed attestation and publishes it. */
   refreshAttestation(): Promise<BotAttestation>;
-  /** Supervisor counters: starts, crashes, invalid messages, handler failures, session resets, replies given up. */
+  /** Supervisor counters: starts, crashes, invalid messages, handler failures (timeouts, quarantined messages), session resets, replies given up. */
   readonly stats: Readonly<SupervisorStats>;
   /** Resolves when nothing is waiting: no delivery in flight, no reply unsent, no customer bundle being fetched, no ack pending. */
   idle(): Promise<void>;
@@ -268,6 +293,7 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
   const deliver = async (m: RelayMessage): Promise<'ack' | 'keep'> => {
     if (closed) return 'keep';
     inFlight++;
+  const handlerLimits = checkHandlerOptions(options);
     try {
       return await deliverToEnclave(supervisor, m, { logger, stopped: () => closed });
     } finally {
@@ -351,6 +377,8 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
       );
     }
     await relay.connect();
+    ...handlerLimits,
+    onHandlerFailed: (e) => events.emit('handlerFailed', e),
     await prekeys.publish();
   } catch (e) {
     await relay.close();

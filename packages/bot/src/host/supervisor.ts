@@ -19,11 +19,13 @@ import {
   parseParams,
   parseResult,
   toWireError,
+  type EnclaveMessage,
   type MethodName,
   type Params,
   type Result,
 } from '../rpc/messages.js';
 import type { SealedBlobStore } from './blob-store.js';
+import type { HandlerFailedEvent } from './events.js';
 
 /**
  * Where the enclave worker starts. Installed (compiled) it is `dist/enclave/entry.js`, run by
@@ -98,6 +100,16 @@ export interface SupervisorOptions {
   /** Extra worker execArgv (e.g. a stronger-isolation mode). */
   execArgv?: string[];
 }
+  /** Time limit of one handler run, ms (the enclave's default: 30 s). */
+  handlerTimeoutMs?: number;
+  /** Failures of one message before it is quarantined (the enclave's default: 3). */
+  maxHandlerFailures?: number;
+  /** The failure reply, encoded (`encodeContent`); none when absent. */
+  failureReply?: { type: 'text' | 'json' | 'binary'; body: Uint8Array };
+  /** Dev mode: handler errors reach the host with their message, file and line (never in production). */
+  dev?: boolean;
+  /** Called for each failed handler run (after the stats, log line and, in dev mode, the console line). */
+  onHandlerFailed?: (e: HandlerFailedEvent) => void;
 
 interface Pending {
   method: MethodName;
@@ -114,12 +126,19 @@ export interface SupervisorStats {
   handlerFailures: number;
   /** Sessions with customers reset, asked for by the bot or by the customer (README "Self-healing sessions"). */
   sessionResets: number;
+/** An `event` message from the enclave. */
+type EnclaveEvent = Extract<EnclaveMessage, { type: 'event' }>;
+
   /** Replies given up on after repeated session resets: never delivered. */
   repliesGivenUp: number;
 }
 
 export class EnclaveSupervisor {
   readonly #opts: SupervisorOptions;
+  /** Handler runs that hit `handlerTimeoutMs` (also counted in `handlerFailures`). */
+  handlerTimeouts: number;
+  /** Messages quarantined after `maxHandlerFailures` failed runs: never run again. */
+  quarantined: number;
   #worker: Worker | undefined;
   #generation = 0;
   /** The worker generation one of whose sealed writes failed (its later writes are refused). */
@@ -134,7 +153,7 @@ export class EnclaveSupervisor {
   #restartTimer: NodeJS.Timeout | undefined;
   #testingPort: MessagePort | undefined;
   #migrationNoted = false;
-  readonly stats: SupervisorStats = { starts: 0, crashes: 0, invalidMessages: 0, handlerFailures: 0, sessionResets: 0, repliesGivenUp: 0 };
+  readonly stats: SupervisorStats = { starts: 0, crashes: 0, invalidMessages: 0, handlerFailures: 0, handlerTimeouts: 0, quarantined: 0, sessionResets: 0, repliesGivenUp: 0 };
   readonly #readyWaiters: { resolve: (i: EnclaveInfo) => void; reject: (e: unknown) => void }[] = [];
 
   constructor(options: SupervisorOptions) {
@@ -219,6 +238,10 @@ export class EnclaveSupervisor {
         this.#stopped = true;
         await worker.terminate();
         for (const w of this.#readyWaiters.splice(0)) w.reject(err);
+          ...(this.#opts.handlerTimeoutMs !== undefined ? { handlerTimeoutMs: this.#opts.handlerTimeoutMs } : {}),
+          ...(this.#opts.maxHandlerFailures !== undefined ? { maxHandlerFailures: this.#opts.maxHandlerFailures } : {}),
+          ...(this.#opts.failureReply ? { failureReply: this.#opts.failureReply } : {}),
+          ...(this.#opts.dev ? { dev: true } : {}),
       }
       throw err;
     }
@@ -337,8 +360,7 @@ export class EnclaveSupervisor {
       case 'event': {
         const name = msg.name;
         if (name.type === 'handlerFailed') {
-          this.stats.handlerFailures++;
-          this.#opts.logger.warn({ event: 'handler.failed', error: msg.error ? { code: msg.error.code, message: msg.error.message } : undefined }, 'bot handler failed');
+          this.#onHandlerFailed(name, msg.error);
         } else if (name.type === 'sessionReset') {
           this.stats.sessionResets++;
           this.#opts.logger.warn(
@@ -357,6 +379,47 @@ export class EnclaveSupervisor {
         this.stats.invalidMessages++;
         this.#opts.logger.warn({ event: 'enclave.rejected', code: msg.error.code }, 'the enclave rejected a host message');
         return;
+    }
+  }
+
+  /** A failed handler run: counted, logged (one warn line; in dev mode also the error, on the console), reported. */
+  #onHandlerFailed(name: Extract<EnclaveEvent['name'], { type: 'handlerFailed' }>, error: EnclaveEvent['error']): void {
+    this.stats.handlerFailures++;
+    const wireError = error ? { code: error.code, message: error.message } : undefined;
+    const { kind, peer, messageId, failures, quarantined, failureReplySent, dev } = name;
+    if (kind === undefined || peer === undefined || messageId === undefined || failures === undefined) {
+      // Not a run's failure: the commit after a run failed (the enclave restarts if it must).
+      this.#opts.logger.warn({ event: 'handler.failed', error: wireError }, 'bot handler failed');
+      return;
+    }
+    if (kind === 'timeout') this.stats.handlerTimeouts++;
+    if (quarantined) this.stats.quarantined++;
+    // The error's code only when the handler threw a ParleyError (or an SDK refusal it let through).
+    const code = kind === 'timeout' || !error || error.code === 'INTERNAL' ? undefined : error.code;
+    this.#opts.logger.warn(
+      { event: 'handler.failed', kind, peer, messageId, failures, quarantined: quarantined === true, failureReplySent: failureReplySent === true, ...(code ? { code } : {}), error: wireError },
+      quarantined ? 'bot handler failed; the message is quarantined (never run again)' : 'bot handler failed',
+    );
+    if (dev) {
+      const where = dev.file ? ` (${dev.file}${dev.line !== undefined ? `:${dev.line}` : ''})` : '';
+      this.#opts.logger.error({ event: 'handler.dev', kind, messageId, message: dev.message, file: dev.file, line: dev.line, stack: dev.stack }, 'handler error (dev mode: may carry plaintext)');
+      // eslint-disable-next-line no-console
+      console.error(`[parley-bot dev] handler ${kind === 'timeout' ? 'timed out' : 'failed'}: ${dev.message}${where}${dev.stack ? `\n${dev.stack}` : ''}`);
+    }
+    const event: HandlerFailedEvent = {
+      kind,
+      peer,
+      messageId,
+      failures,
+      quarantined: quarantined === true,
+      failureReplySent: failureReplySent === true,
+      ...(code ? { code } : {}),
+      ...(dev ? { dev: { message: dev.message, ...(dev.file !== undefined ? { file: dev.file } : {}), ...(dev.line !== undefined ? { line: dev.line } : {}), ...(dev.stack !== undefined ? { stack: dev.stack } : {}) } } : {}),
+    };
+    try {
+      this.#opts.onHandlerFailed?.(event);
+    } catch {
+      // a listener's error is the app's, not the supervisor's
     }
   }
 

@@ -37,6 +37,13 @@ export const MAX_RECORDS = 1_000_000;
 export const MAX_ENVELOPE_BYTES = 64 * 1024;
 /** Bytes of the sealing secret. */
 export const SEALING_SECRET_BYTES = 32;
+/** Bounds of `handlerTimeoutMs` (README "Handler limits and failures"). */
+export const MIN_HANDLER_TIMEOUT_MS = 50;
+export const MAX_HANDLER_TIMEOUT_MS = 24 * 60 * 60 * 1000;
+/** Most `maxHandlerFailures`. */
+export const MAX_HANDLER_FAILURES = 100;
+/** Largest failure reply (encoded). */
+export const MAX_FAILURE_REPLY_BYTES = 16 * 1024;
 /** Most message ids one `resendGaveUp` event names (the engine keeps 128 unconfirmed per peer). */
 export const MAX_GIVEN_UP_IDS = 1024;
 
@@ -113,6 +120,13 @@ export const methods = {
       migrateFrom: optional(migrateFrom),
       /** The rollback anchor file, which the enclave reads and writes itself (README "Rollback"). */
       rollbackAnchor: optional(str({ min: 1, max: 4096 })),
+      /** Handler limits (README "Handler limits and failures"): time limit of one run, failures before a message is quarantined. */
+      handlerTimeoutMs: optional(int(MIN_HANDLER_TIMEOUT_MS, MAX_HANDLER_TIMEOUT_MS)),
+      maxHandlerFailures: optional(int(1, MAX_HANDLER_FAILURES)),
+      /** What the customer gets when a run fails (encoded content); none when absent. */
+      failureReply: optional(object({ type: oneOf('text', 'json', 'binary'), body: bytes(0, MAX_FAILURE_REPLY_BYTES) })),
+      /** Dev mode: handler errors cross with their message and stack (part of the measurement). */
+      dev: optional(bool),
     }),
     result: object({
       deviceId,
@@ -224,7 +238,27 @@ export const enclaveMessage = union({
   event: object({
     type: literal('event'),
     name: union({
-      handlerFailed: object({ type: literal('handlerFailed') }),
+      /**
+       * A handler run failed (`kind` etc. present), or the commit after a run did (no `kind`).
+       * `dev` only in dev mode: the handler's own error message and stack (may carry plaintext).
+       */
+      handlerFailed: object({
+        type: literal('handlerFailed'),
+        kind: optional(oneOf('timeout', 'threw', 'oversize')),
+        peer: optional(deviceId),
+        messageId: optional(messageId),
+        failures: optional(int(1, MAX_HANDLER_FAILURES)),
+        quarantined: optional(bool),
+        failureReplySent: optional(bool),
+        dev: optional(
+          object({
+            message: str({ max: 1000 }),
+            stack: optional(str({ max: 4000 })),
+            file: optional(str({ max: 1000 })),
+            line: optional(int(0, Number.MAX_SAFE_INTEGER)),
+          }),
+        ),
+      }),
       ready: object({ type: literal('ready') }),
       /** A session with `peer` was reset: the bot asked for it (`self`, it could not decrypt) or the peer did. */
       sessionReset: object({ type: literal('sessionReset'), peer: deviceId, initiatedBy: oneOf('self', 'peer'), reason: errorCode }),

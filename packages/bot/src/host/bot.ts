@@ -31,6 +31,7 @@ import type { BotEvents } from './events.js';
 import { SealedBlobStore, resolveStateFiles } from './blob-store.js';
 import { BundleCourier } from './bundle-courier.js';
 import { checkCertificate, parseCertificate } from './certificate.js';
+import { encodeManifests, manifestsFor } from './manifests.js';
 import { deliverToEnclave } from './delivery.js';
 import { PrekeyPublisher } from './prekey-publisher.js';
 import { ReplyOutbox } from './reply-outbox.js';
@@ -89,6 +90,15 @@ export interface BotOptions {
    * restart with it (or call `bot.setCertificate`). See README "Certificate and attestation".
    */
   certificate?: Uint8Array | string;
+  /**
+   * Org-signed release manifests this bot runs under, as printed by `parley-org manifest`
+   * (base64, or the `--json` output), or their bytes. Those naming this bot's measurement are
+   * published with the prekeys (at most 8); one made for other code is left out with a warning
+   * naming its measurement. Customers pinning only the org key (`trust.releaseManifests`) accept
+   * the bot through them. Absent: what the relay holds is kept; `[]` removes it. See README
+   * "Release manifests"; `bot.setManifests` publishes new ones without a restart.
+   */
+  manifests?: readonly (Uint8Array | string)[];
   /**
    * Time limit of one handler run, ms (default 30,000). At the limit the run is abandoned (its
    * later replies are not sent; a busy loop's worker is restarted), counted as a failure, and
@@ -150,6 +160,15 @@ export interface Bot {
    * @throws ParleyError `USAGE` when it is malformed or certifies another identity.
    */
   setCertificate(certificate: Uint8Array | string): Promise<void>;
+  /** The release manifests being published (bytes; those naming this bot's measurement). */
+  manifests(): Uint8Array[];
+  /**
+   * Publishes these release manifests now (replacing the previous ones), with the prekeys: those
+   * naming this bot's measurement; others are left out with a warning.
+   * @returns how many were published.
+   * @throws ParleyError `USAGE` when one is malformed, or more than 8 name this measurement.
+   */
+  setManifests(manifests: readonly (Uint8Array | string)[]): Promise<number>;
   /** The measurement the enclave computed for itself, hex (compare with `computeMeasurement`). */
   readonly measurement: string;
   /** The latest attestation (re-issued every 12 h and published with the prekeys). */
@@ -249,6 +268,8 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
 
   let inFlight = 0;
   let attestation: BotAttestation | undefined;
+  /** The release manifests to publish; `undefined` leaves the relay's list as it is. */
+  let manifests: Uint8Array[] | undefined;
   let closed = false;
   const idleWaiters: (() => void)[] = [];
   const checkIdle = (): void => {
@@ -280,6 +301,8 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
     statements: () => ({
       ...(attestation ? { attestation: encodeAttestation(attestation) } : {}),
       ...(certificate ? { certificate } : {}),
+      // An empty array removes the relay's list.
+      ...(manifests ? { manifests: manifests.length > 0 ? encodeManifests(manifests) : new Uint8Array(0) } : {}),
     }),
     canPublish: () => relay.authenticated,
     logger,
@@ -368,6 +391,8 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
   }
   attestation = info.attestation;
   try {
+    // Only the manifests for the code the enclave measured in itself are published.
+    if (options.manifests !== undefined) manifests = manifestsFor(options.manifests, info.measurement, logger);
     // The certificate must name the identity the enclave holds (created on its first start).
     if (certificate) checkCertificate(certificate, info.identity, logger);
     else {
@@ -422,6 +447,12 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
       checkCertificate(bytes, info.identity, logger);
       certificate = bytes;
       await prekeys.publish();
+    },
+    manifests: () => (manifests ?? []).map((m) => m.slice()),
+    async setManifests(values: readonly (Uint8Array | string)[]) {
+      manifests = manifestsFor(values, info.measurement, logger);
+      await prekeys.publish();
+      return manifests.length;
     },
     stats: supervisor.stats,
     get connected() {

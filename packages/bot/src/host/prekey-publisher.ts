@@ -1,7 +1,7 @@
 /**
- * Publishes the bot's prekeys with its current statements (attestation, org certificate): the
- * enclave generates the batch, the relay stores it, then the enclave marks the one-time prekeys
- * published. A call while an upload runs (a fresh attestation, a low-supply notice) makes it run
+ * Publishes the bot's prekeys with its current statements (attestation, org certificate, release
+ * manifests): the enclave generates the batch, the relay stores it, then the enclave marks the
+ * one-time prekeys published. A call while an upload runs (a fresh attestation, a low-supply notice) makes it run
  * once more afterwards, so the latest statements are the ones published. Runs in the host: it
  * only ever holds public keys and public statements.
  */
@@ -9,15 +9,23 @@ import type { PrekeyUpload } from '@parley/protocol/verify';
 import { toWireError } from '../rpc/messages.js';
 import type { BotLogger } from './supervisor.js';
 
+/** The statements published beside the prekeys (wire `DeviceStatements`). */
+export interface PublishedStatements {
+  attestation?: Uint8Array;
+  certificate?: Uint8Array;
+  /** The release manifest list (`encodeReleaseManifestList`); empty removes the relay's. */
+  manifests?: Uint8Array;
+}
+
 export interface PrekeyPublisherOptions {
   /** Asks the enclave for a batch (its signed prekey and fresh one-time prekeys). */
   generate(): Promise<PrekeyUpload>;
   /** Uploads a batch with the statements to publish beside it. */
-  upload(batch: PrekeyUpload & { attestation?: Uint8Array; certificate?: Uint8Array }): Promise<unknown>;
+  upload(batch: PrekeyUpload & PublishedStatements): Promise<unknown>;
   /** Tells the enclave these one-time prekeys are on the relay. */
   markPublished(ids: number[]): Promise<unknown>;
   /** The statements to publish now. */
-  statements(): { attestation?: Uint8Array; certificate?: Uint8Array };
+  statements(): PublishedStatements;
   /** False while logged out: a queued re-run is dropped (the next login publishes again). */
   canPublish(): boolean;
   logger: BotLogger;

@@ -7,6 +7,8 @@
  *     ParleyClient.create({ trust: { orgKey: '<hex>' }, … })
  * parley-org certify --org-key org.key --identity <hex|file> --role bot --label support --days 365 [--json]
  *     prints the certificate (base64; with --json, also its fields) for the bot or agent to publish
+ * parley-org manifest --org-key org.key --label support --measurement <hex> --release 2.4.0 [--from <date>] [--until <date>] [--json]
+ *     prints a release manifest (base64): the bot label may run that measurement (org-manifest.ts)
  * parley-org inspect <base64> [--org-key-public <hex>]
  *     decodes a certificate; with the public key, also verifies its signature (not the identity);
  *     exits 1 when it does not decode, does not verify or has expired
@@ -19,6 +21,7 @@
 import { readFileSync } from 'node:fs';
 import { open, readFile, stat } from 'node:fs/promises';
 import { Command, InvalidArgumentError } from 'commander';
+import { addManifestCommand, inspectManifest, isReleaseManifest } from './org-manifest.js';
 import {
   ParleyError,
   fromHex,
@@ -151,13 +154,16 @@ export function buildProgram(io: { out: (s: string) => void; err: (s: string) =>
       else io.out(`${b64}\n`);
     });
 
+  addManifestCommand(program, { out: io.out, ...(io.now ? { now: io.now } : {}), readOrgKey });
+
   program
     .command('inspect')
-    .description('decode a certificate; with --org-key-public, also check its signature')
+    .description('decode a certificate or a release manifest; with --org-key-public, also check its signature')
     .argument('<certificate>', 'base64 certificate')
     .option('--org-key-public <hex>', 'the org public key to check against')
     .action((b64: string, opts: { orgKeyPublic?: string }) => {
       const bytes = orgCertificateFromBase64(b64);
+      if (isReleaseManifest(bytes)) return inspectManifest(bytes, opts, { out: io.out, ...(io.now ? { now: io.now } : {}) });
       const cert = decodeOrgCertificate(bytes);
       const view: Record<string, unknown> = describeOrgCertificate(cert);
       if (opts.orgKeyPublic) {

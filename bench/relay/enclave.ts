@@ -22,11 +22,22 @@
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { createBot, type Bot, type BotContext, type BotLogger, type BotMessage } from '@parley/bot';
+import { createBot, type Bot, type BotContext, type BotLogger, type BotMessage, type JsonValue } from '@parley/bot';
 import { ParleyClient, type IncomingMessage } from '@parley/client';
 import echo from './echo-handler.js';
 import { Child, cpuSecondsSince, fmtNum, fmtPct, log, sleep, type ServerProcess } from './common.js';
 import type { CustomersRound, LoadRequest } from './load-worker.js';
+
+/** The baseline has no enclave: `ctx.state` in memory, per message (the echo handler does not use it). */
+function baselineState(): BotContext['state'] {
+  const m = new Map<string, JsonValue>();
+  return {
+    get: async <T extends JsonValue = JsonValue>(k: string) => m.get(k) as T | undefined,
+    set: async (k, v) => void m.set(k, v),
+    delete: async (k) => m.delete(k),
+    entries: async () => [...m],
+  };
+}
 
 export type EnclaveTarget = 'enclave' | 'baseline';
 
@@ -105,6 +116,7 @@ export async function measureEnclave(server: ServerProcess, o: EnclaveOptions): 
         botDeviceId: b.deviceId,
         safetyNumber: () => b.safetyNumber(m.from),
         reply: async (content) => void (await b.send(m.from, content)),
+        state: baselineState(),
       };
       void Promise.resolve(echo(botMessage(m), ctx)).catch(() => fail('baseline handler'));
     });

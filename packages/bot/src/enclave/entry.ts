@@ -67,14 +67,12 @@ interface State {
   measurement: Uint8Array;
   queue: HandlerQueue;
   tap: TestingKeyTap | undefined;
-}
-
   /** Failures of one message before it is quarantined (`maxHandlerFailures`). */
   maxFailures: number;
   /** What the customer gets when a run fails (`failureReply`), if anything. */
   failureReply: OutgoingContent | undefined;
-let state: State | undefined;
-let initialising = false;
+}
+
 /** `ctx.state` of a conversation: one sealed record (README "Handler state"). */
 const STATE_PREFIX = 'handler-state/';
 /** Failures so far of a message not yet consumed: `{ failures, replied }` (README "Handler limits and failures"). */
@@ -88,6 +86,8 @@ const FAILURE_REPLY_INDEX = 0xffff;
 const textDecoder = new TextDecoder();
 const textEncoder = new TextEncoder();
 
+let state: State | undefined;
+let initialising = false;
 let nextReq = 1;
 const pendingPersists = new Map<number, { resolve: () => void; reject: (e: unknown) => void }>();
 
@@ -246,8 +246,6 @@ async function sendReceipt(s: State, peer: string): Promise<void> {
   if (out) post({ type: 'send', to: out.to, id: out.id, envelope: out.envelope });
 }
 
-function runHandler(s: State, msg: ReceivedMessage, redelivered: boolean): void {
-  s.queue.push(msg.from, async () => {
 /** Encrypts one reply to `msg`'s sender under reply index `index` (deterministic id) and hands it to the host. */
 async function sendReply(s: State, msg: ReceivedMessage, index: number, content: OutgoingContent, also?: () => Promise<void>): Promise<void> {
   const messageId = replyId(msg.from, msg.id, index);
@@ -311,6 +309,8 @@ async function recordFailure(s: State, msg: ReceivedMessage, key: string, before
  * another run was stuck) is run again without counting. The message is consumed, and the run's
  * `ctx.state` changes committed, in one commit once a run returns.
  */
+function runHandler(s: State, msg: ReceivedMessage, redelivered: boolean): void {
+  s.queue.push(msg.from, async () => {
     const failKey = `${FAILURES_PREFIX}${msg.from}/${msg.id}`;
     const stateKey = `${STATE_PREFIX}${msg.from}`;
     let again = redelivered;
@@ -360,14 +360,12 @@ const impl: Impl = {
       // unseals its state below.
       const handlerFiles = handlerCodeFiles(p.handlerUrl);
       const files: [string, Uint8Array][] = enclaveCodeFiles().map(([l, f]) => [l, new Uint8Array(readFileSync(f))]);
+      const handlerAt = files.length;
       for (const f of handlerFiles) files.push([f.label, f.bytes]);
       // Dev mode lets handler errors (which may quote plaintext) cross to the host: a bot running
       // it attests to another measurement, so clients pinning the production one refuse it.
       if (p.dev) files.push([DEV_MODE_LABEL, textEncoder.encode('handler errors cross the enclave boundary')]);
-      // The egress policy is measured with the code (appended last, when not empty) and is the
-      // one ctx.fetch enforces: the policy a client verifies is the policy that runs.
-      const measured = measure(files, p.egress ?? []);
-      const handlerAt = files.length;
+      const measured = measure(files);
       const { measurement } = measured;
       const digests = measured.files.slice(handlerAt, handlerAt + handlerFiles.length);
       const handlerStart = HandlerWorker.start({
@@ -375,12 +373,12 @@ const impl: Impl = {
         measured: handlerFiles.map((f, i) => [f.path, digests[i]!.sha256] as const),
         safetyNumber: (peer) => need().engine.safetyNumber(peer),
         onExit: (reason) => poison(`the handler worker stopped (${reason})`),
-      });
-      handlerStart.catch(() => undefined); // awaited below, once the state is unsealed
-      let unsealed: { store: SealedKeyValueStore; engine: EnclaveEngine; tap: TestingKeyTap | undefined };
         ...(p.handlerTimeoutMs !== undefined ? { timeoutMs: p.handlerTimeoutMs } : {}),
         ...(p.dev ? { dev: true } : {}),
         onRestart: () => console.warn('a handler run was stuck past its time limit (a busy loop?): the handler worker was restarted; its other runs run again'),
+      });
+      handlerStart.catch(() => undefined); // awaited below, once the state is unsealed
+      let unsealed: { store: SealedKeyValueStore; engine: EnclaveEngine; tap: TestingKeyTap | undefined };
       try {
         // Sealed state is bound to the measurement and checked against the rollback anchor
         // (sealed-store.ts); a new secret is never made for existing state.

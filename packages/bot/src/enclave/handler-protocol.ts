@@ -21,9 +21,9 @@ export interface HandlerWorkerData {
   readonly measured: readonly (readonly [path: string, sha256: string])[];
   /** `ctx.safetyNumber()` is synchronous: the worker asks on `port` and waits on `flag` (a 4-byte flag, nothing else shared). */
   readonly sync: { readonly port: MessagePort; readonly flag: Int32Array };
-}
   /** `dev: true` (README "Handler limits and failures"): a failure report carries the error's message and stack. */
   readonly dev?: boolean;
+}
 
 /** An error the enclave answered a request of one run with; `echo` numbers it within the run. */
 export interface EchoedError {
@@ -53,13 +53,10 @@ export interface HandlerFailure {
   readonly code?: string;
   /** The handler rethrew the error the enclave answered request `echo` of this run with. */
   readonly echo?: number;
-}
-
-/** Handler worker → enclave. */
   /** Only in dev mode: the error's message, stack, and the handler file and line it was thrown at (may carry plaintext). */
   readonly dev?: HandlerDevReport;
-export type FromHandler =
-  | { readonly t: 'loaded' }
+}
+
 /** What dev mode reports of a handler's error (bounded: {@link MAX_DEV_MESSAGE}, {@link MAX_DEV_STACK}). */
 export interface HandlerDevReport {
   readonly message: string;
@@ -73,6 +70,9 @@ export const MAX_DEV_MESSAGE = 1000;
 /** Longest stack dev mode reports. */
 export const MAX_DEV_STACK = 4000;
 
+/** Handler worker → enclave. */
+export type FromHandler =
+  | { readonly t: 'loaded' }
   | { readonly t: 'loadFailed'; readonly message: string; readonly details?: { readonly reason: string; readonly file: string } }
   | { readonly t: 'reply'; readonly run: number; readonly seq: number; readonly type: ContentType; readonly body: Uint8Array }
   /**
@@ -83,7 +83,7 @@ export const MAX_DEV_STACK = 4000;
   /** The worker refused a reply of run `run` for its size (the run fails as `oversize`). */
   | { readonly t: 'oversize'; readonly run: number }
   /** Answer to `ping`. */
-  | { readonly t: 'pong'; readonly n: number }
+  | { readonly t: 'pong'; readonly n: number };
 
 /** `ctx.safetyNumber()`: worker → enclave on the sync port. */
 export interface SyncRequest {

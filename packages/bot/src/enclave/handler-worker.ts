@@ -204,6 +204,12 @@ function devReport(e: unknown): HandlerDevReport {
 
 /** What the enclave may be told about a thrown value: its name, a ParleyError's code, an echo (and in dev mode, {@link devReport}). */
 function failureOf(e: unknown): HandlerFailure {
+  let dev: HandlerDevReport | undefined;
+  try {
+    if (data.dev) dev = devReport(e);
+  } catch {
+    dev = { message: 'the thrown value could not be described' };
+  }
   try {
     const echo = typeof e === 'object' && e !== null ? echoes.get(e) : undefined;
     const name = e instanceof Error && /^[A-Za-z]{1,40}$/.test(e.name) ? e.name : 'non-error value';
@@ -213,23 +219,8 @@ function failureOf(e: unknown): HandlerFailure {
   } catch {
     return { name: 'non-error value', ...(dev ? { dev } : {}) };
   }
-  let dev: HandlerDevReport | undefined;
-  try {
-    if (data.dev) dev = devReport(e);
-  } catch {
-    dev = { message: 'the thrown value could not be described' };
-  }
 }
 
-/** `ctx.safetyNumber()`: a synchronous call to the enclave (the handler API is synchronous there). */
-function safetyNumber(run: number): string {
-  const { port: sync, flag } = data.sync;
-  const call = nextCall++;
-  Atomics.store(flag, 0, 0);
-  sync.postMessage({ call, run } satisfies SyncRequest);
-  const deadline = Date.now() + SYNC_TIMEOUT_MS;
-  for (;;) {
-    const got = receiveMessageOnPort(sync)?.message as SyncAnswer | undefined;
 /**
  * `ctx.state` for one run: the conversation's committed state, with this run's writes on top.
  * Nothing is written anywhere until the run returns: the enclave commits the whole record with
@@ -271,6 +262,15 @@ function stateFor(record: string, isOver: () => boolean): { api: BotContext['sta
   return { api, changed: () => (dirty ? encodeState(entries) : undefined) };
 }
 
+/** `ctx.safetyNumber()`: a synchronous call to the enclave (the handler API is synchronous there). */
+function safetyNumber(run: number): string {
+  const { port: sync, flag } = data.sync;
+  const call = nextCall++;
+  Atomics.store(flag, 0, 0);
+  sync.postMessage({ call, run } satisfies SyncRequest);
+  const deadline = Date.now() + SYNC_TIMEOUT_MS;
+  for (;;) {
+    const got = receiveMessageOnPort(sync)?.message as SyncAnswer | undefined;
     if (got?.call === call) {
       if (got.ok) return got.value;
       throw echoed(got.error);
@@ -285,8 +285,11 @@ function stateFor(record: string, isOver: () => boolean): { api: BotContext['sta
 
 async function run(handler: BotHandler, m: Extract<ToHandler, { t: 'run' }>): Promise<void> {
   let seq = 0;
+  let returned = false;
+  const state = stateFor(m.state, () => returned);
   const ctx: BotContext = Object.freeze({
     botDeviceId: m.botDeviceId,
+    state: state.api,
     safetyNumber: () => safetyNumber(m.run),
     reply: (content: OutgoingContent): Promise<void> =>
       new Promise<void>((resolve, reject) => {
@@ -294,13 +297,11 @@ async function run(handler: BotHandler, m: Extract<ToHandler, { t: 'run' }>): Pr
         try {
           encoded = encodeContent(content);
         } catch (e) {
-  let returned = false;
-  const state = stateFor(m.state, () => returned);
           reject(e);
           return;
-    state: state.api,
         }
         if (encoded.body.length > MAX_REPLY_BODY_BYTES) {
+          post({ t: 'oversize', run: m.run });
           reject(new ParleyError('PAYLOAD_TOO_LARGE', 'plaintext exceeds the maximum message size'));
           return;
         }
@@ -311,7 +312,6 @@ async function run(handler: BotHandler, m: Extract<ToHandler, { t: 'run' }>): Pr
   });
   let failure: HandlerFailure | undefined;
   try {
-          post({ t: 'oversize', run: m.run });
     await handler(m.message, ctx);
   } catch (e) {
     failure = failureOf(e);
@@ -339,6 +339,8 @@ try {
 port.on('message', (m: ToHandler) => {
   if (m.t === 'run') {
     if (handler) void run(handler, m);
+  } else if (m.t === 'ping') {
+    post({ t: 'pong', n: m.n });
   } else if (m.t === 'replied') {
     const key = `${m.run}/${m.seq}`;
     const w = waiting.get(key);
@@ -349,5 +351,3 @@ port.on('message', (m: ToHandler) => {
   }
 });
 if (handler) post({ t: 'loaded' });
-  } else if (m.t === 'ping') {
-    post({ t: 'pong', n: m.n });

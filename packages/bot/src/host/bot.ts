@@ -36,8 +36,8 @@ import { deliverToEnclave } from './delivery.js';
 import { PrekeyPublisher } from './prekey-publisher.js';
 import { ReplyOutbox } from './reply-outbox.js';
 import { withSyntaxLocation } from './handler-syntax.js';
-import { EnclaveSupervisor, type BotLogger, type EnclaveInfo, type SealingSecretOption, type SupervisorStats } from './supervisor.js';
 import { checkHandlerOptions } from './handler-options.js';
+import { EnclaveSupervisor, type BotLogger, type EnclaveInfo, type SealingSecretOption, type SupervisorStats } from './supervisor.js';
 
 /** Re-issue the attestation this often (clients accept 24 h by default). */
 export const ATTESTATION_REFRESH_MS = 12 * 60 * 60 * 1000;
@@ -254,6 +254,7 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
   const oneTimePrekeys = options.oneTimePrekeys ?? DEFAULT_ONE_TIME_PREKEYS;
   if (!Number.isInteger(oneTimePrekeys) || oneTimePrekeys < 0 || oneTimePrekeys > 100) throw new ParleyError('USAGE', 'oneTimePrekeys must be 0..100');
   const logger = options.logger ?? stderrLogger;
+  const handlerLimits = checkHandlerOptions(options);
   /** `bot.on(...)`: every part of the host reports through `events.emit(name, value)`. */
   const events = new BotEventEmitter(logger);
   let certificate = options.certificate === undefined ? undefined : parseCertificate(options.certificate);
@@ -316,7 +317,6 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
   const deliver = async (m: RelayMessage): Promise<'ack' | 'keep'> => {
     if (closed) return 'keep';
     inFlight++;
-  const handlerLimits = checkHandlerOptions(options);
     try {
       return await deliverToEnclave(supervisor, m, { logger, stopped: () => closed });
     } finally {
@@ -334,6 +334,8 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
     oneTimePrekeys,
     ...(options.resourceLimits ? { resourceLimits: options.resourceLimits } : {}),
     ...(options.restartBackoffMs ? { restartBackoffMs: options.restartBackoffMs } : {}),
+    ...handlerLimits,
+    onHandlerFailed: (e) => events.emit('handlerFailed', e),
     logger,
     onSend: (out) => outbox.push(out),
     onNeedBundle: (peer) => bundles.request(peer),
@@ -402,8 +404,6 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
       );
     }
     await relay.connect();
-    ...handlerLimits,
-    onHandlerFailed: (e) => events.emit('handlerFailed', e),
     await prekeys.publish();
   } catch (e) {
     await relay.close();

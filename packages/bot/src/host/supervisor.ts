@@ -99,7 +99,6 @@ export interface SupervisorOptions {
   entryUrl?: URL;
   /** Extra worker execArgv (e.g. a stronger-isolation mode). */
   execArgv?: string[];
-}
   /** Time limit of one handler run, ms (the enclave's default: 30 s). */
   handlerTimeoutMs?: number;
   /** Failures of one message before it is quarantined (the enclave's default: 3). */
@@ -110,6 +109,7 @@ export interface SupervisorOptions {
   dev?: boolean;
   /** Called for each failed handler run (after the stats, log line and, in dev mode, the console line). */
   onHandlerFailed?: (e: HandlerFailedEvent) => void;
+}
 
 interface Pending {
   method: MethodName;
@@ -118,27 +118,27 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
+/** An `event` message from the enclave. */
+type EnclaveEvent = Extract<EnclaveMessage, { type: 'event' }>;
+
 /** Counts of what the supervisor saw (for metrics and tests). */
 export interface SupervisorStats {
   starts: number;
   crashes: number;
   invalidMessages: number;
   handlerFailures: number;
+  /** Handler runs that hit `handlerTimeoutMs` (also counted in `handlerFailures`). */
+  handlerTimeouts: number;
+  /** Messages quarantined after `maxHandlerFailures` failed runs: never run again. */
+  quarantined: number;
   /** Sessions with customers reset, asked for by the bot or by the customer (README "Self-healing sessions"). */
   sessionResets: number;
-/** An `event` message from the enclave. */
-type EnclaveEvent = Extract<EnclaveMessage, { type: 'event' }>;
-
   /** Replies given up on after repeated session resets: never delivered. */
   repliesGivenUp: number;
 }
 
 export class EnclaveSupervisor {
   readonly #opts: SupervisorOptions;
-  /** Handler runs that hit `handlerTimeoutMs` (also counted in `handlerFailures`). */
-  handlerTimeouts: number;
-  /** Messages quarantined after `maxHandlerFailures` failed runs: never run again. */
-  quarantined: number;
   #worker: Worker | undefined;
   #generation = 0;
   /** The worker generation one of whose sealed writes failed (its later writes are refused). */
@@ -220,6 +220,10 @@ export class EnclaveSupervisor {
           ...(port ? { unsafeTestingExposeKeys: port } : {}),
           ...(this.#opts.migrateFrom ? { migrateFrom: this.#opts.migrateFrom } : {}),
           ...(this.#opts.rollbackAnchor ? { rollbackAnchor: this.#opts.rollbackAnchor } : {}),
+          ...(this.#opts.handlerTimeoutMs !== undefined ? { handlerTimeoutMs: this.#opts.handlerTimeoutMs } : {}),
+          ...(this.#opts.maxHandlerFailures !== undefined ? { maxHandlerFailures: this.#opts.maxHandlerFailures } : {}),
+          ...(this.#opts.failureReply ? { failureReply: this.#opts.failureReply } : {}),
+          ...(this.#opts.dev ? { dev: true } : {}),
         },
         transfer,
         generation,
@@ -238,10 +242,6 @@ export class EnclaveSupervisor {
         this.#stopped = true;
         await worker.terminate();
         for (const w of this.#readyWaiters.splice(0)) w.reject(err);
-          ...(this.#opts.handlerTimeoutMs !== undefined ? { handlerTimeoutMs: this.#opts.handlerTimeoutMs } : {}),
-          ...(this.#opts.maxHandlerFailures !== undefined ? { maxHandlerFailures: this.#opts.maxHandlerFailures } : {}),
-          ...(this.#opts.failureReply ? { failureReply: this.#opts.failureReply } : {}),
-          ...(this.#opts.dev ? { dev: true } : {}),
       }
       throw err;
     }

@@ -11,7 +11,8 @@
  * (development, tests) that is the `.ts` files under each package's `src/`; from an installed
  * package it is the compiled `.js` under `dist/` (never the `.d.ts` or source maps). In order:
  * 1. the enclave's own code: every code file under `<bot code dir>/enclave` and `<bot code dir>/rpc`,
- *    plus `<bot code dir>/attestation.*`, `<bot code dir>/measurement.*` and `<bot code dir>/handler-graph.*`;
+ *    plus `<bot code dir>/attestation.*`, `<bot code dir>/measurement.*`, `<bot code dir>/handler-graph.*`
+ *    and `<bot code dir>/egress-policy.*`;
  * 2. every code file of `@parley/protocol` and then of `@parley/engine` (the protocol and the
  *    conversation engine the enclave runs), found from where each package's entry resolves;
  *   each group sorted by label, labels being `<package>/<path inside the package>` with `/`;
@@ -20,7 +21,11 @@
  *    its own modules, labelled `handler/<path from the handler's directory>`, and the packages
  *    it imports from `node_modules`, labelled `handler/node_modules/<package>/<path>`, sorted by
  *    label. The handler worker loads nothing else: a file outside this list, or one whose bytes
- *    changed since they were measured, is refused (`enclave/handler-worker.ts`).
+ *    changed since they were measured, is refused (`enclave/handler-worker.ts`);
+ * 5. the egress policy (README "Egress policy and ctx.fetch"), label `egress`, its bytes the
+ *    canonical origins joined by `\n` (`egress-policy.ts`), only when the policy is not empty:
+ *    a bot without egress (no network) measures as before the policy existed, and no other
+ *    entry can carry that label.
  *
  * So a measurement taken from the sources differs from one taken from the installed package:
  * pin the value that `computeMeasurement` prints where the bot really runs.
@@ -36,6 +41,9 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { getCrypto, initCrypto, concatBytes, utf8, ParleyError } from '@parley/protocol/verify';
 import { measurementHex } from './attestation.js';
 import { handlerGraph, type HandlerFile } from './handler-graph.js';
+import { canonicalEgress, egressPolicyBytes } from './egress-policy.js';
+
+export { canonicalEgress } from './egress-policy.js';
 
 export type { HandlerFile } from './handler-graph.js';
 
@@ -56,8 +64,19 @@ export interface Measurement {
   readonly measurement: Uint8Array;
   /** The same, 64 lower-case hex chars (the form to pin). */
   readonly hex: string;
-  /** Every file that went in, in order. */
+  /** Every file that went in, in order (the egress policy last, label `egress`, when not empty). */
   readonly files: readonly MeasuredFile[];
+  /** The egress policy that went in, canonical (origins, sorted); empty: no network. */
+  readonly egress: readonly string[];
+}
+
+/** Options of {@link computeMeasurement}. */
+export interface MeasurementOptions {
+  /**
+   * The bot's egress policy, as in `BotOptions.egress` (host names, `host:port` or origins):
+   * part of the measurement. Default: none (no network).
+   */
+  readonly egress?: readonly string[];
 }
 
 function listCode(dir: string, out: string[] = []): string[] {
@@ -96,7 +115,7 @@ export function enclaveCodeFiles(): [string, string][] {
   const own: [string, string][] = [];
   for (const sub of ['enclave', 'rpc']) for (const f of listCode(join(codeDir, sub))) own.push([label('@parley/bot', botRoot, f), f]);
   for (const name of readdirSync(codeDir)) {
-    if (/^(attestation|measurement|handler-graph)\.(ts|js|mjs)$/.test(name)) own.push([label('@parley/bot', botRoot, join(codeDir, name)), join(codeDir, name)]);
+    if (/^(attestation|measurement|handler-graph|egress-policy)\.(ts|js|mjs)$/.test(name)) own.push([label('@parley/bot', botRoot, join(codeDir, name)), join(codeDir, name)]);
   }
   const groups: [string, string][][] = [own];
   for (const pkg of ['@parley/protocol', '@parley/engine']) {
@@ -158,8 +177,13 @@ async function ensureCrypto(): Promise<void> {
   }
 }
 
-/** Measurement from already-read contents (used by the enclave, which reads each file once). */
-export function measure(files: readonly (readonly [string, Uint8Array])[]): Measurement {
+/**
+ * Measurement from already-read contents (used by the enclave, which reads each file once), and
+ * the canonical egress policy (appended as the entry `egress` when not empty).
+ */
+export function measure(files: readonly (readonly [string, Uint8Array])[], egress: readonly string[] = []): Measurement {
+  const policy = canonicalEgress(egress);
+  if (policy.length > 0) files = [...files, ['egress', egressPolicyBytes(policy)]];
   const c = getCrypto();
   const parts: Uint8Array[] = [utf8(MEASUREMENT_DOMAIN), new Uint8Array([0])];
   const listed: MeasuredFile[] = [];
@@ -170,7 +194,7 @@ export function measure(files: readonly (readonly [string, Uint8Array])[]): Meas
     listed.push({ label: name, sha256: measurementHex(digest) });
   }
   const measurement = c.sha256(concatBytes(...parts));
-  return { measurement, hex: measurementHex(measurement), files: listed };
+  return { measurement, hex: measurementHex(measurement), files: listed, egress: policy };
 }
 
 /**
@@ -182,23 +206,28 @@ export function handlerCodeFiles(handler: string | URL): HandlerFile[] {
   return handlerGraph(handlerPath(handler));
 }
 
-/** Reads and measures the enclave code plus the handler at `handler` and its imports. Needs a crypto backend (initialised if none). */
-export function measureFiles(handler: string | URL): Measurement {
+/**
+ * Reads and measures the enclave code plus the handler at `handler` and its imports, and the
+ * egress policy. Needs a crypto backend (initialised if none).
+ */
+export function measureFiles(handler: string | URL, options: MeasurementOptions = {}): Measurement {
+  const egress = canonicalEgress(options.egress);
   const files: [string, Uint8Array][] = enclaveCodeFiles().map(([l, p]) => [l, new Uint8Array(readFileSync(p))]);
   for (const f of handlerCodeFiles(handler)) files.push([f.label, f.bytes]);
-  return measure(files);
+  return measure(files, egress);
 }
 
 /**
  * The measurement an enclave running `handler` will attest to: pin its `hex` in the clients'
  * configuration (`expectedMeasurement`). It changes whenever the SDK's enclave code, the
- * protocol, the engine, the handler or any file the handler imports change.
- * @throws ParleyError `USAGE` for a handler that is not a local file.
+ * protocol, the engine, the handler or any file the handler imports change, and when the
+ * egress policy changes (give the bot's `egress` option here too).
+ * @throws ParleyError `USAGE` for a handler that is not a local file, or a bad egress entry.
  * @example
- * const { hex } = await computeMeasurement('./bot/handler.ts');
+ * const { hex } = await computeMeasurement('./bot/handler.ts', { egress: ['api.example.com'] });
  * console.log(`pin this: ${hex}`);
  */
-export async function computeMeasurement(handler: string | URL): Promise<Measurement> {
+export async function computeMeasurement(handler: string | URL, options: MeasurementOptions = {}): Promise<Measurement> {
   await ensureCrypto();
-  return measureFiles(handler);
+  return measureFiles(handler, options);
 }

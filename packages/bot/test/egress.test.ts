@@ -7,35 +7,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { isParleyError } from '@parley/protocol';
 import { computeMeasurement } from '../src/measurement.js';
 import { canonicalEgress } from '../src/egress-policy.js';
 import { Customer } from './customer.js';
 import { startBot, startRelay } from './harness.js';
 import { setupCrypto, tempDir, waitFor } from './helpers.js';
+import { EGRESS_HANDLER, startService } from './egress-service.js';
 
 await setupCrypto();
-
-export const EGRESS_HANDLER = new URL('./fixtures/egress-handler.ts', import.meta.url);
-
-/** A local service the handler may call: `/hello`, redirects in and out of the policy, a 5 MiB body. */
-export async function startService(): Promise<{ origin: string; port: number; seen: IncomingMessage[]; close(): Promise<void> }> {
-  const seen: IncomingMessage[] = [];
-  const server = createServer((req, res) => {
-    seen.push(req);
-    const port = (server.address() as AddressInfo).port;
-    if (req.url === '/hello') return void res.end(req.method === 'POST' ? 'posted' : 'hello');
-    if (req.url === '/redirect-in') return void res.writeHead(302, { location: '/hello' }).end();
-    if (req.url === '/redirect-out') return void res.writeHead(302, { location: `http://localhost:${port}/hello` }).end();
-    if (req.url === '/big') return void res.end(Buffer.alloc(5 * 1024 * 1024, 0x61));
-    res.writeHead(404).end();
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  return { origin: `http://127.0.0.1:${port}`, port, seen, close: () => new Promise((r) => server.close(() => r())) };
-}
 
 test('B7: the egress policy is part of the measurement, canonicalised; no policy measures as before', async () => {
   const none = await computeMeasurement(EGRESS_HANDLER);

@@ -12,15 +12,16 @@ const ORDERS: Record<string, string> = {
   '1044': 'was delivered yesterday at 14:12',
 };
 
-// Per-conversation consent state; lives only inside the enclave (and dies with it: a restarted
-// enclave asks again, which errs on the side of the customer).
-const consent = new Map<string, 'asked' | 'granted' | 'form-sent'>();
+type Consent = 'asked' | 'form-sent';
 
+// Per-conversation consent state in `ctx.state`: sealed by the enclave, kept across restarts, and
+// never in clear outside the enclave. A run's changes are committed only when it returns.
 const handle: BotHandler = async (message, ctx) => {
+  const consent = await ctx.state.get<Consent>('consent');
   if (message.json !== undefined) {
     const form = message.json as { type?: string; name?: string; email?: string };
-    if (form.type === 'contact-form' && consent.get(message.from) === 'form-sent') {
-      consent.delete(message.from);
+    if (form.type === 'contact-form' && consent === 'form-sent') {
+      await ctx.state.delete('consent');
       await ctx.reply(`Thank you${form.name ? `, ${String(form.name).slice(0, 40)}` : ''}. An agent will contact you; your details stay end-to-end encrypted.`);
     } else {
       await ctx.reply('I can only accept your details after you agree to share them. Type "contact me" to start.');
@@ -29,12 +30,12 @@ const handle: BotHandler = async (message, ctx) => {
   }
   const text = (message.text ?? '').trim().toLowerCase();
   const order = /(?:order|#)\s*#?(\d{3,6})/.exec(text)?.[1];
-  if (consent.get(message.from) === 'asked') {
+  if (consent === 'asked') {
     if (/^(yes|i agree|agree|ok)\b/.test(text)) {
-      consent.set(message.from, 'form-sent');
+      await ctx.state.set('consent', 'form-sent');
       await ctx.reply({ type: 'contact-form', fields: ['name', 'email'], purpose: 'so an agent can contact you about your request' });
     } else {
-      consent.delete(message.from);
+      await ctx.state.delete('consent');
       await ctx.reply('No problem: I will not ask for personal data.');
     }
   } else if (order) {
@@ -43,7 +44,7 @@ const handle: BotHandler = async (message, ctx) => {
   } else if (/hour|open|close/.test(text)) {
     await ctx.reply(HOURS);
   } else if (/contact|call me|agent|human/.test(text)) {
-    consent.set(message.from, 'asked');
+    await ctx.state.set('consent', 'asked');
     await ctx.reply('To have an agent contact you I need your name and email. Do you agree to share them for this purpose only? (yes / no)');
   } else {
     await ctx.reply('I can help with order status ("where is order 1042?"), opening hours, or having an agent contact you.');

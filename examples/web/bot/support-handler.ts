@@ -11,8 +11,11 @@
  *   only after `{ type: 'consent', granted: true }`. A form that arrives without consent is
  *   discarded unread.
  *
- * Replies are a pure function of (the message, the consent state), so a message run twice after
- * an enclave restart (`redelivered`) produces the same replies with the same ids.
+ * The consent state lives in `ctx.state` (per conversation, sealed by the enclave, kept across
+ * restarts; the host never sees it in clear). Replies are a pure function of (the message, the
+ * consent state), and a run's state changes are committed only when it returns, so a message run
+ * twice after an enclave restart (`redelivered`) sees the same state and produces the same
+ * replies with the same ids.
  *
  * Messages between widget and bot (JSON bodies; everything else is text):
  * ```
@@ -45,18 +48,10 @@ const RETURN_FIELDS = [
 const QUICK_REPLIES = ['Where is order 1042?', 'Opening hours', 'I want to return an item'];
 
 type ConsentState = 'asked' | 'granted' | 'declined';
-/** Per customer device. Lives in the enclave's memory only. */
-const consent = new Map<string, ConsentState>();
-/** Bounded so a flood of new devices cannot grow it without limit. */
-const MAX_TRACKED_CUSTOMERS = 10_000;
 
-function setConsent(from: string, state: ConsentState): void {
-  if (!consent.has(from) && consent.size >= MAX_TRACKED_CUSTOMERS) {
-    const oldest = consent.keys().next().value;
-    if (oldest !== undefined) consent.delete(oldest);
-  }
-  consent.set(from, state);
-}
+/** This conversation's consent state (sealed `ctx.state`; one record per customer device). */
+const getConsent = (ctx: BotContext): Promise<ConsentState | undefined> => ctx.state.get<ConsentState>('consent');
+const setConsent = (ctx: BotContext, state: ConsentState): Promise<void> => ctx.state.set('consent', state);
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -64,22 +59,22 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 
 async function handleJson(m: BotMessage, body: Record<string, unknown>, ctx: BotContext): Promise<void> {
   if (body.type === 'consent') {
-    if (consent.get(m.from) === undefined) {
+    if ((await getConsent(ctx)) === undefined) {
       await ctx.reply('I have not asked you for any personal data. Say "return" if you want to start a return.');
       return;
     }
     if (body.granted === true) {
-      setConsent(m.from, 'granted');
+      await setConsent(ctx, 'granted');
       await ctx.reply('Thank you. Please fill in the form below; it goes end-to-end encrypted to me and to no one else.');
       await ctx.reply({ type: 'form-request', formId: 'return', fields: RETURN_FIELDS });
     } else {
-      setConsent(m.from, 'declined');
+      await setConsent(ctx, 'declined');
       await ctx.reply('Understood: no personal data. I can still tell you about your orders and our opening hours.');
     }
     return;
   }
   if (body.type === 'form') {
-    if (consent.get(m.from) !== 'granted') {
+    if ((await getConsent(ctx)) !== 'granted') {
       // Consent first: data sent without it is not read, not answered with, not kept.
       await ctx.reply('I did not ask for this data and have discarded it unread. Say "return" to start a return with your consent.');
       return;
@@ -93,7 +88,7 @@ async function handleJson(m: BotMessage, body: Record<string, unknown>, ctx: Bot
       await ctx.reply({ type: 'form-request', formId: 'return', fields: RETURN_FIELDS });
       return;
     }
-    setConsent(m.from, 'asked'); // the consent covered this one return
+    await setConsent(ctx, 'asked'); // the consent covered this one return
     await ctx.reply(`Thanks, ${name}. Your return is booked: the label goes to ${email} and a courier will pick up the parcel at ${address} within 2 working days.`);
     return;
   }
@@ -119,7 +114,7 @@ async function handleText(m: BotMessage, text: string, ctx: BotContext): Promise
     return;
   }
   if (/\b(return|refund|send back|exchange|pick ?up)\b/.test(t)) {
-    setConsent(m.from, 'asked');
+    await setConsent(ctx, 'asked');
     await ctx.reply({
       type: 'consent-request',
       purpose: 'To book a return I need your name, an e-mail address for the return label and a pick-up address.',

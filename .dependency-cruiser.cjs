@@ -227,7 +227,7 @@ module.exports = {
       from: { path: '^packages/bot/src/enclave/handler-worker[.]ts$' },
       to: {
         path: ['^packages/engine/', KEY_FILES_AND_FINGERPRINT, '^packages/bot/src/enclave/'],
-        pathNot: '^packages/bot/src/enclave/handler-(worker|protocol|state)[.]ts$',
+        pathNot: '^packages/bot/src/enclave/handler-(worker|protocol|sandbox|egress-api|state)[.]ts$',
         reachable: true,
       },
     },

@@ -117,6 +117,7 @@ export async function measureEnclave(server: ServerProcess, o: EnclaveOptions): 
         safetyNumber: () => b.safetyNumber(m.from),
         reply: async (content) => void (await b.send(m.from, content)),
         state: baselineState(),
+        fetch: () => Promise.reject(new Error('the echo handler makes no requests')),
       };
       void Promise.resolve(echo(botMessage(m), ctx)).catch(() => fail('baseline handler'));
     });

@@ -60,6 +60,34 @@ export interface HandlerState {
   entries(): Promise<[string, JsonValue][]>;
 }
 
+/** Options of `ctx.fetch` (a subset of `fetch`'s). */
+export interface EgressFetchInit {
+  /** `GET` (default), `HEAD`, `POST`, `PUT`, `PATCH`, `DELETE` or `OPTIONS`. */
+  method?: string;
+  /** Request headers (not `host`, `connection`, `content-length`, `transfer-encoding`, `upgrade`, `proxy-*`). */
+  headers?: Readonly<Record<string, string>> | readonly (readonly [string, string])[];
+  /** Request body (at most 1 MiB); not with `GET` or `HEAD`. */
+  body?: string | Uint8Array | ArrayBuffer | null;
+  /** Time limit of the whole exchange in ms (default 10 000, at most 60 000). */
+  timeoutMs?: number;
+}
+
+/** What `ctx.fetch` resolves with: the whole response, already read. */
+export interface EgressResponse {
+  readonly status: number;
+  readonly statusText: string;
+  /** `status` is 2xx. */
+  readonly ok: boolean;
+  /** The URL that answered (after redirects). */
+  readonly url: string;
+  /** Response headers, names in lower case (repeated headers joined with `, `). */
+  readonly headers: Readonly<Record<string, string>>;
+  text(): Promise<string>;
+  json(): Promise<unknown>;
+  arrayBuffer(): Promise<ArrayBuffer>;
+  bytes(): Promise<Uint8Array>;
+}
+
 /** What the handler can do. */
 export interface BotContext {
   /**
@@ -71,6 +99,17 @@ export interface BotContext {
   safetyNumber(): string;
   /** The bot's own device id. */
   readonly botDeviceId: string;
+  /**
+   * Sends an HTTP(S) request, the handler's only way to the network: the URL's origin must be in
+   * the bot's egress policy (`BotOptions.egress`, part of the measurement), else it is refused
+   * with `FORBIDDEN` (`details.reason: 'egress'`, `details.host`). The enclave makes the request
+   * (redirects followed only within the policy, at most 5), bounded by a time limit (default
+   * 10 s, `init.timeoutMs` up to 60 s) and a response body of at most 4 MiB
+   * (`PAYLOAD_TOO_LARGE`); a network failure is `TRANSPORT` (`details.reason`). The global
+   * `fetch`, sockets, files and processes are not reachable from the handler. See README
+   * "Egress policy and ctx.fetch".
+   */
+  fetch(url: string | URL, init?: EgressFetchInit): Promise<EgressResponse>;
   /** This conversation's sealed key-value store (see {@link HandlerState}). */
   readonly state: HandlerState;
 }

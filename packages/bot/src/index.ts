@@ -11,7 +11,7 @@ export { createBot, ATTESTATION_REFRESH_MS, DEFAULT_ONE_TIME_PREKEYS, type Bot, 
 export type { BotLogger, SealingSecretOption, SupervisorStats } from './host/supervisor.js';
 export type { BotEvents, HandlerFailedEvent, HandlerFailureKind } from './host/events.js';
 export type { BotEventListener } from './host/bot-events.js';
-export { computeMeasurement, type Measurement, type MeasuredFile } from './measurement.js';
+export { computeMeasurement, type Measurement, type MeasuredFile, type MeasurementOptions } from './measurement.js';
 export {
   verifyAttestation,
   attestationPayload,
@@ -23,4 +23,4 @@ export {
   type BotAttestation,
   type VerifyAttestationOptions,
 } from './attestation.js';
-export type { BotHandler, BotMessage, BotContext, HandlerState, JsonValue } from './handler-api.js';
+export type { BotHandler, BotMessage, BotContext, HandlerState, JsonValue, EgressFetchInit, EgressResponse } from './handler-api.js';

@@ -107,7 +107,9 @@ test('B7: ctx.fetch reaches the origins of the policy only; the handler has no o
   usage('childProcess', /node:child_process/);
   usage('net', /node:net/);
   usage('http', /node:http/);
-  usage('module', /node:module/);
+  assert.equal(probe.module, 'allowed', 'node:module loads (createRequire, isBuiltin, builtinModules)…');
+  usage('moduleRegister', /no register/);
+  usage('cjsRegister', /module\.register/);
   usage('vm', /node:vm/);
   usage('requireFs', /ctx\.state/);
   usage('worker', /Worker/);

@@ -148,14 +148,18 @@ test('an import the measurement could not follow is refused at start, naming the
 });
 
 test('an imported file that changed after it was measured is refused, naming it', async (t) => {
-  // The handler rewrites a file it imports (a literal import: measured) before importing it.
-  const changed = await refusal(
-    {
-      'handler.mjs': "import { writeFileSync } from 'node:fs';\nwriteFileSync(new URL('./late.mjs', import.meta.url), 'export default 2;\\n');\nawait import('./late.mjs');\nexport default async function handle() {}\n",
-      'late.mjs': 'export default 1;\n',
-    },
-    t,
-  );
-  assert.match(changed.message, /late\.mjs, which changed since it was measured/);
-  assert.equal(changed.reason, 'changedImport');
+  // The file changes after the enclave measured it, before the handler imports it (the test
+  // changes it: a handler has no files to write, README "Egress policy and ctx.fetch").
+  const dir = project({
+    'handler.mjs': "export default async function handle(message, ctx) {\n  try { await import('./late.mjs'); await ctx.reply('loaded'); } catch (e) { await ctx.reply(String(e.message)); }\n}\n",
+    'late.mjs': 'export default 1;\n',
+  });
+  const { bot } = await startBot(relay, tempDir(t), { handler: join(dir, 'handler.mjs') });
+  t.after(() => bot.close());
+  writeFileSync(join(dir, 'late.mjs'), 'export default 2;\n');
+  const c = await Customer.connect(relay.url);
+  t.after(() => c.close());
+  await c.send(bot.deviceId, 'import it');
+  await waitFor(() => c.replies.length >= 1, 10_000, 'a reply');
+  assert.match(c.replies[0]!.text!, /changed-import:.*late\.mjs$/);
 });

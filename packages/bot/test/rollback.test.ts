@@ -15,7 +15,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { getCrypto, isParleyError } from '@parley/protocol';
 import { SealedKeyValueStore, type PersistFn } from '../src/enclave/sealed-store.js';
@@ -35,15 +37,27 @@ test('B10: a state folder rolled back under a handled message is refused: the re
   const dir = tempDir(t);
   const relay = await startRelay();
   t.after(() => relay.close());
-  const refunds = join(dir, 'refunds.log');
+  // The payment service the handler calls (through ctx.fetch, under the bot's egress policy).
+  const refunded: string[] = [];
+  const payments = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      refunded.push(body);
+      res.end('ok');
+    });
+  });
+  await new Promise<void>((resolve) => payments.listen(0, '127.0.0.1', resolve));
+  t.after(() => payments.close());
+  const refunds = `http://127.0.0.1:${(payments.address() as AddressInfo).port}/refund`;
   const stateDir = join(dir, 'bot');
   const delivered = new Map<string, { from: string; id: string; envelope: Uint8Array }>();
   const tap = (direction: 'toEnclave' | 'fromEnclave', m: unknown): void => {
     const call = m as { method?: string; params?: { from: string; id: string; envelope: Uint8Array } };
     if (direction === 'toEnclave' && call.method === 'deliver' && call.params) delivered.set(call.params.id, { ...call.params, envelope: call.params.envelope.slice() });
   };
-  const start = (): Promise<{ bot: TestingBot; logger: { text(): string } }> => startBot(relay, dir, { handler: REFUND_HANDLER, unsafeTestingTap: tap });
-  const refundLines = (): string[] => (existsSync(refunds) ? readFileSync(refunds, 'utf8').trim().split('\n') : []);
+  const start = (): Promise<{ bot: TestingBot; logger: { text(): string } }> => startBot(relay, dir, { handler: REFUND_HANDLER, egress: [new URL(refunds).origin], unsafeTestingTap: tap });
+  const refundLines = (): string[] => [...refunded];
 
   const customer = await Customer.connect(relay.url);
   t.after(() => customer.close());

@@ -35,9 +35,11 @@ import { HandlerQueue, HandlerWorker, type BotMessage, type RunOutcome } from '.
 import { openEngine, type EnclaveEngine, type ReceivedMessage } from './engine.js';
 import { decodeContent, type OutgoingContent } from '@parley/protocol';
 import { TestingKeyTap } from './unsafe-testing.js';
+import { processPort, type EnclavePort } from './process-port.js';
 
-if (!parentPort) throw new Error('the enclave entry must run in a worker thread');
-const port = parentPort;
+// A worker thread (worker mode) or a child process with an IPC channel (process mode, README
+// "Enclave modes: worker and process"): the same messages either way.
+const port: EnclavePort = parentPort ?? processPort();
 
 // The enclave's console writes straight to the process's file descriptors: a worker's
 // `process.stdout` is piped through the host thread, and handler logs must not be.
@@ -365,12 +367,15 @@ const impl: Impl = {
       // Dev mode lets handler errors (which may quote plaintext) cross to the host: a bot running
       // it attests to another measurement, so clients pinning the production one refuse it.
       if (p.dev) files.push([DEV_MODE_LABEL, textEncoder.encode('handler errors cross the enclave boundary')]);
-      const measured = measure(files);
+      // The egress policy is measured with the code (appended last, when not empty) and is the
+      // one ctx.fetch enforces: the policy a client verifies is the policy that runs.
+      const measured = measure(files, p.egress ?? []);
       const { measurement } = measured;
       const digests = measured.files.slice(handlerAt, handlerAt + handlerFiles.length);
       const handlerStart = HandlerWorker.start({
         handlerUrl: p.handlerUrl,
         measured: handlerFiles.map((f, i) => [f.path, digests[i]!.sha256] as const),
+        egress: measured.egress,
         safetyNumber: (peer) => need().engine.safetyNumber(peer),
         onExit: (reason) => poison(`the handler worker stopped (${reason})`),
         ...(p.handlerTimeoutMs !== undefined ? { timeoutMs: p.handlerTimeoutMs } : {}),
@@ -382,7 +387,7 @@ const impl: Impl = {
       try {
         // Sealed state is bound to the measurement and checked against the rollback anchor
         // (sealed-store.ts); a new secret is never made for existing state.
-        const secret = loadSealingSecret(p.sealing, p.records.length === 0);
+        const secret = await loadSealingSecret(p.sealing, p.records.length === 0);
         let store: SealedKeyValueStore;
         let tap: TestingKeyTap | undefined;
         try {

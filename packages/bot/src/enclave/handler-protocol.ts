@@ -12,6 +12,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { SerializedParleyError } from '@parley/protocol/errors';
 import type { ContentType } from '@parley/protocol/wire';
 import type { BotMessage } from '../handler-api.js';
+import type { EgressAnswerMessage, EgressRequestMessage } from './handler-egress-api.js';
 
 /** `workerData` of the handler worker: nothing secret. */
 export interface HandlerWorkerData {
@@ -43,7 +44,9 @@ export type ToHandler =
     }
   /** Liveness probe after a run's time limit: a worker that does not answer is stuck (a busy loop). */
   | { readonly t: 'ping'; readonly n: number }
-  | { readonly t: 'replied'; readonly run: number; readonly seq: number; readonly error?: EchoedError };
+  | { readonly t: 'replied'; readonly run: number; readonly seq: number; readonly error?: EchoedError }
+  /** The answer to a `ctx.fetch` (`handler-egress-api.ts`). */
+  | EgressAnswerMessage;
 
 /** Why a handler run failed, as the worker may say it: never the error's message. */
 export interface HandlerFailure {
@@ -83,7 +86,9 @@ export type FromHandler =
   /** The worker refused a reply of run `run` for its size (the run fails as `oversize`). */
   | { readonly t: 'oversize'; readonly run: number }
   /** Answer to `ping`. */
-  | { readonly t: 'pong'; readonly n: number };
+  | { readonly t: 'pong'; readonly n: number }
+  /** A `ctx.fetch` request (checked by `parseEgressRequest` in `egress.ts`). */
+  | EgressRequestMessage;
 
 /** `ctx.safetyNumber()`: worker → enclave on the sync port. */
 export interface SyncRequest {

@@ -10,6 +10,8 @@
  *   `node:worker_threads` loads without `Worker` (which throws `USAGE`): the handler starts no
  *   thread (one would run code outside these guards), while its own `parentPort` and `workerData`
  *   give it nothing `ctx` does not (the enclave checks all it posts; nothing in it is secret).
+ *   `node:module` loads with `createRequire`, `isBuiltin` and `builtinModules` only, and
+ *   `Module.register` throws: a module hook of the handler's would run before these guards.
  * - Globals: `fetch`, `WebSocket`, `EventSource`, `XMLHttpRequest` and `BroadcastChannel` throw
  *   `USAGE` (use `ctx.fetch`).
  * - `process`: `binding`, `_linkedBinding`, `dlopen`, `getBuiltinModule`, `kill`,
@@ -19,7 +21,7 @@
  * this list misses) is not stopped by it. The process mode adds the OS process boundary and
  * Node's permission model under it (README "Enclave modes: worker and process").
  */
-import { createRequire, isBuiltin, register } from 'node:module';
+import { builtinModules, createRequire, isBuiltin, register } from 'node:module';
 import * as workerThreads from 'node:worker_threads';
 import { ParleyError } from '@parley/protocol/errors';
 
@@ -93,17 +95,25 @@ export const { isMainThread, parentPort, workerData, threadId, resourceLimits, M
 export default Object.freeze({ ...wt, Worker, BroadcastChannel });
 `)}`;
 
+/** `node:module` as the handler sees it: `createRequire` (whose `require` is guarded below), `isBuiltin`, `builtinModules`. */
+const MODULE_SHIM = `data:text/javascript,${encodeURIComponent(`/* parley module */
+import { createRequire, isBuiltin, builtinModules } from 'node:module';
+export { createRequire, isBuiltin, builtinModules };
+export default Object.freeze({ createRequire, isBuiltin, builtinModules });
+`)}`;
+
 /** ES modules: refuses the built-ins outside the list for every `import` from now on. */
 const RESOLVE_GUARD = `
 import { isBuiltin } from 'node:module';
 let allowed = new Set();
-let shim = '';
-export function initialize(data) { allowed = new Set(data.allowed); shim = data.shim; }
+let shims = {};
+export function initialize(data) { allowed = new Set(data.allowed); shims = data.shims; }
 export async function resolve(specifier, context, nextResolve) {
   const prefixed = specifier.startsWith('node:');
   if (prefixed || isBuiltin(specifier)) {
     const name = prefixed ? specifier.slice(5) : specifier;
-    if (name === 'worker_threads') {
+    const shim = Object.hasOwn(shims, name) ? shims[name] : undefined;
+    if (shim !== undefined) {
       if (context.parentURL === shim) return nextResolve(specifier, context);
       return { url: shim, shortCircuit: true };
     }
@@ -128,20 +138,24 @@ function blocked(what: string, name: string): () => never {
  * modules loaded and before the handler loads.
  */
 export function sealHandlerSandbox(): void {
-  register(`data:text/javascript,${encodeURIComponent(RESOLVE_GUARD)}`, { data: { allowed: [...allowed], shim: WORKER_THREADS_SHIM } });
+  register(`data:text/javascript,${encodeURIComponent(RESOLVE_GUARD)}`, { data: { allowed: [...allowed], shims: { worker_threads: WORKER_THREADS_SHIM, module: MODULE_SHIM } } });
 
   // CommonJS: `require` of every built-in goes through Module._load.
-  const Module = createRequire(import.meta.url)('node:module') as { _load: (request: string, parent: unknown, isMain: boolean) => unknown };
+  const Module = createRequire(import.meta.url)('node:module') as { _load: (request: string, parent: unknown, isMain: boolean) => unknown; register: unknown };
   const load = Module._load;
   const BlockedWorker = blocked('node:worker_threads Worker', 'Worker');
   const threads = Object.freeze({ ...workerThreads, Worker: BlockedWorker, BroadcastChannel: undefined });
+  const moduleShim = Object.freeze({ createRequire, isBuiltin, builtinModules });
   Module._load = function guardedLoad(this: unknown, request: string, parent: unknown, isMain: boolean) {
     if (request === 'worker_threads' || request === 'node:worker_threads') return threads;
+    if (request === 'module' || request === 'node:module') return moduleShim;
     const name = typeof request === 'string' ? refusedBuiltin(request) : undefined;
     if (name !== undefined) throw refusal(`node:${name}`, name);
     return load.call(this, request, parent, isMain);
   };
 
+  // Reachable from a CommonJS module as `module.constructor.register`.
+  Object.defineProperty(Module, 'register', { value: blocked('module.register', 'register'), writable: false, configurable: false });
   for (const name of ['fetch', 'WebSocket', 'EventSource', 'XMLHttpRequest', 'BroadcastChannel']) {
     Object.defineProperty(globalThis, name, { value: blocked(`the global ${name}`, name), writable: false, configurable: false, enumerable: false });
   }

@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { format } from 'node:util';
 import { ERROR_CODES, ParleyError } from '@parley/protocol/errors';
 import { encodeContent, type OutgoingContent } from '@parley/protocol/wire';
-import type { BotContext, BotHandler, JsonValue } from '../handler-api.js';
+import type { BotContext, BotHandler, EgressFetchInit, JsonValue } from '../handler-api.js';
 import { checkStateKey, decodeState, encodeState, stateBytes, stateTooLarge, stateValueText, MAX_STATE_BYTES } from './handler-state.js';
 import {
   CHANGED_MARK,
@@ -38,6 +38,8 @@ import {
   type SyncRequest,
   type ToHandler,
 } from './handler-protocol.js';
+import { BUILTIN_MARK, refusal, sealHandlerSandbox } from './handler-sandbox.js';
+import { EgressClient, type EgressAnswerMessage } from './handler-egress-api.js';
 
 if (!parentPort) throw new Error('the handler worker must run in a worker thread');
 const port = parentPort;
@@ -119,6 +121,8 @@ export async function load(url, context, nextLoad) {
 }
 `;
 register(`data:text/javascript,${encodeURIComponent(LOAD_GUARD)}`, { data: { measured: data.measured } });
+// No network, files, processes or workers but through ctx (README "Egress policy and ctx.fetch").
+sealHandlerSandbox();
 
 // ---- loading the handler ---------------------------------------------------------------------
 
@@ -136,8 +140,13 @@ export function loaderReason(e: unknown): string {
 
 /** The guard's refusal inside `e`, as the typed error, if it is one. */
 function guardRefusal(e: unknown): ParleyError | undefined {
-  if (e instanceof ParleyError && (e.details?.reason === 'unmeasuredImport' || e.details?.reason === 'changedImport')) return e;
+  if (e instanceof ParleyError && (e.details?.reason === 'unmeasuredImport' || e.details?.reason === 'changedImport' || e.details?.reason === 'sandbox')) return e;
   const message = e instanceof Error ? e.message : '';
+  const builtin = message.indexOf(BUILTIN_MARK);
+  if (builtin >= 0) {
+    const name = message.slice(builtin + BUILTIN_MARK.length).split(/[:\n]/)[0]!;
+    return refusal(`node:${name}`, name);
+  }
   for (const [mark, make] of [[UNMEASURED_MARK, unmeasured], [CHANGED_MARK, changed]] as const) {
     const at = message.indexOf(mark);
     if (at >= 0) return make(message.slice(at + mark.length).split('\n')[0]!);
@@ -291,6 +300,7 @@ async function run(handler: BotHandler, m: Extract<ToHandler, { t: 'run' }>): Pr
     botDeviceId: m.botDeviceId,
     state: state.api,
     safetyNumber: () => safetyNumber(m.run),
+    fetch: (url: string | URL, init?: EgressFetchInit) => egress.fetch(m.run, url, init),
     reply: (content: OutgoingContent): Promise<void> =>
       new Promise<void>((resolve, reject) => {
         let encoded;
@@ -336,8 +346,12 @@ try {
   });
 }
 
-port.on('message', (m: ToHandler) => {
-  if (m.t === 'run') {
+/** `ctx.fetch`: asks the enclave, which enforces the egress policy (`handler-egress-api.ts`). */
+const egress = new EgressClient((m) => port.postMessage(m), echoed);
+
+port.on('message', (m: ToHandler | EgressAnswerMessage) => {
+  if (m.t === 'fetched') egress.answer(m);
+  else if (m.t === 'run') {
     if (handler) void run(handler, m);
   } else if (m.t === 'ping') {
     post({ t: 'pong', n: m.n });

@@ -40,6 +40,9 @@ import {
   type ToHandler,
 } from './handler-protocol.js';
 import { decodeState, encodeState, MAX_STATE_BYTES } from './handler-state.js';
+import { egressFetch, parseEgressRequest } from './egress.js';
+import { handlerWorkerExecArgv } from './process-port.js';
+import { MAX_EGRESS_REQUESTS_PER_RUN, type EgressRequestMessage } from './handler-egress-api.js';
 
 export type { BotHandler, BotMessage, BotContext } from '../handler-api.js';
 export type { HandlerDevReport } from './handler-protocol.js';
@@ -84,6 +87,8 @@ export interface HandlerWorkerOptions {
   dev?: boolean;
   /** Called when a stuck worker was ended and started again (for the enclave's log). */
   onRestart?(): void;
+  /** The measured egress policy (canonical origins) `ctx.fetch` is held to; none: no network. */
+  egress?: readonly string[];
 }
 
 interface Run {
@@ -222,7 +227,7 @@ class HandlerIsolate {
       // the process runs with (e.g. `--import tsx`), so the handler loads as it did in the enclave.
       env: {},
       argv: [],
-      execArgv: process.execArgv,
+      execArgv: handlerWorkerExecArgv(),
       // Its own heap, as small as the enclave's: a handler that exhausts it stops only this worker.
       resourceLimits: limits(),
       stdout: true,
@@ -328,7 +333,36 @@ class HandlerIsolate {
     });
   }
 
+  /** `ctx.fetch` requests made per run (bounded by {@link MAX_EGRESS_REQUESTS_PER_RUN}). */
+  readonly #fetches = new Map<number, number>();
+
+  /** `ctx.fetch`: made here, under the measured policy (`egress.ts`), for a run that is still going. */
+  #onFetch(req: EgressRequestMessage): void {
+    const run = this.#runs.get(req.run);
+    const made = this.#fetches.get(req.run) ?? 0;
+    const answer = (result: Promise<Awaited<ReturnType<typeof egressFetch>>>): void => {
+      result.then(
+        (response) => this.#post({ t: 'fetched', run: req.run, seq: req.seq, response }),
+        (e: unknown) => {
+          const error = toWireError(e);
+          const now = this.#runs.get(req.run);
+          this.#post({ t: 'fetched', run: req.run, seq: req.seq, error: { error, echo: now ? now.errors.push(error) - 1 : -1 } });
+        },
+      );
+    };
+    if (!run) return answer(Promise.reject(new ParleyError('USAGE', 'ctx.fetch works only while the handler runs for a message')));
+    if (made >= MAX_EGRESS_REQUESTS_PER_RUN) return answer(Promise.reject(new ParleyError('USAGE', `at most ${MAX_EGRESS_REQUESTS_PER_RUN} ctx.fetch requests per message`)));
+    if (this.#fetches.size > 256) for (const id of this.#fetches.keys()) if (!this.#runs.has(id)) this.#fetches.delete(id);
+    this.#fetches.set(req.run, made + 1);
+    answer(egressFetch(this.#opts.egress ?? [], req));
+  }
+
   #onMessage(raw: unknown): void {
+    if (isObject(raw) && raw.t === 'fetch') {
+      const req = parseEgressRequest(raw);
+      if (req) this.#onFetch(req);
+      return;
+    }
     const m = parseFromHandler(raw);
     if (!m) {
       // A reply the enclave cannot take is still answered, so the handler's `ctx.reply` settles.

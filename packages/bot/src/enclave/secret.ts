@@ -10,7 +10,7 @@
  * - `buffer`: the secret arrived as a transferred `ArrayBuffer` (the host's copy was detached
  *   by the transfer). It is copied out and the buffer zero-filled.
  */
-import { closeSync, fstatSync, openSync, readSync, writeSync, fsyncSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { open, readFile, rename, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { getCrypto, ParleyError, concatBytes, constantTimeEqual, utf8 } from '@parley/protocol';
@@ -24,7 +24,7 @@ const SECRET_BYTES = 32;
  * @throws ParleyError `USAGE` with `details.reason: 'sealingSecretMissing'` when the file is
  *   missing but `mayCreate` is false (the state exists: only the lost secret opens it).
  */
-export function loadSealingSecret(source: SealingSource, mayCreate = true): Uint8Array {
+export async function loadSealingSecret(source: SealingSource, mayCreate = true): Promise<Uint8Array> {
   if (source.type === 'buffer') {
     const view = new Uint8Array(source.secret);
     const secret = view.slice();
@@ -61,21 +61,25 @@ export function loadSealingSecret(source: SealingSource, mayCreate = true): Uint
   }
 }
 
-function createSecretFile(path: string): Uint8Array {
+/**
+ * Creates the secret file exclusively and makes it durable. Through a `FileHandle`: in process
+ * mode Node's permission model refuses the descriptor-only `fsyncSync` (README "Enclave modes").
+ */
+async function createSecretFile(path: string): Promise<Uint8Array> {
   const secret = getCrypto().randomBytes(SECRET_BYTES);
-  let fd: number;
+  let fh: FileHandle;
   try {
-    fd = openSync(path, 'wx', 0o600);
+    fh = await open(path, 'wx', 0o600);
   } catch (e) {
     // Someone else created it between our open and now: use theirs.
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') return loadSealingSecret({ type: 'file', path, create: false });
     throw new ParleyError('ENCLAVE_UNAVAILABLE', 'cannot create the sealing secret file', { details: { errno: String((e as NodeJS.ErrnoException).code) } });
   }
   try {
-    writeSync(fd, secret, 0, SECRET_BYTES, 0);
-    fsyncSync(fd);
+    await fh.write(secret, 0, SECRET_BYTES, 0);
+    await fh.sync();
   } finally {
-    closeSync(fd);
+    await fh.close();
   }
   return secret;
 }

@@ -24,7 +24,7 @@ import type { MessagePort, ResourceLimits } from 'node:worker_threads';
 import { ParleyError, type PublicIdentity } from '@parley/protocol/verify';
 import type { OutgoingContent, RelayMessage } from '@parley/protocol/wire';
 import { encodeAttestation, measurementHex, type BotAttestation } from '../attestation.js';
-import { handlerUrl as toHandlerUrl } from '../measurement.js';
+import { canonicalEgress, handlerUrl as toHandlerUrl } from '../measurement.js';
 import { RelayLink } from '@parley/relay-link';
 import { BotEventEmitter, type BotEventListener } from './bot-events.js';
 import type { BotEvents } from './events.js';
@@ -131,6 +131,21 @@ export interface BotOptions {
   logger?: BotLogger;
   /** socket.io-client transports (default `['websocket']`). */
   transports?: string[];
+  /**
+   * The egress policy: where the handler may send data, through `ctx.fetch` only. Host names
+   * (`api.example.com`: HTTPS), `host:port`, or origins (`https://api.example.com`,
+   * `http://127.0.0.1:8080`: plain HTTP only where an entry says so). Part of the measurement,
+   * so clients verify it with the code (give the same list to `computeMeasurement`). Default:
+   * none (the handler has no network). See README "Egress policy and ctx.fetch".
+   */
+  egress?: readonly string[];
+  /**
+   * Where the enclave runs: `'worker'` (default), a worker thread of this process; `'process'`,
+   * its own Node process under Node's permission model (no file writes but its rollback anchor,
+   * no child processes, no native add-ons). Same RPC and measurement. See README "Enclave
+   * modes: worker and process" for what each protects against, and what neither does.
+   */
+  enclave?: 'worker' | 'process';
   /**
    * How long `createBot` waits for the first relay login before it rejects with `TRANSPORT` /
    * `timeout` (ms). Default 15,000. A refused connection, a DNS or TLS failure and a refused API
@@ -259,6 +274,8 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
   const events = new BotEventEmitter(logger);
   let certificate = options.certificate === undefined ? undefined : parseCertificate(options.certificate);
   const handlerUrl = toHandlerUrl(options.handler);
+  const egress = canonicalEgress(options.egress);
+  if (options.enclave !== undefined && options.enclave !== 'worker' && options.enclave !== 'process') throw new ParleyError('USAGE', "enclave must be 'worker' or 'process'");
   await mkdir(options.stateDir, { recursive: true, mode: 0o700 });
   const migrateFrom = parseMigrateFrom(options.migrateFrom);
   const stateFiles = await resolveStateFiles(options.stateDir, {
@@ -332,6 +349,8 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
     ...(stateFiles.rollbackAnchor ? { rollbackAnchor: stateFiles.rollbackAnchor } : {}),
     ...(migrateFrom ? { migrateFrom } : {}),
     oneTimePrekeys,
+    ...(egress.length > 0 ? { egress } : {}),
+    ...(options.enclave ? { enclave: options.enclave } : {}),
     ...(options.resourceLimits ? { resourceLimits: options.resourceLimits } : {}),
     ...(options.restartBackoffMs ? { restartBackoffMs: options.restartBackoffMs } : {}),
     ...handlerLimits,

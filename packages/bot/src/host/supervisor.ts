@@ -25,6 +25,7 @@ import {
   type Result,
 } from '../rpc/messages.js';
 import type { SealedBlobStore } from './blob-store.js';
+import { ProcessEnclave, type EnclaveChannel } from './process-enclave.js';
 import type { HandlerFailedEvent } from './events.js';
 
 /**
@@ -99,6 +100,13 @@ export interface SupervisorOptions {
   entryUrl?: URL;
   /** Extra worker execArgv (e.g. a stronger-isolation mode). */
   execArgv?: string[];
+  /**
+   * `'worker'` (default): the enclave is a worker thread of this process; `'process'`: its own
+   * Node process under the permission model (`process-enclave.ts`; README "Enclave modes").
+   */
+  enclave?: 'worker' | 'process';
+  /** The egress policy (canonical origins): measured and enforced by the enclave (README "Egress policy and ctx.fetch"). */
+  egress?: readonly string[];
   /** Time limit of one handler run, ms (the enclave's default: 30 s). */
   handlerTimeoutMs?: number;
   /** Failures of one message before it is quarantined (the enclave's default: 3). */
@@ -139,7 +147,7 @@ export interface SupervisorStats {
 
 export class EnclaveSupervisor {
   readonly #opts: SupervisorOptions;
-  #worker: Worker | undefined;
+  #worker: EnclaveChannel | undefined;
   #generation = 0;
   /** The worker generation one of whose sealed writes failed (its later writes are refused). */
   #persistFailedGeneration = -1;
@@ -188,15 +196,25 @@ export class EnclaveSupervisor {
   async #spawn(restart: boolean): Promise<EnclaveInfo> {
     const generation = ++this.#generation;
     this.stats.starts++;
-    const worker = new Worker(this.#opts.entryUrl ?? ENCLAVE_ENTRY_URL, {
-      resourceLimits: this.#opts.resourceLimits ?? DEFAULT_RESOURCE_LIMITS,
-      // Nothing secret in workerData, env or argv (docs/threats.md B1/B5): the worker gets an empty env.
-      env: {},
-      argv: [],
-      stdout: false,
-      stderr: false,
-      ...(this.#opts.execArgv ? { execArgv: this.#opts.execArgv } : {}),
-    });
+    const worker: EnclaveChannel =
+      this.#opts.enclave === 'process'
+        ? ProcessEnclave.start({
+            handlerUrl: this.#opts.handlerUrl,
+            ...('file' in this.#opts.sealing ? { sealingFile: { path: this.#opts.sealing.file, create: this.#opts.sealing.create ?? true } } : {}),
+            ...(this.#opts.rollbackAnchor ? { rollbackAnchor: this.#opts.rollbackAnchor } : {}),
+            ...(this.#opts.entryUrl ? { entryUrl: this.#opts.entryUrl } : {}),
+            maxOldGenerationSizeMb: (this.#opts.resourceLimits ?? DEFAULT_RESOURCE_LIMITS).maxOldGenerationSizeMb ?? 256,
+            ...(this.#opts.execArgv ? { execArgv: this.#opts.execArgv } : {}),
+          })
+        : new Worker(this.#opts.entryUrl ?? ENCLAVE_ENTRY_URL, {
+            resourceLimits: this.#opts.resourceLimits ?? DEFAULT_RESOURCE_LIMITS,
+            // Nothing secret in workerData, env or argv (docs/threats.md B1/B5): the worker gets an empty env.
+            env: {},
+            argv: [],
+            stdout: false,
+            stderr: false,
+            ...(this.#opts.execArgv ? { execArgv: this.#opts.execArgv } : {}),
+          });
     this.#worker = worker;
     this.#startedAt = Date.now();
     worker.on('message', (raw: unknown) => this.#onMessage(generation, raw));
@@ -220,6 +238,7 @@ export class EnclaveSupervisor {
           ...(port ? { unsafeTestingExposeKeys: port } : {}),
           ...(this.#opts.migrateFrom ? { migrateFrom: this.#opts.migrateFrom } : {}),
           ...(this.#opts.rollbackAnchor ? { rollbackAnchor: this.#opts.rollbackAnchor } : {}),
+          ...(this.#opts.egress && this.#opts.egress.length > 0 ? { egress: this.#opts.egress } : {}),
           ...(this.#opts.handlerTimeoutMs !== undefined ? { handlerTimeoutMs: this.#opts.handlerTimeoutMs } : {}),
           ...(this.#opts.maxHandlerFailures !== undefined ? { maxHandlerFailures: this.#opts.maxHandlerFailures } : {}),
           ...(this.#opts.failureReply ? { failureReply: this.#opts.failureReply } : {}),
@@ -274,7 +293,7 @@ export class EnclaveSupervisor {
     return { type: 'buffer', secret };
   }
 
-  #onDeath(generation: number, worker: Worker, reason: unknown): void {
+  #onDeath(generation: number, worker: EnclaveChannel, reason: unknown): void {
     if (generation !== this.#generation || this.#worker !== worker) return;
     this.#worker = undefined;
     this.#info = undefined;
@@ -423,7 +442,7 @@ export class EnclaveSupervisor {
     }
   }
 
-  #post(worker: Worker | undefined, generation: number, msg: unknown, transfer: (ArrayBuffer | MessagePort)[] = []): void {
+  #post(worker: EnclaveChannel | undefined, generation: number, msg: unknown, transfer: (ArrayBuffer | MessagePort)[] = []): void {
     if (!worker || generation !== this.#generation) return;
     this.#opts.unsafeTestingTap?.('toEnclave', msg);
     worker.postMessage(msg, transfer);
@@ -462,6 +481,11 @@ export class EnclaveSupervisor {
   /** Test-only: posts a raw message to the worker, bypassing every type (B4 fuzzing). */
   unsafeTestingPostRaw(message: unknown, transfer: ArrayBuffer[] = []): void {
     this.#post(this.#worker, this.#generation, message, transfer);
+  }
+
+  /** Test-only: the enclave's process id in process mode (undefined in worker mode or while none runs). */
+  get unsafeTestingEnclavePid(): number | undefined {
+    return this.#worker instanceof ProcessEnclave ? this.#worker.pid : undefined;
   }
 
   /** Test-only: kills the worker now (crash injection). */

@@ -120,6 +120,8 @@ export const methods = {
       migrateFrom: optional(migrateFrom),
       /** The rollback anchor file, which the enclave reads and writes itself (README "Rollback"). */
       rollbackAnchor: optional(str({ min: 1, max: 4096 })),
+      /** The egress policy (README "Egress policy and ctx.fetch"): canonicalised, measured and enforced by the enclave. */
+      egress: optional(arrayOf(str({ min: 1, max: 300 }), 64)),
       /** Handler limits (README "Handler limits and failures"): time limit of one run, failures before a message is quarantined. */
       handlerTimeoutMs: optional(int(MIN_HANDLER_TIMEOUT_MS, MAX_HANDLER_TIMEOUT_MS)),
       maxHandlerFailures: optional(int(1, MAX_HANDLER_FAILURES)),

@@ -8,7 +8,7 @@ import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'nod
 import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { createApiKey } from './apikeys.js';
-import { OperatorError, loadTls, startupMessage } from './cli-errors.js';
+import { OperatorError, loadTls, startupMessage, type ListenFlags } from './cli-errors.js';
 import { limitEnvName, plainHttpWarning, resolveLimits } from './cli-options.js';
 import { DEFAULT_LIMITS, type RelayLimits } from './options.js';
 import { originWarnings } from './origin.js';
@@ -23,7 +23,7 @@ export const DEFAULT_PORT = 8080;
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 /** Ends the process with one line on stderr (a stack only with PARLEY_RELAY_DEBUG set). */
-function fail(e: unknown, flags = { port: DEFAULT_PORT } as Parameters<typeof startupMessage>[1]): never {
+function fail(e: unknown, flags: ListenFlags = { port: DEFAULT_PORT }): never {
   process.stderr.write(`parley-relay: ${startupMessage(e, flags)}\n`);
   if (process.env['PARLEY_RELAY_DEBUG'] && e instanceof Error) process.stderr.write(`${e.stack ?? ''}\n`);
   process.exit(1);

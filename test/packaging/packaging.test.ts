@@ -118,6 +118,8 @@ test('installed with npm, plain node runs the CLIs, a bot with a .mjs handler an
     orgKey: string;
     missingHandler: string;
     measurementMatches: boolean;
+    cliMeasurementMatches: boolean;
+    botVersion: string;
     measuredFiles: string[];
     replies: unknown[];
   };
@@ -129,6 +131,8 @@ test('installed with npm, plain node runs the CLIs, a bot with a .mjs handler an
     { type: 'binary', binary: [250, 3, 2, 1] },
   ]);
   assert.equal(result.measurementMatches, true);
+  assert.equal(result.cliMeasurementMatches, true, 'parley-bot measure prints bot.measurement');
+  assert.match(result.botVersion, /^\d+\.\d+\.\d+/);
   // The measurement hashes what runs: compiled JavaScript, never sources or declarations.
   assert.ok(result.measuredFiles.includes('@parley/bot/dist/enclave/entry.js'), result.measuredFiles.join(' '));
   assert.ok(result.measuredFiles.some((f) => f.startsWith('@parley/engine/dist/')));

@@ -136,18 +136,21 @@ test('a client pinning only the org key accepts a bot through a release manifest
   await assert.rejects(carol.client.send(v2.deviceId, 'hi'), refused('ATTESTATION_INVALID'));
 });
 
-test('the bot publishes only the manifests for its own measurement and warns about the others', async (t) => {
+test('the bot publishes only the manifests for its own measurement (egress policy included) and warns about the others', async (t) => {
   const dir = tempDir();
   const relay = await startRelay();
   t.after(() => relay.close());
   await orgKey(dir);
   const orgKeyFile = join(dir, 'org.key');
-  const measured = await parleyBot('measure', FAQ_PATH);
+  // The egress policy is part of the measurement: `--egress` gives what a bot with that policy attests.
+  const measured = await parleyBot('measure', FAQ_PATH, '--egress', 'api.example.com,https://b.example.com');
+  assert.notEqual(measured, await parleyBot('measure', FAQ_PATH));
   const mine = await parleyOrg('manifest', '--org-key', orgKeyFile, '--label', 'support', '--measurement', measured, '--release', '1.0.0');
   const other = 'ef'.repeat(32);
   const theirs = await parleyOrg('manifest', '--org-key', orgKeyFile, '--label', 'support', '--measurement', other, '--release', '0.9.0');
   const logger = botLogger();
-  const bot = await startBot(relay.url, (await createApiKey(relay.store, 'bot')).key, join(dir, 'bot'), { manifests: [theirs, mine], logger });
+  const bot = await startBot(relay.url, (await createApiKey(relay.store, 'bot')).key, join(dir, 'bot'), { manifests: [theirs, mine], logger, egress: ['https://b.example.com', 'api.example.com'] });
+  assert.equal(bot.measurement, measured);
   t.after(() => bot.close());
   assert.equal(bot.manifests().length, 1);
   const published = decodeReleaseManifestList((await relay.store.getIdentity(bot.deviceId))!.manifests!);

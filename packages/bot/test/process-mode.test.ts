@@ -10,8 +10,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import ts from 'typescript';
 import { isParleyError } from '@parley/protocol';
 import { computeMeasurement, handlerUrl } from '../src/measurement.js';
 import { ProcessEnclave } from '../src/host/process-enclave.js';
@@ -119,4 +122,64 @@ test('B7/B2: a process-mode bot answers, keeps its handler to the egress policy,
   assert.equal(customer.errors, 0);
   assert.equal(bot.stats.crashes, 1);
   assert.match(logger.text(), /"event":"enclave.crashed","reason":"exit SIGKILL"/);
+});
+
+/** Compiles `src/` of the package at `root` into `<into>/dist` with its published exports (as testing-hooks.test.ts does). */
+function compilePackage(root: string, into: string): void {
+  const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { exports: unknown; publishConfig?: { exports?: unknown } };
+  mkdirSync(into, { recursive: true });
+  writeFileSync(join(into, 'package.json'), JSON.stringify({ ...manifest, exports: manifest.publishConfig?.exports ?? manifest.exports }));
+  const walk = (dir: string): void => {
+    for (const entry of readdirSync(dir)) {
+      const path = join(dir, entry);
+      const target = join(into, 'dist', relative(join(root, 'src'), path));
+      if (statSync(path).isDirectory()) {
+        walk(path);
+        continue;
+      }
+      mkdirSync(dirname(target), { recursive: true });
+      if (entry.endsWith('.mjs')) copyFileSync(path, target);
+      else if (entry.endsWith('.ts') && !entry.endsWith('.d.ts')) {
+        writeFileSync(target.replace(/\.ts$/, '.js'), ts.transpileModule(readFileSync(path, 'utf8'), { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 }, fileName: path }).outputText);
+      }
+    }
+  };
+  walk(join(root, 'src'));
+}
+
+test('B7: installed (compiled, pnpm-style symlinks, no TypeScript loader), the process-mode enclave starts with the measurement computeMeasurement gives', { timeout: 120_000 }, async (t) => {
+  const packages = fileURLToPath(new URL('../..', import.meta.url));
+  const out = mkdtempSync(join(tmpdir(), 'parley-published-process-'));
+  t.after(() => rmSync(out, { recursive: true, force: true }));
+  compilePackage(join(packages, 'bot'), out);
+  compilePackage(join(packages, 'protocol'), join(out, 'node_modules/@parley/protocol'));
+  compilePackage(join(packages, 'engine'), join(out, 'node_modules/@parley/engine'));
+  symlinkSync(join(packages, 'protocol/node_modules'), join(out, 'node_modules/@parley/protocol/node_modules'), 'dir');
+  writeFileSync(join(out, 'handler.mjs'), "export default async (message, ctx) => { await ctx.reply('hi'); };\n");
+  const { EnclaveSupervisor } = (await import(pathToFileURL(join(out, 'dist/host/supervisor.js')).href)) as typeof import('../src/host/supervisor.js');
+  const { SealedBlobStore } = (await import(pathToFileURL(join(out, 'dist/host/blob-store.js')).href)) as typeof import('../src/host/blob-store.js');
+  const published = (await import(pathToFileURL(join(out, 'dist/measurement.js')).href)) as typeof import('../src/measurement.js');
+  const blobStore = await SealedBlobStore.open(join(out, 'state/sealed'));
+  const egress = ['api.example.com'];
+  const sup = new EnclaveSupervisor({
+    enclave: 'process',
+    handlerUrl: pathToFileURL(join(out, 'handler.mjs')).href,
+    blobStore,
+    sealing: { file: join(out, 'state.sealing.key'), create: true },
+    rollbackAnchor: join(out, 'state.anchor'),
+    oneTimePrekeys: 1,
+    egress: published.canonicalEgress(egress),
+    logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
+    onSend: () => undefined,
+    onReady: () => undefined,
+  });
+  t.after(async () => {
+    await sup.stop();
+    await blobStore.close();
+  });
+  const info = await sup.start();
+  const expected = await published.computeMeasurement(join(out, 'handler.mjs'), { egress });
+  assert.equal(expected.files[0]!.label, '@parley/bot/dist/attestation.js', 'the compiled code is what is measured');
+  assert.equal(Buffer.from(info.measurement).toString('hex'), expected.hex);
+  assert.ok(existsSync(join(out, 'state.sealing.key')), 'the enclave process created its sealing secret (a granted write)');
 });

@@ -19,8 +19,8 @@
  * policy by `ctx.fetch` and the handler sandbox (JavaScript-level), in this mode as in the other.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, realpathSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { lstatSync, readFileSync, readlinkSync, realpathSync, statSync } from 'node:fs';
+import { dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { MessagePort } from 'node:worker_threads';
 import { ParleyError } from '@parley/protocol/errors';
@@ -91,13 +91,43 @@ function packageRoot(file: string): string {
 }
 
 /**
- * Where `name` is installed as seen from `fromDir` (Node's node_modules lookup): the path Node
- * finds it at (often a symlink, which Node reads too) and its real path.
+ * Resolves `p` as `realpath` does, component by component, adding to `links` every symlink it
+ * crosses, at the path where it is met: Node reads each of them (lstat) when it resolves a
+ * module, so each needs a read grant (pnpm's layouts chain them).
  */
-function installed(name: string, fromDir: string): { link: string; path: string } | undefined {
+function crossLinks(p: string, links: Set<string>, depth = 0): string {
+  const parts = p.split(sep).filter((x) => x !== '');
+  let at: string = sep;
+  for (let i = 0; i < parts.length; i++) {
+    const next = join(at, parts[i]!);
+    let link = false;
+    try {
+      link = lstatSync(next).isSymbolicLink();
+    } catch {
+      return join(next, ...parts.slice(i + 1));
+    }
+    if (link && depth < 40) {
+      links.add(next);
+      at = crossLinks(resolve(dirname(next), readlinkSync(next)), links, depth + 1);
+    } else {
+      at = next;
+    }
+  }
+  return at;
+}
+
+/**
+ * Where `name` is installed as seen from `fromDir` (Node's node_modules lookup): its real path,
+ * and the symlinks Node crosses to get there.
+ */
+function installed(name: string, fromDir: string): { links: string[]; path: string } | undefined {
   for (let d = fromDir; ; d = dirname(d)) {
     const candidate = join(d, 'node_modules', name);
-    if (isDir(candidate)) return { link: candidate, path: real(candidate) };
+    if (isDir(candidate)) {
+      const links = new Set<string>();
+      crossLinks(candidate, links);
+      return { links: [...links], path: real(candidate) };
+    }
     if (dirname(d) === d) return undefined;
   }
 }
@@ -120,7 +150,7 @@ function withDependencies(roots: readonly string[]): Set<string> {
     for (const name of Object.keys({ ...pkg.dependencies, ...pkg.optionalDependencies })) {
       const at = installed(name, dir);
       if (!at) continue;
-      links.add(at.link);
+      for (const l of at.links) links.add(l);
       if (!seen.has(at.path)) queue.push(at.path);
     }
   }
@@ -137,7 +167,7 @@ export function processGrants(opts: Pick<ProcessEnclaveOptions, 'handlerUrl' | '
   const code = [entry, ...enclaveCodeFiles().map(([, path]) => path)].map((p) => packageRoot(real(p)));
   if (FROM_SOURCES) {
     const ts = installed('typescript', dirname(fileURLToPath(DEV_BOOTSTRAP_URL)));
-    if (ts) code.push(ts.link, ts.path);
+    if (ts) code.push(...ts.links, ts.path);
   }
   const read = withDependencies(code);
   for (const f of handlerCodeFiles(opts.handlerUrl)) {

@@ -20,7 +20,7 @@ import { computeMeasurement, handlerUrl } from '../src/measurement.js';
 import { ProcessEnclave } from '../src/host/process-enclave.js';
 import { Customer } from './customer.js';
 import { startBot, startRelay } from './harness.js';
-import { setupCrypto, tempDir, waitFor } from './helpers.js';
+import { openSupervisor, setupCrypto, tempDir, waitFor } from './helpers.js';
 import { EGRESS_HANDLER, startService } from './egress-service.js';
 
 await setupCrypto();
@@ -182,4 +182,19 @@ test('B7: installed (compiled, pnpm-style symlinks, no TypeScript loader), the p
   assert.equal(expected.files[0]!.label, '@parley/bot/dist/attestation.js', 'the compiled code is what is measured');
   assert.equal(Buffer.from(info.measurement).toString('hex'), expected.hex);
   assert.ok(existsSync(join(out, 'state.sealing.key')), 'the enclave process created its sealing secret (a granted write)');
+});
+
+test('B5: a provided sealing secret crosses to the enclave process once per start, and the host keeps no usable copy', { timeout: 60_000 }, async (t) => {
+  const secret = new Uint8Array(32).map((_, i) => i + 1);
+  const given: ArrayBuffer[] = [];
+  const { sup } = await openSupervisor(tempDir(t), { enclave: 'process', restartBackoffMs: { min: 10, max: 50 }, sealing: { provide: () => given[given.push(secret.slice().buffer) - 1]! } });
+  t.after(() => sup.stop());
+  const first = await sup.start();
+  assert.equal(given.length, 1);
+  assert.equal(given[0]!.byteLength, 0, 'detached once sent');
+  await sup.unsafeTestingTerminate();
+  const again = await sup.whenReady();
+  assert.equal(given.length, 2, 'the restart asked the provider again');
+  assert.equal(given[1]!.byteLength, 0);
+  assert.equal(again.deviceId, first.deviceId, 'the same secret opened the same state');
 });

@@ -45,6 +45,8 @@ test(`${CRASHES} worker crashes injected mid-traffic: no message lost, no reply 
   botRef = bot;
   t.after(() => bot.close());
   const sup = bot.supervisor;
+  const restarted: number[] = [];
+  bot.on('enclaveRestarted', (e) => restarted.push(e.crashes));
   const customers = await Promise.all(Array.from({ length: 6 }, () => Customer.connect(relay.url)));
   t.after(() => customers.forEach((c) => c.close()));
   const MIN = 8;
@@ -95,6 +97,7 @@ test(`${CRASHES} worker crashes injected mid-traffic: no message lost, no reply 
     assert.equal(c.errors, 0);
   });
   assert.equal(bot.stats.crashes, CRASHES);
+  assert.deepEqual(restarted, Array.from({ length: CRASHES }, (_, k) => k + 1), 'one enclaveRestarted event per crash, counting');
   assert.ok(fired >= CRASHES / 2, `most crashes hit their await point (${fired}/${CRASHES})`);
   assert.doesNotMatch(logger.text(), /persistFailed|invalidMessage/);
 });

@@ -364,6 +364,7 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
       // in commit order) before it re-runs any interrupted handler, so nothing to fetch here.
       // The restarted enclave signed a fresh attestation: publish it.
       if (restart && relay.authenticated) void prekeys.publish();
+      if (restart) events.emit('enclaveRestarted', { crashes: supervisor.stats.crashes });
     },
     ...(hooks.unsafeTestingExposeKeys ? { unsafeTestingExposeKeys: hooks.unsafeTestingExposeKeys } : {}),
     ...(hooks.unsafeTestingTap ? { unsafeTestingTap: hooks.unsafeTestingTap } : {}),

@@ -5,6 +5,7 @@
  */
 import { ParleyError, constantTimeEqual, decodeOrgCertificate, describeOrgCertificate, orgCertificateFromBase64, type PublicIdentity } from '@parley/protocol/verify';
 import type { BotLogger } from './supervisor.js';
+import { parseStatementInput } from './statement-input.js';
 
 /**
  * Parses the `certificate` option: bytes, base64 (`parley-org certify`), or the JSON that
@@ -12,24 +13,7 @@ import type { BotLogger } from './supervisor.js';
  * @throws ParleyError `USAGE`.
  */
 export function parseCertificate(value: Uint8Array | string): Uint8Array {
-  if (value instanceof Uint8Array) return value.slice();
-  if (typeof value !== 'string') throw new ParleyError('USAGE', 'certificate must be bytes or a base64 string');
-  let text = value.trim();
-  if (text.startsWith('{')) {
-    let parsed: { certificate?: unknown };
-    try {
-      parsed = JSON.parse(text) as { certificate?: unknown };
-    } catch {
-      throw new ParleyError('USAGE', 'certificate JSON does not parse');
-    }
-    if (typeof parsed.certificate !== 'string') throw new ParleyError('USAGE', 'certificate JSON has no "certificate" field');
-    text = parsed.certificate;
-  }
-  try {
-    return orgCertificateFromBase64(text);
-  } catch {
-    throw new ParleyError('USAGE', 'certificate is not valid base64');
-  }
+  return parseStatementInput(value, 'certificate', 'certificate', orgCertificateFromBase64);
 }
 
 /**

@@ -16,6 +16,7 @@ import {
   toHex,
 } from '@parley/protocol/verify';
 import type { BotLogger } from './supervisor.js';
+import { parseStatementInput } from './statement-input.js';
 
 /**
  * Parses one manifest: bytes, base64 (`parley-org manifest`), or the JSON that
@@ -23,29 +24,7 @@ import type { BotLogger } from './supervisor.js';
  * @throws ParleyError `USAGE` when it is not a well-formed release manifest.
  */
 export function parseManifest(value: Uint8Array | string): Uint8Array {
-  let bytes: Uint8Array;
-  if (value instanceof Uint8Array) {
-    bytes = value.slice();
-  } else if (typeof value === 'string') {
-    let text = value.trim();
-    if (text.startsWith('{')) {
-      let parsed: { manifest?: unknown };
-      try {
-        parsed = JSON.parse(text) as { manifest?: unknown };
-      } catch {
-        throw new ParleyError('USAGE', 'release manifest JSON does not parse');
-      }
-      if (typeof parsed.manifest !== 'string') throw new ParleyError('USAGE', 'release manifest JSON has no "manifest" field');
-      text = parsed.manifest;
-    }
-    try {
-      bytes = releaseManifestFromBase64(text);
-    } catch {
-      throw new ParleyError('USAGE', 'release manifest is not valid base64');
-    }
-  } else {
-    throw new ParleyError('USAGE', 'a release manifest must be bytes or a base64 string');
-  }
+  const bytes = parseStatementInput(value, 'release manifest', 'manifest', releaseManifestFromBase64);
   if (bytes.length > MAX_RELEASE_MANIFEST_BYTES) throw new ParleyError('USAGE', 'release manifest is too large');
   try {
     decodeReleaseManifest(bytes);

@@ -87,12 +87,23 @@ export type ErrorDetailsByCode = {
      * Why the relay refused a login: `apiKey` (unknown API key), `apiKeyRevoked`, `signature`
      * (does not verify), `origin` (the device signed another origin than the relay's: see
      * `expectedOrigin` and `signedOrigin`, neither is secret), `clockSkew`, `identity` (binding
-     * does not verify), `malformed`, `challenge` (nonce reused), `timeout` (no answer in time).
+     * does not verify), `malformed`, `challenge` (nonce reused), `timeout` (no answer in time),
+     * `credential` (the staff credential presented does not verify: `credentialReason` says why),
+     * `revoked` (the staff device or person is on a revocation list; also sent to a connected
+     * device when a new list names it).
      */
-    readonly reason?: 'apiKey' | 'apiKeyRevoked' | 'signature' | 'origin' | 'clockSkew' | 'identity' | 'malformed' | 'challenge' | 'timeout';
+    readonly reason?: 'apiKey' | 'apiKeyRevoked' | 'signature' | 'origin' | 'clockSkew' | 'identity' | 'malformed' | 'challenge' | 'timeout' | 'credential' | 'revoked';
+    /** With reason `credential`: the verifier's refusal (`UNTRUSTED_IDENTITY` reason of `verifyStaffCredential`). */
+    readonly credentialReason?: string;
     readonly expectedOrigin?: string;
     readonly signedOrigin?: string;
     readonly skewMs?: number;
+  };
+  readonly FORBIDDEN: {
+    /** From the relay: the role of the acting connection (`customer`, `bot`, or a staff role). */
+    readonly role?: string;
+    /** From the relay: the operation refused, e.g. `sendToCustomer`. */
+    readonly operation?: string;
   };
   readonly TRANSPORT: {
     /**

@@ -13,6 +13,7 @@ import {
   RELAY_MAX_ATTESTATION_BYTES,
   RELAY_MAX_CERTIFICATE_BYTES,
   RELAY_MAX_MANIFESTS_BYTES,
+  RELAY_MAX_REVOCATION_LIST_BYTES,
 } from '@parley/protocol/wire';
 
 const bytes = (max: number) => v.pipe(v.instance(Uint8Array), v.maxLength(max));
@@ -29,7 +30,11 @@ const statements = {
 
 /** The answer of each relay call (after `ok: true`). */
 export const ANSWERS = {
-  auth: v.object({ deviceId, role: v.picklist(['device', 'bot']), serverTime: count }),
+  auth: v.object({
+    deviceId, role: v.picklist(['device', 'bot']), serverTime: count,
+    // Older relays omit it. A role is a short name (`customer`, `bot`, `agent`…).
+    roles: v.optional(v.pipe(v.array(v.pipe(v.string(), v.maxLength(32))), v.maxLength(16))),
+  }),
   send: v.object({ seq: count, duplicate: v.boolean() }),
   ack: v.object({}),
   uploadPrekeys: v.object({ oneTimePrekeys: count }),
@@ -44,6 +49,8 @@ export const ANSWERS = {
   }),
   fetchIdentity: v.object({ identity, ...statements }),
   fetchQueue: v.object({ pending: count }),
+  // One list per issuer: a handful; each is verified against the org key by the caller.
+  fetchRevocations: v.object({ lists: v.pipe(v.array(bytes(RELAY_MAX_REVOCATION_LIST_BYTES)), v.maxLength(64)) }),
 } as const;
 
 /** What the relay pushes. */

@@ -531,6 +531,17 @@ export class RelayLink {
     return r.pending;
   }
 
+  /**
+   * The signed staff revocation lists the relay holds (one per issuer). Not trusted: verify each
+   * with `verifyRevocationList` against the pinned org key before use.
+   * @throws ParleyError `TRANSPORT`, `MALFORMED_MESSAGE` (garbage answer), `MALFORMED_MESSAGE`
+   *   from a relay that predates revocation lists (unknown event).
+   */
+  async fetchRevocations(): Promise<Uint8Array[]> {
+    const r = await this.#call('fetchRevocations', {});
+    return r.lists.map((l) => new Uint8Array(l));
+  }
+
   /** Flushes acks, disconnects and stops reconnecting. */
   async close(): Promise<void> {
     if (this.#closed) return;

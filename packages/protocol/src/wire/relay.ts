@@ -66,6 +66,15 @@ export const RELAY_MAX_ATTESTATION_BYTES = 512;
  */
 export const RELAY_MAX_MANIFESTS_BYTES = MAX_RELEASE_MANIFEST_LIST_BYTES;
 
+/**
+ * Largest staff credential in an auth answer (`encodeStaffCredential`: issuer certificate + staff
+ * certificate). The relay verifies it against its org key; a longer one is `MALFORMED_MESSAGE`.
+ */
+export const RELAY_MAX_CREDENTIAL_BYTES = 2048;
+
+/** Largest signed revocation list the relay accepts (`POST /v1/revocations`). */
+export const RELAY_MAX_REVOCATION_LIST_BYTES = 64 * 1024;
+
 /** Longest `AuthAnswer.origin` (a URL origin: scheme, a DNS name of up to 253 chars, a port). */
 export const RELAY_MAX_ORIGIN_LENGTH = 300;
 
@@ -118,6 +127,13 @@ export interface AuthAnswer {
    * older clients.
    */
   readonly origin?: string;
+  /**
+   * Staff devices: their staff credential (`encodeStaffCredential`), at most
+   * {@link RELAY_MAX_CREDENTIAL_BYTES}. A relay with an org key verifies it against `identity` and
+   * gives the connection the credential's roles; a refused one is `UNAUTHENTICATED` with reason
+   * `credential` (and `credentialReason`) or `revoked`. A relay without an org key ignores it.
+   */
+  readonly credential?: Uint8Array;
 }
 
 /** Whether the authenticated device presented a valid API key. */
@@ -129,6 +145,17 @@ export interface AuthResult {
   readonly role: RelayRole;
   /** The relay's clock, ms since the epoch (lets a client see its own skew). */
   readonly serverTime: number;
+  /**
+   * The connection's roles at the relay: `['customer']` (no credential, no API key), `['bot']`
+   * (API key), or the staff roles of the verified credential (`agent`, `supervisor`,
+   * `compliance`, `admin`). Relays before staff roles omit it.
+   */
+  readonly roles?: readonly string[];
+}
+
+/** `fetchRevocations` result: the signed revocation lists the relay holds, one per issuer (newest sequence). */
+export interface FetchRevocationsResult {
+  readonly lists: readonly Uint8Array[];
 }
 
 /** `send` payload. The sender is the authenticated socket's device; there is no `from` field. */
@@ -249,6 +276,11 @@ export interface ClientToServerEvents {
   ack: (req: AckRequest, ack: (r: RelayResult<{ readonly deleted: number }>) => void) => void;
   /** Asks the relay to push every pending message again (e.g. after a client-side restart). */
   fetchQueue: (req: Record<string, never>, ack: (r: RelayResult<{ readonly pending: number }>) => void) => void;
+  /**
+   * The signed staff revocation lists the relay holds (`signRevocationList`; verify each with
+   * `verifyRevocationList` against the pinned org key: the relay is not trusted for them).
+   */
+  fetchRevocations: (req: Record<string, never>, ack: (r: RelayResult<FetchRevocationsResult>) => void) => void;
 }
 
 /** Events the relay emits. */
@@ -262,7 +294,7 @@ export interface ServerToClientEvents {
 }
 
 /** Names of the client events, for schema tables and pre-auth checks. */
-export const CLIENT_EVENTS = ['auth', 'uploadPrekeys', 'fetchBundle', 'fetchIdentity', 'send', 'ack', 'fetchQueue'] as const;
+export const CLIENT_EVENTS = ['auth', 'uploadPrekeys', 'fetchBundle', 'fetchIdentity', 'send', 'ack', 'fetchQueue', 'fetchRevocations'] as const;
 
 /** Inputs of {@link relayAuthPayload}. */
 export interface RelayAuthInput {

@@ -337,4 +337,28 @@ export function storeContract(name: string, make: () => Promise<RelayStore> | Re
     const list = await s.listApiKeys();
     assert.deepEqual(list.map((r) => [r.id, r.revokedAt]), [['k1', 20], ['k2', undefined]]);
   });
+
+  withStore('revocation lists: one per issuer, kept only when the sequence grows', async (s) => {
+    assert.deepEqual(await s.listRevocationLists(), []);
+    const [a1, a2, a3, b1] = [rnd(100), rnd(120), rnd(90), rnd(80)];
+    assert.equal(await s.putRevocationList('bb', 1, b1), true);
+    assert.equal(await s.putRevocationList('aa', 2, a1), true);
+    assert.equal(await s.putRevocationList('aa', 2, a2), false, 'same sequence: stale');
+    assert.equal(await s.putRevocationList('aa', 1, a2), false, 'lower sequence: stale');
+    let lists = await s.listRevocationLists();
+    assert.deepEqual(lists.map((l) => [l.issuer, l.sequence, [...l.list]]), [['aa', 2, [...a1]], ['bb', 1, [...b1]]]);
+    assert.equal(await s.putRevocationList('aa', 10, a3), true);
+    lists = await s.listRevocationLists();
+    assert.deepEqual(lists.map((l) => [l.issuer, l.sequence, [...l.list]]), [['aa', 10, [...a3]], ['bb', 1, [...b1]]]);
+  });
+
+  withStore('device roles: the last ones set, undefined for an unknown device', async (s) => {
+    const d = dev();
+    assert.equal(await s.getDeviceRoles(d), undefined);
+    await s.setDeviceRoles(d, ['customer']);
+    assert.deepEqual(await s.getDeviceRoles(d), ['customer']);
+    await s.setDeviceRoles(d, ['agent', 'supervisor']);
+    assert.deepEqual(await s.getDeviceRoles(d), ['agent', 'supervisor']);
+    assert.equal(await s.getDeviceRoles(dev()), undefined);
+  });
 }

@@ -5,7 +5,8 @@
 import type { OneTimePrekeyPublic, PrekeyBundle, PublicIdentity, SignedPrekeyPublic } from '@parley/protocol/verify';
 import { exceededQuota, quotaError } from './quota.js';
 import type {
-  ApiKeyRecord, DeviceStatements, FindApiKeyOptions, MailboxQuota, NewMessage, PrekeyPublication, RelayStore, StoredIdentity, StoredMessage, TakeBundleOptions,
+  ApiKeyRecord, DeviceStatements, FindApiKeyOptions, MailboxQuota, NewMessage, PrekeyPublication, RelayStore, StoredIdentity, StoredMessage, StoredRevocationList,
+  TakeBundleOptions,
 } from './types.js';
 
 interface DevicePrekeys {
@@ -55,6 +56,8 @@ export class MemoryStore implements RelayStore {
   #senderCount = new Map<string, number>();
   #total = 0;
   #apiKeys = new Map<string, ApiKeyRecord>();
+  #revocations = new Map<string, StoredRevocationList>();
+  #roles = new Map<string, string[]>();
   #closed = false;
 
   #open(): void {
@@ -228,6 +231,30 @@ export class MemoryStore implements RelayStore {
   async listApiKeys(): Promise<ApiKeyRecord[]> {
     this.#open();
     return [...this.#apiKeys.values()].map((r) => ({ ...r }));
+  }
+
+  async putRevocationList(issuer: string, sequence: number, list: Uint8Array): Promise<boolean> {
+    this.#open();
+    const stored = this.#revocations.get(issuer);
+    if (stored && stored.sequence >= sequence) return false;
+    this.#revocations.set(issuer, { issuer, sequence, list: copy(list) });
+    return true;
+  }
+
+  async listRevocationLists(): Promise<StoredRevocationList[]> {
+    this.#open();
+    return [...this.#revocations.values()].sort((a, b) => (a.issuer < b.issuer ? -1 : 1)).map((r) => ({ ...r, list: copy(r.list) }));
+  }
+
+  async setDeviceRoles(deviceId: string, roles: readonly string[]): Promise<void> {
+    this.#open();
+    this.#roles.set(deviceId, [...roles]);
+  }
+
+  async getDeviceRoles(deviceId: string): Promise<string[] | undefined> {
+    this.#open();
+    const roles = this.#roles.get(deviceId);
+    return roles && [...roles];
   }
 
   async close(): Promise<void> {

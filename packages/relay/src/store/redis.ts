@@ -27,13 +27,16 @@
  *   `P:exp` zset `<to>:<seq>` scored by receivedAt (expiry; messages queued before it existed
  *   are not in it: skipped on read once expired, deleted on ack only).
  * - `P:ak` hash id → JSON record; `P:akh` hash sha256 → id; `P:akr` hash id → revokedAt.
+ * - `P:rvs` hash issuer → sequence and `P:rvl` hash issuer → signed list (staff revocation lists).
+ * - `P:role` hash device → comma-separated roles at its last login.
  */
 import { createHash } from 'node:crypto';
 import { createClient, ErrorReply, RESP_TYPES } from 'redis';
 import type { PrekeyBundle } from '@parley/protocol/verify';
 import { quotaError } from './quota.js';
 import type {
-  ApiKeyRecord, DeviceStatements, FindApiKeyOptions, MailboxQuota, NewMessage, PrekeyPublication, QuotaScope, RelayStore, StoredIdentity, StoredMessage, TakeBundleOptions,
+  ApiKeyRecord, DeviceStatements, FindApiKeyOptions, MailboxQuota, NewMessage, PrekeyPublication, QuotaScope, RelayStore, StoredIdentity, StoredMessage,
+  StoredRevocationList, TakeBundleOptions,
 } from './types.js';
 
 /** Connection and safety settings of {@link RedisStore}. */
@@ -227,6 +230,17 @@ const REVOKE_API_KEY = new Script(`
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 or redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 return 1`);
+
+// KEYS: rvs, rvl. ARGV: issuer, sequence, list. Kept only when the sequence grows.
+const PUT_REVOCATIONS = new Script(`
+local have = redis.call('HGET', KEYS[1], ARGV[1])
+if have and tonumber(have) >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+return 1`);
+
+const LIST_REVOCATIONS = new Script(`
+return { redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]) }`);
 
 const LIST_API_KEYS = new Script(`
 return { redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]) }`);
@@ -485,6 +499,36 @@ export class RedisStore implements RelayStore {
       records.push(at === undefined ? rec : { ...rec, revokedAt: at });
     }
     return records.sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  async putRevocationList(issuer: string, sequence: number, list: Uint8Array): Promise<boolean> {
+    return num(await this.#run(PUT_REVOCATIONS, [this.#key('rvs'), this.#key('rvl')], [issuer, String(sequence), arg(list)])) === 1;
+  }
+
+  async listRevocationLists(): Promise<StoredRevocationList[]> {
+    const r = (await this.#run(LIST_REVOCATIONS, [this.#key('rvs'), this.#key('rvl')], [])) as Reply[][];
+    const lists = new Map<string, Buffer>();
+    const rl = r[1] ?? [];
+    for (let k = 0; k + 1 < rl.length; k += 2) lists.set(str(rl[k]), rl[k + 1] as Buffer);
+    const out: StoredRevocationList[] = [];
+    const rs = r[0] ?? [];
+    for (let k = 0; k + 1 < rs.length; k += 2) {
+      const issuer = str(rs[k]);
+      const list = lists.get(issuer);
+      if (list) out.push({ issuer, sequence: num(rs[k + 1]), list: bytes(list) });
+    }
+    return out.sort((a, b) => (a.issuer < b.issuer ? -1 : 1));
+  }
+
+  async setDeviceRoles(deviceId: string, roles: readonly string[]): Promise<void> {
+    await this.#cmd(['HSET', this.#key('role'), deviceId, roles.join(',')]);
+  }
+
+  async getDeviceRoles(deviceId: string): Promise<string[] | undefined> {
+    const r = await this.#cmd(['HGET', this.#key('role'), deviceId]);
+    if (r === null || r === undefined) return undefined;
+    const roles = str(r);
+    return roles === '' ? [] : roles.split(',');
   }
 
   async close(): Promise<void> {

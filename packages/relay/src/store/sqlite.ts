@@ -12,7 +12,8 @@ import Database from 'better-sqlite3';
 import type { PrekeyBundle } from '@parley/protocol/verify';
 import { exceededQuota, quotaError } from './quota.js';
 import type {
-  ApiKeyRecord, DeviceStatements, FindApiKeyOptions, MailboxQuota, NewMessage, PrekeyPublication, RelayStore, StoredIdentity, StoredMessage, TakeBundleOptions,
+  ApiKeyRecord, DeviceStatements, FindApiKeyOptions, MailboxQuota, NewMessage, PrekeyPublication, RelayStore, StoredIdentity, StoredMessage, StoredRevocationList,
+  TakeBundleOptions,
 } from './types.js';
 
 /**
@@ -20,9 +21,11 @@ import type {
  * `devices.attestation` (opaque statements; {@link migrate} adds them to a version-1 file).
  * 3: the mailbox dedupes per recipient. 4: `mailbox_counts` (quota counts kept by triggers)
  * and an index on `received_at` (expiry). 5: `devices.manifests` (a bot's release manifest
- * list, opaque like the other statements; {@link migrate} adds the column).
+ * list, opaque like the other statements; {@link migrate} adds the column). 6: `revocation_lists`
+ * (the newest staff revocation list per issuer) and `device_roles` (each device's roles at its
+ * last login); new tables, so an older file gains them empty.
  */
-const SCHEMA_VERSION = 5;
+const SCHEMA_VERSION = 6;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS devices (
@@ -54,6 +57,13 @@ CREATE TABLE IF NOT EXISTS api_keys (
   id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, label TEXT NOT NULL,
   created_at INTEGER NOT NULL, revoked_at INTEGER
 );
+CREATE TABLE IF NOT EXISTS revocation_lists (
+  issuer TEXT PRIMARY KEY, sequence INTEGER NOT NULL, list BLOB NOT NULL
+);
+-- roles: comma-separated (customer, bot, or staff roles), as at the device's last login.
+CREATE TABLE IF NOT EXISTS device_roles (
+  device_id TEXT PRIMARY KEY, roles TEXT NOT NULL
+) WITHOUT ROWID;
 `;
 
 /** Run after {@link migrate}, which may rebuild the mailbox table (and so drop its triggers). */
@@ -272,6 +282,12 @@ export class SqliteStore implements RelayStore {
       findAnyKey: db.prepare('SELECT * FROM api_keys WHERE hash = ?'),
       revokeKey: db.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
       listKeys: db.prepare('SELECT * FROM api_keys ORDER BY created_at, id'),
+      // Kept only when the sequence grows: one statement, so it is atomic.
+      putRevocations: db.prepare(`INSERT INTO revocation_lists (issuer, sequence, list) VALUES (?, ?, ?)
+        ON CONFLICT (issuer) DO UPDATE SET sequence = excluded.sequence, list = excluded.list WHERE excluded.sequence > revocation_lists.sequence`),
+      listRevocations: db.prepare('SELECT issuer, sequence, list FROM revocation_lists ORDER BY issuer'),
+      setRoles: db.prepare('INSERT INTO device_roles (device_id, roles) VALUES (?, ?) ON CONFLICT (device_id) DO UPDATE SET roles = excluded.roles'),
+      getRoles: db.prepare('SELECT roles FROM device_roles WHERE device_id = ?').pluck(),
     };
     this.#q = q;
 
@@ -432,6 +448,24 @@ export class SqliteStore implements RelayStore {
 
   async listApiKeys(): Promise<ApiKeyRecord[]> {
     return (this.#q.listKeys.all() as ApiKeyRow[]).map(toApiKey);
+  }
+
+  async putRevocationList(issuer: string, sequence: number, list: Uint8Array): Promise<boolean> {
+    return this.#q.putRevocations.run(issuer, sequence, blob(list)).changes === 1;
+  }
+
+  async listRevocationLists(): Promise<StoredRevocationList[]> {
+    return (this.#q.listRevocations.all() as { issuer: string; sequence: number; list: Buffer }[])
+      .map((r) => ({ issuer: r.issuer, sequence: r.sequence, list: bytes(r.list) }));
+  }
+
+  async setDeviceRoles(deviceId: string, roles: readonly string[]): Promise<void> {
+    this.#q.setRoles.run(deviceId, roles.join(','));
+  }
+
+  async getDeviceRoles(deviceId: string): Promise<string[] | undefined> {
+    const roles = this.#q.getRoles.get(deviceId) as string | undefined;
+    return roles === undefined ? undefined : roles === '' ? [] : roles.split(',');
   }
 
   async close(): Promise<void> {

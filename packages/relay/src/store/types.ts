@@ -90,7 +90,16 @@ export interface ApiKeyRecord {
   readonly revokedAt?: number;
 }
 
-/** Durable relay state: prekey directory, mailbox, API keys. */
+/** A staff revocation list as the relay keeps it: the newest one per issuer. */
+export interface StoredRevocationList {
+  /** The issuer's public key, lower-case hex. */
+  readonly issuer: string;
+  readonly sequence: number;
+  /** The signed list, byte for byte (`signRevocationList`). */
+  readonly list: Uint8Array;
+}
+
+/** Durable relay state: prekey directory, mailbox, API keys, revocation lists, device roles. */
 export interface RelayStore {
   /**
    * Stores a device's identity and signed prekey (replacing the previous ones) and appends its
@@ -152,6 +161,22 @@ export interface RelayStore {
   revokeApiKey(id: string, at: number): Promise<boolean>;
   /** Every key record, revoked ones included (never the keys themselves). */
   listApiKeys(): Promise<ApiKeyRecord[]>;
+
+  /**
+   * Keeps `list` as `issuer`'s revocation list when `sequence` is higher than the stored one's
+   * (or none is stored), atomically (two nodes storing two lists keep the higher).
+   * @returns false when the stored sequence is equal or higher (nothing changes).
+   */
+  putRevocationList(issuer: string, sequence: number, list: Uint8Array): Promise<boolean>;
+  /** The stored lists, one per issuer, in issuer order. */
+  listRevocationLists(): Promise<StoredRevocationList[]>;
+  /**
+   * Remembers a device's roles at its last login (`customer`, `bot`, or staff roles), so any
+   * node can judge a message to it. Replaces the stored roles.
+   */
+  setDeviceRoles(deviceId: string, roles: readonly string[]): Promise<void>;
+  /** The roles stored by {@link setDeviceRoles}; `undefined` for a device never seen logging in. */
+  getDeviceRoles(deviceId: string): Promise<string[] | undefined>;
 
   /** Releases resources. Later calls fail. */
   close(): Promise<void>;

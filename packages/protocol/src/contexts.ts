@@ -24,6 +24,14 @@ export const SIGNATURE_CONTEXTS = {
   keyChange: 'parley/v1/key-change',
   /** A request to start a fresh session after a decrypt failed for a session reason. */
   sessionReset: 'parley/v1/session-reset',
+  /** An organisation key certifying an issuer key and its policy (staff-cert.ts). */
+  issuerCertificate: 'parley/v1/issuer-cert',
+  /** An issuer key certifying a staff device's identity, person, roles and lifetime. */
+  staffCertificate: 'parley/v1/staff-cert',
+  /** An issuer's list of revoked persons and devices. */
+  revocationList: 'parley/v1/revocation-list',
+  /** A staff device proving it holds its identity key at sign-in (challenge and issuer origin). */
+  staffSignIn: 'parley/v1/staff-signin',
 } as const;
 
 export type SignatureContext = keyof typeof SIGNATURE_CONTEXTS;

@@ -62,7 +62,12 @@ export type ErrorDetailsByCode = {
     readonly maxAgeMs?: number;
   };
   readonly UNTRUSTED_IDENTITY: {
-    /** Why an org certificate was refused (`missing`, `expired`, `signature`, `role`, `label`, `identity`, `malformed`). */
+    /**
+     * Why an org certificate was refused (`missing`, `expired`, `signature`, `role`, `label`,
+     * `identity`, `malformed`), a staff credential (also `issuerSignature`, `issuerExpired`,
+     * `issuerPolicy`, `notYetValid`, `revoked`: staff-cert.ts `StaffCredentialRefusal`), or a
+     * revocation list (`revocationList`).
+     */
     readonly reason?: string;
     readonly peer?: string;
   };

@@ -89,5 +89,5 @@ test('statements are size-capped and must be bytes; nothing is stored from a ref
   assert.equal((await call(b.socket, 'fetchIdentity', { deviceId: bot.deviceId, more: 1 })).error?.code, 'MALFORMED_MESSAGE');
   // The relay logs sizes, never the statement bytes.
   const logs = relay.logs();
-  assert.match(logs, /"certificate":512/);
+  assert.match(logs, new RegExp(`"certificate":${RELAY_MAX_CERTIFICATE_BYTES}`));
 });

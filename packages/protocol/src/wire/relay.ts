@@ -54,8 +54,11 @@ export const RELAY_MAX_OPKS_PER_UPLOAD = 100;
 /** Most sequence numbers in one `ack`. */
 export const RELAY_MAX_ACK_BATCH = 256;
 
-/** Largest org certificate a device may publish with its prekeys (opaque to the relay). */
-export const RELAY_MAX_CERTIFICATE_BYTES = 512;
+/**
+ * Largest certificate statement a device may publish with its prekeys (opaque to the relay):
+ * an org certificate, or a staff credential (`MAX_STAFF_CREDENTIAL_BYTES`).
+ */
+export const RELAY_MAX_CERTIFICATE_BYTES = 1024;
 
 /** Largest bot attestation a device may publish with its prekeys (opaque to the relay). */
 export const RELAY_MAX_ATTESTATION_BYTES = 512;

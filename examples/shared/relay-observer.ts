@@ -14,7 +14,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { PrekeyUpload } from '@parley/protocol/verify';
-import type { ApiKeyRecord, RelayStore, StoredMessage } from '@parley/relay';
+import type { ApiKeyRecord, RelayStore, StoredMessage, StoredRevocationList } from '@parley/relay';
 
 /** Bytes of ciphertext shown per envelope in the panel. */
 export const PREVIEW_BYTES = 16;
@@ -150,6 +150,18 @@ export class ObservedStore implements RelayStore {
   }
   listApiKeys(): Promise<ApiKeyRecord[]> {
     return this.#inner.listApiKeys();
+  }
+  putRevocationList(issuer: string, sequence: number, list: Uint8Array): Promise<boolean> {
+    return this.#inner.putRevocationList(issuer, sequence, list);
+  }
+  listRevocationLists(): Promise<StoredRevocationList[]> {
+    return this.#inner.listRevocationLists();
+  }
+  setDeviceRoles(deviceId: string, roles: readonly string[]): Promise<void> {
+    return this.#inner.setDeviceRoles(deviceId, roles);
+  }
+  getDeviceRoles(deviceId: string): Promise<string[] | undefined> {
+    return this.#inner.getDeviceRoles(deviceId);
   }
   close(): Promise<void> {
     this.#events.removeAllListeners();

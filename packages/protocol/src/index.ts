@@ -109,6 +109,8 @@ export {
   PERSON_ID_PATTERN,
   STAFF_CLOCK_SKEW_MS,
   STAFF_SIGNIN_CHALLENGE_BYTES,
+  MAX_ISSUER_POLICY_LIFETIME_MS,
+  MIN_ISSUER_POLICY_LIFETIME_MS,
   type IssuerCertificate,
   type IssuerPolicy,
   type RevocationList,

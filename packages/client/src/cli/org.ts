@@ -9,8 +9,12 @@
  *     prints the certificate (base64; with --json, also its fields) for the bot or agent to publish
  * parley-org manifest --org-key org.key --label support --measurement <hex> --release 2.4.0 [--from <date>] [--until <date>] [--json]
  *     prints a release manifest (base64): the bot label may run that measurement (org-manifest.ts)
+ * parley-org certify-issuer --org-key org.key --issuer <hex> --name <name> --roles agent,supervisor --max-lifetime 12h [--expires 365d] [--json]
+ *     prints an issuer certificate (base64): the issuer service may certify staff devices with
+ *     those roles for at most that long (org-issuer.ts)
  * parley-org inspect <base64> [--org-key-public <hex>]
- *     decodes a certificate; with the public key, also verifies its signature (not the identity);
+ *     decodes a certificate, a release manifest, an issuer certificate or a staff credential;
+ *     with the public key, also verifies its signature (not the identity);
  *     exits 1 when it does not decode, does not verify or has expired
  * parley-org --version
  * ```
@@ -22,6 +26,7 @@ import { readFileSync } from 'node:fs';
 import { open, readFile, stat } from 'node:fs/promises';
 import { Command, InvalidArgumentError } from 'commander';
 import { addManifestCommand, inspectManifest, isReleaseManifest } from './org-manifest.js';
+import { addIssuerCommand, inspectStaff } from './org-issuer.js';
 import {
   ParleyError,
   fromHex,
@@ -155,15 +160,17 @@ export function buildProgram(io: { out: (s: string) => void; err: (s: string) =>
     });
 
   addManifestCommand(program, { out: io.out, ...(io.now ? { now: io.now } : {}), readOrgKey });
+  addIssuerCommand(program, { out: io.out, ...(io.now ? { now: io.now } : {}), readOrgKey });
 
   program
     .command('inspect')
-    .description('decode a certificate or a release manifest; with --org-key-public, also check its signature')
+    .description('decode a certificate, a release manifest, an issuer certificate or a staff credential; with --org-key-public, also check it')
     .argument('<certificate>', 'base64 certificate')
     .option('--org-key-public <hex>', 'the org public key to check against')
     .action((b64: string, opts: { orgKeyPublic?: string }) => {
       const bytes = orgCertificateFromBase64(b64);
       if (isReleaseManifest(bytes)) return inspectManifest(bytes, opts, { out: io.out, ...(io.now ? { now: io.now } : {}) });
+      if (inspectStaff(bytes, opts, { out: io.out, ...(io.now ? { now: io.now } : {}) })) return;
       const cert = decodeOrgCertificate(bytes);
       const view: Record<string, unknown> = describeOrgCertificate(cert);
       if (opts.orgKeyPublic) {
@@ -188,7 +195,7 @@ export function buildProgram(io: { out: (s: string) => void; err: (s: string) =>
 /** Entry point; returns the exit code. */
 export async function main(
   argv: string[],
-  io: { out: (s: string) => void; err: (s: string) => void } = { out: (s) => void process.stdout.write(s), err: (s) => void process.stderr.write(s) },
+  io: { out: (s: string) => void; err: (s: string) => void; now?: () => number } = { out: (s) => void process.stdout.write(s), err: (s) => void process.stderr.write(s) },
 ): Promise<number> {
   await initCrypto();
   const program = buildProgram(io);

@@ -98,17 +98,25 @@ program
     .env('PARLEY_RELAY_METRICS_TOKEN'))
   .addOption(new Option('--ready-file <path>', 'once listening, write {"url","origin","port","metricsUrl","pid"} as JSON there (removed on exit)')
     .env('PARLEY_RELAY_READY_FILE'))
+  .addOption(new Option('--org-key <hex>', 'the org root public key (64 hex chars): read staff roles from login credentials, ' +
+    'take revocation lists on /v1/revocations, enforce the role table (README "Roles")').env('PARLEY_RELAY_ORG_KEY'))
+  .addOption(new Option('--customers-may-message-customers <yes|no>', 'may customer devices message each other? (default: no with --org-key, yes without)')
+    .env('PARLEY_RELAY_CUSTOMERS_MAY_MESSAGE_CUSTOMERS').choices(['yes', 'no', 'true', 'false']))
   .addHelpText('after', `\nLimits (--limit name=value, or the environment variable; flag > variable > PARLEY_RELAY_LIMITS > default):\n${limitsHelp}\n` +
     `\nOnce listening, stdout gets one line:  parley-relay listening on <url> (origin <origin>)\n`)
   .action(async (o: {
     host: string; port: string; db: string; redis?: string; redisPrefix?: string; allowNonDurableRedis?: boolean; origin?: string;
     tlsCert?: string; tlsKey?: string; logLevel: string; limit: string[]; metricsPort?: string; metricsHost: string; metricsToken?: string;
-    readyFile?: string;
+    readyFile?: string; orgKey?: string; customersMayMessageCustomers?: string;
   }) => {
     const flags = { port: port('--port')(o.port), ...(o.metricsPort === undefined ? {} : { metricsPort: port('--metrics-port')(o.metricsPort) }) };
     try {
       if (Boolean(o.tlsCert) !== Boolean(o.tlsKey)) throw new OperatorError('--tls-cert and --tls-key go together');
       const limits = resolveLimits(o.limit, process.env);
+      if (o.orgKey !== undefined && !/^[0-9a-fA-F]{64}$/.test(o.orgKey.trim())) {
+        throw new OperatorError(`invalid --org-key: expected the org root public key as 64 hex characters (parley-org keygen prints it)`);
+      }
+      const mayMessage = o.customersMayMessageCustomers === undefined ? undefined : ['yes', 'true'].includes(o.customersMayMessageCustomers);
       const tls = o.tlsCert && o.tlsKey ? loadTls(o.tlsCert, o.tlsKey) : undefined;
       const logger = pino({ level: o.logLevel });
       const warn = (event: string, message: string) => {
@@ -125,6 +133,8 @@ program
         logger,
         limits,
         ...(o.origin ? { origin: o.origin } : {}),
+        ...(o.orgKey ? { orgKey: o.orgKey.trim() } : {}),
+        ...(mayMessage === undefined ? {} : { customersMayMessageCustomers: mayMessage }),
         ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
         ...(flags.metricsPort !== undefined || o.metricsToken !== undefined
           ? {

@@ -128,7 +128,7 @@ function loginFailed(ctx: RelayContext, socket: RelaySocket, code: ParleyErrorCo
   const keyId = apiKeyIdOf(typeof payload === 'object' && payload !== null ? (payload as { apiKey?: unknown }).apiKey : undefined);
   const fields: Record<string, unknown> = { event: 'authFailed', code, reason, address: socket.data.address };
   if (keyId) fields['keyId'] = keyId;
-  for (const k of ['expectedOrigin', 'signedOrigin', 'skewMs'] as const) if (details?.[k] !== undefined) fields[k] = details[k];
+  for (const k of ['expectedOrigin', 'signedOrigin', 'skewMs', 'credentialReason'] as const) if (details?.[k] !== undefined) fields[k] = details[k];
   const hint = reason === 'origin'
     ? `login refused: the device dialled ${String(details?.['signedOrigin'])} but this relay's origin is ${String(details?.['expectedOrigin'])}: ` +
       `dial the relay's origin, or start the relay with --origin ${String(details?.['signedOrigin'])}`

@@ -6,6 +6,8 @@ import type { KeyedLimiter } from './limits.js';
 import type { RelayMetrics } from './metrics.js';
 import type { RelayLimits } from './options.js';
 import type { RelayStore } from './store/types.js';
+import type { StaffAuthority } from './staff/authority.js';
+import type { StaffLogin } from './staff/login.js';
 
 /** Per-socket state, kept in `socket.data`. Nothing here is durable. */
 export interface SocketData {
@@ -15,6 +17,10 @@ export interface SocketData {
   nonceUsed: boolean;
   deviceId?: string;
   role?: 'device' | 'bot';
+  /** The connection's roles (`customer`, `bot`, staff roles): staff/roles.ts. */
+  roles?: readonly string[];
+  /** A verified staff login (relay with an org key, device with a credential). */
+  staff?: StaffLogin;
   /** Bots: the hash and public id of the API key they logged in with (rechecked for revocation). */
   apiKey?: { readonly hash: string; readonly id: string };
   violations: number;
@@ -35,8 +41,14 @@ export interface SocketData {
   slow: boolean;
 }
 
-export type RelayServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
-export type RelaySocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+/** Messages between relay nodes (Redis adapter `serverSideEmit`). */
+export interface InterServerEvents {
+  /** A revocation list was stored: check your sockets (staff/revocations.ts). */
+  revocations: () => void;
+}
+
+export type RelayServer = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
+export type RelaySocket = Socket<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
 
 export interface RelayContext {
   readonly io: RelayServer;
@@ -62,6 +74,12 @@ export interface RelayContext {
    * Redis, so a node that dies right after an ack cannot take an unsent push with it.
    */
   broadcastBarrier?: () => Promise<void>;
+  /** Staff roles and revocation lists: present when the relay has an org key. */
+  staff?: StaffAuthority;
+  /** See `RelayOptions.customersMayMessageCustomers`. */
+  customersMayMessageCustomers: boolean;
+  /** Several nodes: tells the others to check their sockets against the revocation lists. */
+  notifyNodes?: () => void;
 }
 
 /** socket.io room of every socket of one device (works across nodes with the Redis adapter). */

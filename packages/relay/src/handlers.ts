@@ -10,7 +10,11 @@ import { deviceRoom, type RelayContext, type RelaySocket } from './context.js';
 import { onAcked, requestDrain, toWire } from './mailbox.js';
 import { quotaError } from './store/quota.js';
 import type { MailboxQuota } from './store/types.js';
-import { ackSchema, authSchema, fetchBundleSchema, fetchIdentitySchema, fetchQueueSchema, parse, sendSchema, uploadPrekeysSchema } from './schemas.js';
+import {
+  ackSchema, authSchema, fetchBundleSchema, fetchIdentitySchema, fetchQueueSchema, fetchRevocationsSchema, parse, sendSchema, uploadPrekeysSchema,
+} from './schemas.js';
+import { checkStaffLogin } from './staff/login.js';
+import { checkSend, loginRoles, rememberRoles } from './staff/roles.js';
 
 /** A handler's outcome: the ack fields, and work to run after the ack is sent. */
 export interface HandlerResult {
@@ -50,6 +54,11 @@ const auth: Handler = async (ctx, socket, payload) => {
     d.apiKey = { hash: key.record.hash, id: key.record.id };
     role = 'bot';
   }
+  // With an org key: a revoked device is refused, a credential must verify (staff/login.ts).
+  const staff = ctx.staff ? await checkStaffLogin(ctx.staff, deviceId, answer.identity, answer.credential, ctx.now()) : undefined;
+  const roles = loginRoles(role === 'bot', staff?.roles);
+  // Remembered before the login completes, so a message to this device is judged by them at once.
+  await rememberRoles(ctx, deviceId, roles);
   if (!socket.connected) throw new ParleyError('TRANSPORT', 'socket closed during auth');
   // Each socket gets its own copy of every push: a device holds a bounded number (R13).
   let sockets = ctx.deviceSockets.get(deviceId);
@@ -60,12 +69,14 @@ const auth: Handler = async (ctx, socket, payload) => {
   sockets.add(socket);
   d.deviceId = deviceId;
   d.role = role;
+  d.roles = roles;
+  if (staff) d.staff = staff;
   clearTimeout(d.authTimer);
   ctx.metrics.authenticated.inc();
   ctx.metrics.auth.inc({ result: 'success' });
-  ctx.log.info({ event: 'auth', deviceId, role });
+  ctx.log.info({ event: 'auth', deviceId, role, roles, ...(staff ? { personId: staff.personId, expiresAt: staff.expiresAt } : {}) });
   return {
-    result: { deviceId, role, serverTime: ctx.now() },
+    result: { deviceId, role, roles, serverTime: ctx.now() },
     after: async () => {
       const remaining = await ctx.store.countOneTimePrekeys(deviceId);
       if (remaining < ctx.limits.prekeyLowThreshold) socket.emit('prekeysLow', { remaining });
@@ -163,6 +174,8 @@ const send: Handler = async (ctx, socket, payload) => {
   }
   const req = parse(sendSchema(ctx.limits.maxEnvelopeBytes), payload);
   if (!req) throw malformed('send');
+  // The role table (README "Roles"): customer → customer only when allowed.
+  await checkSend(ctx, socket, req.to);
   const receivedAt = ctx.now();
   // Durable before the ack: the store resolves only after the commit reached the disk. The
   // quotas are checked in the same atomic step (R14), so concurrent sends cannot overshoot them.
@@ -214,6 +227,14 @@ const fetchQueue: Handler = async (ctx, socket, payload) => {
   return { result: { pending }, after: async () => requestDrain(ctx, socket, true) };
 };
 
+const fetchRevocations: Handler = async (ctx, socket, payload) => {
+  me(socket);
+  if (!parse(fetchRevocationsSchema, payload)) throw malformed('fetchRevocations');
+  // As stored (verified when posted); clients verify them against their pinned org key anyway.
+  const lists = await ctx.store.listRevocationLists();
+  return { result: { lists: lists.map((l) => l.list) } };
+};
+
 /** The mailbox quotas of this relay's limits. */
 function mailboxQuota(ctx: RelayContext): MailboxQuota {
   const l = ctx.limits;
@@ -232,4 +253,5 @@ export const HANDLERS: ReadonlyMap<string, Handler> = new Map<string, Handler>([
   ['send', send],
   ['ack', ack],
   ['fetchQueue', fetchQueue],
+  ['fetchRevocations', fetchRevocations],
 ]);

@@ -14,6 +14,8 @@ export interface HttpHandlerOptions {
   readonly metrics?: boolean;
   /** Require `Authorization: Bearer <token>` for `/metrics`. */
   readonly token?: string;
+  /** More routes, tried first: answers and returns `true` for its paths (e.g. `/v1/revocations`). */
+  readonly routes?: (req: IncomingMessage, res: ServerResponse) => boolean;
 }
 
 const sha256 = (s: string): Buffer => createHash('sha256').update(s, 'utf8').digest();
@@ -29,6 +31,7 @@ export function hasBearer(req: IncomingMessage, token: string): boolean {
 /** Builds the request listener. Anything else is 404 with no body worth reading. */
 export function httpHandler(registry: Registry, healthy: () => boolean, options: HttpHandlerOptions = {}) {
   return (req: IncomingMessage, res: ServerResponse): void => {
+    if (options.routes?.(req, res)) return;
     const path = (req.url ?? '').split('?')[0];
     if (req.method === 'GET' && path === '/healthz') {
       const ok = healthy();

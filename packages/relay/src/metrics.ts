@@ -23,6 +23,8 @@ export interface RelayMetrics {
   readonly quotaRefusals: Counter<'quota'>;
   readonly expired: Counter;
   readonly slowConsumers: Counter;
+  /** Requests refused by the role table (`FORBIDDEN`), by the acting `role` and the `operation`. */
+  readonly forbidden: Counter<'role' | 'operation'>;
 }
 
 let processRegistry: Registry | undefined;
@@ -86,5 +88,6 @@ export function createMetrics(store: RelayStore, defaults = false, bufferedBytes
     quotaRefusals: new Counter({ name: `${p}quota_refusals_total`, help: 'Sends refused with STORAGE_QUOTA, by mailbox quota', labelNames: ['quota'], registers }),
     expired: new Counter({ name: `${p}messages_expired_total`, help: 'Queued envelopes purged unacked after queueTtlMs', registers }),
     slowConsumers: new Counter({ name: `${p}slow_consumer_drops_total`, help: 'Sockets dropped because their unsent bytes exceeded maxSocketBufferBytes', registers }),
+    forbidden: new Counter({ name: `${p}forbidden_total`, help: 'Requests refused by the role table (FORBIDDEN), by role and operation', labelNames: ['role', 'operation'], registers }),
   };
 }

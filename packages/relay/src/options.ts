@@ -91,6 +91,11 @@ export interface RelayLimits {
    * `UNAUTHENTICATED`, reason `apiKeyRevoked`) and disconnected within this time.
    */
   apiKeyCheckIntervalMs: number;
+  /**
+   * `POST /v1/revocations` requests per remote address per minute (token bucket, burst the same):
+   * each one costs signature checks, and only an issuer has anything to post.
+   */
+  revocationPostsPerMinutePerAddress: number;
 }
 
 /** The defaults. */
@@ -124,6 +129,7 @@ export const DEFAULT_LIMITS: Readonly<RelayLimits> = Object.freeze({
   authMaxSkewMs: 30_000,
   backlogPageSize: 200,
   apiKeyCheckIntervalMs: 5_000,
+  revocationPostsPerMinutePerAddress: 30,
 });
 
 /** TLS material; when given the relay serves HTTPS/WSS only. */
@@ -176,6 +182,20 @@ export interface RelayOptions {
   tls?: TlsOptions;
   /** Where and how `/metrics` is served. Default: on the relay's own listener, without a token. */
   metrics?: MetricsOptions;
+  /**
+   * The organisation root public key (32 bytes, or 64 hex chars). With it the relay reads staff
+   * roles from the credential a device presents at login (`verifyStaffCredential`: root →
+   * issuer → device, policy, expiry, revocation), accepts signed revocation lists on
+   * `POST /v1/revocations`, and enforces the role table (README "Roles"). Without it, credentials
+   * are ignored and every non-bot device is a `customer`.
+   */
+  orgKey?: Uint8Array | string;
+  /**
+   * May a `customer` send to another `customer` (or to a device this relay never saw log in)?
+   * Default `false` when {@link orgKey} is set, `true` without one (so older deployments keep
+   * working). Refusals are `FORBIDDEN` (`details.role`, `details.operation: 'sendToCustomer'`).
+   */
+  customersMayMessageCustomers?: boolean;
   /** Clock (tests). Default `Date.now`. */
   now?: () => number;
 }

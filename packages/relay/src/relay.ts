@@ -3,7 +3,7 @@
  * `/metrics`. Durable state lives in the store only; what is in memory here (nonces, rate
  * buckets, connection counts) may be lost on restart without losing a message or a prekey.
  */
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
@@ -22,6 +22,8 @@ import { DEFAULT_LIMITS, checkLimits, type RelayLimits, type RelayOptions } from
 import { openStore } from './store/open.js';
 import { attachRedisAdapter, openRedisStore } from './cluster/redis-adapter.js';
 import { bufferedBytes, requestDrain } from './mailbox.js';
+import { StaffAuthority, parseOrgKey } from './staff/authority.js';
+import { dropRevokedStaff, revocationRoutes } from './staff/revocations.js';
 import type { RelayStore } from './store/types.js';
 
 /** A running relay. */
@@ -70,6 +72,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   if (metricsOptions.token !== undefined && metricsOptions.token.length < 16) throw new RangeError('the metrics token must be at least 16 characters');
   const log = options.logger ?? pino({ level: options.logLevel ?? 'info' });
   const now = options.now ?? Date.now;
+  const orgKey = options.orgKey === undefined ? undefined : parseOrgKey(options.orgKey);
   if (options.redis !== undefined && options.store !== undefined) throw new TypeError('createRelay: give either store or redis, not both');
   // Scale-out: with `redis`, the store is Redis and socket.io's Redis adapter links the nodes.
   const { store, owned } = options.redis !== undefined
@@ -88,7 +91,11 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     : createHttpServer();
   const adminPort = metricsOptions.port;
   const token = metricsOptions.token === undefined ? {} : { token: metricsOptions.token };
-  server.on('request', httpHandler(metrics.registry, () => !closing, { metrics: adminPort === undefined, ...token }));
+  // Set once the context exists (the revocation routes use it).
+  let routes: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
+  server.on('request', httpHandler(metrics.registry, () => !closing, {
+    metrics: adminPort === undefined, ...token, routes: (req, res) => routes?.(req, res) ?? false,
+  }));
   // The admin listener: /metrics (and /healthz) only, plain HTTP, loopback by default.
   const admin = adminPort === undefined ? undefined : createHttpServer(httpHandler(metrics.registry, () => !closing, { metrics: true, ...token }));
 
@@ -113,7 +120,10 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     opkLimiter: new KeyedLimiter(limits.opksPerTargetPerMinute, limits.opksPerTargetPerMinute / 60, now),
     deviceSockets: new Map(),
     inFlight: new Set(),
+    customersMayMessageCustomers: options.customersMayMessageCustomers ?? orgKey === undefined,
+    ...(orgKey ? { staff: new StaffAuthority(orgKey, store, now) } : {}),
   };
+  routes = revocationRoutes(ctx);
 
   // Per-address limits run before a socket exists (R5, R12). Memory only, per node.
   const connects = new KeyedLimiter(limits.connectBurst, limits.connectsPerSecondPerAddress, now);
@@ -146,7 +156,12 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     if (owned) await store.close();
     throw e;
   });
-  if (cluster) ctx.broadcastBarrier = cluster.barrier;
+  if (cluster) {
+    ctx.broadcastBarrier = cluster.barrier;
+    // A revocation list stored through another node: check this node's sockets too.
+    ctx.notifyNodes = () => io.serverSideEmit('revocations');
+    io.on('revocations', () => void dropRevokedStaff(ctx));
+  }
 
   // Time-to-live (R14): expired envelopes are skipped on read at once and purged on a schedule.
   // With several nodes each purges (the store's purge is atomic, so that is only repeated work).
@@ -203,7 +218,10 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
     const h = metricsOptions.host ?? '127.0.0.1';
     metricsUrl = `http://${h.includes(':') ? `[${h}]` : h}:${a.port}/metrics`;
   }
-  log.info({ event: 'listen', url, origin: ctx.origin, metricsUrl, metricsToken: metricsOptions.token !== undefined });
+  log.info({
+    event: 'listen', url, origin: ctx.origin, metricsUrl, metricsToken: metricsOptions.token !== undefined,
+    staffRoles: ctx.staff !== undefined, customersMayMessageCustomers: ctx.customersMayMessageCustomers,
+  });
   for (const warning of originWarnings(host, ctx.origin, givenOrigin !== undefined, options.tls !== undefined)) log.warn({ event: 'origin' }, warning);
   const stopRevocations = watchRevocations(ctx);
   const purgeTimer = setInterval(() => void purge(), Math.min(limits.queuePurgeIntervalMs, 2 ** 31 - 1));

@@ -6,6 +6,7 @@
  * and is disconnected, and its next login is refused with the same reason.
  */
 import type { RelayContext, RelaySocket } from './context.js';
+import { dropRevokedStaff } from './staff/revocations.js';
 
 /** One pass: returns how many sockets were disconnected. Store errors skip the pass (logged). */
 export async function dropRevokedBots(ctx: RelayContext): Promise<number> {
@@ -43,11 +44,15 @@ export async function dropRevokedBots(ctx: RelayContext): Promise<number> {
   return dropped;
 }
 
-/** Runs {@link dropRevokedBots} on a timer; returns the stop function (waits for a running pass). */
+/**
+ * Runs {@link dropRevokedBots} on a timer, and with an org key `dropRevokedStaff` (revoked or
+ * expired staff devices: the catch-up for a node that missed a revocation message); returns the
+ * stop function (waits for a running pass).
+ */
 export function watchRevocations(ctx: RelayContext): () => Promise<void> {
   let running: Promise<unknown> | undefined;
   const timer = setInterval(() => {
-    running ??= dropRevokedBots(ctx).finally(() => {
+    running ??= Promise.all([dropRevokedBots(ctx), dropRevokedStaff(ctx)]).finally(() => {
       running = undefined;
     });
   }, Math.min(ctx.limits.apiKeyCheckIntervalMs, 2 ** 31 - 1));

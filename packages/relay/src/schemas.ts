@@ -11,6 +11,7 @@ import {
   RELAY_MAX_ACK_BATCH,
   RELAY_MAX_ATTESTATION_BYTES,
   RELAY_MAX_CERTIFICATE_BYTES,
+  RELAY_MAX_CREDENTIAL_BYTES,
   RELAY_MAX_MANIFESTS_BYTES,
   RELAY_MAX_OPKS_PER_UPLOAD,
   RELAY_MAX_ORIGIN_LENGTH,
@@ -55,6 +56,8 @@ export const authSchema = v.strictObject({
   apiKey: v.optional(v.pipe(v.string(), v.maxLength(200))),
   // The origin the device signed: printable ASCII only, so it can be quoted in errors and logs.
   origin: v.optional(v.pipe(v.string(), v.maxLength(RELAY_MAX_ORIGIN_LENGTH), v.regex(/^[\x21-\x7e]+$/))),
+  // A staff credential (verified against the org key when the relay has one).
+  credential: v.optional(someBytes(RELAY_MAX_CREDENTIAL_BYTES)),
 });
 
 export const uploadPrekeysSchema = v.strictObject({
@@ -84,6 +87,8 @@ export const ackSchema = v.strictObject({
 });
 
 export const fetchQueueSchema = v.strictObject({});
+
+export const fetchRevocationsSchema = v.strictObject({});
 
 /** Parses or returns undefined; issues are not echoed back (they could quote payload bytes). */
 export function parse<S extends v.GenericSchema>(schema: S, input: unknown): v.InferOutput<S> | undefined {

@@ -28,6 +28,8 @@ import {
   type PrekeyUpload,
   type PublicIdentity,
   type OrgRole,
+  type StaffRole,
+  staffSignInPayload,
 } from '@parley/protocol';
 import {
   DEVICE_ID_PATTERN,
@@ -66,6 +68,7 @@ import type { KeyValueStore } from './store.js';
 import { dueGaps, markReported, noteReceived } from './gaps.js';
 import { Mailbox, NO_PLAN, type MailboxPlan } from './mailbox.js';
 import { PeerTrust } from './peer-trust.js';
+import { RevocationSet, type RevocationUpdate } from './revocations.js';
 import { resolveTrust, type TrustEvent, type TrustOptions, type TrustPolicy } from './trust.js';
 
 export type { OutgoingEnvelope, ReceivedMessage } from './records.js';
@@ -196,6 +199,19 @@ export interface PeerCertificateInfo {
   readonly expiresAt: number;
 }
 
+/** What the engine knows about a peer whose certificate statement is a verified staff credential. */
+export interface PeerStaffInfo {
+  /** The issuer's id of the person (stable across their devices). */
+  readonly personId: string;
+  /** The name to show, as certified. */
+  readonly displayName: string;
+  readonly roles: readonly StaffRole[];
+  /** ms since the epoch; the peer is refused from then on (until it publishes a renewed credential). */
+  readonly expiresAt: number;
+  /** The certified name of the issuer that vouched for the person. */
+  readonly issuerName: string;
+}
+
 /** Every session that may open a message from the peer: active ones first, then archived ones. */
 function knownSessions(rec: PeerRecord): string[] {
   return rec.archived?.length ? [...rec.sessions, ...rec.archived] : rec.sessions;
@@ -237,6 +253,7 @@ export class ConversationEngine {
   readonly #peers = new Map<string, PeerRecord>();
   readonly #labels = new Map<string, string>();
   readonly #peerTrust: PeerTrust;
+  readonly #revocations: RevocationSet;
   readonly #sessions = new Map<string, Uint8Array>();
   /**
    * Sessions whose last decrypt failed, kept live with the record bytes they were read from:
@@ -263,12 +280,15 @@ export class ConversationEngine {
     account: Account;
     accountBytes: Uint8Array;
     mailbox: Mailbox;
+    revocations: RevocationSet;
   }) {
     this.#store = init.options.store;
     this.#trust = init.trust;
     this.#now = init.options.now ?? Date.now;
     this.#onTrustEvent = init.options.onTrustEvent;
+    this.#revocations = init.revocations;
     this.#peerTrust = new PeerTrust({
+      revocations: () => this.#revocations.lists,
       selfId: init.account.deviceId,
       policy: this.#trust,
       now: () => this.#now(),
@@ -324,7 +344,8 @@ export class ConversationEngine {
       }
     }
 
-    const engine = new ConversationEngine({ options, trust, account, accountBytes, mailbox: await Mailbox.load(store) });
+    const revocations = await RevocationSet.load(store, trust.orgKey, now());
+    const engine = new ConversationEngine({ options, trust, account, accountBytes, mailbox: await Mailbox.load(store), revocations });
     for (const key of await store.keys('peer/')) {
       const bytes = await store.get(key);
       if (bytes) engine.#peers.set(key.slice('peer/'.length), decodePeerRecord(bytes));
@@ -429,6 +450,15 @@ export class ConversationEngine {
     return { identity: this.publicIdentity, clientNonce, timestamp, signature };
   }
 
+  /**
+   * Proves at staff sign-in that this device holds its identity key: signs
+   * `staffSignInPayload(challenge, issuerOrigin)` (context `staffSignIn`), never raw bytes.
+   * @throws ParleyError `USAGE` for a challenge that is not 32 bytes or a bad origin.
+   */
+  signStaffSignIn(challenge: Uint8Array, issuerOrigin: string): Uint8Array {
+    return this.#account.sign('staffSignIn', staffSignInPayload(challenge, issuerOrigin));
+  }
+
   /** Signs an enclave measurement statement (context `botAttestation`), for the bot SDK. */
   signBotAttestation(payload: Uint8Array): Uint8Array {
     return this.#account.sign('botAttestation', payload);
@@ -452,6 +482,31 @@ export class ConversationEngine {
   peerCertificate(peer: string): PeerCertificateInfo | undefined {
     const c = this.#peers.get(peer)?.cert;
     return c ? { role: c.role, label: c.label, expiresAt: c.expiresAt } : undefined;
+  }
+
+  /** The verified staff credential of `peer` (name, roles, expiry), if any. */
+  peerStaff(peer: string): PeerStaffInfo | undefined {
+    const s = this.#peers.get(peer)?.staff;
+    return s ? { personId: s.personId, displayName: s.displayName, roles: [...s.roles], expiresAt: s.expiresAt, issuerName: s.issuerName } : undefined;
+  }
+
+  /**
+   * Takes the staff revocation lists the relay holds (`fetchRevocations`): each is verified
+   * against `trust.orgKey` (the relay is not trusted for them) and kept, persisted, when newer
+   * than the one held for its issuer. From then on, sending to or receiving from a staff peer
+   * they name fails with `UNTRUSTED_IDENTITY` reason `revoked`. Without an org key, nothing is
+   * kept.
+   */
+  async setRevocationLists(lists: readonly Uint8Array[]): Promise<RevocationUpdate> {
+    if (!Array.isArray(lists) || !lists.every((l) => l instanceof Uint8Array)) throw new ParleyError('USAGE', 'lists must be an array of Uint8Array');
+    const orgKey = this.#trust.orgKey;
+    if (!orgKey) return { accepted: 0, stale: 0, refused: lists.length };
+    return this.#run(async () => {
+      const plan = this.#revocations.plan(lists, orgKey, this.#now());
+      if (plan.write) await this.#store.setMany([plan.write]);
+      plan.apply();
+      return { accepted: plan.accepted, stale: plan.stale, refused: plan.refused };
+    });
   }
 
   /** The verified bot attestation of `peer` (measurement, issuedAt), if any. */

@@ -21,6 +21,7 @@ export {
   type IncomingEnvelope,
   type OutgoingEnvelope,
   type PeerCertificateInfo,
+  type PeerStaffInfo,
   type PeerAttestationInfo,
   type PeerStatements,
   type ReceiveOptions,
@@ -41,6 +42,7 @@ export {
   MAX_RESET_REQUESTS_PER_MINUTE,
 } from './healing.js';
 export { MemoryStore, type KeyValueStore } from './store.js';
+export { type RevocationUpdate } from './revocations.js';
 export { SEEN_BUCKET_SIZE, SEEN_BUCKETS_KEPT } from './mailbox.js';
 export { MAX_TRACKED_GAPS } from './gaps.js';
 export { SealedStore, deriveStorageKey, sealRecord, openRecord, STORAGE_KEY_BYTES } from './sealed-store.js';

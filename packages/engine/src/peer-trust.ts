@@ -1,9 +1,11 @@
 /**
  * The trust decisions about one peer, on a copy of its record (the engine persists the copy
  * and then applies it): is this identity the device id it claims; is the peer certified by the
- * pinned org key (docs/threats.md C17, C18); is it accepted bot code (B3): a pinned measurement,
- * or one an org-signed release manifest allows for its certified label. Checks throw typed
- * errors; `apply…` verify a statement into the record and plan what follows.
+ * pinned org key (docs/threats.md C17, C18), with an org certificate or a staff credential (org
+ * key → issuer → device, checked again against expiry and the revocation lists on every send
+ * and receive); is it accepted bot code (B3): a pinned measurement, or one an org-signed release
+ * manifest allows for its certified label. Checks throw typed errors; `apply…` verify a
+ * statement into the record and plan what follows.
  */
 import {
   ParleyError,
@@ -12,12 +14,15 @@ import {
   decodeReleaseManifestList,
   deviceIdOf,
   isParleyError,
+  isStaffCredential,
   sameIdentity,
   selectReleaseManifest,
   toHex,
   verifyAttestation,
   verifyOrgCertificate,
+  verifyStaffCredential,
   type PublicIdentity,
+  type RevocationList,
 } from '@parley/protocol';
 import {
   K,
@@ -27,6 +32,7 @@ import {
   type StoredAttestation,
   type StoredCertificate,
   type StoredRelease,
+  type StoredStaff,
 } from './records.js';
 import type { TrustEvent, TrustPolicy } from './trust.js';
 
@@ -38,6 +44,8 @@ export interface PeerTrustOptions {
   /** Certified labels (`org:<role>:<label>`) → device id; the engine's live view, updated after commits. */
   readonly labels: Map<string, string>;
   readonly onTrustEvent: (e: TrustEvent) => void;
+  /** The verified staff revocation lists held now. */
+  readonly revocations: () => readonly RevocationList[];
 }
 
 export class PeerTrust {
@@ -67,6 +75,10 @@ export class PeerTrust {
   applyCertificate(peer: string, rec: PeerRecord, identity: PublicIdentity, certificate: Uint8Array, writes: [string, Uint8Array][]): () => void {
     const orgKey = this.#o.policy.orgKey;
     if (!orgKey) throw new ParleyError('USAGE', 'no trust.orgKey pinned; cannot verify an org certificate');
+    if (isStaffCredential(certificate)) {
+      this.#applyStaff(peer, rec, identity, certificate, orgKey);
+      return () => undefined;
+    }
     const cert = verifyOrgCertificate(certificate, { orgKey, identity, now: this.#o.now(), roles: this.#o.policy.roles });
     const stored: StoredCertificate = { role: cert.role, label: cert.label, expiresAt: cert.expiresAt, bytes: toHex(certificate) };
     rec.cert = stored;
@@ -84,8 +96,58 @@ export class PeerTrust {
     };
   }
 
-  /** Org-level check for a peer that must be certified. */
+  /**
+   * Verifies a staff credential (org key → issuer → device, policy, expiry, identity, the
+   * revocation lists held) into `rec`. Staff devices get no certified label: a person's name is
+   * shown from the credential, and each of their devices is its own peer.
+   */
+  #applyStaff(peer: string, rec: PeerRecord, identity: PublicIdentity, credential: Uint8Array, orgKey: Uint8Array): void {
+    let staff;
+    try {
+      staff = verifyStaffCredential(credential, { orgKey, identity, now: this.#o.now(), revocations: this.#o.revocations() });
+    } catch (e) {
+      if (isParleyError(e, 'UNTRUSTED_IDENTITY')) throw new ParleyError('UNTRUSTED_IDENTITY', e.message, { details: { ...e.details, peer } });
+      throw e;
+    }
+    if (!staff.roles.some((r) => this.#o.policy.staffRoles.includes(r))) {
+      throw new ParleyError('UNTRUSTED_IDENTITY', 'staff credential refused: none of its roles is accepted here (trust.staffRoles)', { details: { reason: 'role', peer } });
+    }
+    const stored: StoredStaff = {
+      personId: staff.personId,
+      displayName: staff.displayName,
+      roles: staff.roles,
+      issuedAt: staff.issuedAt,
+      expiresAt: staff.expiresAt,
+      serial: staff.serial,
+      issuerKey: toHex(staff.issuerKey),
+      issuerName: staff.issuerName,
+      bytes: toHex(credential),
+    };
+    rec.staff = stored;
+  }
+
+  /**
+   * A verified staff peer, checked again now: expired, or named by a revocation list held
+   * (the device, or the person for the issuer that certified them), it is refused.
+   */
+  #checkStaff(peer: string, staff: StoredStaff): void {
+    if (this.#o.now() >= staff.expiresAt) {
+      throw new ParleyError('UNTRUSTED_IDENTITY', 'staff credential refused: expired', { details: { reason: 'expired', peer } });
+    }
+    for (const list of this.#o.revocations()) {
+      const person = toHex(list.issuerKey) === staff.issuerKey && list.persons.includes(staff.personId); // ct-ok: public keys
+      if (person || list.devices.includes(peer)) {
+        throw new ParleyError('UNTRUSTED_IDENTITY', `staff credential refused: the ${person ? 'person' : 'device'} is revoked`, { details: { reason: 'revoked', peer } });
+      }
+    }
+  }
+
+  /** Org-level check for a peer that must be certified (a staff peer is checked whenever it has a credential). */
   checkCertified(peer: string, rec: PeerRecord): void {
+    if (rec.staff) {
+      this.#checkStaff(peer, rec.staff);
+      return;
+    }
     if (!this.#o.policy.requiresCertificate(peer)) return;
     const cert = rec.cert;
     if (!cert) throw new ParleyError('UNTRUSTED_IDENTITY', 'peer has no org certificate', { details: { reason: 'missing', peer } });

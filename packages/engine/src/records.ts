@@ -10,12 +10,13 @@
  *  outbox/<n>                   an encrypted envelope not yet acked by the relay
  *  inbox/<n>                    a decrypted message not yet consumed by the app
  *  receipts/<device>            ids received from <device> whose receipt is not encrypted yet, "\n"-joined
+ *  revocations                  JSON: the newest verified staff revocation list per issuer (hex)
  * ```
  * Every record is written together with the records it depends on in one atomic `setMany`.
  */
 import { ParleyError, fromHex, toHex, type PublicIdentity } from '@parley/protocol';
 import { ByteReader as Reader, ByteWriter as Writer } from '@parley/protocol';
-import type { OrgRole } from '@parley/protocol';
+import type { OrgRole, StaffRole } from '@parley/protocol';
 import type { PayloadType } from './payload.js';
 import { isMissingList, type MissingSeq } from './gaps.js';
 
@@ -34,6 +35,8 @@ export const K = {
   receipts: (peer: string) => `receipts/${peer}`,
   /** The inner payload of a message sent to `peer` and not yet receipted (`healing.ts`). */
   unconfirmed: (peer: string, id: string) => `unconfirmed/${peer}/${id}`,
+  /** The newest verified staff revocation list per issuer (`peer-trust.ts`). */
+  revocations: 'revocations',
 } as const;
 
 const encoder = new TextEncoder();
@@ -57,6 +60,22 @@ export interface StoredCertificate {
   readonly label: string;
   readonly expiresAt: number;
   /** The certificate bytes, hex. */
+  readonly bytes: string;
+}
+
+/** A verified staff credential (org key → issuer → device), as remembered for a peer. */
+export interface StoredStaff {
+  readonly personId: string;
+  readonly displayName: string;
+  readonly roles: readonly StaffRole[];
+  readonly issuedAt: number;
+  readonly expiresAt: number;
+  /** The certificate serial, hex. */
+  readonly serial: string;
+  /** The issuer key, hex, and its certified name. */
+  readonly issuerKey: string;
+  readonly issuerName: string;
+  /** The credential bytes, hex. */
   readonly bytes: string;
 }
 
@@ -97,6 +116,8 @@ export interface PeerRecord {
   /** Current seen-id bucket. */
   seenBucket: number;
   cert?: StoredCertificate;
+  /** A verified staff credential, when the peer's certificate statement is one. */
+  staff?: StoredStaff;
   /** A verified bot attestation (THREATS B3), when the trust policy asked for one. */
   att?: StoredAttestation;
   /** Set while an identity change waits for `acceptIdentityChange`. */

@@ -13,7 +13,12 @@
  *   `acceptIdentityChange(peer)`. Messages already encrypted to the old device stay addressed to
  *   it; nothing is re-encrypted to the new key.
  * - **Organisation level.** With `orgKey` pinned, peers that must be the company's bots or
- *   agents (by default every peer) are accepted only with a valid org certificate (org-cert.ts).
+ *   agents (by default every peer) are accepted only with a valid org certificate (org-cert.ts),
+ *   or a valid staff credential (staff-cert.ts): the org key certified an issuer, whose policy
+ *   allows the roles and lifetime of the certificate it gave the staff device. A staff peer is
+ *   checked again before every send and receive: expired, or named by a revocation list the
+ *   engine holds (`setRevocationLists`, fetched from the relay by the client), it is refused
+ *   with `UNTRUSTED_IDENTITY` reason `expired` or `revoked`.
  * - **Bot code level** (THREATS B3). With `botMeasurement` pinned (one or several) or
  *   `releaseManifests` on, peers that must be attested (by default every peer whose org
  *   certificate says `bot`) are accepted only with a bot attestation that verifies under the
@@ -23,7 +28,7 @@
  *   message is encrypted to them; failures are `ATTESTATION_INVALID` and nothing is sent.
  */
 import { DEFAULT_ATTESTATION_MAX_AGE_MS, ParleyError, fromHex } from '@parley/protocol';
-import type { OrgRole } from '@parley/protocol';
+import { STAFF_ROLES, type OrgRole, type StaffRole } from '@parley/protocol';
 
 /** Trust configuration of a {@link ConversationEngine}. */
 export interface TrustOptions {
@@ -37,6 +42,11 @@ export interface TrustOptions {
   readonly requireCertificate?: 'all' | 'none' | readonly string[] | ((peer: string) => boolean);
   /** Roles accepted from certificates. Default: `['bot', 'agent']`. */
   readonly roles?: readonly OrgRole[];
+  /**
+   * Staff roles accepted from staff credentials: a staff peer must hold at least one. Default:
+   * every role (`agent`, `supervisor`, `compliance`, `admin`); `[]` accepts no staff device.
+   */
+  readonly staffRoles?: readonly StaffRole[];
   /**
    * A certified label ("support") moving to another certified device: `'accept'` (default: the
    * org vouches for the new device; an `identityChanged` trust event with `blocked: false` is
@@ -87,6 +97,8 @@ export type TrustEvent = IdentityChangedEvent;
 export interface TrustPolicy {
   readonly orgKey: Uint8Array | undefined;
   readonly roles: readonly OrgRole[];
+  /** Staff roles accepted from staff credentials (a staff peer must hold one). */
+  readonly staffRoles: readonly StaffRole[];
   readonly onCertifiedChange: 'accept' | 'block';
   requiresCertificate(peer: string): boolean;
   /** The first pinned bot measurement (32 bytes), if any. */
@@ -124,6 +136,10 @@ export function resolveTrust(options: TrustOptions = {}): TrustPolicy {
   } else throw new ParleyError('USAGE', 'trust.requireCertificate is invalid');
   if (req !== 'none' && !orgKey) throw new ParleyError('USAGE', 'trust.requireCertificate needs trust.orgKey');
   const roles = options.roles ?? ['bot', 'agent'];
+  const staffRoles = options.staffRoles ?? STAFF_ROLES;
+  if (!Array.isArray(staffRoles) || staffRoles.some((r) => !STAFF_ROLES.includes(r as StaffRole))) {
+    throw new ParleyError('USAGE', `trust.staffRoles must list roles among ${STAFF_ROLES.join(', ')}`);
+  }
   const onCertifiedChange = options.onCertifiedChange ?? 'accept';
   if (onCertifiedChange !== 'accept' && onCertifiedChange !== 'block') throw new ParleyError('USAGE', 'trust.onCertifiedChange is invalid');
 
@@ -147,7 +163,7 @@ export function resolveTrust(options: TrustOptions = {}): TrustPolicy {
   if (att !== 'none' && !attests) throw new ParleyError('USAGE', 'trust.requireAttestation needs trust.botMeasurement or trust.releaseManifests');
   const attestationMaxAgeMs = options.attestationMaxAgeMs ?? DEFAULT_ATTESTATION_MAX_AGE_MS;
   if (!Number.isSafeInteger(attestationMaxAgeMs) || attestationMaxAgeMs <= 0) throw new ParleyError('USAGE', 'trust.attestationMaxAgeMs must be a positive integer');
-  return { orgKey, roles, onCertifiedChange, requiresCertificate, botMeasurement, botMeasurements, releaseManifests, attestationMaxAgeMs, requiresAttestation };
+  return { orgKey, roles, staffRoles, onCertifiedChange, requiresCertificate, botMeasurement, botMeasurements, releaseManifests, attestationMaxAgeMs, requiresAttestation };
 }
 
 /** One pinned measurement as 32 bytes. @throws ParleyError `USAGE`. */

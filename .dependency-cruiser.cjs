@@ -278,6 +278,18 @@ module.exports = {
       from: { path: '^packages/relay/src/' },
       to: { path: KEY_FILES_AND_FINGERPRINT, reachable: true },
     },
+
+    // ---- @parley/issuer: staff identity service ------------------------------------------------
+    {
+      name: 'issuer-allowed-packages',
+      comment:
+        'Issue 12: the issuer holds its own signing key and seals records with the engine\'s one sealing ' +
+        'format; it imports @parley/protocol and @parley/engine (sealRecord/openRecord) only: never the ' +
+        'client, the bot, the relay or the relay link.',
+      severity: 'error',
+      from: { path: '^packages/issuer/src/' },
+      to: { path: WORKSPACE, pathNot: '^packages/(issuer|protocol|engine)/src/' },
+    },
   ],
   options: {
     // Build output is not the trust map (and may be stale); `npx depcruise packages` also reads the

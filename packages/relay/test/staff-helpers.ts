@@ -28,10 +28,11 @@ export function newOrg(policy: { roles: StaffRole[]; maxLifetimeMs: number } = {
       });
       return encodeStaffCredential(issuerCertificate, staff);
     },
-    /** A signed revocation list with the next sequence (or the one given). */
+    /** A signed revocation list with the next sequence of this helper (or the one given, which leaves the helper's count as it is). */
     revocations(o: { persons?: string[]; devices?: string[]; sequence?: number }): Uint8Array {
-      sequence = o.sequence ?? sequence + 1;
-      return signRevocationList(issuer.seed, { issuerCertificate, sequence, issuedAt: Date.now(), persons: o.persons ?? [], devices: o.devices ?? [] });
+      return signRevocationList(issuer.seed, {
+        issuerCertificate, sequence: o.sequence ?? ++sequence, issuedAt: Date.now(), persons: o.persons ?? [], devices: o.devices ?? [],
+      });
     },
   };
 }

@@ -8,6 +8,9 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { relayAuthPayload } from '@parley/protocol/wire';
+import { RelayLink } from '../../relay-link/src/index.js';
 import { createApiKey } from '../src/index.js';
 import { call, disconnected, msgId, newDevice, setupCrypto, startRelay, upload } from './helpers.js';
 import { HOUR, loginWith, newOrg, postList } from './staff-helpers.js';
@@ -45,6 +48,33 @@ describe('relay with an org key', () => {
     const b = await loginWith(relay, newDevice(), undefined, key);
     assert.deepEqual([b.r.role, b.r.roles], ['bot', ['bot']]);
     for (const s of [a, c, b]) s.socket.disconnect();
+  });
+
+  test('RelayLink: the credential in the login answer reaches the relay (session roles); fetchRevocations returns the stored lists', async () => {
+    const agent = newDevice();
+    const credential = org.credential(agent, { personId: 'dora' });
+    const link = new RelayLink({
+      url: relay.url,
+      connectTimeoutMs: 5000,
+      credentials: {
+        answer: (c) => {
+          const clientNonce = new Uint8Array(randomBytes(32));
+          const timestamp = Date.now();
+          const payload = relayAuthPayload({ serverNonce: c.serverNonce, clientNonce, origin: c.origin, timestamp, deviceId: agent.deviceId });
+          return { identity: agent.publicIdentity, clientNonce, timestamp, signature: agent.sign('relayAuth', payload), credential };
+        },
+      },
+    });
+    try {
+      const session = await link.connect();
+      assert.deepEqual(session.roles, ['agent']);
+      const list = org.revocations({ persons: ['nobody'] });
+      assert.equal(await postList(relay.url, list), 204);
+      const lists = await link.fetchRevocations();
+      assert.ok(lists.some((l) => Buffer.from(l).equals(Buffer.from(list))));
+    } finally {
+      await link.close();
+    }
   });
 
   test('credentials beyond policy, expired, for another identity or from another org are refused with the reason', async () => {
@@ -123,7 +153,7 @@ describe('relay with an org key', () => {
     assert.equal(await postList(relay.url, list), 409);
     assert.equal(await postList(relay.url, org.revocations({ sequence: 0, persons: ['bob'] })), 409);
     // A person revoked: every device of that person, at its next login.
-    assert.equal(await postList(relay.url, org.revocations({ sequence: 5, devices: [agent.deviceId], persons: ['bob'] })), 204);
+    assert.equal(await postList(relay.url, org.revocations({ devices: [agent.deviceId], persons: ['bob'] })), 204);
     assert.equal((await loginWith(relay, bob, org.credential(bob, { personId: 'bob' }))).r.error.details.reason, 'revoked');
     assert.equal(k.socket.connected, true);
 
@@ -138,6 +168,28 @@ describe('relay with an org key', () => {
     assert.deepEqual(fetched.lists.map((l: Uint8Array) => Buffer.from(l).toString('base64')), got.lists);
     assert.equal(k.socket.connected, true);
     k.socket.disconnect();
+  });
+});
+
+describe('relay with an org key and a fast periodic pass', () => {
+  const org = newOrg();
+  let relay: R;
+  before(async () => {
+    relay = await startRelay({ orgKey: org.orgKey, limits: { apiKeyCheckIntervalMs: 100 } });
+  });
+  after(async () => relay?.close());
+
+  test('a staff connection whose credential expires is disconnected (reason credential, expired); a customer stays', async () => {
+    const agent = newDevice();
+    const a = await loginWith(relay, agent, org.credential(agent, { issuedAt: Date.now() - 1000, lifetimeMs: 2000 }));
+    const c = await loginWith(relay, newDevice());
+    assert.equal(a.r.ok, true);
+    const errors: { code: string; details?: { reason?: string; credentialReason?: string } }[] = [];
+    a.socket.on('relayError', (e) => errors.push(e));
+    assert.equal(await disconnected(a.socket, 3000), true);
+    assert.deepEqual(errors.map((e) => [e.code, e.details?.reason, e.details?.credentialReason]), [['UNAUTHENTICATED', 'credential', 'expired']]);
+    assert.equal(c.socket.connected, true);
+    c.socket.disconnect();
   });
 });
 

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { createHash, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { encodeCBOR } from '@levischuck/tiny-cbor';
+import { encodeCBOR, type CBORType } from '@levischuck/tiny-cbor';
 import { fromBase64, fromHex, verifyStaffCredential } from '@parley/protocol';
 import { createIssuer, type RunningIssuer } from '../src/index.js';
 import { makeDevice, makeIssuerKeys, post, tempDir } from './helpers.js';
@@ -39,14 +39,14 @@ class SoftAuthenticator {
   }
 
   create(options: { challenge: string }, origin: string) {
-    const cose = encodeCBOR(new Map<number, number | Uint8Array>([
+    const cose = encodeCBOR(new Map<string | number, CBORType>([
       [1, 2], [3, -7], [-1, 1], [-2, Buffer.from(this.#public.x, 'base64url')], [-3, Buffer.from(this.#public.y, 'base64url')],
     ]));
     const len = Buffer.alloc(2);
     len.writeUInt16BE(this.id.length);
     const authData = this.#authData(0x45, Buffer.concat([Buffer.alloc(16), len, this.id, cose])); // UP | UV | AT
     const clientData = JSON.stringify({ type: 'webauthn.create', challenge: options.challenge, origin, crossOrigin: false });
-    const attestationObject = encodeCBOR(new Map<string, string | Map<string, never> | Uint8Array>([['fmt', 'none'], ['attStmt', new Map()], ['authData', authData]]));
+    const attestationObject = encodeCBOR(new Map<string | number, CBORType>([['fmt', 'none'], ['attStmt', new Map()], ['authData', authData]]));
     return {
       id: b64url(this.id), rawId: b64url(this.id), type: 'public-key', clientExtensionResults: {}, authenticatorAttachment: 'platform',
       response: { clientDataJSON: b64url(clientData), attestationObject: b64url(attestationObject), transports: ['internal'] },

@@ -5,7 +5,7 @@
  */
 import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
-import { fastify, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { fastify, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { toBase64 } from '@parley/protocol';
 import { IssuerError } from './errors.js';
@@ -38,7 +38,8 @@ const body = (req: FastifyRequest): Body => (req.body !== null && typeof req.bod
 /** Builds the fastify app (not listening). */
 export async function buildHttp(o: HttpOptions): Promise<FastifyInstance> {
   const s = o.service;
-  const app = fastify({ ...(o.logger ? { loggerInstance: o.logger as FastifyBaseLogger } : { logger: false }), bodyLimit: 64 * 1024, trustProxy: false, disableRequestLogging: true });
+  // No request logging (fastify's logger stays off): errors are logged below, without bodies.
+  const app = fastify({ logger: false, bodyLimit: 64 * 1024, trustProxy: false });
   await app.register(cors, { origin: [...o.consoleOrigins], methods: ['GET', 'POST'], allowedHeaders: ['content-type', 'authorization'] });
   const limit = o.ipRateLimit ?? DEFAULT_IP_RATE_LIMIT;
   await app.register(rateLimit, {
@@ -58,7 +59,7 @@ export async function buildHttp(o: HttpOptions): Promise<FastifyInstance> {
     if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
       return reply.status(fe.statusCode).send({ code: 'USAGE', message: fe.message ?? 'bad request' });
     }
-    req.log.error({ event: 'internalError', err: e instanceof Error ? e.message : String(e) }, 'issuer error');
+    o.logger?.error({ event: 'internalError', route: req.routeOptions.url, err: e instanceof Error ? e.message : String(e) }, 'issuer error');
     return reply.status(500).send({ code: 'INTERNAL', message: 'internal error' });
   });
 

@@ -28,6 +28,12 @@ import {
   getCrypto,
   initCrypto,
   isParleyError,
+  fromHex,
+  decodeStaffCredential,
+  describeStaffCredential,
+  isStaffCredential,
+  sameIdentity,
+  verifyStaffCredential,
   type MessageContent,
   type OutgoingContent,
   type ParleyErrorCode,
@@ -45,6 +51,7 @@ import {
   type PayloadType,
   type PeerAttestationInfo,
   type PeerCertificateInfo,
+  type PeerStaffInfo,
   type ReceivedMessage,
   type TrustEvent,
   type TrustOptions,
@@ -108,6 +115,26 @@ export interface ParleyClientOptions {
   readonly connectTimeoutMs?: number;
   /** Transport tuning: origin, reconnect delays, socket.io options. */
   readonly transport?: Omit<Partial<RelayLinkOptions>, 'url' | 'credentials' | 'logger' | 'order'>;
+  /**
+   * With `trust.orgKey`: how often the staff revocation lists are fetched from the relay (ms,
+   * 1,000 to 86,400,000). Default 300,000 (5 min). They are also fetched at every login and
+   * before a message to a staff peer when the last fetch is older than this, so a revoked staff
+   * device is refused at most this long after its revocation reached the relay (and at once
+   * after the next login).
+   */
+  readonly revocationRefreshMs?: number;
+}
+
+/** Default {@link ParleyClientOptions.revocationRefreshMs}: 5 minutes. */
+export const DEFAULT_REVOCATION_REFRESH_MS = 5 * 60 * 1000;
+
+/** This device's own staff credential, as {@link ParleyClient.staffCredential} shows it. */
+export interface OwnStaffCredential {
+  readonly personId: string;
+  readonly displayName: string;
+  readonly roles: readonly string[];
+  readonly issuerName: string;
+  readonly expiresAt: number;
 }
 
 /** A message as the app sees it. */
@@ -272,6 +299,12 @@ export class ParleyClient {
   #receiptTimer: ReturnType<typeof setTimeout> | undefined;
   #receipting: Promise<void> | undefined;
   #receiptAgain = false;
+  /** This device's staff credential (`setStaffCredential`): presented at login, published as its certificate. */
+  #staffCredential: Uint8Array | undefined;
+  readonly #revocationTimer: ReturnType<typeof setInterval> | undefined;
+  /** When the revocation lists were last fetched (attempted), by this client's clock. */
+  #revocationsAt = 0;
+  #revocationFetch: Promise<void> | undefined;
 
   private constructor(options: ParleyClientOptions, engine: ConversationEngine, transport: RelayLink, ownedStore?: { close(): Promise<void> }) {
     this.#options = options;
@@ -297,6 +330,12 @@ export class ParleyClient {
       if (!this.#closed && this.#transport.authenticated) void this.#publishPrekeys().catch((e) => this.#report(e));
     }, PREKEY_REFRESH_MS);
     this.#prekeyTimer.unref?.();
+    if (options.trust?.orgKey !== undefined) {
+      this.#revocationTimer = setInterval(() => {
+        if (!this.#closed && this.#transport.authenticated) void this.#refreshRevocations();
+      }, this.#revocationRefreshMs);
+      this.#revocationTimer.unref?.();
+    }
   }
 
   /** Reports the gaps that outlived `timeoutMs` (once each) as `messageGap` events. */
@@ -328,6 +367,8 @@ export class ParleyClient {
     if (typeof delay !== 'number' || !Number.isFinite(delay) || delay < 0 || delay > 60_000) throw new ParleyError('USAGE', 'receiptDelayMs must be 0..60000');
     const gapTimeout = options.gapTimeoutMs ?? DEFAULT_GAP_TIMEOUT_MS;
     if (!Number.isInteger(gapTimeout) || gapTimeout < 1_000 || gapTimeout > 86_400_000) throw new ParleyError('USAGE', 'gapTimeoutMs must be 1000..86400000');
+    const refresh = options.revocationRefreshMs ?? DEFAULT_REVOCATION_REFRESH_MS;
+    if (!Number.isInteger(refresh) || refresh < 1_000 || refresh > 86_400_000) throw new ParleyError('USAGE', 'revocationRefreshMs must be 1000..86400000');
     await ensureCrypto();
     let store = options.store;
     let owned: { close(): Promise<void> } | undefined;
@@ -354,7 +395,12 @@ export class ParleyClient {
         ...options.transport,
         url: options.relayUrl,
         credentials: {
-          answer: (challenge) => engine.relayLoginAnswer(challenge),
+          // A staff device presents its credential at every login (the relay reads its roles).
+          answer: (challenge) => {
+            const answer = engine.relayLoginAnswer(challenge);
+            const credential = client ? client.#staffCredential : undefined;
+            return credential ? { ...answer, credential } : answer;
+          },
           ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }),
         },
         ...(options.logger ? { logger: options.logger } : {}),
@@ -427,6 +473,8 @@ export class ParleyClient {
     const run = this.#sendLock.then(async () => {
       // Receipts owed to this peer go first: in the same ratchet direction, so nearly free.
       if (this.#engine.pendingReceiptCount(peer) > 0 && this.#receiptsOn) await this.#encryptReceipts(peer);
+      // A staff peer: never encrypt to it on revocation lists older than revocationRefreshMs.
+      if (this.#engine.peerStaff(peer) && this.#now() - this.#revocationsAt >= this.#revocationRefreshMs) await this.#refreshRevocations();
       const bundle = this.#engine.needsBundle(peer) ? await this.#transport.fetchBundle(peer) : undefined;
       try {
         await this.#engine.encrypt(peer, body, { messageId: id, type, ...(bundle ? { bundle } : {}) });
@@ -522,6 +570,56 @@ export class ParleyClient {
   }
 
   /**
+   * The verified staff credential of `peer`, if any: the person's certified display name, person
+   * id, roles, expiry and issuer. Show the name beside the conversation; it is the issuer's
+   * word, checked against the pinned org key, never the relay's.
+   */
+  peerStaff(peer: string): PeerStaffInfo | undefined {
+    return this.#engine.peerStaff(peer);
+  }
+
+  /**
+   * Staff sign-in: this device's proof that it holds its identity key, for the issuer's
+   * `challenge` (32 bytes) and the issuer's origin (`staffSignInPayload`, signed under its own
+   * context by the engine: never raw bytes). {@link signInStaff} calls it.
+   * @throws ParleyError `USAGE` for a challenge that is not 32 bytes or an empty origin.
+   */
+  staffProof(challenge: Uint8Array, issuerOrigin: string): Uint8Array {
+    return this.#engine.signStaffSignIn(challenge, issuerOrigin);
+  }
+
+  /**
+   * Makes this device a staff device: `credential` (from the issuer, `signInStaff` passes it)
+   * is presented at every relay login (the relay gives the connection its roles) and published
+   * as the device's certificate statement (customers verify it against their pinned org key).
+   * Held in memory: after a restart, sign in again. When connected, the device logs in again at
+   * once so the relay reads it.
+   * @throws ParleyError `USAGE` (not a staff credential, or it certifies another device),
+   *   `UNTRUSTED_IDENTITY` (with `trust.orgKey` pinned: it does not verify, `details.reason`).
+   */
+  async setStaffCredential(credential: Uint8Array): Promise<void> {
+    if (this.#closed) throw new ParleyError('USAGE', 'client is closed');
+    if (!(credential instanceof Uint8Array) || !isStaffCredential(credential)) throw new ParleyError('USAGE', 'not a staff credential');
+    const decoded = decodeStaffCredential(credential);
+    if (!sameIdentity({ ...decoded.staff, binding: new Uint8Array(0) }, { ...this.publicIdentity, binding: new Uint8Array(0) })) {
+      throw new ParleyError('USAGE', 'the staff credential certifies another device');
+    }
+    const orgKey = this.#options.trust?.orgKey;
+    if (orgKey !== undefined) {
+      verifyStaffCredential(credential, { orgKey: typeof orgKey === 'string' ? fromHex(orgKey) : orgKey, identity: this.publicIdentity, now: this.#now() });
+    }
+    this.#staffCredential = credential.slice();
+    if (this.#transport.authenticated) await this.#transport.relogin();
+  }
+
+  /** This device's own staff credential (decoded, not re-verified), if it has one. */
+  get staffCredential(): OwnStaffCredential | undefined {
+    if (!this.#staffCredential) return undefined;
+    const d = describeStaffCredential(decodeStaffCredential(this.#staffCredential));
+    return { personId: String(d.personId), displayName: String(d.displayName), roles: String(d.roles).split(','), issuerName: String(d.issuerName), expiresAt: Date.parse(String(d.expiresAt)) };
+  }
+
+  /**
    * The verified bot attestation of `peer`, if any: the measurement it attested, issuedAt and,
    * when an org-signed release manifest allowed it (trust `releaseManifests`), its `releaseVersion`.
    */
@@ -568,6 +666,7 @@ export class ParleyClient {
     clearTimeout(this.#retryTimer);
     clearInterval(this.#gapTimer);
     clearInterval(this.#prekeyTimer);
+    clearInterval(this.#revocationTimer);
     clearTimeout(this.#receiptTimer);
     this.#receiptTimer = undefined;
     await this.#transport.close();
@@ -598,12 +697,46 @@ export class ParleyClient {
     if (this.#events.listenerCount('error') > 0) this.#events.emit('error', { error, ...context });
   }
 
+  #now(): number {
+    return this.#options.now?.() ?? Date.now();
+  }
+
+  get #revocationRefreshMs(): number {
+    return this.#options.revocationRefreshMs ?? DEFAULT_REVOCATION_REFRESH_MS;
+  }
+
+  /**
+   * Fetches the staff revocation lists from the relay and hands them to the engine (which
+   * verifies them against the org key). With no org key pinned there is nothing to check them
+   * against. Never throws: a failure is logged, and the next refresh tries again.
+   */
+  #refreshRevocations(): Promise<void> {
+    if (this.#options.trust?.orgKey === undefined || !this.#transport.authenticated) return Promise.resolve();
+    this.#revocationFetch ??= (async () => {
+      try {
+        const lists = await this.#transport.fetchRevocations();
+        const update = await this.#engine.setRevocationLists(lists);
+        if (update.refused > 0) this.#options.logger?.warn?.({ event: 'revocationListRefused', count: update.refused });
+      } catch (e) {
+        // Tried again at the next refresh, not before every message (a relay without lists).
+        this.#options.logger?.warn?.({ event: 'revocationFetchFailed', code: isParleyError(e) ? e.code : 'INTERNAL' });
+      } finally {
+        this.#revocationsAt = this.#now();
+      }
+    })().finally(() => {
+      this.#revocationFetch = undefined;
+    });
+    return this.#revocationFetch;
+  }
+
   async #onAuthenticated(): Promise<void> {
     try {
       await this.#publishPrekeys();
     } catch (e) {
       this.#report(e);
     }
+    // Staff revocations first: a device revoked while this one was away is refused from now on.
+    await this.#refreshRevocations();
     this.#events.emit('connected', { deviceId: this.deviceId });
     // Receipts still owed from before a restart (persisted with their messages) go out now.
     if (this.#engine.pendingReceipts().length > 0) await this.#flushReceipts();
@@ -623,12 +756,13 @@ export class ParleyClient {
       this.#prekeyPublishQueued = undefined;
       if (!this.#transport.authenticated) return;
       const target = this.#options.prekeyTarget ?? 50;
+      const statements = this.#staffCredential ? { certificate: this.#staffCredential } : {};
       let upload = await this.#engine.prekeyUpload(0);
-      const count = await this.#transport.uploadPrekeys(upload);
+      const count = await this.#transport.uploadPrekeys({ ...upload, ...statements });
       await this.#engine.markUploaded(upload.oneTimePrekeys.map((k) => k.id));
       if (count < target / 2) {
         upload = await this.#engine.prekeyUpload(Math.min(100, target - count));
-        await this.#transport.uploadPrekeys(upload);
+        await this.#transport.uploadPrekeys({ ...upload, ...statements });
         await this.#engine.markUploaded(upload.oneTimePrekeys.map((k) => k.id));
       }
     });

@@ -13,7 +13,25 @@
  * await client.connect();
  * await client.send(peerDeviceId, 'hello');
  */
-export { ParleyClient, type ParleyClientOptions, type ParleyClientEvents, type IncomingMessage, type ClientErrorEvent } from './client.js';
+export {
+  ParleyClient,
+  DEFAULT_REVOCATION_REFRESH_MS,
+  type ParleyClientOptions,
+  type ParleyClientEvents,
+  type IncomingMessage,
+  type ClientErrorEvent,
+  type OwnStaffCredential,
+} from './client.js';
+export {
+  signInStaff,
+  type StaffDevice,
+  type StaffSignInOptions,
+  type StaffSignInResult,
+  type StaffPasskeyRequestOptions,
+  type StaffPasskeyResponse,
+} from './staff-signin.js';
+export { type PeerStaffInfo } from '@parley/engine';
+export { type StaffRole } from '@parley/protocol';
 export { type Logger } from '@parley/relay-link';
 export { MemoryStore, type KeyValueStore, type TrustOptions, type TrustEvent, type IdentityChangedEvent, type TrustPolicy } from '@parley/engine';
 export { ParleyError, isParleyError, type ParleyErrorCode, type ParleyErrorOf, type ErrorDetailsByCode } from '@parley/protocol';

@@ -133,7 +133,7 @@ export function connectTimeoutError(url: string, timeoutMs: number, last: Connec
 }
 
 /** Login refusal reasons that a new attempt cannot fix: the link stops reconnecting. */
-const FINAL_LOGIN_REASONS: ReadonlySet<string> = new Set(['apiKey', 'apiKeyRevoked', 'signature', 'origin', 'clockSkew', 'identity', 'malformed']);
+const FINAL_LOGIN_REASONS: ReadonlySet<string> = new Set(['apiKey', 'apiKeyRevoked', 'signature', 'origin', 'clockSkew', 'identity', 'malformed', 'credential', 'revoked']);
 
 /**
  * Whether a login refusal is final. An `auth` answer refusing the login is final unless its
@@ -161,6 +161,10 @@ function loginHint(reason: unknown, details: Readonly<Record<string, unknown>>):
     case 'signature':
     case 'malformed':
       return 'the login answer does not verify: is this SDK version compatible with the relay?';
+    case 'credential':
+      return `the staff credential was refused (${String(details['credentialReason'] ?? '?')}): sign in again at the issuer (signInStaff), then connect`;
+    case 'revoked':
+      return 'this staff device or person was revoked: an admin of the issuer must restore access';
     default:
       return 'check the credentials and the relay logs';
   }

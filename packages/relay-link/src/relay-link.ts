@@ -532,6 +532,19 @@ export class RelayLink {
   }
 
   /**
+   * Logs in again now, on a fresh connection: for what the relay reads at login only (a staff
+   * device's new credential and its roles). Resolves after the new login, like {@link connect}.
+   * @throws as {@link connect}.
+   */
+  relogin(options: { timeoutMs?: number } = {}): Promise<AuthResult> {
+    if (this.#closed) return Promise.reject(new ParleyError('USAGE', 'transport is closed'));
+    // The disconnect schedules a reconnect (`#onDown`); `connect` then tries at once.
+    if (this.#socket.connected) this.#socket.disconnect();
+    this.#authenticated = false;
+    return this.connect(options);
+  }
+
+  /**
    * The signed staff revocation lists the relay holds (one per issuer). Not trusted: verify each
    * with `verifyRevocationList` against the pinned org key before use.
    * @throws ParleyError `TRANSPORT`, `MALFORMED_MESSAGE` (garbage answer), `MALFORMED_MESSAGE`

@@ -1,0 +1,58 @@
+/**
+ * What the page shows, readable by tests through `window.parleyConsole` (no secrets in it).
+ */
+import type { StaffRole } from '@parley/protocol';
+
+/** The signed-in person (public facts of the certificate). */
+export interface Staff {
+  readonly personId: string;
+  readonly username: string;
+  readonly displayName: string;
+  readonly roles: readonly StaffRole[];
+  readonly expiresAt: number;
+}
+
+export interface ConsoleState {
+  page: string;
+  /** `idle` (waiting for input), `busy`, `done` (the page's step succeeded), `error`. */
+  phase: 'idle' | 'busy' | 'done' | 'error';
+  error?: { code: string; reason: string };
+  staff?: Staff;
+  deviceId?: string;
+  relay?: 'connecting' | 'connected' | 'disconnected' | 'refused';
+  /** Milliseconds from the sign-in submit to the certificate shown (last sign-in). */
+  signInMs?: number;
+  /** `performance.now()` at the last sign-in submit, until who-am-I shows the certificate. */
+  pendingSignInStart?: number;
+  invitationLink?: string;
+  sent?: number;
+}
+
+export const state: ConsoleState = { page: '', phase: 'idle' };
+(globalThis as unknown as { parleyConsole: ConsoleState }).parleyConsole = state;
+
+/** Kept for the tab's life so a reload shows who is signed in (public facts only). */
+const KEY = 'parley-console-staff';
+export function saveStaff(s: Staff | undefined): void {
+  state.staff = s;
+  if (s) sessionStorage.setItem(KEY, JSON.stringify(s));
+  else sessionStorage.removeItem(KEY);
+}
+export function loadStaff(): Staff | undefined {
+  try {
+    const raw = sessionStorage.getItem(KEY);
+    return raw ? (JSON.parse(raw) as Staff) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The admin session token: memory only (a reload asks an admin to sign in again). */
+export const session: { token?: string } = {};
+
+export function setPhase(p: ConsoleState['phase'], error?: { code: string; reason: string }): void {
+  state.phase = p;
+  if (error) state.error = error;
+  else delete state.error;
+  document.body.dataset.phase = p;
+}

@@ -5,7 +5,7 @@
  * (password + TOTP + device proof) and a customer `ParleyClient` pinning only the org key.
  *
  * - The customer accepts the agent's device from its published staff credential and shows the
- *   certified name and roles; they talk both ways.
+ *   certified name and roles; they talk both ways, whoever writes first.
  * - A credential beyond the issuer's policy (30 days under 12 h) is refused by the relay at
  *   login and by the customer's client before anything is encrypted.
  * - The admin revokes the agent's device mid-conversation: the relay drops it at once, and the
@@ -111,6 +111,13 @@ test('a customer pinning the org key talks to a signed-in agent, refuses one bey
   await agent.send(alice.client.deviceId, 'Ada here, how can I help?');
   await until(() => alice.got.length === 1, 5_000, 'the customer gets the reply');
   assert.equal(alice.got[0]!.text, 'Ada here, how can I help?');
+  // The agent may also write first: the customer fetches its statements and verifies the credential.
+  const bob = await customer(relay.url, { orgKey: org.publicKey });
+  closers.push(() => bob.client.close());
+  await agent.send(bob.client.deviceId, 'Hi Bob, about your parcel');
+  await until(() => bob.got.length === 1, 5_000, 'bob gets the agent\'s first message');
+  assert.equal(bob.client.peerStaff(agent.deviceId)?.displayName, 'Ada Lovelace');
+  assert.deepEqual(bob.errors, []);
 
   // THREATS S3: a 30-day agent credential under the 12 h policy (an issuer that broke its policy).
   const rogue = await ConversationEngine.open({ store: new MemoryStore() });

@@ -86,6 +86,9 @@ test('a customer pinning the org key talks to a signed-in agent, refuses one bey
   closers.push(() => agent.close());
   const authFailed: string[] = [];
   agent.on('authFailed', ({ error }) => void authFailed.push(String(error.details?.reason)));
+  // Connected before signing in: a plain device (role customer) until the credential is set.
+  await agent.connect();
+  assert.deepEqual(await relay.store.getDeviceRoles(agent.deviceId), ['customer']);
   await assert.rejects(signInStaff(agent, { issuerUrl: issuer.url, username: 'ada', password: 'wrong password!!', totp: totpCode(secret, issuerClock) }), refused('UNAUTHENTICATED'));
   const started = Date.now();
   const me = await signInStaff(agent, { issuerUrl: issuer.url, username: 'ada', password: PASSWORD, totp: totpCode(secret, issuerClock) });
@@ -94,8 +97,8 @@ test('a customer pinning the org key talks to a signed-in agent, refuses one bey
     personId: 'string', displayName: 'Ada Lovelace', roles: ['agent'], lifetime: 12 * HOUR,
   });
   assert.equal(agent.staffCredential?.displayName, 'Ada Lovelace');
-  await agent.connect();
-  // The relay read the roles from the credential presented at login.
+  // setStaffCredential logged in again at once: the relay read the roles from the credential.
+  assert.ok(agent.connected);
   assert.deepEqual(await relay.store.getDeviceRoles(agent.deviceId), ['agent']);
   const agentGot: string[] = [];
   agent.on('message', (m) => void agentGot.push(String(m.text)));

@@ -30,7 +30,6 @@ import {
   isParleyError,
   fromHex,
   decodeStaffCredential,
-  describeStaffCredential,
   isStaffCredential,
   sameIdentity,
   verifyStaffCredential,
@@ -38,6 +37,7 @@ import {
   type OutgoingContent,
   type ParleyErrorCode,
   type PublicIdentity,
+  type StaffRole,
   isSessionReset,
   type SessionResetReason,
 } from '@parley/protocol';
@@ -132,7 +132,7 @@ export const DEFAULT_REVOCATION_REFRESH_MS = 5 * 60 * 1000;
 export interface OwnStaffCredential {
   readonly personId: string;
   readonly displayName: string;
-  readonly roles: readonly string[];
+  readonly roles: readonly StaffRole[];
   readonly issuerName: string;
   readonly expiresAt: number;
 }
@@ -615,8 +615,8 @@ export class ParleyClient {
   /** This device's own staff credential (decoded, not re-verified), if it has one. */
   get staffCredential(): OwnStaffCredential | undefined {
     if (!this.#staffCredential) return undefined;
-    const d = describeStaffCredential(decodeStaffCredential(this.#staffCredential));
-    return { personId: String(d.personId), displayName: String(d.displayName), roles: String(d.roles).split(','), issuerName: String(d.issuerName), expiresAt: Date.parse(String(d.expiresAt)) };
+    const { staff, issuer } = decodeStaffCredential(this.#staffCredential);
+    return { personId: staff.personId, displayName: staff.displayName, roles: staff.roles, issuerName: issuer.name, expiresAt: staff.expiresAt };
   }
 
   /**

@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 const root = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const fixture = fileURLToPath(new URL('./fixture/', import.meta.url));
 /** Every public package, in dependency order. */
-const PACKAGES = ['protocol', 'engine', 'relay-link', 'client', 'bot', 'relay'] as const;
+const PACKAGES = ['protocol', 'engine', 'relay-link', 'client', 'bot', 'relay', 'issuer'] as const;
 const PNPM = ['-y', 'pnpm@10.34.9'];
 
 let work: string;
@@ -137,6 +137,12 @@ test('installed with npm, plain node runs the CLIs, a bot with a .mjs handler an
   assert.ok(result.measuredFiles.includes('@parley/bot/dist/enclave/entry.js'), result.measuredFiles.join(' '));
   assert.ok(result.measuredFiles.some((f) => f.startsWith('@parley/engine/dist/')));
   assert.ok(result.measuredFiles.every((f) => f === 'handler' || (/\/dist\//.test(f) && /\.js$/.test(f))), result.measuredFiles.join(' '));
+});
+
+test('installed with npm, plain node runs parley-issuer (fastify, argon2id, WebAuthn and TOTP libraries load)', () => {
+  const bin = join(app, 'node_modules', '.bin', 'parley-issuer');
+  assert.match(sh(bin, ['--version'], { cwd: app, env: plainEnv() }), /^\d+\.\d+\.\d+/);
+  assert.match(sh(bin, ['keygen', '--out', join(work, 'issuer.key')], { cwd: app, env: plainEnv() }), /^[0-9a-f]{64}\n$/);
 });
 
 for (const resolution of ['nodenext', 'bundler'] as const) {

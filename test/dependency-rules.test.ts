@@ -117,6 +117,15 @@ interface Case {
 
 const cases: Case[] = [
   {
+    title: 'the issuer imports @parley/client (undeclared: a bare name the allow-list still sees)',
+    write: { 'packages/issuer/src/injected.ts': "export { ParleyClient } from '@parley/client';\n" },
+    cruise: ['packages/issuer/src'],
+    expect: [
+      ['issuer-allowed-packages', 'packages/issuer/src/injected.ts'],
+      ['no-unresolvable-in-src', 'packages/issuer/src/injected.ts'],
+    ],
+  },
+  {
     title: 'the relay imports @parley/engine',
     write: { 'packages/relay/src/injected.ts': "export { ConversationEngine } from '@parley/engine';\n" },
     cruise: ['packages/relay/src'],

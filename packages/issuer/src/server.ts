@@ -37,6 +37,8 @@ export interface CreateIssuerOptions {
   readonly passwordCost?: PasswordCost;
   readonly logger?: Logger;
   readonly now?: () => number;
+  /** How often the server signs a list for revocations made by the CLI and retries publishing (default 30 s). */
+  readonly revocationCheckMs?: number;
 }
 
 /** A running issuer. */
@@ -76,7 +78,10 @@ export async function createIssuer(o: CreateIssuerOptions): Promise<RunningIssue
     });
     let publishing: Promise<boolean> = Promise.resolve(true);
     const update = () => {
-      publishing = publishing.then(() => service.revocations.update()).catch(() => false);
+      publishing = publishing.then(() => service.revocations.update()).catch((e: unknown) => {
+        o.logger?.error({ event: 'revocationUpdate', err: e instanceof Error ? e.message : String(e) }, 'cannot sign or publish the revocation list');
+        return false;
+      });
       return publishing;
     };
     const app = await buildHttp({
@@ -85,7 +90,7 @@ export async function createIssuer(o: CreateIssuerOptions): Promise<RunningIssue
     });
     await app.listen({ host, port: probe });
     void update();
-    const timer = setInterval(() => void update(), 30_000);
+    const timer = setInterval(() => void update(), o.revocationCheckMs ?? 30_000);
     timer.unref();
     return {
       url, origin, port: probe, service,

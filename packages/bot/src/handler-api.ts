@@ -10,6 +10,7 @@
  * export default handle;
  */
 import type { MessageContent, OutgoingContent } from '@parley/protocol/wire';
+import type { StaffRole } from '@parley/protocol/verify';
 
 /**
  * A message as the handler sees it: the one content model of every Parley side (exactly one of
@@ -32,7 +33,27 @@ export type BotMessage = MessageContent & {
    * before the first run (a run's changes are kept only when it completes).
    */
   readonly redelivered: boolean;
+  /**
+   * Present when the sender is a staff device (an agent, a supervisor…) whose staff credential
+   * the enclave verified against the bot's pinned `orgKey`: org root → issuer → device, the
+   * issuer's policy, expiry and the revocation lists. Absent for customers, and for every sender
+   * when the bot has no `orgKey`. A staff device whose credential is expired or revoked never
+   * reaches the handler: its messages are refused.
+   */
+  readonly staff?: StaffSender;
 };
+
+/** {@link BotMessage.staff}: who the staff sender is, from their verified credential. */
+export interface StaffSender {
+  /** The person's id in the staff directory (stable across their devices). */
+  readonly personId: string;
+  /** The name the issuer certified. */
+  readonly displayName: string;
+  /** Their roles (`agent`, `supervisor`, `compliance`, `admin`). */
+  readonly roles: readonly StaffRole[];
+  /** When the credential expires, ms since the epoch. */
+  readonly expiresAt: number;
+}
 
 /** A value `ctx.state` keeps: anything JSON can carry. */
 export type JsonValue = null | boolean | number | string | readonly JsonValue[] | { readonly [key: string]: JsonValue };

@@ -23,4 +23,4 @@ export {
   type BotAttestation,
   type VerifyAttestationOptions,
 } from './attestation.js';
-export type { BotHandler, BotMessage, BotContext, HandlerState, JsonValue, EgressFetchInit, EgressResponse } from './handler-api.js';
+export type { BotHandler, BotMessage, BotContext, StaffSender, HandlerState, JsonValue, EgressFetchInit, EgressResponse } from './handler-api.js';

@@ -77,6 +77,24 @@ export interface MeasurementOptions {
    * part of the measurement. Default: none (no network).
    */
   readonly egress?: readonly string[];
+  /**
+   * The org root public key, as in `BotOptions.orgKey` (32 bytes or 64 hex chars): part of the
+   * measurement when given (README "Staff"). Default: none.
+   */
+  readonly orgKey?: Uint8Array | string;
+}
+
+/** The measurement entry of the bot's pinned org key (`BotOptions.orgKey`), after the handler's files. */
+export const ORG_KEY_MEASUREMENT_LABEL = 'parley:org-key';
+
+/**
+ * An org key as `BotOptions.orgKey` and {@link MeasurementOptions.orgKey} take it: 32 bytes or 64 hex chars.
+ * @throws ParleyError `USAGE` otherwise.
+ */
+export function parseOrgKey(value: Uint8Array | string): Uint8Array {
+  if (value instanceof Uint8Array && value.length === 32) return value.slice();
+  if (typeof value === 'string' && /^[0-9a-fA-F]{64}$/.test(value)) return new Uint8Array(Buffer.from(value, 'hex'));
+  throw new ParleyError('USAGE', 'orgKey must be 32 bytes or 64 hex chars');
 }
 
 function listCode(dir: string, out: string[] = []): string[] {
@@ -214,6 +232,7 @@ export function measureFiles(handler: string | URL, options: MeasurementOptions 
   const egress = canonicalEgress(options.egress);
   const files: [string, Uint8Array][] = enclaveCodeFiles().map(([l, p]) => [l, new Uint8Array(readFileSync(p))]);
   for (const f of handlerCodeFiles(handler)) files.push([f.label, f.bytes]);
+  if (options.orgKey !== undefined) files.push([ORG_KEY_MEASUREMENT_LABEL, parseOrgKey(options.orgKey)]);
   return measure(files, egress);
 }
 
@@ -221,7 +240,7 @@ export function measureFiles(handler: string | URL, options: MeasurementOptions 
  * The measurement an enclave running `handler` will attest to: pin its `hex` in the clients'
  * configuration (`expectedMeasurement`). It changes whenever the SDK's enclave code, the
  * protocol, the engine, the handler or any file the handler imports change, and when the
- * egress policy changes (give the bot's `egress` option here too).
+ * egress policy or the pinned org key change (give the bot's `egress` and `orgKey` options here too).
  * @throws ParleyError `USAGE` for a handler that is not a local file, or a bad egress entry.
  * @example
  * const { hex } = await computeMeasurement('./bot/handler.ts', { egress: ['api.example.com'] });

@@ -6,9 +6,9 @@
  * engine's writes for one operation leave the enclave as one atomic host batch.
  */
 import type { PrekeyUpload, PublicIdentity, SessionResetReason } from '@parley/protocol';
-import { isParleyError } from '@parley/protocol';
+import { isParleyError, isStaffCredential } from '@parley/protocol';
 import { decodeContent, encodeContent, type MessageContent, type OutgoingContent } from '@parley/protocol';
-import { ConversationEngine, type FetchedBundle, type ReceivedMessage as EngineMessage } from '@parley/engine';
+import { ConversationEngine, type FetchedBundle, type PeerStaffInfo, type ReceivedMessage as EngineMessage, type RevocationUpdate } from '@parley/engine';
 import type { SealedKeyValueStore } from './sealed-store.js';
 
 /**
@@ -96,6 +96,16 @@ export interface EnclaveEngine {
   unconsumed(): Promise<ReceivedMessage[]>;
   consume(from: string, id: string): Promise<void>;
   safetyNumber(peer: string): string;
+  /** Takes the relay's staff revocation lists (verified against the org key; the newest per issuer kept). */
+  setRevocationLists(lists: readonly Uint8Array[]): Promise<RevocationUpdate>;
+  /**
+   * Verifies `peer`'s published staff credential against the org key and keeps it; `false` (and
+   * nothing kept) for a certificate that is not a staff credential, or without an org key.
+   * @throws ParleyError `UNTRUSTED_IDENTITY` for a credential refused (details.reason).
+   */
+  setPeerCredential(peer: string, identity: PublicIdentity, certificate: Uint8Array): Promise<boolean>;
+  /** The verified staff credential of `peer` (name, roles, expiry), if any. */
+  peerStaff(peer: string): PeerStaffInfo | undefined;
 }
 
 function view(m: EngineMessage): ReceivedMessage {
@@ -106,10 +116,11 @@ function view(m: EngineMessage): ReceivedMessage {
 
 /**
  * Opens (or, on an empty store, creates) the bot's engine. The bot talks to customers who are
- * not org-certified, so no certificate is required of peers.
+ * not org-certified, so no certificate is required of peers; with `orgKey` pinned, a peer whose
+ * staff credential was handed in is verified against it (and refused once expired or revoked).
  */
-export async function openEngine(store: SealedKeyValueStore): Promise<EnclaveEngine> {
-  const engine = await ConversationEngine.open({ store, trust: { requireCertificate: 'none' } });
+export async function openEngine(store: SealedKeyValueStore, options: { orgKey?: Uint8Array } = {}): Promise<EnclaveEngine> {
+  const engine = await ConversationEngine.open({ store, trust: { requireCertificate: 'none', ...(options.orgKey ? { orgKey: options.orgKey } : {}) } });
   const kept = new Map<string, FetchedBundle>();
   const keep = (peer: string, bundle: FetchedBundle): void => {
     kept.delete(peer);
@@ -180,5 +191,12 @@ export async function openEngine(store: SealedKeyValueStore): Promise<EnclaveEng
     unconsumed: async () => engine.inbox().filter((m) => m.type !== 'receipt').map(view),
     consume: (from, id) => engine.consume(from, id),
     safetyNumber: (peer) => engine.safetyNumber(peer),
+    setRevocationLists: (lists) => engine.setRevocationLists(lists),
+    async setPeerCredential(peer, identity, certificate) {
+      if (!options.orgKey || !isStaffCredential(certificate)) return false;
+      await engine.setPeerStatements(peer, { identity, certificate });
+      return engine.peerStaff(peer) !== undefined;
+    },
+    peerStaff: (peer) => engine.peerStaff(peer),
   };
 }

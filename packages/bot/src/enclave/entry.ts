@@ -26,7 +26,7 @@ import {
   type SealedRecord,
 } from '../rpc/messages.js';
 import { attestationPayload, type BotAttestation } from '../attestation.js';
-import { enclaveCodeFiles, handlerCodeFiles, measure } from '../measurement.js';
+import { enclaveCodeFiles, handlerCodeFiles, measure, ORG_KEY_MEASUREMENT_LABEL } from '../measurement.js';
 import { readFileSync } from 'node:fs';
 import { deriveAnchorKey } from './seal.js';
 import { loadSealingSecret, RollbackAnchor } from './secret.js';
@@ -320,7 +320,9 @@ function runHandler(s: State, msg: ReceivedMessage, redelivered: boolean): void 
     let outcome: RunOutcome | undefined;
     while (record.failures < s.maxFailures) {
       let replies = 0;
-      const view: BotMessage = { ...msg, redelivered: again };
+      // Who is staff is read at each run: a credential expired or revoked since is not shown.
+      const staff = staffOf(s, msg.from);
+      const view: BotMessage = { ...msg, redelivered: again, ...(staff ? { staff } : {}) };
       // The handler worker asks for each reply in turn; the run settles once the handler returned
       // and its replies are committed (then the message is consumed and receipted, as before).
       const reply = async (content: OutgoingContent): Promise<void> => {
@@ -349,6 +351,13 @@ function runHandler(s: State, msg: ReceivedMessage, redelivered: boolean): void 
   });
 }
 
+/** `message.staff` (README "Handler context"): the sender's verified staff credential, if any and still valid. */
+function staffOf(s: State, peer: string): BotMessage['staff'] {
+  const info = s.engine.peerStaff(peer);
+  if (!info || Date.now() >= info.expiresAt) return undefined;
+  return { personId: info.personId, displayName: info.displayName, roles: [...info.roles], expiresAt: info.expiresAt };
+}
+
 type Impl = { [M in MethodName]: (p: Params<M>) => Promise<Result<M>> };
 
 const impl: Impl = {
@@ -367,6 +376,9 @@ const impl: Impl = {
       // Dev mode lets handler errors (which may quote plaintext) cross to the host: a bot running
       // it attests to another measurement, so clients pinning the production one refuse it.
       if (p.dev) files.push([DEV_MODE_LABEL, textEncoder.encode('handler errors cross the enclave boundary')]);
+      // The pinned org key decides whose staff credentials the handler is told about: measured,
+      // so a host cannot swap in a key of its own without changing what the bot attests to.
+      if (p.orgKey) files.push([ORG_KEY_MEASUREMENT_LABEL, p.orgKey]);
       // The egress policy is measured with the code (appended last, when not empty) and is the
       // one ctx.fetch enforces: the policy a client verifies is the policy that runs.
       const measured = measure(files, p.egress ?? []);
@@ -398,7 +410,8 @@ const impl: Impl = {
           secret.fill(0);
         }
         tap?.attach(store);
-        unsealed = { store, engine: await store.transaction(() => openEngine(store)), tap };
+        const orgKey = p.orgKey;
+        unsealed = { store, engine: await store.transaction(() => openEngine(store, orgKey ? { orgKey } : {})), tap };
         await store.finishOpen();
       } catch (e) {
         void handlerStart.then((h) => h.terminate(), () => undefined);
@@ -500,6 +513,18 @@ const impl: Impl = {
 
   async attest() {
     return makeAttestation(need());
+  },
+
+  async revocations(p) {
+    const s = need();
+    return commit(s, () => s.engine.setRevocationLists(p.lists));
+  },
+
+  async peerStatements(p) {
+    const s = need();
+    const staff = await commit(s, () => s.engine.setPeerCredential(p.peer, p.identity, p.certificate));
+    const expiresAt = staff ? s.engine.peerStaff(p.peer)?.expiresAt : undefined;
+    return { staff, ...(expiresAt !== undefined ? { expiresAt } : {}) };
   },
 
   async unsafeTestingCrash(p) {

@@ -24,7 +24,8 @@ import type { MessagePort, ResourceLimits } from 'node:worker_threads';
 import { ParleyError, type PublicIdentity } from '@parley/protocol/verify';
 import type { OutgoingContent, RelayMessage } from '@parley/protocol/wire';
 import { encodeAttestation, measurementHex, type BotAttestation } from '../attestation.js';
-import { canonicalEgress, handlerUrl as toHandlerUrl } from '../measurement.js';
+import { canonicalEgress, handlerUrl as toHandlerUrl, parseOrgKey } from '../measurement.js';
+import { DEFAULT_REVOCATION_REFRESH_MS, StaffTrust } from './staff-trust.js';
 import { RelayLink } from '@parley/relay-link';
 import { BotEventEmitter, type BotEventListener } from './bot-events.js';
 import type { BotEvents } from './events.js';
@@ -146,6 +147,20 @@ export interface BotOptions {
    * modes: worker and process" for what each protects against, and what neither does.
    */
   enclave?: 'worker' | 'process';
+  /**
+   * The org root public key (32 bytes or 64 hex chars, as `parley-org keygen` prints it). With it,
+   * a sender publishing a staff credential is verified inside the enclave (org root → issuer →
+   * device, the issuer's policy, expiry, the relay's revocation lists) and the handler sees who
+   * they are (`message.staff`); a staff device whose credential is refused, expired or revoked is
+   * not handled. Customers still need no certificate. Part of the measurement (give it to
+   * `computeMeasurement` too). See README "Staff".
+   */
+  orgKey?: Uint8Array | string;
+  /**
+   * How often the staff revocation lists are fetched from the relay, ms (also after each login).
+   * Default 300,000 (5 min, as `ParleyClient`'s), 1,000..86,400,000. Only with `orgKey`.
+   */
+  revocationRefreshMs?: number;
   /**
    * How long `createBot` waits for the first relay login before it rejects with `TRANSPORT` /
    * `timeout` (ms). Default 15,000. A refused connection, a DNS or TLS failure and a refused API
@@ -276,6 +291,9 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
   const handlerUrl = toHandlerUrl(options.handler);
   const egress = canonicalEgress(options.egress);
   if (options.enclave !== undefined && options.enclave !== 'worker' && options.enclave !== 'process') throw new ParleyError('USAGE', "enclave must be 'worker' or 'process'");
+  const orgKey = options.orgKey === undefined ? undefined : parseOrgKey(options.orgKey);
+  const revocationRefreshMs = options.revocationRefreshMs ?? DEFAULT_REVOCATION_REFRESH_MS;
+  if (!Number.isInteger(revocationRefreshMs) || revocationRefreshMs < 1_000 || revocationRefreshMs > 86_400_000) throw new ParleyError('USAGE', 'revocationRefreshMs must be 1000..86400000');
   await mkdir(options.stateDir, { recursive: true, mode: 0o700 });
   const migrateFrom = parseMigrateFrom(options.migrateFrom);
   const stateFiles = await resolveStateFiles(options.stateDir, {
@@ -312,6 +330,18 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
     logger,
   });
 
+  // With an org key: staff credentials and revocation lists go to the enclave (README "Staff").
+  const staff: StaffTrust | undefined = orgKey
+    ? new StaffTrust({
+        fetchRevocations: () => relay.fetchRevocations(),
+        fetchIdentity: (peer) => relay.fetchIdentity(peer),
+        handInRevocations: (p) => supervisor.call('revocations', p),
+        handInStatements: (p) => supervisor.call('peerStatements', p),
+        canFetch: () => relay.authenticated,
+        logger,
+      })
+    : undefined;
+
   const prekeys: PrekeyPublisher = new PrekeyPublisher({
     generate: () => supervisor.call('prekeys', { generate: oneTimePrekeys }),
     upload: (batch) => relay.uploadPrekeys(batch),
@@ -335,6 +365,8 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
     if (closed) return 'keep';
     inFlight++;
     try {
+      // A staff sender's credential reaches the enclave first; a refused one drops the delivery.
+      if (staff && (await staff.beforeDeliver(m)) === 'refused') return 'ack';
       return await deliverToEnclave(supervisor, m, { logger, stopped: () => closed });
     } finally {
       inFlight--;
@@ -350,6 +382,7 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
     ...(migrateFrom ? { migrateFrom } : {}),
     oneTimePrekeys,
     ...(egress.length > 0 ? { egress } : {}),
+    ...(orgKey ? { orgKey } : {}),
     ...(options.enclave ? { enclave: options.enclave } : {}),
     ...(options.resourceLimits ? { resourceLimits: options.resourceLimits } : {}),
     ...(options.restartBackoffMs ? { restartBackoffMs: options.restartBackoffMs } : {}),
@@ -389,6 +422,7 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
   relay.setHandlers({
     onAuthenticated: (result) => {
       void prekeys.publish();
+      void staff?.refreshRevocations();
       outbox.pumpAll();
       bundles.pumpAll();
       events.emit('connected', { deviceId: result.deviceId });
@@ -432,6 +466,8 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
     throw e;
   }
 
+  const revocationTimer = staff ? setInterval(() => void staff.refreshRevocations(), revocationRefreshMs) : undefined;
+  revocationTimer?.unref();
   const retryTimer = setInterval(() => {
     outbox.pumpAll();
     bundles.pumpAll();
@@ -492,6 +528,7 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
       closed = true;
       clearInterval(retryTimer);
       clearInterval(attestTimer);
+      clearInterval(revocationTimer);
       await relay.close();
       await supervisor.stop();
       await blobStore.close();

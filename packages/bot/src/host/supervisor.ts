@@ -115,6 +115,8 @@ export interface SupervisorOptions {
   failureReply?: { type: 'text' | 'json' | 'binary'; body: Uint8Array };
   /** Dev mode: handler errors reach the host with their message, file and line (never in production). */
   dev?: boolean;
+  /** The pinned org root key (32 bytes): staff credentials are verified against it inside the enclave (measured). */
+  orgKey?: Uint8Array;
   /** Called for each failed handler run (after the stats, log line and, in dev mode, the console line). */
   onHandlerFailed?: (e: HandlerFailedEvent) => void;
 }
@@ -243,6 +245,7 @@ export class EnclaveSupervisor {
           ...(this.#opts.maxHandlerFailures !== undefined ? { maxHandlerFailures: this.#opts.maxHandlerFailures } : {}),
           ...(this.#opts.failureReply ? { failureReply: this.#opts.failureReply } : {}),
           ...(this.#opts.dev ? { dev: true } : {}),
+          ...(this.#opts.orgKey ? { orgKey: this.#opts.orgKey } : {}),
         },
         transfer,
         generation,

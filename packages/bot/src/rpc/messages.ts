@@ -46,6 +46,12 @@ export const MAX_HANDLER_FAILURES = 100;
 export const MAX_FAILURE_REPLY_BYTES = 16 * 1024;
 /** Most message ids one `resendGaveUp` event names (the engine keeps 128 unconfirmed per peer). */
 export const MAX_GIVEN_UP_IDS = 1024;
+/** Most staff revocation lists in one `revocations` call (the relay hands out at most 64). */
+export const MAX_REVOCATION_LISTS = 64;
+/** Largest revocation list (the relay's `RELAY_MAX_REVOCATION_LIST_BYTES`). */
+export const MAX_REVOCATION_LIST_BYTES = 64 * 1024;
+/** Largest certificate statement (the relay's `RELAY_MAX_CERTIFICATE_BYTES`). */
+export const MAX_CERTIFICATE_BYTES = 1024;
 
 const DEVICE_ID = /^[0-9a-f]{32}$/;
 const MESSAGE_ID = /^[A-Za-z0-9_-]{1,64}$/;
@@ -129,6 +135,11 @@ export const methods = {
       failureReply: optional(object({ type: oneOf('text', 'json', 'binary'), body: bytes(0, MAX_FAILURE_REPLY_BYTES) })),
       /** Dev mode: handler errors cross with their message and stack (part of the measurement). */
       dev: optional(bool),
+      /**
+       * The pinned org root key (README "Staff"): a peer publishing a staff credential is verified
+       * against it (root → issuer → device, policy, expiry, revocation). Customers stay uncertified.
+       */
+      orgKey: optional(bytes(32)),
     }),
     result: object({
       deviceId,
@@ -183,6 +194,25 @@ export const methods = {
   resend: {
     params: object({ peer: deviceId, bundle: prekeyBundle }),
     result: object({}),
+  },
+  /**
+   * The staff revocation lists the relay holds (`fetchRevocations`), fetched by the host after
+   * each login and every `revocationRefreshMs`. The enclave verifies each against the pinned org
+   * key (the host and relay are not trusted for them) and keeps the newest per issuer, sealed.
+   */
+  revocations: {
+    params: object({ lists: arrayOf(bytes(1, MAX_REVOCATION_LIST_BYTES), MAX_REVOCATION_LISTS) }),
+    result: object({ accepted: int(0, MAX_REVOCATION_LISTS), stale: int(0, MAX_REVOCATION_LISTS), refused: int(0, MAX_REVOCATION_LISTS) }),
+  },
+  /**
+   * `peer`'s published statements as the relay returned them (`fetchIdentity`), fetched by the
+   * host when a peer opens a new session: a staff credential among them is verified by the
+   * enclave against the org key (refused: a typed `UNTRUSTED_IDENTITY` error, and the host
+   * drops that peer's delivery). Without an org key nothing is kept.
+   */
+  peerStatements: {
+    params: object({ peer: deviceId, identity: publicIdentity, certificate: bytes(1, MAX_CERTIFICATE_BYTES) }),
+    result: object({ staff: bool, expiresAt: optional(time) }),
   },
   /** A fresh attestation (new `issuedAt`). */
   attest: {

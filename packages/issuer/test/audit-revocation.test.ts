@@ -5,7 +5,7 @@
  * that is POSTed to the relay (a local stand-in server here) and served at GET /v1/revocations.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -16,6 +16,9 @@ import { get, makeDevice, makeIssuerKeys, post, tempDir } from './helpers.js';
 
 const bin = join(import.meta.dirname, '..', 'bin', 'parley-issuer.mjs');
 const run = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
+const runAsync = (...args: string[]) => new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+  execFile(process.execPath, [bin, ...args], { encoding: 'utf8' }, (e, stdout, stderr) => resolve({ status: e ? (typeof e.code === 'number' ? e.code : 1) : 0, stdout, stderr }));
+});
 
 let tmp: ReturnType<typeof tempDir>;
 before(async () => {
@@ -79,13 +82,17 @@ test('audit log: append-only in the database; verify finds deleted, reordered an
   assert.equal(verifyAudit([entries[0]!, entries[2]!, entries[1]!, ...entries.slice(3)]).ok, false);
 });
 
-test('CLI: --version, keygen, staff add prints an invitation, audit verify exits 0 with the head (1 when broken: above)', () => {
-  assert.match(run('--version').stdout, /^\d+\.\d+\.\d+/);
-  const key = run('keygen', '--out', join(tmp.dir, 'issuer.key'));
+test('CLI: --version, keygen, staff add prints an invitation, audit verify exits 0 with the head (1 when broken: above)', async () => {
+  const db = join(tmp.dir, 'cli.db');
+  // Independent commands side by side (each is a tsx start-up).
+  const [version, key, add] = await Promise.all([
+    runAsync('--version'),
+    runAsync('keygen', '--out', join(tmp.dir, 'issuer.key')),
+    runAsync('staff', 'add', '--db', db, '--create', '--username', 'erin', '--display-name', 'Erin', '--roles', 'agent,supervisor'),
+  ]);
+  assert.match(version.stdout, /^\d+\.\d+\.\d+/);
   assert.equal(key.status, 0, key.stderr);
   assert.match(key.stdout, /^[0-9a-f]{64}\n$/);
-  const db = join(tmp.dir, 'cli.db');
-  const add = run('staff', 'add', '--db', db, '--create', '--username', 'erin', '--display-name', 'Erin', '--roles', 'agent,supervisor');
   assert.equal(add.status, 0, add.stderr);
   assert.match(add.stdout, /^personId: {3}[0-9a-f]{32}\ninvitation: [A-Za-z0-9_-]{32}\n/);
   assert.throws(() => checkRoles(['agent', 'janitor']), /unknown role janitor/);

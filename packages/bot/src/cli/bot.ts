@@ -2,7 +2,7 @@
  * `parley-bot`: the bot developer's tool.
  *
  * ```
- * parley-bot measure <handler> [--egress host1,host2] [--json]
+ * parley-bot measure <handler> [--egress host1,host2] [--org-key <hex>] [--json]
  *     prints the measurement (64 hex chars) an enclave running this handler attests to: the value
  *     to pin (`trust.botMeasurement`) or to sign (`parley-org manifest --measurement`). With
  *     --json, also the handler path, the egress policy and every measured file with its SHA-256.
@@ -39,9 +39,10 @@ export function buildProgram(io: { out: (s: string) => void; err: (s: string) =>
     .description('print the measurement an enclave running <handler> attests to')
     .argument('<handler>', 'the handler module: a path (relative to the working directory), a file: URL or a package specifier')
     .option('--egress <hosts>', 'the egress policy, as the bot\'s `egress` option: host names or origins, comma-separated (repeatable)', egressList)
+    .option('--org-key <hex>', 'the org root public key, as the bot\'s `orgKey` option (64 hex chars)')
     .option('--json', 'print JSON: measurement, handler, egress and the measured files')
-    .action(async (handler: string, opts: { egress?: string[]; json?: boolean }) => {
-      const m = await computeMeasurement(handler, opts.egress ? { egress: opts.egress } : {});
+    .action(async (handler: string, opts: { egress?: string[]; orgKey?: string; json?: boolean }) => {
+      const m = await computeMeasurement(handler, { ...(opts.egress ? { egress: opts.egress } : {}), ...(opts.orgKey !== undefined ? { orgKey: opts.orgKey } : {}) });
       if (!opts.json) {
         io.out(`${m.hex}\n`);
         return;

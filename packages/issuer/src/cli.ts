@@ -107,6 +107,8 @@ program
   .addOption(new Option('--relay <url>', 'relay base URL that receives revocation lists (POST /v1/revocations)').env('PARLEY_ISSUER_RELAY'))
   .addOption(new Option('--lockout <n/window/lock>', `failed sign-ins that lock an account, e.g. 5/15m/15m (default ${DEFAULT_LOCKOUT.maxFailures}/15m/15m)`).env('PARLEY_ISSUER_LOCKOUT'))
   .addOption(new Option('--ip-rate-limit <n/window>', `enrolment and sign-in requests per IP, e.g. ${DEFAULT_IP_RATE_LIMIT.max}/1m`).env('PARLEY_ISSUER_IP_RATE_LIMIT'))
+  .addOption(new Option('--trust-proxy <addresses>', 'comma-separated proxy addresses/CIDRs whose X-Forwarded-For gives the client address (per-IP limit, audit)')
+    .env('PARLEY_ISSUER_TRUST_PROXY'))
   .addOption(new Option('--revocation-check <duration>', 'how often to sign a list for revocations made with the CLI and retry publishing').env('PARLEY_ISSUER_REVOCATION_CHECK').default('30s'))
   .addOption(new Option('--log-level <level>', 'pino level').env('PARLEY_ISSUER_LOG_LEVEL').default('info')
     .choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
@@ -114,7 +116,7 @@ program
   .addHelpText('after', '\nOnce listening, stdout gets one line:  parley-issuer listening on <url> (origin <origin>)\n')
   .action(async (o: {
     key: string; certificate: string; db: string; sealingKey?: string; host: string; port: string; origin?: string; rpId?: string; consoleOrigin: string[];
-    relay?: string; lockout?: string; ipRateLimit?: string; logLevel: string; readyFile?: string; revocationCheck: string;
+    relay?: string; lockout?: string; ipRateLimit?: string; logLevel: string; readyFile?: string; revocationCheck: string; trustProxy?: string;
   }) => {
     await initCrypto();
     const key = readIssuerKey(o.key);
@@ -138,6 +140,7 @@ program
       ...(o.origin ? { origin: o.origin } : {}), ...(o.rpId ? { rpId: o.rpId } : {}), consoleOrigins: o.consoleOrigin,
       ...(o.relay ? { relay: o.relay } : {}), ...(lockout ? { lockout } : {}), ...(ipRateLimit ? { ipRateLimit } : {}),
       revocationCheckMs: Math.max(100, duration('--revocation-check')(o.revocationCheck)),
+      ...(o.trustProxy ? { trustProxy: o.trustProxy.split(',').map((a) => a.trim()).filter(Boolean) } : {}),
     });
     // The seed stays in memory while serving: the issuer signs with it (no fill(0) here).
     if (issuer.service.certificate.expiresAt < Date.now()) process.stderr.write('WARNING: the issuer certificate has expired: verifiers refuse every credential it issues\n');

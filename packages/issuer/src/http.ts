@@ -28,6 +28,11 @@ export interface HttpOptions {
   readonly consoleOrigins: readonly string[];
   readonly ipRateLimit?: IpRateLimit;
   readonly logger?: Logger;
+  /**
+   * Addresses (or CIDRs) of reverse proxies whose `X-Forwarded-For` is believed, so the per-IP
+   * limit and the audit see the client's address (default: none; every request is its socket's).
+   */
+  readonly trustProxy?: readonly string[];
   /** Called after a revocation changed the list (sign + publish). */
   readonly onRevocation: () => void;
 }
@@ -39,7 +44,7 @@ const body = (req: FastifyRequest): Body => (req.body !== null && typeof req.bod
 export async function buildHttp(o: HttpOptions): Promise<FastifyInstance> {
   const s = o.service;
   // No request logging (fastify's logger stays off): errors are logged below, without bodies.
-  const app = fastify({ logger: false, bodyLimit: 64 * 1024, trustProxy: false });
+  const app = fastify({ logger: false, bodyLimit: 64 * 1024, trustProxy: o.trustProxy?.length ? [...o.trustProxy] : false });
   await app.register(cors, { origin: [...o.consoleOrigins], methods: ['GET', 'POST'], allowedHeaders: ['content-type', 'authorization'] });
   const limit = o.ipRateLimit ?? DEFAULT_IP_RATE_LIMIT;
   await app.register(rateLimit, {

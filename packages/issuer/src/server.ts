@@ -34,6 +34,8 @@ export interface CreateIssuerOptions {
   readonly port?: number;
   readonly lockout?: LockoutPolicy;
   readonly ipRateLimit?: IpRateLimit;
+  /** Reverse proxies whose `X-Forwarded-For` is believed (addresses or CIDRs). */
+  readonly trustProxy?: readonly string[];
   readonly passwordCost?: PasswordCost;
   readonly logger?: Logger;
   readonly now?: () => number;
@@ -86,6 +88,7 @@ export async function createIssuer(o: CreateIssuerOptions): Promise<RunningIssue
     };
     const app = await buildHttp({
       service, consoleOrigins: o.consoleOrigins ?? [], ...(o.ipRateLimit ? { ipRateLimit: o.ipRateLimit } : {}), ...(o.logger ? { logger: o.logger } : {}),
+      ...(o.trustProxy ? { trustProxy: o.trustProxy } : {}),
       onRevocation: () => void update(),
     });
     await app.listen({ host, port: probe });

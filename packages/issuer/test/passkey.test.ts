@@ -75,7 +75,7 @@ before(async () => {
   tmp = tempDir();
   issuer = await createIssuer({
     db: join(tmp.dir, 'issuer.db'), key: keys.key, issuerCertificate: keys.certificate, port: 0, origin: 'http://localhost:8090',
-    consoleOrigins: [CONSOLE], passwordCost: { memoryCost: 4096, timeCost: 1 },
+    consoleOrigins: [CONSOLE], passwordCost: { memoryCost: 4096, timeCost: 1 }, trustProxy: ['127.0.0.1'],
   });
 });
 after(async () => {
@@ -134,4 +134,11 @@ test('a passkey assertion for the wrong origin, or for a used challenge, is refu
   assert.equal((await attempt(CONSOLE, () => ({ challenge: oldChallenge }))).status, 401, 'replayed challenge');
   const reasons = issuer.service.audit.list({ fromSeq: from }).filter((e) => e.type === 'signin.failure').map((e) => e.reason);
   assert.deepEqual(reasons, ['badPasskey', 'badPasskey']);
+});
+
+test('behind a trusted proxy, the audit (and the per-IP limit) see the forwarded client address', async () => {
+  const r = await post(issuer.url, '/v1/signin/start', { username: 'pat', password: 'not the password', identity: makeDevice().identity }, { 'x-forwarded-for': '203.0.113.7' });
+  assert.equal(r.status, 401);
+  const last = issuer.service.audit.list().at(-1)!;
+  assert.deepEqual([last.type, last.actor, last.reason], ['signin.failure', 'ip:203.0.113.7', 'badPassword']);
 });

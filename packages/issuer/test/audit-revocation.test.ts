@@ -99,6 +99,12 @@ test('CLI: --version, keygen, staff add prints an invitation, audit verify exits
   const verify = run('audit', 'verify', '--db', db);
   assert.equal(verify.status, 0, verify.stderr);
   assert.match(verify.stdout, /^ok: 1 entries, head [0-9a-f]{64}\n$/);
+  // --head: the head printed earlier must still be in the chain (a cut-off end is caught).
+  const head = /head ([0-9a-f]{64})/.exec(verify.stdout)![1]!;
+  const [kept, cut] = await Promise.all([runAsync('audit', 'verify', '--db', db, '--head', head), runAsync('audit', 'verify', '--db', db, '--head', 'f'.repeat(64))]);
+  assert.equal(kept.status, 0, kept.stderr);
+  assert.equal(cut.status, 1);
+  assert.match(cut.stderr, /^parley-issuer: audit log broken: the head f{64} is not in the chain/);
 });
 
 test('admin API and revocation: disable / revoke-device sign sequence+1 lists, POSTed to the relay and served', async () => {

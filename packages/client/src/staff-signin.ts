@@ -8,6 +8,7 @@
  * it for customers to verify (`setStaffCredential`).
  */
 import { ERROR_CODES, ParleyError, fromBase64, fromHex, toHex, type ParleyErrorCode, type PublicIdentity, type StaffRole } from '@parley/protocol';
+import type { IssuedCredential } from '@parley/protocol/wire';
 
 /** The WebAuthn request options the issuer sends (`PublicKeyCredentialRequestOptionsJSON`). */
 export interface StaffPasskeyRequestOptions {
@@ -68,14 +69,6 @@ interface SignInStart {
   readonly passkeyOptions?: StaffPasskeyRequestOptions;
 }
 
-interface SignInFinish {
-  readonly credential: string;
-  readonly personId: string;
-  readonly displayName: string;
-  readonly roles: readonly StaffRole[];
-  readonly expiresAt: number;
-  readonly sessionToken: string;
-}
 
 const KNOWN_CODES = new Set<string>(ERROR_CODES);
 
@@ -152,7 +145,7 @@ export async function signInStaff(device: StaffDevice, options: StaffSignInOptio
   } else {
     throw new ParleyError('USAGE', `the issuer accepts ${start.factors.join(' or ') || 'no'} second factor for this account; give that one`, { details: { reason: 'factor' } });
   }
-  const done = await post<SignInFinish>(new URL('/v1/signin/finish', base), finish, timeoutMs);
+  const done = await post<IssuedCredential>(new URL('/v1/signin/finish', base), finish, timeoutMs);
   if (typeof done.credential !== 'string' || typeof done.personId !== 'string' || typeof done.displayName !== 'string' || !Array.isArray(done.roles) || !Number.isSafeInteger(done.expiresAt)) {
     throw new ParleyError('MALFORMED_MESSAGE', 'the issuer sent a malformed credential answer');
   }

@@ -9,6 +9,7 @@ import {
   decodeIssuerCertificate, deviceIdOf, encodeStaffCredential, fromHex, getCrypto, signStaffCertificate, staffSignInPayload, toBase64, toHex, utf8,
   verifyContextSignature, type IssuerCertificate, type StaffRole,
 } from '@parley/protocol';
+import type { IssuedCredential } from '@parley/protocol/wire';
 import type Database from 'better-sqlite3';
 import { AuditLog } from './audit.js';
 import { Directory, checkRoles, type Person } from './directory.js';
@@ -53,17 +54,8 @@ export interface IssuerServiceOptions {
   readonly warn?: (msg: string) => void;
 }
 
-/** What sign-in returns. */
-export interface IssuedCredential {
-  /** The staff credential (issuer certificate + staff certificate), base64. */
-  readonly credential: string;
-  readonly personId: string;
-  readonly displayName: string;
-  readonly roles: readonly StaffRole[];
-  readonly expiresAt: number;
-  /** Bearer token for the admin API (meaningful when roles include `admin`), valid until `expiresAt`. */
-  readonly sessionToken: string;
-}
+/** What sign-in returns (the wire contract, shared with the client). */
+export type { IssuedCredential };
 
 interface PendingSignIn {
   readonly account: string;

@@ -14,7 +14,7 @@ import { ParleyClient, MemoryStore, type IncomingMessage } from '@parley/client'
 import { generateOrgKey, signOrgCertificate } from '@parley/protocol';
 import { toHex } from '@parley/protocol';
 import { pino } from 'pino';
-import { ObservedStore, type RelayEvent } from '../shared/relay-observer.js';
+import { ObservedStore, type RelayEvent } from '../relay-observer/relay-observer.js';
 
 const CONVERSATION = ['Hi! Where is my order 1042?', 'What are your opening hours?', 'Can an agent contact me?', 'yes'];
 const short = (id: string) => id.slice(0, 8);

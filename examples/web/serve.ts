@@ -33,7 +33,7 @@ import { createRelay, createApiKey, SqliteStore, type Relay } from '@parley/rela
 import { createBot, computeMeasurement, type Bot } from '@parley/bot';
 import { generateOrgKey, signOrgCertificate } from '@parley/protocol';
 import { buildPages } from './lib/build.js';
-import { ObservedStore, type RelayEvent } from '../shared/relay-observer.js';
+import { ObservedStore, type RelayEvent } from '../relay-observer/relay-observer.js';
 import { startStaticServer, type Route, type StaticServer } from './lib/static-server.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));

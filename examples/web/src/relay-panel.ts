@@ -4,7 +4,7 @@
  * ids, message ids, sizes, and the first bytes of ciphertext.
  */
 
-/** Mirrors `RelayEvent` in examples/shared/relay-observer.ts (what the SSE stream carries). */
+/** Mirrors `RelayEvent` in examples/relay-observer/relay-observer.ts (what the SSE stream carries). */
 export interface RelayEventView {
   n: number;
   at: number;

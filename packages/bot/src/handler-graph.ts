@@ -420,7 +420,7 @@ export function resolveImport(spec: ImportSpecifier, from: string): string[] {
  * - for a file inside a `node_modules` directory, its path after the last `node_modules/`
  *   (`handler/node_modules/<package>/<path in the package>`), whatever the installer's layout;
  * - otherwise its path relative to the handler's directory (`handler/lib/util.ts`,
- *   `handler/../shared/text.ts`), `/`-separated.
+ *   `handler/../lib/text.ts`), `/`-separated.
  */
 export function handlerLabel(file: string, handlerDir: string): string {
   const marker = `${sep}node_modules${sep}`;

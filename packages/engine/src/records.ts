@@ -16,7 +16,7 @@
  */
 import { ParleyError, fromHex, toHex, type PublicIdentity } from '@parley/protocol';
 import { ByteReader as Reader, ByteWriter as Writer } from '@parley/protocol';
-import type { OrgRole, StaffRole } from '@parley/protocol';
+import type { OrgRole, VerifiedStaff } from '@parley/protocol';
 import type { PayloadType } from './payload.js';
 import { isMissingList, type MissingSeq } from './gaps.js';
 
@@ -63,18 +63,13 @@ export interface StoredCertificate {
   readonly bytes: string;
 }
 
-/** A verified staff credential (org key → issuer → device), as remembered for a peer. */
-export interface StoredStaff {
-  readonly personId: string;
-  readonly displayName: string;
-  readonly roles: readonly StaffRole[];
-  readonly issuedAt: number;
-  readonly expiresAt: number;
-  /** The certificate serial, hex. */
-  readonly serial: string;
-  /** The issuer key, hex, and its certified name. */
+/**
+ * A verified staff credential (org key → issuer → device), as remembered for a peer: what the
+ * verifier returned ({@link VerifiedStaff}), with the issuer key as hex, and the credential.
+ */
+export interface StoredStaff extends Omit<VerifiedStaff, 'issuerKey'> {
+  /** The issuer key, hex. */
   readonly issuerKey: string;
-  readonly issuerName: string;
   /** The credential bytes, hex. */
   readonly bytes: string;
 }

@@ -28,6 +28,8 @@ const TEXT: Record<ParleyErrorCode, string> = {
   RATE_LIMITED: 'Too many requests; trying again shortly.',
   PAYLOAD_TOO_LARGE: 'The message is too large.',
   ENCLAVE_UNAVAILABLE: 'The bot is not available.',
+  CONFLICT: 'Another agent took this conversation first.',
+  UNTRUSTED_SOURCE: 'Shared history was refused: it did not come from the customer of this conversation.',
   ATTESTATION_INVALID: "The bot's enclave attestation does not match the code this page trusts.",
   TRANSPORT: 'The relay cannot be reached.',
   USAGE: 'The page made an invalid request.',

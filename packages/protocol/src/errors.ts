@@ -29,6 +29,8 @@ export const ERROR_CODES = [
   'PAYLOAD_TOO_LARGE',
   'ENCLAVE_UNAVAILABLE',
   'ATTESTATION_INVALID',
+  'CONFLICT',
+  'UNTRUSTED_SOURCE',
   'TRANSPORT',
   'USAGE',
   'INTERNAL',
@@ -105,10 +107,34 @@ export type ErrorDetailsByCode = {
     readonly skewMs?: number;
   };
   readonly FORBIDDEN: {
+    /**
+     * Conversations (docs/architecture.md "Conversations with several members"): `notOwner`, a
+     * member-list change from anyone but the conversation's owner (the customer's device);
+     * `notMember`, a message from, or to, a device not in the current member list; `notClaimant`,
+     * a join from an agent who does not hold the ticket at the relay. From the relay:
+     * `role` (the connection's role may not do this) and `notParty` (not the ticket's customer,
+     * notify device or claimant).
+     */
+    readonly reason?: 'notOwner' | 'notMember' | 'notClaimant' | 'role' | 'notParty' | 'egress' | (string & {});
     /** From the relay: the role of the acting connection (`customer`, `bot`, or a staff role). */
     readonly role?: string;
     /** From the relay: the operation refused, e.g. `sendToCustomer`. */
     readonly operation?: string;
+  };
+  readonly CONFLICT: {
+    /** `claimed`: another agent holds the ticket (handoff queues). */
+    readonly reason?: 'claimed';
+    readonly ticketId?: string;
+  };
+  readonly UNTRUSTED_SOURCE: {
+    /**
+     * Why a history bundle was refused (docs/threats.md C19, H2): `notOwner` (not from the
+     * conversation's owner, the customer's device), `wrongConversation` (for a conversation or
+     * ticket this device did not join through its own claim), `unsolicited` (no claim of this
+     * device asked for it, or it came twice).
+     */
+    readonly reason?: 'notOwner' | 'wrongConversation' | 'unsolicited';
+    readonly peer?: string;
   };
   readonly TRANSPORT: {
     /**

@@ -5,6 +5,7 @@
 export * from './message.js';
 export * from './relay.js';
 export * from './reset.js';
+export * from './tickets.js';
 export type { IssuedCredential } from './issuer.js';
 export { ByteReader, ByteWriter } from '../codec.js';
 export { encodeContent, decodeContent, type ContentType, type MessageContent, type OutgoingContent } from '../content.js';

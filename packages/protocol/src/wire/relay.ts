@@ -32,6 +32,7 @@ import { ParleyError } from '../errors.js';
 import type { PublicIdentity } from '../identity-public.js';
 import type { PrekeyBundle, PrekeyUpload } from '../bundle.js';
 import { MAX_RELEASE_MANIFEST_LIST_BYTES } from '../release-manifest.js';
+import type { Ticket, TicketIdRequest, TicketListRequest, TicketOpenRequest, TicketReleaseRequest, TicketUnclaimed, TicketUpdate } from './tickets.js';
 
 /** Version of this event contract, sent in `hello`. */
 export const RELAY_PROTOCOL_VERSION = 1;
@@ -284,6 +285,21 @@ export interface ClientToServerEvents {
    * `verifyRevocationList` against the pinned org key: the relay is not trusted for them).
    */
   fetchRevocations: (req: Record<string, never>, ack: (r: RelayResult<FetchRevocationsResult>) => void) => void;
+  /**
+   * Opens a handoff ticket for this device (the customer); idempotent on `ref` while the ticket
+   * is open (returns the open one). `notify`: a device also told of its changes (the bot).
+   */
+  ticketOpen: (req: TicketOpenRequest, ack: (r: RelayResult<{ readonly ticket: Ticket }>) => void) => void;
+  /** Open tickets (of one queue, or all), oldest first. Agents and supervisors only (`FORBIDDEN`, reason `role`). */
+  ticketList: (req: TicketListRequest, ack: (r: RelayResult<{ readonly tickets: readonly Ticket[] }>) => void) => void;
+  /** One ticket, for its customer, notify device, claimant, or staff (`FORBIDDEN` `notParty`); unknown: `USAGE` reason `noSuchTicket`. */
+  ticketGet: (req: TicketIdRequest, ack: (r: RelayResult<{ readonly ticket: Ticket }>) => void) => void;
+  /** Claims a waiting ticket, atomically on every node: `CONFLICT` (reason `claimed`) when another agent holds it. */
+  ticketClaim: (req: TicketIdRequest, ack: (r: RelayResult<{ readonly ticket: Ticket }>) => void) => void;
+  /** Back to waiting (optionally in another queue): by the customer (declined) or the claimant (transfer). */
+  ticketRelease: (req: TicketReleaseRequest, ack: (r: RelayResult<{ readonly ticket: Ticket }>) => void) => void;
+  /** Ends (deletes) the ticket: by the customer or the claimant. */
+  ticketClose: (req: TicketIdRequest, ack: (r: RelayResult<{ readonly closed: true }>) => void) => void;
 }
 
 /** Events the relay emits. */
@@ -294,10 +310,29 @@ export interface ServerToClientEvents {
   prekeysLow: (info: { readonly remaining: number }) => void;
   /** Sent just before the relay drops the socket (auth timeout, repeated violations). */
   relayError: (error: RelayError) => void;
+  /** A handoff ticket changed (to staff on every node, to its customer and notify device). */
+  ticket: (update: TicketUpdate) => void;
+  /** A ticket waited longer than the relay's `ticketUnclaimedMs` (to its customer and notify device). */
+  ticketUnclaimed: (info: TicketUnclaimed) => void;
 }
 
 /** Names of the client events, for schema tables and pre-auth checks. */
-export const CLIENT_EVENTS = ['auth', 'uploadPrekeys', 'fetchBundle', 'fetchIdentity', 'send', 'ack', 'fetchQueue', 'fetchRevocations'] as const;
+export const CLIENT_EVENTS = [
+  'auth',
+  'uploadPrekeys',
+  'fetchBundle',
+  'fetchIdentity',
+  'send',
+  'ack',
+  'fetchQueue',
+  'fetchRevocations',
+  'ticketOpen',
+  'ticketList',
+  'ticketGet',
+  'ticketClaim',
+  'ticketRelease',
+  'ticketClose',
+] as const;
 
 /** Inputs of {@link relayAuthPayload}. */
 export interface RelayAuthInput {

@@ -11,6 +11,7 @@
  */
 import type * as v from 'valibot';
 import { ANSWERS, PUSHES, checked } from './answers.js';
+import { TICKET_ANSWERS, TICKET_PUSHES, toTicket } from './ticket-answers.js';
 import { uint8ArrayParser } from './binary-parser.js';
 import {
   classifyConnectError,
@@ -36,6 +37,12 @@ import {
   type SendRequest,
   type SendResult,
   type ServerToClientEvents,
+  DEVICE_ID_PATTERN,
+  TICKET_ID_PATTERN,
+  TICKET_NAME_PATTERN,
+  type Ticket,
+  type TicketUnclaimed,
+  type TicketUpdate,
 } from '@parley/protocol/wire';
 
 type RelaySocket = Socket<ServerToClientEvents, ClientToServerEvents>;
@@ -125,6 +132,14 @@ export interface TransportHandlers {
   onAuthFailed?(error: ParleyError): void;
   /** Errors no caller is waiting for (login refused, relay errors). */
   onError?(error: ParleyError): void;
+  /**
+   * A handoff ticket changed (`opened`, `claimed`, `released`, `closed`): pushed to staff
+   * (agents, supervisors) on every relay node, and to the ticket's customer and notify device.
+   * A malformed push is dropped (and reported to `onError`).
+   */
+  onTicket?(update: TicketUpdate): void;
+  /** A ticket of this device (customer or notify device) waited longer than the relay's `ticketUnclaimedMs`; once per waiting period. */
+  onTicketUnclaimed?(info: TicketUnclaimed): void;
 }
 
 const DEFAULT_CALL_TIMEOUT_MS = 10_000;
@@ -203,6 +218,8 @@ export class RelayLink {
     s.on('hello', (hello) => void this.#onHello(hello));
     s.on('message', (m) => this.#onPush('message', m, (message) => this.#onMessage(message)));
     s.on('prekeysLow', (info) => this.#onPush('prekeysLow', info, ({ remaining }) => this.#handlers.onPrekeysLow?.(remaining)));
+    s.on('ticket', (update) => this.#onTicketPush('ticket', update));
+    s.on('ticketUnclaimed', (info) => this.#onTicketPush('ticketUnclaimed', info));
     s.on('relayError', (err) => {
       const error = ParleyError.fromJSON(err);
       this.#opts.logger?.warn?.({ event: 'relayError', code: error.code, reason: error.details?.['reason'] });
@@ -381,6 +398,32 @@ export class RelayLink {
     handle(value);
   }
 
+  /** A ticket push, checked first: a malformed one is reported and dropped; a throwing handler never breaks the link. */
+  #onTicketPush(event: keyof typeof TICKET_PUSHES, input: unknown): void {
+    let deliver: () => void;
+    try {
+      if (event === 'ticket') {
+        const u = checked(TICKET_PUSHES.ticket, input, '"ticket" push');
+        const update: TicketUpdate = { ticket: toTicket(u.ticket), change: u.change };
+        deliver = () => this.#handlers.onTicket?.(update);
+      } else {
+        const u = checked(TICKET_PUSHES.ticketUnclaimed, input, '"ticketUnclaimed" push');
+        const info: TicketUnclaimed = { ticket: toTicket(u.ticket), waitingMs: u.waitingMs };
+        deliver = () => this.#handlers.onTicketUnclaimed?.(info);
+      }
+    } catch (e) {
+      this.#opts.logger?.warn?.({ event: 'relay.malformedPush', push: event });
+      this.#handlers.onError?.(toError(e, event));
+      return;
+    }
+    try {
+      deliver();
+    } catch (e) {
+      this.#opts.logger?.warn?.({ event: 'relay.pushHandlerFailed', push: event });
+      this.#handlers.onError?.(toError(e, event));
+    }
+  }
+
   #onMessage(m: RelayMessage): void {
     const gen = this.#generation;
     const handle = async (): Promise<void> => {
@@ -445,7 +488,16 @@ export class RelayLink {
   }
 
   /** One relay call; its answer checked against {@link ANSWERS} (a malformed one is `MALFORMED_MESSAGE`). */
-  async #call<E extends keyof typeof ANSWERS>(event: E, payload: unknown, duringAuth = false): Promise<v.InferOutput<(typeof ANSWERS)[E]>> {
+  #call<E extends keyof typeof ANSWERS>(event: E, payload: unknown, duringAuth = false): Promise<v.InferOutput<(typeof ANSWERS)[E]>> {
+    return this.#callChecked(ANSWERS[event], event, payload, duringAuth);
+  }
+
+  /** A ticket call; its answer checked against {@link TICKET_ANSWERS}. */
+  #ticketCall<E extends keyof typeof TICKET_ANSWERS>(event: E, payload: unknown): Promise<v.InferOutput<(typeof TICKET_ANSWERS)[E]>> {
+    return this.#callChecked(TICKET_ANSWERS[event], event, payload, false);
+  }
+
+  async #callChecked<S extends v.GenericSchema>(schema: S, event: string, payload: unknown, duringAuth: boolean): Promise<v.InferOutput<S>> {
     if (this.#closed) throw new ParleyError('TRANSPORT', 'transport is closed');
     if (!this.#socket.connected || (!duringAuth && !this.#authenticated)) {
       throw new ParleyError('TRANSPORT', 'not connected to the relay');
@@ -459,7 +511,7 @@ export class RelayLink {
       throw toError(e, event);
     }
     if (!result || typeof result !== 'object') throw new ParleyError('TRANSPORT', `relay answered "${event}" with garbage`);
-    if (result.ok === true) return checked(ANSWERS[event], result, `"${event}" answer`);
+    if (result.ok === true) return checked(schema, result, `"${event}" answer`);
     throw ParleyError.fromJSON(result.error);
   }
 
@@ -555,6 +607,76 @@ export class RelayLink {
     return r.lists.map((l) => new Uint8Array(l));
   }
 
+  /**
+   * Opens a handoff ticket for this device (the customer) in `queue`; `ref` is an opaque
+   * reference the caller chooses (never the conversation id), `notify` a device also told of the
+   * ticket's changes (the bot that asked for the handoff). Idempotent on `ref` while the ticket
+   * is open: the open one is returned.
+   * @throws ParleyError `USAGE` (bad queue, ref or notify), `TRANSPORT`, `RATE_LIMITED`, `MALFORMED_MESSAGE`.
+   */
+  async openTicket(queue: string, ref: string, notify?: string): Promise<Ticket> {
+    checkName(queue, 'queue');
+    checkName(ref, 'ref');
+    if (notify !== undefined && (typeof notify !== 'string' || !DEVICE_ID_PATTERN.test(notify))) {
+      throw new ParleyError('USAGE', 'ticket notify must be a device id');
+    }
+    const r = await this.#ticketCall('ticketOpen', notify === undefined ? { queue, ref } : { queue, ref, notify });
+    return toTicket(r.ticket);
+  }
+
+  /**
+   * Open tickets (of `queue`, or of every queue), oldest first. Agents and supervisors only.
+   * @throws ParleyError `FORBIDDEN` (`details.reason` `role`), `USAGE`, `TRANSPORT`.
+   */
+  async listTickets(queue?: string): Promise<Ticket[]> {
+    if (queue !== undefined) checkName(queue, 'queue');
+    const r = await this.#ticketCall('ticketList', queue === undefined ? {} : { queue });
+    return r.tickets.map(toTicket);
+  }
+
+  /**
+   * One ticket: for its customer, notify device, claimant, or staff.
+   * @throws ParleyError `USAGE` (`details.reason` `noSuchTicket`), `FORBIDDEN` (`notParty`), `TRANSPORT`.
+   */
+  async getTicket(id: string): Promise<Ticket> {
+    checkTicketId(id);
+    const r = await this.#ticketCall('ticketGet', { ticketId: id });
+    return toTicket(r.ticket);
+  }
+
+  /**
+   * Claims a waiting ticket (agents, supervisors), atomically on every relay node; claiming one's
+   * own claim again is fine.
+   * @throws ParleyError `CONFLICT` (`details.reason` `claimed`) when another agent holds it,
+   *   `FORBIDDEN` (`role`), `USAGE` (`noSuchTicket`), `TRANSPORT`.
+   */
+  async claimTicket(id: string): Promise<Ticket> {
+    checkTicketId(id);
+    const r = await this.#ticketCall('ticketClaim', { ticketId: id });
+    return toTicket(r.ticket);
+  }
+
+  /**
+   * Puts a ticket back to waiting (optionally in another `queue`): the customer declining a
+   * claimant, or the claimant transferring or escalating.
+   * @throws ParleyError `FORBIDDEN` (`notParty`), `USAGE` (`noSuchTicket`), `TRANSPORT`.
+   */
+  async releaseTicket(id: string, queue?: string): Promise<Ticket> {
+    checkTicketId(id);
+    if (queue !== undefined) checkName(queue, 'queue');
+    const r = await this.#ticketCall('ticketRelease', queue === undefined ? { ticketId: id } : { ticketId: id, queue });
+    return toTicket(r.ticket);
+  }
+
+  /**
+   * Ends a ticket (the relay deletes it): by its customer or its claimant.
+   * @throws ParleyError `FORBIDDEN` (`notParty`), `USAGE` (`noSuchTicket`), `TRANSPORT`.
+   */
+  async closeTicket(id: string): Promise<void> {
+    checkTicketId(id);
+    await this.#ticketCall('ticketClose', { ticketId: id });
+  }
+
   /** Flushes acks, disconnects and stops reconnecting. */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -567,4 +689,14 @@ export class RelayLink {
     this.#socket.disconnect();
     this.#socket.removeAllListeners();
   }
+}
+
+function checkName(value: unknown, what: 'queue' | 'ref'): void {
+  if (typeof value !== 'string' || !TICKET_NAME_PATTERN.test(value)) {
+    throw new ParleyError('USAGE', `ticket ${what} must be 1 to 64 of [A-Za-z0-9_-]`);
+  }
+}
+
+function checkTicketId(value: unknown): void {
+  if (typeof value !== 'string' || !TICKET_ID_PATTERN.test(value)) throw new ParleyError('USAGE', 'ticket id must be 22 characters of base64url');
 }

@@ -45,6 +45,31 @@ export { MemoryStore, type KeyValueStore } from './store.js';
 export { type RevocationUpdate } from './revocations.js';
 export { SEEN_BUCKET_SIZE, SEEN_BUCKETS_KEPT } from './mailbox.js';
 export { MAX_TRACKED_GAPS } from './gaps.js';
+export {
+  ConversationBook,
+  MAX_FRAME_BYTES,
+  MAX_MEMBERS,
+  MAX_NAME_CHARS,
+  MAX_REASON_CHARS,
+  MAX_HISTORY_ITEMS,
+  CONVERSATION_ID_PATTERN,
+  decodeFrame,
+  membersHash,
+  type ConversationBookOptions,
+  type ConversationEvent,
+  type ConversationGap,
+  type ConversationInfo,
+  type ConversationMessage,
+  type Frame,
+  type FrameContent,
+  type FrameKind,
+  type HistoryItem,
+  type Member,
+  type MemberRole,
+  type MessageSender,
+  type PreparedFrame,
+  type ReceiveFacts,
+} from './conversations/index.js';
 export { SealedStore, deriveStorageKey, sealRecord, openRecord, STORAGE_KEY_BYTES } from './sealed-store.js';
 export { resolveTrust, type TrustOptions, type TrustEvent, type IdentityChangedEvent, type TrustPolicy } from './trust.js';
 export {

@@ -8,12 +8,13 @@
  * ```
  *  offset  size  field
  *  0       1     version = 0x01
- *  1       1     kind: 1 text, 2 json, 3 receipt, 4 binary
+ *  1       1     kind: 1 text, 2 json, 3 receipt, 4 binary, 5 conversation
  *  2       8     sentAt, ms since the epoch (u64 BE), sender's clock
  *  10      4     seq: the sender's message counter in this conversation, from 1 (u32 BE)
  *  14      1     id length n (1..64)
  *  15      n     id, ASCII [A-Za-z0-9_-]
- *  15+n    ...   body: text = UTF-8, json = UTF-8 JSON text, receipt = ids joined by ",", binary = bytes
+ *  15+n    ...   body: text = UTF-8, json = UTF-8 JSON text, receipt = ids joined by ",", binary = bytes,
+ *                conversation = a conversation frame (UTF-8 JSON, `conversations/frame.ts`)
  * ```
  * Never compressed (docs/threats.md C23); the ratchet pads the whole plaintext to 256-byte buckets.
  */
@@ -23,11 +24,14 @@ import { ByteReader as Reader, ByteWriter as Writer } from '@parley/protocol';
 
 export const PAYLOAD_VERSION = 0x01;
 
-/** What a message carries. */
-export type PayloadType = 'text' | 'json' | 'receipt' | 'binary';
+/**
+ * What a message carries. `conversation`: a frame of a conversation with several members
+ * (`ConversationBook`; the body is decoded and validated there, not here).
+ */
+export type PayloadType = 'text' | 'json' | 'receipt' | 'binary' | 'conversation';
 
-const KIND_CODES: Record<PayloadType, number> = { text: 1, json: 2, receipt: 3, binary: 4 };
-const KIND_NAMES: Record<number, PayloadType> = { 1: 'text', 2: 'json', 3: 'receipt', 4: 'binary' };
+const KIND_CODES: Record<PayloadType, number> = { text: 1, json: 2, receipt: 3, binary: 4, conversation: 5 };
+const KIND_NAMES: Record<number, PayloadType> = { 1: 'text', 2: 'json', 3: 'receipt', 4: 'binary', 5: 'conversation' };
 
 /** Most message ids one receipt acknowledges. */
 export const MAX_RECEIPT_IDS = 100;

@@ -210,7 +210,8 @@ export interface ReceivedMessage {
   readonly receivedAt: number;
 }
 
-const TYPES: PayloadType[] = ['text', 'json', 'receipt', 'binary'];
+/** Index = stored code: append only (stored inbox records keep their codes). */
+const TYPES: PayloadType[] = ['text', 'json', 'receipt', 'binary', 'conversation'];
 
 export function encodeInbox(m: ReceivedMessage): Uint8Array {
   return new Writer()

@@ -1,0 +1,30 @@
+/**
+ * Conversations with several members: the {@link ConversationBook}, its types and the frame
+ * limits. Frames travel as engine payloads of type `'conversation'`.
+ */
+export { ConversationBook, type ConversationBookOptions } from './book.js';
+export {
+  MAX_FRAME_BYTES,
+  MAX_MEMBERS,
+  MAX_NAME_CHARS,
+  MAX_REASON_CHARS,
+  MAX_HISTORY_ITEMS,
+  CONVERSATION_ID_PATTERN,
+  decodeFrame,
+} from './frame.js';
+export { membersHash } from './members.js';
+export type {
+  ConversationEvent,
+  ConversationGap,
+  ConversationInfo,
+  ConversationMessage,
+  Frame,
+  FrameContent,
+  FrameKind,
+  HistoryItem,
+  Member,
+  MemberRole,
+  MessageSender,
+  PreparedFrame,
+  ReceiveFacts,
+} from './types.js';

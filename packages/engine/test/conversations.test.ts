@@ -1,0 +1,231 @@
+/**
+ * ConversationBook (docs/architecture.md "Conversations with several members"): creation and
+ * fan-out recipients, epoch and members-hash agreement, the handoff steps (handoff, join,
+ * members change through a claim, shared history), exactly-once delivery and gaps (C25),
+ * restart from the same store, the 500-message history, and one frame through real engines.
+ */
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { ParleyError } from '@parley/protocol';
+import { ConversationBook, ConversationEngine, MAX_HISTORY_ITEMS, MemoryStore, membersHash, type KeyValueStore } from '../src/index.js';
+import { AGENT_A, AGENT_FACTS, BOT, CUSTOMER, TICKET_1, deliverAll, digest, handedOff, mid, party, restart, view } from './helpers/conversations.js';
+import { deliver, device, setupCrypto, takeBundle } from './helpers/engines.js';
+
+before(setupCrypto);
+
+test('create, announce to a bot, fan out: recipients, epoch and hash agree', async () => {
+  const customer = await party(CUSTOMER, 'customer', 'Ann');
+  const bot = await party(BOT, 'bot', 'Helper');
+  const conv = await customer.book.create([bot.member], { ...customer.member, role: 'agent' });
+  assert.match(conv.id, /^[A-Za-z0-9_-]{22}$/);
+  assert.equal(conv.owner, CUSTOMER);
+  assert.equal(conv.epoch, 1);
+  assert.deepEqual(conv.members.find((m) => m.deviceId === CUSTOMER)?.role, 'customer', 'the creator is listed as customer');
+  assert.equal(conv.hash, membersHash(conv.id, CUSTOMER, 1, conv.members));
+
+  const announce = await customer.book.prepareAnnounce(conv.id);
+  assert.deepEqual(announce.recipients, [BOT]);
+  const ev = (await deliverAll(customer, announce, [bot])).get(BOT)!;
+  assert.equal(ev.kind, 'members');
+  assert.ok(ev.kind === 'members' && ev.created);
+  assert.deepEqual(bot.book.get(conv.id), customer.book.get(conv.id), 'both sides hold the same id, owner, epoch, hash, members');
+
+  const hello = await customer.book.prepareMessage(conv.id, 'hello', 'm-hello');
+  assert.deepEqual(hello.recipients, [BOT]);
+  const got = (await deliverAll(customer, hello, [bot], 'm-hello')).get(BOT)!;
+  assert.ok(got.kind === 'message');
+  assert.deepEqual(got.message.content, { type: 'text', text: 'hello' });
+  assert.equal(got.message.sender.role, 'customer');
+  assert.equal(got.message.membersMismatch, undefined);
+
+  const reply = await bot.book.prepareMessage(conv.id, { answer: 42 }, 'm-reply');
+  assert.deepEqual(reply.recipients, [CUSTOMER]);
+  const back = (await deliverAll(bot, reply, [customer], 'm-reply')).get(CUSTOMER)!;
+  assert.ok(back.kind === 'message');
+  assert.deepEqual(back.message.content, { type: 'json', json: { answer: 42 } });
+
+  const bin = await customer.book.prepareMessage(conv.id, new Uint8Array([0, 1, 255]), 'm-bin');
+  const binEv = (await deliverAll(customer, bin, [bot], 'm-bin')).get(BOT)!;
+  assert.ok(binEv.kind === 'message' && binEv.message.content.type === 'binary');
+  assert.deepEqual([...binEv.message.content.binary!], [0, 1, 255]);
+
+  // Both keep the history, own and received, oldest first.
+  assert.deepEqual(customer.book.history(conv.id).map((m) => m.id), ['m-hello', 'm-reply', 'm-bin']);
+  assert.deepEqual(bot.book.history(conv.id).map((m) => m.id), ['m-hello', 'm-reply', 'm-bin']);
+  assert.deepEqual(bot.book.history(conv.id, 1).map((m) => m.id), ['m-bin']);
+});
+
+test('handoff: handoff frame to the owner, join, members change through the claim, shared history, three-way fan-out', async () => {
+  const customer = await party(CUSTOMER, 'customer', 'Ann');
+  const bot = await party(BOT, 'bot', 'Helper');
+  const agent = await party(AGENT_A, 'agent', 'Alice');
+  const all = [customer, bot, agent];
+  const conv = await customer.book.create([bot.member], customer.member);
+  await deliverAll(customer, await customer.book.prepareAnnounce(conv.id), all);
+  for (let i = 1; i <= 7; i++) await deliverAll(customer, await customer.book.prepareMessage(conv.id, `c${i}`, `c${i}`), all, `c${i}`);
+
+  const handoff = await bot.book.prepareHandoff(conv.id, 'support', 'wants a person');
+  assert.deepEqual(handoff.recipients, [CUSTOMER], 'a handoff goes to the owner only');
+  const hev = (await deliverAll(bot, handoff, all)).get(CUSTOMER)!;
+  assert.ok(hev.kind === 'handoff');
+  assert.deepEqual([hev.from, hev.queue, hev.reason], [BOT, 'support', 'wants a person']);
+
+  await customer.book.noteTicket(conv.id, { id: TICKET_1, ref: 'ref1' });
+  assert.deepEqual(customer.book.get(conv.id)?.tickets, [{ id: TICKET_1, ref: 'ref1' }]);
+  const join = await agent.book.prepareJoin({ id: TICKET_1, customer: CUSTOMER, ref: 'ref1' });
+  assert.deepEqual(join.recipients, [CUSTOMER]);
+  const jev = (await deliverAll(agent, join, all, mid(), AGENT_FACTS)).get(CUSTOMER)!;
+  assert.ok(jev.kind === 'join');
+  assert.deepEqual([jev.agent, jev.ticket, jev.ref, jev.conversation.id], [AGENT_A, TICKET_1, 'ref1', conv.id]);
+  assert.equal(customer.book.get(conv.id)?.members.length, 2, 'a join does not make the agent a member');
+
+  const change = await customer.book.prepareMembers(conv.id, [bot.member, agent.member], TICKET_1);
+  assert.deepEqual(change.recipients.sort(), [AGENT_A, BOT].sort());
+  assert.deepEqual(change.joined.map((m) => m.deviceId), [AGENT_A]);
+  assert.deepEqual(change.left, []);
+  const events = await deliverAll(customer, change, all);
+  const agentEv = events.get(AGENT_A)!;
+  const botEv = events.get(BOT)!;
+  assert.ok(agentEv.kind === 'members' && agentEv.created);
+  assert.ok(botEv.kind === 'members' && !botEv.created);
+  assert.deepEqual(botEv.joined.map((m) => m.deviceId), [AGENT_A]);
+  for (const p of all) {
+    assert.equal(p.book.get(conv.id)?.epoch, 2);
+    assert.equal(p.book.get(conv.id)?.hash, customer.book.get(conv.id)?.hash, 'every member computes the same members hash');
+  }
+
+  const shared = await customer.book.prepareHistory(conv.id, AGENT_A, TICKET_1, 5);
+  assert.deepEqual(shared.recipients, [AGENT_A]);
+  assert.deepEqual(shared.items.map((i) => i.id), ['c3', 'c4', 'c5', 'c6', 'c7']);
+  const hist = (await deliverAll(customer, shared, all)).get(AGENT_A)!;
+  assert.ok(hist.kind === 'history');
+  assert.deepEqual(hist.items.map((i) => [i.id, i.shared, i.sender.role]), ['c3', 'c4', 'c5', 'c6', 'c7'].map((id) => [id, true, 'customer']));
+  assert.deepEqual(agent.book.history(conv.id).map((m) => m.id), ['c3', 'c4', 'c5', 'c6', 'c7'], 'exactly the shared messages');
+
+  // Three-way: the agent's message reaches the customer and the bot.
+  const hi = await agent.book.prepareMessage(conv.id, 'Alice here', 'a1');
+  assert.deepEqual(hi.recipients.sort(), [BOT, CUSTOMER].sort());
+  for (const ev of (await deliverAll(agent, hi, all, 'a1')).values()) assert.ok(ev.kind === 'message' && ev.message.sender.name === 'Alice');
+
+  // Decline path: a second claim declined.
+  const decline = await customer.book.prepareDecline(AGENT_A, TICKET_1);
+  assert.deepEqual(decline.recipients, [AGENT_A]);
+  await agent.book.prepareJoin({ id: TICKET_1, customer: CUSTOMER, ref: 'ref1' });
+  const dev = (await deliverAll(customer, decline, all)).get(AGENT_A)!;
+  assert.deepEqual(dev, { kind: 'decline', ticket: TICKET_1 });
+
+  // Leave: the bot leaves; the owner is told and removes it; the bot then sends nothing.
+  const leave = await bot.book.prepareLeave(conv.id);
+  const lev = (await deliverAll(bot, leave, all)).get(CUSTOMER)!;
+  assert.ok(lev.kind === 'leave' && lev.member === BOT);
+  await assert.rejects(bot.book.prepareMessage(conv.id, 'x', mid()), (e: unknown) => e instanceof ParleyError && e.code === 'FORBIDDEN' && e.details?.reason === 'notMember');
+  const removal = await customer.book.prepareMembers(conv.id, [agent.member]);
+  assert.deepEqual(removal.left.map((m) => m.deviceId), [BOT]);
+  assert.ok(removal.recipients.includes(BOT), 'a removed member is told');
+  await deliverAll(customer, removal, all);
+  assert.equal(bot.book.isMember(conv.id), false);
+  assert.deepEqual((await customer.book.prepareMessage(conv.id, 'bye', mid())).recipients, [AGENT_A]);
+});
+
+test('exactly once and gaps (C25): duplicates ignored, a skipped seq is due after the timeout, its late arrival closes it', async () => {
+  const { customer, agentA, all, id } = await handedOff();
+  const frames = [];
+  for (let i = 0; i < 4; i++) frames.push({ p: await customer.book.prepareMessage(id, `g${i}`, `g${i}`), id: `g${i}` });
+  const to = (i: number) => agentA.book.receive(CUSTOMER, frames[i]!.p.frame, { messageId: frames[i]!.id, sentAt: 1 });
+
+  assert.equal((await to(0)).kind, 'message');
+  assert.deepEqual(await to(0), { kind: 'duplicate' }, 'the same seq again is a duplicate');
+  assert.equal((await to(2)).kind, 'message');
+  assert.equal((await to(3)).kind, 'message');
+  assert.deepEqual(agentA.book.dueGaps(30_000), [], 'nothing due before the timeout');
+  agentA.clock.now += 30_000;
+  assert.deepEqual(agentA.book.dueGaps(30_000), [{ conversation: id, member: CUSTOMER, seqs: [seqOf(frames[1]!.p.frame)] }]);
+  await agentA.book.markGapsReported(id, CUSTOMER, [seqOf(frames[1]!.p.frame)]);
+  assert.deepEqual(agentA.book.dueGaps(30_000), [], 'reported once');
+
+  // A restart keeps the gap state.
+  const again = await restart(agentA);
+  const late = await again.book.receive(CUSTOMER, frames[1]!.p.frame, { messageId: 'g1', sentAt: 1 });
+  assert.ok(late.kind === 'message' && late.gapClosed === true, 'the late message is delivered and closes the reported gap');
+  assert.deepEqual(await again.book.receive(CUSTOMER, frames[1]!.p.frame, { messageId: 'g1', sentAt: 1 }), { kind: 'duplicate' });
+  assert.deepEqual(await again.book.receive(CUSTOMER, frames[3]!.p.frame, { messageId: 'g3', sentAt: 1 }), { kind: 'duplicate' }, 'still a duplicate after the restart');
+  assert.deepEqual(again.book.history(id).filter((m) => m.id.startsWith('g')).map((m) => m.id).sort(), ['g0', 'g1', 'g2', 'g3']);
+  void all;
+});
+
+test('restart: re-opening from the same store keeps conversations, seqs, tickets, claims and history', async () => {
+  const { customer, bot, agentA, all, id } = await handedOff();
+  const before = all.map((p) => view(p.book));
+  const reopened = await Promise.all(all.map(restart));
+  assert.deepEqual(reopened.map((p) => view(p.book)), before);
+  const [c2, b2, a2] = reopened as [typeof customer, typeof bot, typeof agentA];
+  // Sequence numbers continue: the next message is accepted, not a duplicate.
+  const next = await c2.book.prepareMessage(id, 'after restart', 'r1');
+  const evs = await deliverAll(c2, next, reopened, 'r1');
+  assert.equal(evs.get(BOT)?.kind, 'message');
+  assert.equal(evs.get(AGENT_A)?.kind, 'message');
+  // The claim-admitted agent still accepts its history (once).
+  const h = await c2.book.prepareHistory(id, AGENT_A, TICKET_1);
+  assert.equal((await a2.book.receive(CUSTOMER, h.frame, { messageId: mid(), sentAt: 1 })).kind, 'history');
+  void b2;
+});
+
+test(`history keeps the last ${MAX_HISTORY_ITEMS} messages per conversation, also after a restart`, async () => {
+  const customer = await party(CUSTOMER, 'customer', 'Ann');
+  const conv = await customer.book.create([{ deviceId: BOT, role: 'bot', name: 'Helper' }], customer.member);
+  for (let i = 0; i < MAX_HISTORY_ITEMS + 7; i++) {
+    customer.clock.now += 1;
+    await customer.book.prepareMessage(conv.id, `n${i}`, `n${i}`);
+  }
+  const ids = customer.book.history(conv.id).map((m) => m.id);
+  assert.equal(ids.length, MAX_HISTORY_ITEMS);
+  assert.equal(ids[0], 'n7', 'the oldest were dropped');
+  assert.equal(ids.at(-1), `n${MAX_HISTORY_ITEMS + 6}`);
+  const again = await restart(customer);
+  assert.deepEqual(again.book.history(conv.id).map((m) => m.id), ids);
+  assert.ok((await customer.store.keys(`conv/${conv.id}/h/`)).length <= MAX_HISTORY_ITEMS, 'slots are reused, not piled up');
+});
+
+test('a failed write changes nothing (one atomic batch per frame)', async () => {
+  const inner = new MemoryStore();
+  let fail = false;
+  const store: KeyValueStore = {
+    get: (k) => inner.get(k),
+    keys: (p) => inner.keys(p),
+    delMany: (k) => inner.delMany(k),
+    setMany: async (e) => {
+      if (fail) throw new Error('disk full');
+      return inner.setMany(e);
+    },
+  };
+  const customer = await party(CUSTOMER, 'customer', 'Ann');
+  const bot = { ...(await party(BOT, 'bot', 'Helper')), store: inner };
+  bot.book = await ConversationBook.open({ store, deviceId: BOT, now: () => 1 });
+  const conv = await customer.book.create([bot.member], customer.member);
+  await deliverAll(customer, await customer.book.prepareAnnounce(conv.id), [bot]);
+  const msg = await customer.book.prepareMessage(conv.id, 'x', 'x1');
+  const before = [digest(inner), view(bot.book)];
+  fail = true;
+  await assert.rejects(bot.book.receive(CUSTOMER, msg.frame, { messageId: 'x1', sentAt: 1 }), /disk full/);
+  assert.deepEqual([digest(inner), view(bot.book)], before);
+  fail = false;
+  assert.equal((await bot.book.receive(CUSTOMER, msg.frame, { messageId: 'x1', sentAt: 1 })).kind, 'message', 'delivered once the store works again');
+});
+
+test("a frame travels as an engine payload of type 'conversation'", async () => {
+  const alice = await device();
+  const bob = await device();
+  const frame = new TextEncoder().encode('{"v":1}');
+  const out = await alice.engine.encrypt(bob.engine.deviceId, frame, { messageId: 'conv-1', type: 'conversation', bundle: takeBundle(bob.upload) });
+  const r = await deliver(bob.engine, alice.engine, out);
+  assert.ok(r.kind === 'message');
+  assert.equal(r.type, 'conversation');
+  assert.deepEqual(r.payload, frame);
+  // It is kept in the inbox with its type across a restart.
+  const again = await ConversationEngine.open({ store: bob.store });
+  assert.deepEqual(again.inbox().map((m) => m.type), ['conversation']);
+});
+
+function seqOf(frame: Uint8Array): number {
+  return (JSON.parse(new TextDecoder().decode(frame)) as { s: number }).s;
+}

@@ -163,6 +163,34 @@ export class ObservedStore implements RelayStore {
   getDeviceRoles(deviceId: string): Promise<string[] | undefined> {
     return this.#inner.getDeviceRoles(deviceId);
   }
+  // Handoff tickets: metadata only (queue, device ids, an opaque ref), passed through.
+  openTicket(...a: Parameters<RelayStore['openTicket']>): ReturnType<RelayStore['openTicket']> {
+    return this.#inner.openTicket(...a);
+  }
+  getTicket(...a: Parameters<RelayStore['getTicket']>): ReturnType<RelayStore['getTicket']> {
+    return this.#inner.getTicket(...a);
+  }
+  listTickets(...a: Parameters<RelayStore['listTickets']>): ReturnType<RelayStore['listTickets']> {
+    return this.#inner.listTickets(...a);
+  }
+  claimTicket(...a: Parameters<RelayStore['claimTicket']>): ReturnType<RelayStore['claimTicket']> {
+    return this.#inner.claimTicket(...a);
+  }
+  releaseTicket(...a: Parameters<RelayStore['releaseTicket']>): ReturnType<RelayStore['releaseTicket']> {
+    return this.#inner.releaseTicket(...a);
+  }
+  closeTicket(...a: Parameters<RelayStore['closeTicket']>): ReturnType<RelayStore['closeTicket']> {
+    return this.#inner.closeTicket(...a);
+  }
+  dueUnclaimed(...a: Parameters<RelayStore['dueUnclaimed']>): ReturnType<RelayStore['dueUnclaimed']> {
+    return this.#inner.dueUnclaimed(...a);
+  }
+  markUnclaimedNotified(...a: Parameters<RelayStore['markUnclaimedNotified']>): ReturnType<RelayStore['markUnclaimedNotified']> {
+    return this.#inner.markUnclaimedNotified(...a);
+  }
+  countWaitingTickets(): Promise<number> {
+    return this.#inner.countWaitingTickets();
+  }
   close(): Promise<void> {
     this.#events.removeAllListeners();
     return this.#inner.close();

@@ -361,4 +361,88 @@ export function storeContract(name: string, make: () => Promise<RelayStore> | Re
     assert.deepEqual(await s.getDeviceRoles(d), ['agent', 'supervisor']);
     assert.equal(await s.getDeviceRoles(dev()), undefined);
   });
+
+  const tid = () => randomBytes(16).toString('base64url');
+
+  withStore('tickets: open is idempotent on (customer, ref) while open; list oldest first, by queue; per-customer limit', async (s) => {
+    const [c1, c2, bot] = [dev(), dev(), dev()];
+    const t1 = { id: tid(), queue: 'billing', customer: c1, ref: 'r1', notify: bot, openedAt: 100 };
+    const first = await s.openTicket(t1);
+    assert.deepEqual(first, { ok: true, existing: false, ticket: { ...t1, waitingSince: 100, state: 'waiting' } });
+    const again = await s.openTicket({ ...t1, id: tid(), queue: 'other', openedAt: 200 });
+    assert.deepEqual(again, { ok: true, existing: true, ticket: { ...t1, waitingSince: 100, state: 'waiting' } }, 'the open one, unchanged');
+    const t2 = { id: tid(), queue: 'sales', customer: c2, ref: 'r1', openedAt: 50 };
+    assert.equal((await s.openTicket(t2)).ok, true, 'the same ref of another customer is another ticket');
+    assert.deepEqual(await s.getTicket(t2.id), { ...t2, waitingSince: 50, state: 'waiting' }, 'no notify field when none');
+    assert.equal(await s.getTicket(tid()), undefined);
+    assert.deepEqual((await s.listTickets()).map((t) => t.id), [t2.id, t1.id]);
+    assert.deepEqual((await s.listTickets('billing')).map((t) => t.id), [t1.id]);
+    assert.deepEqual((await s.listTickets(undefined, 1)).map((t) => t.id), [t2.id]);
+    assert.deepEqual(await s.listTickets('nobody'), []);
+    assert.equal(await s.countWaitingTickets(), 2);
+    assert.deepEqual(await s.openTicket({ id: tid(), queue: 'billing', customer: c1, ref: 'r2', openedAt: 300 }, 1), { ok: false, open: 1 });
+    assert.equal((await s.openTicket({ id: tid(), queue: 'billing', customer: c1, ref: 'r1', openedAt: 300 }, 1)).ok, true, 'idempotent open is not refused');
+    assert.equal((await s.openTicket({ id: tid(), queue: 'billing', customer: c1, ref: 'r2', openedAt: 300 }, 2)).ok, true);
+  });
+
+  withStore('tickets: claim once (same agent again: ok), release by a party only, close by a party only', async (s) => {
+    const [c, a, b] = [dev(), dev(), dev()];
+    const t = { id: tid(), queue: 'billing', customer: c, ref: 'r', openedAt: 100 };
+    await s.openTicket(t);
+    assert.deepEqual(await s.claimTicket(tid(), a, 1), { ok: false }, 'no such ticket');
+    const won = await s.claimTicket(t.id, a, 150);
+    assert.deepEqual(won, { ok: true, ticket: { ...t, waitingSince: 100, state: 'claimed', claimedBy: a, claimedAt: 150 } });
+    assert.deepEqual(await s.claimTicket(t.id, a, 160), won, 'the claimant again: ok, unchanged');
+    const lost = await s.claimTicket(t.id, b, 170);
+    assert.equal(lost.ok, false);
+    assert.equal(lost.ticket?.claimedBy, a);
+    assert.equal(await s.countWaitingTickets(), 0);
+    assert.deepEqual(await s.releaseTicket(t.id, b, 180), { ok: false, ticket: won.ticket }, 'not a party: nothing changes');
+    const released = await s.releaseTicket(t.id, a, 200, 'escalations');
+    assert.deepEqual(released, { ok: true, ticket: { ...t, queue: 'escalations', waitingSince: 200, state: 'waiting' } });
+    assert.equal(await s.countWaitingTickets(), 1);
+    assert.equal((await s.claimTicket(t.id, b, 210)).ok, true, 'a released ticket can be claimed by another');
+    assert.equal((await s.releaseTicket(t.id, c, 220)).ok, true, 'the customer releases (declined)');
+    assert.deepEqual(await s.closeTicket(t.id, a), { ok: false, ticket: { ...t, queue: 'escalations', waitingSince: 220, state: 'waiting' } }, 'a former claimant is no party');
+    assert.deepEqual(await s.closeTicket(tid(), c), { ok: false });
+    assert.equal((await s.closeTicket(t.id, c)).ok, true);
+    assert.equal(await s.getTicket(t.id), undefined);
+    assert.equal(await s.countWaitingTickets(), 0);
+    const reopened = await s.openTicket({ ...t, id: tid(), openedAt: 300 });
+    assert.ok(reopened.ok && !reopened.existing && reopened.ticket.openedAt === 300, 'after close, the ref opens a new ticket');
+  });
+
+  withStore('tickets: claims racing for one ticket have exactly one winner', async (s) => {
+    const t = { id: tid(), queue: 'q', customer: dev(), ref: 'r', openedAt: 1 };
+    await s.openTicket(t);
+    const agents = Array.from({ length: 20 }, dev);
+    const results = await Promise.all(agents.map((a) => s.claimTicket(t.id, a, 2)));
+    const winners = results.filter((r) => r.ok);
+    assert.equal(winners.length, 1);
+    assert.equal((await s.getTicket(t.id))?.claimedBy, winners[0]!.ticket!.claimedBy);
+  });
+
+  withStore('tickets: unclaimed waiting periods are due once, a release starts a new period', async (s) => {
+    const [c, a] = [dev(), dev()];
+    const t1 = { id: tid(), queue: 'q', customer: c, ref: 'r1', openedAt: 100 };
+    const t2 = { id: tid(), queue: 'q', customer: c, ref: 'r2', openedAt: 150 };
+    const t3 = { id: tid(), queue: 'q', customer: c, ref: 'r3', openedAt: 400 };
+    for (const t of [t1, t2, t3]) await s.openTicket(t);
+    await s.claimTicket(t2.id, a, 160);
+    assert.deepEqual((await s.dueUnclaimed(300, 10)).map((t) => t.id), [t1.id], 'waiting and old enough only');
+    assert.deepEqual((await s.dueUnclaimed(500, 1)).map((t) => t.id), [t1.id], 'oldest first, bounded');
+    assert.equal(await s.markUnclaimedNotified(t1.id, 99), false, 'another period');
+    const marks = await Promise.all([s.markUnclaimedNotified(t1.id, 100), s.markUnclaimedNotified(t1.id, 100)]);
+    assert.deepEqual(marks.sort(), [false, true], 'one marker wins');
+    assert.deepEqual((await s.dueUnclaimed(500, 10)).map((t) => t.id), [t3.id]);
+    assert.equal(await s.markUnclaimedNotified(t2.id, 150), false, 'claimed');
+    await s.releaseTicket(t1.id, c, 600);
+    assert.deepEqual((await s.dueUnclaimed(550, 10)).map((t) => t.id), [t3.id], 'the new period is not due yet');
+    assert.deepEqual((await s.dueUnclaimed(700, 10)).map((t) => t.id), [t3.id, t1.id]);
+    assert.equal(await s.markUnclaimedNotified(t1.id, 600), true, 'a new period is reported again');
+    await s.releaseTicket(t2.id, a, 800);
+    assert.deepEqual((await s.dueUnclaimed(900, 10)).map((t) => t.id), [t3.id, t2.id], 'a released claim waits anew');
+    await s.closeTicket(t3.id, c);
+    assert.deepEqual((await s.dueUnclaimed(900, 10)).map((t) => t.id), [t2.id]);
+  });
 }

@@ -3,10 +3,12 @@
  * everything. Behaves exactly like the SQLite store (same contract tests).
  */
 import type { OneTimePrekeyPublic, PrekeyBundle, PublicIdentity, SignedPrekeyPublic } from '@parley/protocol/verify';
+import type { Ticket } from '@parley/protocol/wire';
 import { exceededQuota, quotaError } from './quota.js';
+import { MemoryTickets } from '../tickets/memory-tickets.js';
 import type {
   ApiKeyRecord, DeviceStatements, FindApiKeyOptions, MailboxQuota, NewMessage, PrekeyPublication, RelayStore, StoredIdentity, StoredMessage, StoredRevocationList,
-  TakeBundleOptions,
+  TakeBundleOptions, NewTicket, TicketOpenResult, TicketStep,
 } from './types.js';
 
 interface DevicePrekeys {
@@ -58,6 +60,7 @@ export class MemoryStore implements RelayStore {
   #apiKeys = new Map<string, ApiKeyRecord>();
   #revocations = new Map<string, StoredRevocationList>();
   #roles = new Map<string, string[]>();
+  readonly #tickets = new MemoryTickets();
   #closed = false;
 
   #open(): void {
@@ -255,6 +258,44 @@ export class MemoryStore implements RelayStore {
     this.#open();
     const roles = this.#roles.get(deviceId);
     return roles && [...roles];
+  }
+
+  // Handoff tickets (tickets/memory-tickets.ts).
+  async openTicket(ticket: NewTicket, maxPerCustomer?: number): Promise<TicketOpenResult> {
+    this.#open();
+    return this.#tickets.openTicket(ticket, maxPerCustomer);
+  }
+  async getTicket(id: string): Promise<Ticket | undefined> {
+    this.#open();
+    return this.#tickets.getTicket(id);
+  }
+  async listTickets(queue?: string, limit?: number): Promise<Ticket[]> {
+    this.#open();
+    return this.#tickets.listTickets(queue, limit);
+  }
+  async claimTicket(id: string, agent: string, at: number): Promise<TicketStep> {
+    this.#open();
+    return this.#tickets.claimTicket(id, agent, at);
+  }
+  async releaseTicket(id: string, by: string, at: number, queue?: string): Promise<TicketStep> {
+    this.#open();
+    return this.#tickets.releaseTicket(id, by, at, queue);
+  }
+  async closeTicket(id: string, by: string): Promise<TicketStep> {
+    this.#open();
+    return this.#tickets.closeTicket(id, by);
+  }
+  async dueUnclaimed(before: number, limit: number): Promise<Ticket[]> {
+    this.#open();
+    return this.#tickets.dueUnclaimed(before, limit);
+  }
+  async markUnclaimedNotified(id: string, waitingSince: number): Promise<boolean> {
+    this.#open();
+    return this.#tickets.markUnclaimedNotified(id, waitingSince);
+  }
+  async countWaitingTickets(): Promise<number> {
+    this.#open();
+    return this.#tickets.countWaitingTickets();
   }
 
   async close(): Promise<void> {

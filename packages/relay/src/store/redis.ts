@@ -29,14 +29,17 @@
  * - `P:ak` hash id → JSON record; `P:akh` hash sha256 → id; `P:akr` hash id → revokedAt.
  * - `P:rvs` hash issuer → sequence and `P:rvl` hash issuer → signed list (staff revocation lists).
  * - `P:role` hash device → comma-separated roles at its last login.
+ * - handoff tickets: `P:tk:<id>`, `P:tref`, `P:tc`, `P:to`, `P:tws`, `P:twd` (tickets/redis-tickets.ts).
  */
 import { createHash } from 'node:crypto';
 import { createClient, ErrorReply, RESP_TYPES } from 'redis';
 import type { PrekeyBundle } from '@parley/protocol/verify';
+import type { Ticket } from '@parley/protocol/wire';
 import { quotaError } from './quota.js';
+import { redisTickets } from '../tickets/redis-tickets.js';
 import type {
   ApiKeyRecord, DeviceStatements, FindApiKeyOptions, MailboxQuota, NewMessage, PrekeyPublication, QuotaScope, RelayStore, StoredIdentity, StoredMessage,
-  StoredRevocationList, TakeBundleOptions,
+  StoredRevocationList, TakeBundleOptions, NewTicket, TicketOpenResult, TicketStep,
 } from './types.js';
 
 /** Connection and safety settings of {@link RedisStore}. */
@@ -291,12 +294,14 @@ export class RedisStore implements RelayStore {
   readonly #client: Client;
   readonly #p: string;
   readonly #timeout: number;
+  readonly #tickets;
   #closed = false;
 
   private constructor(client: Client, prefix: string, commandTimeoutMs: number) {
     this.#client = client;
     this.#p = prefix;
     this.#timeout = commandTimeoutMs;
+    this.#tickets = redisTickets({ run: (s, keys, args) => this.#run(s, keys, args), cmd: (args) => this.#cmd(args), prefix });
   }
 
   /**
@@ -529,6 +534,43 @@ export class RedisStore implements RelayStore {
     if (r === null || r === undefined) return undefined;
     const roles = str(r);
     return roles === '' ? [] : roles.split(',');
+  }
+
+  // Handoff tickets (tickets/redis-tickets.ts): each step one Lua script, atomic across nodes.
+  openTicket(ticket: NewTicket, maxPerCustomer?: number): Promise<TicketOpenResult> {
+    return this.#tickets.open(ticket, maxPerCustomer);
+  }
+
+  getTicket(id: string): Promise<Ticket | undefined> {
+    return this.#tickets.get(id);
+  }
+
+  listTickets(queue?: string, limit = 1_000_000): Promise<Ticket[]> {
+    return this.#tickets.list(queue, Math.max(0, limit));
+  }
+
+  claimTicket(id: string, agent: string, at: number): Promise<TicketStep> {
+    return this.#tickets.claim(id, agent, at);
+  }
+
+  releaseTicket(id: string, by: string, at: number, queue?: string): Promise<TicketStep> {
+    return this.#tickets.release(id, by, at, queue);
+  }
+
+  closeTicket(id: string, by: string): Promise<TicketStep> {
+    return this.#tickets.close(id, by);
+  }
+
+  dueUnclaimed(before: number, limit: number): Promise<Ticket[]> {
+    return this.#tickets.due(before, Math.max(0, limit));
+  }
+
+  markUnclaimedNotified(id: string, waitingSince: number): Promise<boolean> {
+    return this.#tickets.mark(id, waitingSince);
+  }
+
+  countWaitingTickets(): Promise<number> {
+    return this.#tickets.waiting();
   }
 
   async close(): Promise<void> {

@@ -10,10 +10,12 @@ import { closeSync, existsSync, openSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { PrekeyBundle } from '@parley/protocol/verify';
+import type { Ticket } from '@parley/protocol/wire';
 import { exceededQuota, quotaError } from './quota.js';
+import { TICKETS_SCHEMA, sqliteTickets } from '../tickets/sqlite-tickets.js';
 import type {
   ApiKeyRecord, DeviceStatements, FindApiKeyOptions, MailboxQuota, NewMessage, PrekeyPublication, RelayStore, StoredIdentity, StoredMessage, StoredRevocationList,
-  TakeBundleOptions,
+  TakeBundleOptions, NewTicket, TicketOpenResult, TicketStep,
 } from './types.js';
 
 /**
@@ -23,9 +25,10 @@ import type {
  * and an index on `received_at` (expiry). 5: `devices.manifests` (a bot's release manifest
  * list, opaque like the other statements; {@link migrate} adds the column). 6: `revocation_lists`
  * (the newest staff revocation list per issuer) and `device_roles` (each device's roles at its
- * last login); new tables, so an older file gains them empty.
+ * last login); new tables, so an older file gains them empty. 7: `tickets` (handoff tickets,
+ * tickets/sqlite-tickets.ts); a new table, so an older file gains it empty.
  */
-const SCHEMA_VERSION = 6;
+const SCHEMA_VERSION = 7;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS devices (
@@ -217,6 +220,7 @@ export class SqliteStore implements RelayStore {
   readonly #delete;
   readonly #purge;
   readonly #groupCommit;
+  readonly #tickets;
   /** Writes waiting for the next group commit. */
   #queuedWrites: QueuedWrite[] = [];
   #flushScheduled = false;
@@ -249,6 +253,7 @@ export class SqliteStore implements RelayStore {
     const version = db.pragma('user_version', { simple: true }) as number;
     if (version > SCHEMA_VERSION) throw new Error(`relay database schema ${version} is newer than this relay (${SCHEMA_VERSION})`);
     db.exec(SCHEMA);
+    db.exec(TICKETS_SCHEMA);
     migrate(db, version);
     db.exec(COUNTING);
 
@@ -290,6 +295,7 @@ export class SqliteStore implements RelayStore {
       getRoles: db.prepare('SELECT roles FROM device_roles WHERE device_id = ?').pluck(),
     };
     this.#q = q;
+    this.#tickets = sqliteTickets(db);
 
     this.#putPrekeys = db.transaction((deviceId: string, u: PrekeyPublication): number => {
       const spk = u.signedPrekey;
@@ -466,6 +472,43 @@ export class SqliteStore implements RelayStore {
   async getDeviceRoles(deviceId: string): Promise<string[] | undefined> {
     const roles = this.#q.getRoles.get(deviceId) as string | undefined;
     return roles === undefined ? undefined : roles === '' ? [] : roles.split(',');
+  }
+
+  // Handoff tickets (tickets/sqlite-tickets.ts); writes through the group commit, like every write.
+  openTicket(ticket: NewTicket, maxPerCustomer?: number): Promise<TicketOpenResult> {
+    return this.#write(() => this.#tickets.open(ticket, maxPerCustomer));
+  }
+
+  async getTicket(id: string): Promise<Ticket | undefined> {
+    return this.#tickets.get(id);
+  }
+
+  async listTickets(queue?: string, limit = -1): Promise<Ticket[]> {
+    return this.#tickets.list(queue, limit); // LIMIT -1: all
+  }
+
+  claimTicket(id: string, agent: string, at: number): Promise<TicketStep> {
+    return this.#write(() => this.#tickets.claim(id, agent, at));
+  }
+
+  releaseTicket(id: string, by: string, at: number, queue?: string): Promise<TicketStep> {
+    return this.#write(() => this.#tickets.release(id, by, at, queue));
+  }
+
+  closeTicket(id: string, by: string): Promise<TicketStep> {
+    return this.#write(() => this.#tickets.close(id, by));
+  }
+
+  async dueUnclaimed(before: number, limit: number): Promise<Ticket[]> {
+    return this.#tickets.due(before, Math.max(0, limit));
+  }
+
+  markUnclaimedNotified(id: string, waitingSince: number): Promise<boolean> {
+    return this.#write(() => this.#tickets.mark(id, waitingSince));
+  }
+
+  async countWaitingTickets(): Promise<number> {
+    return this.#tickets.waiting();
   }
 
   async close(): Promise<void> {

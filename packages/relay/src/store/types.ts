@@ -6,6 +6,7 @@
  * One contract test suite (`test/store-contract.ts`) runs against every implementation.
  */
 import type { PrekeyBundle, PrekeyUpload, PublicIdentity } from '@parley/protocol/verify';
+import type { Ticket } from '@parley/protocol/wire';
 
 /**
  * Opaque public statements a device publishes with its prekeys (wire `DeviceStatements`): an org
@@ -99,8 +100,64 @@ export interface StoredRevocationList {
   readonly list: Uint8Array;
 }
 
-/** Durable relay state: prekey directory, mailbox, API keys, revocation lists, device roles. */
-export interface RelayStore {
+/** What {@link TicketStore.openTicket} receives: the store sets `state: 'waiting'` and `waitingSince = openedAt`. */
+export type NewTicket = Pick<Ticket, 'id' | 'queue' | 'customer' | 'ref' | 'notify' | 'openedAt'>;
+
+/** {@link TicketStore.openTicket}'s answer: the new or already open ticket, or a refusal at the customer's limit. */
+export type TicketOpenResult =
+  | { readonly ok: true; readonly ticket: Ticket; readonly existing: boolean }
+  | { readonly ok: false; readonly open: number };
+
+/**
+ * A claim, release or close: `ok: true` with the ticket after the step (for close: the deleted
+ * one), or `ok: false` with the ticket as it stands (claimed by another, or `by` is not a party)
+ * or without one (no such ticket).
+ */
+export type TicketStep = { readonly ok: true; readonly ticket: Ticket } | { readonly ok: false; readonly ticket?: Ticket };
+
+/**
+ * Handoff tickets (`@parley/protocol/wire` tickets.ts): metadata only. Every step that reads
+ * and writes is atomic in the store, so two relay nodes never both win a claim and never both
+ * report a ticket unclaimed.
+ */
+export interface TicketStore {
+  /**
+   * Opens a waiting ticket, idempotent on `(customer, ref)` while one is open (that one comes
+   * back with `existing: true`, unchanged). With `maxPerCustomer`, a new ticket beyond that
+   * many open ones of the customer is refused (`ok: false`).
+   */
+  openTicket(ticket: NewTicket, maxPerCustomer?: number): Promise<TicketOpenResult>;
+  getTicket(id: string): Promise<Ticket | undefined>;
+  /** Open tickets (of `queue`, or all), oldest `openedAt` first, at most `limit` (default all). */
+  listTickets(queue?: string, limit?: number): Promise<Ticket[]>;
+  /**
+   * Claims a waiting ticket for `agent` at `at`. Claimed by `agent` already: `ok` (unchanged);
+   * by another: `ok: false` with the ticket.
+   */
+  claimTicket(id: string, agent: string, at: number): Promise<TicketStep>;
+  /**
+   * Back to waiting (claim dropped, `waitingSince = at`, a new waiting period, optionally into
+   * `queue`), only when `by` is the customer or the claimant (checked in the same step).
+   */
+  releaseTicket(id: string, by: string, at: number, queue?: string): Promise<TicketStep>;
+  /** Deletes the ticket, only when `by` is the customer or the claimant; `ticket` is the deleted one. */
+  closeTicket(id: string, by: string): Promise<TicketStep>;
+  /**
+   * Waiting tickets with `waitingSince <= before` not yet reported for their current waiting
+   * period, oldest first, at most `limit`.
+   */
+  dueUnclaimed(before: number, limit: number): Promise<Ticket[]>;
+  /**
+   * Marks the waiting period starting at `waitingSince` reported; true only for the one caller
+   * that marks it (false when already marked, claimed, released since, or gone).
+   */
+  markUnclaimedNotified(id: string, waitingSince: number): Promise<boolean>;
+  /** Tickets in state `waiting` (metrics). */
+  countWaitingTickets(): Promise<number>;
+}
+
+/** Durable relay state: prekey directory, mailbox, API keys, revocation lists, device roles, handoff tickets. */
+export interface RelayStore extends TicketStore {
   /**
    * Stores a device's identity and signed prekey (replacing the previous ones) and appends its
    * one-time prekeys. An OPK id the store has seen before for this device (pending or already

@@ -8,7 +8,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { initCrypto, isParleyError, type ParleyErrorCode } from '@parley/protocol';
+import {
+  encodeStaffCredential,
+  generateIssuerKey,
+  generateOrgKey,
+  initCrypto,
+  isParleyError,
+  signIssuerCertificate,
+  signOrgCertificate,
+  signStaffCertificate,
+  type OrgRole,
+  type ParleyError,
+  type ParleyErrorCode,
+  type PublicIdentity,
+  type StaffRole,
+} from '@parley/protocol';
+import { ConversationEngine } from '@parley/engine';
+import { RelayLink } from '@parley/relay-link';
 import { createRelay, MemoryStore as RelayMemoryStore, type Relay, type RelayOptions } from '@parley/relay';
 import { ParleyClient, type IncomingMessage, type ParleyClientOptions } from '@parley/client';
 import { MemoryStore, type TrustOptions } from '@parley/client';
@@ -149,6 +165,66 @@ export async function customer(relayUrl: string, trust: TrustOptions, extra: Par
   client.on('error', (e) => void errors.push(e.error.code));
   await client.connect();
   return { client, store, got, seen, errors, duplicates: () => [...seen.values()].filter((n) => n > 1).length };
+}
+
+/**
+ * An organisation for conversation tests: its org key, an issuer it certified (agent and
+ * supervisor, 12 h), and devices: `staff` signs a device's staff credential (what the issuer's
+ * sign-in hands out), `certifiedClient` starts a `ParleyClient` whose device the org certified
+ * (role `bot` by default; its certificate is published with its prekeys before it starts).
+ */
+export function testOrg() {
+  const org = generateOrgKey();
+  const issuerKey = generateIssuerKey();
+  const HOUR = 3600_000;
+  const issuerCertificate = signIssuerCertificate(org.seed, {
+    issuerKey: issuerKey.publicKey, name: 'Acme support', policy: { roles: ['agent', 'supervisor'], maxLifetimeMs: 12 * HOUR }, expiresAt: Date.now() + 24 * HOUR,
+  });
+  let serial = 0;
+  return {
+    publicKey: org.publicKey,
+    /** A staff credential for `identity`, as the issuer's sign-in would give it. */
+    credential(identity: PublicIdentity, personId: string, displayName: string, roles: StaffRole[] = ['agent']): Uint8Array {
+      const s = new Uint8Array(16);
+      s[15] = ++serial;
+      return encodeStaffCredential(issuerCertificate, signStaffCertificate(issuerKey.seed, {
+        signingKey: identity.signingKey, dhKey: identity.dhKey, personId, displayName, roles, issuedAt: Date.now() - 1_000, expiresAt: Date.now() + 8 * HOUR, serial: s,
+      }));
+    },
+    /** An org certificate for `identity`. */
+    certificate(identity: PublicIdentity, role: OrgRole = 'bot', label = 'support'): Uint8Array {
+      return signOrgCertificate(org.seed, { role, label, signingKey: identity.signingKey, dhKey: identity.dhKey, expiresAt: Date.now() + 24 * HOUR });
+    },
+  };
+}
+
+/** A staff device (agent by default) signed in with a credential of `org`, connected, recording its messages like {@link customer}. */
+export async function staffClient(relayUrl: string, org: ReturnType<typeof testOrg>, personId: string, displayName: string, roles: StaffRole[] = ['agent'], extra: Partial<ParleyClientOptions> = {}) {
+  const store = new MemoryStore();
+  const client = await ParleyClient.create({ relayUrl, store, trust: { orgKey: org.publicKey, requireCertificate: 'none' }, ...extra, transport: { ...FAST, ...extra.transport } });
+  await client.setStaffCredential(org.credential(client.publicIdentity, personId, displayName, roles));
+  const errors: ParleyError[] = [];
+  client.on('error', (e) => void errors.push(e.error));
+  await client.connect();
+  return { client, store, errors };
+}
+
+/** A `ParleyClient` whose device `org` certified (role `bot` unless told), its certificate published before it starts. */
+export async function certifiedClient(relayUrl: string, org: ReturnType<typeof testOrg>, o: { apiKey?: string; trust?: TrustOptions; role?: OrgRole; label?: string; extra?: Partial<ParleyClientOptions> } = {}) {
+  const store = new MemoryStore();
+  const engine = await ConversationEngine.open({ store });
+  const link = new RelayLink({ url: relayUrl, credentials: { answer: (c) => engine.relayLoginAnswer(c), ...(o.apiKey ? { apiKey: o.apiKey } : {}) } });
+  await link.connect({ timeoutMs: 5_000 });
+  await link.uploadPrekeys({ ...(await engine.prekeyUpload(0)), certificate: org.certificate(engine.publicIdentity, o.role, o.label) });
+  await link.close();
+  await engine.close();
+  const client = await ParleyClient.create({
+    relayUrl, store, trust: o.trust ?? { orgKey: org.publicKey, requireCertificate: 'none' }, ...(o.apiKey ? { apiKey: o.apiKey } : {}), ...o.extra, transport: { ...FAST, ...o.extra?.transport },
+  });
+  const errors: ParleyError[] = [];
+  client.on('error', (e) => void errors.push(e.error));
+  await client.connect();
+  return { client, store, errors };
 }
 
 /** An assertion helper for rejections with a Parley error code. */

@@ -42,6 +42,7 @@ import {
   type SessionResetReason,
 } from '@parley/protocol';
 import {
+  ConversationBook,
   ConversationEngine,
   MAX_RECEIPT_IDS,
   decodeReceiptBody,
@@ -58,6 +59,9 @@ import {
 } from '@parley/engine';
 import { Emitter } from './emitter.js';
 import { StatementFetchBudget } from './statement-budget.js';
+import { ConversationHub } from './conversations/hub.js';
+import type { FanOutFailure } from './conversations/port.js';
+import { CONVERSATION_EVENT_NAMES, type ClientTickets, type Conversation, type ConversationEvents } from './conversations/types.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS, RelayLink, type Logger, type RelayLinkOptions } from '@parley/relay-link';
 
 /** Options of {@link ParleyClient.create}. */
@@ -164,8 +168,8 @@ export interface ClientErrorEvent {
   readonly id?: string;
 }
 
-/** Events of {@link ParleyClient}. */
-export interface ParleyClientEvents {
+/** Events of {@link ParleyClient} (with those of conversations: {@link ConversationEvents}). */
+export interface ParleyClientEvents extends ConversationEvents {
   message: IncomingMessage;
   /** The peer's device persisted our message `id` (end-to-end receipt). */
   delivered: { readonly peer: string; readonly id: string };
@@ -305,12 +309,31 @@ export class ParleyClient {
   /** When the revocation lists were last fetched (attempted), by this client's clock. */
   #revocationsAt = 0;
   #revocationFetch: Promise<void> | undefined;
+  /** Conversations with several members and the handoff (conversations/hub.ts). */
+  readonly #conversations: ConversationHub;
+  /** A conversation frame waits in the inbox for the relay (a claim check, a ticket to open): drain again later. */
+  #drainRetryTimer: ReturnType<typeof setTimeout> | undefined;
 
-  private constructor(options: ParleyClientOptions, engine: ConversationEngine, transport: RelayLink, ownedStore?: { close(): Promise<void> }) {
+  private constructor(options: ParleyClientOptions, engine: ConversationEngine, transport: RelayLink, book: ConversationBook, ownedStore?: { close(): Promise<void> }) {
     this.#options = options;
     this.#engine = engine;
     this.#transport = transport;
     this.#ownedStore = ownedStore;
+    this.#conversations = new ConversationHub(book, {
+      deviceId: engine.deviceId,
+      orgKeyPinned: options.trust?.orgKey !== undefined,
+      fanOut: (recipients, frame, id) => this.#fanOut(recipients, frame, id),
+      refreshStatements: (peer) => this.#refreshStatements(peer),
+      peerStaff: (peer) => engine.peerStaff(peer),
+      peerCertificate: (peer) => engine.peerCertificate(peer),
+      safetyNumber: (peer) => this.#safetyNumberOf(peer).safetyNumber,
+      link: transport,
+      emit: <K extends keyof ConversationEvents>(event: K, value: ConversationEvents[K]) => {
+        for (const e of this.#events.emit(event, value as ParleyClientEvents[K])) this.#report(e);
+      },
+      report: (e, context) => this.#report(e, context),
+      newMessageId: () => ConversationEngine.newMessageId(),
+    });
     transport.setHandlers({
       onAuthenticated: () => this.#onAuthenticated(),
       onMessage: (m) => this.#onDelivery(m),
@@ -319,6 +342,8 @@ export class ParleyClient {
       onDisconnected: (reason) => this.#events.emit('disconnected', { reason }),
       onAuthFailed: (error) => this.#events.emit('authFailed', { error }),
       onError: (error) => this.#report(error),
+      onTicket: (update) => this.#events.emit('ticket', update),
+      onTicketUnclaimed: (info) => this.#events.emit('ticketUnclaimed', info),
     });
     const gapTimeout = options.gapTimeoutMs ?? DEFAULT_GAP_TIMEOUT_MS;
     this.#gapTimer = setInterval(() => {
@@ -350,6 +375,7 @@ export class ParleyClient {
       }
       this.#events.emit('messageGap', gap);
     }
+    await this.#conversations.reportGaps(timeoutMs);
   }
 
   /**
@@ -405,7 +431,9 @@ export class ParleyClient {
         },
         ...(options.logger ? { logger: options.logger } : {}),
       });
-      client = new ParleyClient(options, engine, transport, owned);
+      // Conversations live in the same store, under their own keys.
+      const book = await ConversationBook.open({ store, deviceId: engine.deviceId, ...(options.now ? { now: options.now } : {}) });
+      client = new ParleyClient(options, engine, transport, book, owned);
       warnUnsafeTrust(options);
       return client;
     } catch (e) {
@@ -470,22 +498,7 @@ export class ParleyClient {
     if (this.#closed) throw new ParleyError('USAGE', 'client is closed');
     const { type, body } = encodeContent(content);
     const id = options.id ?? ConversationEngine.newMessageId();
-    const run = this.#sendLock.then(async () => {
-      // Receipts owed to this peer go first: in the same ratchet direction, so nearly free.
-      if (this.#engine.pendingReceiptCount(peer) > 0 && this.#receiptsOn) await this.#encryptReceipts(peer);
-      // A staff peer: never encrypt to it on revocation lists older than revocationRefreshMs.
-      if (this.#engine.peerStaff(peer) && this.#now() - this.#revocationsAt >= this.#revocationRefreshMs) await this.#refreshRevocations();
-      const bundle = this.#engine.needsBundle(peer) ? await this.#transport.fetchBundle(peer) : undefined;
-      try {
-        await this.#engine.encrypt(peer, body, { messageId: id, type, ...(bundle ? { bundle } : {}) });
-      } catch (e) {
-        // An existing session whose attestation is missing or was made for an old pin: fetch the
-        // peer's current statements (no OPK used), verify them, and try once more.
-        if (bundle || !needsStatements(e) || !this.#transport.authenticated) throw e;
-        await this.#refreshStatements(peer);
-        await this.#engine.encrypt(peer, body, { messageId: id, type });
-      }
-    });
+    const run = this.#sendLock.then(() => this.#encryptTo(peer, body, type, id));
     this.#sendLock = run.catch(() => undefined);
     await run;
     // The envelope is durable in the outbox: wait for the flush to settle it (sent, refused, or
@@ -497,6 +510,83 @@ export class ParleyClient {
     return { id };
   }
 
+  /** Encrypts one message to `peer` into the outbox (inside the send lock): owed receipts first, a bundle when there is no session. */
+  async #encryptTo(peer: string, body: Uint8Array, type: PayloadType, id: string): Promise<void> {
+    // Receipts owed to this peer go first: in the same ratchet direction, so nearly free.
+    if (this.#engine.pendingReceiptCount(peer) > 0 && this.#receiptsOn) await this.#encryptReceipts(peer);
+    // A staff peer: never encrypt to it on revocation lists older than revocationRefreshMs.
+    if (this.#engine.peerStaff(peer) && this.#now() - this.#revocationsAt >= this.#revocationRefreshMs) await this.#refreshRevocations();
+    const bundle = this.#engine.needsBundle(peer) ? await this.#transport.fetchBundle(peer) : undefined;
+    try {
+      await this.#engine.encrypt(peer, body, { messageId: id, type, ...(bundle ? { bundle } : {}) });
+    } catch (e) {
+      // An existing session whose attestation is missing or was made for an old pin: fetch the
+      // peer's current statements (no OPK used), verify them, and try once more.
+      if (bundle || !needsStatements(e) || !this.#transport.authenticated) throw e;
+      await this.#refreshStatements(peer);
+      await this.#engine.encrypt(peer, body, { messageId: id, type });
+    }
+  }
+
+  /**
+   * A conversation frame to each recipient, all with message id `id` (pairwise fan-out through
+   * the outbox). Resolves once the relay settled each envelope (or it waits in the outbox);
+   * the recipients it could not be encrypted to or that the relay refused are returned.
+   */
+  async #fanOut(recipients: readonly string[], frame: Uint8Array, id: string): Promise<FanOutFailure[]> {
+    if (this.#closed) throw new ParleyError('USAGE', 'client is closed');
+    const failed: FanOutFailure[] = [];
+    const queued: string[] = [];
+    const run = this.#sendLock.then(async () => {
+      for (const peer of recipients) {
+        try {
+          await this.#encryptTo(peer, frame, 'conversation', id);
+          queued.push(peer);
+        } catch (e) {
+          failed.push({ peer, error: isParleyError(e) ? e : new ParleyError('INTERNAL', 'encrypt failed', { cause: e }) });
+        }
+      }
+    });
+    this.#sendLock = run.catch(() => undefined);
+    await run;
+    const settled = queued.map((peer) => new Promise<ParleyError | undefined>((resolve) => this.#sendWaiters.set(`${peer}/${id}`, resolve)));
+    void this.#flushOutbox();
+    const outcomes = await Promise.all(settled);
+    outcomes.forEach((error, i) => error && failed.push({ peer: queued[i]!, error }));
+    return failed;
+  }
+
+  /**
+   * Starts a conversation owned by this device (the customer) with `peers` (a bot, or several
+   * devices). Each peer is verified first, as {@link send} does, and must be a certified bot
+   * (org certificate role `bot`) or a staff device (agent or supervisor); with no org key pinned
+   * peers are accepted on first use. Every member then learns the member list.
+   * @throws ParleyError `UNTRUSTED_IDENTITY` (`details.reason`: `missing`, `role`, or the
+   *   engine's refusal of its certificate), `SESSION_NOT_FOUND` (unknown device), `USAGE`.
+   * @example
+   * const conv = await client.startConversation(botDeviceId);
+   * await conv.send('Hello, where is my parcel?');
+   */
+  startConversation(peers: string | readonly string[], options: { name?: string } = {}): Promise<Conversation> {
+    if (this.#closed) return Promise.reject(new ParleyError('USAGE', 'client is closed'));
+    return this.#conversations.start(peers, options);
+  }
+
+  /** The conversation `id`, if this device knows it. */
+  conversation(id: string): Conversation | undefined {
+    return this.#conversations.get(id);
+  }
+
+  /** Every conversation this device knows (also from before a restart). */
+  conversations(): Conversation[] {
+    return this.#conversations.list();
+  }
+
+  /** The handoff queue at the relay (agents and supervisors): list and claim tickets. */
+  get tickets(): ClientTickets {
+    return this.#conversations.tickets;
+  }
+
   /**
    * Listens for an event. Returns a function that removes the listener.
    * A `message` leaves the durable inbox once all `message` listeners returned; a listener
@@ -506,7 +596,7 @@ export class ParleyClient {
    */
   on<K extends keyof ParleyClientEvents>(event: K, listener: (value: ParleyClientEvents[K]) => void): () => void {
     const off = this.#events.on(event, listener);
-    if (event === 'message') void this.#drain();
+    if (event === 'message' || (CONVERSATION_EVENT_NAMES as readonly string[]).includes(event)) void this.#drain();
     return off;
   }
 
@@ -664,6 +754,7 @@ export class ParleyClient {
     await this.#transport.idle().catch(() => undefined);
     this.#closed = true;
     clearTimeout(this.#retryTimer);
+    clearTimeout(this.#drainRetryTimer);
     clearInterval(this.#gapTimer);
     clearInterval(this.#prekeyTimer);
     clearInterval(this.#revocationTimer);
@@ -1026,6 +1117,18 @@ export class ParleyClient {
             await this.#consume(m, key);
             continue;
           }
+          if (m.type === 'conversation') {
+            // Kept until the app listens to conversations; the book applies it, then it leaves the inbox.
+            if (!CONVERSATION_EVENT_NAMES.some((e) => this.#events.listenerCount(e) > 0)) continue;
+            this.#delivering.add(key);
+            if ((await this.#conversations.receive(m)) === 'keep') {
+              this.#delivering.delete(key);
+              this.#retryDrain();
+              continue;
+            }
+            await this.#consume(m, key);
+            continue;
+          }
           const iterators = [...this.#iterators].filter((it) => !it.done);
           const listeners = this.#events.listenerCount('message');
           if (iterators.length === 0 && listeners === 0) continue; // keep it until someone listens
@@ -1049,6 +1152,15 @@ export class ParleyClient {
       this.#draining = undefined;
     });
     return this.#draining;
+  }
+
+  /** Drains again after {@link RETRY_DELAY_MS} (a frame waits for the relay). */
+  #retryDrain(): void {
+    if (this.#drainRetryTimer || this.#closed) return;
+    this.#drainRetryTimer = setTimeout(() => {
+      this.#drainRetryTimer = undefined;
+      void this.#drain();
+    }, RETRY_DELAY_MS);
   }
 
   #handleReceipt(m: ReceivedMessage): void {
@@ -1086,6 +1198,6 @@ function needsStatements(e: unknown): boolean {
   return false;
 }
 
-function toIncoming(m: ReceivedMessage, type: Exclude<PayloadType, 'receipt'>): IncomingMessage {
+function toIncoming(m: ReceivedMessage, type: Exclude<PayloadType, 'receipt' | 'conversation'>): IncomingMessage {
   return { from: m.from, id: m.id, sentAt: m.sentAt, receivedAt: m.receivedAt, seq: m.seq, ...decodeContent(type, m.payload) };
 }

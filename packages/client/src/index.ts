@@ -22,6 +22,21 @@ export {
   type ClientErrorEvent,
   type OwnStaffCredential,
 } from './client.js';
+export type {
+  Conversation,
+  ConversationMember,
+  ConversationEvents,
+  ConversationSendResult,
+  ConversationInfo,
+  ConversationMessage,
+  HandoffOffer,
+  AcceptAgentOptions,
+  ClientTickets,
+  Member,
+  HistoryItem,
+  Ticket,
+  TicketChange,
+} from './conversations/types.js';
 export {
   signInStaff,
   type StaffDevice,

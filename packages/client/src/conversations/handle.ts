@@ -1,0 +1,67 @@
+/**
+ * The {@link Conversation} handle: a thin, live view over the hub (which holds the book and the
+ * send path). Fields are read from the book at every access, so a handle never goes stale.
+ */
+import type { OutgoingContent } from '@parley/protocol';
+import type { ConversationMessage } from '@parley/engine';
+import type { Ticket } from '@parley/protocol/wire';
+import type { ConversationHub } from './hub.js';
+import type { AcceptAgentOptions, Conversation, ConversationMember, ConversationSendResult, HandoffOffer } from './types.js';
+
+export class ConversationHandle implements Conversation {
+  readonly id: string;
+  readonly #hub: ConversationHub;
+
+  constructor(id: string, hub: ConversationHub) {
+    this.id = id;
+    this.#hub = hub;
+  }
+
+  get owner(): string {
+    return this.#hub.info(this.id).owner;
+  }
+
+  get epoch(): number {
+    return this.#hub.info(this.id).epoch;
+  }
+
+  get members(): readonly ConversationMember[] {
+    return this.#hub.members(this.#hub.info(this.id));
+  }
+
+  send(content: OutgoingContent): Promise<ConversationSendResult> {
+    return this.#hub.send(this.id, content);
+  }
+
+  history(limit?: number): ConversationMessage[] {
+    return this.#hub.history(this.id, limit);
+  }
+
+  requestHuman(o: { readonly queue: string; readonly reason?: string }): Promise<Ticket> {
+    return this.#hub.requestHuman(this.id, o);
+  }
+
+  handoff(o: { readonly queue: string; readonly reason?: string }): Promise<void> {
+    return this.#hub.handoff(this.id, o);
+  }
+
+  acceptAgent(offer: HandoffOffer, o: AcceptAgentOptions): Promise<void> {
+    return this.#hub.acceptAgent(this.id, offer, o);
+  }
+
+  declineAgent(offer: HandoffOffer): Promise<void> {
+    return this.#hub.declineAgent(offer);
+  }
+
+  transfer(o?: { readonly queue?: string }): Promise<void> {
+    return this.#hub.transfer(this.id, o);
+  }
+
+  close(): Promise<void> {
+    return this.#hub.close(this.id);
+  }
+
+  toJSON(): { id: string } {
+    return { id: this.id };
+  }
+}

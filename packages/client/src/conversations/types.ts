@@ -1,0 +1,167 @@
+/**
+ * The public shapes of conversations with several members on a {@link ParleyClient}: the
+ * {@link Conversation} handle, handoff offers, and the events the client emits for them
+ * (docs/architecture.md "Conversations with several members", "Handoff from the bot to a human
+ * agent").
+ */
+import type { OutgoingContent, ParleyError } from '@parley/protocol';
+import type { Ticket, TicketChange } from '@parley/protocol/wire';
+import type { ConversationInfo, ConversationMessage, Member } from '@parley/engine';
+
+export type { Ticket, TicketChange } from '@parley/protocol/wire';
+export type { ConversationInfo, ConversationMessage, Member, HistoryItem } from '@parley/engine';
+
+/** A member as the app shows it: its certified role and name, and the safety number with this device when there is a session. */
+export interface ConversationMember extends Member {
+  /** 60 digits in groups of five, identical on both devices (absent for this device itself and before any contact). */
+  readonly safetyNumber?: string;
+}
+
+/**
+ * An agent who claimed this customer's ticket and asks to join (customer side). Everything in
+ * it was checked: the agent's staff credential against the pinned org key (`name`, `roles`),
+ * and that the relay's ticket is claimed by exactly this device. Show it in a consent dialog,
+ * then call {@link Conversation.acceptAgent} or {@link Conversation.declineAgent}.
+ */
+export interface HandoffOffer {
+  /** The conversation the ticket was opened for. */
+  readonly conversation: string;
+  /** The ticket id. */
+  readonly ticket: string;
+  readonly agent: {
+    readonly deviceId: string;
+    /** The certified display name (the issuer's word, never the relay's). */
+    readonly name: string;
+    readonly roles: readonly string[];
+    /** The safety number with the agent's device. */
+    readonly safetyNumber: string;
+  };
+}
+
+/** What the customer shares with an agent it admits, and whether the bot stays. */
+export interface AcceptAgentOptions {
+  /** `'none'`, `'all'` (the last 500 kept), or the last `n` messages. */
+  readonly history: 'none' | 'all' | { readonly last: number };
+  /** `'stay'`: the bot keeps reading (and may answer); `'leave'`: it is removed from the member list. */
+  readonly bot: 'stay' | 'leave';
+}
+
+/** The outcome of a fan-out: the message id, and the members it could not be encrypted to (each also reported as an `error` event). */
+export interface ConversationSendResult {
+  readonly id: string;
+  readonly failed: readonly { readonly peer: string; readonly error: ParleyError }[];
+}
+
+/**
+ * One conversation, as a thin handle over the device's conversation book and its send path.
+ * Its fields are read live (epoch and members change as frames arrive).
+ */
+export interface Conversation {
+  readonly id: string;
+  /** The customer's device: the only device that changes the member list. */
+  readonly owner: string;
+  /** The member list's version: 1 at creation, +1 per change. */
+  readonly epoch: number;
+  readonly members: readonly ConversationMember[];
+  /**
+   * Sends to every other member: one end-to-end encrypted message per member over the pairwise
+   * sessions (a session is started from the member's bundle when there is none), all with the
+   * same message id. Resolves once the envelopes are in the outbox and, when connected, acked by
+   * the relay.
+   * @throws ParleyError `FORBIDDEN` reason `notMember` (this device is no longer a member),
+   *   `USAGE` (unknown conversation, bad content), and when no member could be reached, the
+   *   first member's error.
+   */
+  send(content: OutgoingContent): Promise<ConversationSendResult>;
+  /** Messages (own, received, and history shared with this device marked `shared: true`), oldest first; the last `limit`. */
+  history(limit?: number): ConversationMessage[];
+  /**
+   * Customer (owner): asks for a person. Opens a ticket in `queue` at the relay (the relay learns
+   * the queue and an opaque reference, nothing of the conversation); the bot, when a member, is
+   * told about the ticket's changes. Agents who claim it send a {@link HandoffOffer}.
+   */
+  requestHuman(o: { readonly queue: string; readonly reason?: string }): Promise<Ticket>;
+  /**
+   * A member that is not the owner (a bot running on a `ParleyClient`): asks the owner's device
+   * to open a ticket (a `handoff` frame); the owner emits `handoffRequested`.
+   */
+  handoff(o: { readonly queue: string; readonly reason?: string }): Promise<void>;
+  /**
+   * Customer: admits the agent of `offer` after checking again that it is a verified staff device
+   * (agent or supervisor) and holds the ticket's claim at the relay; sends the new member list to
+   * every old and new member, then the chosen history to the agent alone.
+   * @throws ParleyError `FORBIDDEN` reason `notClaimant` (the claim moved), `UNTRUSTED_IDENTITY`
+   *   (not a verified agent), `TRANSPORT`.
+   */
+  acceptAgent(offer: HandoffOffer, o: AcceptAgentOptions): Promise<void>;
+  /** Customer: refuses the agent: the ticket goes back to its queue, and the agent is told (`handoffDeclined`). Nothing is shared. */
+  declineAgent(offer: HandoffOffer): Promise<void>;
+  /**
+   * Agent: hands the conversation on: the ticket goes back to a queue (`queue`, or its own) and
+   * this device leaves the conversation. The next agent who claims it needs the customer's
+   * consent again and sees only what the customer shares then.
+   */
+  transfer(o?: { readonly queue?: string }): Promise<void>;
+  /** Agent or customer: ends the ticket; an agent leaves the conversation, a customer removes the agents from it. */
+  close(): Promise<void>;
+}
+
+/** `client.tickets`: the handoff queue (agents and supervisors). */
+export interface ClientTickets {
+  /** Tickets open at the relay (of one queue, or all), oldest first. @throws ParleyError `FORBIDDEN` reason `role` for a non-staff connection. */
+  list(queue?: string): Promise<Ticket[]>;
+  /**
+   * Claims a ticket at the relay (atomic across relay nodes) and asks the customer to admit this
+   * device (a `join` frame). The customer's client answers with a member list (`conversationJoined`)
+   * or a decline (`handoffDeclined`).
+   * @throws ParleyError `CONFLICT` reason `claimed` (another agent holds it), `FORBIDDEN`, `TRANSPORT`.
+   */
+  claim(ticketId: string): Promise<Ticket>;
+}
+
+/** Events of conversations on a {@link ParleyClient} (part of `ParleyClientEvents`). */
+export interface ConversationEvents {
+  /** A message in a conversation (plain 1:1 messages stay `message`). Reported once per (sender, id), also across crashes. */
+  conversationMessage: ConversationMessage & {
+    readonly conversationInfo?: ConversationInfo;
+    /** It was reported missing before (`conversationGap`) and arrived after all. */
+    readonly gapClosed?: boolean;
+  };
+  /** The member list changed (also when this device created the conversation or changed it). */
+  membersChanged: {
+    readonly conversation: string;
+    readonly epoch: number;
+    readonly members: ConversationMember[];
+    readonly joined: Member[];
+    readonly left: Member[];
+  };
+  /** Customer side: a member (the bot) asked for a person, and this client opened the ticket. */
+  handoffRequested: { readonly conversation: string; readonly queue: string; readonly reason: string; readonly by: string; readonly ticket: Ticket };
+  /** Customer side: an agent claimed the ticket; ask for consent. */
+  handoffOffer: HandoffOffer;
+  /** Agent side: the customer declined this device. */
+  handoffDeclined: { readonly ticket: string };
+  /** Agent side: the history the customer chose to share (items marked `shared: true`). */
+  historyShared: { readonly conversation: string; readonly from: string; readonly items: ConversationMessage[] };
+  /** Agent side: the customer admitted this device. */
+  conversationJoined: { readonly conversation: string; readonly members: ConversationMember[] };
+  /** Messages of `member` with these sequence numbers are still missing `gapTimeoutMs` after later ones arrived (docs/threats.md C25). */
+  conversationGap: { readonly conversation: string; readonly member: string; readonly seqs: readonly number[] };
+  /** A frame from `from` named another member list than this device's for the same epoch (it was still delivered if the sender is a member). */
+  membersMismatch: { readonly conversation: string; readonly from: string };
+  /** A ticket changed at the relay (staff: the live queue; customers and notify devices: their own tickets). */
+  ticket: { readonly ticket: Ticket; readonly change: TicketChange };
+  /** A ticket of this device waited longer than the relay's `ticketUnclaimedMs`. */
+  ticketUnclaimed: { readonly ticket: Ticket; readonly waitingMs: number };
+}
+
+/** The conversation events whose listeners mean the app is ready for conversation frames. */
+export const CONVERSATION_EVENT_NAMES: readonly (keyof ConversationEvents)[] = [
+  'conversationMessage',
+  'membersChanged',
+  'handoffRequested',
+  'handoffOffer',
+  'handoffDeclined',
+  'historyShared',
+  'conversationJoined',
+];

@@ -48,6 +48,18 @@ export function resolveLimits(flags: readonly string[], env: NodeJS.ProcessEnv):
   return { ...fromList, ...fromVars, ...parseLimits(flags) };
 }
 
+/**
+ * `--ticket-unclaimed-ms` (env `PARLEY_RELAY_TICKET_UNCLAIMED_MS`): a whole number of ms ≥ 1.
+ * @throws Error naming the flag when it is not.
+ */
+export function parseTicketUnclaimedMs(raw: string): number {
+  const value = Number(raw.trim());
+  if (raw.trim() === '' || !Number.isSafeInteger(value) || value < 1) {
+    throw new Error(`--ticket-unclaimed-ms ${raw}: expected a whole number of milliseconds ≥ 1 (PARLEY_RELAY_TICKET_UNCLAIMED_MS)`);
+  }
+  return value;
+}
+
 /** True for loopback interfaces (127.0.0.0/8, ::1, localhost). `0.0.0.0` and `::` are every interface. */
 export function isLoopback(host: string): boolean {
   const h = host.replace(/^\[|\]$/g, '').toLowerCase();

@@ -9,7 +9,7 @@ import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { createApiKey } from './apikeys.js';
 import { OperatorError, loadTls, startupMessage, type ListenFlags } from './cli-errors.js';
-import { limitEnvName, plainHttpWarning, resolveLimits } from './cli-options.js';
+import { limitEnvName, parseTicketUnclaimedMs, plainHttpWarning, resolveLimits } from './cli-options.js';
 import { DEFAULT_LIMITS, type RelayLimits } from './options.js';
 import { originWarnings } from './origin.js';
 import { createRelay } from './relay.js';
@@ -102,12 +102,14 @@ program
     'take revocation lists on /v1/revocations, enforce the role table (README "Roles")').env('PARLEY_RELAY_ORG_KEY'))
   .addOption(new Option('--customers-may-message-customers <yes|no>', 'may customer devices message each other? (default: no with --org-key, yes without)')
     .env('PARLEY_RELAY_CUSTOMERS_MAY_MESSAGE_CUSTOMERS').choices(['yes', 'no', 'true', 'false']))
+  .addOption(new Option('--ticket-unclaimed-ms <ms>', 'a handoff ticket waiting this long unclaimed is reported to its customer and bot (default 120000)')
+    .env('PARLEY_RELAY_TICKET_UNCLAIMED_MS'))
   .addHelpText('after', `\nLimits (--limit name=value, or the environment variable; flag > variable > PARLEY_RELAY_LIMITS > default):\n${limitsHelp}\n` +
     `\nOnce listening, stdout gets one line:  parley-relay listening on <url> (origin <origin>)\n`)
   .action(async (o: {
     host: string; port: string; db: string; redis?: string; redisPrefix?: string; allowNonDurableRedis?: boolean; origin?: string;
     tlsCert?: string; tlsKey?: string; logLevel: string; limit: string[]; metricsPort?: string; metricsHost: string; metricsToken?: string;
-    readyFile?: string; orgKey?: string; customersMayMessageCustomers?: string;
+    readyFile?: string; orgKey?: string; customersMayMessageCustomers?: string; ticketUnclaimedMs?: string;
   }) => {
     const flags = { port: port('--port')(o.port), ...(o.metricsPort === undefined ? {} : { metricsPort: port('--metrics-port')(o.metricsPort) }) };
     try {
@@ -117,6 +119,7 @@ program
         throw new OperatorError(`invalid --org-key: expected the org root public key as 64 hex characters (parley-org keygen prints it)`);
       }
       const mayMessage = o.customersMayMessageCustomers === undefined ? undefined : ['yes', 'true'].includes(o.customersMayMessageCustomers);
+      const ticketUnclaimedMs = o.ticketUnclaimedMs === undefined ? undefined : parseTicketUnclaimedMs(o.ticketUnclaimedMs);
       const tls = o.tlsCert && o.tlsKey ? loadTls(o.tlsCert, o.tlsKey) : undefined;
       const logger = pino({ level: o.logLevel });
       const warn = (event: string, message: string) => {
@@ -135,6 +138,7 @@ program
         ...(o.origin ? { origin: o.origin } : {}),
         ...(o.orgKey ? { orgKey: o.orgKey.trim() } : {}),
         ...(mayMessage === undefined ? {} : { customersMayMessageCustomers: mayMessage }),
+        ...(ticketUnclaimedMs === undefined ? {} : { ticketUnclaimedMs }),
         ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
         ...(flags.metricsPort !== undefined || o.metricsToken !== undefined
           ? {

@@ -112,7 +112,9 @@ async function dispatch(ctx: RelayContext, socket: RelaySocket, packet: unknown[
       socket.disconnect(true);
       return;
     }
-    if (VIOLATIONS.has(error.code) && ++d.violations >= ctx.limits.maxViolations) {
+    // A ticket closed since the client saw it is a race, not a protocol violation.
+    const benign = error.code === 'USAGE' && error.details?.['reason'] === 'noSuchTicket'; // ct-ok: public error reason
+    if (VIOLATIONS.has(error.code) && !benign && ++d.violations >= ctx.limits.maxViolations) {
       drop(ctx, socket, { code: error.code, message: 'too many protocol violations' });
     }
   }

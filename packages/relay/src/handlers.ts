@@ -15,6 +15,7 @@ import {
 } from './schemas.js';
 import { checkStaffLogin } from './staff/login.js';
 import { checkSend, loginRoles, rememberRoles } from './staff/roles.js';
+import { TICKET_HANDLERS, joinStaffRoom } from './tickets/handlers.js';
 
 /** A handler's outcome: the ack fields, and work to run after the ack is sent. */
 export interface HandlerResult {
@@ -71,6 +72,8 @@ const auth: Handler = async (ctx, socket, payload) => {
   d.role = role;
   d.roles = roles;
   if (staff) d.staff = staff;
+  // Agents and supervisors get the live queue (`ticket` pushes) from now on.
+  await joinStaffRoom(socket);
   clearTimeout(d.authTimer);
   ctx.metrics.authenticated.inc();
   ctx.metrics.auth.inc({ result: 'success' });
@@ -254,4 +257,5 @@ export const HANDLERS: ReadonlyMap<string, Handler> = new Map<string, Handler>([
   ['ack', ack],
   ['fetchQueue', fetchQueue],
   ['fetchRevocations', fetchRevocations],
+  ...TICKET_HANDLERS,
 ]);

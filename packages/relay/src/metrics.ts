@@ -25,6 +25,10 @@ export interface RelayMetrics {
   readonly slowConsumers: Counter;
   /** Requests refused by the role table (`FORBIDDEN`), by the acting `role` and the `operation`. */
   readonly forbidden: Counter<'role' | 'operation'>;
+  /** Ticket claims by `result`: `won`, `conflict` (another agent held it). */
+  readonly ticketClaims: Counter<'result'>;
+  /** Waiting periods reported unclaimed (`ticketUnclaimed` pushes). */
+  readonly ticketsUnclaimed: Counter;
 }
 
 let processRegistry: Registry | undefined;
@@ -73,6 +77,14 @@ export function createMetrics(store: RelayStore, defaults = false, bufferedBytes
       this.set(bufferedBytes());
     },
   });
+  new Gauge({
+    name: `${p}tickets_waiting`,
+    help: 'Handoff tickets waiting in a queue (not claimed)',
+    registers,
+    async collect() {
+      this.set(await store.countWaitingTickets());
+    },
+  });
   return {
     registry,
     connections: new Gauge({ name: `${p}connections`, help: 'Open sockets', registers }),
@@ -89,5 +101,7 @@ export function createMetrics(store: RelayStore, defaults = false, bufferedBytes
     expired: new Counter({ name: `${p}messages_expired_total`, help: 'Queued envelopes purged unacked after queueTtlMs', registers }),
     slowConsumers: new Counter({ name: `${p}slow_consumer_drops_total`, help: 'Sockets dropped because their unsent bytes exceeded maxSocketBufferBytes', registers }),
     forbidden: new Counter({ name: `${p}forbidden_total`, help: 'Requests refused by the role table (FORBIDDEN), by role and operation', labelNames: ['role', 'operation'], registers }),
+    ticketClaims: new Counter({ name: `${p}ticket_claims_total`, help: 'Handoff ticket claims by result (won, conflict)', labelNames: ['result'], registers }),
+    ticketsUnclaimed: new Counter({ name: `${p}tickets_unclaimed_total`, help: 'Handoff tickets reported waiting longer than ticketUnclaimedMs (once per waiting period)', registers }),
   };
 }

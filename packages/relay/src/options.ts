@@ -96,6 +96,11 @@ export interface RelayLimits {
    * each one costs signature checks, and only an issuer has anything to post.
    */
   revocationPostsPerMinutePerAddress: number;
+  /**
+   * Handoff tickets one device may hold open at once (`ticketOpen` past it: `RATE_LIMITED`,
+   * `details.scope: 'tickets'`): a customer cannot flood the queues or the store.
+   */
+  maxOpenTicketsPerDevice: number;
 }
 
 /** The defaults. */
@@ -130,6 +135,7 @@ export const DEFAULT_LIMITS: Readonly<RelayLimits> = Object.freeze({
   backlogPageSize: 200,
   apiKeyCheckIntervalMs: 5_000,
   revocationPostsPerMinutePerAddress: 30,
+  maxOpenTicketsPerDevice: 16,
 });
 
 /** TLS material; when given the relay serves HTTPS/WSS only. */
@@ -196,6 +202,13 @@ export interface RelayOptions {
    * working). Refusals are `FORBIDDEN` (`details.role`, `details.operation: 'sendToCustomer'`).
    */
   customersMayMessageCustomers?: boolean;
+  /**
+   * A handoff ticket waiting unclaimed this long gets one `ticketUnclaimed` push to its
+   * customer and notify device (the bot tells the customer), per waiting period, and counts in
+   * `parley_relay_tickets_unclaimed_total`. Default `DEFAULT_TICKET_UNCLAIMED_MS` (120 s).
+   * CLI `--ticket-unclaimed-ms`, env `PARLEY_RELAY_TICKET_UNCLAIMED_MS`.
+   */
+  ticketUnclaimedMs?: number;
   /** Clock (tests). Default `Date.now`. */
   now?: () => number;
 }

@@ -25,6 +25,8 @@ import { bufferedBytes, requestDrain } from './mailbox.js';
 import { StaffAuthority, parseOrgKey } from './staff/authority.js';
 import { dropRevokedStaff, revocationRoutes } from './staff/revocations.js';
 import type { RelayStore } from './store/types.js';
+import { startTicketSweeper } from './tickets/sweeper.js';
+import { DEFAULT_TICKET_UNCLAIMED_MS } from '@parley/protocol/wire';
 
 /** A running relay. */
 export interface Relay {
@@ -73,6 +75,8 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const log = options.logger ?? pino({ level: options.logLevel ?? 'info' });
   const now = options.now ?? Date.now;
   const orgKey = options.orgKey === undefined ? undefined : parseOrgKey(options.orgKey);
+  const ticketUnclaimedMs = options.ticketUnclaimedMs ?? DEFAULT_TICKET_UNCLAIMED_MS;
+  if (!Number.isSafeInteger(ticketUnclaimedMs) || ticketUnclaimedMs < 1) throw new RangeError('ticketUnclaimedMs must be a whole number of ms ≥ 1');
   if (options.redis !== undefined && options.store !== undefined) throw new TypeError('createRelay: give either store or redis, not both');
   // Scale-out: with `redis`, the store is Redis and socket.io's Redis adapter links the nodes.
   const { store, owned } = options.redis !== undefined
@@ -226,6 +230,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const stopRevocations = watchRevocations(ctx);
   const purgeTimer = setInterval(() => void purge(), Math.min(limits.queuePurgeIntervalMs, 2 ** 31 - 1));
   purgeTimer.unref();
+  const stopTicketSweeper = startTicketSweeper(ctx, ticketUnclaimedMs);
 
   let closed: Promise<void> | undefined;
   return {
@@ -237,6 +242,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
       closed ??= (async () => {
         closing = true;
         clearInterval(purgeTimer);
+        const sweeperStopped = stopTicketSweeper();
         const done = new Promise<void>((resolve) => io.close(() => resolve()));
         server.closeAllConnections();
         const adminClosed = admin ? new Promise((resolve) => admin.close(resolve)) : undefined;
@@ -244,7 +250,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
         await done;
         await adminClosed;
         await stopRevocations();
-        await Promise.allSettled([...ctx.inFlight, purging]);
+        await Promise.allSettled([...ctx.inFlight, purging, sweeperStopped]);
         await cluster?.close();
         if (owned) await store.close();
         log.info({ event: 'closed' });

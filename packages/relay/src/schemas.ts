@@ -16,6 +16,8 @@ import {
   RELAY_MAX_OPKS_PER_UPLOAD,
   RELAY_MAX_ORIGIN_LENGTH,
   RELAY_NONCE_BYTES,
+  TICKET_ID_PATTERN,
+  TICKET_NAME_PATTERN,
 } from '@parley/protocol/wire';
 import { decodeReleaseManifestList } from '@parley/protocol/verify';
 
@@ -89,6 +91,18 @@ export const ackSchema = v.strictObject({
 export const fetchQueueSchema = v.strictObject({});
 
 export const fetchRevocationsSchema = v.strictObject({});
+
+// Handoff tickets (tickets/handlers.ts): queue names and refs `[A-Za-z0-9_-]{1,64}`, ids 22 base64url.
+const ticketName = v.pipe(v.string(), v.regex(TICKET_NAME_PATTERN));
+const ticketId = v.pipe(v.string(), v.regex(TICKET_ID_PATTERN));
+
+export const ticketOpenSchema = v.strictObject({ queue: ticketName, ref: ticketName, notify: v.optional(deviceId) });
+
+export const ticketListSchema = v.strictObject({ queue: v.optional(ticketName) });
+
+export const ticketIdSchema = v.strictObject({ ticketId });
+
+export const ticketReleaseSchema = v.strictObject({ ticketId, queue: v.optional(ticketName) });
 
 /** Parses or returns undefined; issues are not echoed back (they could quote payload bytes). */
 export function parse<S extends v.GenericSchema>(schema: S, input: unknown): v.InferOutput<S> | undefined {

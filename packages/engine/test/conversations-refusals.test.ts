@@ -4,7 +4,7 @@
  * non-staff, malformed frames. Each is a typed error and leaves the store and the book exactly
  * as they were (compared record by record).
  */
-import { test } from 'node:test';
+import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { isParleyError } from '@parley/protocol';
 import { MAX_FRAME_BYTES, membersHash } from '../src/index.js';
@@ -20,10 +20,12 @@ import {
   deliverAll,
   handedOff,
   mid,
-  party,
   rawFrame,
   refusedUnchanged,
 } from './helpers/conversations.js';
+import { setupCrypto } from './helpers/engines.js';
+
+before(setupCrypto);
 
 test('H1/C18: only the owner changes members (an agent adding an agent, a relay-injected list)', async () => {
   const { customer, bot, agentA, agentB, id } = await handedOff();

@@ -36,7 +36,7 @@ test('create, announce to a bot, fan out: recipients, epoch and hash agree', asy
   assert.ok(got.kind === 'message');
   assert.deepEqual(got.message.content, { type: 'text', text: 'hello' });
   assert.equal(got.message.sender.role, 'customer');
-  assert.equal(got.message.membersMismatch, undefined);
+  assert.equal(got.membersMismatch, undefined);
 
   const reply = await bot.book.prepareMessage(conv.id, { answer: 42 }, 'm-reply');
   assert.deepEqual(reply.recipients, [CUSTOMER]);
@@ -129,7 +129,7 @@ test('handoff: handoff frame to the owner, join, members change through the clai
 
 test('exactly once and gaps (C25): duplicates ignored, a skipped seq is due after the timeout, its late arrival closes it', async () => {
   const { customer, agentA, all, id } = await handedOff();
-  const frames = [];
+  const frames: { p: { recipients: string[]; frame: Uint8Array }; id: string }[] = [];
   for (let i = 0; i < 4; i++) frames.push({ p: await customer.book.prepareMessage(id, `g${i}`, `g${i}`), id: `g${i}` });
   const to = (i: number) => agentA.book.receive(CUSTOMER, frames[i]!.p.frame, { messageId: frames[i]!.id, sentAt: 1 });
 

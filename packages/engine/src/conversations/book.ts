@@ -114,7 +114,8 @@ export class ConversationBook {
   }
 
   /**
-   * Opens the book of device `deviceId`, loading every conversation from `store`.
+   * Opens the book of device `deviceId`, loading every conversation from `store`. Call
+   * `initCrypto()` (from `@parley/protocol`) first, as for the engine: member-list hashes use it.
    * @throws ParleyError `USAGE` for a bad device id, `STORAGE_INTEGRITY` for an altered record.
    */
   static async open(o: ConversationBookOptions): Promise<ConversationBook> {

@@ -1,10 +1,10 @@
 /**
  * Member lists: the members hash every frame carries, the difference between two lists, and
- * random conversation ids. Runs in browsers and Node (SHA-256 from @noble/hashes, randomness
- * from `crypto.getRandomValues`).
+ * random conversation ids. Runs in browsers and Node: SHA-256 from the protocol's crypto
+ * provider (`getCrypto`, after `initCrypto`; crypto libraries are imported only by the
+ * protocol's crypto layer, a dependency rule), randomness from `crypto.getRandomValues`.
  */
-import { sha256 } from '@noble/hashes/sha2.js';
-import { toBase64, toHex } from '@parley/protocol';
+import { getCrypto, toBase64, toHex } from '@parley/protocol';
 import type { Member } from './types.js';
 
 const encoder = new TextEncoder();
@@ -23,7 +23,7 @@ export function sortMembers(members: readonly Member[]): Member[] {
 export function membersHash(id: string, owner: string, epoch: number, members: readonly Member[]): string {
   // JSON.stringify keeps insertion order: every object below is built with its keys sorted.
   const canonical = JSON.stringify({ epoch, id, members: sortMembers(members), owner });
-  return toHex(sha256(encoder.encode(canonical)));
+  return toHex(getCrypto().sha256(encoder.encode(canonical)));
 }
 
 /** Who joined and who left between two lists (a changed role or name counts as neither). */

@@ -166,9 +166,9 @@ export async function loadState(store: KeyValueStore): Promise<LoadedState> {
   for (const key of keys) {
     const bytes = await store.get(key);
     if (!bytes) continue;
-    if (key === CK.claims) {
+    if (key === CK.claims) { // ct-ok: store key names
       out.claims = asList<PendingClaim>(parse(bytes, 'claims'), 'claims', (x) => isStr(x.ticket) && isStr(x.customer) && isStr(x.ref) && isInt(x.at));
-    } else if (key === CK.offers) {
+    } else if (key === CK.offers) { // ct-ok: store key names
       out.offers = asList<JoinOffer>(parse(bytes, 'offers'), 'offers', (x) => isStr(x.ticket) && isStr(x.agent) && isStr(x.conversation) && isStr(x.ref));
     } else if (key.endsWith('/state')) {
       const rec = asConversation(parse(bytes, 'conversation'));

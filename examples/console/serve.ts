@@ -27,8 +27,10 @@ import { initCrypto, toHex, fromHex, generateOrgKey, generateIssuerKey, signIssu
 import { createRelay, SqliteStore, type Relay } from '@parley/relay';
 import { buildPages } from '../web/lib/build.js';
 import { startStaticServer, type StaticServer } from '../web/lib/static-server.js';
+import { ObservedStore } from '../relay-observer/relay-observer.js';
 import { issuerProxy } from './lib/issuer-proxy.js';
 import { startIssuerService, type ConsoleIssuer } from './lib/issuer.js';
+import { relayEventsRoute } from './lib/relay-events.js';
 import type { CreateIssuerOptions } from '@parley/issuer';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -40,7 +42,7 @@ export const MAX_LIFETIME_MS = 12 * 3600 * 1000;
  * CSP of the console: scripts from this origin only (libsodium needs `'wasm-unsafe-eval'`),
  * connections to this origin only (the issuer and the relay are forwarded).
  */
-export const CSP =
+export const CSP: string =
   "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 export interface ConsoleOptions {
@@ -74,6 +76,24 @@ export interface ConsoleDemo {
   close(): Promise<void>;
 }
 
+/**
+ * The issuer's certificate from the org key: every staff role, certificates of
+ * {@link MAX_LIFETIME_MS} at most, valid for a year (in production: `parley-org certify-issuer`).
+ */
+export function issuerCertificateFor(orgSeed: Uint8Array, issuerPublicKey: Uint8Array, name = 'console demo issuer'): Uint8Array {
+  return signIssuerCertificate(orgSeed, {
+    issuerKey: issuerPublicKey,
+    name,
+    policy: { roles: STAFF_ROLES, maxLifetimeMs: MAX_LIFETIME_MS },
+    expiresAt: Date.now() + 365 * 24 * 3600 * 1000,
+  });
+}
+
+/** Builds the console into `outDir` with `orgKey` (hex) pinned in the bundle. */
+export async function buildConsole(outDir: string, orgKey: string): Promise<void> {
+  await buildPages({ root: here, input: { index: join(here, 'index.html') }, outDir, define: { __PARLEY_ORG_KEY__: JSON.stringify(orgKey) }, backend: 'sodium' });
+}
+
 function keysIn(dataDir: string): { org: { seed: Uint8Array; publicKey: Uint8Array }; issuer: { seed: Uint8Array; publicKey: Uint8Array } } {
   const file = join(dataDir, 'demo-keys.json');
   if (existsSync(file)) {
@@ -93,29 +113,23 @@ export async function startConsole(options: ConsoleOptions = {}): Promise<Consol
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const distDir = options.distDir ?? DIST_DIR;
   const { org, issuer: issuerKey } = keysIn(dataDir);
-  const issuerCertificate = signIssuerCertificate(org.seed, {
-    issuerKey: issuerKey.publicKey,
-    name: 'console demo issuer',
-    policy: { roles: STAFF_ROLES, maxLifetimeMs: MAX_LIFETIME_MS },
-    expiresAt: Date.now() + 365 * 24 * 3600 * 1000,
-  });
-  if (options.build !== false) {
-    await buildPages({ root: here, input: { index: join(here, 'index.html') }, outDir: distDir, define: { __PARLEY_ORG_KEY__: JSON.stringify(toHex(org.publicKey)) }, backend: 'sodium' });
-  }
+  const issuerCertificate = issuerCertificateFor(org.seed, issuerKey.publicKey);
+  if (options.build !== false) await buildConsole(distDir, toHex(org.publicKey));
 
   let issuerPort: number | undefined;
+  // What the relay holds, for the console's "what the relay sees" panel (`/api/relay-events`).
+  const store = new ObservedStore(new SqliteStore(join(dataDir, 'relay.db')));
   const serve = (port: number): Promise<StaticServer> =>
     startStaticServer({
       dir: distDir,
       port,
-      routes: [issuerProxy(() => issuerPort)],
+      routes: [issuerProxy(() => issuerPort), relayEventsRoute(store)],
       proxy: { prefix: '/socket.io/' },
       headers: { 'referrer-policy': 'no-referrer' },
       pageHeaders: { '/index.html': { 'content-security-policy': CSP } },
     });
   const web = await serve(options.port ?? 0);
   const url = `http://localhost:${web.port}`;
-  const store = new SqliteStore(join(dataDir, 'relay.db'));
   let relay: Relay | undefined;
   let issuer: ConsoleIssuer | undefined;
   const mirrors: StaticServer[] = [];
@@ -186,9 +200,7 @@ export async function serveConsoleFor(o: { relayUrl: string; issuerUrl: string; 
   const relayPort = port(o.relayUrl, '--relay');
   const issuerPort = port(o.issuerUrl, '--issuer');
   const distDir = o.distDir ?? DIST_DIR;
-  if (o.build !== false) {
-    await buildPages({ root: here, input: { index: join(here, 'index.html') }, outDir: distDir, define: { __PARLEY_ORG_KEY__: JSON.stringify(toHex(fromHex(o.orgKey))) }, backend: 'sodium' });
-  }
+  if (o.build !== false) await buildConsole(distDir, toHex(fromHex(o.orgKey)));
   return startStaticServer({
     dir: distDir,
     port: o.port ?? 0,

@@ -1,20 +1,28 @@
 /**
- * The demo: a relay, the support bot in its enclave, and the web widget, in one command.
+ * The demo: a relay, the support bot in its enclave, the staff issuer, the web widget and the
+ * agent console, in one command.
  *
  *   node --import tsx examples/web/serve.ts [--port N] [--data-dir DIR] [--headless] [--no-build]
  *
  * - builds the widget with Vite (`dist/`: index.html with libsodium's WASM, csp-noble.html with
- *   the pure-JS backend and no libsodium at all);
- * - starts the relay (embedded SQLite store) behind this server's own origin (`/socket.io/` is
+ *   the pure-JS backend and no libsodium at all) and the agent console (`dist/console/`);
+ * - starts the relay (embedded SQLite store, the demo org key pinned so it reads staff roles
+ *   from the credentials agents present) behind this server's own origin (`/socket.io/` is
  *   forwarded), so the pages keep a strict `connect-src 'self'` and the relay origin clients
  *   sign is the page's origin;
- * - starts the support bot (`bot/support-handler.ts`, run inside the enclave worker) and has it
- *   publish, through the relay beside its prekeys, an organisation certificate signed by a demo
- *   organisation key (its enclave attestation it publishes on its own);
+ * - starts the support bot (`bot/support-handler.ts`, run inside the enclave worker, with the
+ *   org key pinned in its measurement so it can verify agents) and has it publish, through the
+ *   relay beside its prekeys, an organisation certificate signed by a demo organisation key (its
+ *   enclave attestation it publishes on its own);
+ * - starts the staff issuer (`@parley/issuer`, certified by the same org key; `/v1/` is
+ *   forwarded) and enrols one demo agent with a password and an authenticator app (TOTP), whose
+ *   current code the console's demo banner shows;
  * - serves `dist/`, `/api/config` (untrusted routing info: the bot's device id, the "support
  *   address"; the widget's SDK checks whoever answers there against the pins compiled into the
- *   page) and `/api/relay-events` (Server-Sent Events: what the relay stored and forwarded);
- * - prints the URL and stops cleanly on Ctrl-C (SIGINT) or SIGTERM.
+ *   page), `/api/relay-events` (Server-Sent Events: what the relay stored and forwarded) and
+ *   `/console/api/demo-agent` (the demo banner);
+ * - everything on `http://localhost:<port>` (WebAuthn needs a domain; the widget at `/`, the
+ *   console at `/console/`), prints both URLs and stops cleanly on Ctrl-C (SIGINT) or SIGTERM.
  *
  * `--headless` runs a scripted conversation through the real page in Debian's Chromium
  * (playwright-core), prints the transcript and exits 0 (or 1 on failure): the CI smoke test.
@@ -27,14 +35,18 @@ import { mkdtempSync, rmSync, mkdirSync, existsSync, readFileSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { initCrypto, toHex } from '@parley/protocol';
-import { createRelay, createApiKey, SqliteStore, type Relay } from '@parley/relay';
+import { initCrypto, toHex, fromHex, generateIssuerKey } from '@parley/protocol';
+import { createRelay, createApiKey, SqliteStore, type Relay, type RelayOptions } from '@parley/relay';
 import { createBot, computeMeasurement, type Bot } from '@parley/bot';
 import { generateOrgKey, signOrgCertificate } from '@parley/protocol';
 import { buildPages } from './lib/build.js';
-import { ObservedStore, type RelayEvent } from '../relay-observer/relay-observer.js';
+import { ObservedStore } from '../relay-observer/relay-observer.js';
 import { startStaticServer, type Route, type StaticServer } from './lib/static-server.js';
+import { CSP as CONSOLE_CSP, buildConsole, issuerCertificateFor } from '../console/serve.js';
+import { issuerProxy } from '../console/lib/issuer-proxy.js';
+import { startIssuerService, type ConsoleIssuer } from '../console/lib/issuer.js';
+import { relayEventsRoute } from '../console/lib/relay-events.js';
+import { demoAgentIn, demoAgentRoute, type TotpStaff } from '../console/lib/demo-agent.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 export const HANDLER_PATH = join(here, 'bot', 'support-handler.ts');
@@ -65,12 +77,25 @@ export interface DemoOptions {
   distDir?: string;
   /** Log level of the relay (default `warn`). */
   logLevel?: string;
+  /** More relay options (tests: a pino `logger` that keeps its lines, `ticketUnclaimedMs`). */
+  relay?: Partial<RelayOptions>;
+  /** Extra issuer options (tests: a higher per-address rate limit, since everyone comes through this server). */
+  issuer?: Parameters<typeof startIssuerService>[0]['options'];
 }
 
 /** A running demo. */
 export interface Demo {
+  /** The widget's origin, `http://localhost:<port>` (the page is `${url}/`). */
   readonly url: string;
+  /** The agent console, `${url}/console/`. */
+  readonly consoleUrl: string;
   readonly relay: Relay;
+  /** The staff issuer (reached by the console through `/v1/`). */
+  readonly issuer: ConsoleIssuer;
+  /** The demo agent, enrolled with a password and TOTP (its current code: `totpCode(agent.secret)`). */
+  readonly agent: TotpStaff;
+  /** Relay database, bot state, keys. */
+  readonly dataDir: string;
   readonly bot: Bot;
   readonly store: ObservedStore;
   readonly web: StaticServer;
@@ -78,38 +103,6 @@ export interface Demo {
   readonly measurement: string;
   /** Stops the bot, the relay and the web server; removes a temp data dir. Idempotent. */
   close(): Promise<void>;
-}
-
-function sse(store: ObservedStore): Route {
-  return (req: IncomingMessage, res: ServerResponse, url: URL) => {
-    if (url.pathname === '/api/relay-events.json') {
-      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-      res.end(JSON.stringify(store.history()));
-      return true;
-    }
-    if (url.pathname !== '/api/relay-events') return false;
-    res.writeHead(200, {
-      'content-type': 'text/event-stream',
-      'cache-control': 'no-store',
-      connection: 'keep-alive',
-      'x-accel-buffering': 'no',
-    });
-    // The panel shows metadata and the first bytes; the full envelope stays in the JSON dump.
-    const send = (e: RelayEvent): void => {
-      const { envelope: _omit, ...shown } = e;
-      res.write(`id: ${e.n}\ndata: ${JSON.stringify(shown)}\n\n`);
-    };
-    const after = Number(req.headers['last-event-id'] ?? 0) || 0;
-    for (const e of store.history()) if (e.n > after) send(e);
-    const unsubscribe = store.subscribe(send);
-    const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
-    keepAlive.unref();
-    req.on('close', () => {
-      clearInterval(keepAlive);
-      unsubscribe();
-    });
-    return true;
-  };
 }
 
 /** Loads or creates the demo organisation key (32-byte seed, hex) in `dataDir`. */
@@ -124,7 +117,19 @@ function orgKeyIn(dataDir: string): { seed: Uint8Array; publicKey: Uint8Array } 
   return org;
 }
 
-/** Starts relay, bot and web server. */
+/** Loads or creates the demo issuer key in `dataDir` (certified by the org key at every start). */
+function issuerKeyIn(dataDir: string): { seed: Uint8Array; publicKey: Uint8Array } {
+  const file = join(dataDir, 'issuer-key.json');
+  if (existsSync(file)) {
+    const j = JSON.parse(readFileSync(file, 'utf8')) as { seed: string; publicKey: string };
+    return { seed: fromHex(j.seed), publicKey: fromHex(j.publicKey) };
+  }
+  const key = generateIssuerKey();
+  writeFileSync(file, JSON.stringify({ seed: toHex(key.seed), publicKey: toHex(key.publicKey) }), { mode: 0o600 });
+  return key;
+}
+
+/** Starts relay, bot, issuer and web server (widget and console). */
 export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
   await initCrypto();
   const tempData = options.dataDir === undefined;
@@ -132,17 +137,21 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const distDir = options.distDir ?? DIST_DIR;
   const org = orgKeyIn(dataDir);
-  const measurement = (await computeMeasurement(HANDLER_PATH)).hex;
+  const orgKey = toHex(org.publicKey);
+  const issuerKey = issuerKeyIn(dataDir);
+  // The bot pins the org key (to verify agents' credentials), so the key is part of what it measures.
+  const measurement = (await computeMeasurement(HANDLER_PATH, { orgKey })).hex;
 
   if (options.build !== false) {
     // The pins ship inside the bundle, as a real site would ship them.
     const define = {
-      __PARLEY_ORG_KEY__: JSON.stringify(toHex(org.publicKey)),
+      __PARLEY_ORG_KEY__: JSON.stringify(orgKey),
       __PARLEY_MEASUREMENT__: JSON.stringify(measurement),
       __PARLEY_BOT_LABEL__: JSON.stringify(BOT_LABEL),
     };
     await buildPages({ root: here, input: { index: join(here, 'index.html') }, outDir: distDir, define, backend: 'sodium' });
     await buildPages({ root: here, input: { 'csp-noble': join(here, 'csp-noble.html') }, outDir: distDir, define, backend: 'noble', keepOutDir: true });
+    await buildConsole(join(distDir, 'console'), orgKey);
   }
 
   const store = new ObservedStore(new SqliteStore(join(dataDir, 'relay.db')));
@@ -171,28 +180,50 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
     return true;
   };
 
+  let issuerPort: number | undefined;
+  let agentRoute: Route = () => false;
   const web = await startStaticServer({
     dir: distDir,
     port: options.port ?? 0,
-    routes: [config, sse(store)],
+    routes: [config, relayEventsRoute(store), issuerProxy(() => issuerPort), (req, res, url) => agentRoute(req, res, url)],
     proxy: { prefix: '/socket.io/' },
     headers: { 'referrer-policy': 'no-referrer' },
     pageHeaders: {
       '/index.html': { 'content-security-policy': CSP_SODIUM },
       '/csp-noble.html': { 'content-security-policy': CSP_NOBLE },
+      '/console/index.html': { 'content-security-policy': CONSOLE_CSP },
     },
   });
+  // One origin for the widget, the console, the relay and the issuer; `localhost`, since
+  // WebAuthn (agents' passkeys) needs a domain.
+  const url = `http://localhost:${web.port}`;
+  let issuer: ConsoleIssuer | undefined;
+  let agent: TotpStaff;
   try {
     relay = await createRelay({
       store,
-      origin: web.url,
+      origin: url,
+      orgKey,
       logLevel: options.logLevel ?? 'warn',
+      ...options.relay,
       // One demo origin: every tab and the bot come from 127.0.0.1.
-      limits: { connectBurst: 200, connectsPerSecondPerAddress: 50, maxConnectionsPerAddress: 200 },
+      limits: { connectBurst: 200, connectsPerSecondPerAddress: 50, maxConnectionsPerAddress: 200, ...options.relay?.limits },
     });
     web.setProxyPort(relay.port);
+    issuer = await startIssuerService({
+      dataDir,
+      issuerSeed: issuerKey.seed,
+      issuerPublicKey: issuerKey.publicKey,
+      certificate: issuerCertificateFor(org.seed, issuerKey.publicKey, 'demo issuer'),
+      origin: url,
+      relayUrl: relay.url,
+      ...(options.issuer ? { options: options.issuer } : {}),
+    });
+    issuerPort = issuer.port;
+    agent = await demoAgentIn(dataDir, issuer);
+    agentRoute = demoAgentRoute(agent, '/console/api/demo-agent');
     const { key } = await createApiKey(store, 'demo support bot');
-    const started = await createBot({ relayUrl: web.url, apiKey: key, handler: HANDLER_PATH, stateDir: join(dataDir, 'bot'), logger: botLogger });
+    const started = await createBot({ relayUrl: url, apiKey: key, handler: HANDLER_PATH, stateDir: join(dataDir, 'bot'), logger: botLogger, orgKey });
     try {
       // The org certifies the identity the enclave made (normally offline: `parley-org certify`);
       // the bot publishes the certificate with its prekeys, next to its own attestation.
@@ -204,6 +235,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
     }
     bot = started;
   } catch (e) {
+    await issuer?.close().catch(() => undefined);
     await relay?.close();
     await web.close();
     if (tempData) rmSync(dataDir, { recursive: true, force: true });
@@ -213,19 +245,25 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
   let closing: Promise<void> | undefined;
   const startedBot = bot;
   const startedRelay = relay;
+  const startedIssuer = issuer;
   return {
-    url: web.url,
+    url,
+    consoleUrl: `${url}/console/`,
     relay: startedRelay,
+    issuer: startedIssuer,
+    agent,
+    dataDir,
     bot: startedBot,
     store,
     web,
-    orgKey: toHex(org.publicKey),
+    orgKey,
     measurement,
     close() {
       closing ??= (async () => {
         shuttingDown = true;
         await startedBot.close().catch(() => undefined);
         await web.close();
+        await startedIssuer.close().catch(() => undefined);
         await startedRelay.close().catch(() => undefined);
         await store.close().catch(() => undefined);
         if (tempData) rmSync(dataDir, { recursive: true, force: true });
@@ -261,7 +299,7 @@ function parseArgs(argv: string[]): { port: number; dataDir?: string; headless: 
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
-  console.log(args.build ? 'Building the widget with Vite and starting relay + bot…' : 'Starting relay + bot…');
+  console.log(args.build ? 'Building the widget and the agent console with Vite, starting relay + bot + issuer…' : 'Starting relay + bot + issuer…');
   const demo = await startDemo({ port: args.port, ...(args.dataDir ? { dataDir: args.dataDir } : {}), build: args.build });
 
   let stopping = false;
@@ -287,13 +325,17 @@ async function main(): Promise<void> {
   }
 
   console.log('');
-  console.log(`  Parley demo:        ${demo.url}/`);
+  console.log(`  Customer widget:    ${demo.url}/`);
+  console.log(`  Agent console:      ${demo.consoleUrl}`);
   console.log(`  Pure-JS + CSP page: ${demo.url}/csp-noble.html`);
+  console.log(`  Demo agent:         username "${demo.agent.username}", password "${demo.agent.password}",`);
+  console.log(`                      authenticator code: shown on the console's sign-in page (TOTP secret ${demo.agent.secret})`);
   console.log(`  Bot device:         ${demo.bot.deviceId}`);
   console.log(`  Bot measurement:    ${demo.measurement}`);
   console.log(`  Org key (pinned):   ${demo.orgKey}`);
   console.log('');
-  console.log('Press Ctrl-C to stop.');
+  console.log('Open the widget and the console side by side: sign in as the demo agent, then type "agent"');
+  console.log('(or press "Talk to a person") in the widget. Press Ctrl-C to stop.');
   const onSignal = (): void => {
     if (stopping) {
       console.log('\nforced exit');

@@ -1,5 +1,6 @@
 /**
- * The agent console: a hash router over four pages (enrol, sign in, who am I, staff admin).
+ * The agent console: a hash router over five pages (enrol, sign in, who am I, the queue and
+ * conversations, staff admin).
  * The issuer and the relay are reached on this page's own origin (the console server forwards
  * `/v1/` and `/socket.io/`), so the page's origin is the one WebAuthn, the device's proof and
  * the relay login all name. The organisation key is pinned in the bundle at build time.
@@ -9,6 +10,8 @@ import { enrolPage } from './enrol.js';
 import { signInPage } from './signin.js';
 import { whoAmIPage } from './whoami.js';
 import { adminPage } from './admin.js';
+import { queuePage } from './queue.js';
+import { demoBanner } from './demo-banner.js';
 import { loadStaff, state } from './state.js';
 
 declare const __PARLEY_ORG_KEY__: string;
@@ -26,6 +29,7 @@ function route(): void {
   if (enrol) return void enrolPage(ISSUER, decodeURIComponent(enrol[1]!));
   if (hash === '/me') return whoAmIPage(ORG_KEY);
   if (hash === '/admin') return adminPage(ISSUER);
+  if (hash === '/queue') return queuePage(ORG_KEY);
   return signInPage(ISSUER, ORG_KEY, () => {
     if (location.hash === '#/me') route();
     else location.hash = '#/me';
@@ -34,3 +38,4 @@ function route(): void {
 
 window.addEventListener('hashchange', route);
 route();
+demoBanner();

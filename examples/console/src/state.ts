@@ -26,6 +26,12 @@ export interface ConsoleState {
   pendingSignInStart?: number;
   invitationLink?: string;
   sent?: number;
+  /** `#/queue`: the open tickets this device sees (relay metadata only). */
+  queue?: { id: string; queue: string; state: string; claimedBy?: string }[];
+  /** The last claim: `pending` (waiting for the customer's consent), `joined`, `declined`, `failed` (with the code). */
+  claim?: { ticket: string; status: 'pending' | 'joined' | 'declined' | 'failed'; code?: string };
+  /** The conversation shown: members, and how many of its messages there are and how many were shared by the customer. */
+  conversation?: { id: string; members: { deviceId: string; role: string; name: string }[]; messages: number; shared: number };
 }
 
 export const state: ConsoleState = { page: '', phase: 'idle' };

@@ -7,7 +7,8 @@ import type { ParleyClient } from '@parley/client';
 import { describeError } from './error-text.js';
 import { alertText, field, h, render, status } from './dom.js';
 import { loadStaff, saveStaff, session, setPhase, state, type ConsoleState } from './state.js';
-import { device, forgetDevice } from './device.js';
+import { forgetDevice } from './device.js';
+import { agentSession, forgetAgentSession } from './agent.js';
 
 let wired: ParleyClient | undefined;
 
@@ -44,7 +45,7 @@ export function whoAmIPage(orgKey: string): void {
       h('dt', {}, 'This device'), deviceId,
     ),
     send,
-    h('p', {}, signOut),
+    h('p', {}, h('a', { href: '#/queue', id: 'open-queue' }, 'Open the queue and your conversations'), ' · ', signOut),
   );
   if (state.pendingSignInStart !== undefined) {
     state.signInMs = Math.round(performance.now() - state.pendingSignInStart);
@@ -59,7 +60,8 @@ export function whoAmIPage(orgKey: string): void {
     if (el) el.textContent = relayText(s);
   };
   void (async () => {
-    const client = await device(orgKey);
+    // The agent session wires the conversation events before the device connects.
+    const { client } = await agentSession(orgKey);
     state.deviceId = client.deviceId;
     const el = document.getElementById('me-device');
     if (el) el.textContent = client.deviceId;
@@ -88,7 +90,7 @@ export function whoAmIPage(orgKey: string): void {
     const input = document.getElementById('text') as HTMLInputElement;
     alertText('');
     void (async () => {
-      const client = await device(orgKey);
+      const { client } = await agentSession(orgKey);
       await client.send(peer, input.value);
       state.sent = (state.sent ?? 0) + 1;
       input.value = '';
@@ -99,6 +101,7 @@ export function whoAmIPage(orgKey: string): void {
   signOut.addEventListener('click', () => {
     void (async () => {
       await forgetDevice();
+      forgetAgentSession();
       wired = undefined;
       saveStaff(undefined);
       delete session.token;

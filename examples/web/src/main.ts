@@ -12,15 +12,22 @@
  * published with its prekeys on the relay, does not verify against them. The badge only shows
  * that verdict: what `peerCertificate` / `peerAttestation` say was verified, or the typed error of
  * a refused send.
+ *
+ * The chat runs as a conversation (`client.startConversation(bot)`), so a person can join it:
+ * "Talk to a person" (or the bot, when asked for one) opens a ticket at the relay; an agent who
+ * claims it appears in a consent dialog (certified name, role, safety number) where the customer
+ * chooses what history to share and whether the bot stays (`handoff.ts`, `consent-dialog.ts`).
+ * The header lists the members; joins and leaves are noted in the transcript.
  */
 import type { Phase, WidgetState } from './widget-state.js';
 import { initCrypto, isParleyError, type BackendName, type ParleyError } from '@parley/protocol';
-import { ParleyClient, type IncomingMessage } from '@parley/client';
+import { ParleyClient, type Conversation, type ConversationMessage, type IncomingMessage } from '@parley/client';
 import { IndexedDbStore, acquireWriterLock, writerLockName, type WriterLock } from '@parley/client/browser';
 import { ChatHistory } from './history.js';
 import { errorReason, errorText } from './error-text.js';
 import { RelayPanel } from './relay-panel.js';
 import { WidgetView, parseCard, type ChatItem } from './ui.js';
+import { Handoff } from './handoff.js';
 
 declare const __PARLEY_ORG_KEY__: string;
 declare const __PARLEY_MEASUREMENT__: string;
@@ -40,6 +47,8 @@ const TRUST_CODES: ReadonlySet<string> = new Set(['UNTRUSTED_IDENTITY', 'ATTESTA
 /** One database per widget installation (both demo pages share it, one tab at a time). */
 export const DB_NAME = 'parley-support-widget';
 const LAST_BOT_KEY = 'app/widget/bot';
+/** The id of the current conversation (the SDK keeps the conversation itself). */
+const CONVERSATION_KEY = 'app/widget/conversation';
 const STARTER_CHIPS = ['Hi!', 'Where is order 1042?', 'Opening hours', 'I want to return an item'];
 
 export async function start(backend: BackendName): Promise<void> {
@@ -56,7 +65,13 @@ export async function start(backend: BackendName): Promise<void> {
   let botId = '';
   /** The SDK's last refusal of the bot, until a send to it succeeds. */
   let refusal: ParleyError | undefined;
-  const pendingByMsgId = new Map<string, ChatItem>();
+  /** Own messages waiting for receipts: the members that have not confirmed yet. */
+  const pendingByMsgId = new Map<string, { item: ChatItem; waiting: Set<string> }>();
+  /** Receipts that arrived before the send call returned the message id. */
+  const earlyReceipts = new Map<string, Set<string>>();
+  let conversation: Conversation | undefined;
+  let handoff: Handoff | undefined;
+  let store: IndexedDbStore;
 
   const view = new WidgetView({
     consent: (item, granted) => void answerCard(item, granted ? 'You agreed.' : 'You declined.', { type: 'consent', granted }),
@@ -95,15 +110,43 @@ export async function start(backend: BackendName): Promise<void> {
     return full;
   }
 
+  /**
+   * The conversation to send in: the current one while it has another member, else a new one
+   * with the bot (the SDK checks the bot against the pins before anything is encrypted to it).
+   */
+  async function ensureConversation(): Promise<Conversation> {
+    const self = client!.deviceId;
+    if (conversation && conversation.members.some((m) => m.deviceId !== self)) return conversation;
+    conversation = await client!.startConversation(botId);
+    await store.setMany([[CONVERSATION_KEY, new TextEncoder().encode(conversation.id)]]);
+    state.conversationId = conversation.id;
+    handoff?.showMembers();
+    return conversation;
+  }
+
   async function send(content: string | object, item: Omit<ChatItem, 'key'>): Promise<void> {
     if (!client) return;
-    const id = ParleyClient.newMessageId();
-    const shown = await addItem({ ...item, msgId: id });
-    pendingByMsgId.set(id, shown);
+    let shown = await addItem(item);
     try {
-      await client.send(botId, content, { id });
+      const conv = await ensureConversation();
+      const recipients = conv.members.map((m) => m.deviceId).filter((d) => d !== client!.deviceId);
+      const result = await conv.send(content);
       state.sent++;
-      if (refusal) {
+      // Delivered once every member it was encrypted to confirmed (end-to-end receipts).
+      const failedPeers = new Set(result.failed.map((f) => f.peer));
+      const waiting = new Set(recipients.filter((d) => !failedPeers.has(d)));
+      for (const peer of earlyReceipts.get(result.id) ?? []) waiting.delete(peer);
+      earlyReceipts.delete(result.id);
+      shown = { ...shown, msgId: result.id, ...(waiting.size === 0 && failedPeers.size === 0 ? { delivered: true } : {}) };
+      if (shown.delivered) state.delivered++;
+      else pendingByMsgId.set(result.id, { item: shown, waiting });
+      view.render(shown);
+      await history!.put(shown);
+      for (const f of result.failed) {
+        if (f.peer === botId && TRUST_CODES.has(f.error.code)) refused(f.error);
+        await addItem({ who: 'system', at: Date.now(), text: `Not delivered to ${handoff?.nameOf(f.peer) ?? 'a member'} (${f.error.code}).` });
+      }
+      if (refusal && !failedPeers.has(botId)) {
         // The SDK accepted the bot this time (e.g. a substituted bundle is gone): its verdict stands.
         refusal = undefined;
         state.verified = undefined;
@@ -113,7 +156,6 @@ export async function start(backend: BackendName): Promise<void> {
       showSafetyNumber();
     } catch (e) {
       const code = isParleyError(e) ? e.code : 'INTERNAL';
-      pendingByMsgId.delete(id);
       shown.failed = code;
       view.render(shown);
       await history!.put(shown);
@@ -216,7 +258,6 @@ export async function start(backend: BackendName): Promise<void> {
   view.setDetail('pinned-measurement', __PARLEY_MEASUREMENT__);
 
   // 3. Sealed storage.
-  let store: IndexedDbStore;
   try {
     store = await IndexedDbStore.open({ dbName: DB_NAME });
   } catch (e) {
@@ -243,7 +284,8 @@ export async function start(backend: BackendName): Promise<void> {
     client = await ParleyClient.create({
       relayUrl: location.origin,
       store,
-      trust: { orgKey: __PARLEY_ORG_KEY__, botMeasurement: __PARLEY_MEASUREMENT__, roles: ['bot'] },
+      // Agents who join through a handoff: staff credentials from the same org key, role agent or supervisor.
+      trust: { orgKey: __PARLEY_ORG_KEY__, botMeasurement: __PARLEY_MEASUREMENT__, roles: ['bot'], staffRoles: ['agent', 'supervisor'] },
       transport: { socketOptions: { transports: ['websocket'] } },
     });
     history = await ChatHistory.load(store);
@@ -255,10 +297,7 @@ export async function start(backend: BackendName): Promise<void> {
   panel.name(client.deviceId, 'you');
   view.setDetail('my-device', client.deviceId);
 
-  for (const item of history.items) {
-    view.render(item);
-    if (item.msgId && !item.delivered) pendingByMsgId.set(item.msgId, item);
-  }
+  for (const item of history.items) view.render(item);
   for (const f of history.failures) {
     const record = typeof f.details?.key === 'string' ? f.details.key : '?';
     view.render({ key: `failure-${record}`, who: 'system', at: Date.now(), text: `A stored message failed its integrity check and is not shown (${f.code}, record "${record}").` });
@@ -271,6 +310,25 @@ export async function start(backend: BackendName): Promise<void> {
     await addItem({ who: 'system', at: Date.now(), text: 'The support bot has a new device. It is verified again before your next message.' });
   }
   await store.setMany([[LAST_BOT_KEY, new TextEncoder().encode(botId)]]);
+  // The conversation of the last visit, unless the bot in it is not the current bot device.
+  const lastConversation = await store.get(CONVERSATION_KEY).catch(() => undefined);
+  const resumed = lastConversation ? client.conversation(new TextDecoder().decode(lastConversation)) : undefined;
+  if (resumed && !resumed.members.some((m) => m.role === 'bot' && m.deviceId !== botId)) {
+    conversation = resumed;
+    state.conversationId = resumed.id;
+  }
+  handoff = new Handoff({
+    client,
+    view,
+    state,
+    botId: () => botId,
+    conversation: () => conversation,
+    ensureConversation,
+    addItem,
+    host: document.getElementById('widget')!,
+    onMember: (deviceId, name) => panel.name(deviceId, name),
+  });
+  handoff.showMembers();
   if (history.items.length === 0) view.render({ key: 'chips', who: 'bot', at: Date.now(), card: { type: 'quick-replies', options: STARTER_CHIPS } });
 
   // 6. The badge: what the SDK verified for the bot so far (after a reload: already known).
@@ -278,14 +336,20 @@ export async function start(backend: BackendName): Promise<void> {
   showSafetyNumber();
 
   // 7. Events: messages (consumed only after they are in the history), receipts, errors.
-  client.on('delivered', ({ id }) => {
-    const item = pendingByMsgId.get(id);
-    if (!item) return;
+  client.on('delivered', ({ id, peer }) => {
+    const pending = pendingByMsgId.get(id);
+    if (!pending) {
+      // Before the send call returned (kept briefly), or an old message.
+      if (earlyReceipts.size < 100) earlyReceipts.set(id, (earlyReceipts.get(id) ?? new Set()).add(peer));
+      return;
+    }
+    pending.waiting.delete(peer);
+    if (pending.waiting.size > 0) return;
     pendingByMsgId.delete(id);
-    item.delivered = true;
+    pending.item.delivered = true;
     state.delivered++;
-    view.render(item);
-    void history!.put(item);
+    view.render(pending.item);
+    void history!.put(pending.item);
   });
   client.on('error', ({ error, peer }: { error: ParleyError; peer?: string }) => {
     if (peer === botId && TRUST_CODES.has(error.code)) refused(error);
@@ -299,14 +363,39 @@ export async function start(backend: BackendName): Promise<void> {
   void (async () => {
     for await (const m of client.messages()) await onMessage(m);
   })();
+  // Conversation messages, one at a time in arrival order (each is in the history before the next).
+  let inbox = Promise.resolve();
+  client.on('conversationMessage', (m) => {
+    inbox = inbox.then(() => onConversationMessage(m)).catch(() => undefined);
+  });
 
+  /** A 1:1 message (outside a conversation): only the bot's are shown. */
   async function onMessage(m: IncomingMessage): Promise<void> {
     if (m.from !== botId) return;
+    await showBotMessage(m.sentAt, m);
+  }
+
+  async function showBotMessage(at: number, m: { type: string; text?: string | undefined; json?: unknown }): Promise<void> {
     state.received++;
     const card = m.type === 'json' ? parseCard(m.json) : undefined;
-    await addItem({ who: 'bot', at: m.sentAt, ...(m.text !== undefined ? { text: m.text } : {}), ...(card ? { card } : {}) });
+    await addItem({ who: 'bot', at, ...(m.text !== undefined ? { text: m.text } : {}), ...(card ? { card } : {}) });
     showTrust();
     showSafetyNumber();
+  }
+
+  /** A message in a conversation: from the bot, or from an agent (shown with the certified name). */
+  async function onConversationMessage(m: ConversationMessage): Promise<void> {
+    if (m.from === client!.deviceId) return;
+    const role = m.sender.role;
+    if (role === 'bot') {
+      if (m.from === botId) await showBotMessage(m.sentAt, m.content);
+      return;
+    }
+    if (role !== 'agent' && role !== 'supervisor') return;
+    state.received++;
+    const c = m.content;
+    const text = c.type === 'text' ? c.text : c.type === 'json' ? '(structured message)' : '(attachment)';
+    await addItem({ who: 'agent', name: m.sender.name, at: m.sentAt, text });
   }
 
   try {
@@ -317,6 +406,7 @@ export async function start(backend: BackendName): Promise<void> {
   }
   setPhase('ready');
   view.enableInput(true);
+  handoff.enable(true);
   window.addEventListener('pagehide', () => {
     void client?.close();
   });

@@ -13,8 +13,11 @@ export type BotCard =
 /** One line of the conversation as the widget keeps it (sealed in IndexedDB). */
 export interface ChatItem {
   readonly key: string;
-  readonly who: 'me' | 'bot' | 'system';
+  /** `agent`: a person who joined through a handoff (their certified name in `name`). */
+  readonly who: 'me' | 'bot' | 'agent' | 'system';
   readonly at: number;
+  /** The sender's certified name (agents). */
+  readonly name?: string;
   readonly text?: string;
   readonly card?: BotCard;
   /** Set once a consent or form card was answered, so a reload does not offer it again. */
@@ -129,6 +132,7 @@ export class WidgetView {
     li.dataset.key = item.key;
     if (item.delivered) li.dataset.delivered = 'true';
     if (item.failed) li.dataset.failed = item.failed;
+    if (item.who === 'agent' && item.name) li.append(el('span', 'from', item.name));
     if (item.text !== undefined) li.append(document.createTextNode(item.text));
     if (item.card) li.append(this.#card(item, item.card));
     const status = item.failed ? ` · not sent (${item.failed})` : item.delivered ? ' · delivered ✓✓' : ' · sent ✓';
@@ -137,6 +141,21 @@ export class WidgetView {
     if (old) old.replaceWith(li);
     else this.messages.append(li);
     this.messages.scrollTop = this.messages.scrollHeight;
+  }
+
+  /** The member list in the header: each member's certified name and role. */
+  setMembers(members: readonly { deviceId: string; name: string; role: string; self: boolean }[]): void {
+    const list = $<HTMLUListElement>('members');
+    list.replaceChildren(
+      ...members.map((m) => {
+        const li = el('li', `member ${m.role}`);
+        li.dataset.device = m.deviceId;
+        li.dataset.role = m.role;
+        li.append(el('span', 'member-name', m.self ? 'You' : m.name), el('span', 'member-role', m.role));
+        return li;
+      }),
+    );
+    list.hidden = members.length === 0;
   }
 
   clear(): void {

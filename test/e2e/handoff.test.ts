@@ -25,9 +25,11 @@ const org = testOrg();
 let relay: Awaited<ReturnType<typeof startRelay>>;
 let apiKey: string;
 const closers: (() => Promise<unknown>)[] = [];
+/** The relay's `ticketUnclaimedMs`: long enough for the claims below, short enough to see it fire. */
+const UNCLAIMED_MS = 1_500;
 
 before(async () => {
-  relay = await startRelay({ orgKey: org.publicKey });
+  relay = await startRelay({ orgKey: org.publicKey, ticketUnclaimedMs: UNCLAIMED_MS });
   apiKey = (await createApiKey(relay.store, 'support bot')).key;
 });
 after(async () => {
@@ -156,7 +158,7 @@ test('bot → ticket → A claims (B conflicts) → consent with the last 5 → 
 });
 
 test('declined consent: nothing shared, the agent is not added, the ticket is waiting again', async () => {
-  const { cust, bot, a, rc, ra } = await people();
+  const { cust, bot, a, rc, ra, rbot } = await people();
   const conv = await cust.client.startConversation(bot.client.deviceId);
   await conv.send('my parcel is late');
   const ticket = await conv.requestHuman({ queue: 'support', reason: 'late parcel' });
@@ -172,6 +174,11 @@ test('declined consent: nothing shared, the agent is not added, the ticket is wa
   await a.client.idle();
   assert.deepEqual([ra.got.historyShared.length, ra.got.conversationJoined.length, ra.got.conversationMessage.length, a.client.conversations().length], [0, 0, 0, 0]);
   assert.deepEqual(conv.members.map((m) => m.role).sort(), ['bot', 'customer']);
+  // Back in the queue and nobody claims it: the customer and the bot (notify) hear of it once.
+  await until(() => rc.got.ticketUnclaimed.length === 1 && rbot.got.ticketUnclaimed.length === 1, UNCLAIMED_MS + 3_000, 'ticketUnclaimed');
+  const unclaimed = rc.got.ticketUnclaimed[0]!;
+  assert.deepEqual([unclaimed.ticket.id, unclaimed.ticket.state, unclaimed.waitingMs >= UNCLAIMED_MS], [ticket.id, 'waiting', true]);
+  assert.deepEqual(rc.got.ticket.map((t) => t.change), ['opened', 'claimed', 'released'], 'the customer follows its ticket');
 });
 
 /** A store that fails the inbox delete while `crash` is set: the state a crash between the book's commit and the consume leaves. */

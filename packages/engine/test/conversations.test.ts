@@ -8,7 +8,7 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { ParleyError } from '@parley/protocol';
 import { ConversationBook, ConversationEngine, MAX_HISTORY_ITEMS, MemoryStore, membersHash, type KeyValueStore } from '../src/index.js';
-import { AGENT_A, AGENT_FACTS, BOT, CUSTOMER, TICKET_1, deliverAll, digest, handedOff, mid, party, restart, view } from './helpers/conversations.js';
+import { AGENT_A, AGENT_B, AGENT_FACTS, BOT, CUSTOMER, STRANGER, TICKET_1, TICKET_2, deliverAll, digest, handedOff, mid, party, rawFrame, restart, view } from './helpers/conversations.js';
 import { deliver, device, setupCrypto, takeBundle } from './helpers/engines.js';
 
 before(setupCrypto);
@@ -151,6 +151,59 @@ test('exactly once and gaps (C25): duplicates ignored, a skipped seq is due afte
   assert.deepEqual(await again.book.receive(CUSTOMER, frames[3]!.p.frame, { messageId: 'g3', sentAt: 1 }), { kind: 'duplicate' }, 'still a duplicate after the restart');
   assert.deepEqual(again.book.history(id).filter((m) => m.id.startsWith('g')).map((m) => m.id).sort(), ['g0', 'g1', 'g2', 'g3']);
   void all;
+});
+
+test('a message from a newly admitted member that overtakes the owner\'s member list is held, then released by it', async () => {
+  const { customer, bot, agentA, agentB, id } = await handedOff();
+  await customer.book.noteTicket(id, { id: TICKET_2, ref: 'ref2' });
+  await agentB.book.prepareJoin({ id: TICKET_2, customer: CUSTOMER, ref: 'ref2' });
+  const change = await customer.book.prepareMembers(id, [bot.member, agentA.member, agentB.member], TICKET_2);
+  // B and A get the new list at once; the bot's copy is late (another sender's queue).
+  await deliverAll(customer, { recipients: [AGENT_B, AGENT_A], frame: change.frame }, [agentA, agentB]);
+  const hello = await agentB.book.prepareMessage(id, 'Bob here', 'b-hello');
+  assert.deepEqual((await agentA.book.receive(AGENT_B, hello.frame, { messageId: 'b-hello', sentAt: 5 })).kind, 'message');
+  assert.deepEqual(await bot.book.receive(AGENT_B, hello.frame, { messageId: 'b-hello', sentAt: 5 }), { kind: 'held' });
+  assert.deepEqual(await bot.book.receive(AGENT_B, hello.frame, { messageId: 'b-hello', sentAt: 5 }), { kind: 'duplicate' }, 'held once');
+  assert.equal(bot.book.history(id).some((m) => m.id === 'b-hello'), false, 'not delivered while held');
+  // A forged message naming a newer epoch from a device the list will not admit.
+  const conv = customer.book.get(id)!;
+  const forged = rawFrame({ v: 1, c: id, e: conv.epoch, h: conv.hash, s: 1, k: 'message', m: { type: 'text', text: 'spoof' } });
+  assert.deepEqual(await bot.book.receive(STRANGER, forged, { messageId: 'spoof', sentAt: 5 }), { kind: 'held' });
+
+  const again = await restart(bot);
+  const ev = await again.book.receive(CUSTOMER, change.frame, { messageId: mid(), sentAt: 6 });
+  assert.ok(ev.kind === 'members');
+  assert.deepEqual(ev.released?.map((m) => [m.id, m.from, m.sender.name]), [['b-hello', AGENT_B, 'Bob']], 'released after the restart; the stranger\'s is dropped');
+  assert.deepEqual(again.book.history(id).filter((m) => m.id === 'b-hello' || m.id === 'spoof').map((m) => m.id), ['b-hello']);
+  assert.deepEqual(await again.book.receive(AGENT_B, hello.frame, { messageId: 'b-hello', sentAt: 5 }), { kind: 'duplicate' });
+  assert.deepEqual(await again.book.receive(STRANGER, forged, { messageId: 'spoof', sentAt: 5 }).catch((e: unknown) => (e as ParleyError).details?.reason), 'notMember');
+});
+
+test('a staff device waiting for its claim\'s member list holds a member\'s message for the unknown conversation; at most 50 held', async () => {
+  const customer = await party(CUSTOMER, 'customer', 'Ann');
+  const bot = await party(BOT, 'bot', 'Helper');
+  const agent = await party(AGENT_A, 'agent', 'Alice');
+  const conv = await customer.book.create([bot.member], customer.member);
+  await deliverAll(customer, await customer.book.prepareAnnounce(conv.id), [bot]);
+  await customer.book.noteTicket(conv.id, { id: TICKET_1, ref: 'ref1' });
+  await agent.book.prepareJoin({ id: TICKET_1, customer: CUSTOMER, ref: 'ref1' });
+  const change = await customer.book.prepareMembers(conv.id, [bot.member, agent.member], TICKET_1);
+  await bot.book.receive(CUSTOMER, change.frame, { messageId: mid(), sentAt: 1 });
+  const fromBot = await bot.book.prepareMessage(conv.id, 'welcome', 'w1');
+  assert.deepEqual(await agent.book.receive(BOT, fromBot.frame, { messageId: 'w1', sentAt: 2 }), { kind: 'held' });
+  const ev = await agent.book.receive(CUSTOMER, change.frame, { messageId: mid(), sentAt: 3 });
+  assert.ok(ev.kind === 'members' && ev.created);
+  assert.deepEqual(ev.released?.map((m) => [m.id, m.sender.role]), [['w1', 'bot']]);
+  assert.deepEqual(agent.book.history(conv.id).map((m) => m.id), ['w1']);
+  assert.equal((await agent.book.receive(BOT, (await bot.book.prepareMessage(conv.id, 'next', 'w2')).frame, { messageId: 'w2', sentAt: 4 })).kind, 'message', 'the next one is in sequence');
+  assert.deepEqual(agent.book.dueGaps(0), [], 'and no gap');
+  // Flooding while a claim is pending: only the newest 50 are kept.
+  await agent.book.prepareJoin({ id: TICKET_2, customer: CUSTOMER, ref: 'ref2' });
+  for (let i = 0; i < 60; i++) {
+    await agent.book.receive(STRANGER, rawFrame({ v: 1, c: 'F'.repeat(22), e: 1, h: conv.hash, s: i + 1, k: 'message', m: { type: 'text', text: 'x' } }), { messageId: `f${i}`, sentAt: 1 });
+  }
+  const heldRecord = JSON.parse(new TextDecoder().decode((await agent.store.get('conv/held'))!)) as { messageId: string }[];
+  assert.deepEqual(heldRecord.map((x) => x.messageId), Array.from({ length: 50 }, (_, i) => `f${i + 10}`));
 });
 
 test('restart: re-opening from the same store keeps conversations, seqs, tickets, claims and history', async () => {

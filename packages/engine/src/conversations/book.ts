@@ -28,11 +28,13 @@ import { diffMembers, membersHash, randomConversationId } from './members.js';
 import { appendHistory, entryToMessage, messageToItem, orderedMessages, type NewEntry } from './history.js';
 import {
   CK,
+  MAX_HELD,
   MAX_PENDING,
   MAX_TICKETS,
   loadState,
   recordBytes,
   type ConversationRecord,
+  type HeldMessage,
   type HistoryEntry,
   type JoinOffer,
   type PendingClaim,
@@ -65,6 +67,7 @@ interface Change {
   history?: HistoryEntry[];
   claims?: PendingClaim[];
   offers?: JoinOffer[];
+  held?: HeldMessage[];
   writes: [string, Uint8Array][];
 }
 
@@ -101,6 +104,7 @@ export class ConversationBook {
   #history: Map<string, HistoryEntry[]>;
   #claims: PendingClaim[];
   #offers: JoinOffer[];
+  #held: HeldMessage[];
   #queue: Promise<unknown> = Promise.resolve();
 
   private constructor(o: ConversationBookOptions, loaded: Awaited<ReturnType<typeof loadState>>) {
@@ -111,6 +115,7 @@ export class ConversationBook {
     this.#history = loaded.history;
     this.#claims = loaded.claims;
     this.#offers = loaded.offers;
+    this.#held = loaded.held;
   }
 
   /**
@@ -462,7 +467,6 @@ export class ConversationBook {
       }
       created = true;
       next = { v: 1, id, owner: from, epoch: 0, hash: '', members: [], tickets: [], sendSeq: 0, peers: {}, joinedTickets: [], historyTickets: [], histNext: 0 };
-      change.history = [];
     }
     const { joined, left } = diffMembers(next.members, list);
     next.epoch = f.e;
@@ -474,14 +478,18 @@ export class ConversationBook {
       next.joinedTickets = [...next.joinedTickets.filter((t) => t !== claim.ticket), claim.ticket].slice(-MAX_TICKETS); // ct-ok: public ids
       this.#setClaims(change, this.#claims.filter((c) => c !== claim));
     }
+    const released = this.#release(next, rec ? (this.#history.get(id) ?? []) : [], change);
+    if (released.messages.length > 0 || created) change.history = released.history;
     change.conv = next;
     change.writes.push([CK.state(id), recordBytes(next)]);
     await this.#apply(change);
-    return { kind: 'members', conversation: info(next), joined, left, created };
+    return { kind: 'members', conversation: info(next), joined, left, created, ...(released.messages.length > 0 ? { released: released.messages } : {}) };
   }
 
   async #onMessage(from: string, f: Frame, facts: ReceiveFacts): Promise<ConversationEvent> {
     assertMessageIdIn(facts.messageId);
+    const known = this.#conversations.get(f.c!);
+    if (!known?.members.some((m) => m.deviceId === from) && this.#mayHold(known, f)) return this.#hold(from, f, facts); // ct-ok: public ids
     const rec = this.#fromMember(from, f, 'message');
     if (this.#seqDuplicate(rec, from, f.s)) return { kind: 'duplicate' };
     const next = clone(rec);
@@ -569,6 +577,47 @@ export class ConversationBook {
     return { kind: 'decline', ticket };
   }
 
+  /**
+   * Whether a message from a device not in the list may be held: this device is a member and
+   * the sender names a newer epoch, or the conversation is unknown while this device waits for
+   * a claim's member list.
+   */
+  #mayHold(rec: ConversationRecord | undefined, f: Frame): boolean {
+    if (rec) return !rec.left && rec.members.some((m) => m.deviceId === this.#self) && f.e > rec.epoch; // ct-ok: public ids
+    return this.#claims.length > 0;
+  }
+
+  async #hold(from: string, f: Frame, facts: ReceiveFacts): Promise<ConversationEvent> {
+    if (this.#held.some((x) => x.c === f.c && x.from === from && x.s === f.s)) return { kind: 'duplicate' }; // ct-ok: public ids
+    const held = [...this.#held, { c: f.c!, from, e: f.e, h: f.h, s: f.s, m: f.m!, messageId: facts.messageId, sentAt: facts.sentAt }];
+    const change: Change = { writes: [] };
+    this.#setHeld(change, held.slice(-MAX_HELD));
+    await this.#apply(change);
+    return { kind: 'held' };
+  }
+
+  /**
+   * Applies (on `next`, a copy) the held messages of its conversation whose senders it now
+   * lists; keeps those naming a still newer epoch; drops the rest. Adds the writes to `change`.
+   */
+  #release(next: ConversationRecord, history: readonly HistoryEntry[], change: Change): { messages: ConversationMessage[]; history: HistoryEntry[] } {
+    const mine = this.#held.filter((x) => x.c === next.id); // ct-ok: public ids
+    if (mine.length === 0) return { messages: [], history: [...history] };
+    const member = next.members.some((m) => m.deviceId === this.#self) && !next.left; // ct-ok: public ids
+    const keep = this.#held.filter((x) => x.c !== next.id || (member && x.e > next.epoch)); // ct-ok: public ids
+    const added: NewEntry[] = [];
+    for (const x of [...mine].sort((a, b) => a.s - b.s)) {
+      const sender = next.members.find((m) => m.deviceId === x.from); // ct-ok: public ids
+      if (!member || x.e > next.epoch || !sender || this.#seqDuplicate(next, x.from, x.s)) continue;
+      this.#noteSeq(next, x.from, x.s);
+      added.push({ from: x.from, id: x.messageId, seq: x.s, sentAt: x.sentAt, m: x.m, shared: false, sender: { ...sender } });
+    }
+    this.#setHeld(change, keep);
+    const h = appendHistory(next, history, added);
+    change.writes.push(...h.writes);
+    return { messages: h.appended.map((e) => entryToMessage(next.id, e)), history: h.list };
+  }
+
   // --- helpers ---------------------------------------------------------------------------
 
   /** The conversation of a frame whose sender must be a current member (and this device too). */
@@ -641,6 +690,11 @@ export class ConversationBook {
     change.writes.push([CK.claims, recordBytes(claims)]);
   }
 
+  #setHeld(change: Change, held: HeldMessage[]): void {
+    change.held = held;
+    change.writes.push([CK.held, recordBytes(held)]);
+  }
+
   #setOffers(change: Change, offers: JoinOffer[]): void {
     change.offers = offers;
     change.writes.push([CK.offers, recordBytes(offers)]);
@@ -653,6 +707,7 @@ export class ConversationBook {
     if (change.conv && change.history) this.#history.set(change.conv.id, change.history);
     if (change.claims) this.#claims = change.claims;
     if (change.offers) this.#offers = change.offers;
+    if (change.held) this.#held = change.held;
   }
 
   /** Runs `fn` after every earlier call finished (one change at a time). */

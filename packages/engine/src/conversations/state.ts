@@ -6,6 +6,8 @@
  *                         entry overwrites the oldest, so trimming needs no delete)
  *  conv/claims            JSON PendingClaim[]: staff side, joins sent and not answered yet
  *  conv/offers            JSON JoinOffer[]: customer side, joins received and not answered yet
+ *  conv/held              JSON HeldMessage[]: messages from devices not (yet) in this device's
+ *                         member list that name a newer list; released when it arrives
  * ```
  * Every change caused by one call is written in one atomic `setMany`, built from copies; the
  * in-memory view is replaced only after the write resolved.
@@ -29,7 +31,11 @@ export const CK = {
   history: (id: string, n: number) => `conv/${id}/h/${n % MAX_HISTORY_ITEMS}`,
   claims: 'conv/claims',
   offers: 'conv/offers',
+  held: 'conv/held',
 } as const;
+
+/** Most held messages (all conversations together; the oldest is dropped). */
+export const MAX_HELD = 50;
 
 /** One conversation's state. */
 export interface ConversationRecord {
@@ -80,6 +86,21 @@ export interface JoinOffer {
   agent: string;
   conversation: string;
   ref: string;
+}
+
+/**
+ * A message whose sender is not in this device's member list but names a newer epoch: the
+ * owner's member list admitting the sender may still be on its way (another sender's queue).
+ */
+export interface HeldMessage {
+  c: string;
+  from: string;
+  e: number;
+  h: string;
+  s: number;
+  m: FrameContent;
+  messageId: string;
+  sentAt: number;
 }
 
 const encoder = new TextEncoder();
@@ -153,6 +174,7 @@ export interface LoadedState {
   history: Map<string, HistoryEntry[]>;
   claims: PendingClaim[];
   offers: JoinOffer[];
+  held: HeldMessage[];
 }
 
 /**
@@ -160,7 +182,7 @@ export interface LoadedState {
  * @throws ParleyError `STORAGE_INTEGRITY` for a record that does not parse.
  */
 export async function loadState(store: KeyValueStore): Promise<LoadedState> {
-  const out: LoadedState = { conversations: new Map(), history: new Map(), claims: [], offers: [] };
+  const out: LoadedState = { conversations: new Map(), history: new Map(), claims: [], offers: [], held: [] };
   const keys = await store.keys(CONV_PREFIX);
   const entries = new Map<string, HistoryEntry[]>();
   for (const key of keys) {
@@ -170,6 +192,15 @@ export async function loadState(store: KeyValueStore): Promise<LoadedState> {
       out.claims = asList<PendingClaim>(parse(bytes, 'claims'), 'claims', (x) => isStr(x.ticket) && isStr(x.customer) && isStr(x.ref) && isInt(x.at));
     } else if (key === CK.offers) { // ct-ok: store key names
       out.offers = asList<JoinOffer>(parse(bytes, 'offers'), 'offers', (x) => isStr(x.ticket) && isStr(x.agent) && isStr(x.conversation) && isStr(x.ref));
+    } else if (key === CK.held) { // ct-ok: store key names
+      out.held = asList<HeldMessage>(parse(bytes, 'held messages'), 'held messages', (x) => {
+        try {
+          checkContent(x.m);
+        } catch {
+          return false;
+        }
+        return isStr(x.c) && isStr(x.from) && isInt(x.e) && isStr(x.h) && isInt(x.s) && isStr(x.messageId) && isInt(x.sentAt);
+      });
     } else if (key.endsWith('/state')) {
       const rec = asConversation(parse(bytes, 'conversation'));
       out.conversations.set(rec.id, rec);

@@ -123,8 +123,26 @@ export type ConversationEvent =
    * (report it). `gapClosed`: it closed a gap reported before (`dueGaps`).
    */
   | { readonly kind: 'message'; readonly message: ConversationMessage; readonly membersMismatch?: boolean; readonly gapClosed?: boolean }
-  /** A new member list from the owner; `created` when this device learnt of the conversation now. */
-  | { readonly kind: 'members'; readonly conversation: ConversationInfo; readonly joined: Member[]; readonly left: Member[]; readonly created: boolean }
+  /**
+   * A new member list from the owner; `created` when this device learnt of the conversation now.
+   * `released`: messages held before (see `held`) whose senders this list admits, now applied
+   * (sequence numbers noted, kept in the history): deliver them like `message` events.
+   */
+  | {
+      readonly kind: 'members';
+      readonly conversation: ConversationInfo;
+      readonly joined: Member[];
+      readonly left: Member[];
+      readonly created: boolean;
+      readonly released?: ConversationMessage[];
+    }
+  /**
+   * A message from a device not in this device's member list that names a newer member list
+   * (the owner's change admitting it may still be on its way, in another sender's queue): kept,
+   * at most 50, and released by the `members` event that admits its sender (else dropped then).
+   * Nothing to show now; consume the engine message.
+   */
+  | { readonly kind: 'held' }
   /** Owner side: a member asks for a human in `queue`. */
   | { readonly kind: 'handoff'; readonly conversation: ConversationInfo; readonly from: string; readonly queue: string; readonly reason: string; readonly membersMismatch?: boolean }
   /** Customer side: an agent claimed `ticket`; NOT yet a member (checking the claim at the relay is the caller's job). */

@@ -9,8 +9,10 @@
  *   role and safety number; it admits A with the last 5 messages; A reads exactly those, marked
  *   shared; the three-way conversation reaches every member exactly once; B reads nothing.
  * - A transfers; B claims; the customer is asked again and shares the last 2 (and lets the bot
- *   go): B reads exactly those; A reads nothing after it left; the bot may not send any more.
- * - Declined consent: nothing shared, the agent is not added, the ticket is back to waiting.
+ *   go): B reads exactly those; A reads nothing after it left; the bot may not send any more;
+ *   B closes: the ticket ends and the customer's list drops B.
+ * - Declined consent: nothing shared, the agent is not added, the ticket is back to waiting (and
+ *   the claim check of the agent's join, while the relay cannot answer it, is tried again).
  * - Exactly once: a crash between the book's commit and the inbox delete shows nothing twice.
  */
 import { after, before, test } from 'node:test';
@@ -154,6 +156,10 @@ test('bot → ticket → A claims (B conflicts) → consent with the last 5 → 
   await until(() => rb.shown(cust.client.deviceId, toB.id) === 1, 5_000, 'B gets the customer');
   await cust.client.idle();
   assert.equal(ra.got.conversationMessage.length, aBefore, 'A reads nothing after it left');
+  // B closes: the ticket ends at the relay, B leaves, the customer's list drops it.
+  await b.client.conversation(conv.id)!.close();
+  await until(() => conv.members.length === 1, 5_000, 'the customer drops B');
+  assert.equal((await a.client.tickets.list()).some((t) => t.id === ticketId), false, 'the ticket is gone');
   assert.deepEqual([...cust.errors, ...a.errors.map((e) => e.code), ...b.errors.map((e) => e.code)], []);
 });
 
@@ -163,8 +169,18 @@ test('declined consent: nothing shared, the agent is not added, the ticket is wa
   await conv.send('my parcel is late');
   const ticket = await conv.requestHuman({ queue: 'support', reason: 'late parcel' });
   assert.equal(ticket.notify, bot.client.deviceId);
+  // The relay cannot answer the customer's claim check for a while: the join waits in the inbox and is tried again.
+  const getTicket = relay.store.getTicket.bind(relay.store);
+  let failedChecks = 0;
+  relay.store.getTicket = async (id) => {
+    failedChecks++;
+    throw new Error(`store unavailable (${id.length})`);
+  };
   await a.client.tickets.claim(ticket.id);
-  await until(() => rc.got.handoffOffer.length === 1, 5_000, 'handoffOffer');
+  await until(() => failedChecks >= 2, 5_000, 'the claim check is tried again');
+  assert.deepEqual([rc.got.handoffOffer.length, cust.errors], [0, []]);
+  relay.store.getTicket = getTicket;
+  await until(() => rc.got.handoffOffer.length === 1, 5_000, 'handoffOffer once the relay answers');
   await conv.declineAgent(rc.got.handoffOffer[0]!);
   await until(() => ra.got.handoffDeclined.length === 1, 5_000, 'A is told');
   assert.deepEqual(ra.got.handoffDeclined[0], { ticket: ticket.id });

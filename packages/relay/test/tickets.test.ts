@@ -14,6 +14,7 @@ import { isParleyError } from '@parley/protocol/verify';
 import { RelayLink } from '../../relay-link/src/index.js';
 import type { IdentityKeyPair } from '../../protocol/src/identity.js';
 import { createApiKey } from '../src/index.js';
+import { parseTicketUnclaimedMs } from '../src/cli-options.js';
 import { call, newDevice, setupCrypto, startRelay, until, type ClientSocket } from './helpers.js';
 import { HOUR, loginWith, newOrg } from './staff-helpers.js';
 
@@ -56,6 +57,10 @@ async function join(kind: 'customer' | 'bot' | 'agent' | 'supervisor' | 'complia
   return peer;
 }
 
+type Kind = Parameters<typeof join>[0];
+/** One peer per kind, in order. */
+const joinAll = <K extends readonly Kind[]>(...kinds: K) => Promise.all(kinds.map(join)) as Promise<{ [I in keyof K]: Peer }>;
+
 const ok = async (p: Peer, event: string, req: object) => {
   const r = await call(p.socket, event, req);
   assert.equal(r.ok, true, `${event}: ${JSON.stringify(r.error)}`);
@@ -77,8 +82,7 @@ async function metric(name: string, labels = ''): Promise<number> {
 }
 
 test('open is idempotent per ref; list for agents and supervisors only; get for parties and staff; pushes to staff, customer and bot', async () => {
-  const [customer, other, bot, agent, supervisor, compliance] = await Promise.all(
-    (['customer', 'customer', 'bot', 'agent', 'supervisor', 'compliance'] as const).map(join));
+  const [customer, other, bot, agent, supervisor, compliance] = await joinAll('customer', 'customer', 'bot', 'agent', 'supervisor', 'compliance');
   const ref = `ref-${randomBytes(6).toString('hex')}`;
   const { ticket } = await ok(customer, 'ticketOpen', { queue: 'billing', ref, notify: bot.id }) as { ticket: Ticket };
   assert.equal(ticket.customer, customer.id, 'the customer is the socket\'s own device');
@@ -119,7 +123,7 @@ test('open is idempotent per ref; list for agents and supervisors only; get for 
 });
 
 test('claim is exclusive (CONFLICT); release and close by the customer or the claimant only; pushes and claim metrics', async () => {
-  const [customer, a, b, sup] = await Promise.all((['customer', 'agent', 'agent', 'supervisor'] as const).map(join));
+  const [customer, a, b, sup] = await joinAll('customer', 'agent', 'agent', 'supervisor');
   const [won0, conflict0] = [await metric('parley_relay_ticket_claims_total', '{result="won"}'), await metric('parley_relay_ticket_claims_total', '{result="conflict"}')];
   const { ticket } = await ok(customer, 'ticketOpen', { queue: 'billing', ref: 'r' }) as { ticket: Ticket };
   await refused(customer, 'ticketClaim', { ticketId: ticket.id }, 'FORBIDDEN', 'role');
@@ -159,7 +163,7 @@ test('claim is exclusive (CONFLICT); release and close by the customer or the cl
 });
 
 test('a ticket waiting longer than ticketUnclaimedMs is reported once per waiting period to the customer and the bot', async () => {
-  const [customer, bot, agent] = await Promise.all((['customer', 'bot', 'agent'] as const).map(join));
+  const [customer, bot, agent] = await joinAll('customer', 'bot', 'agent');
   const unclaimed0 = await metric('parley_relay_tickets_unclaimed_total');
   const { ticket } = await ok(customer, 'ticketOpen', { queue: 'billing', ref: 'slow', notify: bot.id }) as { ticket: Ticket };
   assert.ok(await metric('parley_relay_tickets_waiting') >= 1);
@@ -231,4 +235,9 @@ test('RelayLink: openTicket, listTickets, getTicket, claimTicket, releaseTicket,
   } finally {
     await Promise.all([customer.close(), agent.close(), agent2.close()]);
   }
+});
+
+test('--ticket-unclaimed-ms takes a whole number of ms ≥ 1 and names itself otherwise', () => {
+  assert.equal(parseTicketUnclaimedMs(' 300 '), 300);
+  for (const bad of ['', 'abc', '0', '-5', '1.5']) assert.throws(() => parseTicketUnclaimedMs(bad), /--ticket-unclaimed-ms/);
 });

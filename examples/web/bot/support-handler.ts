@@ -9,7 +9,12 @@
  * - a return request, which needs personal data. The bot asks for that data **only after the
  *   customer agrees**: it first sends a consent request (what, why, how long), and sends the form
  *   only after `{ type: 'consent', granted: true }`. A form that arrives without consent is
- *   discarded unread.
+ *   discarded unread;
+ * - "I want to talk to a person" (agent, human, person...): in a conversation it asks for a human
+ *   agent with `ctx.handoff({ queue: 'support', reason })` and tells the customer so. The
+ *   customer's widget opens the ticket and later asks the customer to consent to the agent who
+ *   claims it (and which history to share); nothing is shared by the bot. While a human agent
+ *   or supervisor is a member of the conversation, the bot stays quiet (an observer).
  *
  * The consent state lives in `ctx.state` (per conversation, sealed by the enclave, kept across
  * restarts; the host never sees it in clear). Replies are a pure function of (the message, the
@@ -45,7 +50,13 @@ const RETURN_FIELDS = [
   { name: 'address', label: 'Pick-up address', kind: 'text' },
 ] as const;
 
-const QUICK_REPLIES = ['Where is order 1042?', 'Opening hours', 'I want to return an item'];
+const QUICK_REPLIES = ['Where is order 1042?', 'Opening hours', 'I want to return an item', 'Talk to a person'];
+
+/** The queue of human agents the bot hands off to (the agent console lists it). */
+export const HANDOFF_QUEUE = 'support';
+
+/** Words that ask for a human. */
+const WANTS_PERSON = /\b(agent|human|person|representative|operator)s?\b/;
 
 type ConsentState = 'asked' | 'granted' | 'declined';
 
@@ -95,8 +106,29 @@ async function handleJson(m: BotMessage, body: Record<string, unknown>, ctx: Bot
   await ctx.reply("Sorry, I don't understand that message.");
 }
 
+/** True while a human (agent or supervisor) is a member of the message's conversation. */
+function humanPresent(m: BotMessage, ctx: BotContext): boolean {
+  return m.conversation !== undefined && ctx.members().some((x) => x.role === 'agent' || x.role === 'supervisor');
+}
+
+/** The customer asked for a person: a handoff request to the customer's device, which opens the ticket. */
+async function askForPerson(m: BotMessage, ctx: BotContext): Promise<void> {
+  if (m.conversation === undefined) {
+    await ctx.reply('I can only hand you over to a person in a conversation; please reload the page to start one.');
+    return;
+  }
+  await ctx.handoff({ queue: HANDOFF_QUEUE, reason: 'The customer asked to talk to a person.' });
+  await ctx.reply(
+    'I have asked for a person from our support team. When one is free you will see who it is, and you decide whether they join and which of our messages they may read.',
+  );
+}
+
 async function handleText(m: BotMessage, text: string, ctx: BotContext): Promise<void> {
   const t = text.toLowerCase();
+  if (WANTS_PERSON.test(t)) {
+    await askForPerson(m, ctx);
+    return;
+  }
   const orderNo = /\b(\d{4,8})\b/.exec(t)?.[1];
   if (orderNo !== undefined || /\border|parcel|package|shipping|delivery\b/.test(t)) {
     if (orderNo === undefined) {
@@ -133,6 +165,8 @@ async function handleText(m: BotMessage, text: string, ctx: BotContext): Promise
 }
 
 const handle: BotHandler = async (message, ctx) => {
+  // A human agent has taken over: the bot only observes (the customer chose to keep it in).
+  if (humanPresent(message, ctx)) return;
   if (typeof message.text === 'string') return handleText(message, message.text.slice(0, 2000), ctx);
   if (isRecord(message.json)) return handleJson(message, message.json, ctx);
   await ctx.reply("Sorry, I can't read attachments.");

@@ -41,7 +41,47 @@ export type BotMessage = MessageContent & {
    * reaches the handler: its messages are refused.
    */
   readonly staff?: StaffSender;
+  /**
+   * Present when the message came in a conversation with several members (a customer's
+   * `client.startConversation`): its id, the member list as it stands when this run started,
+   * and the member-list epoch. The handler runs for the messages of every member (the customer,
+   * an agent who joined, another bot): {@link BotMessage.from} and {@link BotMessage.staff} say
+   * who wrote. Absent for a plain one-to-one message. In a conversation, `ctx.reply` goes to every
+   * member but the bot, and `ctx.handoff` asks the customer's device for a human agent.
+   */
+  readonly conversation?: BotConversation;
 };
+
+/** A member's role in a conversation: the customer (its owner), a bot, or certified staff. */
+export type MemberRole = 'customer' | 'bot' | 'agent' | 'supervisor';
+
+/** One member of a conversation, as its owner (the customer's device) lists it. */
+export interface Member {
+  /** The member's device id (32 hex chars). */
+  readonly deviceId: string;
+  /** `customer` for the owner; `bot`, `agent` or `supervisor` as the owner admitted it. */
+  readonly role: MemberRole;
+  /** Display name (at most 100 chars): a staff member's certified name, the bot's name. */
+  readonly name: string;
+}
+
+/** {@link BotMessage.conversation}: the conversation a message came in. */
+export interface BotConversation {
+  /** The conversation id (22 chars of base64url). */
+  readonly id: string;
+  /** The members (the bot included), as the owner last listed them. */
+  readonly members: readonly Member[];
+  /** Member-list epoch: 1 at creation, +1 per change by the owner. */
+  readonly epoch: number;
+}
+
+/** What `ctx.handoff` asks for. */
+export interface HandoffRequest {
+  /** The queue of human agents to ask (`[A-Za-z0-9_-]{1,64}`, e.g. `'support'`). */
+  readonly queue: string;
+  /** Why, as the agents will see it in the queue (at most 500 chars; default empty). */
+  readonly reason?: string;
+}
 
 /** {@link BotMessage.staff}: who the staff sender is, from their verified credential. */
 export interface StaffSender {
@@ -114,8 +154,32 @@ export interface BotContext {
   /**
    * Sends a reply to the sender, end-to-end encrypted: a `string` is text, a `Uint8Array` is
    * binary, anything else is JSON (the same rule as `ParleyClient.send`).
+   *
+   * In a conversation ({@link BotMessage.conversation}) the reply goes to every current member
+   * but the bot, one pairwise encrypted copy each under the same message id (members the bot has
+   * no session with yet get one from their published prekeys). A bot the owner removed from the
+   * member list can no longer reply there: `FORBIDDEN` (`details.reason: 'notMember'`).
+   * The nth reply to a message always carries the same id, also in a re-run, so a member sees
+   * each reply once.
    */
   reply(content: OutgoingContent): Promise<void>;
+  /**
+   * Asks for a human: sends a `handoff` frame in this conversation to its owner, the customer's
+   * device, whose client opens a ticket in `queue` at the relay (with this bot to notify) and
+   * later asks the customer to consent to the agent who claims it. Nothing is shared with an
+   * agent by this call: the customer decides. When no agent claims the ticket in time the bot
+   * tells the customer so (`BotOptions.handoffUnclaimedReply`) and the host gets a
+   * `handoffUnclaimed` event. Counts as a reply for the message's deterministic ids (a re-run
+   * sends no second request).
+   * @throws ParleyError `USAGE` outside a conversation, or for a bad queue name or reason;
+   *   `FORBIDDEN` (`details.reason: 'notMember'`) when the bot is no longer a member.
+   */
+  handoff(request: HandoffRequest): Promise<void>;
+  /**
+   * The conversation's current members (the bot included), live: a member-list change that
+   * arrives while the handler runs shows here at once. Empty for a one-to-one message.
+   */
+  members(): readonly Member[];
   /** The safety number of this conversation (compare it with the customer out of band). */
   safetyNumber(): string;
   /** The bot's own device id. */

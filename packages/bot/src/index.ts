@@ -9,7 +9,7 @@
  */
 export { createBot, ATTESTATION_REFRESH_MS, DEFAULT_ONE_TIME_PREKEYS, type Bot, type BotOptions } from './host/bot.js';
 export type { BotLogger, SealingSecretOption, SupervisorStats } from './host/supervisor.js';
-export type { BotEvents, HandlerFailedEvent, HandlerFailureKind } from './host/events.js';
+export type { BotEvents, HandlerFailedEvent, HandlerFailureKind, HandoffUnclaimedEvent } from './host/events.js';
 export type { BotEventListener } from './host/bot-events.js';
 export { computeMeasurement, type Measurement, type MeasuredFile, type MeasurementOptions } from './measurement.js';
 export {
@@ -23,4 +23,4 @@ export {
   type BotAttestation,
   type VerifyAttestationOptions,
 } from './attestation.js';
-export type { BotHandler, BotMessage, BotContext, StaffSender, HandlerState, JsonValue, EgressFetchInit, EgressResponse } from './handler-api.js';
+export type { BotHandler, BotMessage, BotContext, BotConversation, HandoffRequest, Member, MemberRole, StaffSender, HandlerState, JsonValue, EgressFetchInit, EgressResponse } from './handler-api.js';

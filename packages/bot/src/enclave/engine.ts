@@ -8,7 +8,7 @@
 import type { PrekeyUpload, PublicIdentity, SessionResetReason } from '@parley/protocol';
 import { isParleyError, isStaffCredential } from '@parley/protocol';
 import { decodeContent, encodeContent, type MessageContent, type OutgoingContent } from '@parley/protocol';
-import { ConversationEngine, type FetchedBundle, type PeerStaffInfo, type ReceivedMessage as EngineMessage, type RevocationUpdate } from '@parley/engine';
+import { ConversationEngine, type FetchedBundle, type PayloadType, type PeerStaffInfo, type ReceivedMessage as EngineMessage, type RevocationUpdate } from '@parley/engine';
 import type { SealedKeyValueStore } from './sealed-store.js';
 
 /**
@@ -31,6 +31,8 @@ export interface Outgoing {
 /** What one relay delivery turned out to be. */
 export type Delivered =
   | { kind: 'message'; message: ReceivedMessage }
+  /** A conversation frame (engine payload type `'conversation'`), in the inbox until consumed. */
+  | { kind: 'frame'; frame: ReceivedFrame }
   | { kind: 'duplicate' }
   | { kind: 'ignored' }
   /**
@@ -38,6 +40,14 @@ export type Delivered =
    * `resend`: replies it has not receipted wait for its bundle (see {@link EnclaveEngine.takeBundle}).
    */
   | { kind: 'reset'; applied: boolean; reason: SessionResetReason; resend: boolean };
+
+/** A decrypted conversation frame (its bytes as sent; `ConversationBook.receive` validates them). */
+export interface ReceivedFrame {
+  readonly from: string;
+  readonly id: string;
+  readonly sentAt: number;
+  readonly frame: Uint8Array;
+}
 
 /** A decrypted message waiting for (or being run by) the handler. */
 export type ReceivedMessage = MessageContent & {
@@ -61,6 +71,8 @@ export interface EnclaveEngine {
    * With no session (a reset archived them) it starts one from the bundle {@link takeBundle} kept.
    */
   send(to: string, content: OutgoingContent, messageId: string): Promise<Outgoing | undefined>;
+  /** {@link send} for a conversation frame (engine payload type `'conversation'`). */
+  sendFrame(to: string, frame: Uint8Array, messageId: string): Promise<Outgoing | undefined>;
   /** True when a reply to `peer` needs its bundle first: a reset archived its sessions and none is kept. */
   needsBundle(peer: string): boolean;
   /**
@@ -94,6 +106,8 @@ export interface EnclaveEngine {
   pendingOutbox(): Promise<{ to: string; id: string; envelope: Uint8Array }[]>;
   /** Messages decrypted but not yet consumed by the handler (a crash interrupted it). */
   unconsumed(): Promise<ReceivedMessage[]>;
+  /** Conversation frames decrypted but not yet consumed (a crash interrupted their handler run). */
+  unconsumedFrames(): ReceivedFrame[];
   consume(from: string, id: string): Promise<void>;
   safetyNumber(peer: string): string;
   /** Takes the relay's staff revocation lists (verified against the org key; the newest per issuer kept). */
@@ -109,8 +123,8 @@ export interface EnclaveEngine {
 }
 
 function view(m: EngineMessage): ReceivedMessage {
-  // Receipts never reach here (`receive` consumes them).
-  const type = m.type === 'receipt' ? 'binary' : m.type;
+  // Receipts and conversation frames never reach here (`receive` takes them apart).
+  const type = m.type === 'receipt' || m.type === 'conversation' ? 'binary' : m.type;
   return { from: m.from, id: m.id, sentAt: m.sentAt, ...decodeContent(type, m.payload) };
 }
 
@@ -126,6 +140,14 @@ export async function openEngine(store: SealedKeyValueStore, options: { orgKey?:
     kept.delete(peer);
     kept.set(peer, bundle);
     if (kept.size > MAX_KEPT_BUNDLES) kept.delete(kept.keys().next().value!);
+  };
+  /** Encrypts into the outbox unless `messageId` is already queued for `to` (a re-run); a kept bundle starts a session. */
+  const encryptOnce = async (to: string, body: Uint8Array, messageId: string, type: PayloadType): Promise<Outgoing | undefined> => {
+    if (engine.pendingOutbox().some((e) => e.to === to && e.id === messageId)) return undefined;
+    const bundle = engine.needsBundle(to) ? kept.get(to) : undefined;
+    // Used once either way: after it there is a session, or the bundle was refused.
+    if (bundle) kept.delete(to);
+    return engine.encrypt(to, body, { messageId, type, ...(bundle ? { bundle } : {}) });
   };
   return {
     deviceId: engine.deviceId,
@@ -149,16 +171,14 @@ export async function openEngine(store: SealedKeyValueStore, options: { orgKey?:
         await engine.consume(r.from, r.id);
         return { kind: 'ignored' };
       }
+      if (r.type === 'conversation') return { kind: 'frame', frame: { from: r.from, id: r.id, sentAt: r.sentAt, frame: r.payload } };
       return { kind: 'message', message: view(r) };
     },
     async send(to, content, messageId) {
-      if (engine.pendingOutbox().some((e) => e.to === to && e.id === messageId)) return undefined;
       const { type, body } = encodeContent(content);
-      const bundle = engine.needsBundle(to) ? kept.get(to) : undefined;
-      // Used once either way: after it there is a session, or the bundle was refused.
-      if (bundle) kept.delete(to);
-      return engine.encrypt(to, body, { messageId, type, ...(bundle ? { bundle } : {}) });
+      return encryptOnce(to, body, messageId, type);
     },
+    sendFrame: (to, frame, messageId) => encryptOnce(to, frame, messageId, 'conversation'),
     needsBundle: (peer) => engine.needsBundle(peer) && !kept.has(peer),
     requestReset: (peer, failedId, reason) => engine.requestSessionReset(peer, { failedId, reason }),
     hasDeferredResets: () => engine.deferredResetCount > 0,
@@ -188,7 +208,8 @@ export async function openEngine(store: SealedKeyValueStore, options: { orgKey?:
     },
     peersOwedReceipts: () => engine.pendingReceipts().map((p) => p.peer),
     pendingOutbox: async () => engine.pendingOutbox().map((e) => ({ to: e.to, id: e.id, envelope: e.envelope })),
-    unconsumed: async () => engine.inbox().filter((m) => m.type !== 'receipt').map(view),
+    unconsumed: async () => engine.inbox().filter((m) => m.type !== 'receipt' && m.type !== 'conversation').map(view),
+    unconsumedFrames: () => engine.inbox().flatMap((m) => (m.type === 'conversation' ? [{ from: m.from, id: m.id, sentAt: m.sentAt, frame: m.payload }] : [])),
     consume: (from, id) => engine.consume(from, id),
     safetyNumber: (peer) => engine.safetyNumber(peer),
     setRevocationLists: (lists) => engine.setRevocationLists(lists),

@@ -31,8 +31,9 @@ import { readFileSync } from 'node:fs';
 import { deriveAnchorKey } from './seal.js';
 import { loadSealingSecret, RollbackAnchor } from './secret.js';
 import { SealedKeyValueStore } from './sealed-store.js';
-import { HandlerQueue, HandlerWorker, type BotMessage, type RunOutcome } from './handler.js';
+import { HandlerQueue, HandlerWorker, type BotMessage, type RunActions, type RunOutcome } from './handler.js';
 import { openEngine, type EnclaveEngine, type ReceivedMessage } from './engine.js';
+import { BotConversations, type ConversationRun, type TakenFrame } from './conversations.js';
 import { decodeContent, type OutgoingContent } from '@parley/protocol';
 import { TestingKeyTap } from './unsafe-testing.js';
 import { processPort, type EnclavePort } from './process-port.js';
@@ -73,6 +74,23 @@ interface State {
   maxFailures: number;
   /** What the customer gets when a run fails (`failureReply`), if anything. */
   failureReply: OutgoingContent | undefined;
+  /** Conversations with several members (sealed in the same store). */
+  conversations: BotConversations;
+  /** What a customer whose handoff ticket waits unclaimed gets (`handoffUnclaimedReply`), if anything. */
+  handoffUnclaimedReply: OutgoingContent | undefined;
+}
+
+/** A message the handler runs for: one-to-one, or in a conversation (`conversation` set). */
+type HandlerInput = ReceivedMessage | ConversationRun;
+
+const inConversation = (m: HandlerInput): m is ConversationRun => 'conversation' in m && typeof m.conversation === 'string';
+
+/** The message's own fields (the conversation id is replaced by the conversation's facts). */
+function withoutConversation(m: HandlerInput): ReceivedMessage {
+  if (!inConversation(m)) return m;
+  const { conversation, ...rest } = m;
+  void conversation;
+  return rest as ReceivedMessage;
 }
 
 /** `ctx.state` of a conversation: one sealed record (README "Handler state"). */
@@ -162,6 +180,13 @@ function markSent(s: State, to: string, id: string): Promise<void> {
       );
     });
   });
+}
+
+/** A reply the host configured (`failureReply`, `handoffUnclaimedReply`), as the handler would send it. */
+function configuredReply(encoded: { type: 'text' | 'json' | 'binary'; body: Uint8Array } | undefined): OutgoingContent | undefined {
+  if (!encoded) return undefined;
+  const c = decodeContent(encoded.type, encoded.body);
+  return c.type === 'text' ? c.text : c.type === 'json' ? c.json : c.binary;
 }
 
 function makeAttestation(s: State, now = Date.now()): BotAttestation {
@@ -260,6 +285,15 @@ async function sendReply(s: State, msg: ReceivedMessage, index: number, content:
   if (out) post({ type: 'send', to: out.to, id: out.id, envelope: out.envelope });
 }
 
+/**
+ * Sends reply `index` to `msg`: to its sender, or in a conversation to every member but the bot
+ * (`conversations.ts`). `also` is committed with it (the failure count, for the failure reply).
+ */
+async function replyTo(s: State, msg: HandlerInput, index: number, content: OutgoingContent, also?: () => Promise<void>): Promise<void> {
+  if (inConversation(msg)) return s.conversations.reply(msg, index, replyId(msg.from, msg.id, index), content, also);
+  return sendReply(s, msg, index, content, also);
+}
+
 /** How often `msg` failed so far, and whether the failure reply went out (sealed, so a restart continues the count). */
 async function failuresOf(s: State, key: string): Promise<{ failures: number; replied: boolean }> {
   const raw = await s.store.get(key);
@@ -273,14 +307,14 @@ async function failuresOf(s: State, key: string): Promise<{ failures: number; re
  * same commit (its id is fixed per message, so no re-run or restart sends a second one); then
  * reports it to the host (typed facts; the handler's message only in dev mode).
  */
-async function recordFailure(s: State, msg: ReceivedMessage, key: string, before: { failures: number; replied: boolean }, outcome: Extract<RunOutcome, { status: 'failed' }>): Promise<{ failures: number; replied: boolean }> {
+async function recordFailure(s: State, msg: HandlerInput, key: string, before: { failures: number; replied: boolean }, outcome: Extract<RunOutcome, { status: 'failed' }>): Promise<{ failures: number; replied: boolean }> {
   const failures = before.failures + 1;
   const save = (replied: boolean) => () => s.store.setMany([[key, textEncoder.encode(JSON.stringify({ failures, replied }))]]);
   let replied = before.replied;
   let saved = false;
   if (!replied && s.failureReply !== undefined) {
     try {
-      await sendReply(s, msg, FAILURE_REPLY_INDEX, s.failureReply, save(true));
+      await replyTo(s, msg, FAILURE_REPLY_INDEX, s.failureReply, save(true));
       replied = saved = true;
     } catch {
       // No session, an untrusted or blocked customer: the count is still recorded below.
@@ -311,10 +345,12 @@ async function recordFailure(s: State, msg: ReceivedMessage, key: string, before
  * another run was stuck) is run again without counting. The message is consumed, and the run's
  * `ctx.state` changes committed, in one commit once a run returns.
  */
-function runHandler(s: State, msg: ReceivedMessage, redelivered: boolean): void {
-  s.queue.push(msg.from, async () => {
+function runHandler(s: State, msg: HandlerInput, redelivered: boolean): void {
+  const conversation = inConversation(msg) ? msg.conversation : undefined;
+  // In order within a conversation (of several members, or one-to-one with the sender).
+  s.queue.push(conversation !== undefined ? `conv/${conversation}` : msg.from, async () => {
     const failKey = `${FAILURES_PREFIX}${msg.from}/${msg.id}`;
-    const stateKey = `${STATE_PREFIX}${msg.from}`;
+    const stateKey = conversation !== undefined ? `${STATE_PREFIX}conv/${conversation}` : `${STATE_PREFIX}${msg.from}`;
     let again = redelivered;
     let record = await failuresOf(s, failKey);
     let outcome: RunOutcome | undefined;
@@ -322,23 +358,37 @@ function runHandler(s: State, msg: ReceivedMessage, redelivered: boolean): void 
       let replies = 0;
       // Who is staff is read at each run: a credential expired or revoked since is not shown.
       const staff = staffOf(s, msg.from);
-      const view: BotMessage = { ...msg, redelivered: again, ...(staff ? { staff } : {}) };
-      // The handler worker asks for each reply in turn; the run settles once the handler returned
-      // and its replies are committed (then the message is consumed and receipted, as before).
-      const reply = async (content: OutgoingContent): Promise<void> => {
+      const snapshot = conversation !== undefined ? s.conversations.snapshot(conversation) : undefined;
+      const view: BotMessage = { ...withoutConversation(msg), redelivered: again, ...(staff ? { staff } : {}), ...(snapshot ? { conversation: snapshot } : {}) };
+      // The handler worker asks for each reply (or handoff) in turn; the run settles once the
+      // handler returned and its replies are committed (then the message is consumed and
+      // receipted, as before). Replies and handoffs share the index of the deterministic ids.
+      const nextIndex = (): number => {
         if (replies >= 1000) throw new ParleyError('USAGE', 'at most 1000 replies per message');
-        await sendReply(s, msg, replies++, content);
+        return replies++;
+      };
+      const actions: RunActions = {
+        reply: async (content) => replyTo(s, msg, nextIndex(), content),
+        handoff: async (queue, reason) => {
+          if (!inConversation(msg)) throw new ParleyError('USAGE', 'ctx.handoff works only for a message that came in a conversation (message.conversation)');
+          const index = nextIndex();
+          await s.conversations.handoff(msg, replyId(msg.from, msg.id, index), queue, reason);
+        },
+        members: () => (conversation !== undefined ? s.conversations.members(conversation) : []),
       };
       const stored = await s.store.get(stateKey);
-      outcome = await s.handler.run(view, s.engine.deviceId, stored ? textDecoder.decode(stored) : '', reply);
+      outcome = await s.handler.run(view, s.engine.deviceId, stored ? textDecoder.decode(stored) : '', actions);
       again = true;
       if (outcome.status === 'done') break;
       if (outcome.status === 'failed') record = await recordFailure(s, msg, failKey, record, outcome);
     }
     try {
       const state = outcome?.status === 'done' ? outcome.state : undefined;
+      // The frames prepared for this message's replies in a conversation are done with too.
+      const prepared = conversation !== undefined ? await s.conversations.preparedKeys(msg.from, msg.id) : [];
       await commit(s, async () => {
         await s.engine.consume(msg.from, msg.id);
+        if (prepared.length > 0) await s.store.delMany(prepared);
         if (record.failures > 0) await s.store.delMany([failKey]);
         if (state === '') {
           if (await s.store.get(stateKey)) await s.store.delMany([stateKey]);
@@ -349,6 +399,12 @@ function runHandler(s: State, msg: ReceivedMessage, redelivered: boolean): void 
       post({ type: 'event', name: { type: 'handlerFailed' }, error: toWireError(e) });
     }
   });
+}
+
+/** What the conversation rules know of a staff sender (its verified credential, if still valid). */
+function senderStaff(s: State, peer: string): { roles: readonly string[]; displayName: string } | undefined {
+  const staff = staffOf(s, peer);
+  return staff && { roles: staff.roles, displayName: staff.displayName };
 }
 
 /** `message.staff` (README "Handler context"): the sender's verified staff credential, if any and still valid. */
@@ -419,7 +475,15 @@ const impl: Impl = {
       }
       const { store, engine, tap } = unsealed;
       const handler = await handlerStart;
-      const failureReply = p.failureReply ? decodeContent(p.failureReply.type, p.failureReply.body) : undefined;
+      const conversations = await BotConversations.open({
+        store,
+        engine,
+        commit: (fn) => commit(need(), fn),
+        send: (out) => post({ type: 'send', to: out.to, id: out.id, envelope: out.envelope }),
+        bundleArrival,
+        onSendFailed: (f) => post({ type: 'event', name: { type: 'conversationSendFailed', ...f } }),
+        poison,
+      });
       const s: State = {
         store,
         engine,
@@ -428,17 +492,19 @@ const impl: Impl = {
         queue: new HandlerQueue(MAX_CONCURRENT_HANDLERS),
         tap,
         maxFailures: p.maxHandlerFailures ?? DEFAULT_MAX_HANDLER_FAILURES,
-        failureReply: failureReply === undefined ? undefined : failureReply.type === 'text' ? failureReply.text : failureReply.type === 'json' ? failureReply.json : failureReply.binary,
+        failureReply: configuredReply(p.failureReply),
+        conversations,
+        handoffUnclaimedReply: configuredReply(p.handoffUnclaimedReply),
       };
       state = s;
       // Replies committed before a crash but never handed to the host go out first, in commit
       // order, so a handler re-run below can never put a later reply ahead of them.
       for (const out of await engine.pendingOutbox()) post({ type: 'send', to: out.to, id: out.id, envelope: out.envelope });
       // Receipts a crash left owed (their messages were handled) go out too.
-      const rerun = new Set((await engine.unconsumed()).map((m) => m.from));
+      const unfinished: HandlerInput[] = [...(await engine.unconsumed()), ...(await conversations.unfinished())];
+      const rerun = new Set(unfinished.map((m) => m.from));
       for (const peer of engine.peersOwedReceipts()) if (!rerun.has(peer)) await sendReceipt(s, peer);
       // Messages whose handler run a crash interrupted: run them again, flagged.
-      const unfinished = await engine.unconsumed();
       for (const m of unfinished) runHandler(s, m, true);
       // Resends a crash interrupted (a customer's reset was applied, its bundle never came): ask again.
       for (const peer of await engine.pendingResends()) requestBundle(peer);
@@ -475,14 +541,28 @@ const impl: Impl = {
   async deliver(p) {
     const s = need();
     let r;
+    let taken: TakenFrame | undefined;
     try {
-      r = await commit(s, () => s.engine.receive(p));
+      r = await commit(s, async () => {
+        const d = await s.engine.receive(p);
+        // A conversation frame is applied to the book in the same commit as its decryption.
+        if (d.kind === 'frame') taken = await s.conversations.take(d.frame, senderStaff(s, p.from));
+        return d;
+      });
     } catch (e) {
       await askForReset(s, p, e);
       throw e;
     }
     if (r.kind === 'duplicate') return { status: { type: 'duplicate' } };
     if (r.kind === 'message') runHandler(s, r.message, false);
+    if (taken?.kind === 'run') runHandler(s, taken.message, false);
+    else if (taken) {
+      // Applied or refused, and consumed already: nothing for the handler; the receipt is owed.
+      await sendReceipt(s, p.from).catch(() => undefined);
+      // A refused frame (not from the owner, not from a member, malformed) changed nothing: the
+      // host acks it and logs the typed refusal.
+      if (taken.refused) throw taken.refused;
+    }
     if (r.kind === 'reset' && r.applied) {
       post({ type: 'event', name: { type: 'sessionReset', peer: p.from, initiatedBy: 'peer', reason: r.reason } });
       if (r.resend) requestBundle(p.from);
@@ -513,6 +593,11 @@ const impl: Impl = {
 
   async attest() {
     return makeAttestation(need());
+  },
+
+  async handoffUnclaimed(p) {
+    const s = need();
+    return { sent: await s.conversations.unclaimed(p.ticketId, p.customer, s.handoffUnclaimedReply) };
   },
 
   async revocations(p) {

@@ -3,15 +3,16 @@
  * Types only.
  *
  * The handler worker is a separate V8 isolate that holds no key: what it gets is the decrypted
- * message, the bot's device id and, on request, the conversation's safety number; what it can
- * ask for is a reply to the message it is running. The enclave validates everything the worker
+ * message, the bot's device id and, on request, the conversation's safety number and current
+ * members; what it can ask for is a reply to the message it is running, or (in a conversation)
+ * a handoff to a human. The enclave validates everything the worker
  * posts (`parseFromHandler` in `handler.ts`): the handler's own code can post anything on that
  * port.
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { SerializedParleyError } from '@parley/protocol/errors';
 import type { ContentType } from '@parley/protocol/wire';
-import type { BotMessage } from '../handler-api.js';
+import type { BotMessage, Member } from '../handler-api.js';
 import type { EgressAnswerMessage, EgressRequestMessage } from './handler-egress-api.js';
 
 /** `workerData` of the handler worker: nothing secret. */
@@ -78,6 +79,8 @@ export type FromHandler =
   | { readonly t: 'loaded' }
   | { readonly t: 'loadFailed'; readonly message: string; readonly details?: { readonly reason: string; readonly file: string } }
   | { readonly t: 'reply'; readonly run: number; readonly seq: number; readonly type: ContentType; readonly body: Uint8Array }
+  /** `ctx.handoff`: answered like a reply (`replied`, same `seq` numbering: ordered with the replies). */
+  | { readonly t: 'handoff'; readonly run: number; readonly seq: number; readonly queue: string; readonly reason: string }
   /**
    * The handler returned (or threw: `failure`). `state`: the conversation's `ctx.state` record
    * after the run, only when the run changed it; committed with the message's consumption.
@@ -90,14 +93,18 @@ export type FromHandler =
   /** A `ctx.fetch` request (checked by `parseEgressRequest` in `egress.ts`). */
   | EgressRequestMessage;
 
-/** `ctx.safetyNumber()`: worker → enclave on the sync port. */
+/** `ctx.safetyNumber()` (`what` absent) or `ctx.members()` (`what: 'members'`): worker → enclave on the sync port. */
 export interface SyncRequest {
   readonly call: number;
   readonly run: number;
+  readonly what?: 'members';
 }
 
 /** Enclave → worker on the sync port; the enclave sets the flag after posting it. */
-export type SyncAnswer = { readonly call: number; readonly ok: true; readonly value: string } | { readonly call: number; readonly ok: false; readonly error: EchoedError };
+export type SyncAnswer =
+  | { readonly call: number; readonly ok: true; readonly value: string }
+  | { readonly call: number; readonly ok: true; readonly members: readonly Member[] }
+  | { readonly call: number; readonly ok: false; readonly error: EchoedError };
 
 /** A reply body larger than this is refused before it leaves the handler worker (the engine allows far less). */
 export const MAX_REPLY_BODY_BYTES = 1024 * 1024;

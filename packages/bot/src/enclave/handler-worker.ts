@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { format } from 'node:util';
 import { ERROR_CODES, ParleyError } from '@parley/protocol/errors';
 import { encodeContent, type OutgoingContent } from '@parley/protocol/wire';
-import type { BotContext, BotHandler, EgressFetchInit, JsonValue } from '../handler-api.js';
+import type { BotContext, BotHandler, EgressFetchInit, HandoffRequest, JsonValue, Member } from '../handler-api.js';
 import { checkStateKey, decodeState, encodeState, stateBytes, stateTooLarge, stateValueText, MAX_STATE_BYTES } from './handler-state.js';
 import {
   CHANGED_MARK,
@@ -271,17 +271,17 @@ function stateFor(record: string, isOver: () => boolean): { api: BotContext['sta
   return { api, changed: () => (dirty ? encodeState(entries) : undefined) };
 }
 
-/** `ctx.safetyNumber()`: a synchronous call to the enclave (the handler API is synchronous there). */
-function safetyNumber(run: number): string {
+/** A synchronous call to the enclave (`ctx.safetyNumber()`, `ctx.members()`: the handler API is synchronous there). */
+function syncCall(run: number, what: 'safetyNumber' | 'members'): Extract<SyncAnswer, { ok: true }> {
   const { port: sync, flag } = data.sync;
   const call = nextCall++;
   Atomics.store(flag, 0, 0);
-  sync.postMessage({ call, run } satisfies SyncRequest);
+  sync.postMessage({ call, run, ...(what === 'members' ? { what } : {}) } satisfies SyncRequest);
   const deadline = Date.now() + SYNC_TIMEOUT_MS;
   for (;;) {
     const got = receiveMessageOnPort(sync)?.message as SyncAnswer | undefined;
     if (got?.call === call) {
-      if (got.ok) return got.value;
+      if (got.ok) return got;
       throw echoed(got.error);
     }
     if (got) continue; // a late answer to a call that timed out
@@ -292,6 +292,27 @@ function safetyNumber(run: number): string {
   }
 }
 
+function safetyNumber(run: number): string {
+  const got = syncCall(run, 'safetyNumber');
+  if (!('value' in got)) throw new ParleyError('INTERNAL', 'the enclave answered another question');
+  return got.value;
+}
+
+function members(run: number): readonly Member[] {
+  const got = syncCall(run, 'members');
+  if (!('members' in got)) throw new ParleyError('INTERNAL', 'the enclave answered another question');
+  return Object.freeze(got.members.map((m) => Object.freeze({ ...m })));
+}
+
+/** `ctx.handoff`'s argument, as the enclave takes it (checked again there). */
+function handoffRequest(request: HandoffRequest): { queue: string; reason: string } {
+  const r = request as Partial<HandoffRequest> | null | undefined;
+  if (typeof r !== 'object' || r === null || typeof r.queue !== 'string' || (r.reason !== undefined && typeof r.reason !== 'string')) {
+    throw new ParleyError('USAGE', 'ctx.handoff takes { queue: string, reason?: string }');
+  }
+  return { queue: r.queue, reason: r.reason ?? '' };
+}
+
 async function run(handler: BotHandler, m: Extract<ToHandler, { t: 'run' }>): Promise<void> {
   let seq = 0;
   let returned = false;
@@ -300,6 +321,20 @@ async function run(handler: BotHandler, m: Extract<ToHandler, { t: 'run' }>): Pr
     botDeviceId: m.botDeviceId,
     state: state.api,
     safetyNumber: () => safetyNumber(m.run),
+    members: () => members(m.run),
+    handoff: (request: HandoffRequest): Promise<void> =>
+      new Promise<void>((resolve, reject) => {
+        let checked;
+        try {
+          checked = handoffRequest(request);
+        } catch (e) {
+          reject(e);
+          return;
+        }
+        const s = seq++;
+        waiting.set(`${m.run}/${s}`, { resolve, reject });
+        post({ t: 'handoff', run: m.run, seq: s, queue: checked.queue, reason: checked.reason });
+      }),
     fetch: (url: string | URL, init?: EgressFetchInit) => egress.fetch(m.run, url, init),
     reply: (content: OutgoingContent): Promise<void> =>
       new Promise<void>((resolve, reject) => {

@@ -27,7 +27,7 @@ import { MessageChannel, Worker, resourceLimits as ownResourceLimits, type Messa
 import type { Readable } from 'node:stream';
 import { ERROR_CODES, ParleyError, decodeContent, type OutgoingContent, type ParleyErrorCode, type SerializedParleyError } from '@parley/protocol';
 import { toWireError } from '../rpc/messages.js';
-import type { BotMessage } from '../handler-api.js';
+import type { BotMessage, Member } from '../handler-api.js';
 import {
   MAX_DEV_MESSAGE,
   MAX_DEV_STACK,
@@ -91,9 +91,24 @@ export interface HandlerWorkerOptions {
   egress?: readonly string[];
 }
 
+/**
+ * What a run may ask the enclave for, on its message's behalf: a reply, a handoff (in a
+ * conversation), the conversation's current members.
+ */
+export interface RunActions {
+  reply(content: OutgoingContent): Promise<void>;
+  /** `ctx.handoff` (the enclave checks the queue and reason, and that the message came in a conversation). */
+  handoff(queue: string, reason: string): Promise<void>;
+  /** `ctx.members()`: the current members, or `[]` outside a conversation. */
+  members(): readonly Member[];
+}
+
+/** Longest queue name or handoff reason the enclave takes from the worker before its own checks. */
+const MAX_HANDOFF_FIELD = 2_000;
+
 interface Run {
   readonly peer: string;
-  readonly reply: (content: OutgoingContent) => Promise<void>;
+  readonly actions: RunActions;
   /** The errors the enclave answered this run's requests with (a rethrow may name one). */
   readonly errors: SerializedParleyError[];
   /** This run's replies, one after the other, in the order the handler asked. */
@@ -139,6 +154,12 @@ export function parseFromHandler(raw: unknown): FromHandler | undefined {
       // Never a view of shared memory: the handler could change the bytes while they are encrypted.
       if (!(body instanceof Uint8Array) || !(body.buffer instanceof ArrayBuffer) || body.length > MAX_REPLY_BODY_BYTES) return undefined;
       return { t: 'reply', run, seq, type, body };
+    }
+    case 'handoff': {
+      const { run, seq, queue, reason } = raw;
+      if (!isCount(run) || !isCount(seq) || typeof queue !== 'string' || typeof reason !== 'string') return undefined;
+      if (queue.length > MAX_HANDOFF_FIELD || reason.length > MAX_HANDOFF_FIELD) return undefined;
+      return { t: 'handoff', run, seq, queue, reason };
     }
     case 'done': {
       const { run, failure } = raw;
@@ -249,13 +270,13 @@ class HandlerIsolate {
     return new Promise<void>((resolve, reject) => (this.#loaded = { resolve, reject }));
   }
 
-  run(message: BotMessage, botDeviceId: string, state: string, reply: (content: OutgoingContent) => Promise<void>): Promise<RunOutcome> {
+  run(message: BotMessage, botDeviceId: string, state: string, actions: RunActions): Promise<RunOutcome> {
     if (this.#state !== 'ready') return Promise.resolve({ status: 'interrupted' });
     const id = this.#nextRun++;
     return new Promise<RunOutcome>((resolve) => {
       const run: Run = {
         peer: message.from,
-        reply,
+        actions,
         errors: [],
         replies: Promise.resolve(),
         oversize: false,
@@ -365,9 +386,9 @@ class HandlerIsolate {
     }
     const m = parseFromHandler(raw);
     if (!m) {
-      // A reply the enclave cannot take is still answered, so the handler's `ctx.reply` settles.
-      if (isObject(raw) && raw.t === 'reply' && isCount(raw.run) && isCount(raw.seq)) {
-        const error = new ParleyError('USAGE', 'a reply must be text, JSON or bytes of at most 1 MiB').toJSON();
+      // A reply (or handoff) the enclave cannot take is still answered, so the handler's call settles.
+      if (isObject(raw) && (raw.t === 'reply' || raw.t === 'handoff') && isCount(raw.run) && isCount(raw.seq)) {
+        const error = (raw.t === 'reply' ? new ParleyError('USAGE', 'a reply must be text, JSON or bytes of at most 1 MiB') : new ParleyError('USAGE', 'ctx.handoff takes { queue: string, reason?: string }')).toJSON();
         const run = this.#runs.get(raw.run);
         this.#post({ t: 'replied', run: raw.run, seq: raw.seq, error: { error, echo: run ? run.errors.push(error) - 1 : -1 } });
       }
@@ -385,15 +406,17 @@ class HandlerIsolate {
         void this.#worker.terminate();
         this.#loaded?.reject(new ParleyError('USAGE', m.message, m.details ? { details: m.details } : undefined));
         return;
-      case 'reply': {
+      case 'reply':
+      case 'handoff': {
         const run = this.#runs.get(m.run);
         if (!run) {
-          this.#post({ t: 'replied', run: m.run, seq: m.seq, error: { error: new ParleyError('USAGE', 'the handler already returned for this message: reply before it returns').toJSON(), echo: -1 } });
+          this.#post({ t: 'replied', run: m.run, seq: m.seq, error: { error: new ParleyError('USAGE', `the handler already returned for this message: ${m.t === 'reply' ? 'reply' : 'hand off'} before it returns`).toJSON(), echo: -1 } });
           return;
         }
         run.replies = run.replies.then(async () => {
           try {
-            await run.reply(replyContent(m.type, m.body));
+            if (m.t === 'reply') await run.actions.reply(replyContent(m.type, m.body));
+            else await run.actions.handoff(m.queue, m.reason);
             this.#post({ t: 'replied', run: m.run, seq: m.seq });
           } catch (e) {
             if (e instanceof ParleyError && e.code === 'PAYLOAD_TOO_LARGE') run.oversize = true;
@@ -422,14 +445,17 @@ class HandlerIsolate {
     }
   }
 
-  /** `ctx.safetyNumber()`: answers on the sync port, then wakes the worker. */
+  /** `ctx.safetyNumber()`, `ctx.members()`: answers on the sync port, then wakes the worker. */
   #onSync(raw: unknown): void {
     if (!isObject(raw) || !isCount(raw.call) || !isCount(raw.run)) return;
     const run = this.#runs.get(raw.run);
+    const members = raw.what === 'members';
     let answer: SyncAnswer;
     try {
-      if (!run) throw new ParleyError('USAGE', 'ctx.safetyNumber() works only while the handler runs for a message');
-      answer = { call: raw.call, ok: true, value: this.#opts.safetyNumber(run.peer) };
+      if (!run) throw new ParleyError('USAGE', `ctx.${members ? 'members' : 'safetyNumber'}() works only while the handler runs for a message`);
+      answer = members
+        ? { call: raw.call, ok: true, members: run.actions.members().map((m) => ({ deviceId: m.deviceId, role: m.role, name: m.name })) }
+        : { call: raw.call, ok: true, value: this.#opts.safetyNumber(run.peer) };
     } catch (e) {
       const error = toWireError(e);
       answer = { call: raw.call, ok: false, error: { error, echo: run ? run.errors.push(error) - 1 : -1 } };
@@ -505,17 +531,17 @@ export class HandlerWorker {
 
   /**
    * Runs the handler for one message with the conversation's `ctx.state` record (`''`: empty).
-   * `reply` is called for each reply the handler asks for, in order, until the run settles.
-   * Never rejects: how the run ended is the {@link RunOutcome}.
+   * `actions.reply` (or `handoff`) is called for each reply (or handoff) the handler asks for, in
+   * order, until the run settles. Never rejects: how the run ended is the {@link RunOutcome}.
    */
-  async run(message: BotMessage, botDeviceId: string, state: string, reply: (content: OutgoingContent) => Promise<void>): Promise<RunOutcome> {
+  async run(message: BotMessage, botDeviceId: string, state: string, actions: RunActions): Promise<RunOutcome> {
     let isolate: HandlerIsolate;
     try {
       isolate = await this.#current;
     } catch {
       return new Promise<RunOutcome>(() => undefined); // the enclave is ending (onExit)
     }
-    return isolate.run(message, botDeviceId, state, reply);
+    return isolate.run(message, botDeviceId, state, actions);
   }
 
   /** Stops the worker (without the `onExit` call). */

@@ -38,6 +38,7 @@ import { PrekeyPublisher } from './prekey-publisher.js';
 import { ReplyOutbox } from './reply-outbox.js';
 import { withSyntaxLocation } from './handler-syntax.js';
 import { checkHandlerOptions } from './handler-options.js';
+import { toWireError } from '../rpc/messages.js';
 import { EnclaveSupervisor, type BotLogger, type EnclaveInfo, type SealingSecretOption, type SupervisorStats } from './supervisor.js';
 
 /** Re-issue the attestation this often (clients accept 24 h by default). */
@@ -112,6 +113,17 @@ export interface BotOptions {
    * our side. Please try again."; `false` (or `null`) sends none.
    */
   failureReply?: OutgoingContent | false | null;
+  /**
+   * What a customer gets in its conversation with the bot when the handoff ticket the bot asked
+   * for (`ctx.handoff`, or one the customer opened with the bot to notify) waits longer than the
+   * relay's `ticketUnclaimedMs` unclaimed: text, a JSON value or bytes, sent once per ticket
+   * (and the `handoffUnclaimed` event fires). Default: "Everyone is busy right now. You are still
+   * in the queue; an agent will join as soon as one is free."; `null` sends none (the event
+   * still fires). Host configuration like `failureReply`, not part of the measurement: a host
+   * could change the text, but only this one message, once per ticket, into a conversation the
+   * customer owns with the bot. See README "Conversations and handoff".
+   */
+  handoffUnclaimedReply?: OutgoingContent | null;
   /**
    * Failed runs of one message after which it is quarantined: never run again, across restarts
    * (default 3, at most 100). Until then a failed run is run again at once, flagged `redelivered`.
@@ -213,7 +225,7 @@ export interface Bot {
   readonly connected: boolean;
   /**
    * Listens for a bot event (README "Events"): `connected`, `disconnected`, `authFailed`,
-   * `handlerFailed`, `prekeysLow`, `enclaveRestarted`. Returns a function that removes the
+   * `handlerFailed`, `prekeysLow`, `enclaveRestarted`, `handoffUnclaimed`. Returns a function that removes the
    * listener. A listener that throws is logged and does not stop the bot.
    * @example
    * bot.on('authFailed', ({ error }) => alert(`bot login refused: ${error.details?.reason}`));
@@ -433,6 +445,16 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
       events.emit('prekeysLow', { remaining });
     },
     onDisconnected: (reason) => events.emit('disconnected', { reason }),
+    // A handoff ticket naming this bot waited unclaimed: tell the app, and the customer (README
+    // "Conversations and handoff"). The enclave decides whether and where the reply goes.
+    onTicketUnclaimed: ({ ticket, waitingMs }) => {
+      if (ticket.notify !== info.deviceId) return;
+      events.emit('handoffUnclaimed', { ticketId: ticket.id, customer: ticket.customer, queue: ticket.queue, waitingMs });
+      supervisor.call('handoffUnclaimed', { ticketId: ticket.id, customer: ticket.customer, waitingMs }).then(
+        ({ sent }) => logger.info({ event: 'handoff.unclaimed', ticket: ticket.id, customer: ticket.customer, waitingMs, replySent: sent }, 'a handoff ticket waits unclaimed'),
+        (e: unknown) => logger.warn({ event: 'handoff.unclaimedFailed', ticket: ticket.id, error: toWireError(e) }, 'could not tell the customer that its handoff ticket waits unclaimed'),
+      );
+    },
     // The link has stopped reconnecting: a refused key stays refused.
     onAuthFailed: (error) => events.emit('authFailed', { error }),
     onError: (e) => logger.warn({ event: 'relay.error', code: e.code }, 'relay error'),

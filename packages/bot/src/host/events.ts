@@ -29,6 +29,8 @@ export interface HandlerFailedEvent {
   readonly failureReplySent: boolean;
   /** The error code the handler threw, when it threw a `ParleyError`. */
   readonly code?: string;
+  /** With `code`: the SDK error's `details.reason`, when it has one (e.g. `notMember` for a reply in a conversation the bot was removed from). */
+  readonly reason?: string;
   /** Only with `dev: true`: the handler's error message, file and line (may carry plaintext). */
   readonly dev?: { readonly message: string; readonly file?: string; readonly line?: number; readonly stack?: string };
 }
@@ -50,4 +52,24 @@ export interface BotEvents {
   prekeysLow: { readonly remaining: number };
   /** The enclave crashed and is being restarted from its sealed state. */
   enclaveRestarted: { readonly crashes: number };
+  /** A handoff ticket naming this bot to notify waited unclaimed (see {@link HandoffUnclaimedEvent}). */
+  handoffUnclaimed: HandoffUnclaimedEvent;
+}
+
+/**
+ * Payload of `handoffUnclaimed`: the relay reported that a handoff ticket whose `notify` is this
+ * bot (one a customer's client opened after `ctx.handoff`, or by itself in a conversation with
+ * the bot) waited longer than the relay's `ticketUnclaimedMs` without an agent claiming it. The
+ * bot also sends `handoffUnclaimedReply` into the customer's conversation (once per ticket).
+ * Metadata only, as the relay knows it.
+ */
+export interface HandoffUnclaimedEvent {
+  /** The relay's ticket id. */
+  readonly ticketId: string;
+  /** The customer's device id (the ticket's owner). */
+  readonly customer: string;
+  /** The ticket's queue. */
+  readonly queue: string;
+  /** How long it has been waiting, ms. */
+  readonly waitingMs: number;
 }

@@ -12,6 +12,8 @@ export const DEFAULT_HANDLER_TIMEOUT_MS = 30_000;
 export const DEFAULT_MAX_HANDLER_FAILURES = 3;
 /** Default `failureReply`. */
 export const DEFAULT_FAILURE_REPLY = 'Sorry, something went wrong on our side. Please try again.';
+/** Default `handoffUnclaimedReply`. */
+export const DEFAULT_HANDOFF_UNCLAIMED_REPLY = 'Everyone is busy right now. You are still in the queue; an agent will join as soon as one is free.';
 
 /** The options of `createBot` this module reads. */
 export interface HandlerOptions {
@@ -19,6 +21,7 @@ export interface HandlerOptions {
   failureReply?: OutgoingContent | false | null;
   maxHandlerFailures?: number;
   dev?: boolean;
+  handoffUnclaimedReply?: OutgoingContent | null;
 }
 
 /** What the supervisor takes. */
@@ -26,6 +29,7 @@ export interface CheckedHandlerOptions {
   handlerTimeoutMs: number;
   maxHandlerFailures: number;
   failureReply?: { type: 'text' | 'json' | 'binary'; body: Uint8Array };
+  handoffUnclaimedReply?: { type: 'text' | 'json' | 'binary'; body: Uint8Array };
   dev?: boolean;
 }
 
@@ -41,18 +45,30 @@ export function checkHandlerOptions(o: HandlerOptions): CheckedHandlerOptions {
   const max = o.maxHandlerFailures ?? DEFAULT_MAX_HANDLER_FAILURES;
   if (!Number.isSafeInteger(max) || max < 1 || max > MAX_HANDLER_FAILURES) throw new ParleyError('USAGE', `maxHandlerFailures must be an integer of 1..${MAX_HANDLER_FAILURES}`);
   if (o.dev !== undefined && typeof o.dev !== 'boolean') throw new ParleyError('USAGE', 'dev must be a boolean');
-  const reply = o.failureReply === undefined ? DEFAULT_FAILURE_REPLY : o.failureReply;
-  let failureReply: CheckedHandlerOptions['failureReply'];
-  if (reply !== false && reply !== null) {
-    if (typeof reply === 'string' && reply.length === 0) throw new ParleyError('USAGE', 'failureReply must not be empty (use false for no failure reply)');
-    let encoded: { type: 'text' | 'json' | 'binary'; body: Uint8Array };
-    try {
-      encoded = encodeContent(reply);
-    } catch {
-      throw new ParleyError('USAGE', 'failureReply must be text, a JSON value or bytes (or false for none)');
-    }
-    if (encoded.body.length > MAX_FAILURE_REPLY_BYTES) throw new ParleyError('USAGE', `failureReply must be at most ${MAX_FAILURE_REPLY_BYTES} bytes`);
-    failureReply = { type: encoded.type, body: encoded.body.slice() };
+  const failureReply = configuredReply('failureReply', o.failureReply === undefined ? DEFAULT_FAILURE_REPLY : o.failureReply, 'false');
+  const unclaimed = configuredReply('handoffUnclaimedReply', o.handoffUnclaimedReply === undefined ? DEFAULT_HANDOFF_UNCLAIMED_REPLY : o.handoffUnclaimedReply, 'null');
+  return {
+    handlerTimeoutMs: timeout,
+    maxHandlerFailures: max,
+    ...(failureReply ? { failureReply } : {}),
+    ...(unclaimed ? { handoffUnclaimedReply: unclaimed } : {}),
+    ...(o.dev ? { dev: true } : {}),
+  };
+}
+
+/**
+ * A reply the host configures, encoded for the enclave; `undefined` for none (`false`/`null`).
+ * @throws ParleyError `USAGE` naming `option` when it is empty, not content, or too large.
+ */
+function configuredReply(option: string, reply: OutgoingContent | false | null, none: string): CheckedHandlerOptions['failureReply'] {
+  if (reply === false || reply === null) return undefined;
+  if (typeof reply === 'string' && reply.length === 0) throw new ParleyError('USAGE', `${option} must not be empty (use ${none} for none)`);
+  let encoded: { type: 'text' | 'json' | 'binary'; body: Uint8Array };
+  try {
+    encoded = encodeContent(reply);
+  } catch {
+    throw new ParleyError('USAGE', `${option} must be text, a JSON value or bytes (or ${none} for none)`);
   }
-  return { handlerTimeoutMs: timeout, maxHandlerFailures: max, ...(failureReply ? { failureReply } : {}), ...(o.dev ? { dev: true } : {}) };
+  if (encoded.body.length > MAX_FAILURE_REPLY_BYTES) throw new ParleyError('USAGE', `${option} must be at most ${MAX_FAILURE_REPLY_BYTES} bytes`);
+  return { type: encoded.type, body: encoded.body.slice() };
 }

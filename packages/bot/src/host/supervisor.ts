@@ -113,6 +113,8 @@ export interface SupervisorOptions {
   maxHandlerFailures?: number;
   /** The failure reply, encoded (`encodeContent`); none when absent. */
   failureReply?: { type: 'text' | 'json' | 'binary'; body: Uint8Array };
+  /** The unclaimed-handoff reply, encoded; none when absent (README "Conversations and handoff"). */
+  handoffUnclaimedReply?: { type: 'text' | 'json' | 'binary'; body: Uint8Array };
   /** Dev mode: handler errors reach the host with their message, file and line (never in production). */
   dev?: boolean;
   /** The pinned org root key (32 bytes): staff credentials are verified against it inside the enclave (measured). */
@@ -145,6 +147,8 @@ export interface SupervisorStats {
   sessionResets: number;
   /** Replies given up on after repeated session resets: never delivered. */
   repliesGivenUp: number;
+  /** Conversation replies (or handoffs) that could not be encrypted to one member (the others got them). */
+  conversationSendFailures: number;
 }
 
 export class EnclaveSupervisor {
@@ -163,7 +167,7 @@ export class EnclaveSupervisor {
   #restartTimer: NodeJS.Timeout | undefined;
   #testingPort: MessagePort | undefined;
   #migrationNoted = false;
-  readonly stats: SupervisorStats = { starts: 0, crashes: 0, invalidMessages: 0, handlerFailures: 0, handlerTimeouts: 0, quarantined: 0, sessionResets: 0, repliesGivenUp: 0 };
+  readonly stats: SupervisorStats = { starts: 0, crashes: 0, invalidMessages: 0, handlerFailures: 0, handlerTimeouts: 0, quarantined: 0, sessionResets: 0, repliesGivenUp: 0, conversationSendFailures: 0 };
   readonly #readyWaiters: { resolve: (i: EnclaveInfo) => void; reject: (e: unknown) => void }[] = [];
 
   constructor(options: SupervisorOptions) {
@@ -244,6 +248,7 @@ export class EnclaveSupervisor {
           ...(this.#opts.handlerTimeoutMs !== undefined ? { handlerTimeoutMs: this.#opts.handlerTimeoutMs } : {}),
           ...(this.#opts.maxHandlerFailures !== undefined ? { maxHandlerFailures: this.#opts.maxHandlerFailures } : {}),
           ...(this.#opts.failureReply ? { failureReply: this.#opts.failureReply } : {}),
+          ...(this.#opts.handoffUnclaimedReply ? { handoffUnclaimedReply: this.#opts.handoffUnclaimedReply } : {}),
           ...(this.#opts.dev ? { dev: true } : {}),
           ...(this.#opts.orgKey ? { orgKey: this.#opts.orgKey } : {}),
         },
@@ -394,6 +399,12 @@ export class EnclaveSupervisor {
         } else if (name.type === 'resendGaveUp') {
           this.stats.repliesGivenUp += name.ids.length;
           this.#opts.logger.error({ event: 'resend.gaveUp', to: name.peer, ids: name.ids }, 'gave up on replies after repeated session resets');
+        } else if (name.type === 'conversationSendFailed') {
+          this.stats.conversationSendFailures++;
+          this.#opts.logger.warn(
+            { event: 'conversation.sendFailed', to: name.peer, id: name.messageId, code: name.code, ...(name.reason ? { reason: name.reason } : {}) },
+            'a conversation reply could not be encrypted to one member; the other members got it',
+          );
         }
         return;
       }
@@ -418,6 +429,7 @@ export class EnclaveSupervisor {
     if (quarantined) this.stats.quarantined++;
     // The error's code only when the handler threw a ParleyError (or an SDK refusal it let through).
     const code = kind === 'timeout' || !error || error.code === 'INTERNAL' ? undefined : error.code;
+    const reason = code && typeof error?.details?.reason === 'string' ? error.details.reason : undefined;
     this.#opts.logger.warn(
       { event: 'handler.failed', kind, peer, messageId, failures, quarantined: quarantined === true, failureReplySent: failureReplySent === true, ...(code ? { code } : {}), error: wireError },
       quarantined ? 'bot handler failed; the message is quarantined (never run again)' : 'bot handler failed',
@@ -436,6 +448,7 @@ export class EnclaveSupervisor {
       quarantined: quarantined === true,
       failureReplySent: failureReplySent === true,
       ...(code ? { code } : {}),
+      ...(reason ? { reason } : {}),
       ...(dev ? { dev: { message: dev.message, ...(dev.file !== undefined ? { file: dev.file } : {}), ...(dev.line !== undefined ? { line: dev.line } : {}), ...(dev.stack !== undefined ? { stack: dev.stack } : {}) } } : {}),
     };
     try {

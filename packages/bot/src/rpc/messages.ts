@@ -14,7 +14,7 @@
  *   | -- persisted { reqId, ok|error } ---------------> |   …the host's durable-write ack
  *   | <------------- send { to, id, envelope } -------- |   ciphertext for the relay (already persisted in the outbox)
  *   | <------------- needBundle { peer } -------------- |   fetch this peer's public bundle from the relay…
- *   | -- call resend { peer, bundle } ----------------> |   …and hand it in (self-healing sessions)
+ *   | -- call resend { peer, bundle } ----------------> |   …and hand it in (self-healing sessions, a new conversation member)
  *   | <------------- event { name, error? } ----------- |   handler failures, session resets, as typed facts only
  * ```
  * Every message is validated on arrival in both directions ({@link parseHostMessage},
@@ -23,6 +23,7 @@
  */
 import { MessagePort } from 'node:worker_threads';
 import { ParleyError, type SerializedParleyError } from '@parley/protocol/errors';
+import { TICKET_ID_PATTERN } from '@parley/protocol/wire';
 import { arrayBuffer, arrayOf, bool, bytes, fail, int, literal, object, oneOf, optional, str, union, type Check, type Checked } from './validate.js';
 
 /** Largest sealed blob (one record); a session pickle with a full skipped-key store is ~100 KiB. */
@@ -42,7 +43,7 @@ export const MIN_HANDLER_TIMEOUT_MS = 50;
 export const MAX_HANDLER_TIMEOUT_MS = 24 * 60 * 60 * 1000;
 /** Most `maxHandlerFailures`. */
 export const MAX_HANDLER_FAILURES = 100;
-/** Largest failure reply (encoded). */
+/** Largest failure reply (encoded); also the largest `handoffUnclaimedReply`. */
 export const MAX_FAILURE_REPLY_BYTES = 16 * 1024;
 /** Most message ids one `resendGaveUp` event names (the engine keeps 128 unconfirmed per peer). */
 export const MAX_GIVEN_UP_IDS = 1024;
@@ -66,6 +67,12 @@ const u32 = int(0, 0xffff_ffff);
 const time = int(0, Number.MAX_SAFE_INTEGER);
 /** A `ParleyError` code (e.g. a session reset reason). */
 const errorCode = str({ min: 1, max: 40, pattern: /^[A-Z_]+$/ });
+/** A relay ticket id (22 chars of base64url). */
+const ticketId = str({ min: 22, max: 22, pattern: TICKET_ID_PATTERN });
+/** An error's `details.reason` (a short identifier, never a value). */
+const reasonName = str({ min: 1, max: 40, pattern: /^[A-Za-z]+$/ });
+/** Encoded content the host configures (a failure reply, the unclaimed-handoff reply). */
+const configuredReply = object({ type: oneOf('text', 'json', 'binary'), body: bytes(0, MAX_FAILURE_REPLY_BYTES) });
 
 export const sealedRecord = object({ key: recordKey, blob: bytes(1, MAX_BLOB_BYTES) });
 export type SealedRecord = Checked<typeof sealedRecord>;
@@ -132,7 +139,13 @@ export const methods = {
       handlerTimeoutMs: optional(int(MIN_HANDLER_TIMEOUT_MS, MAX_HANDLER_TIMEOUT_MS)),
       maxHandlerFailures: optional(int(1, MAX_HANDLER_FAILURES)),
       /** What the customer gets when a run fails (encoded content); none when absent. */
-      failureReply: optional(object({ type: oneOf('text', 'json', 'binary'), body: bytes(0, MAX_FAILURE_REPLY_BYTES) })),
+      failureReply: optional(configuredReply),
+      /**
+       * What the customer gets in its conversation with the bot when the relay reports a handoff
+       * ticket unclaimed (`handoffUnclaimed`), encoded; none when absent. Host configuration,
+       * not measured (like `failureReply`).
+       */
+      handoffUnclaimedReply: optional(configuredReply),
       /** Dev mode: handler errors cross with their message and stack (part of the measurement). */
       dev: optional(bool),
       /**
@@ -214,6 +227,19 @@ export const methods = {
     params: object({ peer: deviceId, identity: publicIdentity, certificate: bytes(1, MAX_CERTIFICATE_BYTES) }),
     result: object({ staff: bool, expiresAt: optional(time) }),
   },
+  /**
+   * The relay reported a handoff ticket unclaimed whose `notify` is this bot
+   * (`RelayLink.onTicketUnclaimed`). The enclave sends `handoffUnclaimedReply` into the
+   * conversation `customer` owns with the bot (the one the bot last asked a handoff in, else the
+   * newest), at most once per ticket id and under an id derived from it. `sent: false` when there
+   * is no such conversation, no reply is configured, or this ticket was answered already. The
+   * host is not trusted here either: all it can do is make the bot send its configured text, once
+   * per ticket id, into a conversation whose owner is `customer` and in which the bot is a member.
+   */
+  handoffUnclaimed: {
+    params: object({ ticketId, customer: deviceId, waitingMs: time }),
+    result: object({ sent: bool }),
+  },
   /** A fresh attestation (new `issuedAt`). */
   attest: {
     params: object({}),
@@ -265,7 +291,7 @@ export const enclaveMessage = union({
     dels: arrayOf(recordKey, MAX_BATCH_RECORDS),
   }),
   send: object({ type: literal('send'), to: deviceId, id: messageId, envelope }),
-  /** The enclave needs `peer`'s bundle (a session reset): fetch it and call `resend`. */
+  /** The enclave needs `peer`'s bundle (a session reset, or a conversation member it has no session with): fetch it and call `resend`. */
   needBundle: object({ type: literal('needBundle'), peer: deviceId }),
   event: object({
     type: literal('event'),
@@ -296,6 +322,8 @@ export const enclaveMessage = union({
       sessionReset: object({ type: literal('sessionReset'), peer: deviceId, initiatedBy: oneOf('self', 'peer'), reason: errorCode }),
       /** Replies to `peer` given up on after repeated session resets (never delivered). */
       resendGaveUp: object({ type: literal('resendGaveUp'), peer: deviceId, ids: arrayOf(messageId, MAX_GIVEN_UP_IDS) }),
+      /** A conversation reply (or handoff) `messageId` could not be encrypted to member `peer` (the other members got it). */
+      conversationSendFailed: object({ type: literal('conversationSendFailed'), peer: deviceId, messageId, code: errorCode, reason: optional(reasonName) }),
     }),
     error: optional(serializedError),
   }),

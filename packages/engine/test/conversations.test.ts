@@ -79,7 +79,11 @@ test('handoff: handoff frame to the owner, join, members change through the clai
   assert.deepEqual([jev.agent, jev.ticket, jev.ref, jev.conversation.id], [AGENT_A, TICKET_1, 'ref1', conv.id]);
   assert.equal(customer.book.get(conv.id)?.members.length, 2, 'a join does not make the agent a member');
 
+  assert.deepEqual(customer.book.pendingOffers(), [{ ticket: TICKET_1, agent: AGENT_A, conversation: conv.id, ref: 'ref1' }]);
+  assert.deepEqual((await restart(customer)).book.pendingOffers(), customer.book.pendingOffers(), 'offers survive a restart');
+  assert.deepEqual(agent.book.pendingClaims().map((c) => [c.ticket, c.customer]), [[TICKET_1, CUSTOMER]]);
   const change = await customer.book.prepareMembers(conv.id, [bot.member, agent.member], TICKET_1);
+  assert.deepEqual(customer.book.pendingOffers(), [], 'admitting the claimant answers the offer');
   assert.deepEqual(change.recipients.sort(), [AGENT_A, BOT].sort());
   assert.deepEqual(change.joined.map((m) => m.deviceId), [AGENT_A]);
   assert.deepEqual(change.left, []);
@@ -87,6 +91,7 @@ test('handoff: handoff frame to the owner, join, members change through the clai
   const agentEv = events.get(AGENT_A)!;
   const botEv = events.get(BOT)!;
   assert.ok(agentEv.kind === 'members' && agentEv.created);
+  assert.deepEqual(agent.book.pendingClaims(), [], 'the claim is used up');
   assert.ok(botEv.kind === 'members' && !botEv.created);
   assert.deepEqual(botEv.joined.map((m) => m.deviceId), [AGENT_A]);
   for (const p of all) {
@@ -113,6 +118,7 @@ test('handoff: handoff frame to the owner, join, members change through the clai
   await agent.book.prepareJoin({ id: TICKET_1, customer: CUSTOMER, ref: 'ref1' });
   const dev = (await deliverAll(customer, decline, all)).get(AGENT_A)!;
   assert.deepEqual(dev, { kind: 'decline', ticket: TICKET_1 });
+  assert.deepEqual(agent.book.pendingClaims(), [], 'a decline ends the claim');
 
   // Leave: the bot leaves; the owner is told and removes it; the bot then sends nothing.
   const leave = await bot.book.prepareLeave(conv.id);

@@ -151,6 +151,19 @@ export class ConversationBook {
   }
 
   /**
+   * Customer side: the join offers received (`join` events) and not answered yet by
+   * {@link prepareMembers} with their ticket or {@link prepareDecline}: to ask again after a restart.
+   */
+  pendingOffers(): { ticket: string; agent: string; conversation: string; ref: string }[] {
+    return this.#offers.map((o) => ({ ...o }));
+  }
+
+  /** Staff side: the claims this device sent a `join` for and that were not answered yet (admitted or declined). */
+  pendingClaims(): { ticket: string; customer: string; ref: string; at: number }[] {
+    return this.#claims.map((c) => ({ ...c }));
+  }
+
+  /**
    * Owner side: a new conversation with `members` and this device (`self`, added as
    * `customer`, the owner). Epoch 1. Send {@link prepareAnnounce}'s frame to the members next.
    * @throws ParleyError `USAGE` for a bad list (more than 20 members, a device twice, a bad id

@@ -145,7 +145,12 @@ export class ConversationHub {
   }
 
   async declineAgent(offer: HandoffOffer): Promise<void> {
-    await this.#port.link.releaseTicket(offer.ticket);
+    try {
+      await this.#port.link.releaseTicket(offer.ticket);
+    } catch (e) {
+      // Released or closed already (the agent gave it up): the agent is still told.
+      if (isRetryable(e)) throw e;
+    }
     const out = await this.#book.prepareDecline(offer.agent.deviceId, offer.ticket);
     await this.#fanOutOrThrow(out.recipients, out.frame);
   }
@@ -170,6 +175,8 @@ export class ConversationHub {
       this.#emitMembers(this.#info(id), out.joined, out.left);
       return;
     }
+    // Removed already (the customer closed first): nothing left to end or leave.
+    if (!info.members.some((m) => m.deviceId === this.#port.deviceId)) return; // ct-ok: public device ids
     const ticket = await this.#agentTicket(info).catch(() => undefined);
     if (ticket) {
       await this.#closeTicket(ticket);

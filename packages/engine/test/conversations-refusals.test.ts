@@ -125,6 +125,14 @@ test('C19/H2: history only from the owner, for the ticket this device claimed, o
   const ev = await agentA.book.receive(CUSTOMER, real.frame, { messageId: mid(), sentAt: 1 });
   assert.ok(ev.kind === 'history' && ev.items.length === 2 && ev.items.every((i) => i.shared));
   await refusedUnchanged(agentA, CUSTOMER, real.frame, 'UNTRUSTED_SOURCE', 'unsolicited');
+  // Transferred away and back on the same ticket: the new claim asks for a history again (once).
+  await deliverAll(agentA, await agentA.book.prepareLeave(id), all);
+  await deliverAll(customer, await customer.book.prepareMembers(id, [bot.member]), all);
+  await agentA.book.prepareJoin({ id: TICKET_1, customer: CUSTOMER, ref: 'ref1' });
+  await deliverAll(customer, await customer.book.prepareMembers(id, [bot.member, agentA.member], TICKET_1), all);
+  const back = await customer.book.prepareHistory(id, AGENT_A, TICKET_1, 1);
+  assert.equal((await agentA.book.receive(CUSTOMER, back.frame, { messageId: mid(), sentAt: 1 })).kind, 'history');
+  await refusedUnchanged(agentA, CUSTOMER, back.frame, 'UNTRUSTED_SOURCE', 'unsolicited');
   // Owner side: history only for a current member.
   await assert.rejects(customer.book.prepareHistory(id, AGENT_B, TICKET_1), (e: unknown) => isParleyError(e, 'FORBIDDEN') && e.details?.reason === 'notMember');
 });

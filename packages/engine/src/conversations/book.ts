@@ -489,6 +489,8 @@ export class ConversationBook {
     this.#noteSeq(next, from, f.s);
     if (claim) {
       next.joinedTickets = [...next.joinedTickets.filter((t) => t !== claim.ticket), claim.ticket].slice(-MAX_TICKETS); // ct-ok: public ids
+      // A new claim asks for a history again (a transfer back to this device on the same ticket).
+      next.historyTickets = next.historyTickets.filter((t) => t !== claim.ticket); // ct-ok: public ids
       this.#setClaims(change, this.#claims.filter((c) => c !== claim));
     }
     const released = this.#release(next, rec ? (this.#history.get(id) ?? []) : [], change);

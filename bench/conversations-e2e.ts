@@ -110,11 +110,13 @@ export async function benchClient(
 
 const ECHO_HANDLER = new URL('./relay/echo-handler.ts', import.meta.url);
 
-/** Errors and warnings of the bot (none expected), by message: printed with the report. */
+/** Errors and warnings of the bot once certified (none expected): printed with the report. */
 export const botProblems: string[] = [];
+/** Until `setCertificate`, the bot rightly warns that it has no org certificate. */
+let botCertified = false;
 const botLogger: BotLogger = {
   info: () => undefined,
-  warn: (_obj, msg) => void botProblems.push(`warn: ${msg ?? ''}`),
+  warn: (_obj, msg) => void (botCertified && botProblems.push(`warn: ${msg ?? ''}`)),
   error: (_obj, msg) => void botProblems.push(`error: ${msg ?? ''}`),
 };
 
@@ -122,6 +124,7 @@ const botLogger: BotLogger = {
 export async function benchBot(url: string, apiKey: string, org: BenchOrg, dir: string): Promise<{ bot: Bot; measurement: string }> {
   const bot = await createBot({ relayUrl: url, apiKey, handler: ECHO_HANDLER, stateDir: join(dir, 'bot'), oneTimePrekeys: 100, logger: botLogger });
   await bot.setCertificate(org.botCertificate(bot.identityHex, 'support'));
+  botCertified = true;
   return { bot, measurement: (await computeMeasurement(ECHO_HANDLER)).hex };
 }
 
@@ -200,6 +203,10 @@ export interface HandoffTiming {
   readonly claimed: number;
   /** The customer's `handoffOffer` event (join frame checked against the relay's claim). */
   readonly offerAtCustomer: number;
+  /** The customer's `acceptAgent` resolved (claim checked again, members frame and history bundle sent). */
+  readonly accepted: number;
+  /** The agent's `conversationJoined` event (the new member list applied). */
+  readonly joinedAtAgent: number;
   /** The agent's `historyShared` event: the total. */
   readonly historyAtAgent: number;
 }
@@ -239,7 +246,10 @@ export async function oneHandoff(
       customer.on('handoffOffer', (offer) => {
         if (offer.conversation !== conv.id) return;
         stamps.offerAtCustomer = performance.now();
-        conv.acceptAgent(offer, { history: { last: SHARED }, bot: 'stay' }).catch((e: unknown) => void (failure ??= e));
+        conv.acceptAgent(offer, { history: { last: SHARED }, bot: 'stay' }).then(() => void (stamps.accepted = performance.now()), (e: unknown) => void (failure ??= e));
+      }),
+      agent.on('conversationJoined', (j) => {
+        if (j.conversation === conv.id) stamps.joinedAtAgent = performance.now();
       }),
       agent.on('historyShared', (h) => {
         if (h.conversation !== conv.id) return;
@@ -252,9 +262,12 @@ export async function oneHandoff(
       await conv.requestHuman({ queue, reason: 'bench' });
       await waitFor(() => stamps.historyAtAgent !== undefined || failure !== undefined, timeoutMs, 'the shared history at the agent');
       if (failure) throw failure;
-      await waitFor(() => stamps.claimed !== undefined, timeoutMs, 'the claim to resolve');
+      await waitFor(() => stamps.claimed !== undefined && stamps.accepted !== undefined, timeoutMs, 'the claim and the acceptance to resolve');
       const at = (k: keyof HandoffTiming): number => stamps[k]! - t0;
-      const timing = { ticketAtAgent: at('ticketAtAgent'), claimed: at('claimed'), offerAtCustomer: at('offerAtCustomer'), historyAtAgent: at('historyAtAgent') };
+      const timing: HandoffTiming = {
+        ticketAtAgent: at('ticketAtAgent'), claimed: at('claimed'), offerAtCustomer: at('offerAtCustomer'),
+        accepted: at('accepted'), joinedAtAgent: at('joinedAtAgent'), historyAtAgent: at('historyAtAgent'),
+      };
       // Ends the ticket and takes the agent out of the conversation.
       await conv.close();
       return timing;

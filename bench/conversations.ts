@@ -164,7 +164,7 @@ async function runOverRelay(cases: readonly CaseId[], budget: Budget, results: R
       bots.push(bot);
       const firstLine = { deviceId: bot.deviceId, measurement };
       const agent = await benchClient(url, org, { staff: { name: 'Ada', roles: ['agent'] } });
-      const keys = ['ticketAtAgent', 'claimed', 'offerAtCustomer', 'historyAtAgent'] as const;
+      const keys = ['ticketAtAgent', 'claimed', 'offerAtCustomer', 'accepted', 'joinedAtAgent', 'historyAtAgent'] as const;
       const series = Object.fromEntries(keys.map((k) => [k, new Series()])) as Record<keyof HandoffTiming, Series>;
       // One untimed handoff first (JIT, the relay's statements, the agent's first session).
       await oneHandoff(url, org, firstLine, agent, 'bench', budget.timeoutMs);
@@ -226,6 +226,8 @@ function report(results: Results, budget: Budget, meta: Record<string, string>):
       ticketAtAgent: 'the ticket at the agent (`ticket` event)',
       claimed: 'the agent\'s claim resolved (relay claim + join frame)',
       offerAtCustomer: 'the offer at the customer (`handoffOffer`, claim checked at the relay)',
+      accepted: 'the customer\'s `acceptAgent` resolved (claim checked again, member list and history sent)',
+      joinedAtAgent: 'the agent has the member list (`conversationJoined`)',
       historyAtAgent: `**the agent reads the shared history** (\`historyShared\`, the last ${SHARED} of ${2 * BEFORE})`,
     };
     for (const k of Object.keys(label) as (keyof HandoffTiming)[]) rows.push([label[k], ms(h[k].median), ms(h[k].p95), h[k].spread(ms)]);

@@ -75,6 +75,8 @@ export interface DemoOptions {
   build?: boolean;
   /** Output folder of the build. Default `examples/web/dist`. */
   distDir?: string;
+  /** Also build the pure-JS page `csp-noble.html` (default true; tests that do not open it skip a build). */
+  noblePage?: boolean;
   /** Log level of the relay (default `warn`). */
   logLevel?: string;
   /** More relay options (tests: a pino `logger` that keeps its lines, `ticketUnclaimedMs`). */
@@ -150,7 +152,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
       __PARLEY_BOT_LABEL__: JSON.stringify(BOT_LABEL),
     };
     await buildPages({ root: here, input: { index: join(here, 'index.html') }, outDir: distDir, define, backend: 'sodium' });
-    await buildPages({ root: here, input: { 'csp-noble': join(here, 'csp-noble.html') }, outDir: distDir, define, backend: 'noble', keepOutDir: true });
+    if (options.noblePage !== false) await buildPages({ root: here, input: { 'csp-noble': join(here, 'csp-noble.html') }, outDir: distDir, define, backend: 'noble', keepOutDir: true });
     await buildConsole(join(distDir, 'console'), orgKey);
   }
 

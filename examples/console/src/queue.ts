@@ -60,6 +60,7 @@ export function queuePage(orgKey: string): void {
 
   const claimStatus = h('p', { id: 'claim-status', role: 'status' });
   const members = h('ul', { id: 'conv-members', class: 'members', 'aria-label': 'Members' });
+  const safety = h('p', { id: 'conv-safety', class: 'hint' });
   const messages = h('ol', { id: 'conv-messages', class: 'messages', 'aria-live': 'polite' });
   const input = h('input', { id: 'conv-input', name: 'conv-input', autocomplete: 'off', maxlength: '2000', 'aria-label': 'Message' });
   const send = h('button', { type: 'submit', id: 'conv-send' }, 'Send');
@@ -71,7 +72,7 @@ export function queuePage(orgKey: string): void {
   const convTitle = h('h2', { id: 'conv-title' }, 'Conversation');
   const mine = h('ul', { id: 'my-conversations', class: 'tabs', 'aria-label': 'Your conversations' });
   const convSection = h('section', { id: 'conversation-section', class: 'panel conversation', 'aria-labelledby': 'conv-title' },
-    convTitle, mine, claimStatus, members, messages, composer, actions);
+    convTitle, mine, claimStatus, members, safety, messages, composer, actions);
 
   relayView ??= new RelayView();
   relayView.connect();
@@ -137,7 +138,7 @@ export function queuePage(orgKey: string): void {
 
   const drawConversation = (s: AgentSession, conv: Conversation | undefined): void => {
     const self = s.client.deviceId;
-    composer.hidden = actions.hidden = !conv;
+    composer.hidden = actions.hidden = safety.hidden = !conv;
     if (!conv) {
       convTitle.textContent = 'Conversation';
       members.replaceChildren();
@@ -151,6 +152,11 @@ export function queuePage(orgKey: string): void {
         h('span', { class: 'member-name' }, m.deviceId === self ? `${m.name} (you)` : m.role === 'customer' ? 'Customer' : m.name),
         h('span', { class: 'member-role' }, m.role),
       )),
+    );
+    const customer = conv.members.find((m) => m.role === 'customer');
+    safety.replaceChildren(
+      'Safety number with the customer (they saw it when they let you in): ',
+      h('code', { id: 'conv-safety-number' }, customer?.safetyNumber ?? '–'),
     );
     const names = new Map<string, string>();
     for (const m of conv.members) names.set(m.deviceId, m.deviceId === self ? 'you' : m.role === 'customer' ? 'customer' : m.name);

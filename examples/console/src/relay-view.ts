@@ -22,7 +22,6 @@ interface RelayEventView {
 }
 
 const KEEP = 2000;
-const time = (at: number): string => new Date(at).toLocaleTimeString([], { hour12: false });
 
 export class RelayView {
   readonly element: HTMLElement;
@@ -41,7 +40,7 @@ export class RelayView {
       this.#ticket,
       this.#summary,
       h('table', { class: 'relay-table' },
-        h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'time'), h('th', { scope: 'col' }, 'from → to'), h('th', { scope: 'col' }, 'message id'), h('th', { scope: 'col' }, 'bytes'), h('th', { scope: 'col' }, 'ciphertext (first bytes)'))),
+        h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'from → to'), h('th', { scope: 'col' }, 'message id'), h('th', { scope: 'col' }, 'bytes'), h('th', { scope: 'col' }, 'ciphertext'))),
         this.#rows,
       ),
     );
@@ -119,12 +118,11 @@ export class RelayView {
     this.#summary.textContent = `${mine.length} envelopes among the members, ${bytes} bytes of ciphertext. One envelope per member for each message (pairwise fan-out); the relay has no key to any of them.`;
     this.#rows.replaceChildren(
       ...mine.slice(-100).reverse().map((e) =>
-        h('tr', {},
-          h('td', {}, time(e.at)),
+        h('tr', { title: new Date(e.at).toLocaleTimeString([], { hour12: false }) },
           h('td', {}, `${this.#name(e.from)} → ${this.#name(e.to)}`),
-          h('td', {}, e.id === undefined ? '' : e.id.length > 14 ? `${e.id.slice(0, 13)}…` : e.id),
+          h('td', {}, e.id === undefined ? '' : e.id.length > 11 ? `${e.id.slice(0, 10)}…` : e.id),
           h('td', { class: 'bytes' }, String(e.size ?? '')),
-          h('td', { class: 'hex' }, e.head ?? ''),
+          h('td', { class: 'hex' }, e.head ? `${e.head.slice(0, 16)}…` : ''),
         ),
       ),
     );

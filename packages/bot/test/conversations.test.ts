@@ -25,6 +25,7 @@ import { RelayLink } from '@parley/relay-link';
 import type { MessageContent } from '@parley/protocol';
 import type { RelayMessage, Ticket } from '@parley/protocol/wire';
 import { createRelay, type Relay } from '../../relay/src/index.js';
+import { ParleyClient } from '../../client/src/index.js';
 import type { HandlerFailedEvent, HandoffUnclaimedEvent } from '../src/index.js';
 import type { TestingBot } from '../src/testing.js';
 import { TEST_RELAY_LIMITS, startBot } from './harness.js';
@@ -281,6 +282,35 @@ test('the canary plaintext is in no sealed blob file and no log line of the host
   const needle = new TextEncoder().encode(CANARY);
   assert.equal(blobs.reduce((n, b) => n + countBytes(b, needle), 0), 0);
   assert.ok(!botLog.text().includes(CANARY));
+});
+
+test('a customer ParleyClient: startConversation, the handoff opens a ticket naming the bot, the unclaimed reply arrives once', async () => {
+  const client = await ParleyClient.create({ relayUrl: relay.url, store: new MemoryStore(), trust: { requireCertificate: 'none' }, transport: { reconnectDelayMs: 50, maxReconnectDelayMs: 400 } });
+  try {
+    await client.connect();
+    const got: { from: string; text?: string; json?: unknown; conversation: string }[] = [];
+    client.on('conversationMessage', (m) => void got.push({ from: m.from, conversation: m.conversation, ...(m.content.type === 'text' ? { text: m.content.text } : m.content.type === 'json' ? { json: m.content.json } : {}) }));
+    const requested: { queue: string; reason: string; by: string; notify?: string; ticketId: string }[] = [];
+    client.on('handoffRequested', (h) => void requested.push({ queue: h.queue, reason: h.reason, by: h.by, ticketId: h.ticket.id, ...(h.ticket.notify ? { notify: h.ticket.notify } : {}) }));
+    const c = await client.startConversation(bot.deviceId);
+    await c.send('hello from the client');
+    await waitFor(() => got.some((m) => m.from === bot.deviceId && m.json !== undefined), 10_000, 'the reply');
+    const seen = got.find((m) => m.json !== undefined)!;
+    assert.equal(seen.conversation, c.id);
+    assert.equal(((seen.json as { conversation: { id: string } }).conversation).id, c.id);
+    const before = unclaimed.length;
+    await c.send('handoff');
+    await waitFor(() => requested.length === 1, 10_000, 'the ticket');
+    assert.deepEqual(requested[0], { queue: 'support', reason: 'the customer asked for a person', by: bot.deviceId, notify: bot.deviceId, ticketId: requested[0]!.ticketId });
+    await waitFor(() => unclaimed.length > before && got.some((m) => m.text === UNCLAIMED_REPLY), 10_000, 'the unclaimed reply');
+    assert.equal(unclaimed.at(-1)!.ticketId, requested[0]!.ticketId);
+    assert.equal(unclaimed.at(-1)!.customer, client.deviceId);
+    await bot.idle();
+    assert.equal(got.filter((m) => m.text === UNCLAIMED_REPLY).length, 1);
+    assert.equal(got.filter((m) => m.text === 'I asked for a person.').length, 1);
+  } finally {
+    await client.close();
+  }
 });
 
 test("with enclave: 'process' the conversation works the same", async () => {

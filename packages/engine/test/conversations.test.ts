@@ -7,7 +7,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { ParleyError } from '@parley/protocol';
-import { ConversationBook, ConversationEngine, MAX_HISTORY_ITEMS, MemoryStore, membersHash, type KeyValueStore } from '../src/index.js';
+import { ConversationBook, ConversationEngine, MAX_HISTORY_ITEMS, MemoryStore, membersHash, type ConversationInfo, type KeyValueStore } from '../src/index.js';
 import { AGENT_A, AGENT_B, AGENT_FACTS, BOT, CUSTOMER, STRANGER, TICKET_1, TICKET_2, deliverAll, digest, handedOff, mid, party, rawFrame, restart, view } from './helpers/conversations.js';
 import { deliver, device, setupCrypto, takeBundle } from './helpers/engines.js';
 
@@ -157,6 +157,20 @@ test('exactly once and gaps (C25): duplicates ignored, a skipped seq is due afte
   assert.deepEqual(await again.book.receive(CUSTOMER, frames[3]!.p.frame, { messageId: 'g3', sentAt: 1 }), { kind: 'duplicate' }, 'still a duplicate after the restart');
   assert.deepEqual(again.book.history(id).filter((m) => m.id.startsWith('g')).map((m) => m.id).sort(), ['g0', 'g1', 'g2', 'g3']);
   void all;
+});
+
+test('a member list overtaken by a newer one is a duplicate when it arrives, and closes its gap', async () => {
+  const { customer, bot, id } = await handedOff();
+  const older = await customer.book.prepareMembers(id, [bot.member]);
+  const newer = await customer.book.prepareMembers(id, [bot.member, { deviceId: STRANGER, role: 'bot', name: 'Other bot' }]);
+  const ev = await bot.book.receive(CUSTOMER, newer.frame, { messageId: mid(), sentAt: 1 });
+  assert.ok(ev.kind === 'members' && ev.conversation.epoch === customer.book.get(id)?.epoch);
+  bot.clock.now += 60_000;
+  assert.equal(bot.book.dueGaps(30_000).length, 1, 'the older list is missing');
+  assert.deepEqual(await bot.book.receive(CUSTOMER, older.frame, { messageId: mid(), sentAt: 1 }), { kind: 'duplicate' });
+  assert.deepEqual(bot.book.dueGaps(30_000), [], 'its arrival closed the gap');
+  const pick = (c: ConversationInfo | undefined) => c && [c.epoch, c.hash, c.members];
+  assert.deepEqual(pick(bot.book.get(id)), pick(customer.book.get(id)), 'the newer list stays');
 });
 
 test('a message from a newly admitted member that overtakes the owner\'s member list is held, then released by it', async () => {

@@ -462,8 +462,14 @@ export class ConversationBook {
       if (from !== rec.owner) { // ct-ok: public ids
         throw forbidden('notOwner', 'member-list change refused: only the conversation\'s owner (the customer\'s device) changes members; the frame was dropped', from);
       }
-      if (f.e <= rec.epoch) return { kind: 'duplicate' };
       if (this.#seqDuplicate(rec, from, f.s)) return { kind: 'duplicate' };
+      if (f.e <= rec.epoch) {
+        // Overtaken by a newer list: nothing to apply, but its number arrived (closes its gap).
+        const seen = clone(rec);
+        if (seen.peers[from]) this.#noteSeq(seen, from, f.s);
+        await this.#apply({ conv: seen, writes: [[CK.state(id), recordBytes(seen)]] });
+        return { kind: 'duplicate' };
+      }
       next = clone(rec);
       const wasMember = rec.members.some((m) => m.deviceId === this.#self); // ct-ok: public ids
       if (listed && !wasMember) {

@@ -12,7 +12,8 @@
  * - H2/C19 at the agent: history unsolicited, from the bot, from another agent, for another
  *   conversation, and the genuine one twice → `UNTRUSTED_SOURCE` with the reason; only the
  *   genuine bundle is shown, once.
- * - C25: a withheld frame is reported as a `conversationGap`, and closed when it arrives.
+ * - C25: a withheld frame is reported as a `conversationGap`, and closed when it arrives; a frame
+ *   naming another member list for the same epoch is shown and reported (`membersMismatch`).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -236,7 +237,7 @@ test('H2/C19 at the agent: history that is unsolicited, from the bot, from anoth
   assert.ok(wa.got.messages.every((m) => m.content.text !== 'forged history'));
 });
 
-test('C25: a withheld conversation frame is reported as a gap, and closed when it arrives', async () => {
+test('C25: a withheld conversation frame is reported as a gap, and closed when it arrives; a members-hash mismatch is reported', async () => {
   const cust = await customer(relay.url, { orgKey: org.publicKey }, { gapTimeoutMs: 1_000 });
   closers.push(() => cust.client.close());
   const wc = watch(cust.client);
@@ -260,5 +261,11 @@ test('C25: a withheld conversation frame is reported as a gap, and closed when i
   await sleep(1_200);
   assert.equal(wc.got.gaps.length, 1, 'reported once, and closed');
   assert.deepEqual(cust.client.conversation(conv.id)!.history().map((m) => m.content.text).sort(), ['one', 'three', 'two']);
+  // A member naming another member list for the same epoch: still shown (it is a member), and reported.
+  const mismatches: ConversationEvents['membersMismatch'][] = [];
+  cust.client.on('membersMismatch', (e) => void mismatches.push(e));
+  await bot.send(cust.client.deviceId, json({ v: 1, c: conv.id, e: conv.epoch, h: 'f'.repeat(64), s: 4, k: 'message', m: { type: 'text', text: 'four' } }));
+  await until(() => wc.got.messages.length === 4, 5_000, 'the fourth message');
+  assert.deepEqual(mismatches, [{ conversation: conv.id, from: bot.deviceId }]);
   assert.deepEqual(wc.errors, []);
 });

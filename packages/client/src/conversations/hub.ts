@@ -28,6 +28,7 @@ export class ConversationHub {
   readonly #handles = new Map<string, ConversationHandle>();
   /** Agent side: tickets this device claimed in this run, by id (the relay is asked when one is not here). */
   readonly #claimed = new Map<string, Ticket>();
+  readonly #safetyNumbers = new Map<string, string>();
   readonly tickets: ClientTickets;
 
   constructor(book: ConversationBook, port: ConversationPort) {
@@ -86,9 +87,22 @@ export class ConversationHub {
   members(info: ConversationInfo): ConversationMember[] {
     return info.members.map((m) => {
       if (m.deviceId === this.#port.deviceId) return { ...m }; // ct-ok: public device ids
-      const safetyNumber = this.#port.safetyNumber(m.deviceId);
+      const safetyNumber = this.#safetyNumber(m.deviceId);
       return safetyNumber ? { ...m, safetyNumber } : { ...m };
     });
+  }
+
+  /**
+   * The safety number with `peer`, computed once per device (10,400 hash rounds): a device id
+   * is the hash of its identity keys, so the number of a device id never changes.
+   */
+  #safetyNumber(peer: string): string | undefined {
+    let n = this.#safetyNumbers.get(peer);
+    if (n === undefined) {
+      n = this.#port.safetyNumber(peer);
+      if (n !== undefined) this.#safetyNumbers.set(peer, n);
+    }
+    return n;
   }
 
   history(id: string, limit?: number) {
@@ -318,7 +332,7 @@ export class ConversationHub {
       }
       case 'join': {
         const staff = port.peerStaff(event.agent);
-        const safetyNumber = port.safetyNumber(event.agent) ?? '';
+        const safetyNumber = this.#safetyNumber(event.agent) ?? '';
         port.emit('handoffOffer', {
           conversation: event.conversation.id,
           ticket: event.ticket,

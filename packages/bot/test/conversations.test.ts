@@ -236,6 +236,32 @@ test('a member admitted through the ticket gets the bot’s replies (its bundle 
   assert.deepEqual([...customer.errors, ...second.errors], []);
 });
 
+test('a message that overtakes the member list admitting its sender is held, then handled once the list arrives', async () => {
+  const third = await Device.connect(relay.url);
+  try {
+    await third.book.prepareJoin({ id: ticket.id, customer: customer.id, ref: ticket.ref });
+    const list = [botMember(), { deviceId: second.id, role: 'agent' as const, name: 'Agent B' }, { deviceId: third.id, role: 'supervisor' as const, name: 'Supervisor C' }];
+    const change = await customer.book.prepareMembers(conv, list, ticket.id);
+    const id = ConversationEngine.newMessageId();
+    // The new list reaches everyone but the bot first; the newcomer writes at once.
+    await customer.send(change.recipients.filter((r) => r !== bot.deviceId), change.frame, 'conversation', id);
+    await waitFor(() => third.events.some((e) => e.ev.kind === 'members'), 10_000, 'the third member admitted');
+    await third.say(conv, 'early bird');
+    await waitFor(() => customer.textsFrom(third.id).includes('early bird'), 10_000, 'the customer got it');
+    await bot.idle();
+    assert.ok(!customer.jsonFrom(bot.deviceId).some((j) => j.got === 'early bird'), 'held: not handled before the list admitting its sender');
+    await customer.send([bot.deviceId], change.frame, 'conversation', id);
+    await waitFor(() => third.jsonFrom(bot.deviceId).some((j) => j.got === 'early bird'), 10_000, 'the released message answered');
+    const seen = third.jsonFrom(bot.deviceId).find((j) => j.got === 'early bird')!;
+    assert.equal(seen.from, third.id);
+    assert.equal((seen.conversation as { epoch: number }).epoch, 3);
+    await bot.idle();
+    assert.equal(customer.jsonFrom(bot.deviceId).filter((j) => j.got === 'early bird').length, 1);
+  } finally {
+    await third.close();
+  }
+});
+
 test('a handler re-run sends no reply twice and leaves no gap', async () => {
   await customer.say(conv, 'twice');
   await waitFor(() => customer.textsFrom(bot.deviceId).includes('once-B') && second.textsFrom(bot.deviceId).includes('once-B'), 15_000, 'the re-run');

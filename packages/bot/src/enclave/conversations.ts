@@ -11,7 +11,10 @@
  *   for the handler (consumed with the run's commit, exactly like a one-to-one message, so a crash
  *   re-runs it); every other frame (a member-list change, a leave...) and every refused one is
  *   consumed at once. A refusal (not from the owner, not from a member, malformed) changes
- *   nothing and is reported to the host as a typed fact.
+ *   nothing and is reported to the host as a typed fact. A message the book *holds* (its sender
+ *   names a newer member list that has not arrived yet) stays in the inbox too, listed as held
+ *   (sealed); the member list that admits its sender releases it to the handler, one that does
+ *   not drops it (consumed).
  * - **Replying.** A reply is one frame, prepared once per reply id: the frame and its recipients
  *   are kept sealed until the message is consumed, so a handler re-run re-sends the very same
  *   frame (same id, same sequence number: members dedupe it and see no gap). It is encrypted to
@@ -26,7 +29,16 @@
  *   derived from it.
  */
 import { ParleyError, concatBytes, fromBase64, getCrypto, toBase64, toHex, utf8, type MessageContent, type OutgoingContent } from '@parley/protocol';
-import { ConversationBook, decodeFrame, type ConversationInfo, type FrameContent, type Member, type PreparedFrame } from '@parley/engine';
+import {
+  ConversationBook,
+  decodeFrame,
+  type ConversationEvent,
+  type ConversationInfo,
+  type ConversationMessage,
+  type FrameContent,
+  type Member,
+  type PreparedFrame,
+} from '@parley/engine';
 import type { EnclaveEngine, Outgoing, ReceivedFrame, ReceivedMessage } from './engine.js';
 import type { SealedKeyValueStore } from './sealed-store.js';
 
@@ -34,11 +46,26 @@ import type { SealedKeyValueStore } from './sealed-store.js';
 export type ConversationRun = ReceivedMessage & { readonly conversation: string };
 
 /** What a delivered frame turned out to be. */
-export type TakenFrame =
-  /** A message of a conversation the bot is in: run the handler (it stays in the inbox until then). */
-  | { readonly kind: 'run'; readonly message: ConversationRun }
-  /** Applied (a member-list change...) or refused (`refused`, the engine's typed error): consumed, nothing for the handler. */
-  | { readonly kind: 'consumed'; readonly refused?: ParleyError };
+export interface TakenFrame {
+  /**
+   * Messages to run the handler for, in order (they stay in the inbox until then): the frame's
+   * own message, or the held messages a member list released.
+   */
+  readonly runs: ConversationRun[];
+  /** The frame itself was consumed (applied, refused, a duplicate): nothing more to do for it but its receipt. */
+  readonly consumed: boolean;
+  /** The engine's typed refusal of the frame (it changed nothing). */
+  readonly refused?: ParleyError;
+}
+
+/** A message the book holds, left in the engine's inbox until a member list releases or drops it. */
+interface HeldFrame {
+  readonly from: string;
+  readonly id: string;
+  /** Its conversation and the epoch its sender named. */
+  readonly c: string;
+  readonly e: number;
+}
 
 /** A member the bot could not send to (the others got it). */
 export interface SendFailure {
@@ -67,6 +94,9 @@ export interface BotConversationsOptions {
 const OUT_PREFIX = 'bot-conv-out/';
 /** The conversation of a customer's latest `ctx.handoff`: `bot-handoff/<customer>`. */
 const HANDOFF_PREFIX = 'bot-handoff/';
+/** The messages the book holds (`HeldFrame[]`, oldest first; the book keeps at most {@link MAX_HELD}). */
+const HELD_KEY = 'bot-held';
+const MAX_HELD = 50;
 /** Ticket ids the unclaimed reply went out for (the newest {@link MAX_UNCLAIMED_KEPT}). */
 const UNCLAIMED_KEY = 'bot-unclaimed';
 const MAX_UNCLAIMED_KEPT = 1_000;
@@ -84,6 +114,11 @@ function isRefusal(e: unknown): e is ParleyError {
 function reasonOf(e: unknown): string | undefined {
   const r = e instanceof ParleyError ? e.details?.reason : undefined;
   return typeof r === 'string' && /^[A-Za-z]{1,40}$/.test(r) ? r : undefined;
+}
+
+/** A message the book applied, as the handler runs it. */
+function runOf(m: ConversationMessage): ConversationRun {
+  return { ...m.content, from: m.from, id: m.id, sentAt: m.sentAt, conversation: m.conversation };
 }
 
 /** A frame's content as the handler sees it. */
@@ -119,34 +154,76 @@ export class BotConversations {
    * is not a message for the handler is consumed in it.
    */
   async take(f: ReceivedFrame, senderStaff: { roles: readonly string[]; displayName: string } | undefined): Promise<TakenFrame> {
-    let run: ConversationRun | undefined;
-    let refused: ParleyError | undefined;
+    let ev: ConversationEvent;
     try {
-      const ev = await this.#book.receive(f.from, f.frame, { messageId: f.id, sentAt: f.sentAt, ...(senderStaff ? { senderStaff } : {}) });
-      if (ev.kind === 'message') {
-        run = { ...ev.message.content, from: f.from, id: f.id, sentAt: f.sentAt, conversation: ev.message.conversation };
-      }
+      ev = await this.#book.receive(f.from, f.frame, { messageId: f.id, sentAt: f.sentAt, ...(senderStaff ? { senderStaff } : {}) });
     } catch (e) {
       // The book refuses before it writes: nothing changed. Anything else leaves memory unsure.
       if (!isRefusal(e)) this.#o.poison('a conversation frame could not be applied');
-      refused = e;
+      await this.#consume([f]);
+      return { runs: [], consumed: true, refused: e };
     }
-    if (run) return { kind: 'run', message: run };
+    // The book wrote: from here on a failure leaves memory ahead of the commit.
     try {
-      await this.#o.engine.consume(f.from, f.id);
+      if (ev.kind === 'message') return { runs: [runOf(ev.message)], consumed: false };
+      if (ev.kind === 'held') {
+        const { c, e } = decodeFrame(f.frame);
+        await this.#hold({ from: f.from, id: f.id, c: c ?? '', e });
+        return { runs: [], consumed: false };
+      }
+      const runs = ev.kind === 'members' ? await this.#settleHeld(ev.conversation, ev.released ?? []) : [];
+      await this.#consume([f]);
+      return { runs, consumed: true };
+    } catch {
+      this.#o.poison('a conversation frame could not be applied');
+    }
+  }
+
+  async #consume(frames: readonly { from: string; id: string }[]): Promise<void> {
+    try {
+      for (const f of frames) await this.#o.engine.consume(f.from, f.id);
     } catch {
       this.#o.poison('a conversation frame could not be consumed');
     }
-    return { kind: 'consumed', ...(refused ? { refused } : {}) };
+  }
+
+  async #heldList(): Promise<HeldFrame[]> {
+    const raw = await this.#o.store.get(HELD_KEY);
+    return raw ? (JSON.parse(textDecoder.decode(raw)) as HeldFrame[]) : [];
+  }
+
+  /** Lists a held message (its inbox entry stays); past the book's cap the oldest is dropped, as the book drops it. */
+  async #hold(h: HeldFrame): Promise<void> {
+    const list = [...(await this.#heldList()), h];
+    const dropped = list.splice(0, Math.max(0, list.length - MAX_HELD));
+    await this.#consume(dropped);
+    await this.#o.store.setMany([[HELD_KEY, textEncoder.encode(JSON.stringify(list))]]);
+  }
+
+  /**
+   * A member list of `conversation` arrived: the messages it released go to the handler; held
+   * ones it did not release and that named no newer list are dropped (the book dropped them).
+   */
+  async #settleHeld(conversation: ConversationInfo, released: readonly ConversationMessage[]): Promise<ConversationRun[]> {
+    const list = await this.#heldList();
+    const mine = list.filter((h) => h.c === conversation.id); // ct-ok: public ids
+    if (mine.length === 0) return released.map(runOf);
+    const isReleased = (h: HeldFrame): boolean => released.some((m) => m.from === h.from && m.id === h.id); // ct-ok: public ids
+    const keep = list.filter((h) => h.c !== conversation.id || (!isReleased(h) && h.e > conversation.epoch)); // ct-ok: public ids
+    await this.#consume(mine.filter((h) => !isReleased(h) && h.e <= conversation.epoch));
+    await this.#o.store.setMany([[HELD_KEY, textEncoder.encode(JSON.stringify(keep))]]);
+    return released.map(runOf);
   }
 
   /**
    * Conversation messages a crash left unconsumed (their handler run did not finish), to run
-   * again. Anything else left in the inbox is consumed.
+   * again. Held messages stay held; anything else left in the inbox is consumed.
    */
   async unfinished(): Promise<ConversationRun[]> {
     const out: ConversationRun[] = [];
+    const held = await this.#heldList();
     for (const f of this.#o.engine.unconsumedFrames()) {
+      if (held.some((h) => h.from === f.from && h.id === f.id)) continue; // ct-ok: public ids
       let frame;
       try {
         frame = decodeFrame(f.frame);

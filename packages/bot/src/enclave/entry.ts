@@ -555,10 +555,11 @@ const impl: Impl = {
     }
     if (r.kind === 'duplicate') return { status: { type: 'duplicate' } };
     if (r.kind === 'message') runHandler(s, r.message, false);
-    if (taken?.kind === 'run') runHandler(s, taken.message, false);
-    else if (taken) {
-      // Applied or refused, and consumed already: nothing for the handler; the receipt is owed.
-      await sendReceipt(s, p.from).catch(() => undefined);
+    if (taken) {
+      // The frame's message, or the held messages a member list released.
+      for (const m of taken.runs) runHandler(s, m, false);
+      // Applied or refused, and consumed already: nothing more for it; the receipt is owed.
+      if (taken.consumed) await sendReceipt(s, p.from).catch(() => undefined);
       // A refused frame (not from the owner, not from a member, malformed) changed nothing: the
       // host acks it and logs the typed refusal.
       if (taken.refused) throw taken.refused;

@@ -6,7 +6,8 @@
  * (none), that loads the handler and only the files the measurement covers. The enclave hands it
  * one decrypted message at a time (with that conversation's `ctx.state` record) and does what it
  * asks on that message's behalf: encrypt and send a reply (through the same sealed outbox as
- * before), or tell it the safety number. No key, session, sealed record or engine object ever
+ * before; in a conversation with several members, to each member), ask the customer's device
+ * for a human (`ctx.handoff`), or tell it the safety number or the current members. No key, session, sealed record or engine object ever
  * crosses; nothing the handler patches or wraps in its isolate is the enclave's.
  *
  * Limits (THREATS B6): every run has a time limit. At the limit the run is abandoned (its later

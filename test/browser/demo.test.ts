@@ -319,8 +319,9 @@ describe('demo web app in Chromium', { skip: skipWithoutChromium }, () => {
       assert.match((await page.textContent('#banner')) ?? '', new RegExp(`failed verification \\(${c.code}: .*\\)\\. Nothing was sent`));
       assert.match((await page.textContent('#messages li.msg.me[data-failed]')) ?? '', new RegExp(`not sent \\(${c.code}\\)`));
       assert.match((await page.textContent('#measurement')) ?? '', new RegExp(`not verified: ${c.code}`));
-      // The SDK did fetch the bot's bundle (and the statements beside it), then refused it.
-      assert.ok(demo.store.history().filter((e) => e.kind === 'bundle' && e.to === demo.bot.deviceId).length > bundles);
+      // The SDK refused the bot from the statements it publishes (certificate, attestation) when
+      // the conversation was started: before fetching a bundle, so before any key agreement.
+      assert.equal(demo.store.history().filter((e) => e.kind === 'bundle' && e.to === demo.bot.deviceId).length, bundles);
       // The relay stored no envelope from this customer, and its panel shows none.
       assert.equal(demo.store.history().filter((e) => e.kind === 'stored' && e.from === s.deviceId).length, 0);
       assert.equal(await page.locator(`#relay-rows tr.stored span[data-device="${s.deviceId}"]`).count(), 0);

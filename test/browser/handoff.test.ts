@@ -12,7 +12,8 @@
  *   shares only the last message and lets the bot go: B sees exactly that one, never the canary.
  * - Canary: 0 times in the relay's database files, its logs (debug level), the WebSocket frames
  *   of all three pages, and agent B's IndexedDB; while A's console shows it (it was sent).
- * - Declined consent: nothing shared, the agent is not added, the ticket is back in the queue.
+ * - The bot hands off (the customer asked it for a person); declined consent: nothing shared, the
+ *   agent is not added, the ticket is back in the queue.
  *
  * Screenshots of the consent dialog and the console go to examples/web/screenshots/ and
  * examples/console/screenshots/ (the README shows them).
@@ -271,12 +272,14 @@ describe('handoff from the bot to agents in Chromium', { skip: skipWithoutChromi
     await context.close();
   });
 
-  test('declined consent: nothing shared, the agent is not added, the ticket is back in the queue', async () => {
+  test('the bot hands off; declined consent: nothing shared, the agent is not added, the ticket is back in the queue', async () => {
     const context = await newWidgetContext(browser);
     const { page: widget, errors } = await openCapturedWidget(context, `${demo.url}/`, frames);
-    // Straight to a person: the conversation with the bot starts with the request.
-    await widget.click('#talk-to-person');
+    // This time the bot hands off: asked for a person, it sends a handoff request to the
+    // customer's device, which opens the ticket.
+    assert.match((await ask(widget, 'Can I talk to a person, please?')).join(' '), /asked for a person/);
     await until(widget, () => (globalThis as unknown as Pages).parleyWidget.handoff === 'waiting');
+    assert.match(await text(widget, '#messages'), /The support bot asked for a person for you/);
     const { ticketId } = await widgetState(widget);
     await a.page.locator(`#tickets li[data-ticket="${ticketId}"][data-state="waiting"]`).waitFor({ timeout: WAIT });
     await a.page.click(`#tickets li[data-ticket="${ticketId}"] button.claim`);

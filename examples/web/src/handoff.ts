@@ -176,7 +176,7 @@ export class Handoff {
       if (answer.accept) {
         await conv.acceptAgent(offer, { history: answer.history, bot: botIsMember ? answer.bot : 'stay' });
         this.#d.state.consents!.accepted++;
-        const shared = answer.history === 'none' ? 'nothing of the chat so far' : answer.history === 'all' ? 'the whole chat so far' : `the last ${answer.history.last} messages`;
+        const shared = answer.history === 'none' ? 'nothing of the chat so far' : answer.history === 'all' ? 'the whole chat so far' : answer.history.last === 1 ? 'the last message' : `the last ${answer.history.last} messages`;
         await this.#note(`You let ${offer.agent.name} join and shared ${shared}.`);
       } else {
         this.#declined.add(offer.ticket);

@@ -10,8 +10,10 @@
  * - `ctx.handoff` reaches the owner as a `handoff` frame; outside a conversation it is `USAGE`.
  * - A ticket naming the bot to notify that waits unclaimed: `handoffUnclaimed` event each time,
  *   the configured reply once per ticket.
- * - A handler re-run sends no reply twice and leaves no gap; after the owner removed the bot, its
- *   reply is refused (`FORBIDDEN`, `notMember`) and reaches no one.
+ * - A message that overtakes the member list admitting its sender is held, then handled.
+ * - A handler re-run (after a failure, after an enclave crash) sends no reply twice and leaves no
+ *   gap; after the owner removed the bot, its reply is refused (`FORBIDDEN`, `notMember`) and
+ *   reaches no one.
  * - A canary plaintext of the conversation is found 0 times in the host's sealed blob files and log.
  * - The same conversation with the enclave in its own process (`enclave: 'process'`).
  */
@@ -275,6 +277,23 @@ test('a handler re-run sends no reply twice and leaves no gap', async () => {
   }
   assert.equal(failed.length, 1);
   assert.equal(failed[0]!.failures, 1);
+});
+
+test('an enclave crash during a run: the restarted enclave runs the message again, each reply reaches each member once', async () => {
+  await customer.say(conv, 'crash-wait');
+  await waitFor(() => customer.textsFrom(bot.deviceId).includes('before the crash'), 10_000, 'the first reply');
+  const crashes = bot.stats.crashes;
+  await bot.supervisor.unsafeTestingTerminate();
+  await waitFor(() => bot.stats.crashes === crashes + 1, 5_000, 'the crash noticed');
+  await bot.supervisor.whenReady();
+  await waitFor(() => customer.textsFrom(bot.deviceId).includes('after the crash (redelivered: true)') && second.textsFrom(bot.deviceId).includes('after the crash (redelivered: true)'), 15_000, 'the re-run');
+  await bot.idle();
+  for (const d of [customer, second]) {
+    const texts = d.textsFrom(bot.deviceId);
+    assert.equal(texts.filter((t) => t === 'before the crash').length, 1);
+    assert.deepEqual(texts.filter((t) => t.startsWith('after the crash')), ['after the crash (redelivered: true)']);
+    assert.deepEqual(d.book.dueGaps(0), []);
+  }
 });
 
 test('after the owner removed the bot, ctx.reply is refused (FORBIDDEN notMember) and reaches no one', async () => {

@@ -13,7 +13,7 @@
  * - Canary: 0 times in the relay's database files, its logs (debug level), the WebSocket frames
  *   of all three pages, and agent B's IndexedDB; while A's console shows it (it was sent).
  * - The bot hands off (the customer asked it for a person); declined consent: nothing shared, the
- *   agent is not added, the ticket is back in the queue.
+ *   agent is not added, the ticket is back in the queue; left unclaimed, the widget says so.
  *
  * Screenshots of the consent dialog and the console go to examples/web/screenshots/ and
  * examples/console/screenshots/ (the README shows them).
@@ -37,6 +37,8 @@ import type { ConsoleState } from '../../examples/console/src/state.js';
 const webShots = fileURLToPath(new URL('../../examples/web/screenshots/', import.meta.url));
 const consoleShots = fileURLToPath(new URL('../../examples/console/screenshots/', import.meta.url));
 const WAIT = 15_000;
+/** The relay reports a ticket unclaimed after this long (the widget then tells the customer). */
+const UNCLAIMED_MS = 2500;
 
 /** Every WebSocket frame a page sends or receives (the relay's side of the wire). */
 function captureFrames(page: Page, into: Buffer[]): void {
@@ -117,7 +119,7 @@ describe('handoff from the bot to agents in Chromium', { skip: skipWithoutChromi
       },
     });
     [demo, browser] = await Promise.all([
-      startDemo({ distDir: dist.dir, noblePage: false, relay: { logger: pino({ level: 'debug' }, sink) }, issuer: { ipRateLimit: { max: 500, windowMs: 60_000 } } }),
+      startDemo({ distDir: dist.dir, noblePage: false, relay: { logger: pino({ level: 'debug' }, sink), ticketUnclaimedMs: UNCLAIMED_MS }, issuer: { ipRateLimit: { max: 500, windowMs: 60_000 } } }),
       launchChromium(),
     ]);
     agentB = await enrolTotpStaff(demo.issuer, { username: 'agent.b', displayName: 'Bob Agent', roles: ['agent'], password: 'agent b password 4 tests' });
@@ -272,7 +274,7 @@ describe('handoff from the bot to agents in Chromium', { skip: skipWithoutChromi
     await context.close();
   });
 
-  test('the bot hands off; declined consent: nothing shared, the agent is not added, the ticket is back in the queue', async () => {
+  test('the bot hands off; declined consent: nothing shared, the agent is not added, the ticket is back in the queue and reported unclaimed', async () => {
     const context = await newWidgetContext(browser);
     const { page: widget, errors } = await openCapturedWidget(context, `${demo.url}/`, frames);
     // This time the bot hands off: asked for a person, it sends a handoff request to the
@@ -297,6 +299,9 @@ describe('handoff from the bot to agents in Chromium', { skip: skipWithoutChromi
     assert.deepEqual(w.members?.map((m) => m.role).sort(), ['bot', 'customer']);
     assert.equal(w.consents?.declined, 1);
     assert.match(await text(widget, '#messages'), /You declined Dana Agent/);
+    // Nobody claims it again: the relay reports it unclaimed, and the widget says so.
+    await widget.locator('#messages li.msg.system:has-text("No agent has picked up your request yet")').waitFor({ timeout: UNCLAIMED_MS + WAIT });
+    assert.equal((await widgetState(widget)).handoff, 'waiting');
     assert.deepEqual([...errors, ...a.errors].filter((e) => !/Failed to load resource/.test(e)), []);
     await context.close();
   });

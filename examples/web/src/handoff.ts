@@ -74,8 +74,8 @@ export class Handoff {
     c.on('ticketUnclaimed', ({ ticket, waitingMs }) => {
       if (ticket.customer !== c.deviceId) return;
       this.#ticket = ticket;
-      const minutes = Math.max(1, Math.round(waitingMs / 60_000));
-      void this.#note(`Everyone is busy right now. You are still in the queue (waiting ${minutes} min).`);
+      const waited = waitingMs < 60_000 ? `${Math.round(waitingMs / 1000)} s` : `${Math.round(waitingMs / 60_000)} min`;
+      void this.#note(`No agent has picked up your request yet (waiting ${waited}). You stay in the queue.`);
       this.#refresh();
     });
     this.#refresh();

@@ -24,12 +24,13 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConversationBook, ConversationEngine, MemoryStore, type ConversationEvent, type Member } from '@parley/engine';
 import { RelayLink } from '@parley/relay-link';
-import type { MessageContent } from '@parley/protocol';
+import { isParleyError, type MessageContent } from '@parley/protocol';
 import type { RelayMessage, Ticket } from '@parley/protocol/wire';
 import { createRelay, type Relay } from '../../relay/src/index.js';
 import { ParleyClient } from '../../client/src/index.js';
 import type { HandlerFailedEvent, HandoffUnclaimedEvent } from '../src/index.js';
 import type { TestingBot } from '../src/testing.js';
+import { parseParams } from '../src/rpc/messages.js';
 import { TEST_RELAY_LIMITS, startBot } from './harness.js';
 import { captureLogger, countBytes, setupCrypto, tempDir, waitFor } from './helpers.js';
 
@@ -213,6 +214,14 @@ test('ctx.handoff reaches the owner as a handoff frame; an unclaimed ticket give
   await customer.link.releaseTicket(ticket.id);
   await waitFor(() => unclaimed.length === 2, 10_000, 'the second unclaimed report');
   await bot.idle();
+  assert.equal(customer.textsFrom(bot.deviceId).filter((t) => t === UNCLAIMED_REPLY).length, 1);
+  // The call comes from the (untrusted) host: checked by the enclave, and it only ever sends the
+  // configured text, once per ticket, into a conversation the named customer owns with the bot.
+  assert.deepEqual(await bot.supervisor.call('handoffUnclaimed', { ticketId: ticket.id, customer: customer.id, waitingMs: 1 }), { sent: false });
+  assert.deepEqual(await bot.supervisor.call('handoffUnclaimed', { ticketId: 'A'.repeat(22), customer: second.id, waitingMs: 1 }), { sent: false });
+  for (const bad of [{ ticketId: 'short', customer: customer.id, waitingMs: 1 }, { ticketId: ticket.id, customer: 'not-a-device', waitingMs: 1 }, { ticketId: ticket.id, customer: customer.id, waitingMs: -1, text: 'x' }]) {
+    assert.throws(() => parseParams('handoffUnclaimed', bad), (e: unknown) => isParleyError(e, 'MALFORMED_MESSAGE'));
+  }
   assert.equal(customer.textsFrom(bot.deviceId).filter((t) => t === UNCLAIMED_REPLY).length, 1);
 });
 

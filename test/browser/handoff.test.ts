@@ -10,6 +10,7 @@
  *   and B sees no conversation; customer and A write to each other (a canary among it).
  * - A transfers to the queue; B sees the ticket come back, claims; the customer is asked again,
  *   shares only the last message and lets the bot go: B sees exactly that one, never the canary.
+ *   B closes: the ticket leaves the queue and the customer can ask for a person again.
  * - Canary: 0 times in the relay's database files, its logs (debug level), the WebSocket frames
  *   of all three pages, and agent B's IndexedDB; while A's console shows it (it was sent).
  * - The bot hands off (the customer asked it for a person); declined consent: nothing shared, the
@@ -134,7 +135,7 @@ describe('handoff from the bot to agents in Chromium', { skip: skipWithoutChromi
     cleanup();
   });
 
-  test('bot → A with the last 5 shared, B refused; three-way chat; transfer A → B with the last 1; the canary never reaches the relay or B', async () => {
+  test('bot → A with the last 5 shared, B refused; three-way chat; transfer A → B with the last 1; close; the canary never reaches the relay or B', async () => {
     const context = await newWidgetContext(browser);
     const { page: widget, errors } = await openCapturedWidget(context, `${demo.url}/`, frames);
 
@@ -269,6 +270,18 @@ describe('handoff from the bot to agents in Chromium', { skip: skipWithoutChromi
     assert.ok(bDump.length > 5, "B's IndexedDB was read");
     assert.equal(bDump.filter((r) => containsBytes(r.bytes, needle)).length, 0, "canary in B's IndexedDB");
     assert.equal((await text(b.page, 'body')).includes(canary), false, "canary on B's screen");
+
+    // B closes: the ticket is gone from the queue, B leaves, the customer can ask again.
+    await b.page.click('#close-conv');
+    await until(b.page, () => !(globalThis as unknown as Pages).parleyConsole.conversation);
+    await b.page.locator(`#tickets li[data-ticket="${ticket}"]`).waitFor({ state: 'detached', timeout: WAIT });
+    await until(widget, () => {
+      const w = (globalThis as unknown as Pages).parleyWidget;
+      return w.handoff === 'none' && !(w.members ?? []).some((m) => m.role === 'agent');
+    });
+    assert.match(await text(widget, '#messages'), /The request for a person is closed/);
+    assert.match(await text(widget, '#messages'), /Bob Agent \(agent\) left the chat/);
+    assert.equal(await widget.isEnabled('#talk-to-person'), true);
 
     assert.deepEqual([...errors, ...a.errors, ...b.errors].filter((e) => !/Failed to load resource/.test(e)), []);
     await context.close();

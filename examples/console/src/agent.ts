@@ -34,6 +34,8 @@ export class AgentSession {
   /** The last error the client reported (its code; shown in the alert line). */
   lastError: ParleyError | undefined;
   readonly #listeners = new Set<() => void>();
+  /** Conversations this device left (transfer, close), until the customer's new member list says so too. */
+  readonly #left = new Set<string>();
 
   constructor(client: ParleyClient) {
     this.client = client;
@@ -44,6 +46,7 @@ export class AgentSession {
       this.#changed();
     });
     client.on('conversationJoined', ({ conversation }) => {
+      this.#left.delete(conversation); // admitted again (a later claim of the same customer)
       if (this.claim?.status === 'pending') {
         this.claim.status = 'joined';
         this.claim.conversation = conversation;
@@ -92,14 +95,24 @@ export class AgentSession {
   /** Conversations this device is a member of. */
   conversations(): Conversation[] {
     const self = this.client.deviceId;
-    return this.client.conversations().filter((c) => c.owner !== self && c.members.some((m) => m.deviceId === self));
+    return this.client.conversations().filter((c) => c.owner !== self && !this.#left.has(c.id) && c.members.some((m) => m.deviceId === self));
   }
 
-  /** The conversation shown, while this device is a member of it. */
+  /** The conversation shown, while this device is a member of it (after a reload: the first one it is in). */
   shown(): Conversation | undefined {
-    if (!this.current) return undefined;
-    const c = this.client.conversation(this.current);
-    return c && c.members.some((m) => m.deviceId === this.client.deviceId) ? c : undefined;
+    const c = this.current && !this.#left.has(this.current) ? this.client.conversation(this.current) : undefined;
+    if (c && c.members.some((m) => m.deviceId === this.client.deviceId)) return c;
+    const first = this.conversations()[0];
+    this.current = first?.id;
+    return first;
+  }
+
+  /** The ticket of a conversation this device joined: remembered from the claim, else the one it holds for that customer. */
+  ticketFor(conv: Conversation): Ticket | undefined {
+    const self = this.client.deviceId;
+    const remembered = this.ticketOf.get(conv.id);
+    const live = remembered ? this.tickets.get(remembered.id) : this.queue().find((t) => t.claimedBy === self && t.customer === conv.owner);
+    return live ?? remembered;
   }
 
   /** Loads the queue from the relay (live updates follow as `ticket` events). */
@@ -129,7 +142,7 @@ export class AgentSession {
     if (!c) return;
     await c.transfer({ queue });
     this.notes.push(`You handed this conversation to the "${queue}" queue. You are no longer a member.`);
-    this.#left(c.id);
+    this.#leave(c.id);
   }
 
   /** Closes the shown conversation's ticket and leaves it. */
@@ -138,10 +151,11 @@ export class AgentSession {
     if (!c) return;
     await c.close();
     this.notes.push('You closed this conversation.');
-    this.#left(c.id);
+    this.#leave(c.id);
   }
 
-  #left(id: string): void {
+  #leave(id: string): void {
+    this.#left.add(id);
     this.ticketOf.delete(id);
     if (this.claim?.conversation === id) this.claim = undefined;
     this.current = this.conversations().find((c) => c.id !== id)?.id;

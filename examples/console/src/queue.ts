@@ -184,7 +184,7 @@ export function queuePage(orgKey: string): void {
     }
     messages.replaceChildren(...items);
     messages.scrollTop = messages.scrollHeight;
-    relayView!.show(s.ticketOf.get(conv.id), names);
+    relayView!.show(s.ticketFor(conv), names);
   };
 
   composer.addEventListener('submit', (ev) => {

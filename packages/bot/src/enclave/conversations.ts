@@ -209,8 +209,11 @@ export class BotConversations {
     const mine = list.filter((h) => h.c === conversation.id); // ct-ok: public ids
     if (mine.length === 0) return released.map(runOf);
     const isReleased = (h: HeldFrame): boolean => released.some((m) => m.from === h.from && m.id === h.id); // ct-ok: public ids
-    const keep = list.filter((h) => h.c !== conversation.id || (!isReleased(h) && h.e > conversation.epoch)); // ct-ok: public ids
-    await this.#consume(mine.filter((h) => !isReleased(h) && h.e <= conversation.epoch));
+    // Kept: those naming a still newer list, while the bot is a member (as the book keeps them).
+    const member = this.#book.isMember(conversation.id);
+    const stays = (h: HeldFrame): boolean => member && !isReleased(h) && h.e > conversation.epoch;
+    const keep = list.filter((h) => h.c !== conversation.id || stays(h)); // ct-ok: public ids
+    await this.#consume(mine.filter((h) => !isReleased(h) && !stays(h)));
     await this.#o.store.setMany([[HELD_KEY, textEncoder.encode(JSON.stringify(keep))]]);
     return released.map(runOf);
   }

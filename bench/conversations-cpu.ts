@@ -7,11 +7,14 @@
  * engine message of kind `conversation` per other member, each persisted with its session
  * before it returns. One op = both, for every other member: what a device does between the
  * app's `send` and handing the envelopes to the relay. Sessions are established (and confirmed
- * by a reply) before the clock starts, so an op is n − 1 symmetric ratchet steps, no DH;
- * MemoryStores (client storage is not what this measures). Each message's CPU time
- * (`process.cpuUsage`, user + system, all threads) is taken on its own.
+ * by a reply) before the clock starts; MemoryStores (client storage is not what this measures).
+ * Two patterns: `oneWay`, the sender writes and nobody answers, so an op is n − 1 symmetric
+ * ratchet steps; `replies`, every member decrypts each message and answers it (as receipts and
+ * replies do in a live conversation) before the next, so every encryption of an op also takes a
+ * DH ratchet step. The members' work is untimed. Each message's CPU time (`process.cpuUsage`,
+ * user + system, all threads) is taken on its own.
  */
-import { ConversationBook, ConversationEngine, MemoryStore, type Member } from '@parley/engine';
+import { ConversationBook, ConversationEngine, MemoryStore, type Member, type OutgoingEnvelope } from '@parley/engine';
 
 /** 100 bytes of text, like the relay bench's messages. */
 export const TEXT = 'x'.repeat(100);
@@ -21,8 +24,11 @@ export interface FanoutGroup {
   readonly size: number;
   /** Seals one message to every other member (the timed op); returns the envelopes sealed. */
   send(messageId: string): Promise<number>;
-  /** What the relay's acks do afterwards (untimed): the envelopes leave the outbox. */
-  acked(messageId: string): Promise<void>;
+  /**
+   * After a timed op (untimed): the relay's acks (the envelopes leave the outbox) and, with
+   * `replies`, every member decrypts its envelope and answers, and the sender decrypts the answers.
+   */
+  settle(messageId: string, replies: boolean): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -50,15 +56,27 @@ export async function fanoutGroup(size: number): Promise<FanoutGroup> {
   const self: Member = { deviceId: sender.deviceId, role: 'customer', name: 'Customer' };
   const members: Member[] = others.map((o, i) => ({ deviceId: o.deviceId, role: 'agent', name: `Agent ${i + 1}` }));
   const info = await book.create(members, self);
+  let sealed: OutgoingEnvelope[] = [];
   return {
     size,
     async send(messageId) {
       const { recipients, frame } = await book.prepareMessage(info.id, { type: 'text', text: TEXT }, messageId);
-      for (const to of recipients) await sender.encrypt(to, frame, { messageId, type: 'conversation' });
+      sealed = [];
+      for (const to of recipients) sealed.push(await sender.encrypt(to, frame, { messageId, type: 'conversation' }));
       return recipients.length;
     },
-    async acked(messageId) {
+    async settle(messageId, replies) {
       for (const peer of others) await sender.markDelivered(peer.deviceId, messageId);
+      if (!replies) return;
+      for (const out of sealed) {
+        const peer = others.find((o) => o.deviceId === out.to)!;
+        await peer.receive({ from: sender.deviceId, id: out.id, envelope: out.envelope });
+        await peer.consume(sender.deviceId, out.id);
+        const back = await peer.encrypt(sender.deviceId, enc.encode('ok'), { messageId: `${messageId}-re`, type: 'text' });
+        await peer.markDelivered(sender.deviceId, back.id);
+        await sender.receive({ from: peer.deviceId, id: back.id, envelope: back.envelope });
+        await sender.consume(peer.deviceId, back.id);
+      }
     },
     async close() {
       await Promise.all([sender, ...others].map((e) => e.close()));
@@ -67,11 +85,11 @@ export async function fanoutGroup(size: number): Promise<FanoutGroup> {
 }
 
 /** CPU milliseconds (user + system) of each of `count` messages of `group`, after `warmup` untimed ones. */
-export async function measureFanoutCpu(group: FanoutGroup, o: { warmup: number; count: number; prefix: string }): Promise<number[]> {
+export async function measureFanoutCpu(group: FanoutGroup, o: { warmup: number; count: number; prefix: string; replies: boolean }): Promise<number[]> {
   for (let i = 0; i < o.warmup; i++) {
     const id = `${o.prefix}w${i}`;
     await group.send(id);
-    await group.acked(id);
+    await group.settle(id, o.replies);
   }
   const cpuMs: number[] = [];
   for (let i = 0; i < o.count; i++) {
@@ -80,7 +98,7 @@ export async function measureFanoutCpu(group: FanoutGroup, o: { warmup: number; 
     await group.send(id);
     const d = process.cpuUsage(before);
     cpuMs.push((d.user + d.system) / 1000);
-    await group.acked(id);
+    await group.settle(id, o.replies);
   }
   return cpuMs;
 }

@@ -100,7 +100,9 @@ class Series {
 const ms = (x: number): string => (Number.isFinite(x) ? (x < 1 ? x.toFixed(3) : x < 10 ? x.toFixed(2) : x.toFixed(1)) : '—');
 
 interface Results {
+  /** Sender CPU, one way (no DH step), and with every member answering each message (a DH step per member). */
   cpu?: Record<number, Series>;
+  cpuReplies?: Record<number, Series>;
   latency?: Record<number, { last: Series; first: Series }>;
   handoff?: Record<keyof HandoffTiming, Series>;
   failed: string[];
@@ -113,15 +115,22 @@ async function runCpu(budget: Budget, results: Results): Promise<void> {
   const groups = new Map<number, FanoutGroup>();
   try {
     for (const size of SIZES) groups.set(size, await fanoutGroup(size));
-    const series: Record<number, Series> = Object.fromEntries(SIZES.map((s) => [s, new Series()]));
+    const oneWay: Record<number, Series> = Object.fromEntries(SIZES.map((s) => [s, new Series()]));
+    const replies: Record<number, Series> = Object.fromEntries(SIZES.map((s) => [s, new Series()]));
     for (let run = 0; run < RUNS; run++) {
       for (const size of order(run)) {
-        const cpuMs = await measureFanoutCpu(groups.get(size)!, { warmup: run === 0 ? budget.cpuWarmup : 0, count: budget.cpuCount, prefix: `r${run}` });
-        series[size]!.add(run, cpuMs);
-        log(`cpu run ${run + 1}/${RUNS}, ${size} members: median ${ms(median(cpuMs))} ms per message`);
+        // Both patterns on the same sessions, alternating which goes first.
+        for (const withReplies of run % 2 ? [true, false] : [false, true]) {
+          const cpuMs = await measureFanoutCpu(groups.get(size)!, {
+            warmup: run === 0 ? budget.cpuWarmup : 0, count: budget.cpuCount, prefix: `r${run}${withReplies ? 'p' : 'o'}`, replies: withReplies,
+          });
+          (withReplies ? replies : oneWay)[size]!.add(run, cpuMs);
+          log(`cpu run ${run + 1}/${RUNS}, ${size} members${withReplies ? ', after replies' : ', one way'}: median ${ms(median(cpuMs))} ms per message`);
+        }
       }
     }
-    results.cpu = series;
+    results.cpu = oneWay;
+    results.cpuReplies = replies;
   } finally {
     await Promise.all([...groups.values()].map((g) => g.close()));
   }
@@ -187,35 +196,49 @@ async function runOverRelay(cases: readonly CaseId[], budget: Budget, results: R
 
 function report(results: Results, budget: Budget, meta: Record<string, string>): string {
   const out: string[] = ['## Conversations: fan-out and handoff', '', Object.entries(meta).map(([k, v]) => `${k}: ${v}`).join('  \n'), ''];
-  if (results.cpu || results.latency) {
+  const n = (s: Series | undefined): string => (s ? String(s.count) : '0');
+  if (results.cpu) {
     const rows: string[][] = [[
       'members',
-      'sender CPU per message (ms): median / p95',
-      'per other member (ms, median)',
-      'CPU, 3 runs\' medians: min / median / max',
-      'send → last member\'s conversationMessage (ms): median / p95',
-      'latency, 3 runs\' medians: min / median / max',
-      'send → first member (ms, median)',
+      'sender CPU per message, one way (ms): median / p95',
+      'per other member',
+      `${RUNS} runs' medians: min / median / max`,
+      'sender CPU per message, after every member answered (ms): median / p95',
+      'per other member',
+      `${RUNS} runs' medians: min / median / max`,
     ]];
     for (const size of SIZES) {
-      const c = results.cpu?.[size];
-      const l = results.latency?.[size];
+      const c = results.cpu[size]!;
+      const r = results.cpuReplies?.[size];
       rows.push([
         String(size),
-        c ? `${ms(c.median)} / ${ms(c.p95)}` : '—',
-        c ? ms(c.median / (size - 1)) : '—',
-        c ? c.spread(ms) : '—',
-        l ? `${ms(l.last.median)} / ${ms(l.last.p95)}` : '—',
-        l ? l.last.spread(ms) : '—',
-        l ? ms(l.first.median) : '—',
+        `${ms(c.median)} / ${ms(c.p95)}`, ms(c.median / (size - 1)), c.spread(ms),
+        r ? `${ms(r.median)} / ${ms(r.p95)}` : '—', r ? ms(r.median / (size - 1)) : '—', r ? r.spread(ms) : '—',
       ]);
     }
     out.push(table(rows), '');
-    const n = (s: Series | undefined): string => (s ? String(s.count) : '0');
     out.push(
-      `Samples per size: CPU ${n(results.cpu?.[2])} messages (${RUNS} runs × ${budget.cpuCount}), latency ${n(results.latency?.[2]?.last)} messages (${RUNS} runs × ${budget.latencyCount}). ` +
-        'CPU: `prepareMessage` + one `encrypt` (kind `conversation`) per other member, MemoryStore, sessions established, no DH step. ' +
-        'Latency: one message at a time from the customer (owner), SQLite relay in its own process, every client in the runner process (its receivers decrypt one after another on one core).',
+      `${n(results.cpu[2])} messages per size and pattern (${RUNS} runs × ${budget.cpuCount}). One op: \`prepareMessage\` + one \`encrypt\` (kind \`conversation\`) per other member, ` +
+        'MemoryStore, sessions established. One way: nobody answers, no DH step. After answers: every member decrypted the previous message and answered it (untimed), ' +
+        'so each encryption also takes a DH ratchet step, as in a live conversation with receipts.',
+      '',
+    );
+  }
+  if (results.latency) {
+    const rows: string[][] = [[
+      'members',
+      'send → last member\'s `conversationMessage` (ms): median / p95',
+      `${RUNS} runs' medians: min / median / max`,
+      'send → first member (ms): median',
+    ]];
+    for (const size of SIZES) {
+      const l = results.latency[size]!;
+      rows.push([String(size), `${ms(l.last.median)} / ${ms(l.last.p95)}`, l.last.spread(ms), ms(l.first.median)]);
+    }
+    out.push(table(rows), '');
+    out.push(
+      `${n(results.latency[2]?.last)} messages per size (${RUNS} runs × ${budget.latencyCount}), one at a time from the customer (the owner), 100 B, over the SQLite relay in its own process; ` +
+        'every client in the runner process, so the members decrypt one after another on one core (an upper bound for real devices, each with its own).',
       '',
     );
   }
@@ -275,6 +298,7 @@ async function main(): Promise<void> {
     writeFileSync(args.json, JSON.stringify({
       meta, budget,
       cpu: results.cpu && Object.fromEntries(Object.entries(results.cpu).map(([k, s]) => [k, dump(s)])),
+      cpuReplies: results.cpuReplies && Object.fromEntries(Object.entries(results.cpuReplies).map(([k, s]) => [k, dump(s)])),
       latency: results.latency && Object.fromEntries(Object.entries(results.latency).map(([k, s]) => [k, { last: dump(s.last), first: dump(s.first) }])),
       handoff: results.handoff && Object.fromEntries(Object.entries(results.handoff).map(([k, s]) => [k, dump(s)])),
       failed: results.failed,

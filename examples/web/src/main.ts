@@ -317,6 +317,11 @@ export async function start(backend: BackendName): Promise<void> {
     conversation = resumed;
     state.conversationId = resumed.id;
   }
+  // Receipts still owed for messages of the last visit: from the members there are now.
+  const others = (conversation?.members ?? []).map((m) => m.deviceId).filter((d) => d !== client!.deviceId);
+  for (const item of history.items) {
+    if (item.msgId && !item.delivered && !item.failed && others.length) pendingByMsgId.set(item.msgId, { item, waiting: new Set(others) });
+  }
   handoff = new Handoff({
     client,
     view,

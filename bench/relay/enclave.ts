@@ -118,6 +118,8 @@ export async function measureEnclave(server: ServerProcess, o: EnclaveOptions): 
         reply: async (content) => void (await b.send(m.from, content)),
         state: baselineState(),
         fetch: () => Promise.reject(new Error('the echo handler makes no requests')),
+        handoff: () => Promise.reject(new Error('the echo handler hands nothing off')),
+        members: () => [],
       };
       void Promise.resolve(echo(botMessage(m), ctx)).catch(() => fail('baseline handler'));
     });

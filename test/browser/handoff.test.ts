@@ -208,7 +208,7 @@ describe('handoff from the bot to agents in Chromium', { skip: skipWithoutChromi
     assert.equal(bState.claim?.code, 'CONFLICT');
     assert.equal(bState.conversation, undefined);
     assert.equal(await b.page.locator('#conv-messages li.msg').count(), 0);
-    assert.match(await text(b.page, '#alert'), /CONFLICT/);
+    assert.match(await text(b.page, '#alert'), /CONFLICT \(claimed\): Another agent took this conversation first/);
 
     // The three-way conversation: the customer writes (the canary), A answers.
     const canary = `CANARY-${randomBytes(9).toString('hex')}`;

@@ -14,6 +14,9 @@ const BY_CODE: Record<string, string> = {
   NOT_FOUND: 'That link or account does not exist.',
   TRANSPORT: 'The sign-in service cannot be reached. Check your connection and try again.',
   UNTRUSTED_IDENTITY: 'The certificate is not trusted by the organisation.',
+  CONFLICT: 'Another agent took this conversation first.',
+  UNTRUSTED_SOURCE: 'Shared history was refused: it did not come from the customer of this conversation.',
+  ENCLAVE_UNAVAILABLE: 'The bot is not available.',
   STORAGE_INTEGRITY: "This browser's stored data failed its integrity check.",
   STORAGE_QUOTA: "This browser's storage for the console is full.",
   INTERNAL: 'Something went wrong. Try again, or ask your administrator.',
@@ -33,6 +36,10 @@ const BY_REASON: Record<string, string> = {
   password: 'The password does not meet the rules: use at least 12 characters.',
   weakPassword: 'The password does not meet the rules: use at least 12 characters.',
   refused: 'The sign-in service cannot be reached. Check your connection and try again.',
+  claimed: 'Another agent took this conversation first.',
+  notMember: 'You are not a member of this conversation (any more).',
+  notClaimant: 'You do not hold this ticket any more.',
+  noSuchTicket: 'This ticket no longer exists.',
 };
 
 /** `CODE (reason): sentence` for anything thrown by the console's calls. */

@@ -87,6 +87,14 @@ test('H1: messages, handoffs and leaves only from current members, to a current 
   await refusedUnchanged(customer, BOT, stale.frame, 'FORBIDDEN', 'notMember');
   await refusedUnchanged(agentA, BOT, stale.frame, 'FORBIDDEN', 'notMember');
   await assert.rejects(bot.book.prepareMessage(id, 'again', mid()), (e: unknown) => isParleyError(e, 'FORBIDDEN') && e.details?.reason === 'notMember');
+  // The removed bot's own leave, sent under the list before its removal (a transfer crossing
+  // the owner's change): dropped quietly, nothing changes; under the current list it is refused.
+  const before = customer.book.get(id)!;
+  const crossed = await customer.book.receive(BOT, rawFrame({ v: 1, c: id, e: conv.epoch, h: conv.hash, s: 70, k: 'leave' }), { messageId: mid(), sentAt: 1 });
+  assert.equal(crossed.kind, 'duplicate');
+  assert.deepEqual(customer.book.get(id), before);
+  const now = customer.book.get(id)!;
+  await refusedUnchanged(customer, BOT, rawFrame({ v: 1, c: id, e: now.epoch, h: now.hash, s: 71, k: 'leave' }), 'FORBIDDEN', 'notMember');
   // And a frame to the removed bot is refused by the bot.
   await refusedUnchanged(bot, CUSTOMER, (await customer.book.prepareMessage(id, 'after', mid())).frame, 'FORBIDDEN', 'notMember');
 });

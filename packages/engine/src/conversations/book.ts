@@ -531,6 +531,11 @@ export class ConversationBook {
   }
 
   async #onLeave(from: string, f: Frame): Promise<ConversationEvent> {
+    // A leave sent under an older list by a device the current list no longer has (an agent's
+    // transfer crossing the owner's list that removed it): already done; it changes nothing,
+    // so it is dropped quietly rather than reported as an intrusion.
+    const known = this.#conversations.get(f.c!);
+    if (known && f.e < known.epoch && !known.members.some((m) => m.deviceId === from)) return { kind: 'duplicate' }; // ct-ok: public ids
     const rec = this.#fromMember(from, f, 'leave');
     if (this.#seqDuplicate(rec, from, f.s)) return { kind: 'duplicate' };
     const next = clone(rec);

@@ -100,11 +100,15 @@ export async function benchClient(
     ...(o.staff ? { trust: { orgKey: org.publicKey, requireCertificate: 'none' } } : o.trust ? { trust: o.trust } : {}),
   });
   clients.push(client);
-  client.on('error', ({ error }) => void (clientErrors[error.code] = (clientErrors[error.code] ?? 0) + 1));
+  client.on('error', ({ error }) => {
+    const key = error.details?.reason === undefined ? error.code : `${error.code}/${String(error.details.reason)}`;
+    clientErrors[key] = (clientErrors[key] ?? 0) + 1;
+  });
   // Listening from the start: a client keeps conversation frames in its inbox until the app listens.
   client.on('conversationMessage', (m) => onArrival?.(client, m.conversation, m.id));
-  await client.connect();
+  // A staff device presents its credential at its first login (setting it later logs in again).
   if (o.staff) await client.setStaffCredential(org.credential(client, o.staff.name, o.staff.roles));
+  await client.connect();
   return client;
 }
 

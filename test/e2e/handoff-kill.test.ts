@@ -108,13 +108,14 @@ async function device(url: string, name: string, o: { trust: TrustOptions; staff
   client.on('historyShared', (h) => void d.histories.push(h.items.map((i) => i.id)));
   client.on('message', () => void d.plain++);
   client.on('error', (e) => void d.errors.push(`${e.error.code}${e.error.details?.reason ? `/${String(e.error.details.reason)}` : ''}${process.env.PARLEY_E2E_DEBUG ? ` ${e.error.message} peer ${e.peer?.slice(0, 6)} id ${e.id} at ${Date.now()}` : ''}`));
-  await client.connect();
   if (o.staff) {
+    // Presented at the first login (setting it later logs in again).
     const now = Date.now();
     await client.setStaffCredential(encodeStaffCredential(issuerCertificate, signStaffCertificate(issuerKey.seed, {
       ...client.publicIdentity, personId: `p-${name.toLowerCase().replace(/\W/g, '')}`, displayName: name, roles: [...o.staff], issuedAt: now, expiresAt: now + 6 * HOUR, serial: randomBytes(16),
     })));
   }
+  await client.connect();
   return d;
 }
 

@@ -6,7 +6,9 @@
  * in a child process on a SQLite file. While the handoff runs, the relay is SIGKILLed and
  * restarted on the same database and port three times:
  *
- * 1. right after A's claim resolved (its join frame just acked, or still on its way to the customer);
+ * 1. the moment the customer, holding A's join frame, asks the relay for A's published staff
+ *    credential (a proxy in front of the customer reads its WebSocket frames and kills the relay
+ *    before that call reaches it): the join must survive and be offered after the restart;
  * 2. while the customer accepts A (the members frame to the bot and A and the history bundle to A
  *    leaving), the customer's first three-way messages right behind them;
  * 3. in the middle of a three-way exchange (the customer and A writing, the bot answering each).
@@ -22,6 +24,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import {
   encodeStaffCredential,
@@ -98,8 +101,8 @@ interface Device {
   readonly errors: string[];
 }
 
-async function device(url: string, name: string, o: { trust: TrustOptions; staff?: readonly StaffRole[] }): Promise<Device> {
-  const client = await ParleyClient.create({ relayUrl: url, store: new MemoryStore(), trust: o.trust, transport: FAST });
+async function device(url: string, name: string, o: { trust: TrustOptions; staff?: readonly StaffRole[]; origin?: string }): Promise<Device> {
+  const client = await ParleyClient.create({ relayUrl: url, store: new MemoryStore(), trust: o.trust, transport: { ...FAST, ...(o.origin ? { origin: o.origin } : {}) } });
   const d: Device = { name, client, got: new Map(), texts: new Map(), histories: [], plain: 0, errors: [] };
   client.on('conversationMessage', (m) => {
     d.got.set(m.id, (d.got.get(m.id) ?? 0) + 1);
@@ -119,6 +122,82 @@ async function device(url: string, name: string, o: { trust: TrustOptions; staff
   return d;
 }
 
+/**
+ * A TCP proxy in front of the relay for one client. It reads the client's WebSocket frames (RFC
+ * 6455: client frames are masked) and forwards them. Once armed, the first frame `trip` picks is
+ * held back with everything after it on that connection, and `onTrip` runs: the relay never sees
+ * that call. Later connections (after the client reconnects) pass untouched.
+ */
+async function startTripwire(relayPort: number): Promise<{ url: string; arm(trip: (frame: string) => boolean, onTrip: () => void): void; tripped(): boolean; close(): void }> {
+  let armed: { trip: (frame: string) => boolean; onTrip: () => void } | undefined;
+  let tripped = false;
+  const sockets = new Set<Socket>();
+  const server = createServer((down) => {
+    const up = connect(relayPort, '127.0.0.1');
+    sockets.add(down).add(up);
+    const end = (): void => void (down.destroy(), up.destroy());
+    up.on('data', (d) => down.write(d)).on('error', end).on('close', end);
+    down.on('error', end).on('close', end);
+    let buf = Buffer.alloc(0);
+    let upgraded = false;
+    let holding = false;
+    down.on('data', (chunk: Buffer) => {
+      if (holding) return;
+      buf = Buffer.concat([buf, chunk]);
+      if (!upgraded) {
+        const at = buf.indexOf('\r\n\r\n');
+        if (at < 0) return;
+        up.write(buf.subarray(0, at + 4));
+        buf = buf.subarray(at + 4);
+        upgraded = true;
+      }
+      for (;;) {
+        if (buf.length < 2) return;
+        let len = buf[1]! & 0x7f;
+        let off = 2;
+        if (len === 126) {
+          if (buf.length < 4) return;
+          len = buf.readUInt16BE(2);
+          off = 4;
+        } else if (len === 127) {
+          if (buf.length < 10) return;
+          len = Number(buf.readBigUInt64BE(2));
+          off = 10;
+        }
+        const masked = (buf[1]! & 0x80) !== 0;
+        const mask = off;
+        if (masked) off += 4;
+        if (buf.length < off + len) return;
+        const payload = Buffer.from(buf.subarray(off, off + len));
+        if (masked) for (let i = 0; i < payload.length; i++) payload[i]! ^= buf[mask + (i & 3)]!;
+        if (armed?.trip(payload.toString('latin1'))) {
+          const { onTrip } = armed;
+          armed = undefined;
+          tripped = true;
+          holding = true;
+          onTrip();
+          return;
+        }
+        up.write(buf.subarray(0, off + len));
+        buf = buf.subarray(off + len);
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    arm: (trip, onTrip) => {
+      armed = { trip, onTrip };
+      tripped = false;
+    },
+    tripped: () => tripped,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
+  };
+}
+
 /** Retries `step` while the relay is away (`TRANSPORT`), as an app would; anything else fails the test. */
 async function whileRelayAway<T>(step: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
@@ -131,7 +210,7 @@ async function whileRelayAway<T>(step: () => Promise<T>): Promise<T> {
   }
 }
 
-test('a handoff survives three relay SIGKILLs (after the claim, during the acceptance, mid three-way exchange): every message reaches every member exactly once, the history once', { timeout: 60_000 }, async (t) => {
+test('a handoff survives three relay SIGKILLs (the customer fetching the claimant\'s credential, the acceptance, a three-way exchange): every message reaches every member exactly once, the history once', { timeout: 60_000 }, async (t) => {
   const T0 = Date.now();
   const phase = (what: string): void => void (process.env.PARLEY_E2E_DEBUG && console.log(`# ${Date.now() - T0} ms: ${what}`));
   const dir = tempDir();
@@ -158,7 +237,10 @@ test('a handoff survives three relay SIGKILLs (after the claim, during the accep
   const botMeasurement = (await computeMeasurement(FAQ_HANDLER)).hex;
 
   phase('bot up');
-  const customer = await device(url, 'Customer', { trust: { orgKey: org.publicKey, botMeasurement } });
+  // The customer reaches the relay through a tripwire, so kills 1 and 2 land at a chosen call.
+  const wire = await startTripwire(port);
+  t.after(() => wire.close());
+  const customer = await device(wire.url, 'Customer', { trust: { orgKey: org.publicKey, botMeasurement }, origin: new URL(url).origin });
   const agent = await device(url, 'Ada', { trust: { orgKey: org.publicKey, requireCertificate: 'none' }, staff: ['agent'] });
   const people = [customer, agent];
   t.after(() => Promise.allSettled(people.map((d) => d.client.close())));
@@ -195,26 +277,35 @@ test('a handoff survives three relay SIGKILLs (after the claim, during the accep
   assert.equal(before.length, 6);
 
   phase('before-messages answered');
-  // The customer asks for a person; A claims; kill 1 right after the claim resolved.
+  // The customer asks for a person; A claims. Kill 1: the customer, holding A's join frame, asks
+  // the relay for A's statements (it has never seen A), and the relay dies before that call arrives.
   const offers: HandoffOffer[] = [];
   customer.client.on('handoffOffer', (o) => void offers.push(o));
   const ticket = await conv.requestHuman({ queue: 'support', reason: 'asks for a person' });
-  await agent.client.tickets.claim(ticket.id);
-  await restart(100);
+  let killed1: Promise<void> | undefined;
+  wire.arm((frame) => frame.includes('"fetchIdentity"'), () => void (killed1 = restart(100)));
+  // The claim's join frame is in A's outbox before the relay can die; if the relay died before
+  // acking it, A's client sends it after the restart (the claim itself was acked).
+  await agent.client.tickets.claim(ticket.id).catch((e: unknown) => {
+    if (!isParleyError(e, 'TRANSPORT')) throw e;
+  });
+  await until(() => wire.tripped(), 10_000, 'the customer asking the relay for A\'s statements');
+  await killed1;
 
   phase('kill 1 done');
-  // The offer arrives once the relay is back (the customer checks the claim there). Kill 2 while
-  // the acceptance's frames are leaving, the customer's first three-way messages behind them.
+  // The offer arrives once the relay is back (the customer checks the claim there). Kill 2 as the
+  // acceptance's member list leaves for A (before the relay has it); the history bundle and the
+  // customer's first three-way messages queue behind it.
   await until(() => offers.length > 0, 15_000, 'the handoff offer at the customer').catch((e: unknown) => {
     console.log({ customer: customer.errors, agent: agent.errors, pending: [customer.client.pendingCount, agent.client.pendingCount], connected: [customer.client.connected, agent.client.connected] });
     throw e;
   });
   assert.deepEqual({ agent: offers[0]!.agent.deviceId, ticket: offers[0]!.ticket }, { agent: agent.client.deviceId, ticket: ticket.id });
-  const accepting = whileRelayAway(() => conv.acceptAgent(offers[0]!, { history: { last: 5 }, bot: 'stay' }));
-  await sleep(3);
-  const killed2 = restart(200);
-  await accepting;
+  let killed2: Promise<void> | undefined;
+  wire.arm((frame) => frame.includes('"send"') && frame.includes(agent.client.deviceId), () => void (killed2 = restart(200)));
+  await whileRelayAway(() => conv.acceptAgent(offers[0]!, { history: { last: 5 }, bot: 'stay' }));
   for (let i = 0; i < 2; i++) await send(customer, conv, [agent], `right after accepting ${i}`);
+  await until(() => wire.tripped(), 10_000, 'the member list leaving for A');
   await killed2;
 
   phase('accepted, kill 2 done');

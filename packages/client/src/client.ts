@@ -950,7 +950,17 @@ export class ParleyClient {
       // Strangers do not get to spend the relay budget this device's sends need (issue 10, finding 5).
       const known = this.#engine.peerIdentity(m.from) !== undefined;
       if (!this.#statementBudget.allow(m.from, known, Date.now())) throw e;
-      const statements = await this.#transport.fetchIdentity(m.from).catch(() => undefined);
+      let statements;
+      try {
+        statements = await this.#transport.fetchIdentity(m.from);
+      } catch (f) {
+        // The relay went away mid-fetch: keep the delivery (TRANSPORT: redelivered after the next login), and let that try fetch again.
+        if (isParleyError(f, 'TRANSPORT')) {
+          this.#statementBudget.forget(m.from);
+          throw f;
+        }
+        throw e;
+      }
       if (!statements) throw e;
       await this.#engine.setPeerStatements(m.from, statements);
       return this.#engine.receive(m, options);

@@ -23,6 +23,11 @@ export class StatementFetchBudget {
     this.#refilledAt = now;
   }
 
+  /** A fetch for `sender` never reached the relay: the next one may go at once. */
+  forget(sender: string): void {
+    this.#lastBySender.delete(sender);
+  }
+
   /** True (and counted) when a fetch for `sender` may go to the relay now. */
   allow(sender: string, known: boolean, now: number): boolean {
     const last = this.#lastBySender.get(sender);

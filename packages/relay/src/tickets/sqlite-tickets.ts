@@ -37,8 +37,21 @@ function toTicket(r: TicketRow): Ticket {
 
 const isParty = (t: TicketRow, by: string): boolean => t.customer === by || t.claimed_by === by;
 
+/** The ticket steps on an open SQLite database; each write is one transaction. */
+export interface SqliteTickets {
+  open(t: NewTicket, maxPerCustomer: number | undefined): TicketOpenResult;
+  get(id: string): Ticket | undefined;
+  list(queue: string | undefined, limit: number): Ticket[];
+  claim(id: string, agent: string, at: number): TicketStep;
+  release(id: string, by: string, at: number, queue: string | undefined): TicketStep;
+  close(id: string, by: string): TicketStep;
+  due(before: number, limit: number): Ticket[];
+  mark(id: string, waitingSince: number): boolean;
+  waiting(): number;
+}
+
 /** The ticket steps on an open database (writes to be run through the store's group commit). */
-export function sqliteTickets(db: Database.Database) {
+export function sqliteTickets(db: Database.Database): SqliteTickets {
   const q = {
     get: db.prepare('SELECT * FROM tickets WHERE id = ?'),
     byRef: db.prepare('SELECT * FROM tickets WHERE customer = ? AND ref = ?'),

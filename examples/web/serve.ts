@@ -159,11 +159,13 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
   const store = new ObservedStore(new SqliteStore(join(dataDir, 'relay.db')));
   let bot: Bot | undefined;
   let shuttingDown = false;
-  // The bot's warnings on stderr, except the expected "relay disconnected" while shutting down.
+  // The bot's warnings on stderr, except the expected "relay disconnected" while shutting down,
+  // and "no org certificate" at start: the demo certifies the enclave's identity right after.
   const botLogger = {
     info: () => undefined,
     warn: (obj: object, msg?: string) => {
-      if (!shuttingDown) process.stderr.write(`${JSON.stringify({ level: 'warn', ...obj, msg })}\n`);
+      const startsUncertified = 'option' in obj && obj.option === 'certificate';
+      if (!shuttingDown && !startsUncertified) process.stderr.write(`${JSON.stringify({ level: 'warn', ...obj, msg })}\n`);
     },
     error: (obj: object, msg?: string) => process.stderr.write(`${JSON.stringify({ level: 'error', ...obj, msg })}\n`),
   };

@@ -32,6 +32,8 @@ export const SIGNATURE_CONTEXTS = {
   revocationList: 'parley/v1/revocation-list',
   /** A staff device proving it holds its identity key at sign-in (challenge and issuer origin). */
   staffSignIn: 'parley/v1/staff-signin',
+  /** An owner's erasure request and a member's deletion receipt (erasure.ts). */
+  erasure: 'parley/v1/erasure',
 } as const;
 
 export type SignatureContext = keyof typeof SIGNATURE_CONTEXTS;

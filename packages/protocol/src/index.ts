@@ -29,6 +29,15 @@ export {
   type SessionResetRequest,
 } from './wire/reset.js';
 export * as limits from './limits.js';
+export {
+  erasureRequestPayload,
+  erasureRequestHash,
+  deletionReceiptPayload,
+  verifyErasureRequest,
+  verifyDeletionReceipt,
+  type ErasureRequest,
+  type DeletionReceipt,
+} from './erasure.js';
 export { toHex, fromHex, toBase64, fromBase64, constantTimeEqual, concatBytes, utf8 } from './bytes.js';
 export { ByteWriter, ByteReader } from './codec.js';
 export {

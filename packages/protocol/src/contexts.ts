@@ -32,6 +32,8 @@ export const SIGNATURE_CONTEXTS = {
   revocationList: 'parley/v1/revocation-list',
   /** A staff device proving it holds its identity key at sign-in (challenge and issuer origin). */
   staffSignIn: 'parley/v1/staff-signin',
+  /** A customer's answer to a consent request, or its withdrawal (consent.ts). */
+  consentReceipt: 'parley/v1/consent-receipt',
   /** An owner's erasure request and a member's deletion receipt (erasure.ts). */
   erasure: 'parley/v1/erasure',
 } as const;

@@ -30,6 +30,24 @@ export {
 } from './wire/reset.js';
 export * as limits from './limits.js';
 export {
+  checkConsentRequest,
+  checkConsentReceipt,
+  consentRequestHash,
+  consentReceiptPayload,
+  consentReceiptFor,
+  withConsentSignature,
+  verifyConsentReceipt,
+  CONSENT_FORMAT,
+  CONSENT_ID_PATTERN,
+  CONSENT_FIELD_PATTERN,
+  MAX_CONSENT_FIELDS,
+  type ConsentRequestBody,
+  type ConsentDecision,
+  type ConsentReceipt,
+  type UnsignedConsentReceipt,
+  type ConsentReceiptExpectation,
+} from './consent.js';
+export {
   erasureRequestPayload,
   erasureRequestHash,
   deletionReceiptPayload,

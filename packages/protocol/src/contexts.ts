@@ -32,10 +32,14 @@ export const SIGNATURE_CONTEXTS = {
   revocationList: 'parley/v1/revocation-list',
   /** A staff device proving it holds its identity key at sign-in (challenge and issuer origin). */
   staffSignIn: 'parley/v1/staff-signin',
-  /** A customer's answer to a consent request, or its withdrawal (consent.ts). */
-  consentReceipt: 'parley/v1/consent-receipt',
+  /** An organisation key disclosing a compliance archive (key, retention, openers) for a label. */
+  archiveDisclosure: 'parley/v1/archive-disclosure',
+  /** A member's archived-message submission (conversation ref, sequence, sealed payload). */
+  archiveEntry: 'parley/v1/archive-entry',
   /** An owner's erasure request and a member's deletion receipt (erasure.ts). */
   erasure: 'parley/v1/erasure',
+  /** A customer's answer to a consent request, or its withdrawal (consent.ts). */
+  consentReceipt: 'parley/v1/consent-receipt',
 } as const;
 
 export type SignatureContext = keyof typeof SIGNATURE_CONTEXTS;

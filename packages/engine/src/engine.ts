@@ -464,6 +464,34 @@ export class ConversationEngine {
     return this.#account.sign('botAttestation', payload);
   }
 
+  /**
+   * Signs an erasure request or a deletion receipt (context `erasure`; build `payload` with
+   * `erasureRequestPayload` / `deletionReceiptPayload`), for the conversation book.
+   */
+  signErasure(payload: Uint8Array): Uint8Array {
+    return this.#account.sign('erasure', payload);
+  }
+
+  /**
+   * Erasure: deletes every session (current and archived) with `peer` from memory and the
+   * store; its recorded identity stays (deletion receipts are verified with it). The next
+   * message to `peer` starts a new session from its bundle.
+   */
+  forgetSessions(peer: string): Promise<void> {
+    return this.#run(async () => {
+      const rec = this.#peers.get(peer);
+      if (!rec) return;
+      const ids = [...rec.sessions, ...(rec.archived ?? [])];
+      if (ids.length === 0) return;
+      const next = clonePeer(rec);
+      next.sessions = [];
+      delete next.archived;
+      await this.#store.setMany([[K.peer(peer), jsonBytes(next)]]);
+      this.#peers.set(peer, next);
+      await this.#dropSessions(peer, ids);
+    });
+  }
+
   // ---------------------------------------------------------------- peers and trust
 
   /** True when sending to `peer` needs its bundle first (no session yet). */

@@ -69,6 +69,9 @@ export {
   type MessageSender,
   type PreparedFrame,
   type ReceiveFacts,
+  type ErasureReceipt,
+  type ErasureSigner,
+  type ErasureStatus,
 } from './conversations/index.js';
 export { SealedStore, deriveStorageKey, sealRecord, openRecord, STORAGE_KEY_BYTES } from './sealed-store.js';
 export { resolveTrust, type TrustOptions, type TrustEvent, type IdentityChangedEvent, type TrustPolicy } from './trust.js';

@@ -13,6 +13,7 @@
 import { ParleyError, type OutgoingContent } from '@parley/protocol';
 import { DEVICE_ID_PATTERN, TICKET_ID_PATTERN, TICKET_NAME_PATTERN } from '@parley/protocol/wire';
 import type { KeyValueStore } from '../store.js';
+import { addReceipt, checkRequest, loadTombstones, signReceipt, signRequest, statusOf, tombBytes, tombKey, type ErasureSigner, type ErasureStatus, type Tombstone } from './erasure.js';
 import { alreadyReceived, dueGaps, markReported, noteReceived, type SeqRecord } from '../gaps.js';
 import { assertMessageId } from '../payload.js';
 import {
@@ -59,6 +60,8 @@ export interface ConversationBookOptions {
   readonly deviceId: string;
   /** Clock (tests). */
   readonly now?: () => number;
+  /** Signs and verifies erasure statements (`erase`, `deletionReceipt` frames); without it those frames are refused. */
+  readonly erasure?: ErasureSigner;
 }
 
 /** One pending state change: the records it replaces, written in one batch. */
@@ -106,8 +109,11 @@ export class ConversationBook {
   #offers: JoinOffer[];
   #held: HeldMessage[];
   #queue: Promise<unknown> = Promise.resolve();
+  readonly #signer: ErasureSigner | undefined;
+  #tombs: Map<string, Tombstone> = new Map();
 
   private constructor(o: ConversationBookOptions, loaded: Awaited<ReturnType<typeof loadState>>) {
+    this.#signer = o.erasure;
     this.#store = o.store;
     this.#self = o.deviceId;
     this.#now = o.now ?? Date.now;
@@ -125,7 +131,9 @@ export class ConversationBook {
    */
   static async open(o: ConversationBookOptions): Promise<ConversationBook> {
     if (!DEVICE_ID_PATTERN.test(o.deviceId)) throw usage('deviceId must be a device id (32 hex chars)');
-    return new ConversationBook(o, await loadState(o.store));
+    const book = new ConversationBook(o, await loadState(o.store));
+    book.#tombs = await loadTombstones(o.store);
+    return book;
   }
 
   /** This device's id. */
@@ -409,6 +417,10 @@ export class ConversationBook {
           return this.#onJoin(from, f, facts);
         case 'decline':
           return this.#onDecline(from, f);
+        case 'erase':
+          return this.#onErase(from, f);
+        case 'deletionReceipt':
+          return this.#onDeletionReceipt(from, f);
       }
     });
   }
@@ -440,6 +452,83 @@ export class ConversationBook {
       markReported(next.peers[member]!, seqs);
       await this.#apply({ conv: next, writes: [[CK.state(conversation), recordBytes(next)]] });
     });
+  }
+
+  // --- erasure (erasure.ts) ---------------------------------------------------------------
+
+  /**
+   * Owner side: erases conversation `id` on this device and returns the signed `erase` frame
+   * for every other member. Its records (state, history, held messages, join offers) are
+   * deleted; a tombstone (id, members, the request, the receipts to come) is all that stays.
+   * @throws ParleyError `FORBIDDEN` `notOwner`, `USAGE` for an unknown conversation or a book
+   *   opened without `erasure`.
+   */
+  async prepareErase(id: string): Promise<PreparedFrame & { status: ErasureStatus }> {
+    return this.#serial(async () => {
+      const signer = this.#needSigner();
+      const rec = this.#own(id);
+      const signed = signRequest(signer, id, this.#self, rec.members, this.#now());
+      const tomb: Tombstone = { v: 1, id, owner: this.#self, members: rec.members.map((m) => ({ ...m })), request: signed.request, hash: signed.hash, signature: signed.signature, receipts: [] };
+      const frame = encodeFrame({ v: 1, c: id, e: rec.epoch, h: rec.hash, s: 0, k: 'erase', at: signed.request.at, to: [...signed.request.members], sig: signed.signature });
+      await this.#store.setMany([[tombKey(id), tombBytes(tomb)]]);
+      this.#tombs.set(id, tomb);
+      await this.#forgetConversation(id);
+      return { recipients: [...signed.request.members], frame, status: statusOf(tomb) };
+    });
+  }
+
+  /** Owner side: where the erasure of `id` stands, or `undefined` when it was not erased. */
+  erasure(id: string): ErasureStatus | undefined {
+    const t = this.#tombs.get(id);
+    return t && statusOf(t);
+  }
+
+  /** Owner side: every erasure this device asked for. */
+  erasures(): ErasureStatus[] {
+    return [...this.#tombs.values()].map(statusOf);
+  }
+
+  #needSigner(): ErasureSigner {
+    if (!this.#signer) throw usage('this book was opened without an erasure signer (ConversationBookOptions.erasure)');
+    return this.#signer;
+  }
+
+  /** Deletes every record of conversation `id` (state, history, held messages, offers) from the store and memory. */
+  async #forgetConversation(id: string): Promise<void> {
+    const keys = await this.#store.keys(`conv/${id}/`);
+    const writes: [string, Uint8Array][] = [];
+    const held = this.#held.filter((x) => x.c !== id); // ct-ok: public ids
+    const offers = this.#offers.filter((o) => o.conversation !== id); // ct-ok: public ids
+    if (held.length !== this.#held.length) writes.push([CK.held, recordBytes(held)]);
+    if (offers.length !== this.#offers.length) writes.push([CK.offers, recordBytes(offers)]);
+    if (writes.length > 0) await this.#store.setMany(writes);
+    if (keys.length > 0) await this.#store.delMany(keys);
+    this.#held = held;
+    this.#offers = offers;
+    this.#conversations.delete(id);
+    this.#history.delete(id);
+  }
+
+  async #onErase(from: string, f: Frame): Promise<ConversationEvent> {
+    const signer = this.#needSigner();
+    const rec = this.#conversations.get(f.c!);
+    if (!rec) throw forbidden('notMember', 'erasure request refused: it is for a conversation this device does not hold; the frame was dropped', from);
+    if (from !== rec.owner) throw forbidden('notOwner', 'erasure request refused: only the conversation\'s owner (the customer\'s device) may ask; the frame was dropped', from); // ct-ok: public ids
+    const request = checkRequest(signer, rec.id, from, this.#self, f.to!, f.at!, f.sig!);
+    const { receipt, signature } = signReceipt(signer, request, this.#self, this.#now());
+    const frame = encodeFrame({ v: 1, c: rec.id, e: f.e, h: f.h, s: 0, k: 'deletionReceipt', at: receipt.at, req: receipt.request, sig: signature });
+    await this.#forgetConversation(rec.id);
+    return { kind: 'erased', conversation: rec.id, owner: from, reply: { recipients: [from], frame } };
+  }
+
+  async #onDeletionReceipt(from: string, f: Frame): Promise<ConversationEvent> {
+    const signer = this.#needSigner();
+    const tomb = this.#tombs.get(f.c!);
+    if (!tomb) throw forbidden('notMember', 'deletion receipt refused: this device asked for no erasure of that conversation; the frame was dropped', from);
+    const next = addReceipt(signer, tomb, from, f.req!, f.at!, f.sig!);
+    await this.#store.setMany([[tombKey(tomb.id), tombBytes(next)]]);
+    this.#tombs.set(tomb.id, next);
+    return { kind: 'deletionReceipt', conversation: tomb.id, member: from, status: statusOf(next) };
   }
 
   // --- receiving -------------------------------------------------------------------------

@@ -5,6 +5,7 @@
  */
 import { ParleyError, encodeContent, fromBase64, toBase64, type MessageContent, type OutgoingContent } from '@parley/protocol';
 import { DEVICE_ID_PATTERN, MESSAGE_ID_PATTERN, TICKET_ID_PATTERN, TICKET_NAME_PATTERN } from '@parley/protocol/wire';
+import { checkErasureFields } from './erasure.js';
 import type { Frame, FrameContent, FrameKind, HistoryItem, Member, MemberRole } from './types.js';
 
 /** Largest frame, in bytes of UTF-8 JSON. */
@@ -22,8 +23,8 @@ export const CONVERSATION_ID_PATTERN = /^[A-Za-z0-9_-]{22}$/;
 
 const HASH_PATTERN = /^[0-9a-f]{64}$/;
 const ROLES: readonly MemberRole[] = ['customer', 'bot', 'agent', 'supervisor'];
-const KINDS: readonly FrameKind[] = ['message', 'members', 'handoff', 'join', 'decline', 'history', 'leave'];
-const FRAME_KEYS = new Set(['v', 'c', 'e', 'h', 's', 'k', 'm', 'members', 'ticket', 'queue', 'reason', 'ref', 'items']);
+const KINDS: readonly FrameKind[] = ['message', 'members', 'handoff', 'join', 'decline', 'history', 'leave', 'erase', 'deletionReceipt'];
+const FRAME_KEYS = new Set(['v', 'c', 'e', 'h', 's', 'k', 'm', 'members', 'ticket', 'queue', 'reason', 'ref', 'items', 'at', 'to', 'req', 'sig']);
 /** Fields each kind may carry beside v, c, e, h, s, k. */
 const KIND_FIELDS: Record<FrameKind, readonly string[]> = {
   message: ['m'],
@@ -33,6 +34,8 @@ const KIND_FIELDS: Record<FrameKind, readonly string[]> = {
   decline: ['ticket', 'ref'],
   history: ['items', 'ticket'],
   leave: [],
+  erase: ['at', 'to', 'sig'],
+  deletionReceipt: ['at', 'req', 'sig'],
 };
 /** Kinds sent to every other member, which carry a sequence number. */
 export const SEQUENCED_KINDS: ReadonlySet<FrameKind> = new Set(['message', 'members', 'leave']);
@@ -155,6 +158,10 @@ export function checkFrame(v: unknown): Frame {
       out.ticket = pattern(v.ticket, TICKET_ID_PATTERN, 'ticket id');
       break;
     case 'leave':
+      break;
+    case 'erase':
+    case 'deletionReceipt':
+      Object.assign(out, checkErasureFields(k, v));
       break;
   }
   return out;

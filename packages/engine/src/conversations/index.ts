@@ -13,6 +13,7 @@ export {
   decodeFrame,
 } from './frame.js';
 export { membersHash } from './members.js';
+export type { ErasureReceipt, ErasureSigner, ErasureStatus } from './erasure.js';
 export type {
   ConversationEvent,
   ConversationGap,

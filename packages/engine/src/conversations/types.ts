@@ -6,6 +6,7 @@
  * @module
  */
 import type { MessageContent } from '@parley/protocol';
+import type { ErasureStatus } from './erasure.js';
 
 /** A member's role in a conversation: the customer (the owner), a bot, or certified staff. */
 export type MemberRole = 'customer' | 'bot' | 'agent' | 'supervisor';
@@ -30,7 +31,7 @@ export interface FrameContent {
 }
 
 /** The kinds of frames. */
-export type FrameKind = 'message' | 'members' | 'handoff' | 'join' | 'decline' | 'history' | 'leave';
+export type FrameKind = 'message' | 'members' | 'handoff' | 'join' | 'decline' | 'history' | 'leave' | 'erase' | 'deletionReceipt';
 
 /**
  * The body of every engine payload of kind `'conversation'`: UTF-8 JSON, at most
@@ -65,6 +66,14 @@ export interface Frame {
   readonly ref?: string;
   /** `history`: the shared items, oldest first. */
   readonly items?: readonly HistoryItem[];
+  /** `erase`, `deletionReceipt`: the signer's time. */
+  readonly at?: number;
+  /** `erase`: the members asked (the signed request's list). */
+  readonly to?: readonly string[];
+  /** `deletionReceipt`: SHA-256 (hex) of the erasure request. */
+  readonly req?: string;
+  /** `erase`, `deletionReceipt`: the Ed25519 signature (base64). */
+  readonly sig?: string;
 }
 
 /** One message of a shared history bundle. */
@@ -152,7 +161,14 @@ export type ConversationEvent =
   /** Agent side: the history the owner shared (items marked `shared: true`). */
   | { readonly kind: 'history'; readonly conversation: ConversationInfo; readonly items: ConversationMessage[] }
   /** A member left; the owner should call `prepareMembers` without it. */
-  | { readonly kind: 'leave'; readonly conversation: ConversationInfo; readonly member: string; readonly membersMismatch?: boolean };
+  | { readonly kind: 'leave'; readonly conversation: ConversationInfo; readonly member: string; readonly membersMismatch?: boolean }
+  /**
+   * Member side: the owner's valid erasure request; this device deleted the conversation's
+   * records. Send `reply` (the signed deletion receipt) to the owner.
+   */
+  | { readonly kind: 'erased'; readonly conversation: string; readonly owner: string; readonly reply: PreparedFrame }
+  /** Owner side: a member's valid deletion receipt; `status` is where the erasure stands. */
+  | { readonly kind: 'deletionReceipt'; readonly conversation: string; readonly member: string; readonly status: ErasureStatus };
 
 /** A frame to send: encrypt `frame` as an engine payload of type `'conversation'` to every recipient. */
 export interface PreparedFrame {

@@ -54,6 +54,13 @@ export class ChatHistory {
     return `${PREFIX}${String(this.#next++).padStart(8, '0')}`;
   }
 
+  /** Deletes every item (the conversation was erased): the records are removed from the store. */
+  async clear(): Promise<void> {
+    const keys = await this.#store.keys(PREFIX);
+    this.items.splice(0, this.items.length);
+    if (keys.length) await this.#store.delMany(keys);
+  }
+
   /** Appends (or rewrites) an item durably. */
   async put(item: ChatItem): Promise<void> {
     const { key, ...rest } = item;

@@ -28,6 +28,7 @@ import { errorReason, errorText } from './error-text.js';
 import { RelayPanel } from './relay-panel.js';
 import { WidgetView, parseCard, type ChatItem } from './ui.js';
 import { Handoff } from './handoff.js';
+import { Privacy } from './privacy.js';
 
 declare const __PARLEY_ORG_KEY__: string;
 declare const __PARLEY_MEASUREMENT__: string;
@@ -71,6 +72,7 @@ export async function start(backend: BackendName): Promise<void> {
   const earlyReceipts = new Map<string, Set<string>>();
   let conversation: Conversation | undefined;
   let handoff: Handoff | undefined;
+  let privacy: Privacy | undefined;
   let store: IndexedDbStore;
 
   const view = new WidgetView({
@@ -121,6 +123,7 @@ export async function start(backend: BackendName): Promise<void> {
     await store.setMany([[CONVERSATION_KEY, new TextEncoder().encode(conversation.id)]]);
     state.conversationId = conversation.id;
     handoff?.showMembers();
+    privacy?.refresh();
     return conversation;
   }
 
@@ -334,6 +337,26 @@ export async function start(backend: BackendName): Promise<void> {
     onMember: (deviceId, name) => panel.name(deviceId, name),
   });
   handoff.showMembers();
+  privacy = new Privacy({
+    client,
+    host: document.getElementById('widget')!,
+    after: document.getElementById('trust')!,
+    conversation: () => conversation,
+    nameOf: (deviceId) => handoff!.nameOf(deviceId),
+    note: async (text) => void (await addItem({ who: 'system', at: Date.now(), text })),
+    // The SDK erased the conversation: the widget's own transcript of it goes too.
+    onErased: async () => {
+      await history!.clear();
+      view.clear();
+      await store.delMany([CONVERSATION_KEY]);
+      pendingByMsgId.clear();
+      earlyReceipts.clear();
+      conversation = undefined;
+      delete state.conversationId;
+      handoff?.showMembers();
+    },
+  });
+  privacy.refresh();
   if (history.items.length === 0) view.render({ key: 'chips', who: 'bot', at: Date.now(), card: { type: 'quick-replies', options: STARTER_CHIPS } });
 
   // 6. The badge: what the SDK verified for the bot so far (after a reload: already known).

@@ -17,7 +17,7 @@ export interface ReceiptView {
   readonly fields: readonly string[];
   readonly decision: string;
   readonly at: number;
-  /** The signature and binding verified. */
+  /** Granted, verified and not withdrawn (the SDK's `valid`). */
   readonly valid: boolean;
   /** A later receipt withdrew it. */
   readonly withdrawn: boolean;
@@ -105,7 +105,7 @@ export class PrivacyPanel {
       return;
     }
     this.#receipts.replaceChildren(...shown.map((r) => {
-      const state = !r.valid ? 'invalid' : r.withdrawn ? 'withdrawn' : r.decision;
+      const state = r.withdrawn ? 'withdrawn' : r.decision;
       const li = el('li', { 'data-receipt': r.id, 'data-state': state },
         el('strong', {}, r.purpose), ' ',
         el('span', { class: 'hint' }, `${r.fields.map(fieldLabel).join(', ')} · ${state} · ${time(r.at)}`),

@@ -65,6 +65,7 @@ import {
   type ReceivedMessage,
 } from './records.js';
 import type { KeyValueStore } from './store.js';
+import { consentReceiptPayload, type UnsignedConsentReceipt } from '@parley/protocol';
 import { dueGaps, markReported, noteReceived } from './gaps.js';
 import { Mailbox, NO_PLAN, type MailboxPlan } from './mailbox.js';
 import { PeerTrust } from './peer-trust.js';
@@ -457,6 +458,14 @@ export class ConversationEngine {
    */
   signStaffSignIn(challenge: Uint8Array, issuerOrigin: string): Uint8Array {
     return this.#account.sign('staffSignIn', staffSignInPayload(challenge, issuerOrigin));
+  }
+
+  /**
+   * Signs a consent receipt (context `consentReceipt`) over its fixed layout
+   * (`consentReceiptPayload`), never raw bytes: the owner's answer or withdrawal (docs/threats.md P1).
+   */
+  signConsent(receipt: UnsignedConsentReceipt): Uint8Array {
+    return this.#account.sign('consentReceipt', consentReceiptPayload(receipt));
   }
 
   /** Signs an enclave measurement statement (context `botAttestation`), for the bot SDK. */

@@ -72,6 +72,15 @@ export {
   type ErasureReceipt,
   type ErasureSigner,
   type ErasureStatus,
+  MAX_FORM_VALUE_CHARS,
+  type ConsentEntry,
+  type ConsentEvent,
+  type ConsentRequestView,
+  type ConsentSigner,
+  type FormRequestBody,
+  type FormRequestView,
+  type FormValuesBody,
+  type NoConsentWhy,
 } from './conversations/index.js';
 export { SealedStore, deriveStorageKey, sealRecord, openRecord, STORAGE_KEY_BYTES } from './sealed-store.js';
 export { resolveTrust, type TrustOptions, type TrustEvent, type IdentityChangedEvent, type TrustPolicy } from './trust.js';

@@ -13,6 +13,8 @@
 import { ParleyError, type OutgoingContent } from '@parley/protocol';
 import { DEVICE_ID_PATTERN, TICKET_ID_PATTERN, TICKET_NAME_PATTERN } from '@parley/protocol/wire';
 import type { KeyValueStore } from '../store.js';
+import { ConsentLedger, type ConsentEntry, type ConsentRequestView, type ConsentSigner, type FormRequestBody } from './consent.js';
+import type { ConsentRequestBody } from '@parley/protocol';
 import { addReceipt, checkRequest, loadTombstones, signReceipt, signRequest, statusOf, tombBytes, tombKey, type ErasureSigner, type ErasureStatus, type Tombstone } from './erasure.js';
 import { alreadyReceived, dueGaps, markReported, noteReceived, type SeqRecord } from '../gaps.js';
 import { assertMessageId } from '../payload.js';
@@ -60,6 +62,8 @@ export interface ConversationBookOptions {
   readonly deviceId: string;
   /** Clock (tests). */
   readonly now?: () => number;
+  /** Signs this device's consent receipts and finds peers' keys to verify theirs; without it receipts are refused. */
+  readonly consent?: ConsentSigner;
   /** Signs and verifies erasure statements (`erase`, `deletionReceipt` frames); without it those frames are refused. */
   readonly erasure?: ErasureSigner;
 }
@@ -109,12 +113,15 @@ export class ConversationBook {
   #offers: JoinOffer[];
   #held: HeldMessage[];
   #queue: Promise<unknown> = Promise.resolve();
+  #consentSigner: ConsentSigner | undefined;
+  #consentLedger: ConsentLedger | undefined;
   readonly #signer: ErasureSigner | undefined;
   #tombs: Map<string, Tombstone> = new Map();
 
   private constructor(o: ConversationBookOptions, loaded: Awaited<ReturnType<typeof loadState>>) {
     this.#signer = o.erasure;
     this.#store = o.store;
+    this.#consentSigner = o.consent;
     this.#self = o.deviceId;
     this.#now = o.now ?? Date.now;
     this.#conversations = loaded.conversations;
@@ -417,12 +424,91 @@ export class ConversationBook {
           return this.#onJoin(from, f, facts);
         case 'decline':
           return this.#onDecline(from, f);
+        case 'consentRequest':
+        case 'consentReceipt':
+        case 'formRequest':
+        case 'formValues':
+          return this.#onConsent(from, f);
         case 'erase':
           return this.#onErase(from, f);
         case 'deletionReceipt':
           return this.#onDeletionReceipt(from, f);
       }
     });
+  }
+
+  // --- consent (consent.ts) ---------------------------------------------------------------
+
+  /**
+   * A member but the owner (a bot, an agent): a `consentRequest` frame for the owner.
+   * @throws ParleyError `USAGE` (bad request, id used, this device is the owner), `FORBIDDEN` `notMember`.
+   */
+  async prepareConsentRequest(id: string, request: ConsentRequestBody): Promise<PreparedFrame> {
+    return this.#serial(async () => this.#encodeConsent(await (await this.#ledger()).request(this.#member(id), request)));
+  }
+
+  /**
+   * Owner side: answers consent request `requestId` with a receipt signed by this device's
+   * identity key, for every other member (`entry` is the stored receipt).
+   * @throws ParleyError `USAGE` (unknown or answered request, no consent signer), `FORBIDDEN`.
+   */
+  async prepareConsentAnswer(id: string, requestId: string, grant: boolean): Promise<PreparedFrame & { entry: ConsentEntry }> {
+    return this.#serial(async () => {
+      const out = await (await this.#ledger()).answer(this.#member(id), requestId, grant);
+      return { ...this.#encodeConsent(out), entry: out.entry };
+    });
+  }
+
+  /**
+   * Owner side: withdraws granted receipt `receiptId` (a signed `withdrawn` receipt), for every other member.
+   * @throws ParleyError `USAGE` for an unknown, denied or already withdrawn receipt.
+   */
+  async prepareConsentWithdraw(id: string, receiptId: string): Promise<PreparedFrame & { entry: ConsentEntry }> {
+    return this.#serial(async () => {
+      const out = await (await this.#ledger()).withdraw(this.#member(id), receiptId);
+      return { ...this.#encodeConsent(out), entry: out.entry };
+    });
+  }
+
+  /**
+   * A member but the owner: a `formRequest` frame for the owner.
+   * @throws ParleyError `USAGE` (bad form, id used), `FORBIDDEN` `notMember`.
+   */
+  async prepareFormRequest(id: string, form: FormRequestBody): Promise<PreparedFrame> {
+    return this.#serial(async () => this.#encodeConsent(await (await this.#ledger()).requestForm(this.#member(id), form)));
+  }
+
+  /**
+   * Owner side: the `formValues` frame for the form's requester, built only when a granted,
+   * unwithdrawn receipt of this conversation for the form's consent request covers every field.
+   * @throws ParleyError `FORBIDDEN` `noConsent` (`details.why`), nothing built.
+   */
+  async prepareFormValues(id: string, formId: string, values: Readonly<Record<string, string>>): Promise<PreparedFrame> {
+    return this.#serial(async () => this.#encodeConsent(await (await this.#ledger()).formValues(this.#member(id), formId, values)));
+  }
+
+  /** The consent receipts of conversation `id` this device holds (oldest first), with `valid` and `withdrawn`. */
+  async consents(id: string): Promise<ConsentEntry[]> {
+    return this.#serial(async () => (this.#conversations.has(id) ? (await this.#ledger()).consents(id) : []));
+  }
+
+  /** Owner side: the consent requests received in conversation `id` (with `answered` once answered). */
+  async consentRequests(id: string): Promise<ConsentRequestView[]> {
+    return this.#serial(async () => (this.#conversations.has(id) ? (await this.#ledger()).requests(id) : []));
+  }
+
+  async #ledger(): Promise<ConsentLedger> {
+    this.#consentLedger ??= await ConsentLedger.load(this.#store, this.#self, this.#consentSigner, this.#now);
+    return this.#consentLedger;
+  }
+
+  #encodeConsent(out: { recipients: string[]; frame: Frame }): PreparedFrame {
+    return { recipients: out.recipients, frame: encodeFrame(out.frame) };
+  }
+
+  async #onConsent(from: string, f: Frame): Promise<ConversationEvent> {
+    const rec = this.#fromMember(from, f, f.k);
+    return (await this.#ledger()).receive(from, f, rec);
   }
 
   /** Messages of the conversation (own, received, imported history marked `shared`), oldest first, the last `limit`. */

@@ -7,6 +7,7 @@ import { ParleyError, encodeContent, fromBase64, toBase64, type MessageContent, 
 import { DEVICE_ID_PATTERN, MESSAGE_ID_PATTERN, TICKET_ID_PATTERN, TICKET_NAME_PATTERN } from '@parley/protocol/wire';
 import { checkErasureFields } from './erasure.js';
 import type { Frame, FrameContent, FrameKind, HistoryItem, Member, MemberRole } from './types.js';
+import { CONSENT_FRAME_FIELDS, CONSENT_KINDS, checkConsentFields } from './consent.js';
 
 /** Largest frame, in bytes of UTF-8 JSON. */
 export const MAX_FRAME_BYTES = 48 * 1024;
@@ -23,8 +24,8 @@ export const CONVERSATION_ID_PATTERN = /^[A-Za-z0-9_-]{22}$/;
 
 const HASH_PATTERN = /^[0-9a-f]{64}$/;
 const ROLES: readonly MemberRole[] = ['customer', 'bot', 'agent', 'supervisor'];
-const KINDS: readonly FrameKind[] = ['message', 'members', 'handoff', 'join', 'decline', 'history', 'leave', 'erase', 'deletionReceipt'];
-const FRAME_KEYS = new Set(['v', 'c', 'e', 'h', 's', 'k', 'm', 'members', 'ticket', 'queue', 'reason', 'ref', 'items', 'at', 'to', 'req', 'sig']);
+const KINDS: readonly FrameKind[] = ['message', 'members', 'handoff', 'join', 'decline', 'history', 'leave', 'erase', 'deletionReceipt', ...CONSENT_KINDS];
+const FRAME_KEYS = new Set(['v', 'c', 'e', 'h', 's', 'k', 'm', 'members', 'ticket', 'queue', 'reason', 'ref', 'items', 'at', 'to', 'req', 'sig', 'consent', 'receipt', 'form', 'values']);
 /** Fields each kind may carry beside v, c, e, h, s, k. */
 const KIND_FIELDS: Record<FrameKind, readonly string[]> = {
   message: ['m'],
@@ -34,6 +35,7 @@ const KIND_FIELDS: Record<FrameKind, readonly string[]> = {
   decline: ['ticket', 'ref'],
   history: ['items', 'ticket'],
   leave: [],
+  ...CONSENT_FRAME_FIELDS,
   erase: ['at', 'to', 'sig'],
   deletionReceipt: ['at', 'req', 'sig'],
 };
@@ -158,6 +160,12 @@ export function checkFrame(v: unknown): Frame {
       out.ticket = pattern(v.ticket, TICKET_ID_PATTERN, 'ticket id');
       break;
     case 'leave':
+      break;
+    case 'consentRequest':
+    case 'consentReceipt':
+    case 'formRequest':
+    case 'formValues':
+      Object.assign(out, checkConsentFields(k, v));
       break;
     case 'erase':
     case 'deletionReceipt':

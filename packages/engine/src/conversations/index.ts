@@ -14,6 +14,8 @@ export {
 } from './frame.js';
 export { membersHash } from './members.js';
 export type { ErasureReceipt, ErasureSigner, ErasureStatus } from './erasure.js';
+export { MAX_FORM_VALUE_CHARS } from './consent.js';
+export type { ConsentEntry, ConsentEvent, ConsentRequestView, ConsentSigner, FormRequestBody, FormRequestView, FormValuesBody, NoConsentWhy } from './consent.js';
 export type {
   ConversationEvent,
   ConversationGap,

@@ -5,7 +5,8 @@
  *
  * @module
  */
-import type { MessageContent } from '@parley/protocol';
+import type { ConsentReceipt, ConsentRequestBody, MessageContent } from '@parley/protocol';
+import type { ConsentEvent, FormRequestBody, FormValuesBody } from './consent.js';
 import type { ErasureStatus } from './erasure.js';
 
 /** A member's role in a conversation: the customer (the owner), a bot, or certified staff. */
@@ -31,7 +32,7 @@ export interface FrameContent {
 }
 
 /** The kinds of frames. */
-export type FrameKind = 'message' | 'members' | 'handoff' | 'join' | 'decline' | 'history' | 'leave' | 'erase' | 'deletionReceipt';
+export type FrameKind = 'message' | 'members' | 'handoff' | 'join' | 'decline' | 'history' | 'leave' | 'erase' | 'deletionReceipt' | 'consentRequest' | 'consentReceipt' | 'formRequest' | 'formValues';
 
 /**
  * The body of every engine payload of kind `'conversation'`: UTF-8 JSON, at most
@@ -66,6 +67,14 @@ export interface Frame {
   readonly ref?: string;
   /** `history`: the shared items, oldest first. */
   readonly items?: readonly HistoryItem[];
+  /** `consentRequest`: what is asked for (consent.ts). */
+  readonly consent?: ConsentRequestBody;
+  /** `consentReceipt`: the owner's signed receipt. */
+  readonly receipt?: ConsentReceipt;
+  /** `formRequest`: the fields asked for and the consent request covering them. */
+  readonly form?: FormRequestBody;
+  /** `formValues`: the values, the form and the receipt covering them. */
+  readonly values?: FormValuesBody;
   /** `erase`, `deletionReceipt`: the signer's time. */
   readonly at?: number;
   /** `erase`: the members asked (the signed request's list). */
@@ -125,6 +134,8 @@ export interface ConversationMessage {
 
 /** What {@link ConversationBook.receive} made of a frame. */
 export type ConversationEvent =
+  /** Consent requests, receipts, forms and form values (consent.ts). */
+  | ConsentEvent
   /** Already received (same sender and sequence number, or an old member-list epoch): ignore. */
   | { readonly kind: 'duplicate' }
   /**

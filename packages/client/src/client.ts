@@ -333,6 +333,10 @@ export class ParleyClient {
       },
       report: (e, context) => this.#report(e, context),
       newMessageId: () => ConversationEngine.newMessageId(),
+      erasureHooks: {
+        forgetSessions: (peer) => engine.forgetSessions(peer),
+        forgetUnconfirmed: (peer, ids) => engine.forgetUnconfirmed(peer, ids),
+      },
     });
     transport.setHandlers({
       onAuthenticated: () => this.#onAuthenticated(),
@@ -432,7 +436,10 @@ export class ParleyClient {
         ...(options.logger ? { logger: options.logger } : {}),
       });
       // Conversations live in the same store, under their own keys.
-      const book = await ConversationBook.open({ store, deviceId: engine.deviceId, ...(options.now ? { now: options.now } : {}) });
+      const book = await ConversationBook.open({
+        store, deviceId: engine.deviceId, ...(options.now ? { now: options.now } : {}),
+        erasure: { sign: (p) => engine.signErasure(p), signingKey: (peer) => engine.peerIdentity(peer)?.signingKey },
+      });
       client = new ParleyClient(options, engine, transport, book, owned);
       warnUnsafeTrust(options);
       return client;

@@ -37,6 +37,7 @@ export type {
   Ticket,
   TicketChange,
 } from './conversations/types.js';
+export type { ConversationErasure } from './conversations/erasure.js';
 export {
   signInStaff,
   type StaffDevice,

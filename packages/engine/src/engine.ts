@@ -501,6 +501,25 @@ export class ConversationEngine {
     });
   }
 
+  /**
+   * Erasure: forgets messages `ids` (all when undefined) sent to `peer` and not receipted yet
+   * (their kept payloads, which a session reset would re-send): an erased conversation's
+   * plaintext must not stay here.
+   */
+  forgetUnconfirmed(peer: string, ids?: readonly string[]): Promise<void> {
+    return this.#run(async () => {
+      const rec = this.#peers.get(peer);
+      const drop = new Set(ids ?? (rec?.unconfirmed ?? []).map((e) => e.id));
+      const gone = (rec?.unconfirmed ?? []).filter((e) => drop.has(e.id));
+      if (!rec || gone.length === 0) return;
+      const next = clonePeer(rec);
+      next.unconfirmed = (rec.unconfirmed ?? []).filter((e) => !drop.has(e.id));
+      await this.#store.setMany([[K.peer(peer), jsonBytes(next)]]);
+      this.#peers.set(peer, next);
+      await this.#store.delMany(gone.map((e) => K.unconfirmed(peer, e.id)));
+    });
+  }
+
   // ---------------------------------------------------------------- peers and trust
 
   /** True when sending to `peer` needs its bundle first (no session yet). */

@@ -6,6 +6,7 @@ import type { OutgoingContent } from '@parley/protocol';
 import type { ConversationMessage } from '@parley/engine';
 import type { Ticket } from '@parley/protocol/wire';
 import type { ConversationHub } from './hub.js';
+import type { ConversationErasure } from './erasure.js';
 import type { AcceptAgentOptions, Conversation, ConversationMember, ConversationSendResult, HandoffOffer } from './types.js';
 
 export class ConversationHandle implements Conversation {
@@ -59,6 +60,14 @@ export class ConversationHandle implements Conversation {
 
   close(): Promise<void> {
     return this.#hub.close(this.id);
+  }
+
+  erase(): Promise<ConversationErasure> {
+    return this.#hub.erase(this.id);
+  }
+
+  erasure(): ConversationErasure | undefined {
+    return this.#hub.erasure(this.id);
   }
 
   toJSON(): { id: string } {

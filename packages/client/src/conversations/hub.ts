@@ -18,6 +18,7 @@ import { agentMember, checkClaim, isRetryable, staffMemberRole, verifiedMember }
 import type { ConversationPort } from './port.js';
 import type { AcceptAgentOptions, ClientTickets, Conversation, ConversationMember, ConversationSendResult, HandoffOffer } from './types.js';
 import { ConversationHandle } from './handle.js';
+import { eraseConversation, onDeletionReceipt, onErased, toErasure, type ConversationErasure } from './erasure.js';
 
 /** What became of a frame from the inbox: applied (or refused for good: consume it), or to be tried again later. */
 export type FrameOutcome = 'done' | 'keep';
@@ -248,6 +249,17 @@ export class ConversationHub {
     this.#port.emit('membersChanged', { conversation: info.id, epoch: info.epoch, members: this.members(info), joined, left });
   }
 
+  /** Owner: erases the conversation (conversations/erasure.ts). */
+  erase(id: string): Promise<ConversationErasure> {
+    return eraseConversation(this.#book, this.#port, this.#port.erasureHooks, id);
+  }
+
+  /** Owner: where the erasure of `id` stands, or `undefined` when it was not erased. */
+  erasure(id: string): ConversationErasure | undefined {
+    const s = this.#book.erasure(id);
+    return s && toErasure(s);
+  }
+
   // ---------------------------------------------------------------- receiving
 
   /**
@@ -344,6 +356,10 @@ export class ConversationHub {
         this.#forget(event.ticket);
         port.emit('handoffDeclined', { ticket: event.ticket });
         return;
+      case 'erased':
+        return onErased(this.#book, port, port.erasureHooks, event);
+      case 'deletionReceipt':
+        return onDeletionReceipt(this.#book, port, port.erasureHooks, event);
       case 'history':
         port.emit('historyShared', { conversation: event.conversation.id, from: m.from, items: event.items });
         return;

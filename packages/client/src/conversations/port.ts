@@ -7,6 +7,7 @@ import type { ParleyError } from '@parley/protocol';
 import type { PeerCertificateInfo, PeerStaffInfo } from '@parley/engine';
 import type { RelayLink } from '@parley/relay-link';
 import type { ConversationEvents } from './types.js';
+import type { ErasureHooks } from './erasure.js';
 
 /** The relay's ticket calls (`RelayLink`). */
 export type TicketLink = Pick<RelayLink, 'openTicket' | 'listTickets' | 'getTicket' | 'claimTicket' | 'releaseTicket' | 'closeTicket'>;
@@ -37,4 +38,6 @@ export interface ConversationPort {
   emit<K extends keyof ConversationEvents>(event: K, value: ConversationEvents[K]): void;
   report(e: unknown, context?: { peer?: string; id?: string }): void;
   newMessageId(): string;
+  /** Engine and relay calls of erasure (conversations/erasure.ts). */
+  readonly erasureHooks?: ErasureHooks;
 }

@@ -7,6 +7,7 @@
 import type { OutgoingContent, ParleyError } from '@parley/protocol';
 import type { Ticket, TicketChange } from '@parley/protocol/wire';
 import type { ConversationInfo, ConversationMessage, Member } from '@parley/engine';
+import type { ConversationErasure } from './erasure.js';
 
 export type { Ticket, TicketChange } from '@parley/protocol/wire';
 export type { ConversationInfo, ConversationMessage, Member, HistoryItem } from '@parley/engine';
@@ -104,6 +105,16 @@ export interface Conversation {
   transfer(o?: { readonly queue?: string }): Promise<void>;
   /** Agent or customer: ends the ticket; an agent leaves the conversation, a customer removes the agents from it. */
   close(): Promise<void>;
+  /**
+   * Customer (owner): erases the conversation (docs/threats.md P4): a signed erasure request to
+   * every other member, its history and state deleted on this device (a tombstone of id, members
+   * and receipts stays), the relay asked to purge this device's still-queued envelopes of it and
+   * its tickets. Members answer with signed deletion receipts (event `erasureStatus`).
+   * @throws ParleyError `FORBIDDEN` reason `notOwner`, `USAGE` (unknown or already erased).
+   */
+  erase(): Promise<ConversationErasure>;
+  /** Customer (owner): where the erasure stands (receipts and missing members), `undefined` before {@link erase}. */
+  erasure(): ConversationErasure | undefined;
 }
 
 /** `client.tickets`: the handoff queue (agents and supervisors). */
@@ -153,6 +164,10 @@ export interface ConversationEvents {
   ticket: { readonly ticket: Ticket; readonly change: TicketChange };
   /** A ticket of this device waited longer than the relay's `ticketUnclaimedMs`. */
   ticketUnclaimed: { readonly ticket: Ticket; readonly waitingMs: number };
+  /** Customer side: an erasure this device asked for changed (it started, or a member's signed deletion receipt arrived). */
+  erasureStatus: ConversationErasure;
+  /** Member side: the owner erased a conversation; it was deleted here and a signed receipt sent. */
+  conversationErased: { readonly conversation: string; readonly owner: string };
 }
 
 /** The conversation events whose listeners mean the app is ready for conversation frames. */

@@ -1,0 +1,88 @@
+/**
+ * Erasure over real sockets (THREATS P4): a customer, a bot-like device (a `ParleyClient` the
+ * org certified as `bot`) and an agent admitted through a ticket share a conversation holding a
+ * canary text. The agent goes offline; the customer erases: no byte of the canary stays in the
+ * customer's store or the bot's; the bot's signed deletion receipt arrives (`erasureStatus`); the
+ * agent, which withholds its receipt while offline, is listed as missing.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createApiKey } from '@parley/relay';
+import type { ConversationEvents, KeyValueStore } from '@parley/client';
+import { certifiedClient, customer, setupCrypto, staffClient, startRelay, testOrg, until } from './helpers.js';
+
+await setupCrypto();
+const org = testOrg();
+let relay: Awaited<ReturnType<typeof startRelay>>;
+let apiKey: string;
+const closers: (() => Promise<unknown>)[] = [];
+const CANARY = 'canary-p4-erasure-5d1c';
+
+before(async () => {
+  relay = await startRelay({ orgKey: org.publicKey });
+  apiKey = (await createApiKey(relay.store, 'support bot')).key;
+});
+after(async () => {
+  for (const close of closers.reverse()) await close().catch(() => undefined);
+  await relay.close();
+});
+
+/** Records of `store` whose key or value holds `needle`. */
+async function hits(store: KeyValueStore, needle: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const key of await store.keys('')) {
+    const v = await store.get(key);
+    if (key.includes(needle) || (v && Buffer.from(v).toString('latin1').includes(needle))) out.push(key);
+  }
+  return out;
+}
+
+test('erase: customer and bot hold no canary byte; the bot signs a receipt; the offline agent is missing', async () => {
+  const cust = await customer(relay.url, { orgKey: org.publicKey });
+  const bot = await certifiedClient(relay.url, org, { apiKey });
+  const agent = await staffClient(relay.url, org, 'p-ada', 'Ada Lovelace');
+  for (const p of [cust, bot, agent]) closers.push(() => p.client.close());
+  const statuses: ConversationEvents['erasureStatus'][] = [];
+  const erasedAt: ConversationEvents['conversationErased'][] = [];
+  cust.client.on('erasureStatus', (s) => void statuses.push(s));
+  bot.client.on('conversationErased', (e) => void erasedAt.push(e));
+  const botTexts: string[] = [];
+  bot.client.on('conversationMessage', (m) => void botTexts.push(m.content.text ?? ''));
+  const offers: ConversationEvents['handoffOffer'][] = [];
+  cust.client.on('handoffOffer', (o) => void offers.push(o));
+  let agentHistory = 0;
+  agent.client.on('historyShared', (h) => void (agentHistory += h.items.length));
+
+  const conv = await cust.client.startConversation(bot.client.deviceId, { name: 'Carla' });
+  await until(() => bot.client.conversation(conv.id) !== undefined, 5_000, 'the bot learns of the conversation');
+  await conv.send(`${CANARY} my card`);
+  await until(() => botTexts.some((t) => t.includes(CANARY)), 5_000, 'the bot gets the canary');
+  await bot.client.conversation(conv.id)!.send(`${CANARY} noted`);
+  await until(() => conv.history().length === 2, 5_000, 'the customer gets the reply');
+
+  // An agent joins through a ticket and gets the history, then goes offline.
+  const ticket = await conv.requestHuman({ queue: 'support' });
+  await agent.client.tickets.claim(ticket.id);
+  await until(() => offers.length === 1, 5_000, 'handoffOffer');
+  await conv.acceptAgent(offers[0]!, { history: 'all', bot: 'stay' });
+  await until(() => agentHistory === 2, 5_000, 'the agent gets the history');
+  await agent.client.close();
+
+  assert.ok((await hits(cust.store, CANARY)).length > 0, 'the scan sees the canary before erasure');
+  assert.ok((await hits(bot.store, CANARY)).length > 0, 'the scan sees the canary on the bot before erasure');
+
+  const started = await conv.erase();
+  assert.deepEqual([...started.missing].sort(), [agent.client.deviceId, bot.client.deviceId].sort());
+  assert.deepEqual(await hits(cust.store, CANARY), [], 'no canary byte in the customer store');
+  assert.equal(cust.client.conversation(conv.id), undefined, 'the conversation is gone');
+
+  await until(() => statuses.some((s) => s.receipts.length === 1), 5_000, 'the bot\'s deletion receipt');
+  const last = conv.erasure()!;
+  assert.deepEqual(last.receipts.map((r) => r.member), [bot.client.deviceId]);
+  assert.deepEqual(last.missing, [agent.client.deviceId], 'the offline agent withholds its receipt and is listed');
+  assert.deepEqual(erasedAt, [{ conversation: conv.id, owner: cust.client.deviceId }]);
+  assert.equal(bot.client.conversation(conv.id), undefined);
+  assert.deepEqual(await hits(bot.store, CANARY), [], 'no canary byte in the bot store');
+  assert.deepEqual(await hits(cust.store, CANARY), []);
+  assert.deepEqual(cust.errors, []);
+});

@@ -123,7 +123,7 @@ export async function start(backend: BackendName): Promise<void> {
     await store.setMany([[CONVERSATION_KEY, new TextEncoder().encode(conversation.id)]]);
     state.conversationId = conversation.id;
     handoff?.showMembers();
-    privacy?.refresh();
+    void privacy?.refresh();
     return conversation;
   }
 
@@ -356,7 +356,7 @@ export async function start(backend: BackendName): Promise<void> {
       handoff?.showMembers();
     },
   });
-  privacy.refresh();
+  void privacy.refresh();
   if (history.items.length === 0) view.render({ key: 'chips', who: 'bot', at: Date.now(), card: { type: 'quick-replies', options: STARTER_CHIPS } });
 
   // 6. The badge: what the SDK verified for the bot so far (after a reload: already known).

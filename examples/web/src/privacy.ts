@@ -25,7 +25,7 @@ import { PrivacyPanel, download, type ArchiveView, type ErasureView, type Receip
 interface PrivacyCalls {
   answerConsent?(requestId: string, o: { grant: boolean }): Promise<unknown>;
   withdrawConsent?(receiptId: string): Promise<unknown>;
-  consents?(): readonly unknown[];
+  consents?(): readonly unknown[] | Promise<readonly unknown[]>;
   submitForm?(formId: string, values: Record<string, string>): Promise<unknown>;
   erase?(): Promise<unknown>;
   erasure?(): unknown;
@@ -111,7 +111,7 @@ export class Privacy {
     on('erasureStatus', (e) => {
       if (isObj(e) && str(e.conversation) === this.#erased) this.panel.showErasure(this.#erasureView(e));
     });
-    for (const ev of ['consentReceipt', 'consentsChanged', 'membersChanged', 'conversationMessage']) on(ev, () => this.refresh());
+    for (const ev of ['consentAnswered', 'membersChanged', 'conversationMessage']) on(ev, () => void this.refresh());
   }
 
   #calls(): (Conversation & PrivacyCalls) | undefined {
@@ -119,11 +119,20 @@ export class Privacy {
   }
 
   /** Re-reads receipts and the archive disclosure of the current conversation. */
-  refresh(): void {
+  async refresh(): Promise<void> {
     const c = this.#calls();
-    this.panel.enable(c !== undefined && typeof c.export === 'function');
-    this.panel.showReceipts(c?.consents ? c.consents().map(toReceiptView).filter((r): r is ReceiptView => r !== undefined) : []);
+    this.panel.enable(c !== undefined && (typeof c.export === 'function' || typeof c.erase === 'function'));
     this.panel.showArchive(this.#archiveView(c?.archive));
+    this.panel.showReceipts(await this.#receipts(c));
+  }
+
+  async #receipts(c: PrivacyCalls | undefined): Promise<ReceiptView[]> {
+    if (!c?.consents) return [];
+    try {
+      return (await c.consents()).map(toReceiptView).filter((r): r is ReceiptView => r !== undefined);
+    } catch {
+      return []; // erased meanwhile
+    }
   }
 
   #archiveView(a: unknown): ArchiveView | undefined {
@@ -135,9 +144,16 @@ export class Privacy {
 
   #erasureView(e: Loose): ErasureView {
     const receipts = Array.isArray(e.receipts) ? e.receipts.filter(isObj) : [];
+    // Names as listed when erasing (the conversation itself is gone by now).
+    const members = Array.isArray(e.members) ? e.members.filter(isObj) : [];
+    const name = (deviceId: string): string => {
+      const m = members.find((x) => x.deviceId === deviceId);
+      if (!m) return this.#d.nameOf(deviceId);
+      return m.role === 'bot' ? 'The support bot' : `${str(m.name, 'A member')} (${str(m.role)})`;
+    };
     return {
-      receipts: receipts.map((r) => ({ name: this.#d.nameOf(str(r.member)), at: num(r.at) })),
-      missing: strings(e.missing).map((m) => this.#d.nameOf(m)),
+      receipts: receipts.map((r) => ({ name: name(str(r.member)), at: num(r.at) })),
+      missing: strings(e.missing).map(name),
     };
   }
 
@@ -162,7 +178,7 @@ export class Privacy {
     } catch (err) {
       await this.#d.note(`Your answer was not sent: ${why(err)}`);
     }
-    this.refresh();
+    await this.refresh();
   }
 
   async #form(e: unknown): Promise<void> {
@@ -171,7 +187,8 @@ export class Privacy {
     const formId = str(f.id, str(f.formId));
     const c = this.#calls();
     if (!formId || !c?.submitForm || c.id !== str(e.conversation)) return;
-    const covered = coveredFields((c.consents?.() ?? []).map(toReceiptView).filter((r): r is ReceiptView => r !== undefined));
+    // The SDK says which fields a valid receipt covers (`covered`); else from the receipts.
+    const covered = Array.isArray(f.covered) ? new Set(strings(f.covered)) : coveredFields(await this.#receipts(c));
     const fields: FormFieldView[] = (Array.isArray(f.fields) ? f.fields : []).flatMap((x): FormFieldView[] => {
       const name = typeof x === 'string' ? x : isObj(x) ? str(x.name) : '';
       if (!name) return [];
@@ -200,7 +217,7 @@ export class Privacy {
     } catch (err) {
       this.panel.showError(`Not withdrawn: ${why(err)}`);
     }
-    this.refresh();
+    await this.refresh();
   }
 
   async #export(kind: 'json' | 'html'): Promise<void> {

@@ -439,6 +439,7 @@ export class ParleyClient {
       const book = await ConversationBook.open({
         store, deviceId: engine.deviceId, ...(options.now ? { now: options.now } : {}),
         erasure: { sign: (p) => engine.signErasure(p), signingKey: (peer) => engine.peerIdentity(peer)?.signingKey },
+        consent: { sign: (r) => engine.signConsent(r), signingKey: (peer) => engine.peerIdentity(peer)?.signingKey },
       });
       client = new ParleyClient(options, engine, transport, book, owned);
       warnUnsafeTrust(options);

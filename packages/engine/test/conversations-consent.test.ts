@@ -86,8 +86,8 @@ test('consent → receipt → form → values; every P1 refusal on both sides ch
   const got = (await deliverAll(customer, answer, [bot])).get(BOT) as Extract<ConversationEvent, { kind: 'consentReceipt' }>;
   assert.equal(got.kind, 'consentReceipt');
   assert.equal(got.entry.valid, true);
-  assert.deepEqual((await bot.book.consents(conv.id)).map((e) => e.valid), [true]);
-  assert.deepEqual(await bot.book.consents(convB.id), [], 'the receipt of A is not one of B');
+  assert.deepEqual((bot.book.consents(conv.id)).map((e) => e.valid), [true]);
+  assert.deepEqual(bot.book.consents(convB.id), [], 'the receipt of A is not one of B');
 
   // The form: fields beyond the receipt are refused on the customer's side, nothing built.
   await deliverAll(bot, await bot.book.prepareFormRequest(conv.id, { id: 'f1', fields: ['name', 'address', 'phone'], consentRequest: 'ret' }), [customer]);
@@ -111,11 +111,11 @@ test('consent → receipt → form → values; every P1 refusal on both sides ch
   // Withdrawn: both sides refuse afterwards.
   const wd = await customer.book.prepareConsentWithdraw(conv.id, answer.entry.receipt.id);
   assert.equal(wd.entry.receipt.decision, 'withdrawn');
-  const cEntries = await customer.book.consents(conv.id);
+  const cEntries = customer.book.consents(conv.id);
   assert.deepEqual(cEntries.map((e) => [e.receipt.decision, e.valid, e.withdrawn]), [['granted', false, true], ['withdrawn', false, false]]);
   await assert.rejects(customer.book.prepareFormValues(conv.id, 'f1', { name: CANARY }), noConsent('withdrawn'));
   await deliverAll(customer, wd, [bot]);
-  assert.deepEqual((await bot.book.consents(conv.id)).map((e) => e.withdrawn), [true, false]);
+  assert.deepEqual((bot.book.consents(conv.id)).map((e) => e.withdrawn), [true, false]);
   await refused(bot, CUSTOMER, ok.frame, noConsent('withdrawn'));
 
   // Denied: a new request answered no; its form values are refused on both sides.
@@ -126,5 +126,5 @@ test('consent → receipt → form → values; every P1 refusal on both sides ch
 
   // Receipts survive a restart (store-backed).
   const reopened = await ConversationBook.open({ store: bot.store, deviceId: BOT, consent: { sign: () => new Uint8Array(64), signingKey: () => undefined } });
-  assert.equal((await reopened.consents(conv.id)).length, 3);
+  assert.equal((reopened.consents(conv.id)).length, 3);
 });

@@ -6,6 +6,7 @@ import type { OutgoingContent } from '@parley/protocol';
 import type { ConversationMessage } from '@parley/engine';
 import type { Ticket } from '@parley/protocol/wire';
 import type { ConversationHub } from './hub.js';
+import type { ConsentReceiptInfo, ConsentRequestInput, FormRequestInput } from './types.js';
 import type { ConversationErasure } from './erasure.js';
 import type { AcceptAgentOptions, Conversation, ConversationMember, ConversationSendResult, HandoffOffer } from './types.js';
 
@@ -68,6 +69,30 @@ export class ConversationHandle implements Conversation {
 
   erasure(): ConversationErasure | undefined {
     return this.#hub.erasure(this.id);
+  }
+
+  requestConsent(request: ConsentRequestInput): Promise<{ id: string }> {
+    return this.#hub.consent('request', this.id, request) as Promise<{ id: string }>;
+  }
+
+  answerConsent(requestId: string, answer: { readonly grant: boolean }): Promise<ConsentReceiptInfo> {
+    return this.#hub.consent('answer', this.id, requestId, answer) as Promise<ConsentReceiptInfo>;
+  }
+
+  withdrawConsent(receiptId: string): Promise<ConsentReceiptInfo> {
+    return this.#hub.consent('withdraw', this.id, receiptId) as Promise<ConsentReceiptInfo>;
+  }
+
+  consents(): ConsentReceiptInfo[] {
+    return this.#hub.consents(this.id);
+  }
+
+  requestForm(form: FormRequestInput): Promise<{ id: string }> {
+    return this.#hub.consent('form', this.id, form) as Promise<{ id: string }>;
+  }
+
+  async submitForm(formId: string, values: Readonly<Record<string, string>>): Promise<void> {
+    await this.#hub.consent('submit', this.id, formId, values);
   }
 
   toJSON(): { id: string } {

@@ -18,6 +18,8 @@ import { agentMember, checkClaim, isRetryable, staffMemberRole, verifiedMember }
 import type { ConversationPort } from './port.js';
 import type { AcceptAgentOptions, ClientTickets, Conversation, ConversationMember, ConversationSendResult, HandoffOffer } from './types.js';
 import { ConversationHandle } from './handle.js';
+import * as consent from './consent.js';
+import type { ConsentReceiptInfo } from './types.js';
 import { eraseConversation, onDeletionReceipt, onErased, toErasure, type ConversationErasure } from './erasure.js';
 
 /** What became of a frame from the inbox: applied (or refused for good: consume it), or to be tried again later. */
@@ -260,6 +262,28 @@ export class ConversationHub {
     return s && toErasure(s);
   }
 
+  /** The consent receipts of `id` this device holds (conversations/consent.ts). */
+  consents(id: string): ConsentReceiptInfo[] {
+    return consent.consents(this.#book, id);
+  }
+
+  /** Consent actions (conversations/consent.ts); the handle's methods call this. */
+  consent(op: 'request' | 'answer' | 'withdraw' | 'form' | 'submit', id: string, ...args: unknown[]): Promise<unknown> {
+    const [a, b] = args as [never, never];
+    switch (op) {
+      case 'request':
+        return consent.requestConsent(this.#book, this.#port, id, a);
+      case 'answer':
+        return consent.answerConsent(this.#book, this.#port, id, a, b);
+      case 'withdraw':
+        return consent.withdrawConsent(this.#book, this.#port, id, a);
+      case 'form':
+        return consent.requestForm(this.#book, this.#port, id, a);
+      case 'submit':
+        return consent.submitForm(this.#book, this.#port, id, a, b);
+    }
+  }
+
   // ---------------------------------------------------------------- receiving
 
   /**
@@ -360,6 +384,11 @@ export class ConversationHub {
         return onErased(this.#book, port, port.erasureHooks, event);
       case 'deletionReceipt':
         return onDeletionReceipt(this.#book, port, port.erasureHooks, event);
+      case 'consentRequest':
+      case 'consentReceipt':
+      case 'formRequest':
+      case 'formValues':
+        return consent.onConsentEvent(this.#book, port, m.from, event);
       case 'history':
         port.emit('historyShared', { conversation: event.conversation.id, from: m.from, items: event.items });
         return;

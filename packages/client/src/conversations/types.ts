@@ -7,6 +7,7 @@
 import type { OutgoingContent, ParleyError } from '@parley/protocol';
 import type { Ticket, TicketChange } from '@parley/protocol/wire';
 import type { ConversationInfo, ConversationMessage, Member } from '@parley/engine';
+import type { ConsentDecision, ConsentReceipt } from '@parley/protocol';
 import type { ConversationErasure } from './erasure.js';
 
 export type { Ticket, TicketChange } from '@parley/protocol/wire';
@@ -57,6 +58,62 @@ export interface ConversationSendResult {
  * One conversation, as a thin handle over the device's conversation book and its send path.
  * Its fields are read live (epoch and members change as frames arrive).
  */
+/** What `conversation.requestConsent` asks for (docs/threats.md P1). */
+export interface ConsentRequestInput {
+  /** Request id (1-64 chars of [A-Za-z0-9_-]); random when absent. */
+  readonly id?: string;
+  /** Why, in the customer's words (at most 200 chars). */
+  readonly purpose: string;
+  /** The personal-data fields asked for (1-32 names: a letter, then [A-Za-z0-9_]). */
+  readonly fields: readonly string[];
+  /** How long the values are kept, in days (0-3650). */
+  readonly retentionDays: number;
+  /** Who controls the data (at most 100 chars). */
+  readonly controller: string;
+}
+
+/** A consent request as the customer's app shows it (`consentRequested`). */
+export interface ConsentRequestInfo {
+  readonly id: string;
+  readonly purpose: string;
+  readonly fields: readonly string[];
+  readonly retentionDays: number;
+  readonly controller: string;
+  /** The requester's device id. */
+  readonly from: string;
+  /** The requester as the member list names it. */
+  readonly requestedBy: { readonly name: string; readonly role: string };
+}
+
+/** A consent receipt (signed by the customer's identity key) and where it stands. */
+export interface ConsentReceiptInfo extends ConsentReceipt {
+  readonly decision: ConsentDecision;
+  /** Granted, its signature verified on arrival, and not withdrawn. */
+  readonly valid: boolean;
+  /** A later receipt withdrew it. */
+  readonly withdrawn: boolean;
+}
+
+/** What `conversation.requestForm` asks for. */
+export interface FormRequestInput {
+  /** Form id; random when absent. */
+  readonly id?: string;
+  readonly fields: readonly string[];
+  /** The id of the consent request whose granted receipt must cover the values. */
+  readonly consentRequest: string;
+}
+
+/** A form request as the customer's app shows it (`formRequested`). */
+export interface FormRequestInfo {
+  readonly id: string;
+  readonly fields: readonly string[];
+  readonly consentRequest: string;
+  readonly from: string;
+  readonly requestedBy: { readonly name: string; readonly role: string };
+  /** The fields a valid, unwithdrawn receipt of this conversation covers now (only these can be sent). */
+  readonly covered: readonly string[];
+}
+
 export interface Conversation {
   readonly id: string;
   /** The customer's device: the only device that changes the member list. */
@@ -105,6 +162,31 @@ export interface Conversation {
   transfer(o?: { readonly queue?: string }): Promise<void>;
   /** Agent or customer: ends the ticket; an agent leaves the conversation, a customer removes the agents from it. */
   close(): Promise<void>;
+  /**
+   * A bot or agent: asks the customer for consent (purpose, fields, retention, controller); the
+   * customer's app gets `consentRequested`, and its answer comes back as `consentAnswered`.
+   * @throws ParleyError `USAGE` (bad request, or this device is the owner), `FORBIDDEN` `notMember`.
+   */
+  requestConsent(request: ConsentRequestInput): Promise<{ id: string }>;
+  /**
+   * Customer (owner): answers a consent request with a receipt signed by this device's identity
+   * key, sent to every member.
+   * @throws ParleyError `USAGE` for an unknown or already answered request.
+   */
+  answerConsent(requestId: string, answer: { readonly grant: boolean }): Promise<ConsentReceiptInfo>;
+  /** Customer (owner): withdraws a granted receipt (a signed `withdrawn` receipt to every member). */
+  withdrawConsent(receiptId: string): Promise<ConsentReceiptInfo>;
+  /** The consent receipts of this conversation this device holds, oldest first. */
+  consents(): ConsentReceiptInfo[];
+  /** A bot or agent: asks the customer for a form whose values consent request `consentRequest` must cover. */
+  requestForm(form: FormRequestInput): Promise<{ id: string }>;
+  /**
+   * Customer (owner): sends a form's values, only when a granted, unwithdrawn receipt of this
+   * conversation covers every field given.
+   * @throws ParleyError `FORBIDDEN` reason `noConsent` (`details.why`: `noForm`, `noReceipt`,
+   *   `denied`, `withdrawn`, `fieldsNotCovered`): nothing left this device.
+   */
+  submitForm(formId: string, values: Readonly<Record<string, string>>): Promise<void>;
   /**
    * Customer (owner): erases the conversation (docs/threats.md P4): a signed erasure request to
    * every other member, its history and state deleted on this device (a tombstone of id, members
@@ -164,6 +246,14 @@ export interface ConversationEvents {
   ticket: { readonly ticket: Ticket; readonly change: TicketChange };
   /** A ticket of this device waited longer than the relay's `ticketUnclaimedMs`. */
   ticketUnclaimed: { readonly ticket: Ticket; readonly waitingMs: number };
+  /** Customer side: a member asks for consent (render purpose, fields, retention, controller; answer with `answerConsent`). */
+  consentRequested: { readonly conversation: string; readonly request: ConsentRequestInfo };
+  /** Any member: the customer's signed receipt (an answer or a withdrawal) arrived and verified. */
+  consentAnswered: { readonly conversation: string; readonly from: string; readonly receipt: ConsentReceiptInfo };
+  /** Customer side: a member asks for a form (`covered`: the fields a valid receipt covers). */
+  formRequested: { readonly conversation: string; readonly form: FormRequestInfo };
+  /** Requester side: a form's values, covered by a valid receipt of this conversation. */
+  formValues: { readonly conversation: string; readonly from: string; readonly formId: string; readonly receipt: string; readonly values: Readonly<Record<string, string>> };
   /** Customer side: an erasure this device asked for changed (it started, or a member's signed deletion receipt arrived). */
   erasureStatus: ConversationErasure;
   /** Member side: the owner erased a conversation; it was deleted here and a signed receipt sent. */
@@ -179,4 +269,8 @@ export const CONVERSATION_EVENT_NAMES: readonly (keyof ConversationEvents)[] = [
   'handoffDeclined',
   'historyShared',
   'conversationJoined',
+  'consentRequested',
+  'consentAnswered',
+  'formRequested',
+  'formValues',
 ];

@@ -140,6 +140,7 @@ export class ConversationBook {
     if (!DEVICE_ID_PATTERN.test(o.deviceId)) throw usage('deviceId must be a device id (32 hex chars)');
     const book = new ConversationBook(o, await loadState(o.store));
     book.#tombs = await loadTombstones(o.store);
+    book.#consentLedger = await ConsentLedger.load(o.store, o.deviceId, o.consent, book.#now);
     return book;
   }
 
@@ -488,13 +489,13 @@ export class ConversationBook {
   }
 
   /** The consent receipts of conversation `id` this device holds (oldest first), with `valid` and `withdrawn`. */
-  async consents(id: string): Promise<ConsentEntry[]> {
-    return this.#serial(async () => (this.#conversations.has(id) ? (await this.#ledger()).consents(id) : []));
+  consents(id: string): ConsentEntry[] {
+    return this.#conversations.has(id) && this.#consentLedger ? this.#consentLedger.consents(id) : [];
   }
 
   /** Owner side: the consent requests received in conversation `id` (with `answered` once answered). */
-  async consentRequests(id: string): Promise<ConsentRequestView[]> {
-    return this.#serial(async () => (this.#conversations.has(id) ? (await this.#ledger()).requests(id) : []));
+  consentRequests(id: string): ConsentRequestView[] {
+    return this.#conversations.has(id) && this.#consentLedger ? this.#consentLedger.requests(id) : [];
   }
 
   async #ledger(): Promise<ConsentLedger> {

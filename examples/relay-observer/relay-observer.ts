@@ -191,6 +191,13 @@ export class ObservedStore implements RelayStore {
   countWaitingTickets(): Promise<number> {
     return this.#inner.countWaitingTickets();
   }
+  // The compliance archive: entries sealed to the org's compliance key, passed through.
+  archiveAppend(...a: Parameters<RelayStore['archiveAppend']>): ReturnType<RelayStore['archiveAppend']> {
+    return this.#inner.archiveAppend(...a);
+  }
+  archiveEntries(ref: string): Promise<Uint8Array[]> {
+    return this.#inner.archiveEntries(ref);
+  }
   close(): Promise<void> {
     this.#events.removeAllListeners();
     return this.#inner.close();

@@ -74,3 +74,28 @@ export {
   type StaffRole,
   type VerifiedStaff,
 } from './staff-cert.js';
+export {
+  verifyArchiveDisclosure,
+  decodeArchiveDisclosure,
+  describeArchiveDisclosure,
+  decodeArchiveSubmission,
+  verifyArchiveSubmission,
+  chainArchiveEntry,
+  decodeArchiveEntry,
+  archiveEntryHash,
+  archiveGenesisHash,
+  verifyArchiveChain,
+  describeArchiveBreak,
+  // Pure opener functions for the compliance CLI (the caller brings the compliance key).
+  openArchiveSeal,
+  archiveSealAd,
+  decodeArchivedMessage,
+  ARCHIVE_REF_PATTERN,
+  MAX_ARCHIVE_DISCLOSURE_BYTES,
+  type ArchiveDisclosure,
+  type ArchiveSubmission,
+  type ArchiveEntry,
+  type ArchiveBreak,
+  type ArchiveChainReport,
+  type ArchivedMessage,
+} from './archive.js';

@@ -13,6 +13,7 @@ import {
   RELAY_MAX_ATTESTATION_BYTES,
   RELAY_MAX_CERTIFICATE_BYTES,
   RELAY_MAX_MANIFESTS_BYTES,
+  RELAY_MAX_DISCLOSURE_BYTES,
   RELAY_MAX_REVOCATION_LIST_BYTES,
 } from '@parley/protocol/wire';
 
@@ -26,6 +27,7 @@ const statements = {
   certificate: v.optional(bytes(RELAY_MAX_CERTIFICATE_BYTES)),
   attestation: v.optional(bytes(RELAY_MAX_ATTESTATION_BYTES)),
   manifests: v.optional(bytes(RELAY_MAX_MANIFESTS_BYTES)),
+  disclosure: v.optional(bytes(RELAY_MAX_DISCLOSURE_BYTES)),
 };
 
 /** The answer of each relay call (after `ok: true`). */
@@ -49,6 +51,7 @@ export const ANSWERS = {
   }),
   fetchIdentity: v.object({ identity, ...statements }),
   fetchQueue: v.object({ pending: count }),
+  archiveAppend: v.object({ index: count }),
   // One list per issuer: a handful; each is verified against the org key by the caller.
   fetchRevocations: v.object({ lists: v.pipe(v.array(bytes(RELAY_MAX_REVOCATION_LIST_BYTES)), v.maxLength(64)) }),
 } as const;

@@ -529,7 +529,7 @@ export class RelayLink {
    * add beside the bundle (`certificate`, `attestation`, `manifests`) are passed through.
    * @throws ParleyError `SESSION_NOT_FOUND`, `RATE_LIMITED`, `TRANSPORT`.
    */
-  async fetchBundle(deviceId: string): Promise<PrekeyBundle & { certificate?: Uint8Array; attestation?: Uint8Array; manifests?: Uint8Array }> {
+  async fetchBundle(deviceId: string): Promise<PrekeyBundle & { certificate?: Uint8Array; attestation?: Uint8Array; manifests?: Uint8Array; disclosure?: Uint8Array }> {
     const { bundle, ...outer } = await this.#call('fetchBundle', { deviceId });
     const { certificate, attestation, ...keys } = bundle;
     const cert = certificate ?? outer.certificate;
@@ -539,6 +539,7 @@ export class RelayLink {
       ...(cert ? { certificate: new Uint8Array(cert) } : {}),
       ...(att ? { attestation: new Uint8Array(att) } : {}),
       ...(outer.manifests ? { manifests: new Uint8Array(outer.manifests) } : {}),
+      ...(outer.disclosure ? { disclosure: new Uint8Array(outer.disclosure) } : {}),
     };
   }
 
@@ -547,7 +548,7 @@ export class RelayLink {
    * (opaque to the relay; absent keeps what the relay has, empty removes it); resolves with the
    * number of one-time prekeys the relay now holds.
    */
-  async uploadPrekeys(upload: PrekeyUpload & { certificate?: Uint8Array; attestation?: Uint8Array; manifests?: Uint8Array }): Promise<number> {
+  async uploadPrekeys(upload: PrekeyUpload & { certificate?: Uint8Array; attestation?: Uint8Array; manifests?: Uint8Array; disclosure?: Uint8Array }): Promise<number> {
     const payload = {
       identity: upload.identity,
       signedPrekey: upload.signedPrekey,
@@ -555,6 +556,7 @@ export class RelayLink {
       ...(upload.certificate ? { certificate: upload.certificate } : {}),
       ...(upload.attestation ? { attestation: upload.attestation } : {}),
       ...(upload.manifests ? { manifests: upload.manifests } : {}),
+      ...(upload.disclosure ? { disclosure: upload.disclosure } : {}),
     };
     const r = await this.#call('uploadPrekeys', payload);
     return r.oneTimePrekeys;
@@ -565,16 +567,27 @@ export class RelayLink {
    * consuming no one-time prekey. Nothing here is trusted: the engine verifies what it uses.
    * @throws ParleyError `SESSION_NOT_FOUND`, `RATE_LIMITED`, `TRANSPORT`, `MALFORMED_MESSAGE` (garbage answer).
    */
-  async fetchIdentity(deviceId: string): Promise<{ identity: PublicIdentity; certificate?: Uint8Array; attestation?: Uint8Array; manifests?: Uint8Array }> {
+  async fetchIdentity(deviceId: string): Promise<{ identity: PublicIdentity; certificate?: Uint8Array; attestation?: Uint8Array; manifests?: Uint8Array; disclosure?: Uint8Array }> {
     const r = await this.#call('fetchIdentity', { deviceId });
     const i = r.identity;
-    const out: { identity: PublicIdentity; certificate?: Uint8Array; attestation?: Uint8Array; manifests?: Uint8Array } = {
+    const out: { identity: PublicIdentity; certificate?: Uint8Array; attestation?: Uint8Array; manifests?: Uint8Array; disclosure?: Uint8Array } = {
       identity: { signingKey: new Uint8Array(i.signingKey), dhKey: new Uint8Array(i.dhKey), binding: new Uint8Array(i.binding) },
     };
     if (r.certificate instanceof Uint8Array) out.certificate = new Uint8Array(r.certificate);
     if (r.attestation instanceof Uint8Array) out.attestation = new Uint8Array(r.attestation);
     if (r.manifests instanceof Uint8Array) out.manifests = new Uint8Array(r.manifests);
+    if (r.disclosure instanceof Uint8Array) out.disclosure = new Uint8Array(r.disclosure);
     return out;
+  }
+
+  /**
+   * Appends this device's signed archive submission (`encodeArchiveSubmission`) to the
+   * append-only compliance archive of `ref`; resolves with the index the relay gave it.
+   * @throws ParleyError `INVALID_SIGNATURE`, `FORBIDDEN` (reason `notSender`), `MALFORMED_MESSAGE`, `TRANSPORT`.
+   */
+  async archiveAppend(ref: string, submission: Uint8Array): Promise<number> {
+    const r = await this.#call('archiveAppend', { ref, submission });
+    return r.index;
   }
 
   /** Asks the relay to push every pending message again. */

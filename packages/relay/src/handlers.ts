@@ -16,6 +16,8 @@ import {
 import { checkStaffLogin } from './staff/login.js';
 import { checkSend, loginRoles, rememberRoles } from './staff/roles.js';
 import { TICKET_HANDLERS, joinStaffRoom } from './tickets/handlers.js';
+import { ARCHIVE_HANDLERS } from './archive/handlers.js';
+import { PURGE_HANDLERS } from './purge.js';
 
 /** A handler's outcome: the ack fields, and work to run after the ack is sent. */
 export interface HandlerResult {
@@ -107,7 +109,7 @@ const uploadPrekeys: Handler = async (ctx, socket, payload) => {
   const count = await ctx.store.putPrekeys(deviceId, upload);
   ctx.log.info({
     event: 'uploadPrekeys', deviceId, uploaded: upload.oneTimePrekeys.length, available: count,
-    certificate: upload.certificate?.length, attestation: upload.attestation?.length, manifests: upload.manifests?.length,
+    certificate: upload.certificate?.length, attestation: upload.attestation?.length, manifests: upload.manifests?.length, disclosure: upload.disclosure?.length,
   });
   return { result: { oneTimePrekeys: count } };
 };
@@ -149,11 +151,12 @@ function fetchBudget(ctx: RelayContext, socket: RelaySocket, requester: string, 
 }
 
 /** The statements present on a store result, copied into an ack (absent ones omitted). */
-function statements(s: { certificate?: Uint8Array; attestation?: Uint8Array; manifests?: Uint8Array }): Record<string, Uint8Array> {
+function statements(s: { certificate?: Uint8Array; attestation?: Uint8Array; manifests?: Uint8Array; disclosure?: Uint8Array }): Record<string, Uint8Array> {
   return {
     ...(s.certificate ? { certificate: s.certificate } : {}),
     ...(s.attestation ? { attestation: s.attestation } : {}),
     ...(s.manifests ? { manifests: s.manifests } : {}),
+    ...(s.disclosure ? { disclosure: s.disclosure } : {}),
   };
 }
 
@@ -258,4 +261,6 @@ export const HANDLERS: ReadonlyMap<string, Handler> = new Map<string, Handler>([
   ['fetchQueue', fetchQueue],
   ['fetchRevocations', fetchRevocations],
   ...TICKET_HANDLERS,
+  ...ARCHIVE_HANDLERS,
+  ...PURGE_HANDLERS,
 ]);

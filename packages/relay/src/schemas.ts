@@ -13,6 +13,8 @@ import {
   RELAY_MAX_CERTIFICATE_BYTES,
   RELAY_MAX_CREDENTIAL_BYTES,
   RELAY_MAX_MANIFESTS_BYTES,
+  RELAY_MAX_DISCLOSURE_BYTES,
+  RELAY_MAX_ARCHIVE_SUBMISSION_BYTES,
   RELAY_MAX_OPKS_PER_UPLOAD,
   RELAY_MAX_ORIGIN_LENGTH,
   RELAY_NONCE_BYTES,
@@ -74,6 +76,8 @@ export const uploadPrekeysSchema = v.strictObject({
   attestation: v.optional(upToBytes(RELAY_MAX_ATTESTATION_BYTES)),
   // A list of release manifests: the framing is checked (≤ 8, each ≤ 1 KiB), not the manifests.
   manifests: v.optional(v.pipe(upToBytes(RELAY_MAX_MANIFESTS_BYTES), v.check((b) => isManifestList(b), 'expected a release manifest list'))),
+  // An org-signed archive disclosure: opaque, clients verify it.
+  disclosure: v.optional(upToBytes(RELAY_MAX_DISCLOSURE_BYTES)),
 });
 
 export const fetchBundleSchema = v.strictObject({ deviceId });
@@ -103,6 +107,12 @@ export const ticketListSchema = v.strictObject({ queue: v.optional(ticketName) }
 export const ticketIdSchema = v.strictObject({ ticketId });
 
 export const ticketReleaseSchema = v.strictObject({ ticketId, queue: v.optional(ticketName) });
+
+// The compliance archive (archive/handlers.ts): refs as in protocol archive.ts.
+export const archiveAppendSchema = v.strictObject({
+  ref: v.pipe(v.string(), v.regex(/^[A-Za-z0-9._:-]{1,128}$/)),
+  submission: someBytes(RELAY_MAX_ARCHIVE_SUBMISSION_BYTES),
+});
 
 /** Parses or returns undefined; issues are not echoed back (they could quote payload bytes). */
 export function parse<S extends v.GenericSchema>(schema: S, input: unknown): v.InferOutput<S> | undefined {

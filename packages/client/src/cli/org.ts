@@ -12,6 +12,8 @@
  * parley-org certify-issuer --org-key org.key --issuer <hex> --name <name> --roles agent,supervisor --max-lifetime 12h [--expires 365d] [--json]
  *     prints an issuer certificate (base64): the issuer service may certify staff devices with
  *     those roles for at most that long (org-issuer.ts)
+ * parley-org disclose --org-key org.key --label support --archive-key <hex> --retention-days 365 [--openers compliance] [--json]
+ *     prints an archive disclosure (base64): the compliance archive is on for that label (org-disclose.ts)
  * parley-org inspect <base64> [--org-key-public <hex>]
  *     decodes a certificate, a release manifest, an issuer certificate or a staff credential;
  *     with the public key, also verifies its signature (not the identity);
@@ -27,6 +29,7 @@ import { open, readFile, stat } from 'node:fs/promises';
 import { Command, InvalidArgumentError } from 'commander';
 import { addManifestCommand, inspectManifest, isReleaseManifest } from './org-manifest.js';
 import { addIssuerCommand, inspectStaff } from './org-issuer.js';
+import { addDiscloseCommand, inspectDisclosure, isArchiveDisclosure } from './org-disclose.js';
 import {
   ParleyError,
   fromHex,
@@ -161,6 +164,7 @@ export function buildProgram(io: { out: (s: string) => void; err: (s: string) =>
 
   addManifestCommand(program, { out: io.out, ...(io.now ? { now: io.now } : {}), readOrgKey });
   addIssuerCommand(program, { out: io.out, ...(io.now ? { now: io.now } : {}), readOrgKey });
+  addDiscloseCommand(program, { out: io.out, ...(io.now ? { now: io.now } : {}), readOrgKey });
 
   program
     .command('inspect')
@@ -170,6 +174,7 @@ export function buildProgram(io: { out: (s: string) => void; err: (s: string) =>
     .action((b64: string, opts: { orgKeyPublic?: string }) => {
       const bytes = orgCertificateFromBase64(b64);
       if (isReleaseManifest(bytes)) return inspectManifest(bytes, opts, { out: io.out, ...(io.now ? { now: io.now } : {}) });
+      if (isArchiveDisclosure(bytes)) return inspectDisclosure(bytes, opts, { out: io.out, ...(io.now ? { now: io.now } : {}) });
       if (inspectStaff(bytes, opts, { out: io.out, ...(io.now ? { now: io.now } : {}) })) return;
       const cert = decodeOrgCertificate(bytes);
       const view: Record<string, unknown> = describeOrgCertificate(cert);

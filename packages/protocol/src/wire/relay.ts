@@ -70,6 +70,18 @@ export const RELAY_MAX_ATTESTATION_BYTES = 512;
  */
 export const RELAY_MAX_MANIFESTS_BYTES = MAX_RELEASE_MANIFEST_LIST_BYTES;
 
+/** Largest archive disclosure a device may publish with its prekeys (opaque to the relay). */
+export const RELAY_MAX_DISCLOSURE_BYTES = 1024;
+
+/** Largest archive submission (`encodeArchiveSubmission`): the sealed payload and its framing. */
+export const RELAY_MAX_ARCHIVE_SUBMISSION_BYTES = 256 * 1024 + 1024;
+
+/** `archiveAppend` payload: the conversation's archive ref and the encoded signed submission. */
+export interface ArchiveAppendRequest {
+  readonly ref: string;
+  readonly submission: Uint8Array;
+}
+
 /**
  * Largest staff credential in an auth answer (`encodeStaffCredential`: issuer certificate + staff
  * certificate). The relay verifies it against its org key; a longer one is `MALFORMED_MESSAGE`.
@@ -228,6 +240,12 @@ export interface DeviceStatements {
    * empty array removes it.
    */
   readonly manifests?: Uint8Array;
+  /**
+   * The org-signed compliance archive disclosure (`signArchiveDisclosure`, archive.ts), 1 …
+   * {@link RELAY_MAX_DISCLOSURE_BYTES} bytes, opaque to the relay. In an upload: absent keeps the
+   * stored one, an empty array removes it.
+   */
+  readonly disclosure?: Uint8Array;
 }
 
 /** `uploadPrekeys` payload: the prekeys, and optionally the device's statements. */
@@ -299,6 +317,14 @@ export interface ClientToServerEvents {
   /** Back to waiting (optionally in another queue): by the customer (declined) or the claimant (transfer). */
   ticketRelease: (req: TicketReleaseRequest, ack: (r: RelayResult<{ readonly ticket: Ticket }>) => void) => void;
   /** Ends (deletes) the ticket: by the customer or the claimant. */
+  /**
+   * Appends one member's signed archive submission (`encodeArchiveSubmission`, archive.ts) to the
+   * append-only archive of `ref`: the relay checks the signature, assigns the next index and the
+   * previous entry's hash (`chainArchiveEntry`) and stores the entry. `INVALID_SIGNATURE` for a
+   * bad signature, `FORBIDDEN` (reason `notSender`) when the submission's sender key is not the
+   * socket's identity, `MALFORMED_MESSAGE` for a bad submission or another ref.
+   */
+  archiveAppend: (req: ArchiveAppendRequest, ack: (r: RelayResult<{ readonly index: number }>) => void) => void;
   ticketClose: (req: TicketIdRequest, ack: (r: RelayResult<{ readonly closed: true }>) => void) => void;
 }
 
@@ -332,6 +358,7 @@ export const CLIENT_EVENTS = [
   'ticketClaim',
   'ticketRelease',
   'ticketClose',
+  'archiveAppend',
 ] as const;
 
 /** Inputs of {@link relayAuthPayload}. */

@@ -2,10 +2,11 @@
  * In-memory {@link RelayStore} for tests and throwaway relays. Not durable: a restart loses
  * everything. Behaves exactly like the SQLite store (same contract tests).
  */
-import type { OneTimePrekeyPublic, PrekeyBundle, PublicIdentity, SignedPrekeyPublic } from '@parley/protocol/verify';
+import type { ArchiveSubmission, OneTimePrekeyPublic, PrekeyBundle, PublicIdentity, SignedPrekeyPublic } from '@parley/protocol/verify';
 import type { Ticket } from '@parley/protocol/wire';
 import { exceededQuota, quotaError } from './quota.js';
 import { MemoryTickets } from '../tickets/memory-tickets.js';
+import { MemoryArchive } from '../archive/memory-archive.js';
 import type {
   ApiKeyRecord, DeviceStatements, FindApiKeyOptions, MailboxQuota, NewMessage, PrekeyPublication, RelayStore, StoredIdentity, StoredMessage, StoredRevocationList,
   TakeBundleOptions, NewTicket, TicketOpenResult, TicketStep,
@@ -22,6 +23,7 @@ interface DevicePrekeys {
   certificate?: Uint8Array;
   attestation?: Uint8Array;
   manifests?: Uint8Array;
+  disclosure?: Uint8Array;
 }
 
 const copy = (b: Uint8Array): Uint8Array => Uint8Array.from(b);
@@ -36,6 +38,7 @@ function statementsOf(entry: DevicePrekeys): DeviceStatements {
     ...(entry.certificate ? { certificate: copy(entry.certificate) } : {}),
     ...(entry.attestation ? { attestation: copy(entry.attestation) } : {}),
     ...(entry.manifests ? { manifests: copy(entry.manifests) } : {}),
+    ...(entry.disclosure ? { disclosure: copy(entry.disclosure) } : {}),
   };
 }
 
@@ -61,6 +64,7 @@ export class MemoryStore implements RelayStore {
   #revocations = new Map<string, StoredRevocationList>();
   #roles = new Map<string, string[]>();
   readonly #tickets = new MemoryTickets();
+  readonly #archive = new MemoryArchive();
   #closed = false;
 
   #open(): void {
@@ -96,6 +100,10 @@ export class MemoryStore implements RelayStore {
     if (upload.manifests !== undefined) {
       if (upload.manifests.length === 0) delete entry.manifests;
       else entry.manifests = copy(upload.manifests);
+    }
+    if (upload.disclosure !== undefined) {
+      if (upload.disclosure.length === 0) delete entry.disclosure;
+      else entry.disclosure = copy(upload.disclosure);
     }
     return entry.available.length;
   }
@@ -258,6 +266,16 @@ export class MemoryStore implements RelayStore {
     this.#open();
     const roles = this.#roles.get(deviceId);
     return roles && [...roles];
+  }
+
+  // The compliance archive (archive/memory-archive.ts).
+  async archiveAppend(submission: ArchiveSubmission, _at: number): Promise<number> {
+    this.#open();
+    return this.#archive.append(submission);
+  }
+  async archiveEntries(ref: string): Promise<Uint8Array[]> {
+    this.#open();
+    return this.#archive.entries(ref);
   }
 
   // Handoff tickets (tickets/memory-tickets.ts).

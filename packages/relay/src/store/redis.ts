@@ -30,13 +30,16 @@
  * - `P:rvs` hash issuer → sequence and `P:rvl` hash issuer → signed list (staff revocation lists).
  * - `P:role` hash device → comma-separated roles at its last login.
  * - handoff tickets: `P:tk:<id>`, `P:tref`, `P:tc`, `P:to`, `P:tws`, `P:twd` (tickets/redis-tickets.ts).
+ * - the compliance archive: `P:ar:<ref>` list of entries (archive/redis-archive.ts); an archive
+ *   disclosure is the `disc` field of `P:dev:<device>`.
  */
 import { createHash } from 'node:crypto';
 import { createClient, ErrorReply, RESP_TYPES } from 'redis';
-import type { PrekeyBundle } from '@parley/protocol/verify';
+import type { ArchiveSubmission, PrekeyBundle } from '@parley/protocol/verify';
 import type { Ticket } from '@parley/protocol/wire';
 import { quotaError } from './quota.js';
 import { redisTickets } from '../tickets/redis-tickets.js';
+import { redisArchive } from '../archive/redis-archive.js';
 import type {
   ApiKeyRecord, DeviceStatements, FindApiKeyOptions, MailboxQuota, NewMessage, PrekeyPublication, QuotaScope, RelayStore, StoredIdentity, StoredMessage,
   StoredRevocationList, TakeBundleOptions, NewTicket, TicketOpenResult, TicketStep,
@@ -295,6 +298,7 @@ export class RedisStore implements RelayStore {
   readonly #p: string;
   readonly #timeout: number;
   readonly #tickets;
+  readonly #archive;
   #closed = false;
 
   private constructor(client: Client, prefix: string, commandTimeoutMs: number) {
@@ -302,6 +306,7 @@ export class RedisStore implements RelayStore {
     this.#p = prefix;
     this.#timeout = commandTimeoutMs;
     this.#tickets = redisTickets({ run: (s, keys, args) => this.#run(s, keys, args), cmd: (args) => this.#cmd(args), prefix });
+    this.#archive = redisArchive({ run: (s, keys, args) => this.#run(s, keys, args), cmd: (args) => this.#cmd(args), prefix });
   }
 
   /**
@@ -384,7 +389,13 @@ export class RedisStore implements RelayStore {
       else args.push('s', arg(b));
     }
     for (const opk of upload.oneTimePrekeys) args.push(String(opk.id), arg(opk.publicKey));
-    return num(await this.#run(PUT_PREKEYS, this.#deviceKeys(deviceId), args));
+    const n = num(await this.#run(PUT_PREKEYS, this.#deviceKeys(deviceId), args));
+    // The archive disclosure: a field of the device hash, written after it (absent keeps it).
+    if (upload.disclosure !== undefined) {
+      if (upload.disclosure.length === 0) await this.#cmd(['HDEL', this.#key('dev', deviceId), 'disc']);
+      else await this.#cmd(['HSET', this.#key('dev', deviceId), 'disc', arg(upload.disclosure)]);
+    }
+    return n;
   }
 
   async takeBundle(deviceId: string, options: TakeBundleOptions = {}): Promise<({ bundle: PrekeyBundle; remaining: number } & DeviceStatements) | undefined> {
@@ -400,14 +411,19 @@ export class RedisStore implements RelayStore {
     const bundle: PrekeyBundle = opkId !== '' && str(r[8]) !== ''
       ? { ...base, oneTimePrekey: { id: Number(opkId), publicKey: b(8) } }
       : base;
-    return { bundle, remaining: num(r[9]), ...statementsOf(r[10], r[11], r[12]) };
+    const disc = await this.#cmd(['HGET', dev, 'disc']);
+    return { bundle, remaining: num(r[9]), ...statementsOf(r[10], r[11], r[12]), ...(Buffer.isBuffer(disc) && disc.length > 0 ? { disclosure: bytes(disc) } : {}) };
   }
 
   async getIdentity(deviceId: string): Promise<StoredIdentity | undefined> {
-    const r = await this.#cmd(['HMGET', this.#key('dev', deviceId), 'sk', 'dh', 'bind', 'cert', 'att', 'mf']);
+    const r = await this.#cmd(['HMGET', this.#key('dev', deviceId), 'sk', 'dh', 'bind', 'cert', 'att', 'mf', 'disc']);
     if (!Array.isArray(r) || !Buffer.isBuffer(r[0])) return undefined;
     const b = (k: number): Uint8Array => bytes(r[k] as Buffer);
-    return { identity: { signingKey: b(0), dhKey: b(1), binding: b(2) }, ...statementsOf(r[3], r[4], r[5]) };
+    const disc = r[6];
+    return {
+      identity: { signingKey: b(0), dhKey: b(1), binding: b(2) }, ...statementsOf(r[3], r[4], r[5]),
+      ...(Buffer.isBuffer(disc) && disc.length > 0 ? { disclosure: bytes(disc) } : {}),
+    };
   }
 
   async countOneTimePrekeys(deviceId: string): Promise<number> {
@@ -534,6 +550,14 @@ export class RedisStore implements RelayStore {
     if (r === null || r === undefined) return undefined;
     const roles = str(r);
     return roles === '' ? [] : roles.split(',');
+  }
+
+  // The compliance archive (archive/redis-archive.ts): compare-and-append, so chains never fork.
+  async archiveAppend(submission: ArchiveSubmission, _at: number): Promise<number> {
+    return this.#archive.append(submission);
+  }
+  async archiveEntries(ref: string): Promise<Uint8Array[]> {
+    return this.#archive.entries(ref);
   }
 
   // Handoff tickets (tickets/redis-tickets.ts): each step one Lua script, atomic across nodes.

@@ -9,10 +9,11 @@
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
-import type { PrekeyBundle } from '@parley/protocol/verify';
+import type { ArchiveSubmission, PrekeyBundle } from '@parley/protocol/verify';
 import type { Ticket } from '@parley/protocol/wire';
 import { exceededQuota, quotaError } from './quota.js';
 import { TICKETS_SCHEMA, sqliteTickets } from '../tickets/sqlite-tickets.js';
+import { ARCHIVE_SCHEMA, sqliteArchive } from '../archive/sqlite-archive.js';
 import type {
   ApiKeyRecord, DeviceStatements, FindApiKeyOptions, MailboxQuota, NewMessage, PrekeyPublication, RelayStore, StoredIdentity, StoredMessage, StoredRevocationList,
   TakeBundleOptions, NewTicket, TicketOpenResult, TicketStep,
@@ -26,16 +27,18 @@ import type {
  * list, opaque like the other statements; {@link migrate} adds the column). 6: `revocation_lists`
  * (the newest staff revocation list per issuer) and `device_roles` (each device's roles at its
  * last login); new tables, so an older file gains them empty. 7: `tickets` (handoff tickets,
- * tickets/sqlite-tickets.ts); a new table, so an older file gains it empty.
+ * tickets/sqlite-tickets.ts); a new table, so an older file gains it empty. 8: `archive_entries`
+ * (the compliance archive, archive/sqlite-archive.ts; a new table) and `devices.disclosure` (an
+ * org-signed archive disclosure, opaque; {@link migrate} adds the column).
  */
-const SCHEMA_VERSION = 7;
+const SCHEMA_VERSION = 8;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS devices (
   device_id TEXT PRIMARY KEY,
   signing_key BLOB NOT NULL, dh_key BLOB NOT NULL, binding BLOB NOT NULL,
   spk_id INTEGER NOT NULL, spk_created_at INTEGER NOT NULL, spk_public BLOB NOT NULL, spk_signature BLOB NOT NULL,
-  certificate BLOB, attestation BLOB, manifests BLOB
+  certificate BLOB, attestation BLOB, manifests BLOB, disclosure BLOB
 );
 -- consumed_at stays set after hand-out, so a re-upload of the same id never revives a used OPK.
 CREATE TABLE IF NOT EXISTS one_time_prekeys (
@@ -88,7 +91,7 @@ END;
 interface DeviceRow {
   signing_key: Buffer; dh_key: Buffer; binding: Buffer;
   spk_id: number; spk_created_at: number; spk_public: Buffer; spk_signature: Buffer;
-  certificate: Buffer | null; attestation: Buffer | null; manifests: Buffer | null;
+  certificate: Buffer | null; attestation: Buffer | null; manifests: Buffer | null; disclosure?: Buffer | null;
 }
 interface MessageRow { seq: number; recipient: string; sender: string; msg_id: string; envelope: Buffer; received_at: number }
 interface ApiKeyRow { id: string; hash: string; label: string; created_at: number; revoked_at: number | null }
@@ -105,6 +108,7 @@ function statementsOf(d: DeviceRow): DeviceStatements {
     ...(d.certificate ? { certificate: bytes(d.certificate) } : {}),
     ...(d.attestation ? { attestation: bytes(d.attestation) } : {}),
     ...(d.manifests ? { manifests: bytes(d.manifests) } : {}),
+    ...(d.disclosure ? { disclosure: bytes(d.disclosure) } : {}),
   };
 }
 
@@ -122,7 +126,7 @@ function statementsOf(d: DeviceRow): DeviceStatements {
 function migrate(db: Database.Database, from: number): void {
   db.transaction(() => {
     const columns = new Set((db.prepare('PRAGMA table_info(devices)').all() as { name: string }[]).map((c) => c.name));
-    for (const column of ['certificate', 'attestation', 'manifests']) {
+    for (const column of ['certificate', 'attestation', 'manifests', 'disclosure']) {
       if (!columns.has(column)) db.exec(`ALTER TABLE devices ADD COLUMN ${column} BLOB`);
     }
     // 0: a new file, created just now with the current schema.
@@ -221,6 +225,7 @@ export class SqliteStore implements RelayStore {
   readonly #purge;
   readonly #groupCommit;
   readonly #tickets;
+  readonly #archive;
   /** Writes waiting for the next group commit. */
   #queuedWrites: QueuedWrite[] = [];
   #flushScheduled = false;
@@ -247,6 +252,8 @@ export class SqliteStore implements RelayStore {
     }
     this.#db = db;
     db.pragma('journal_mode = WAL');
+    // Deleted rows are overwritten with zeros (erasure: a purged envelope leaves no bytes behind).
+    db.pragma('secure_delete = ON');
     // FULL: fsync the WAL on every commit, so an acked send survives power loss, not only kill -9.
     db.pragma('synchronous = FULL');
     db.pragma('busy_timeout = 5000');
@@ -254,6 +261,7 @@ export class SqliteStore implements RelayStore {
     if (version > SCHEMA_VERSION) throw new Error(`relay database schema ${version} is newer than this relay (${SCHEMA_VERSION})`);
     db.exec(SCHEMA);
     db.exec(TICKETS_SCHEMA);
+    db.exec(ARCHIVE_SCHEMA);
     migrate(db, version);
     db.exec(COUNTING);
 
@@ -267,6 +275,7 @@ export class SqliteStore implements RelayStore {
       setCertificate: db.prepare('UPDATE devices SET certificate = ? WHERE device_id = ?'),
       setAttestation: db.prepare('UPDATE devices SET attestation = ? WHERE device_id = ?'),
       setManifests: db.prepare('UPDATE devices SET manifests = ? WHERE device_id = ?'),
+      setDisclosure: db.prepare('UPDATE devices SET disclosure = ? WHERE device_id = ?'),
       insertOpk: db.prepare('INSERT OR IGNORE INTO one_time_prekeys (device_id, opk_id, public_key) VALUES (?, ?, ?)'),
       countOpk: db.prepare('SELECT COUNT(*) AS n FROM one_time_prekeys WHERE device_id = ? AND consumed_at IS NULL'),
       device: db.prepare('SELECT * FROM devices WHERE device_id = ?'),
@@ -296,6 +305,7 @@ export class SqliteStore implements RelayStore {
     };
     this.#q = q;
     this.#tickets = sqliteTickets(db);
+    this.#archive = sqliteArchive(db);
 
     this.#putPrekeys = db.transaction((deviceId: string, u: PrekeyPublication): number => {
       const spk = u.signedPrekey;
@@ -305,6 +315,7 @@ export class SqliteStore implements RelayStore {
       if (u.certificate !== undefined) q.setCertificate.run(u.certificate.length === 0 ? null : blob(u.certificate), deviceId);
       if (u.attestation !== undefined) q.setAttestation.run(u.attestation.length === 0 ? null : blob(u.attestation), deviceId);
       if (u.manifests !== undefined) q.setManifests.run(u.manifests.length === 0 ? null : blob(u.manifests), deviceId);
+      if (u.disclosure !== undefined) q.setDisclosure.run(u.disclosure.length === 0 ? null : blob(u.disclosure), deviceId);
       for (const opk of u.oneTimePrekeys) q.insertOpk.run(deviceId, opk.id, blob(opk.publicKey));
       return (q.countOpk.get(deviceId) as { n: number }).n;
     });
@@ -431,6 +442,10 @@ export class SqliteStore implements RelayStore {
     return this.#write(() => this.#delete(to, seqs));
   }
 
+  async compact(): Promise<void> {
+    await this.#write(() => this.#db.pragma('wal_checkpoint(TRUNCATE)'));
+  }
+
   async countPending(to: string): Promise<number> {
     return (this.#q.countPending.get(to) as { n: number }).n;
   }
@@ -472,6 +487,14 @@ export class SqliteStore implements RelayStore {
   async getDeviceRoles(deviceId: string): Promise<string[] | undefined> {
     const roles = this.#q.getRoles.get(deviceId) as string | undefined;
     return roles === undefined ? undefined : roles === '' ? [] : roles.split(',');
+  }
+
+  // The compliance archive (archive/sqlite-archive.ts); appends through the group commit.
+  async archiveAppend(submission: ArchiveSubmission, at: number): Promise<number> {
+    return this.#write(() => this.#archive.append(submission, at));
+  }
+  async archiveEntries(ref: string): Promise<Uint8Array[]> {
+    return this.#archive.entries(ref);
   }
 
   // Handoff tickets (tickets/sqlite-tickets.ts); writes through the group commit, like every write.

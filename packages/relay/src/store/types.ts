@@ -5,7 +5,7 @@
  *
  * One contract test suite (`test/store-contract.ts`) runs against every implementation.
  */
-import type { PrekeyBundle, PrekeyUpload, PublicIdentity } from '@parley/protocol/verify';
+import type { ArchiveSubmission, PrekeyBundle, PrekeyUpload, PublicIdentity } from '@parley/protocol/verify';
 import type { Ticket } from '@parley/protocol/wire';
 
 /**
@@ -17,6 +17,8 @@ export interface DeviceStatements {
   readonly certificate?: Uint8Array;
   readonly attestation?: Uint8Array;
   readonly manifests?: Uint8Array;
+  /** An org-signed compliance archive disclosure (archive.ts), opaque like the others. */
+  readonly disclosure?: Uint8Array;
 }
 
 /**
@@ -156,8 +158,25 @@ export interface TicketStore {
   countWaitingTickets(): Promise<number>;
 }
 
-/** Durable relay state: prekey directory, mailbox, API keys, revocation lists, device roles, handoff tickets. */
-export interface RelayStore extends TicketStore {
+/**
+ * The append-only compliance archive (archive/): per conversation ref, the hash-chained entries
+ * in order. The store assigns each entry's index and previous hash in the same atomic step as
+ * the write (`chainArchiveEntry`), so concurrent appends never fork a chain. Nothing updates or
+ * deletes an entry.
+ */
+export interface ArchiveStore {
+  /**
+   * Chains a verified-on-append submission to its ref's last entry and stores it.
+   * @returns the entry's index.
+   * @throws ParleyError `INVALID_SIGNATURE` when the submission's signature does not verify.
+   */
+  archiveAppend(submission: ArchiveSubmission, at: number): Promise<number>;
+  /** The ref's encoded entries, in index order. */
+  archiveEntries(ref: string): Promise<Uint8Array[]>;
+}
+
+/** Durable relay state: prekey directory, mailbox, API keys, revocation lists, device roles, handoff tickets, the archive. */
+export interface RelayStore extends TicketStore, ArchiveStore {
   /**
    * Stores a device's identity and signed prekey (replacing the previous ones) and appends its
    * one-time prekeys. An OPK id the store has seen before for this device (pending or already
@@ -237,4 +256,9 @@ export interface RelayStore extends TicketStore {
 
   /** Releases resources. Later calls fail. */
   close(): Promise<void>;
+  /**
+   * Erasure: makes deleted rows unrecoverable from the store's files now (SQLite: checkpoint and
+   * truncate the WAL; deleted pages are zeroed by `secure_delete`). Optional: stores without files skip it.
+   */
+  compact?(): Promise<void>;
 }

@@ -1,0 +1,32 @@
+/**
+ * `archiveAppend`: a member appends its signed, sealed archive submission to the append-only
+ * compliance archive of a conversation ref (protocol archive.ts). The relay checks the framing,
+ * that the submission's sender key is the socket's own identity (nobody appends in another's
+ * name), and the signature; the store chains it (index, previous hash) atomically. The relay
+ * never sees the plaintext: the payload is sealed to the org's compliance key.
+ */
+import { ParleyError, constantTimeEqual, decodeArchiveSubmission } from '@parley/protocol/verify';
+import type { RelayContext, RelaySocket } from '../context.js';
+import type { HandlerResult } from '../handlers.js';
+import { archiveAppendSchema, parse } from '../schemas.js';
+
+type ArchiveHandler = (ctx: RelayContext, socket: RelaySocket, payload: unknown) => Promise<HandlerResult>;
+
+const archiveAppend: ArchiveHandler = async (ctx, socket, payload) => {
+  const deviceId = socket.data.deviceId;
+  if (!deviceId) throw new ParleyError('UNAUTHENTICATED', 'authenticate first');
+  const req = parse(archiveAppendSchema, payload);
+  if (!req) throw new ParleyError('MALFORMED_MESSAGE', 'malformed archiveAppend payload');
+  const submission = decodeArchiveSubmission(req.submission);
+  if (submission.ref !== req.ref) throw new ParleyError('MALFORMED_MESSAGE', 'submission is for another ref'); // ct-ok: public refs
+  const own = await ctx.store.getIdentity(deviceId);
+  if (!own || !constantTimeEqual(own.identity.signingKey, submission.senderKey)) {
+    throw new ParleyError('FORBIDDEN', 'the submission is not signed by this device', { details: { reason: 'notSender' } });
+  }
+  const index = await ctx.store.archiveAppend(submission, Date.now());
+  ctx.log.info({ event: 'archiveAppend', deviceId, index, bytes: req.submission.length });
+  return { result: { index } };
+};
+
+/** The archive's handlers by event name. */
+export const ARCHIVE_HANDLERS: readonly (readonly [string, ArchiveHandler])[] = [['archiveAppend', archiveAppend]];

@@ -3,23 +3,28 @@
  * org certified as `bot`) and an agent admitted through a ticket share a conversation holding a
  * canary text. The agent goes offline; the customer erases: no byte of the canary stays in the
  * customer's store or the bot's; the bot's signed deletion receipt arrives (`erasureStatus`); the
- * agent, which withholds its receipt while offline, is listed as missing.
+ * agent, which withholds its receipt while offline, is listed as missing; the envelope still
+ * queued for it at the relay (SQLite) is purged: none of its bytes in the db, -wal or -shm files.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createApiKey } from '@parley/relay';
+import { readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { SqliteStore, createApiKey } from '@parley/relay';
 import type { ConversationEvents, KeyValueStore } from '@parley/client';
-import { certifiedClient, customer, setupCrypto, staffClient, startRelay, testOrg, until } from './helpers.js';
+import { certifiedClient, customer, setupCrypto, staffClient, startRelay, tempDir, testOrg, until } from './helpers.js';
 
 await setupCrypto();
 const org = testOrg();
 let relay: Awaited<ReturnType<typeof startRelay>>;
 let apiKey: string;
+let db: string;
 const closers: (() => Promise<unknown>)[] = [];
 const CANARY = 'canary-p4-erasure-5d1c';
 
 before(async () => {
-  relay = await startRelay({ orgKey: org.publicKey });
+  db = join(tempDir(), 'relay.db');
+  relay = await startRelay({ orgKey: org.publicKey, store: new SqliteStore(db) });
   apiKey = (await createApiKey(relay.store, 'support bot')).key;
 });
 after(async () => {
@@ -67,6 +72,11 @@ test('erase: customer and bot hold no canary byte; the bot signs a receipt; the 
   await conv.acceptAgent(offers[0]!, { history: 'all', bot: 'stay' });
   await until(() => agentHistory === 2, 5_000, 'the agent gets the history');
   await agent.client.close();
+  // A message while the agent is offline: its envelope waits at the relay.
+  await conv.send(`${CANARY} while you were away`);
+  const queued = await relay.store.listPending(agent.client.deviceId, 0, 100);
+  assert.equal(queued.length, 1, 'one envelope queued for the offline agent');
+  const needle = Buffer.from(queued[0]!.envelope.subarray(queued[0]!.envelope.length - 48));
 
   assert.ok((await hits(cust.store, CANARY)).length > 0, 'the scan sees the canary before erasure');
   assert.ok((await hits(bot.store, CANARY)).length > 0, 'the scan sees the canary on the bot before erasure');
@@ -85,4 +95,14 @@ test('erase: customer and bot hold no canary byte; the bot signs a receipt; the 
   assert.deepEqual(await hits(bot.store, CANARY), [], 'no canary byte in the bot store');
   assert.deepEqual(await hits(cust.store, CANARY), []);
   assert.deepEqual(cust.errors, []);
+
+  // The relay: the queued envelope is gone, and none of its bytes stays in the database files.
+  // What waits for the agent now is the erasure request alone (it gets it when it comes back).
+  const left = await relay.store.listPending(agent.client.deviceId, 0, 100);
+  assert.equal(left.length, 1);
+  assert.notEqual(left[0]!.id, queued[0]!.id, 'the purged envelope is not queued any more');
+  for (const f of [db, `${db}-wal`, `${db}-shm`].filter((f) => existsSync(f))) {
+    assert.equal(readFileSync(f).indexOf(needle), -1, `no byte of the purged envelope in ${f}`);
+  }
+  assert.match(relay.logs(), /"event":"purge"[^\n]*"envelopes":[1-9][^\n]*"tickets":1/);
 });

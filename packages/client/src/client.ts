@@ -336,6 +336,7 @@ export class ParleyClient {
       erasureHooks: {
         forgetSessions: (peer) => engine.forgetSessions(peer),
         forgetUnconfirmed: (peer, ids) => engine.forgetUnconfirmed(peer, ids),
+        purge: (o) => transport.purge(o),
       },
     });
     transport.setHandlers({

@@ -52,6 +52,7 @@ export const ANSWERS = {
   fetchIdentity: v.object({ identity, ...statements }),
   fetchQueue: v.object({ pending: count }),
   archiveAppend: v.object({ index: count }),
+  purge: v.object({ envelopes: count, tickets: count }),
   // One list per issuer: a handful; each is verified against the org key by the caller.
   fetchRevocations: v.object({ lists: v.pipe(v.array(bytes(RELAY_MAX_REVOCATION_LIST_BYTES)), v.maxLength(64)) }),
 } as const;

@@ -31,6 +31,7 @@ import {
   type AuthAnswer,
   type AuthResult,
   type ClientToServerEvents,
+  type PurgeRequest,
   type RelayHello,
   type RelayMessage,
   type RelayResult,
@@ -588,6 +589,16 @@ export class RelayLink {
   async archiveAppend(ref: string, submission: Uint8Array): Promise<number> {
     const r = await this.#call('archiveAppend', { ref, submission });
     return r.index;
+  }
+
+  /**
+   * Erasure: deletes the envelopes this device sent that the relay still queues (per recipient,
+   * by message id) and closes its own tickets; resolves with what was deleted.
+   * @throws ParleyError `MALFORMED_MESSAGE` (over 20 recipients, 500 ids each, 50 tickets), `TRANSPORT`.
+   */
+  async purge(req: PurgeRequest): Promise<{ envelopes: number; tickets: number }> {
+    const r = await this.#call('purge', req);
+    return { envelopes: r.envelopes, tickets: r.tickets };
   }
 
   /** Asks the relay to push every pending message again. */

@@ -19,7 +19,7 @@ export interface ErasureHooks {
    * The relay's `purge`: deletes envelopes this device sent that are still queued (by message id)
    * and its tickets (by id). Resolves to what the relay deleted.
    */
-  purge?(o: { ids: readonly string[]; tickets: readonly string[] }): Promise<{ envelopes: number; tickets: number }>;
+  purge?(o: { targets: { to: string; ids: string[] }[]; tickets: string[] }): Promise<{ envelopes: number; tickets: number }>;
 }
 
 /** The app-facing status of an erasure (`conversation.erasure()`, event `erasureStatus`). */
@@ -69,7 +69,8 @@ export async function eraseConversation(book: ConversationBook, port: Conversati
     for (const peer of out.recipients) await hooks.forgetUnconfirmed(peer, stillShared(book, peer) ? sent : undefined);
     if (hooks.purge) {
       try {
-        await hooks.purge({ ids: sent, tickets });
+        const ids = sent.slice(-500);
+        if (ids.length > 0 || tickets.length > 0) await hooks.purge({ targets: ids.length > 0 ? out.recipients.slice(0, 20).map((to) => ({ to, ids })) : [], tickets: tickets.slice(-50) });
       } catch (e) {
         // Not connected: the envelopes stay queued until they expire (reported, not fatal).
         port.report(e);

@@ -326,6 +326,17 @@ export interface ClientToServerEvents {
    */
   archiveAppend: (req: ArchiveAppendRequest, ack: (r: RelayResult<{ readonly index: number }>) => void) => void;
   ticketClose: (req: TicketIdRequest, ack: (r: RelayResult<{ readonly closed: true }>) => void) => void;
+  /**
+   * Erasure (docs/threats.md P4): deletes the envelopes this device sent that are still queued
+   * (per recipient, by message id) and closes its own tickets (by id, where it is the customer).
+   */
+  purge: (req: PurgeRequest, ack: (r: RelayResult<{ readonly envelopes: number; readonly tickets: number }>) => void) => void;
+}
+
+/** `purge` payload: at most 20 recipients of 500 message ids each, at most 50 tickets. */
+export interface PurgeRequest {
+  readonly targets: readonly { readonly to: string; readonly ids: readonly string[] }[];
+  readonly tickets?: readonly string[];
 }
 
 /** Events the relay emits. */
@@ -359,6 +370,7 @@ export const CLIENT_EVENTS = [
   'ticketRelease',
   'ticketClose',
   'archiveAppend',
+  'purge',
 ] as const;
 
 /** Inputs of {@link relayAuthPayload}. */

@@ -41,6 +41,7 @@ import {
 } from '@parley/engine';
 import type { EnclaveEngine, Outgoing, ReceivedFrame, ReceivedMessage } from './engine.js';
 import type { SealedKeyValueStore } from './sealed-store.js';
+import { eraseInEnclave } from './erasure.js';
 
 /** A conversation message for the handler: the message and the conversation it came in. */
 export type ConversationRun = ReceivedMessage & { readonly conversation: string };
@@ -56,6 +57,8 @@ export interface TakenFrame {
   readonly consumed: boolean;
   /** The engine's typed refusal of the frame (it changed nothing). */
   readonly refused?: ParleyError;
+  /** Envelopes in the sealed outbox to hand to the host once the commit is done (a deletion receipt). */
+  readonly sends?: Outgoing[];
 }
 
 /** A message the book holds, left in the engine's inbox until a member list releases or drops it. */
@@ -146,7 +149,7 @@ export class BotConversations {
 
   /** Opens the bot's conversations from the sealed store. */
   static async open(o: BotConversationsOptions): Promise<BotConversations> {
-    return new BotConversations(o, await ConversationBook.open({ store: o.store, deviceId: o.engine.deviceId }));
+    return new BotConversations(o, await ConversationBook.open({ store: o.store, deviceId: o.engine.deviceId, consent: o.engine.consent, erasure: o.engine.erasure }));
   }
 
   /**
@@ -166,6 +169,11 @@ export class BotConversations {
     // The book wrote: from here on a failure leaves memory ahead of the commit.
     try {
       if (ev.kind === 'message') return { runs: [runOf(ev.message)], consumed: false };
+      if (ev.kind === 'erased') {
+        const out = await eraseInEnclave(this.#o.store, this.#o.engine, ev, f.id);
+        await this.#consume([f]);
+        return { runs: [], consumed: true, ...(out ? { sends: [out] } : {}) };
+      }
       if (ev.kind === 'held') {
         const { c, e } = decodeFrame(f.frame);
         await this.#hold({ from: f.from, id: f.id, c: c ?? '', e });

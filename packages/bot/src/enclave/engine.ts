@@ -9,6 +9,8 @@ import type { PrekeyUpload, PublicIdentity, SessionResetReason } from '@parley/p
 import { isParleyError, isStaffCredential } from '@parley/protocol';
 import { decodeContent, encodeContent, type MessageContent, type OutgoingContent } from '@parley/protocol';
 import { ConversationEngine, type FetchedBundle, type PayloadType, type PeerStaffInfo, type ReceivedMessage as EngineMessage, type RevocationUpdate } from '@parley/engine';
+import type { ConsentSigner } from '@parley/engine';
+import type { ErasureSigner } from '@parley/engine';
 import type { SealedKeyValueStore } from './sealed-store.js';
 
 /**
@@ -63,6 +65,10 @@ export interface EnclaveEngine {
   relayLoginAnswer: ConversationEngine['relayLoginAnswer'];
   /** Signs an attestation payload (context `botAttestation`). */
   signAttestation(payload: Uint8Array): Uint8Array;
+  /** Consent receipts (the conversation book's `consent` option): peers' keys to verify customers' receipts. */
+  readonly consent: ConsentSigner;
+  /** Erasure statements (the conversation book's `erasure` option): signs deletion receipts, verifies the owner's request. */
+  readonly erasure: ErasureSigner;
   prekeys(generate: number): Promise<PrekeyUpload>;
   prekeysPublished(ids: readonly number[]): Promise<void>;
   receive(incoming: { from: string; id: string; envelope: Uint8Array }): Promise<Delivered>;
@@ -154,6 +160,8 @@ export async function openEngine(store: SealedKeyValueStore, options: { orgKey?:
     publicIdentity: engine.publicIdentity,
     relayLoginAnswer: (challenge) => engine.relayLoginAnswer(challenge),
     signAttestation: (payload) => engine.signBotAttestation(payload),
+    consent: { sign: (r) => engine.signConsent(r), signingKey: (peer) => engine.peerIdentity(peer)?.signingKey },
+    erasure: { sign: (p) => engine.signErasure(p), signingKey: (peer) => engine.peerIdentity(peer)?.signingKey },
     prekeys: (generate) => engine.prekeyUpload(generate),
     prekeysPublished: (ids) => engine.markUploaded(ids),
     async receive(incoming) {

@@ -69,6 +69,7 @@ import { consentReceiptPayload, type UnsignedConsentReceipt } from '@parley/prot
 import { dueGaps, markReported, noteReceived } from './gaps.js';
 import { Mailbox, NO_PLAN, type MailboxPlan } from './mailbox.js';
 import { PeerTrust } from './peer-trust.js';
+import { applyDisclosure, archiveStatus, disclosureOf, type ArchiveStatus, type StoredDisclosure } from './archive-disclosure.js';
 import { RevocationSet, type RevocationUpdate } from './revocations.js';
 import { resolveTrust, type TrustEvent, type TrustOptions, type TrustPolicy } from './trust.js';
 
@@ -96,6 +97,8 @@ export type FetchedBundle = PrekeyBundle & {
   readonly attestation?: Uint8Array;
   /** The bot's release manifest list (`encodeReleaseManifestList`), for `trust.releaseManifests`. */
   readonly manifests?: Uint8Array;
+  /** An org-signed compliance archive disclosure (archive-disclosure.ts). */
+  readonly disclosure?: Uint8Array;
 };
 
 /** A peer's published statements (from the relay's `fetchIdentity`, or out of band). */
@@ -105,6 +108,8 @@ export interface PeerStatements {
   readonly certificate?: Uint8Array;
   readonly attestation?: Uint8Array;
   readonly manifests?: Uint8Array;
+  /** An org-signed compliance archive disclosure; absent or empty: none (any recorded one is dropped). */
+  readonly disclosure?: Uint8Array;
 }
 
 /** What the engine knows about an attested bot peer. */
@@ -540,6 +545,22 @@ export class ConversationEngine {
     return c ? { role: c.role, label: c.label, expiresAt: c.expiresAt } : undefined;
   }
 
+  /** The verified archive disclosure of `peer` and when it was first verified, if any. */
+  peerDisclosure(peer: string): StoredDisclosure | undefined {
+    return disclosureOf(this.#peers.get(peer));
+  }
+
+  /**
+   * The archive status of a conversation whose non-customer members are `peers` and whose first
+   * message was at `firstMessageAt` (archive-disclosure.ts `archiveStatus`).
+   */
+  archiveStatus(peers: readonly string[], firstMessageAt: number | undefined): ArchiveStatus {
+    return archiveStatus(peers.map((peer) => {
+      const d = disclosureOf(this.#peers.get(peer));
+      return d ? { peer, disclosure: d } : { peer };
+    }), firstMessageAt, this.#now());
+  }
+
   /** The verified staff credential of `peer` (name, roles, expiry), if any. */
   peerStaff(peer: string): PeerStaffInfo | undefined {
     const s = this.#peers.get(peer)?.staff;
@@ -689,6 +710,7 @@ export class ConversationEngine {
       let after = (): void => undefined;
       if (statements.certificate && this.#trust.orgKey) after = this.#peerTrust.applyCertificate(peer, rec, known, statements.certificate, writes);
       this.#peerTrust.applyAttestation(peer, rec, known, statements.attestation, statements.manifests);
+      applyDisclosure(rec, statements.disclosure, { orgKey: this.#trust.orgKey, now: this.#now() });
       writes.push([K.peer(peer), jsonBytes(rec)]);
       await this.#store.setMany(writes);
       this.#peers.set(peer, rec);
@@ -777,6 +799,7 @@ export class ConversationEngine {
         // After the certificate: whether a bot attestation is required depends on its role.
         this.#peerTrust.applyAttestation(peer, rec, bundle.identity, bundle.attestation, bundle.manifests);
         this.#peerTrust.checkAttested(peer, rec);
+        applyDisclosure(rec, bundle.disclosure, { orgKey: this.#trust.orgKey, now: this.#now() });
         const blocked = rec.blocked as PeerRecord['blocked'];
         if (blocked) {
           // A certified label moved and the policy says block: remember that, then refuse.

@@ -84,6 +84,7 @@ export {
 } from './conversations/index.js';
 export { SealedStore, deriveStorageKey, sealRecord, openRecord, STORAGE_KEY_BYTES } from './sealed-store.js';
 export { resolveTrust, type TrustOptions, type TrustEvent, type IdentityChangedEvent, type TrustPolicy } from './trust.js';
+export { archiveStatus, requireArchive, type ArchiveStatus, type StoredDisclosure } from './archive-disclosure.js';
 export {
   encodePayload,
   decodePayload,

@@ -18,6 +18,7 @@ import { ParleyError, fromHex, toHex, type PublicIdentity } from '@parley/protoc
 import { ByteReader as Reader, ByteWriter as Writer } from '@parley/protocol';
 import type { OrgRole, VerifiedStaff } from '@parley/protocol';
 import type { PayloadType } from './payload.js';
+import type { StoredDisclosure } from './archive-disclosure.js';
 import { isMissingList, type MissingSeq } from './gaps.js';
 
 export const STORE_FORMAT = 'parley-client-engine';
@@ -128,6 +129,8 @@ export interface PeerRecord {
   unconfirmed?: UnconfirmedEntry[];
   /** The last session reset this device applied at the peer's request. */
   lastReset?: { at: number; requestSentAt: number };
+  /** A verified compliance archive disclosure and when it was first verified (archive-disclosure.ts). */
+  disclosure?: StoredDisclosure;
 }
 
 /** A message kept for resending until the peer's receipt lists it. */

@@ -36,6 +36,11 @@ export type {
   HistoryItem,
   Ticket,
   TicketChange,
+  ConsentRequestInput,
+  ConsentRequestInfo,
+  ConsentReceiptInfo,
+  FormRequestInput,
+  FormRequestInfo,
 } from './conversations/types.js';
 export type { ConversationErasure } from './conversations/erasure.js';
 export {

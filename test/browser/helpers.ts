@@ -76,6 +76,48 @@ export async function dumpIndexedDb(page: Page): Promise<{ db: string; store: st
   });
 }
 
+/**
+ * Every record of an `IndexedDbStore` database **opened** (AES-GCM with the store's own wrapping
+ * key, which the page may use but never export; the layout of `packages/client/src/browser/idb-store.ts`:
+ * format byte, 12-byte IV, ciphertext and tag, associated data `parley/v1/idb-record\0<id>`), so
+ * a scan finds plaintext the store keeps. A record that does not open is returned as its raw bytes.
+ */
+export async function openIndexedDbRecords(page: Page, dbName: string): Promise<{ key: string; opened: boolean; bytes: number[] }[]> {
+  return page.evaluate(async (name) => {
+    const db = await new Promise<IDBDatabase>((res, rej) => {
+      const r = indexedDB.open(name);
+      r.onsuccess = () => res(r.result);
+      r.onerror = () => rej(r.error);
+    });
+    const s = db.transaction('records', 'readonly').objectStore('records');
+    const all = <T,>(r: IDBRequest<T>): Promise<T> => new Promise((res, rej) => {
+      r.onsuccess = () => res(r.result);
+      r.onerror = () => rej(r.error);
+    });
+    const [keys, values] = await Promise.all([all(s.getAllKeys()), all(s.getAll())]);
+    db.close();
+    const wrapping = values[keys.findIndex((k) => k === '\u0000parley/wrapping-key')] as CryptoKey;
+    const prefix = new TextEncoder().encode('parley/v1/idb-record\u0000');
+    const out: { key: string; opened: boolean; bytes: number[] }[] = [];
+    for (let i = 0; i < keys.length; i++) {
+      const key = String(keys[i]);
+      const v = values[i];
+      if (!(v instanceof Uint8Array)) continue;
+      const id = new TextEncoder().encode(key);
+      const ad = new Uint8Array(prefix.length + id.length);
+      ad.set(prefix);
+      ad.set(id, prefix.length);
+      try {
+        const pt = await crypto.subtle.decrypt({ name: 'AES-GCM', iv: v.slice(1, 13), additionalData: ad, tagLength: 128 }, wrapping, v.slice(13));
+        out.push({ key, opened: true, bytes: Array.from(new Uint8Array(pt)) });
+      } catch {
+        out.push({ key, opened: false, bytes: Array.from(v) });
+      }
+    }
+    return out;
+  }, dbName);
+}
+
 /** True when `needle` occurs in `hay`. */
 export function containsBytes(hay: Uint8Array | number[], needle: Uint8Array): boolean {
   const h = hay instanceof Uint8Array ? hay : Uint8Array.from(hay);

@@ -56,7 +56,8 @@ export class PrivacyPanel {
   readonly #archive: HTMLParagraphElement;
   readonly #receipts: HTMLUListElement;
   readonly #status: HTMLDivElement;
-  readonly #buttons: HTMLButtonElement[];
+  readonly #exportButtons: HTMLButtonElement[];
+  readonly #erase: HTMLButtonElement;
   readonly #actions: PrivacyActions;
 
   /** Builds the panel and inserts it after `after` (the "Security details"). */
@@ -72,7 +73,8 @@ export class PrivacyPanel {
     exportJson.addEventListener('click', () => actions.exportJson());
     exportHtml.addEventListener('click', () => actions.exportHtml());
     erase.addEventListener('click', () => this.#confirmErase(erase));
-    this.#buttons = [exportJson, exportHtml, erase];
+    this.#exportButtons = [exportJson, exportHtml];
+    this.#erase = erase;
     this.root = el('details', { class: 'trust privacy', id: 'privacy' },
       el('summary', {}, 'Privacy'),
       this.#archive,
@@ -83,12 +85,13 @@ export class PrivacyPanel {
     );
     after.after(this.root);
     this.showReceipts([]);
-    this.enable(false);
+    this.enable({ export: false, erase: false });
   }
 
-  /** Export and Erase need a conversation. */
-  enable(on: boolean): void {
-    for (const b of this.#buttons) b.disabled = !on;
+  /** Export and Erase need a conversation (and an SDK that has them). */
+  enable(on: { readonly export: boolean; readonly erase: boolean }): void {
+    for (const b of this.#exportButtons) b.disabled = !on.export;
+    this.#erase.disabled = !on.erase;
   }
 
   /** The archive line: shown only when the conversation is archived (the disclosure was verified before the first message). */

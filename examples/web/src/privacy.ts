@@ -121,7 +121,7 @@ export class Privacy {
   /** Re-reads receipts and the archive disclosure of the current conversation. */
   async refresh(): Promise<void> {
     const c = this.#calls();
-    this.panel.enable(c !== undefined && (typeof c.export === 'function' || typeof c.erase === 'function'));
+    this.panel.enable({ export: typeof c?.export === 'function', erase: typeof c?.erase === 'function' });
     this.panel.showArchive(this.#archiveView(c?.archive));
     this.panel.showReceipts(await this.#receipts(c));
   }
@@ -242,7 +242,7 @@ export class Privacy {
       await this.#d.onErased();
       const status = c.erasure?.();
       this.panel.showErasure(isObj(status) ? this.#erasureView(status) : { receipts: [], missing: [] });
-      this.panel.enable(false);
+      this.panel.enable({ export: false, erase: false });
       this.panel.showReceipts([]);
     } catch (err) {
       this.panel.showError(`Not erased: ${why(err)}`);

@@ -305,6 +305,8 @@ export class ParleyClient {
   #receiptAgain = false;
   /** This device's staff credential (`setStaffCredential`): presented at login, published as its certificate. */
   #staffCredential: Uint8Array | undefined;
+  /** This device's archive disclosure (`setArchiveDisclosure`): undefined keeps the relay's, empty removes it. */
+  #archiveDisclosure: Uint8Array | undefined;
   readonly #revocationTimer: ReturnType<typeof setInterval> | undefined;
   /** When the revocation lists were last fetched (attempted), by this client's clock. */
   #revocationsAt = 0;
@@ -326,6 +328,7 @@ export class ParleyClient {
       refreshStatements: (peer) => this.#refreshStatements(peer),
       peerStaff: (peer) => engine.peerStaff(peer),
       peerCertificate: (peer) => engine.peerCertificate(peer),
+      archiveStatus: (peers, firstMessageAt) => engine.archiveStatus(peers, firstMessageAt),
       safetyNumber: (peer) => this.#safetyNumberOf(peer).safetyNumber,
       link: transport,
       emit: <K extends keyof ConversationEvents>(event: K, value: ConversationEvents[K]) => {
@@ -688,6 +691,25 @@ export class ParleyClient {
   }
 
   /**
+   * A bot or agent device: publishes the org-signed compliance archive disclosure
+   * (`parley-org disclose`) with its statements, or removes it (`null`). Customers' clients accept
+   * the archive only for conversations whose first message came after they verified it.
+   */
+  async setArchiveDisclosure(disclosure: Uint8Array | null): Promise<void> {
+    this.#archiveDisclosure = disclosure ? disclosure.slice() : new Uint8Array(0);
+    await this.#publishPrekeys();
+  }
+
+  /**
+   * Fetches `peer`'s published statements (certificate, attestation, archive disclosure) from the
+   * relay now and lets the engine verify them.
+   * @throws the engine's refusal (`UNTRUSTED_IDENTITY`, `ATTESTATION_INVALID`…), `TRANSPORT`.
+   */
+  refreshPeerStatements(peer: string): Promise<void> {
+    return this.#refreshStatements(peer);
+  }
+
+  /**
    * Makes this device a staff device: `credential` (from the issuer, `signInStaff` passes it)
    * is presented at every relay login (the relay gives the connection its roles) and published
    * as the device's certificate statement (customers verify it against their pinned org key).
@@ -856,7 +878,10 @@ export class ParleyClient {
       this.#prekeyPublishQueued = undefined;
       if (!this.#transport.authenticated) return;
       const target = this.#options.prekeyTarget ?? 50;
-      const statements = this.#staffCredential ? { certificate: this.#staffCredential } : {};
+      const statements = {
+        ...(this.#staffCredential ? { certificate: this.#staffCredential } : {}),
+        ...(this.#archiveDisclosure ? { disclosure: this.#archiveDisclosure } : {}),
+      };
       let upload = await this.#engine.prekeyUpload(0);
       const count = await this.#transport.uploadPrekeys({ ...upload, ...statements });
       await this.#engine.markUploaded(upload.oneTimePrekeys.map((k) => k.id));

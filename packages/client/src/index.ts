@@ -27,6 +27,7 @@ export type {
   ConversationMember,
   ConversationEvents,
   ConversationSendResult,
+  ConversationArchive,
   ConversationInfo,
   ConversationMessage,
   HandoffOffer,

@@ -6,6 +6,7 @@ import type { OutgoingContent } from '@parley/protocol';
 import type { ConversationMessage } from '@parley/engine';
 import type { Ticket } from '@parley/protocol/wire';
 import type { ConversationHub } from './hub.js';
+import type { ConversationArchive } from './types.js';
 import type { ConsentReceiptInfo, ConsentRequestInput, FormRequestInput } from './types.js';
 import type { ConversationErasure } from './erasure.js';
 import type { AcceptAgentOptions, Conversation, ConversationMember, ConversationSendResult, HandoffOffer } from './types.js';
@@ -61,6 +62,10 @@ export class ConversationHandle implements Conversation {
 
   close(): Promise<void> {
     return this.#hub.close(this.id);
+  }
+
+  archive(): ConversationArchive {
+    return this.#hub.archive(this.id);
   }
 
   erase(): Promise<ConversationErasure> {

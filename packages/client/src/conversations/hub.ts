@@ -17,6 +17,7 @@ import { handoffRef, peekFrame, randomRef } from './frames.js';
 import { agentMember, checkClaim, isRetryable, staffMemberRole, verifiedMember } from './peers.js';
 import type { ConversationPort } from './port.js';
 import type { AcceptAgentOptions, ClientTickets, Conversation, ConversationMember, ConversationSendResult, HandoffOffer } from './types.js';
+import type { ConversationArchive } from './types.js';
 import { ConversationHandle } from './handle.js';
 import * as consent from './consent.js';
 import type { ConsentReceiptInfo } from './types.js';
@@ -84,6 +85,19 @@ export class ConversationHub {
     const info = this.#book.get(id);
     if (!info) throw new ParleyError('USAGE', 'unknown conversation');
     return info;
+  }
+
+  /**
+   * The conversation's archive status (engine `archiveStatus`): its members other than the owner
+   * against the time of its first message (the earliest kept; none yet: now).
+   */
+  archive(id: string): ConversationArchive {
+    const info = this.#info(id);
+    const first = this.#book.history(id).reduce<number | undefined>((t, m) => (t === undefined || m.sentAt < t ? m.sentAt : t), undefined);
+    const peers = info.members.map((m) => m.deviceId).filter((d) => d !== info.owner); // ct-ok: public device ids
+    const s = this.#port.archiveStatus?.(peers, first);
+    if (!s || !s.disclosed) return { disclosed: false, undisclosed: s ? [...s.undisclosed] : [] };
+    return { disclosed: true, retentionDays: s.retentionDays ?? 0, openers: [...(s.openers ?? [])], undisclosed: [] };
   }
 
   /** Members with the safety number of each other member this device has met. */

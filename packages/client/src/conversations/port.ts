@@ -4,7 +4,7 @@
  * The client implements it with closures over its private state, so this layer sees nothing else.
  */
 import type { ParleyError } from '@parley/protocol';
-import type { PeerCertificateInfo, PeerStaffInfo } from '@parley/engine';
+import type { ArchiveStatus, PeerCertificateInfo, PeerStaffInfo } from '@parley/engine';
 import type { RelayLink } from '@parley/relay-link';
 import type { ConversationEvents } from './types.js';
 import type { ErasureHooks } from './erasure.js';
@@ -32,6 +32,8 @@ export interface ConversationPort {
   refreshStatements(peer: string): Promise<void>;
   peerStaff(peer: string): PeerStaffInfo | undefined;
   peerCertificate(peer: string): PeerCertificateInfo | undefined;
+  /** The engine's archive gate over `peers` and the first message's time (archive-disclosure.ts). */
+  archiveStatus?(peers: readonly string[], firstMessageAt: number | undefined): ArchiveStatus;
   /** The safety number with `peer`, or undefined before any contact. */
   safetyNumber(peer: string): string | undefined;
   readonly link: TicketLink;

@@ -49,6 +49,17 @@ export interface AcceptAgentOptions {
 }
 
 /** The outcome of a fan-out: the message id, and the members it could not be encrypted to (each also reported as an `error` event). */
+/** A conversation's compliance archive as the customer's client sees it ({@link Conversation.archive}). */
+export interface ConversationArchive {
+  readonly disclosed: boolean;
+  /** Days the org keeps the archived messages (when disclosed). */
+  readonly retentionDays?: number;
+  /** Who may open the archive (staff roles, when disclosed). */
+  readonly openers?: readonly string[];
+  /** Members whose disclosure is missing, late or different (when some member disclosed one). */
+  readonly undisclosed: readonly string[];
+}
+
 export interface ConversationSendResult {
   readonly id: string;
   readonly failed: readonly { readonly peer: string; readonly error: ParleyError }[];
@@ -162,6 +173,14 @@ export interface Conversation {
   transfer(o?: { readonly queue?: string }): Promise<void>;
   /** Agent or customer: ends the ticket; an agent leaves the conversation, a customer removes the agents from it. */
   close(): Promise<void>;
+  /**
+   * Customer: whether this conversation has a disclosed compliance archive (THREATS P2): true
+   * only when every other member's org-signed archive disclosure was verified before the
+   * conversation's first message; then its retention and who may open it, for the widget to
+   * show. A disclosure that appeared later or was removed: `disclosed: false`, and `undisclosed`
+   * names the members. Sealing to the archive is refused then (`FORBIDDEN` `archiveNotDisclosed`).
+   */
+  archive(): ConversationArchive;
   /**
    * A bot or agent: asks the customer for consent (purpose, fields, retention, controller); the
    * customer's app gets `consentRequested`, and its answer comes back as `consentAnswered`.

@@ -12,7 +12,10 @@ import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { SqliteStore, createApiKey } from '@parley/relay';
 import type { ConversationEvents, KeyValueStore } from '@parley/client';
-import { certifiedClient, customer, setupCrypto, staffClient, startRelay, tempDir, testOrg, until } from './helpers.js';
+import { fromHex } from '@parley/protocol';
+import { computeMeasurement } from '@parley/bot';
+import { readTree } from '../../packages/client/test/helpers/disk-scan.js';
+import { FAQ_HANDLER, certifiedClient, customer, setupCrypto, staffClient, startBot, startRelay, tempDir, testOrg, until } from './helpers.js';
 
 await setupCrypto();
 const org = testOrg();
@@ -105,4 +108,27 @@ test('erase: customer and bot hold no canary byte; the bot signs a receipt; the 
     assert.equal(readFileSync(f).indexOf(needle), -1, `no byte of the purged envelope in ${f}`);
   }
   assert.match(relay.logs(), /"event":"purge"[^\n]*"envelopes":[1-9][^\n]*"tickets":1/);
+});
+
+test('the real bot (enclave): a valid erase deletes the conversation and answers a signed deletion receipt; its state folder holds no canary', async () => {
+  const dir = tempDir();
+  const bot = await startBot(relay.url, apiKey, join(dir, 'bot'));
+  closers.push(() => bot.close());
+  const id = fromHex(bot.identityHex);
+  await bot.setCertificate(org.certificate({ signingKey: id.subarray(0, 32), dhKey: id.subarray(32), binding: new Uint8Array(64) }));
+  const botMeasurement = (await computeMeasurement(FAQ_HANDLER)).hex;
+  const cust = await customer(relay.url, { orgKey: org.publicKey, botMeasurement });
+  closers.push(() => cust.client.close());
+  const statuses: ConversationEvents['erasureStatus'][] = [];
+  cust.client.on('erasureStatus', (s) => void statuses.push(s));
+
+  const conv = await cust.client.startConversation(bot.deviceId, { name: 'Carla' });
+  await conv.send(`${CANARY} bot`);
+  await until(() => conv.history().some((m) => m.from === bot.deviceId), 10_000, 'the bot answers');
+  await conv.erase();
+  await until(() => statuses.some((s) => s.receipts.length === 1), 10_000, 'the bot\'s deletion receipt');
+  assert.deepEqual(conv.erasure()!.receipts.map((r) => r.member), [bot.deviceId]);
+  assert.deepEqual(conv.erasure()!.missing, []);
+  assert.deepEqual(await hits(cust.store, CANARY), []);
+  for (const { file, bytes } of await readTree(join(dir, 'bot'))) assert.equal(bytes.indexOf(CANARY), -1, `no canary in ${file}`);
 });

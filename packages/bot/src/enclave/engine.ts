@@ -11,7 +11,6 @@ import { decodeContent, encodeContent, type MessageContent, type OutgoingContent
 import { ConversationEngine, type FetchedBundle, type PayloadType, type PeerStaffInfo, type ReceivedMessage as EngineMessage, type RevocationUpdate } from '@parley/engine';
 import type { ConsentSigner } from '@parley/engine';
 import type { ErasureSigner } from '@parley/engine';
-import type { ErasureSigner } from '@parley/engine';
 import type { SealedKeyValueStore } from './sealed-store.js';
 
 /**
@@ -68,8 +67,6 @@ export interface EnclaveEngine {
   signAttestation(payload: Uint8Array): Uint8Array;
   /** Consent receipts (the conversation book's `consent` option): peers' keys to verify customers' receipts. */
   readonly consent: ConsentSigner;
-  /** Erasure statements (the conversation book's `erasure` option): signs deletion receipts, verifies the owner's request. */
-  readonly erasure: ErasureSigner;
   /** Erasure statements (the conversation book's `erasure` option): signs deletion receipts, verifies the owner's request. */
   readonly erasure: ErasureSigner;
   prekeys(generate: number): Promise<PrekeyUpload>;
@@ -164,7 +161,6 @@ export async function openEngine(store: SealedKeyValueStore, options: { orgKey?:
     relayLoginAnswer: (challenge) => engine.relayLoginAnswer(challenge),
     signAttestation: (payload) => engine.signBotAttestation(payload),
     consent: { sign: (r) => engine.signConsent(r), signingKey: (peer) => engine.peerIdentity(peer)?.signingKey },
-    erasure: { sign: (p) => engine.signErasure(p), signingKey: (peer) => engine.peerIdentity(peer)?.signingKey },
     erasure: { sign: (p) => engine.signErasure(p), signingKey: (peer) => engine.peerIdentity(peer)?.signingKey },
     prekeys: (generate) => engine.prekeyUpload(generate),
     prekeysPublished: (ids) => engine.markUploaded(ids),

@@ -556,6 +556,7 @@ const impl: Impl = {
     if (r.kind === 'duplicate') return { status: { type: 'duplicate' } };
     if (r.kind === 'message') runHandler(s, r.message, false);
     if (taken) {
+      for (const out of taken.sends ?? []) post({ type: 'send', to: out.to, id: out.id, envelope: out.envelope });
       // The frame's message, or the held messages a member list released.
       for (const m of taken.runs) runHandler(s, m, false);
       // Applied or refused, and consumed already: nothing more for it; the receipt is owed.

@@ -288,6 +288,8 @@ export const CONVERSATION_EVENT_NAMES: readonly (keyof ConversationEvents)[] = [
   'handoffDeclined',
   'historyShared',
   'conversationJoined',
+  'erasureStatus',
+  'conversationErased',
   'consentRequested',
   'consentAnswered',
   'formRequested',

@@ -84,6 +84,11 @@ test('erase: customer and bot hold no canary byte; the bot signs a receipt; the 
   assert.ok((await hits(cust.store, CANARY)).length > 0, 'the scan sees the canary before erasure');
   assert.ok((await hits(bot.store, CANARY)).length > 0, 'the scan sees the canary on the bot before erasure');
 
+  // Export before erasing: the customer's copy holds the messages and members.
+  const copy = JSON.parse(conv.export().json) as { members: unknown[]; messages: { content: { text?: string } }[] };
+  assert.equal(copy.members.length, 3);
+  assert.equal(copy.messages.filter((m) => m.content.text?.includes(CANARY)).length, 3);
+
   const started = await conv.erase();
   assert.deepEqual([...started.missing].sort(), [agent.client.deviceId, bot.client.deviceId].sort());
   assert.deepEqual(await hits(cust.store, CANARY), [], 'no canary byte in the customer store');

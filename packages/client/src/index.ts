@@ -44,6 +44,7 @@ export type {
   FormRequestInfo,
 } from './conversations/types.js';
 export type { ConversationErasure } from './conversations/erasure.js';
+export type { ConversationExport } from './conversations/export.js';
 export {
   signInStaff,
   type StaffDevice,

@@ -9,6 +9,7 @@ import type { ConversationHub } from './hub.js';
 import type { ConversationArchive } from './types.js';
 import type { ConsentReceiptInfo, ConsentRequestInput, FormRequestInput } from './types.js';
 import type { ConversationErasure } from './erasure.js';
+import type { ConversationExport } from './export.js';
 import type { AcceptAgentOptions, Conversation, ConversationMember, ConversationSendResult, HandoffOffer } from './types.js';
 
 export class ConversationHandle implements Conversation {
@@ -74,6 +75,10 @@ export class ConversationHandle implements Conversation {
 
   erasure(): ConversationErasure | undefined {
     return this.#hub.erasure(this.id);
+  }
+
+  export(): ConversationExport {
+    return this.#hub.export(this.id);
   }
 
   requestConsent(request: ConsentRequestInput): Promise<{ id: string }> {

@@ -22,6 +22,7 @@ import { ConversationHandle } from './handle.js';
 import * as consent from './consent.js';
 import type { ConsentReceiptInfo } from './types.js';
 import { eraseConversation, onDeletionReceipt, onErased, toErasure, type ConversationErasure } from './erasure.js';
+import { buildExport, type ConversationExport } from './export.js';
 
 /** What became of a frame from the inbox: applied (or refused for good: consume it), or to be tried again later. */
 export type FrameOutcome = 'done' | 'keep';
@@ -268,6 +269,11 @@ export class ConversationHub {
   /** Owner: erases the conversation (conversations/erasure.ts). */
   erase(id: string): Promise<ConversationErasure> {
     return eraseConversation(this.#book, this.#port, this.#port.erasureHooks, id);
+  }
+
+  /** The conversation as JSON and a self-contained HTML page (conversations/export.ts). */
+  export(id: string): ConversationExport {
+    return buildExport({ info: this.#info(id), messages: this.#book.history(id), consents: this.consents(id), ...(this.erasure(id) ? { erasure: this.erasure(id)! } : {}), exportedAt: Date.now() });
   }
 
   /** Owner: where the erasure of `id` stands, or `undefined` when it was not erased. */

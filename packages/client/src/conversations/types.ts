@@ -9,6 +9,7 @@ import type { Ticket, TicketChange } from '@parley/protocol/wire';
 import type { ConversationInfo, ConversationMessage, Member } from '@parley/engine';
 import type { ConsentDecision, ConsentReceipt } from '@parley/protocol';
 import type { ConversationErasure } from './erasure.js';
+import type { ConversationExport } from './export.js';
 
 export type { Ticket, TicketChange } from '@parley/protocol/wire';
 export type { ConversationInfo, ConversationMessage, Member, HistoryItem } from '@parley/engine';
@@ -216,6 +217,12 @@ export interface Conversation {
   erase(): Promise<ConversationErasure>;
   /** Customer (owner): where the erasure stands (receipts and missing members), `undefined` before {@link erase}. */
   erasure(): ConversationErasure | undefined;
+  /**
+   * The customer's copy (access and export): members, messages, consent receipts and deletion
+   * receipts as JSON, and as one self-contained HTML page (no script, every value escaped).
+   * @throws ParleyError `USAGE` for an unknown (or erased) conversation.
+   */
+  export(): ConversationExport;
 }
 
 /** `client.tickets`: the handoff queue (agents and supervisors). */

@@ -12,19 +12,12 @@
  *   (`conversation.export()` → JSON download and HTML page) and Erase (`conversation.erase()`,
  *   then `erasureStatus` / `conversation.erasure()`: receipts and the members still missing).
  *
- * `export()` is looked up on the conversation at run time: without it the Export buttons stay
- * disabled.
  */
 import { isParleyError } from '@parley/protocol';
 import type { ConsentReceiptInfo, ConsentRequestInfo, Conversation, ConversationArchive, ConversationErasure, FormRequestInfo, ParleyClient } from '@parley/client';
 import { errorReason, errorText } from './error-text.js';
 import { askDataConsent, askForm, type FormFieldView } from './privacy-dialog.js';
 import { PrivacyPanel, download, type ArchiveView, type ErasureView, type ReceiptView } from './privacy-panel.js';
-
-/** `conversation.export()` (looked up at run time: absent from SDK builds without it). */
-interface Exportable {
-  export?(): { json: string; html: string } | Promise<{ json: string; html: string }>;
-}
 
 /** The widget's words for a refusal: the code, its short reason, never the error's message. */
 function why(err: unknown): string {
@@ -90,14 +83,14 @@ export class Privacy {
     c.on('conversationMessage', () => void this.refresh());
   }
 
-  #calls(): (Conversation & Exportable) | undefined {
+  #calls(): Conversation | undefined {
     return this.#d.conversation();
   }
 
   /** Re-reads receipts and the archive disclosure of the current conversation. */
   async refresh(): Promise<void> {
     const c = this.#calls();
-    this.panel.enable({ export: typeof c?.export === 'function', erase: c !== undefined });
+    this.panel.enable({ export: c !== undefined, erase: c !== undefined });
     this.panel.showArchive(c ? this.#archiveView(c) : undefined);
     this.panel.showReceipts(await this.#receipts(c));
   }
@@ -180,8 +173,8 @@ export class Privacy {
   async #export(kind: 'json' | 'html'): Promise<void> {
     const c = this.#calls();
     try {
-      if (!c?.export) throw new Error('unavailable');
-      const out = await c.export();
+      if (!c) throw new Error('no conversation');
+      const out = c.export();
       const name = `conversation-${c.id}.${kind}`;
       if (kind === 'json') download(name, out.json, 'application/json');
       else download(name, out.html, 'text/html');

@@ -137,3 +137,27 @@ test('the real bot (enclave): a valid erase deletes the conversation and answers
   assert.deepEqual(await hits(cust.store, CANARY), []);
   for (const { file, bytes } of await readTree(join(dir, 'bot'))) assert.equal(bytes.indexOf(CANARY), -1, `no canary in ${file}`);
 });
+
+test('retention: a conversation older than its retentionDays is erased by the client\'s timer; members see the retention', async () => {
+  const clock = { offset: 0 };
+  const cust = await customer(relay.url, { orgKey: org.publicKey }, { now: () => Date.now() + clock.offset, gapTimeoutMs: 1_000 });
+  const bot = await certifiedClient(relay.url, org, { apiKey });
+  for (const p of [cust, bot]) closers.push(() => p.client.close());
+  const statuses: ConversationEvents['erasureStatus'][] = [];
+  cust.client.on('erasureStatus', (s) => void statuses.push(s));
+  bot.client.on('conversationMessage', () => undefined);
+  const conv = await cust.client.startConversation(bot.client.deviceId, { retentionDays: 1 });
+  await until(() => bot.client.conversation(conv.id) !== undefined, 5_000, 'the bot learns of the conversation');
+  assert.equal(bot.client.conversation(conv.id)!.retentionDays, 1, 'the member sees the retention');
+  assert.equal(conv.retentionDays, 1);
+  await conv.send(`${CANARY} retention`);
+  await new Promise((r) => setTimeout(r, 700));
+  assert.equal(statuses.length, 0, 'not due yet');
+  clock.offset = 86_400_000 + 1_000;
+  // The customer's clock is now a day ahead of the bot's (past its 24 h certificate, and its
+  // envelopes' send times too far ahead): the bot's side of the erasure is the tests above.
+  await until(() => statuses.length === 1, 5_000, 'erased when due');
+  assert.deepEqual(statuses[0]!.missing, [bot.client.deviceId]);
+  assert.equal(cust.client.conversation(conv.id), undefined);
+  assert.deepEqual(await hits(cust.store, CANARY), []);
+});

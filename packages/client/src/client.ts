@@ -357,6 +357,8 @@ export class ParleyClient {
     this.#gapTimer = setInterval(() => {
       void this.#reportGaps(gapTimeout);
       void this.#sendDeferredResets();
+      // Retention (conversations/erasure.ts): conversations whose retention ran out are erased.
+      if (!this.#closed) void this.#conversations.eraseDue();
     }, Math.min(5_000, gapTimeout / 2));
     this.#gapTimer.unref?.();
     this.#prekeyTimer = setInterval(() => {
@@ -573,13 +575,15 @@ export class ParleyClient {
    * devices). Each peer is verified first, as {@link send} does, and must be a certified bot
    * (org certificate role `bot`) or a staff device (agent or supervisor); with no org key pinned
    * peers are accepted on first use. Every member then learns the member list.
+   * `retentionDays` (1-3650): members see it (`ConversationInfo.retentionDays`), and this client
+   * erases the conversation ({@link Conversation.erase}) once it is that many days old.
    * @throws ParleyError `UNTRUSTED_IDENTITY` (`details.reason`: `missing`, `role`, or the
    *   engine's refusal of its certificate), `SESSION_NOT_FOUND` (unknown device), `USAGE`.
    * @example
    * const conv = await client.startConversation(botDeviceId);
    * await conv.send('Hello, where is my parcel?');
    */
-  startConversation(peers: string | readonly string[], options: { name?: string } = {}): Promise<Conversation> {
+  startConversation(peers: string | readonly string[], options: { name?: string; retentionDays?: number } = {}): Promise<Conversation> {
     if (this.#closed) return Promise.reject(new ParleyError('USAGE', 'client is closed'));
     return this.#conversations.start(peers, options);
   }

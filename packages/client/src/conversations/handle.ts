@@ -29,6 +29,10 @@ export class ConversationHandle implements Conversation {
     return this.#hub.info(this.id).epoch;
   }
 
+  get retentionDays(): number | undefined {
+    return this.#hub.info(this.id).retentionDays;
+  }
+
   get members(): readonly ConversationMember[] {
     return this.#hub.members(this.#hub.info(this.id));
   }

@@ -48,14 +48,14 @@ export class ConversationHub {
   // ---------------------------------------------------------------- handles
 
   /** A new conversation owned by this device with `peers`, each verified before anything is encrypted. */
-  async start(peers: string | readonly string[], o: { name?: string } = {}): Promise<Conversation> {
+  async start(peers: string | readonly string[], o: { name?: string; retentionDays?: number } = {}): Promise<Conversation> {
     const list = [...new Set(typeof peers === 'string' ? [peers] : peers)];
     if (list.length === 0) throw new ParleyError('USAGE', 'a conversation needs at least one other member');
     if (list.includes(this.#port.deviceId)) throw new ParleyError('USAGE', 'this device is a member of its conversations already');
     const members: Member[] = [];
     for (const peer of list) members.push(await verifiedMember(this.#port, peer));
     const self: Member = { deviceId: this.#port.deviceId, role: 'customer', name: o.name ?? 'Customer' };
-    const info = await this.#book.create(members, self);
+    const info = await this.#book.create(members, self, o.retentionDays === undefined ? {} : { retentionDays: o.retentionDays });
     // Every member learns the list (and that this device owns it) from the first members frame.
     const out = await this.#book.prepareAnnounce(info.id);
     await this.#fanOut(out.recipients, out.frame);
@@ -274,6 +274,17 @@ export class ConversationHub {
   /** The conversation as JSON and a self-contained HTML page (conversations/export.ts). */
   export(id: string): ConversationExport {
     return buildExport({ info: this.#info(id), messages: this.#book.history(id), consents: this.consents(id), ...(this.erasure(id) ? { erasure: this.erasure(id)! } : {}), exportedAt: Date.now() });
+  }
+
+  /** Owner: erases every conversation whose retention ran out (the client's timer calls it). */
+  async eraseDue(): Promise<void> {
+    for (const id of this.#book.dueForErasure()) {
+      try {
+        await this.erase(id);
+      } catch (e) {
+        this.#port.report(e);
+      }
+    }
   }
 
   /** Owner: where the erasure of `id` stands, or `undefined` when it was not erased. */

@@ -133,6 +133,8 @@ export interface Conversation {
   /** The member list's version: 1 at creation, +1 per change. */
   readonly epoch: number;
   readonly members: readonly ConversationMember[];
+  /** The retention the owner set, in days (`startConversation(peers, { retentionDays })`): the owner's client erases the conversation then. */
+  readonly retentionDays: number | undefined;
   /**
    * Sends to every other member: one end-to-end encrypted message per member over the pairwise
    * sessions (a session is started from the member's bundle when there is none), all with the

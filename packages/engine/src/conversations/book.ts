@@ -15,7 +15,7 @@ import { DEVICE_ID_PATTERN, TICKET_ID_PATTERN, TICKET_NAME_PATTERN } from '@parl
 import type { KeyValueStore } from '../store.js';
 import { ConsentLedger, type ConsentEntry, type ConsentRequestView, type ConsentSigner, type FormRequestBody } from './consent.js';
 import type { ConsentRequestBody } from '@parley/protocol';
-import { addReceipt, checkRequest, loadTombstones, signReceipt, signRequest, statusOf, tombBytes, tombKey, type ErasureSigner, type ErasureStatus, type Tombstone } from './erasure.js';
+import { addReceipt, checkRequest, loadTombstones, retentionOrUsage, signReceipt, signRequest, statusOf, tombBytes, tombKey, type ErasureSigner, type ErasureStatus, type Tombstone } from './erasure.js';
 import { alreadyReceived, dueGaps, markReported, noteReceived, type SeqRecord } from '../gaps.js';
 import { assertMessageId } from '../payload.js';
 import {
@@ -185,7 +185,7 @@ export class ConversationBook {
    * @throws ParleyError `USAGE` for a bad list (more than 20 members, a device twice, a bad id
    *   or name) or when `self` is not this device.
    */
-  async create(members: readonly Member[], self: Member): Promise<ConversationInfo> {
+  async create(members: readonly Member[], self: Member, opts: { retentionDays?: number } = {}): Promise<ConversationInfo> {
     return this.#serial(async () => {
       if (self.deviceId !== this.#self) throw usage('create: self must be this device'); // ct-ok: public device ids
       const list = this.#checkList([{ deviceId: self.deviceId, role: 'customer', name: self.name }, ...members.filter((m) => m.deviceId !== this.#self)]); // ct-ok: public ids
@@ -195,6 +195,8 @@ export class ConversationBook {
         v: 1, id, owner: this.#self, epoch: 1, hash: membersHash(id, this.#self, 1, list), members: list, tickets: [],
         sendSeq: 0, peers: {}, joinedTickets: [], historyTickets: [], histNext: 0,
       };
+      rec.createdAt = this.#now();
+      if (opts.retentionDays !== undefined) rec.retentionDays = retentionOrUsage(opts.retentionDays);
       await this.#apply({ conv: rec, history: [], writes: [[CK.state(id), recordBytes(rec)]] });
       return info(rec);
     });
@@ -211,7 +213,7 @@ export class ConversationBook {
       const rec = this.#own(id);
       const next = clone(rec);
       next.sendSeq += 1;
-      const frame = encodeFrame({ v: 1, c: id, e: next.epoch, h: next.hash, s: next.sendSeq, k: 'members', members: next.members });
+      const frame = encodeFrame({ v: 1, c: id, e: next.epoch, h: next.hash, s: next.sendSeq, k: 'members', members: next.members, ...(next.retentionDays ? { ret: next.retentionDays } : {}) });
       await this.#apply({ conv: next, writes: [[CK.state(id), recordBytes(next)]] });
       return { recipients: this.#others(next.members), frame };
     });
@@ -285,6 +287,7 @@ export class ConversationBook {
       for (const m of left) delete next.peers[m.deviceId];
       const frame = encodeFrame({
         v: 1, c: id, e: next.epoch, h: next.hash, s: next.sendSeq, k: 'members', members: list,
+        ...(next.retentionDays ? { ret: next.retentionDays } : {}),
         ...(ticket === undefined ? {} : { ticket }),
       });
       const recipients = [...new Set([...this.#others(rec.members), ...this.#others(list)])];
@@ -575,6 +578,14 @@ export class ConversationBook {
     return [...this.#tombs.values()].map(statusOf);
   }
 
+  /** Owner side: ids of the conversations whose retention ran out (created `retentionDays` days ago or more): erase them. */
+  dueForErasure(): string[] {
+    const now = this.#now();
+    return [...this.#conversations.values()]
+      .filter((r) => r.owner === this.#self && r.retentionDays !== undefined && r.createdAt !== undefined && r.createdAt + r.retentionDays * 86_400_000 <= now) // ct-ok: public ids
+      .map((r) => r.id);
+  }
+
   #needSigner(): ErasureSigner {
     if (!this.#signer) throw usage('this book was opened without an erasure signer (ConversationBookOptions.erasure)');
     return this.#signer;
@@ -667,6 +678,7 @@ export class ConversationBook {
     next.epoch = f.e;
     next.members = list.map((m) => ({ ...m }));
     next.hash = f.h;
+    if (f.ret !== undefined) next.retentionDays = f.ret;
     for (const m of left) delete next.peers[m.deviceId];
     this.#noteSeq(next, from, f.s);
     if (claim) {
@@ -936,5 +948,6 @@ function info(rec: ConversationRecord): ConversationInfo {
     hash: rec.hash,
     members: rec.members.map((m) => ({ ...m })),
     tickets: rec.tickets.map((t) => ({ ...t })),
+    ...(rec.retentionDays ? { retentionDays: rec.retentionDays } : {}),
   };
 }

@@ -172,3 +172,18 @@ export async function loadTombstones(store: KeyValueStore): Promise<Map<string, 
   }
   return out;
 }
+
+/** Longest retention, in days (10 years). */
+export const MAX_RETENTION_DAYS = 3650;
+
+/** Validates a `members` frame's retention (whole days, 1..{@link MAX_RETENTION_DAYS}). */
+export function checkRetention(v: unknown): number {
+  if (!Number.isSafeInteger(v) || (v as number) < 1 || (v as number) > MAX_RETENTION_DAYS) bad('retention');
+  return v as number;
+}
+
+/** The same for the owner's own option. @throws ParleyError `USAGE`. */
+export function retentionOrUsage(v: number): number {
+  if (!Number.isSafeInteger(v) || v < 1 || v > MAX_RETENTION_DAYS) throw new ParleyError('USAGE', `retentionDays must be a whole number of days, 1-${MAX_RETENTION_DAYS}`);
+  return v;
+}

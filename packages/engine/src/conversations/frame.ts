@@ -5,7 +5,7 @@
  */
 import { ParleyError, encodeContent, fromBase64, toBase64, type MessageContent, type OutgoingContent } from '@parley/protocol';
 import { DEVICE_ID_PATTERN, MESSAGE_ID_PATTERN, TICKET_ID_PATTERN, TICKET_NAME_PATTERN } from '@parley/protocol/wire';
-import { checkErasureFields } from './erasure.js';
+import { checkErasureFields, checkRetention } from './erasure.js';
 import type { Frame, FrameContent, FrameKind, HistoryItem, Member, MemberRole } from './types.js';
 import { CONSENT_FRAME_FIELDS, CONSENT_KINDS, checkConsentFields } from './consent.js';
 
@@ -25,11 +25,11 @@ export const CONVERSATION_ID_PATTERN = /^[A-Za-z0-9_-]{22}$/;
 const HASH_PATTERN = /^[0-9a-f]{64}$/;
 const ROLES: readonly MemberRole[] = ['customer', 'bot', 'agent', 'supervisor'];
 const KINDS: readonly FrameKind[] = ['message', 'members', 'handoff', 'join', 'decline', 'history', 'leave', 'erase', 'deletionReceipt', ...CONSENT_KINDS];
-const FRAME_KEYS = new Set(['v', 'c', 'e', 'h', 's', 'k', 'm', 'members', 'ticket', 'queue', 'reason', 'ref', 'items', 'at', 'to', 'req', 'sig', 'consent', 'receipt', 'form', 'values']);
+const FRAME_KEYS = new Set(['v', 'c', 'e', 'h', 's', 'k', 'm', 'members', 'ticket', 'queue', 'reason', 'ref', 'items', 'at', 'to', 'req', 'sig', 'ret', 'consent', 'receipt', 'form', 'values']);
 /** Fields each kind may carry beside v, c, e, h, s, k. */
 const KIND_FIELDS: Record<FrameKind, readonly string[]> = {
   message: ['m'],
-  members: ['members', 'ticket'],
+  members: ['members', 'ticket', 'ret'],
   handoff: ['queue', 'reason'],
   join: ['ref', 'ticket'],
   decline: ['ticket', 'ref'],
@@ -149,6 +149,7 @@ export function checkFrame(v: unknown): Frame {
     case 'members':
       out.members = checkMembers(v.members);
       if (v.ticket !== undefined) out.ticket = pattern(v.ticket, TICKET_ID_PATTERN, 'ticket id');
+      if (v.ret !== undefined) out.ret = checkRetention(v.ret);
       break;
     case 'handoff':
       out.queue = pattern(v.queue, TICKET_NAME_PATTERN, 'queue name');

@@ -58,6 +58,10 @@ export interface ConversationRecord {
   left?: boolean;
   /** Number of the next history entry. */
   histNext: number;
+  /** Retention in days (set by the owner, carried in its `members` frames). */
+  retentionDays?: number;
+  /** Owner side: when it was created (retention runs from here). */
+  createdAt?: number;
 }
 
 /** A stored history entry. */

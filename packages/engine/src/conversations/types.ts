@@ -83,6 +83,8 @@ export interface Frame {
   readonly req?: string;
   /** `erase`, `deletionReceipt`: the Ed25519 signature (base64). */
   readonly sig?: string;
+  /** `members` (from the owner): the conversation's retention, in days, when it has one. */
+  readonly ret?: number;
 }
 
 /** One message of a shared history bundle. */
@@ -110,6 +112,8 @@ export interface ConversationInfo {
   readonly members: Member[];
   /** Owner side: the relay tickets opened for this conversation (`noteTicket`). */
   readonly tickets: { id: string; ref: string }[];
+  /** The retention the owner set (days): the owner's client erases the conversation when it runs out. */
+  readonly retentionDays?: number;
 }
 
 /** Who sent a message: the member as listed, or, for imported history, as the bundle named it. */

@@ -7,26 +7,35 @@
  * - turned on after the conversation started (published, then fetched by the customer after the
  *   first message): not disclosed, the bot is named;
  * - removed from the statements: not disclosed.
- * The archive's chain and the compliance CLI (P3) are tested at the relay
- * (packages/relay/test/archive.test.ts).
+ * While disclosed, each member seals what it sends to the compliance key and appends it to the
+ * relay's archive (SQLite): `parley-compliance verify` says OK and `open` prints both sides'
+ * messages; the customer appends nothing to the conversation whose archive came late. The
+ * tampering cases of P3 are tested at the relay (packages/relay/test/archive.test.ts).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateOrgKey, getCrypto, signArchiveDisclosure, signOrgCertificate } from '@parley/protocol';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { generateOrgKey, getCrypto, signArchiveDisclosure, signOrgCertificate, toHex } from '@parley/protocol';
+import { SqliteStore } from '@parley/relay';
+import { main as compliance } from '../../packages/relay/src/compliance/cli.js';
 import { ConversationEngine, MemoryStore } from '@parley/engine';
 import { ParleyClient } from '@parley/client';
 import { RelayLink } from '@parley/relay-link';
-import { customer, setupCrypto, startRelay, until } from './helpers.js';
+import { customer, setupCrypto, startRelay, tempDir, until } from './helpers.js';
 
 await setupCrypto();
 const org = generateOrgKey();
 let relay: Awaited<ReturnType<typeof startRelay>>;
 const closers: (() => Promise<unknown>)[] = [];
-const archiveKey = getCrypto().x25519Generate().publicKey;
+const compliancePair = getCrypto().x25519Generate();
+const archiveKey = compliancePair.publicKey;
+const dir = tempDir();
+const db = join(dir, 'relay.db');
 const disclosure = signArchiveDisclosure(org.seed, { label: 'support', archiveKey, retentionDays: 180, openers: ['compliance'], issuedAt: Date.now() - 60_000 });
 
 before(async () => {
-  relay = await startRelay({});
+  relay = await startRelay({ store: new SqliteStore(db) });
 });
 after(async () => {
   for (const close of closers.reverse()) await close().catch(() => undefined);
@@ -44,6 +53,8 @@ async function orgBot(): Promise<ParleyClient> {
   await link.close();
   await engine.close();
   const client = await ParleyClient.create({ relayUrl: relay.url, store, trust: { orgKey: org.publicKey, requireCertificate: 'none' } });
+  // Deliveries wait for the app's first listener.
+  client.on('conversationMessage', () => undefined);
   await client.connect();
   closers.push(() => client.close());
   return client;
@@ -52,6 +63,7 @@ async function orgBot(): Promise<ParleyClient> {
 test('P2: the archive is accepted only when disclosed before the first message', async () => {
   const cust = await customer(relay.url, { orgKey: org.publicKey });
   closers.push(() => cust.client.close());
+  cust.client.on('conversationMessage', () => undefined);
 
   // Disclosed before the conversation: shown to the customer.
   const disclosed = await orgBot();
@@ -59,6 +71,22 @@ test('P2: the archive is accepted only when disclosed before the first message',
   const c1 = await cust.client.startConversation(disclosed.deviceId, { name: 'Carla' });
   await c1.send('hello');
   assert.deepEqual(c1.archive(), { disclosed: true, retentionDays: 180, openers: ['compliance'], undisclosed: [] });
+  await until(() => disclosed.conversation(c1.id) !== undefined, 10_000, 'the bot learns of the conversation');
+  await until(() => disclosed.conversation(c1.id)!.history().length === 1, 10_000, 'the bot gets the message');
+  await disclosed.conversation(c1.id)!.send('hi, how can I help?');
+  await until(() => c1.history().length === 2, 10_000, 'the reply arrives');
+  await c1.send('my order is late');
+  // Each sender appended what it sent, in relay order.
+  assert.equal((await relay.store.archiveEntries(c1.id)).length, 3);
+  const keyFile = join(dir, 'compliance.key');
+  writeFileSync(keyFile, JSON.stringify({ format: 'parley-compliance-key', version: 1, privateKey: toHex(compliancePair.privateKey), publicKey: toHex(archiveKey) }), { mode: 0o600 });
+  let out = '';
+  const io = { out: (s: string) => void (out += s), err: (s: string) => void (out += s) };
+  assert.equal(await compliance(['node', 'parley-compliance', 'verify', '--db', db, '--ref', c1.id], io), 0, out);
+  assert.match(out, /OK \(3 entries\)/);
+  out = '';
+  assert.equal(await compliance(['node', 'parley-compliance', 'open', '--db', db, '--key', keyFile, '--ref', c1.id, '--audit', join(dir, 'audit.log'), '--opener', 'carol'], io), 0, out);
+  for (const text of ['hello', 'hi, how can I help?', 'my order is late']) assert.ok(out.includes(text), text);
 
   // Turned on after the conversation started: refused for it.
   const late = await orgBot();
@@ -69,6 +97,8 @@ test('P2: the archive is accepted only when disclosed before the first message',
   await late.setArchiveDisclosure(disclosure);
   await cust.client.refreshPeerStatements(late.deviceId);
   assert.deepEqual(c2.archive(), { disclosed: false, undisclosed: [late.deviceId] });
+  await c2.send('still here');
+  assert.deepEqual(await relay.store.archiveEntries(c2.id), [], 'the customer seals nothing to a late archive');
 
   // Removed from the statements: refused.
   await disclosed.setArchiveDisclosure(null);

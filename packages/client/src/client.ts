@@ -30,6 +30,7 @@ import {
   isParleyError,
   fromHex,
   decodeStaffCredential,
+  decodeArchiveDisclosure,
   isStaffCredential,
   sameIdentity,
   verifyStaffCredential,
@@ -329,6 +330,12 @@ export class ParleyClient {
       peerStaff: (peer) => engine.peerStaff(peer),
       peerCertificate: (peer) => engine.peerCertificate(peer),
       archiveStatus: (peers, firstMessageAt) => engine.archiveStatus(peers, firstMessageAt),
+      archiveHooks: {
+        signingKey: engine.publicIdentity.signingKey,
+        sign: (payload) => engine.signArchiveSubmission(payload),
+        append: (ref, submission) => transport.archiveAppend(ref, submission),
+        ownArchiveKey: () => (this.#archiveDisclosure && this.#archiveDisclosure.length > 0 ? decodeArchiveDisclosure(this.#archiveDisclosure).archiveKey : undefined),
+      },
       safetyNumber: (peer) => this.#safetyNumberOf(peer).safetyNumber,
       link: transport,
       emit: <K extends keyof ConversationEvents>(event: K, value: ConversationEvents[K]) => {

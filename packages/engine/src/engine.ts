@@ -479,6 +479,14 @@ export class ConversationEngine {
   }
 
   /**
+   * Signs a compliance archive submission (context `archiveEntry`; build `payload` with
+   * `archiveSubmissionPayload` or pass this to `makeArchiveSubmission`).
+   */
+  signArchiveSubmission(payload: Uint8Array): Uint8Array {
+    return this.#account.sign('archiveEntry', payload);
+  }
+
+  /**
    * Signs an erasure request or a deletion receipt (context `erasure`; build `payload` with
    * `erasureRequestPayload` / `deletionReceiptPayload`), for the conversation book.
    */

@@ -10,7 +10,7 @@
  * the book applied it; the book drops a (sender, seq) it already has, so a frame fed again after a
  * crash between the two is not shown twice.
  */
-import { ParleyError, isParleyError, type OutgoingContent } from '@parley/protocol';
+import { ParleyError, fromHex, isParleyError, type OutgoingContent } from '@parley/protocol';
 import type { ConversationBook, ConversationEvent, ConversationInfo, Member, ReceivedMessage } from '@parley/engine';
 import type { Ticket } from '@parley/protocol/wire';
 import { handoffRef, peekFrame, randomRef } from './frames.js';
@@ -18,6 +18,7 @@ import { agentMember, checkClaim, isRetryable, staffMemberRole, verifiedMember }
 import type { ConversationPort } from './port.js';
 import type { AcceptAgentOptions, ClientTickets, Conversation, ConversationMember, ConversationSendResult, HandoffOffer } from './types.js';
 import type { ConversationArchive } from './types.js';
+import { archiveSent } from './archiver.js';
 import { ConversationHandle } from './handle.js';
 import * as consent from './consent.js';
 import type { ConsentReceiptInfo } from './types.js';
@@ -136,9 +137,43 @@ export class ConversationHub {
     const failed = await this.#port.fanOut(out.recipients, out.frame, messageId);
     if (failed.length > 0 && failed.length === out.recipients.length) throw failed[0]!.error;
     for (const f of failed) this.#port.report(f.error, { peer: f.peer, id: messageId });
+    await this.#archiveSent(id, messageId);
     return { id: messageId, failed };
   }
 
+  /**
+   * With the archive on for this conversation (customer: disclosed by every other member before
+   * the first message; bot/agent: it publishes a disclosure), seals the sent message to the
+   * compliance key and appends it at the relay. A failure is reported, never thrown: the message
+   * was sent.
+   */
+  async #archiveSent(id: string, messageId: string): Promise<void> {
+    const hooks = this.#port.archiveHooks;
+    if (!hooks) return;
+    try {
+      const info = this.#info(id);
+      let key: Uint8Array | undefined;
+      if (info.owner === this.#port.deviceId) { // ct-ok: public device ids
+        const a = this.archive(id);
+        const s = a.disclosed ? this.#port.archiveStatus?.(info.members.map((m) => m.deviceId).filter((d) => d !== info.owner), this.#firstMessageAt(id)) : undefined; // ct-ok: public device ids
+        key = s?.archiveKey !== undefined ? fromHex(s.archiveKey) : undefined;
+      } else {
+        key = hooks.ownArchiveKey();
+      }
+      if (!key) return;
+      const own = this.#book.history(id).filter((m) => m.from === this.#port.deviceId); // ct-ok: public device ids
+      const at = own.findIndex((m) => m.id === messageId); // ct-ok: public message ids
+      const m = own[at];
+      if (!m) return;
+      await archiveSent(hooks, key, { conversation: id, id: messageId, from: m.from, at: m.sentAt, content: m.content }, at);
+    } catch (e) {
+      this.#port.report(e, { id: messageId });
+    }
+  }
+
+  #firstMessageAt(id: string): number | undefined {
+    return this.#book.history(id).reduce<number | undefined>((t, m) => (t === undefined || m.sentAt < t ? m.sentAt : t), undefined);
+  }
   async requestHuman(id: string, o: { queue: string; reason?: string }): Promise<Ticket> {
     const info = this.#info(id);
     if (info.owner !== this.#port.deviceId) throw new ParleyError('USAGE', 'only the conversation\'s owner opens tickets; other members use handoff()'); // ct-ok: public device ids

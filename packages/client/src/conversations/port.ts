@@ -8,6 +8,7 @@ import type { ArchiveStatus, PeerCertificateInfo, PeerStaffInfo } from '@parley/
 import type { RelayLink } from '@parley/relay-link';
 import type { ConversationEvents } from './types.js';
 import type { ErasureHooks } from './erasure.js';
+import type { ArchiveHooks } from './archiver.js';
 
 /** The relay's ticket calls (`RelayLink`). */
 export type TicketLink = Pick<RelayLink, 'openTicket' | 'listTickets' | 'getTicket' | 'claimTicket' | 'releaseTicket' | 'closeTicket'>;
@@ -34,6 +35,8 @@ export interface ConversationPort {
   peerCertificate(peer: string): PeerCertificateInfo | undefined;
   /** The engine's archive gate over `peers` and the first message's time (archive-disclosure.ts). */
   archiveStatus?(peers: readonly string[], firstMessageAt: number | undefined): ArchiveStatus;
+  /** Sealing sent messages to the compliance archive (conversations/archiver.ts). */
+  readonly archiveHooks?: ArchiveHooks;
   /** The safety number with `peer`, or undefined before any contact. */
   safetyNumber(peer: string): string | undefined;
   readonly link: TicketLink;

@@ -3,6 +3,7 @@
  * `storeContract('sqlite', () => new SqliteStore(path))`. The Redis store will run it too.
  */
 import { test } from 'node:test';
+import { purgeSent } from '../src/purge.js';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { ParleyError, type PrekeyUpload } from '@parley/protocol/verify';
@@ -46,6 +47,21 @@ export function storeContract(name: string, make: () => Promise<RelayStore> | Re
         await s.close();
       }
     });
+
+  withStore('purge (erasure): a sender\'s queued envelopes by id go; others\' and other ids stay', async (s) => {
+    const to = dev();
+    const me = dev();
+    const other = dev();
+    for (const [from, id] of [[me, 'a1'], [me, 'a2'], [other, 'a1'], [me, 'a3']] as const) {
+      await s.enqueue({ to, from, id, envelope: new Uint8Array([1, 2, 3]), receivedAt: Date.now() });
+    }
+    assert.equal(await purgeSent(s, me, to, ['a1', 'a2', 'zz']), 2);
+    const left = await s.listPending(to, 0, 10);
+    assert.deepEqual(left.map((m) => `${m.from === me ? 'me' : 'other'}:${m.id}`), ['other:a1', 'me:a3']);
+    await s.compact?.();
+    assert.equal(await s.countPending(to), 2);
+    assert.equal(await purgeSent(s, other, to, []), 0);
+  });
 
   withStore('a bundle of an unknown device is undefined', async (s) => {
     assert.equal(await s.takeBundle(dev()), undefined);

@@ -1,0 +1,90 @@
+/**
+ * The archive part of every store (memory, SQLite, Redis): appends chain in order, concurrent
+ * appends to one ref never fork the chain (each index once, the chain verifies), refs are
+ * separate, a submission with a bad signature is refused and not stored, the disclosure
+ * statement is kept, replaced and removed like the others.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import {
+  IdentityKeyPair,
+  decodeArchiveEntry,
+  isParleyError,
+  makeArchiveSubmission,
+  verifyArchiveChain,
+  type ArchiveSubmission,
+} from '@parley/protocol';
+import { MemoryStore } from '../src/store/memory.js';
+import { SqliteStore } from '../src/store/sqlite.js';
+import { RedisStore } from '../src/store/redis.js';
+import type { RelayStore } from '../src/store/types.js';
+import { REDIS_SKIP, RedisServer, redisAvailable } from './redis-server.js';
+import { setupCrypto } from './helpers.js';
+
+const rnd = (n: number) => new Uint8Array(randomBytes(n));
+const quiet = { warn: () => undefined, error: () => undefined };
+let server: RedisServer | undefined;
+
+before(async () => {
+  await setupCrypto();
+  if (redisAvailable()) server = await RedisServer.start();
+});
+after(async () => {
+  await server?.destroy();
+});
+
+function submissions(who: IdentityKeyPair, ref: string, n: number): ArchiveSubmission[] {
+  return Array.from({ length: n }, (_, i) => makeArchiveSubmission({ ref, senderKey: who.publicIdentity.signingKey, senderSeq: i, sealed: rnd(80) }, (p) => who.sign('archiveEntry', p)));
+}
+
+const stores: [string, () => Promise<RelayStore> | RelayStore][] = [
+  ['memory', () => new MemoryStore()],
+  ['sqlite', () => new SqliteStore(':memory:')],
+  ['redis', () => (server ? RedisStore.connect({ url: server.url, prefix: `a${randomBytes(6).toString('hex')}:`, logger: quiet }) : Promise.reject(new Error(REDIS_SKIP)))],
+];
+
+for (const [name, open] of stores) {
+  describe(`archive store: ${name}`, { skip: name === 'redis' && !redisAvailable() ? REDIS_SKIP : false }, () => {
+    test('concurrent appends from two members chain once; refs are separate; bad signatures refused', async () => {
+      const store = await open();
+      try {
+        const a = IdentityKeyPair.generate();
+        const b = IdentityKeyPair.generate();
+        const all = [...submissions(a, 'conv-x', 10), ...submissions(b, 'conv-x', 10)];
+        const indices = await Promise.all(all.map((s) => store.archiveAppend(s, Date.now())));
+        assert.deepEqual([...indices].sort((x, y) => x - y), Array.from({ length: 20 }, (_, i) => i));
+        await store.archiveAppend(submissions(a, 'conv-y', 1)[0]!, Date.now());
+        const entries = await store.archiveEntries('conv-x');
+        assert.equal(entries.length, 20);
+        assert.deepEqual(entries.map((e) => decodeArchiveEntry(e).index), Array.from({ length: 20 }, (_, i) => i));
+        assert.deepEqual(verifyArchiveChain('conv-x', entries).breaks, []);
+        assert.equal((await store.archiveEntries('conv-y')).length, 1);
+        const bad = { ...submissions(a, 'conv-x', 1)[0]!, senderSeq: 99 };
+        await assert.rejects(store.archiveAppend(bad, Date.now()), (e: unknown) => isParleyError(e, 'INVALID_SIGNATURE'));
+        assert.equal((await store.archiveEntries('conv-x')).length, 20);
+      } finally {
+        await store.close();
+      }
+    });
+
+    test('the disclosure statement: kept, replaced, removed', async () => {
+      const store = await open();
+      try {
+        const up = { identity: { signingKey: rnd(32), dhKey: rnd(32), binding: rnd(64) }, signedPrekey: { id: 1, createdAt: Date.now(), publicKey: rnd(32), signature: rnd(64) }, oneTimePrekeys: [] };
+        const d1 = rnd(200);
+        const d2 = rnd(150);
+        await store.putPrekeys('dev', { ...up, disclosure: d1 });
+        assert.deepEqual((await store.getIdentity('dev'))?.disclosure, d1);
+        await store.putPrekeys('dev', up);
+        assert.deepEqual((await store.takeBundle('dev'))?.disclosure, d1, 'absent keeps it');
+        await store.putPrekeys('dev', { ...up, disclosure: d2 });
+        assert.deepEqual((await store.getIdentity('dev'))?.disclosure, d2);
+        await store.putPrekeys('dev', { ...up, disclosure: new Uint8Array(0) });
+        assert.equal((await store.getIdentity('dev'))?.disclosure, undefined);
+      } finally {
+        await store.close();
+      }
+    });
+  });
+}

@@ -83,6 +83,7 @@ describe('privacy in the demo: consent, form, export, erase (Chromium)', { skip:
     await page.press('#input', 'Enter');
     await page.waitForFunction(() => document.querySelectorAll('#messages li.msg.bot').length >= 1, undefined, { timeout: WAIT });
     await page.click('#privacy summary');
+    assert.match(await page.locator('#privacy-retention').innerText(), /erased automatically after 30 days/, 'the retention policy is shown');
 
     // Export: the JSON download holds the messages; the HTML download renders them, without scripts.
     const json = await downloadText(page, '#privacy-export-json');

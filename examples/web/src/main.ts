@@ -50,6 +50,8 @@ export const DB_NAME = 'parley-support-widget';
 const LAST_BOT_KEY = 'app/widget/bot';
 /** The id of the current conversation (the SDK keeps the conversation itself). */
 const CONVERSATION_KEY = 'app/widget/conversation';
+/** The demo's retention policy: a conversation is erased everywhere this many days after it started (shown under "Privacy"). */
+const RETENTION_DAYS = 30;
 const STARTER_CHIPS = ['Hi!', 'Where is order 1042?', 'Opening hours', 'I want to return an item'];
 
 export async function start(backend: BackendName): Promise<void> {
@@ -119,7 +121,7 @@ export async function start(backend: BackendName): Promise<void> {
   async function ensureConversation(): Promise<Conversation> {
     const self = client!.deviceId;
     if (conversation && conversation.members.some((m) => m.deviceId !== self)) return conversation;
-    conversation = await client!.startConversation(botId);
+    conversation = await client!.startConversation(botId, { retentionDays: RETENTION_DAYS });
     await store.setMany([[CONVERSATION_KEY, new TextEncoder().encode(conversation.id)]]);
     state.conversationId = conversation.id;
     handoff?.showMembers();

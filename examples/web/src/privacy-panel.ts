@@ -54,6 +54,7 @@ const time = (ms: number): string => new Date(ms).toLocaleString();
 export class PrivacyPanel {
   readonly root: HTMLDetailsElement;
   readonly #archive: HTMLParagraphElement;
+  readonly #retention: HTMLParagraphElement;
   readonly #receipts: HTMLUListElement;
   readonly #status: HTMLDivElement;
   readonly #exportButtons: HTMLButtonElement[];
@@ -65,6 +66,8 @@ export class PrivacyPanel {
     this.#actions = actions;
     this.#archive = el('p', { id: 'privacy-archive', class: 'archive-line' });
     this.#archive.hidden = true;
+    this.#retention = el('p', { id: 'privacy-retention', class: 'hint' });
+    this.#retention.hidden = true;
     this.#receipts = el('ul', { id: 'privacy-receipts', class: 'receipts', 'aria-label': 'Your consent receipts' });
     this.#status = el('div', { id: 'privacy-erase-status', role: 'status', 'aria-live': 'polite' });
     const exportJson = el('button', { type: 'button', id: 'privacy-export-json', class: 'secondary' }, 'Export (JSON)');
@@ -77,6 +80,7 @@ export class PrivacyPanel {
     this.#erase = erase;
     this.root = el('details', { class: 'trust privacy', id: 'privacy' },
       el('summary', {}, 'Privacy'),
+      this.#retention,
       this.#archive,
       el('h3', {}, 'Consents you gave'),
       this.#receipts,
@@ -99,6 +103,12 @@ export class PrivacyPanel {
     this.#archive.hidden = a === undefined;
     if (!a) return;
     this.#archive.textContent = `This conversation is archived by the organisation for ${retentionText(a.retentionDays)} (a legal record, encrypted to its compliance key). Who may open it: ${a.openers.join(', ') || 'nobody named'}. Every opening is logged.`;
+  }
+
+  /** The conversation's retention (the owner's client erases it then), when one is set. */
+  showRetention(days: number | undefined): void {
+    this.#retention.hidden = days === undefined;
+    if (days !== undefined) this.#retention.textContent = `This conversation is erased automatically after ${retentionText(days)}, on every member's device.`;
   }
 
   showReceipts(list: readonly ReceiptView[]): void {

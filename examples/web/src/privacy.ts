@@ -92,6 +92,7 @@ export class Privacy {
     const c = this.#calls();
     this.panel.enable({ export: c !== undefined, erase: c !== undefined });
     this.panel.showArchive(c ? this.#archiveView(c) : undefined);
+    this.panel.showRetention(c?.retentionDays);
     this.panel.showReceipts(await this.#receipts(c));
   }
 

@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mkdir } from 'node:fs/promises';
 import type { MessagePort, ResourceLimits } from 'node:worker_threads';
-import { ParleyError, type PublicIdentity } from '@parley/protocol/verify';
+import { ParleyError, fromBase64, type PublicIdentity } from '@parley/protocol/verify';
 import type { OutgoingContent, RelayMessage } from '@parley/protocol/wire';
 import { encodeAttestation, measurementHex, type BotAttestation } from '../attestation.js';
 import { canonicalEgress, handlerUrl as toHandlerUrl, parseOrgKey } from '../measurement.js';
@@ -101,6 +101,13 @@ export interface BotOptions {
    * "Release manifests"; `bot.setManifests` publishes new ones without a restart.
    */
   manifests?: readonly (Uint8Array | string)[];
+  /**
+   * The org-signed compliance archive disclosure (`parley-org disclose`, base64 or bytes),
+   * published with the prekeys so customers' clients can verify it before the first message
+   * (client README "Compliance archive"). Absent: what the relay holds is kept. The bot does not
+   * seal its own messages to the archive yet.
+   */
+  archiveDisclosure?: Uint8Array | string;
   /**
    * Time limit of one handler run, ms (default 30,000). At the limit the run is abandoned (its
    * later replies are not sent; a busy loop's worker is restarted), counted as a failure, and
@@ -354,6 +361,7 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
       })
     : undefined;
 
+  const archiveDisclosure = typeof options.archiveDisclosure === 'string' ? fromBase64(options.archiveDisclosure.trim()) : options.archiveDisclosure;
   const prekeys: PrekeyPublisher = new PrekeyPublisher({
     generate: () => supervisor.call('prekeys', { generate: oneTimePrekeys }),
     upload: (batch) => relay.uploadPrekeys(batch),
@@ -363,6 +371,7 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
       ...(certificate ? { certificate } : {}),
       // An empty array removes the relay's list.
       ...(manifests ? { manifests: manifests.length > 0 ? encodeManifests(manifests) : new Uint8Array(0) } : {}),
+      ...(archiveDisclosure ? { disclosure: archiveDisclosure } : {}),
     }),
     canPublish: () => relay.authenticated,
     logger,

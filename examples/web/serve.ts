@@ -38,7 +38,7 @@ import { fileURLToPath } from 'node:url';
 import { initCrypto, toHex, fromHex, generateIssuerKey } from '@parley/protocol';
 import { createRelay, createApiKey, SqliteStore, type Relay, type RelayOptions } from '@parley/relay';
 import { createBot, computeMeasurement, type Bot } from '@parley/bot';
-import { generateOrgKey, signOrgCertificate } from '@parley/protocol';
+import { generateOrgKey, getCrypto, signArchiveDisclosure, signOrgCertificate } from '@parley/protocol';
 import { buildPages } from './lib/build.js';
 import { ObservedStore } from '../relay-observer/relay-observer.js';
 import { startStaticServer, type Route, type StaticServer } from './lib/static-server.js';
@@ -83,6 +83,12 @@ export interface DemoOptions {
   relay?: Partial<RelayOptions>;
   /** Extra issuer options (tests: a higher per-address rate limit, since everyone comes through this server). */
   issuer?: Parameters<typeof startIssuerService>[0]['options'];
+  /**
+   * Turn the compliance archive on for the support bot: the demo org signs an archive disclosure
+   * (a fresh compliance key, this retention, openers `compliance`) that the bot publishes with its
+   * prekeys, so customers' clients see it before the first message. Off by default.
+   */
+  archive?: { readonly retentionDays: number };
 }
 
 /** A running demo. */
@@ -227,7 +233,10 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
     agent = await demoAgentIn(dataDir, issuer);
     agentRoute = demoAgentRoute(agent, '/console/api/demo-agent');
     const { key } = await createApiKey(store, 'demo support bot');
-    const started = await createBot({ relayUrl: url, apiKey: key, handler: HANDLER_PATH, stateDir: join(dataDir, 'bot'), logger: botLogger, orgKey });
+    const archiveDisclosure = options.archive
+      ? signArchiveDisclosure(org.seed, { label: BOT_LABEL, archiveKey: getCrypto().x25519Generate().publicKey, retentionDays: options.archive.retentionDays, openers: ['compliance'], issuedAt: Date.now() })
+      : undefined;
+    const started = await createBot({ relayUrl: url, apiKey: key, handler: HANDLER_PATH, stateDir: join(dataDir, 'bot'), logger: botLogger, orgKey, ...(archiveDisclosure ? { archiveDisclosure } : {}) });
     try {
       // The org certifies the identity the enclave made (normally offline: `parley-org certify`);
       // the bot publishes the certificate with its prekeys, next to its own attestation.

@@ -2,6 +2,8 @@
  * Privacy in the demo, in Chromium, over the demo's real servers (`examples/web/serve.ts`: relay,
  * issuer, the support bot in its enclave).
  *
+ * - Archive: the demo org's archive disclosure, published by the bot, is shown (retention, who may
+ *   open it) once the SDK verified it before the first message.
  * - Export: a message with a canary to the bot; the JSON download holds it, the HTML download
  *   renders it as a page without scripts.
  * - Erase: the message with the canary to the bot; the widget's Privacy panel → Erase → confirm: the
@@ -23,6 +25,8 @@ import { containsBytes, launchChromium, openIndexedDbRecords, skipWithoutChromiu
 const screenshots = fileURLToPath(new URL('../../examples/web/screenshots/', import.meta.url));
 const DB = 'parley-support-widget';
 const WAIT = 15_000;
+/** The demo org's archive disclosure for the bot: kept this long, opened by `compliance`. */
+const ARCHIVE_DAYS = 365;
 
 /** Clicks `selector` and returns the downloaded file's text. */
 async function downloadText(page: Page, selector: string): Promise<{ name: string; text: string }> {
@@ -62,7 +66,7 @@ describe('privacy in the demo: consent, form, export, erase (Chromium)', { skip:
   before(async () => {
     const dist = tempDir('parley-privacy-dist-');
     cleanup = dist.cleanup;
-    [demo, browser] = await Promise.all([startDemo({ distDir: dist.dir, noblePage: false }), launchChromium()]);
+    [demo, browser] = await Promise.all([startDemo({ distDir: dist.dir, noblePage: false, archive: { retentionDays: ARCHIVE_DAYS } }), launchChromium()]);
     mkdirSync(screenshots, { recursive: true });
   });
   after(async () => {
@@ -71,7 +75,7 @@ describe('privacy in the demo: consent, form, export, erase (Chromium)', { skip:
     cleanup();
   });
 
-  test('export (JSON, HTML); erase: every member\'s deletion receipt, nothing of the conversation left in IndexedDB', async () => {
+  test('archive disclosure shown; export (JSON, HTML); erase: every member\'s deletion receipt, nothing of the conversation left in IndexedDB', async () => {
     const t0 = Date.now();
     const context = await newWidgetContext(browser);
     const { page, errors } = await openWidget(context, `${demo.url}/`);
@@ -84,6 +88,9 @@ describe('privacy in the demo: consent, form, export, erase (Chromium)', { skip:
     await page.waitForFunction(() => document.querySelectorAll('#messages li.msg.bot').length >= 1, undefined, { timeout: WAIT });
     await page.click('#privacy summary');
     assert.match(await page.locator('#privacy-retention').innerText(), /erased automatically after 30 days/, 'the retention policy is shown');
+    // The archive disclosure the bot published, verified by the SDK before the first message.
+    await page.locator('#privacy-archive').waitFor({ state: 'visible', timeout: WAIT });
+    assert.match(await page.locator('#privacy-archive').innerText(), new RegExp(`archived by the organisation for ${ARCHIVE_DAYS} days.*Who may open it: compliance`));
 
     // Export: the JSON download holds the messages; the HTML download renders them, without scripts.
     const json = await downloadText(page, '#privacy-export-json');

@@ -195,6 +195,7 @@ export class Privacy {
       this.panel.showErasure(status ? this.#erasureView(status) : { receipts: [], missing: [] });
       this.panel.enable({ export: false, erase: false });
       this.panel.showReceipts([]);
+      this.panel.showRetention(undefined);
     } catch (err) {
       this.panel.showError(`Not erased: ${why(err)}`);
     }

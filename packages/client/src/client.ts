@@ -344,7 +344,6 @@ export class ParleyClient {
       report: (e, context) => this.#report(e, context),
       newMessageId: () => ConversationEngine.newMessageId(),
       erasureHooks: {
-        forgetSessions: (peer) => engine.forgetSessions(peer),
         forgetUnconfirmed: (peer, ids) => engine.forgetUnconfirmed(peer, ids),
         purge: (o) => transport.purge(o),
       },

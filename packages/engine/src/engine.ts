@@ -495,26 +495,6 @@ export class ConversationEngine {
   }
 
   /**
-   * Erasure: deletes every session (current and archived) with `peer` from memory and the
-   * store; its recorded identity stays (deletion receipts are verified with it). The next
-   * message to `peer` starts a new session from its bundle.
-   */
-  forgetSessions(peer: string): Promise<void> {
-    return this.#run(async () => {
-      const rec = this.#peers.get(peer);
-      if (!rec) return;
-      const ids = [...rec.sessions, ...(rec.archived ?? [])];
-      if (ids.length === 0) return;
-      const next = clonePeer(rec);
-      next.sessions = [];
-      delete next.archived;
-      await this.#store.setMany([[K.peer(peer), jsonBytes(next)]]);
-      this.#peers.set(peer, next);
-      await this.#dropSessions(peer, ids);
-    });
-  }
-
-  /**
    * Erasure: forgets messages `ids` (all when undefined) sent to `peer` and not receipted yet
    * (their kept payloads, which a session reset would re-send): an erased conversation's
    * plaintext must not stay here.

@@ -2,17 +2,17 @@
  * Erasure on the client (docs/threats.md P4): the owner's `conversation.erase()` and what a
  * member's client does with the owner's `erase` frame and with deletion receipts. The engine's
  * {@link ConversationBook} signs, checks and deletes; this module carries the frames, drops the
- * engine state an erased conversation leaves behind (unconfirmed payloads, sessions with peers
- * in no other conversation), asks the relay to purge, and emits `erasureStatus`.
+ * engine state an erased conversation leaves behind (unconfirmed payloads), asks the relay to
+ * purge, and emits `erasureStatus`. The pairwise sessions with the members are kept: a Double
+ * Ratchet session holds no key that opens a past message (forward secrecy: message keys are
+ * deleted once used), and dropping it would race the member's receipts still in flight, which
+ * then fail as `SESSION_NOT_FOUND` and start a session reset.
  */
-import { isParleyError } from '@parley/protocol';
 import type { ConversationBook, ConversationEvent, ErasureStatus } from '@parley/engine';
 import type { ConversationPort } from './port.js';
 
 /** What erasure needs from the client beyond the {@link ConversationPort}: engine and relay calls. */
 export interface ErasureHooks {
-  /** `engine.forgetSessions(peer)`. */
-  forgetSessions(peer: string): Promise<void>;
   /** `engine.forgetUnconfirmed(peer, ids)` (all of `peer` when `ids` is undefined). */
   forgetUnconfirmed(peer: string, ids?: readonly string[]): Promise<void>;
   /**
@@ -91,17 +91,7 @@ export async function onErased(book: ConversationBook, port: ConversationPort, h
   void hooks;
 }
 
-/**
- * Owner side: a valid deletion receipt: emits `erasureStatus`; the sessions with that member
- * are dropped when it is in no other conversation of this device.
- */
-export async function onDeletionReceipt(book: ConversationBook, port: ConversationPort, hooks: ErasureHooks | undefined, event: Extract<ConversationEvent, { kind: 'deletionReceipt' }>): Promise<void> {
+/** Owner side: a valid deletion receipt: emits `erasureStatus`. */
+export async function onDeletionReceipt(_book: ConversationBook, port: ConversationPort, _hooks: ErasureHooks | undefined, event: Extract<ConversationEvent, { kind: 'deletionReceipt' }>): Promise<void> {
   port.emit('erasureStatus', toErasure(event.status));
-  if (hooks && !stillShared(book, event.member)) {
-    try {
-      await hooks.forgetSessions(event.member);
-    } catch (e) {
-      if (!isParleyError(e, 'STORAGE_QUOTA')) throw e;
-    }
-  }
 }

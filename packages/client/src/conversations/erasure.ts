@@ -83,15 +83,13 @@ export async function eraseConversation(book: ConversationBook, port: Conversati
 }
 
 /** Member side: the owner erased a conversation: answer with the signed receipt. */
-export async function onErased(book: ConversationBook, port: ConversationPort, hooks: ErasureHooks | undefined, event: Extract<ConversationEvent, { kind: 'erased' }>): Promise<void> {
+export async function onErased(port: ConversationPort, event: Extract<ConversationEvent, { kind: 'erased' }>): Promise<void> {
   const messageId = port.newMessageId();
   for (const f of await port.fanOut(event.reply.recipients, event.reply.frame, messageId)) port.report(f.error, { peer: f.peer, id: messageId });
   port.emit('conversationErased', { conversation: event.conversation, owner: event.owner });
-  void book;
-  void hooks;
 }
 
 /** Owner side: a valid deletion receipt: emits `erasureStatus`. */
-export async function onDeletionReceipt(_book: ConversationBook, port: ConversationPort, _hooks: ErasureHooks | undefined, event: Extract<ConversationEvent, { kind: 'deletionReceipt' }>): Promise<void> {
+export function onDeletionReceipt(port: ConversationPort, event: Extract<ConversationEvent, { kind: 'deletionReceipt' }>): void {
   port.emit('erasureStatus', toErasure(event.status));
 }

@@ -447,9 +447,9 @@ export class ConversationHub {
         port.emit('handoffDeclined', { ticket: event.ticket });
         return;
       case 'erased':
-        return onErased(this.#book, port, port.erasureHooks, event);
+        return onErased(port, event);
       case 'deletionReceipt':
-        return onDeletionReceipt(this.#book, port, port.erasureHooks, event);
+        return onDeletionReceipt(port, event);
       case 'consentRequest':
       case 'consentReceipt':
       case 'formRequest':

@@ -14,9 +14,10 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { generateOrgKey, getCrypto, signArchiveDisclosure, signOrgCertificate, toHex } from '@parley/protocol';
+import { archiveRef, generateOrgKey, getCrypto, signArchiveDisclosure, signOrgCertificate, toHex } from '@parley/protocol';
 import { SqliteStore } from '@parley/relay';
 import { main as compliance } from '../../packages/relay/src/compliance/cli.js';
 import { ConversationEngine, MemoryStore } from '@parley/engine';
@@ -77,15 +78,18 @@ test('P2: the archive is accepted only when disclosed before the first message',
   await until(() => c1.history().length === 2, 10_000, 'the reply arrives');
   await c1.send('my order is late');
   // Each sender appended what it sent, in relay order.
-  assert.equal((await relay.store.archiveEntries(c1.id)).length, 3);
+  // Appended under the opaque ref, not the conversation id.
+  assert.equal(archiveRef(c1.id), createHash('sha256').update(`parley/v1/archive-ref${c1.id}`).digest('base64url').slice(0, 22));
+  assert.deepEqual(await relay.store.archiveEntries(c1.id), []);
+  assert.equal((await relay.store.archiveEntries(archiveRef(c1.id))).length, 3);
   const keyFile = join(dir, 'compliance.key');
   writeFileSync(keyFile, JSON.stringify({ format: 'parley-compliance-key', version: 1, privateKey: toHex(compliancePair.privateKey), publicKey: toHex(archiveKey) }), { mode: 0o600 });
   let out = '';
   const io = { out: (s: string) => void (out += s), err: (s: string) => void (out += s) };
-  assert.equal(await compliance(['node', 'parley-compliance', 'verify', '--db', db, '--ref', c1.id], io), 0, out);
+  assert.equal(await compliance(['node', 'parley-compliance', 'verify', '--db', db, '--conversation', c1.id], io), 0, out);
   assert.match(out, /OK \(3 entries\)/);
   out = '';
-  assert.equal(await compliance(['node', 'parley-compliance', 'open', '--db', db, '--key', keyFile, '--ref', c1.id, '--audit', join(dir, 'audit.log'), '--opener', 'carol'], io), 0, out);
+  assert.equal(await compliance(['node', 'parley-compliance', 'open', '--db', db, '--key', keyFile, '--ref', archiveRef(c1.id), '--audit', join(dir, 'audit.log'), '--opener', 'carol'], io), 0, out);
   for (const text of ['hello', 'hi, how can I help?', 'my order is late']) assert.ok(out.includes(text), text);
 
   // Turned on after the conversation started: refused for it.
@@ -98,7 +102,7 @@ test('P2: the archive is accepted only when disclosed before the first message',
   await cust.client.refreshPeerStatements(late.deviceId);
   assert.deepEqual(c2.archive(), { disclosed: false, undisclosed: [late.deviceId] });
   await c2.send('still here');
-  assert.deepEqual(await relay.store.archiveEntries(c2.id), [], 'the customer seals nothing to a late archive');
+  assert.deepEqual(await relay.store.archiveEntries(archiveRef(c2.id)), [], 'the customer seals nothing to a late archive');
 
   // Removed from the statements: refused.
   await disclosed.setArchiveDisclosure(null);

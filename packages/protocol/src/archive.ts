@@ -61,6 +61,21 @@ export const ARCHIVE_OPENER_PATTERN = /^[a-z0-9_-]{1,32}$/;
 export const ARCHIVE_REF_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 
 const SEAL_INFO = utf8('parley/v1/archive-seal');
+const REF_PREFIX = utf8('parley/v1/archive-ref');
+
+/**
+ * The archive ref a conversation's members append under: opaque, so the relay (and anyone
+ * reading its store) cannot link archive chains to conversation ids. base64url (no padding) of
+ * SHA-256(`parley/v1/archive-ref` || conversation id), first 22 characters (132 bits). The
+ * sealed payload still names the conversation for the compliance officer; anyone who knows a
+ * conversation id can compute its ref (`parley-compliance --conversation`).
+ * @throws ParleyError `USAGE` for an empty or non-string id.
+ */
+export function archiveRef(conversationId: string): string {
+  if (typeof conversationId !== 'string' || conversationId.length === 0) throw new ParleyError('USAGE', 'conversation id must be a non-empty string');
+  const digest = getCrypto().sha256(concatBytes(REF_PREFIX, utf8(conversationId)));
+  return toBase64(digest).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '').slice(0, 22);
+}
 const GENESIS_PREFIX = utf8('parley/v1/archive-genesis');
 
 /** The signed disclosure's fields. */

@@ -167,6 +167,7 @@ export {
   decodeArchiveSubmission,
   verifyArchiveSubmission,
   archiveGenesisHash,
+  archiveRef,
   encodeArchiveEntry,
   decodeArchiveEntry,
   archiveEntryHash,

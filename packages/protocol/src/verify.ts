@@ -84,6 +84,7 @@ export {
   decodeArchiveEntry,
   archiveEntryHash,
   archiveGenesisHash,
+  archiveRef,
   verifyArchiveChain,
   describeArchiveBreak,
   // Pure opener functions for the compliance CLI (the caller brings the compliance key).

@@ -12,6 +12,7 @@
  * when it publishes a disclosure itself (`setArchiveDisclosure`).
  */
 import {
+  archiveRef,
   archiveSealAd,
   encodeArchiveSubmission,
   encodeArchivedMessage,
@@ -49,7 +50,7 @@ export async function archiveSent(
   m: { readonly conversation: string; readonly id: string; readonly from: string; readonly at: number; readonly content: MessageContent },
   senderSeq: number,
 ): Promise<number> {
-  const ref = m.conversation;
+  const ref = archiveRef(m.conversation);
   const sealed = sealToArchiveKey(archiveKey, encodeArchivedMessage({ conversation: m.conversation, id: m.id, from: m.from, at: m.at, body: bodyOf(m.content) }), archiveSealAd(ref, hooks.signingKey));
   const submission = makeArchiveSubmission({ ref, senderKey: hooks.signingKey, senderSeq, sealed }, (p) => hooks.sign(p));
   return hooks.append(ref, encodeArchiveSubmission(submission));

@@ -5,12 +5,12 @@
  * parley-compliance keygen --out compliance.key
  *     writes an X25519 compliance key pair (mode 0600) and prints the public key to disclose
  *     (`parley-org disclose --archive-key <hex>`)
- * parley-compliance verify --db relay.db [--ref R] [--json]
+ * parley-compliance verify --db relay.db [--ref R | --conversation ID] [--json]
  *     checks every chain (or one) and names each break: "entry 3 deleted", "entries 1 and 4
  *     reordered", "entry 2 replaced (signature)"; exits 1 when any chain is broken
- * parley-compliance open --db relay.db --key compliance.key --ref R --audit audit.log --opener <name>
+ * parley-compliance open --db relay.db --key compliance.key (--ref R | --conversation ID) --audit audit.log --opener <name>
  *     appends an audit record, then prints the transcript (one line per message)
- * parley-compliance export --db relay.db --key compliance.key --ref R --audit audit.log --opener <name> --format json
+ * parley-compliance export --db relay.db --key compliance.key (--ref R | --conversation ID) --audit audit.log --opener <name> --format json
  *     appends an audit record, then prints the transcript as JSON
  * parley-compliance audit-verify --audit audit.log
  *     checks the audit log's hash chain; exits 1 when a record was deleted, reordered or edited
@@ -22,7 +22,9 @@ import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { Command } from 'commander';
 import {
+  ARCHIVE_REF_PATTERN,
   ParleyError,
+  archiveRef,
   archiveSealAd,
   decodeArchiveEntry,
   decodeArchivedMessage,
@@ -69,6 +71,15 @@ function readKey(path: string): Uint8Array {
     throw new ParleyError('USAGE', `${path} is not a parley compliance key file`);
   }
   return fromHex(parsed.privateKey);
+}
+
+/** `--ref R` or `--conversation ID` (→ `archiveRef(ID)`): exactly one. */
+function refOf(opts: { ref?: string; conversation?: string }, required: boolean): string | undefined {
+  if (opts.ref !== undefined && opts.conversation !== undefined) throw new ParleyError('USAGE', 'give --ref or --conversation, not both');
+  if (opts.conversation !== undefined) return archiveRef(opts.conversation);
+  if (opts.ref === undefined && required) throw new ParleyError('USAGE', 'give --ref <ref> or --conversation <id>');
+  if (opts.ref !== undefined && !ARCHIVE_REF_PATTERN.test(opts.ref)) throw new ParleyError('USAGE', 'not an archive ref');
+  return opts.ref;
 }
 
 /** Verifies, then opens every entry of `ref` (a broken chain is reported and still opened). */
@@ -118,16 +129,18 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
     .description('check the archive\'s hash chains and name each break; exit 1 when any is broken')
     .requiredOption('--db <file>', 'the relay\'s SQLite database')
     .option('--ref <ref>', 'one conversation ref (default: every ref)')
+    .option('--conversation <id>', 'one conversation, by its id (its ref is archiveRef(id))')
     .option('--json', 'print JSON reports')
-    .action((opts: { db: string; ref?: string; json?: boolean }) => {
+    .action((opts: { db: string; ref?: string; conversation?: string; json?: boolean }) => {
+      const one = refOf(opts, false);
       const db = openDb(opts.db);
       let reports: ArchiveChainReport[];
       try {
-        reports = [...readChains(db, opts.ref)].map(([ref, entries]) => verifyArchiveChain(ref, entries));
+        reports = [...readChains(db, one)].map(([ref, entries]) => verifyArchiveChain(ref, entries));
       } finally {
         db.close();
       }
-      if (opts.ref !== undefined && reports.length === 0) throw new ParleyError('USAGE', `no archive entries for ref ${opts.ref}`);
+      if (one !== undefined && reports.length === 0) throw new ParleyError('USAGE', `no archive entries for ref ${one}`);
       if (opts.json) {
         io.out(`${JSON.stringify(reports.map((r) => ({ ref: r.ref, entries: r.entries, ok: r.ok, breaks: r.breaks.map(describeArchiveBreak) })), null, 2)}\n`);
       } else {
@@ -142,26 +155,29 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       .description(name === 'open' ? 'print a conversation\'s transcript (audited)' : 'export a conversation\'s transcript (audited)')
       .requiredOption('--db <file>', 'the relay\'s SQLite database')
       .requiredOption('--key <file>', 'the compliance key file (keygen)')
-      .requiredOption('--ref <ref>', 'the conversation ref')
+      .option('--ref <ref>', 'the conversation\'s archive ref')
+      .option('--conversation <id>', 'the conversation, by its id (instead of --ref)')
       .requiredOption('--audit <file>', 'the audit log to append to')
       .requiredOption('--opener <name>', 'who opens it (recorded in the audit log)');
 
-  openLike('open').action((opts: { db: string; key: string; ref: string; audit: string; opener: string }) => {
-    const { report, messages } = transcript(opts.db, opts.key, opts.ref);
+  openLike('open').action((opts: { db: string; key: string; ref?: string; conversation?: string; audit: string; opener: string }) => {
+    const ref = refOf(opts, true)!;
+    const { report, messages } = transcript(opts.db, opts.key, ref);
     // Audited before anything is shown.
-    appendAudit(opts.audit, { action: 'open', ref: opts.ref, opener: opts.opener, entries: messages.length });
-    if (!report.ok) io.err(`warning: the chain of ${opts.ref} is broken: ${report.breaks.map(describeArchiveBreak).join('; ')}\n`);
+    appendAudit(opts.audit, { action: 'open', ref, opener: opts.opener, entries: messages.length });
+    if (!report.ok) io.err(`warning: the chain of ${ref} is broken: ${report.breaks.map(describeArchiveBreak).join('; ')}\n`);
     for (const m of messages) io.out(`#${m.index} ${new Date(m.at).toISOString()} ${m.from}: ${m.body}\n`);
     if (!report.ok) setExit(1);
   });
 
   openLike('export')
     .option('--format <format>', 'json', 'json')
-    .action((opts: { db: string; key: string; ref: string; audit: string; opener: string; format: string }) => {
+    .action((opts: { db: string; key: string; ref?: string; conversation?: string; audit: string; opener: string; format: string }) => {
       if (opts.format !== 'json') throw new ParleyError('USAGE', '--format must be json');
-      const { report, messages } = transcript(opts.db, opts.key, opts.ref);
-      appendAudit(opts.audit, { action: 'export', ref: opts.ref, opener: opts.opener, entries: messages.length });
-      io.out(`${JSON.stringify({ ref: opts.ref, chain: { ok: report.ok, breaks: report.breaks.map(describeArchiveBreak) }, messages }, null, 2)}\n`);
+      const ref = refOf(opts, true)!;
+      const { report, messages } = transcript(opts.db, opts.key, ref);
+      appendAudit(opts.audit, { action: 'export', ref, opener: opts.opener, entries: messages.length });
+      io.out(`${JSON.stringify({ ref, chain: { ok: report.ok, breaks: report.breaks.map(describeArchiveBreak) }, messages }, null, 2)}\n`);
       if (!report.ok) setExit(1);
     });
 

@@ -198,6 +198,37 @@ export class ObservedStore implements RelayStore {
   archiveEntries(ref: string): Promise<Uint8Array[]> {
     return this.#inner.archiveEntries(ref);
   }
+  // Purge, legal hold, retention sweep and opening notices: passed through.
+  archiveAppenders(ref: string): Promise<string[]> {
+    return this.#inner.archiveAppenders(ref);
+  }
+  archivePurge(ref: string): ReturnType<RelayStore['archivePurge']> {
+    return this.#inner.archivePurge(ref);
+  }
+  archiveHold(...a: Parameters<RelayStore['archiveHold']>): Promise<void> {
+    return this.#inner.archiveHold(...a);
+  }
+  archiveRelease(ref: string): Promise<boolean> {
+    return this.#inner.archiveRelease(ref);
+  }
+  archiveHolds(): ReturnType<RelayStore['archiveHolds']> {
+    return this.#inner.archiveHolds();
+  }
+  archiveSweep(before: number, limit: number): ReturnType<RelayStore['archiveSweep']> {
+    return this.#inner.archiveSweep(before, limit);
+  }
+  archiveRecordOpening(...a: Parameters<RelayStore['archiveRecordOpening']>): Promise<number> {
+    return this.#inner.archiveRecordOpening(...a);
+  }
+  archiveOpeningsAfter(afterId: number, limit: number): ReturnType<RelayStore['archiveOpeningsAfter']> {
+    return this.#inner.archiveOpeningsAfter(afterId, limit);
+  }
+  archivePendingOpenings(deviceId: string): ReturnType<RelayStore['archivePendingOpenings']> {
+    return this.#inner.archivePendingOpenings(deviceId);
+  }
+  archiveOpeningNoticed(id: number, deviceId: string): Promise<void> {
+    return this.#inner.archiveOpeningNoticed(id, deviceId);
+  }
   close(): Promise<void> {
     this.#events.removeAllListeners();
     return this.#inner.close();

@@ -68,6 +68,52 @@ for (const [name, open] of stores) {
       }
     });
 
+    test('appenders, purge (not while held), hold/release, retention sweep, opening notices', async () => {
+      const store = await open();
+      try {
+        const a = IdentityKeyPair.generate();
+        const b = IdentityKeyPair.generate();
+        const t0 = 1_000_000;
+        for (const s of submissions(a, 'r-old', 2)) await store.archiveAppend(s, t0, 'dev-a');
+        await store.archiveAppend(submissions(b, 'r-old', 1)[0]!, t0 + 5, 'dev-b');
+        for (const s of submissions(a, 'r-new', 2)) await store.archiveAppend(s, t0 + 100, 'dev-a');
+        for (const s of submissions(a, 'r-held', 1)) await store.archiveAppend(s, t0, 'dev-a');
+        assert.deepEqual(await store.archiveAppenders('r-old'), ['dev-a', 'dev-b']);
+        assert.deepEqual(await store.archiveAppenders('r-none'), []);
+        // Openings: a notice per appender, until each acknowledges.
+        const id1 = await store.archiveRecordOpening({ ref: 'r-old', at: t0 + 10, reason: 'case 1', auditHash: 'ab'.repeat(32) });
+        const id2 = await store.archiveRecordOpening({ ref: 'r-new', at: t0 + 11, reason: 'case 2', auditHash: 'cd'.repeat(32) });
+        assert.ok(id2 > id1);
+        assert.deepEqual((await store.archivePendingOpenings('dev-a')).map((o) => [o.id, o.ref, o.reason]), [[id1, 'r-old', 'case 1'], [id2, 'r-new', 'case 2']]);
+        assert.deepEqual((await store.archivePendingOpenings('dev-b')).map((o) => o.id), [id1]);
+        assert.deepEqual((await store.archiveOpeningsAfter(id1, 10)).map((o) => [o.id, o.at, o.auditHash]), [[id2, t0 + 11, 'cd'.repeat(32)]]);
+        await store.archiveOpeningNoticed(id2, 'dev-a');
+        assert.deepEqual((await store.archivePendingOpenings('dev-a')).map((o) => o.id), [id1]);
+        // Hold: purge and sweep leave the ref alone; release lifts it.
+        await store.archiveHold({ ref: 'r-held', reason: 'litigation 42', at: t0 });
+        assert.deepEqual(await store.archiveHolds(), [{ ref: 'r-held', reason: 'litigation 42', at: t0 }]);
+        assert.deepEqual(await store.archivePurge('r-held'), { deleted: 0, held: true });
+        assert.equal((await store.archiveEntries('r-held')).length, 1);
+        // Sweep: refs whose newest entry is older than the cutoff, except held ones.
+        assert.deepEqual(await store.archiveSweep(t0 + 50, 10), { refs: 1, entries: 3 });
+        assert.deepEqual(await store.archiveEntries('r-old'), []);
+        assert.deepEqual(await store.archiveAppenders('r-old'), []);
+        assert.deepEqual(await store.archivePendingOpenings('dev-b'), [], 'the purged ref\'s notices go with it');
+        assert.equal((await store.archiveEntries('r-held')).length, 1);
+        assert.equal((await store.archiveEntries('r-new')).length, 2);
+        assert.equal(await store.archiveRelease('r-held'), true);
+        assert.equal(await store.archiveRelease('r-held'), false);
+        assert.deepEqual(await store.archivePurge('r-held'), { deleted: 1, held: false });
+        assert.deepEqual(await store.archivePurge('r-new'), { deleted: 2, held: false });
+        assert.deepEqual(await store.archiveHolds(), []);
+        // A purged ref starts a fresh chain.
+        assert.equal(await store.archiveAppend(submissions(b, 'r-new', 1)[0]!, t0 + 200, 'dev-b'), 0);
+        assert.deepEqual(await store.archiveAppenders('r-new'), ['dev-b']);
+      } finally {
+        await store.close();
+      }
+    });
+
     test('the disclosure statement: kept, replaced, removed', async () => {
       const store = await open();
       try {

@@ -9,7 +9,7 @@ import { MemoryTickets } from '../tickets/memory-tickets.js';
 import { MemoryArchive } from '../archive/memory-archive.js';
 import type {
   ApiKeyRecord, DeviceStatements, FindApiKeyOptions, MailboxQuota, NewMessage, PrekeyPublication, RelayStore, StoredIdentity, StoredMessage, StoredRevocationList,
-  TakeBundleOptions, NewTicket, TicketOpenResult, TicketStep,
+  TakeBundleOptions, NewTicket, TicketOpenResult, TicketStep, ArchiveHold, ArchiveOpening,
 } from './types.js';
 
 interface DevicePrekeys {
@@ -269,13 +269,53 @@ export class MemoryStore implements RelayStore {
   }
 
   // The compliance archive (archive/memory-archive.ts).
-  async archiveAppend(submission: ArchiveSubmission, _at: number): Promise<number> {
+  async archiveAppend(submission: ArchiveSubmission, at: number, deviceId?: string): Promise<number> {
     this.#open();
-    return this.#archive.append(submission);
+    return this.#archive.append(submission, at, deviceId);
   }
   async archiveEntries(ref: string): Promise<Uint8Array[]> {
     this.#open();
     return this.#archive.entries(ref);
+  }
+  async archiveAppenders(ref: string): Promise<string[]> {
+    this.#open();
+    return this.#archive.appenders(ref);
+  }
+  async archivePurge(ref: string): Promise<{ deleted: number; held: boolean }> {
+    this.#open();
+    return this.#archive.purge(ref);
+  }
+  async archiveHold(hold: ArchiveHold): Promise<void> {
+    this.#open();
+    this.#archive.hold(hold);
+  }
+  async archiveRelease(ref: string): Promise<boolean> {
+    this.#open();
+    return this.#archive.release(ref);
+  }
+  async archiveHolds(): Promise<ArchiveHold[]> {
+    this.#open();
+    return this.#archive.holds();
+  }
+  async archiveSweep(before: number, limit: number): Promise<{ refs: number; entries: number }> {
+    this.#open();
+    return this.#archive.sweep(before, limit);
+  }
+  async archiveRecordOpening(opening: Omit<ArchiveOpening, 'id'>): Promise<number> {
+    this.#open();
+    return this.#archive.recordOpening(opening);
+  }
+  async archiveOpeningsAfter(afterId: number, limit: number): Promise<ArchiveOpening[]> {
+    this.#open();
+    return this.#archive.openingsAfter(afterId, limit);
+  }
+  async archivePendingOpenings(deviceId: string): Promise<ArchiveOpening[]> {
+    this.#open();
+    return this.#archive.pendingOpenings(deviceId);
+  }
+  async archiveOpeningNoticed(id: number, deviceId: string): Promise<void> {
+    this.#open();
+    this.#archive.noticed(id, deviceId);
   }
 
   // Handoff tickets (tickets/memory-tickets.ts).

@@ -30,7 +30,8 @@
  * - `P:rvs` hash issuer → sequence and `P:rvl` hash issuer → signed list (staff revocation lists).
  * - `P:role` hash device → comma-separated roles at its last login.
  * - handoff tickets: `P:tk:<id>`, `P:tref`, `P:tc`, `P:to`, `P:tws`, `P:twd` (tickets/redis-tickets.ts).
- * - the compliance archive: `P:ar:<ref>` list of entries (archive/redis-archive.ts); an archive
+ * - the compliance archive: `P:ar:<ref>` list of entries, `P:arw:<ref>`, `P:arl`, `P:arh`,
+ *   `P:aro*`, `P:arp:<device>` (appenders, holds, openings: archive/redis-archive.ts); an archive
  *   disclosure is the `disc` field of `P:dev:<device>`.
  */
 import { createHash } from 'node:crypto';
@@ -42,7 +43,7 @@ import { redisTickets } from '../tickets/redis-tickets.js';
 import { redisArchive } from '../archive/redis-archive.js';
 import type {
   ApiKeyRecord, DeviceStatements, FindApiKeyOptions, MailboxQuota, NewMessage, PrekeyPublication, QuotaScope, RelayStore, StoredIdentity, StoredMessage,
-  StoredRevocationList, TakeBundleOptions, NewTicket, TicketOpenResult, TicketStep,
+  StoredRevocationList, TakeBundleOptions, NewTicket, TicketOpenResult, TicketStep, ArchiveHold, ArchiveOpening,
 } from './types.js';
 
 /** Connection and safety settings of {@link RedisStore}. */
@@ -553,11 +554,41 @@ export class RedisStore implements RelayStore {
   }
 
   // The compliance archive (archive/redis-archive.ts): compare-and-append, so chains never fork.
-  async archiveAppend(submission: ArchiveSubmission, _at: number): Promise<number> {
-    return this.#archive.append(submission);
+  async archiveAppend(submission: ArchiveSubmission, at: number, deviceId?: string): Promise<number> {
+    return this.#archive.append(submission, at, deviceId);
   }
   async archiveEntries(ref: string): Promise<Uint8Array[]> {
     return this.#archive.entries(ref);
+  }
+  archiveAppenders(ref: string): Promise<string[]> {
+    return this.#archive.appenders(ref);
+  }
+  archivePurge(ref: string): Promise<{ deleted: number; held: boolean }> {
+    return this.#archive.purge(ref);
+  }
+  archiveHold(hold: ArchiveHold): Promise<void> {
+    return this.#archive.hold(hold);
+  }
+  archiveRelease(ref: string): Promise<boolean> {
+    return this.#archive.release(ref);
+  }
+  archiveHolds(): Promise<ArchiveHold[]> {
+    return this.#archive.holds();
+  }
+  archiveSweep(before: number, limit: number): Promise<{ refs: number; entries: number }> {
+    return this.#archive.sweep(before, limit);
+  }
+  archiveRecordOpening(opening: Omit<ArchiveOpening, 'id'>): Promise<number> {
+    return this.#archive.recordOpening(opening);
+  }
+  archiveOpeningsAfter(afterId: number, limit: number): Promise<ArchiveOpening[]> {
+    return this.#archive.openingsAfter(afterId, limit);
+  }
+  archivePendingOpenings(deviceId: string): Promise<ArchiveOpening[]> {
+    return this.#archive.pendingOpenings(deviceId);
+  }
+  archiveOpeningNoticed(id: number, deviceId: string): Promise<void> {
+    return this.#archive.noticed(id, deviceId);
   }
 
   // Handoff tickets (tickets/redis-tickets.ts): each step one Lua script, atomic across nodes.

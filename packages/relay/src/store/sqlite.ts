@@ -13,10 +13,10 @@ import type { ArchiveSubmission, PrekeyBundle } from '@parley/protocol/verify';
 import type { Ticket } from '@parley/protocol/wire';
 import { exceededQuota, quotaError } from './quota.js';
 import { TICKETS_SCHEMA, sqliteTickets } from '../tickets/sqlite-tickets.js';
-import { ARCHIVE_SCHEMA, sqliteArchive } from '../archive/sqlite-archive.js';
+import { ARCHIVE_SCHEMA, migrateArchiveAppenders, sqliteArchive } from '../archive/sqlite-archive.js';
 import type {
   ApiKeyRecord, DeviceStatements, FindApiKeyOptions, MailboxQuota, NewMessage, PrekeyPublication, RelayStore, StoredIdentity, StoredMessage, StoredRevocationList,
-  TakeBundleOptions, NewTicket, TicketOpenResult, TicketStep,
+  TakeBundleOptions, NewTicket, TicketOpenResult, TicketStep, ArchiveHold, ArchiveOpening,
 } from './types.js';
 
 /**
@@ -29,9 +29,11 @@ import type {
  * last login); new tables, so an older file gains them empty. 7: `tickets` (handoff tickets,
  * tickets/sqlite-tickets.ts); a new table, so an older file gains it empty. 8: `archive_entries`
  * (the compliance archive, archive/sqlite-archive.ts; a new table) and `devices.disclosure` (an
- * org-signed archive disclosure, opaque; {@link migrate} adds the column).
+ * org-signed archive disclosure, opaque; {@link migrate} adds the column). 9: the archive's
+ * operations (archive/sqlite-archive.ts: appenders, legal holds, openings and their notices; new
+ * tables, and {@link migrate} fills the appenders of older entries).
  */
-const SCHEMA_VERSION = 8;
+const SCHEMA_VERSION = 9;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS devices (
@@ -154,6 +156,7 @@ function migrate(db: Database.Database, from: number): void {
         INSERT INTO mailbox_counts (scope, key, n) SELECT 'g', '', COUNT(*) FROM mailbox HAVING COUNT(*) > 0;
       `);
     }
+    if (from > 0 && from < 9) migrateArchiveAppenders(db);
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   })();
 }
@@ -490,11 +493,41 @@ export class SqliteStore implements RelayStore {
   }
 
   // The compliance archive (archive/sqlite-archive.ts); appends through the group commit.
-  async archiveAppend(submission: ArchiveSubmission, at: number): Promise<number> {
-    return this.#write(() => this.#archive.append(submission, at));
+  async archiveAppend(submission: ArchiveSubmission, at: number, deviceId?: string): Promise<number> {
+    return this.#write(() => this.#archive.append(submission, at, deviceId));
   }
   async archiveEntries(ref: string): Promise<Uint8Array[]> {
     return this.#archive.entries(ref);
+  }
+  async archiveAppenders(ref: string): Promise<string[]> {
+    return this.#archive.appenders(ref);
+  }
+  archivePurge(ref: string): Promise<{ deleted: number; held: boolean }> {
+    return this.#write(() => this.#archive.purge(ref));
+  }
+  archiveHold(hold: ArchiveHold): Promise<void> {
+    return this.#write(() => this.#archive.hold(hold));
+  }
+  archiveRelease(ref: string): Promise<boolean> {
+    return this.#write(() => this.#archive.release(ref));
+  }
+  async archiveHolds(): Promise<ArchiveHold[]> {
+    return this.#archive.holds();
+  }
+  archiveSweep(before: number, limit: number): Promise<{ refs: number; entries: number }> {
+    return this.#write(() => this.#archive.sweep(before, limit));
+  }
+  archiveRecordOpening(opening: Omit<ArchiveOpening, 'id'>): Promise<number> {
+    return this.#write(() => this.#archive.recordOpening(opening));
+  }
+  async archiveOpeningsAfter(afterId: number, limit: number): Promise<ArchiveOpening[]> {
+    return this.#archive.openingsAfter(afterId, limit);
+  }
+  async archivePendingOpenings(deviceId: string): Promise<ArchiveOpening[]> {
+    return this.#archive.pendingOpenings(deviceId);
+  }
+  archiveOpeningNoticed(id: number, deviceId: string): Promise<void> {
+    return this.#write(() => this.#archive.noticed(id, deviceId));
   }
 
   // Handoff tickets (tickets/sqlite-tickets.ts); writes through the group commit, like every write.

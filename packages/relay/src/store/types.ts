@@ -170,9 +170,61 @@ export interface ArchiveStore {
    * @returns the entry's index.
    * @throws ParleyError `INVALID_SIGNATURE` when the submission's signature does not verify.
    */
-  archiveAppend(submission: ArchiveSubmission, at: number): Promise<number>;
+  archiveAppend(submission: ArchiveSubmission, at: number, deviceId?: string): Promise<number>;
   /** The ref's encoded entries, in index order. */
   archiveEntries(ref: string): Promise<Uint8Array[]>;
+
+  // Archive operations (archive/ops.ts): purge, legal hold, retention sweep, opening notices.
+  /** The devices that appended to `ref` (`archiveAppend` with a `deviceId`), sorted. */
+  archiveAppenders(ref: string): Promise<string[]>;
+  /**
+   * Erasure: deletes every entry of `ref` with its appenders and its opening notices, in one
+   * atomic step, unless the ref is under a legal hold (then nothing changes: `held: true`).
+   */
+  archivePurge(ref: string): Promise<{ deleted: number; held: boolean }>;
+  /** Puts `ref` under a legal hold (replacing an earlier hold's reason and time). */
+  archiveHold(hold: ArchiveHold): Promise<void>;
+  /** Lifts the hold on `ref`. @returns false when it was not held. */
+  archiveRelease(ref: string): Promise<boolean>;
+  /** The holds, by ref. */
+  archiveHolds(): Promise<ArchiveHold[]>;
+  /**
+   * Retention: purges (as {@link archivePurge}) up to `limit` refs whose newest entry was
+   * appended before `before`, skipping held refs. @returns the refs and entries deleted.
+   */
+  archiveSweep(before: number, limit: number): Promise<{ refs: number; entries: number }>;
+  /**
+   * Records an opening of `ref` (`parley-compliance open|export`) and a pending notice for each
+   * device that appended to it. @returns the opening's id (increasing).
+   */
+  archiveRecordOpening(opening: Omit<ArchiveOpening, 'id'>): Promise<number>;
+  /** Openings with an id above `afterId`, in id order, at most `limit` (the live push polls this). */
+  archiveOpeningsAfter(afterId: number, limit: number): Promise<ArchiveOpening[]>;
+  /** The openings `deviceId` has not acknowledged yet, in id order. */
+  archivePendingOpenings(deviceId: string): Promise<ArchiveOpening[]>;
+  /** `deviceId` acknowledged opening `id`: its notice is dropped. */
+  archiveOpeningNoticed(id: number, deviceId: string): Promise<void>;
+}
+
+/** A legal hold on an archive ref: its entries survive erasure and the retention sweep. */
+export interface ArchiveHold {
+  readonly ref: string;
+  /** Why (a case number, a regulator's request): shown to operators, never to customers. */
+  readonly reason: string;
+  /** ms since the epoch. */
+  readonly at: number;
+}
+
+/** One opening of an archive ref by the compliance officer (`parley-compliance open|export`). */
+export interface ArchiveOpening {
+  readonly id: number;
+  readonly ref: string;
+  /** ms since the epoch. */
+  readonly at: number;
+  /** The `--reason` given, pushed to the ref's appenders. */
+  readonly reason: string;
+  /** The hash of the audit log record of this opening (hex). */
+  readonly auditHash: string;
 }
 
 /** Durable relay state: prekey directory, mailbox, API keys, revocation lists, device roles, handoff tickets, the archive. */

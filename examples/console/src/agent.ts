@@ -9,6 +9,7 @@
 import type { Conversation, ParleyClient, ParleyError, Ticket } from '@parley/client';
 import { device } from './device.js';
 import { state } from './state.js';
+import { ConsentLog, type ConsentAsk } from './consent-log.js';
 
 /** The last claim's outcome, as the page shows it. */
 export interface ClaimStatus {
@@ -33,12 +34,15 @@ export class AgentSession {
   readonly notes: string[] = [];
   /** The last error the client reported (its code; shown in the alert line). */
   lastError: ParleyError | undefined;
+  /** Consent and form requests this page sent, and the form values received. */
+  readonly consent: ConsentLog;
   readonly #listeners = new Set<() => void>();
   /** Conversations this device left (transfer, close), until the customer's new member list says so too. */
   readonly #left = new Set<string>();
 
   constructor(client: ParleyClient) {
     this.client = client;
+    this.consent = new ConsentLog(client, () => this.#changed());
     client.on('ticket', ({ ticket, change }) => {
       if (change === 'closed') this.tickets.delete(ticket.id);
       else this.tickets.set(ticket.id, ticket);
@@ -136,6 +140,23 @@ export class AgentSession {
     this.#changed();
   }
 
+  /** Asks the shown conversation's customer for consent (`conversation.requestConsent`). */
+  async requestConsent(ask: ConsentAsk): Promise<void> {
+    const c = this.shown();
+    if (!c) return;
+    await this.consent.requestConsent(c, ask);
+    this.#changed();
+  }
+
+  /** Asks the shown conversation's customer for the fields granted receipt `receiptId` covers. */
+  async requestForm(receiptId: string): Promise<void> {
+    const c = this.shown();
+    const receipt = c?.consents().find((r) => r.id === receiptId && r.valid);
+    if (!c || !receipt) return;
+    await this.consent.requestForm(c, receipt);
+    this.#changed();
+  }
+
   /** Hands the shown conversation on to `queue` (the customer is asked again for the next agent). */
   async transfer(queue: string): Promise<void> {
     const c = this.shown();
@@ -171,7 +192,11 @@ export class AgentSession {
     if (c) {
       const h = c.history();
       state.conversation = { id: c.id, members: c.members.map((m) => ({ deviceId: m.deviceId, role: m.role, name: m.name })), messages: h.length, shared: h.filter((m) => m.shared).length };
-    } else delete state.conversation;
+      state.consent = { requests: this.consent.rows(c).map((r) => ({ id: r.requestId, status: r.status, ...(r.form ? { form: r.form.id } : {}) })), forms: this.consent.received(c.id).length };
+    } else {
+      delete state.conversation;
+      delete state.consent;
+    }
   }
 }
 

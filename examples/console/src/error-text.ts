@@ -40,6 +40,7 @@ const BY_REASON: Record<string, string> = {
   notMember: 'You are not a member of this conversation (any more).',
   notClaimant: 'You do not hold this ticket any more.',
   noSuchTicket: 'This ticket no longer exists.',
+  noConsent: "The customer's consent does not cover this: nothing was sent.",
 };
 
 /** `CODE (reason): sentence` for anything thrown by the console's calls. */

@@ -2,7 +2,8 @@
  * `#/queue`: the agent's workspace. The queue of handoff tickets with live updates and a
  * **Claim** button; the conversation this device joined after the customer's consent, with the
  * history the customer shared marked as such; a composer; **Transfer** (to a queue) and
- * **Close**; and what the relay sees of the conversation.
+ * **Close**; the customer's consent and forms (`consent-panel.ts`); and what the relay sees of
+ * the conversation.
  */
 import type { Conversation, ConversationMessage } from '@parley/client';
 import { describeError } from './error-text.js';
@@ -10,6 +11,7 @@ import { alertText, h, render, status } from './dom.js';
 import { loadStaff, setPhase, state } from './state.js';
 import { agentSession, type AgentSession } from './agent.js';
 import { RelayView } from './relay-view.js';
+import { ConsentPanel } from './consent-panel.js';
 
 /** The queues a conversation can be transferred to. */
 export const TRANSFER_QUEUES = ['support', 'supervisors'] as const;
@@ -69,10 +71,20 @@ export function queuePage(orgKey: string): void {
   const transfer = h('button', { type: 'button', id: 'transfer', class: 'secondary' }, 'Transfer');
   const close = h('button', { type: 'button', id: 'close-conv', class: 'secondary' }, 'Close');
   const actions = h('div', { class: 'conv-actions' }, h('label', { for: 'transfer-queue' }, 'Transfer to queue '), transferQueue, transfer, close);
+  const consentPanel = new ConsentPanel({
+    requestConsent: (ask) => {
+      alertText('');
+      void session?.requestConsent(ask).catch(fail);
+    },
+    requestForm: (receipt) => {
+      alertText('');
+      void session?.requestForm(receipt.id).catch(fail);
+    },
+  });
   const convTitle = h('h2', { id: 'conv-title' }, 'Conversation');
   const mine = h('ul', { id: 'my-conversations', class: 'tabs', 'aria-label': 'Your conversations' });
   const convSection = h('section', { id: 'conversation-section', class: 'panel conversation', 'aria-labelledby': 'conv-title' },
-    convTitle, mine, claimStatus, members, safety, messages, composer, actions);
+    convTitle, mine, claimStatus, members, safety, messages, composer, actions, consentPanel.element);
 
   relayView ??= new RelayView();
   relayView.connect();
@@ -138,7 +150,7 @@ export function queuePage(orgKey: string): void {
 
   const drawConversation = (s: AgentSession, conv: Conversation | undefined): void => {
     const self = s.client.deviceId;
-    composer.hidden = actions.hidden = safety.hidden = !conv;
+    composer.hidden = actions.hidden = safety.hidden = consentPanel.element.hidden = !conv;
     if (!conv) {
       convTitle.textContent = 'Conversation';
       members.replaceChildren();
@@ -183,6 +195,7 @@ export function queuePage(orgKey: string): void {
       items.push(li);
     }
     messages.replaceChildren(...items);
+    consentPanel.show(s.consent.rows(conv), s.consent.received(conv.id));
     messages.scrollTop = messages.scrollHeight;
     relayView!.show(s.ticketFor(conv), names);
   };

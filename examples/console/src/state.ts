@@ -32,6 +32,8 @@ export interface ConsoleState {
   claim?: { ticket: string; status: 'pending' | 'joined' | 'declined' | 'failed'; code?: string };
   /** The conversation shown: members, and how many of its messages there are and how many were shared by the customer. */
   conversation?: { id: string; members: { deviceId: string; role: string; name: string }[]; messages: number; shared: number };
+  /** The shown conversation's consent requests (id, status, the form asked for) and how many forms' values arrived (no values here). */
+  consent?: { requests: { id: string; status: 'waiting' | 'granted' | 'denied' | 'withdrawn'; form?: string }[]; forms: number };
 }
 
 export const state: ConsoleState = { page: '', phase: 'idle' };

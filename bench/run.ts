@@ -1,8 +1,12 @@
 /**
- * `npm run bench` — our protocol beside libsignal-client (native) and olm (WASM libolm), in one
- * run on one machine.
+ * `npm run bench:protocol` — our protocol beside libsignal-client (native) and olm (WASM
+ * libolm), on one machine, in `--runs N` (default 3) complete runs.
  *
- *   node --import tsx bench/run.ts [--quick] [--json out.json] [--only parley-node,olm,...]
+ *   node --import tsx bench/run.ts [--quick] [--runs N] [--json out.json] [--only parley-node,olm,...]
+ *
+ * Each run starts every implementation afresh and measures every case; the report gives each
+ * figure as the spread of the per-run medians (min / median / max), each target ratio per run,
+ * and PASS only when the worst run meets the target (figures that hold up when rerun, issue 15).
  *
  * Each implementation lives in its own child process (`protocol/worker.ts`), so none inherits
  * another's JIT state, garbage or WASM memory, a process never switches crypto backend, and the
@@ -13,6 +17,7 @@
  * Progress goes to stderr; the report (markdown) goes to stdout.
  */
 import { parseBenchArgs } from './lib/args.js';
+import { DEFAULT_RUNS, fmtNum, fmtRatio, fmtSpread, median, parseRuns, spreadOf, table, type Spread } from './lib/spread.js';
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -72,9 +77,12 @@ interface Outcome {
   error?: string;
 }
 
-function parseArgs(argv: string[]): { quick: boolean; json?: string; only: ImplId[] } {
-  const { quick, json, only } = parseBenchArgs(argv, IMPLEMENTATIONS, 'bench/run.ts [--quick] [--json out.json] [--only ids]');
-  return json === undefined ? { quick, only } : { quick, json, only };
+const USAGE = 'bench/run.ts [--quick] [--runs N] [--json out.json] [--only ids]';
+
+function parseArgs(argv: string[]): { quick: boolean; runs: number; json?: string; only: ImplId[] } {
+  const { quick, json, only, extra } = parseBenchArgs(argv, IMPLEMENTATIONS, USAGE, ['runs']);
+  const runs = parseRuns(extra.runs, USAGE);
+  return json === undefined ? { quick, runs, only } : { quick, runs, json, only };
 }
 
 /** One child process per implementation, answering one request at a time. */
@@ -132,91 +140,166 @@ class Worker {
   }
 }
 
-// ---- formatting ---------------------------------------------------------------------------
+// ---- aggregation over runs ----------------------------------------------------------------
 
 /** Ops per CPU-second of the measuring process (see `Sample`). */
 const rate = (s: Sample): number => s.ops / s.cpuSecs;
 const wallRate = (s: Sample): number => s.ops / s.wallSecs;
 
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+/** One complete run: every implementation in fresh processes, every case, its own medians. */
+interface RunResult {
+  readonly outcomes: Outcome[];
+  readonly loadBefore: number;
+  readonly loadAfter: number;
+  readonly seconds: number;
 }
 
-const fmtNum = (x: number): string => x.toLocaleString('en-US', { maximumSignificantDigits: 3 });
+/** An implementation's figures over all runs. */
+interface Combined {
+  readonly id: ImplId;
+  readonly name: string;
+  readonly notes: readonly string[];
+  /** Per case: the spread of the per-run medians (ops per CPU-second). */
+  readonly speed: Partial<Record<CaseKey, Spread>>;
+  /** Per case: the best single sample of all runs. */
+  readonly best: Partial<Record<CaseKey, number>>;
+  readonly footprint: Footprint | undefined;
+  readonly errors: readonly string[];
+}
 
-/** Median, and the best sample: load from other processes only ever slows a sample down, so
- * the best one is the closest to the uncontended speed; a wide gap means a noisy machine. */
-const fmtOps = (t: Timing | undefined): string =>
-  t ? `${fmtNum(t.opsPerSec)} (best ${fmtNum(Math.max(...t.samples.map(rate)))})` : '—';
-const fmtRatio = (a: number | undefined, b: number | undefined): string => (a && b ? `${(a / b).toFixed(2)}×` : '—');
+/** The target case's ratio in each run (ours ÷ peer of the same run); NaN where a side failed. */
+function runRatios(runs: readonly RunResult[], ours: ImplId, key: CaseKey): number[] {
+  const t = TARGETS[key];
+  return runs.map((run) => {
+    const ops = (id: ImplId): number => run.outcomes.find((o) => o.id === id)?.timings[key]?.opsPerSec ?? NaN;
+    const peer = t.against === 'faster' ? Math.max(ops('libsignal'), ops('olm')) : ops(t.against);
+    return ops(ours) / peer;
+  });
+}
+
+/** Same-run ratio of two implementations in one case, per run. */
+function pairRatios(runs: readonly RunResult[], a: ImplId, b: ImplId, key: CaseKey): number[] {
+  return runs.map((run) => {
+    const ops = (id: ImplId): number => run.outcomes.find((o) => o.id === id)?.timings[key]?.opsPerSec ?? NaN;
+    return ops(a) / ops(b);
+  });
+}
+
+function combine(runs: readonly RunResult[], ids: readonly ImplId[]): Combined[] {
+  return ids.map((id) => {
+    const mine = runs.map((r) => r.outcomes.find((o) => o.id === id));
+    const named = mine.find((o) => o && o.name !== id) ?? mine[0];
+    const speed: Partial<Record<CaseKey, Spread>> = {};
+    const best: Partial<Record<CaseKey, number>> = {};
+    for (const key of CASE_KEYS) {
+      const s = spreadOf(mine.map((o) => o?.timings[key]?.opsPerSec ?? NaN));
+      if (s) speed[key] = s;
+      const samples = mine.flatMap((o) => o?.timings[key]?.samples ?? []);
+      if (samples.length) best[key] = Math.max(...samples.map(rate));
+    }
+    const footprint = mine.map((o) => o?.footprint).find((f) => f !== undefined);
+    const errors = mine.flatMap((o, i) => (o?.error ? [`run ${i + 1}: ${o.error}`] : []));
+    return { id, name: named?.name ?? id, notes: named?.notes ?? [], speed, best, footprint, errors };
+  });
+}
+
+// ---- formatting ---------------------------------------------------------------------------
+
 const mb = (bytes: number): string => (bytes / 2 ** 20).toFixed(1);
+const list = (xs: readonly number[]): string => xs.map((x) => fmtRatio(x)).join(', ');
 
-function table(rows: string[][]): string {
-  const [head, ...body] = rows;
-  return [`| ${head!.join(' | ')} |`, `|${head!.map(() => '---').join('|')}|`, ...body.map((r) => `| ${r.join(' | ')} |`)].join(
-    '\n',
-  );
+/** PASS only when every run's ratio meets the target (the worst of them decides). */
+function verdict(ratios: readonly number[], factor: number): string {
+  if (ratios.length === 0 || ratios.every((r) => !Number.isFinite(r))) return 'n/a (not measured)';
+  if (ratios.some((r) => !Number.isFinite(r))) return 'n/a (a run failed)';
+  const worst = Math.min(...ratios);
+  const word = worst >= factor ? 'PASS' : 'MISS';
+  return ratios.length < DEFAULT_RUNS ? `${word} (worst ${fmtRatio(worst)}; only ${ratios.length} run${ratios.length > 1 ? 's' : ''})` : `${word} (worst ${fmtRatio(worst)})`;
 }
 
-function report(outcomes: Outcome[], budget: Budget, meta: Record<string, string>): string {
-  const ops = (id: ImplId, key: CaseKey): number | undefined => outcomes.find((o) => o.id === id)?.timings[key]?.opsPerSec;
-  const present = outcomes.filter((o) => Object.keys(o.timings).length || o.footprint);
+function report(runs: readonly RunResult[], combined: readonly Combined[], budget: Budget, meta: Record<string, string>): string {
+  const by = (id: ImplId): Combined | undefined => combined.find((c) => c.id === id && Object.keys(c.speed).length > 0);
+  const present = combined.filter((c) => Object.keys(c.speed).length || c.footprint);
+  const ours = by('parley-node');
+  const n = runs.length;
 
-  const speed: string[][] = [
+  const targets: string[][] = [
     [
-      'ops per CPU-second: median (best sample)',
-      ...present.map((o) => o.name),
-      'default ÷ libsignal',
-      'default ÷ olm',
-      'pure-JS ÷ libsignal',
-      'pure-JS ÷ olm',
-      'target (default)',
+      'case (ops per CPU-second)',
+      'target',
+      `${ours?.name ?? 'parley (node, default)'}: median of ${n} run medians (min–max)`,
+      'peer: median (min–max)',
+      'ratio per run',
+      'ratio min / median / max',
       'result',
     ],
   ];
   for (const key of CASE_KEYS) {
     const t = TARGETS[key];
-    const ours = ops('parley-node', key);
-    const pure = ops('parley-noble', key);
-    const sig = ops('libsignal', key);
-    const olm = ops('olm', key);
-    const peer = t.against === 'faster' ? (sig && olm ? Math.max(sig, olm) : undefined) : t.against === 'olm' ? olm : sig;
-    const ratio = ours && peer ? ours / peer : undefined;
-    speed.push([
+    const ratios = runRatios(runs, 'parley-node', key);
+    const finite = ratios.filter(Number.isFinite);
+    const peers: ImplId[] = t.against === 'faster' ? ['libsignal', 'olm'] : [t.against];
+    const peerCell = peers
+      .map((id) => by(id))
+      .filter((c): c is Combined => c !== undefined)
+      .map((c) => `${c.name.replace(/ \(.*$/, '')} ${fmtSpread(c.speed[key])}`)
+      .join('; ');
+    const r = spreadOf(ratios);
+    targets.push([
       CASES[key],
-      ...present.map((o) => fmtOps(o.timings[key])),
-      fmtRatio(ours, sig),
-      fmtRatio(ours, olm),
-      fmtRatio(pure, sig),
-      fmtRatio(pure, olm),
       t.label,
-      ratio === undefined ? 'n/a' : `${ratio >= t.factor ? 'PASS' : 'MISS'} (${ratio.toFixed(2)}×)`,
+      fmtSpread(ours?.speed[key]),
+      peerCell || '—',
+      finite.length ? list(ratios) : '—',
+      r ? `${fmtRatio(r.min)} / ${fmtRatio(r.median)} / ${fmtRatio(r.max)}` : '—',
+      verdict(ratios, t.factor),
     ]);
   }
 
-  const n = budget.idleSessions.toLocaleString('en-US');
+  const ratioCell = (a: ImplId, b: ImplId, key: CaseKey): string => {
+    const s = spreadOf(pairRatios(runs, a, b, key));
+    return s ? fmtSpread(s, fmtRatio) : '—';
+  };
+  const speed: string[][] = [
+    [
+      `ops per CPU-second: median of ${n} run medians (min–max)`,
+      ...present.map((c) => c.name),
+      'default ÷ libsignal',
+      'default ÷ olm',
+      'pure-JS ÷ libsignal',
+      'pure-JS ÷ olm',
+    ],
+  ];
+  for (const key of CASE_KEYS) {
+    speed.push([
+      CASES[key],
+      ...present.map((c) => `${fmtSpread(c.speed[key])}${c.best[key] ? `, best ${fmtNum(c.best[key])}` : ''}`),
+      ratioCell('parley-node', 'libsignal', key),
+      ratioCell('parley-node', 'olm', key),
+      ratioCell('parley-noble', 'libsignal', key),
+      ratioCell('parley-noble', 'olm', key),
+    ]);
+  }
+
+  const idle = budget.idleSessions.toLocaleString('en-US');
   const size: string[][] = [
     [
       'implementation',
       'session after 1 round trip (B)',
       'after +20 ping-pong (B)',
-      `JS heap + external, ${n} idle sessions (MB)`,
-      `RSS, ${n} idle sessions (MB)`,
+      `JS heap + external, ${idle} idle sessions (MB)`,
+      `RSS, ${idle} idle sessions (MB)`,
     ],
   ];
-  for (const o of present) {
-    const f = o.footprint;
+  for (const c of present) {
+    const f = c.footprint;
     size.push(
-      f
-        ? [o.name, String(f.sessionBytes), String(f.sessionBytesAfterPingPong), mb(f.idleJsBytes), mb(f.idleRssBytes)]
-        : [o.name, '—', '—', '—', '—'],
+      f ? [c.name, String(f.sessionBytes), String(f.sessionBytesAfterPingPong), mb(f.idleJsBytes), mb(f.idleRssBytes)] : [c.name, '—', '—', '—', '—'],
     );
   }
 
-  const notes = present.flatMap((o) => o.notes.map((line) => `- **${o.name}**: ${line}`));
-  const failed = outcomes.filter((o) => o.error).map((o) => `- **${o.id}**: ${o.error}`);
+  const notes = present.flatMap((c) => c.notes.map((line) => `- **${c.name}**: ${line}`));
+  const failed = combined.flatMap((c) => c.errors.map((e) => `- **${c.id}** ${e}`));
 
   return [
     '## Protocol benchmark',
@@ -224,6 +307,12 @@ function report(outcomes: Outcome[], budget: Budget, meta: Record<string, string
     Object.entries(meta)
       .map(([k, v]) => `${k}: ${v}`)
       .join('  \n'),
+    '',
+    `### Targets (default backend; PASS only when the worst of the ${n} runs meets the target)`,
+    '',
+    table(targets),
+    '',
+    '### All implementations',
     '',
     table(speed),
     '',
@@ -245,20 +334,17 @@ function version(pkg: string): string {
 
 const log = (line: string): void => void process.stderr.write(`[bench] ${line}\n`);
 
-async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
-  const budget: Budget = args.quick ? BUDGETS.quick : BUDGETS.full;
+/**
+ * One complete run: starts every implementation in a fresh process, warms each case up and
+ * takes its samples round-robin, and (when asked) the footprint; closes the processes.
+ */
+async function oneRun(label: string, ids: readonly ImplId[], budget: Budget, withFootprint: boolean): Promise<RunResult> {
   const t0 = performance.now();
-  const load0 = loadavg()[0]!.toFixed(2);
-  log(
-    `${args.quick ? 'quick' : 'full'} run: ${args.only.length} implementations; per case each gets ` +
-      `${budget.warmup} s warm-up, then ${budget.samples} rounds × ${budget.sampleSeconds} s, round-robin`,
-  );
-
+  const loadBefore = loadavg()[0]!;
   // Start the workers one at a time (start-up compiles TypeScript; don't compete with it).
   const outcomes: Outcome[] = [];
   const live: { worker: Worker; outcome: Outcome }[] = [];
-  for (const id of args.only) {
+  for (const id of ids) {
     const worker = new Worker(id);
     const outcome: Outcome = { id, name: id, notes: [], timings: {} };
     outcomes.push(outcome);
@@ -268,11 +354,10 @@ async function main(): Promise<void> {
       outcome.name = v.name;
       outcome.notes = v.notes;
       live.push({ worker, outcome });
-      log(`started ${v.name}`);
     } else {
       outcome.error = `could not start: ${r.error}`;
       worker.close();
-      log(`${id} could not start: ${r.error}`);
+      log(`${label}: ${id} could not start: ${r.error}`);
     }
   }
 
@@ -280,11 +365,10 @@ async function main(): Promise<void> {
     entry.outcome.error = `${what}: ${error}`;
     entry.worker.close();
     live.splice(live.indexOf(entry), 1);
-    log(`${entry.outcome.name} failed in ${what}: ${error}`);
+    log(`${label}: ${entry.outcome.name} failed in ${what}: ${error}`);
   };
 
   for (const key of CASE_KEYS) {
-    log(`${CASES[key]}: warm-up`);
     for (const entry of [...live]) {
       const r = await entry.worker.request({ op: 'sample', kind: key, seconds: budget.warmup });
       if (!r.ok) fail(entry, CASES[key], r.error);
@@ -293,7 +377,6 @@ async function main(): Promise<void> {
     for (let round = 0; round < budget.samples; round++) {
       // Rotate the order every round, so slow drift in machine load hits everyone alike.
       const order = live.map((_, i) => live[(i + round) % live.length]!);
-      const line: string[] = [];
       for (const entry of order) {
         const r = await entry.worker.request({ op: 'sample', kind: key, seconds: budget.sampleSeconds });
         if (!r.ok) {
@@ -301,41 +384,66 @@ async function main(): Promise<void> {
           continue;
         }
         samples.get(entry.outcome.id)!.push(r.value as Sample);
-        const v = r.value as Sample;
-        line.push(`${entry.outcome.name} ${fmtNum(rate(v))}${v.wallSecs > v.cpuSecs * 1.2 ? ` (wall ${fmtNum(wallRate(v))})` : ''}`);
       }
-      log(`${CASES[key]} ${round + 1}/${budget.samples}: ${line.join(' · ')}`);
     }
+    const line: string[] = [];
     for (const entry of live) {
       const s = samples.get(entry.outcome.id)!;
-      if (s.length) entry.outcome.timings[key] = { opsPerSec: median(s.map(rate)), wallOpsPerSec: median(s.map(wallRate)), samples: s };
+      if (!s.length) continue;
+      const t: Timing = { opsPerSec: median(s.map(rate)), wallOpsPerSec: median(s.map(wallRate)), samples: s };
+      entry.outcome.timings[key] = t;
+      line.push(`${entry.outcome.name} ${fmtNum(t.opsPerSec)}${t.wallOpsPerSec < t.opsPerSec / 1.2 ? ` (wall ${fmtNum(t.wallOpsPerSec)})` : ''}`);
+    }
+    log(`${label}: ${CASES[key]}: ${line.join(' · ')}`);
+  }
+
+  if (withFootprint) {
+    for (const entry of [...live]) {
+      const r = await entry.worker.request({ op: 'footprint', idleSessions: budget.idleSessions });
+      if (r.ok) entry.outcome.footprint = r.value as Footprint;
+      else fail(entry, 'footprint', r.error);
     }
   }
-
-  for (const entry of [...live]) {
-    log(`${entry.outcome.name}: session size and ${budget.idleSessions.toLocaleString('en-US')} idle sessions`);
-    const r = await entry.worker.request({ op: 'footprint', idleSessions: budget.idleSessions });
-    if (r.ok) entry.outcome.footprint = r.value as Footprint;
-    else fail(entry, 'footprint', r.error);
-  }
   for (const entry of live) entry.worker.close();
+  return { outcomes, loadBefore, loadAfter: loadavg()[0]!, seconds: (performance.now() - t0) / 1000 };
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const budget: Budget = args.quick ? BUDGETS.quick : BUDGETS.full;
+  const t0 = performance.now();
+  log(
+    `${args.quick ? 'quick' : 'full'}: ${args.runs} complete run${args.runs > 1 ? 's' : ''} of ${args.only.length} implementations; ` +
+      `per run and case each gets ${budget.warmup} s warm-up, then ${budget.samples} rounds × ${budget.sampleSeconds} s, round-robin`,
+  );
+
+  const runs: RunResult[] = [];
+  for (let i = 0; i < args.runs; i++) {
+    const label = `run ${i + 1}/${args.runs}`;
+    // The footprint is deterministic enough to take once, in the last run.
+    const run = await oneRun(label, args.only, budget, i === args.runs - 1);
+    runs.push(run);
+    log(`${label} done in ${run.seconds.toFixed(0)} s (load avg ${run.loadBefore.toFixed(2)} → ${run.loadAfter.toFixed(2)})`);
+  }
+  const combined = combine(runs, args.only);
 
   const secs = ((performance.now() - t0) / 1000).toFixed(0);
-  const busy = Math.max(Number(load0), loadavg()[0]!) > cpus().length;
+  const loads = runs.flatMap((r) => [r.loadBefore, r.loadAfter]);
+  const busy = Math.max(...loads) > cpus().length;
   const meta: Record<string, string> = {
-    machine: `${cpus()[0]?.model ?? '?'} × ${cpus().length}, Node ${process.version}, load avg ${load0} → ${loadavg()[0]!.toFixed(2)}`,
+    machine: `${cpus()[0]?.model ?? '?'} × ${cpus().length}, Node ${process.version}, 1-min load avg per run ${runs.map((r) => `${r.loadBefore.toFixed(2)} → ${r.loadAfter.toFixed(2)}`).join(', ')}`,
     peers: `@signalapp/libsignal-client ${version('@signalapp/libsignal-client')}, @matrix-org/olm ${version('@matrix-org/olm')}`,
-    run: `${args.quick ? '--quick' : 'full'}: ${budget.warmup} s warm-up + ${budget.samples} round-robin samples × ${budget.sampleSeconds} s per case and implementation; ${secs} s total; ${new Date().toISOString().slice(0, 16)}Z`,
+    run: `${args.quick ? '--quick' : 'full'}, ${runs.length} complete run${runs.length > 1 ? 's' : ''} (fresh processes each): per run, case and implementation ${budget.warmup} s warm-up + ${budget.samples} round-robin samples × ${budget.sampleSeconds} s, the run's figure is the median sample; ${secs} s total; ${new Date().toISOString().slice(0, 16)}Z`,
   };
   if (busy) {
-    meta.warning = `the machine was busy (load above ${cpus().length}): rates are per CPU-second and hold up, but cache and frequency effects remain; rerun when it is quiet`;
+    meta.warning = `the machine was busy (load above ${cpus().length}): rates are per CPU-second and hold up better than wall-clock ones, but cache and frequency effects remain; rerun when it is quiet`;
   }
-  process.stdout.write(report(outcomes, budget, meta) + '\n');
+  process.stdout.write(report(runs, combined, budget, meta) + '\n');
   if (args.json) {
-    writeFileSync(args.json, JSON.stringify({ meta, budget, targets: TARGETS, outcomes }, null, 2) + '\n');
+    writeFileSync(args.json, JSON.stringify({ meta, budget, targets: TARGETS, runs, combined }, null, 2) + '\n');
     log(`wrote ${args.json}`);
   }
-  if (outcomes.every((o) => o.error)) process.exitCode = 1;
+  if (combined.every((c) => Object.keys(c.speed).length === 0)) process.exitCode = 1;
 }
 
 main().catch((e: unknown) => {

@@ -3,6 +3,7 @@
  *
  *   node --import tsx bench/relay-scale.ts [--quick] [--sockets N] [--rate R] [--sustain S] [--json out.json]
  *                                          [--only sockets,throughput,sustained] [--fsync always|everysec]
+ *                                          [--runs N] [--redis-nodes 1,2,3] [--node-prof DIR]
  *
  * 1. Sockets: authenticated websocket sockets held by one node (embedded SQLite store, the
  *    default deployment), target 10,000; RSS per idle socket.
@@ -11,7 +12,12 @@
  *    several, so every message crosses nodes through the Redis adapter. A closed loop (a window
  *    of sends in flight per device) gives the saturated msg/s; an open loop at a fixed rate
  *    gives p50/p99 of send → recipient, end to end through the relay (same clock: sender and
- *    recipient live in the same load process).
+ *    recipient live in the same load process). `--runs N` repeats the whole phase N times
+ *    (every configuration in each run, interleaved, so a busy spell hits them alike) and prints
+ *    the min / median / max of each configuration's saturated msg/s and of the ratio
+ *    Redis 1 node ÷ embedded store per run (target ≥ 0.7×, PASS only when the worst run meets it).
+ *    `--redis-nodes 1` keeps only the listed Redis configurations. `--node-prof DIR` writes a
+ *    V8 CPU profile of each relay node into DIR (`--cpu-prof`, on the node's exit).
  * 3. Sustained: two Redis nodes at a fixed rate for several minutes (`--quick`: 20 s); RSS of
  *    each node sampled, growth reported after warm-up; 0 loss checked.
  *
@@ -313,10 +319,12 @@ async function gcStats(n: RelayProc): Promise<{ heap: number; rss: number }> {
 
 /** `--fsync everysec` (diagnosis only: not durable) lets the nodes start on a weaker Redis. */
 let nodeEnv: Record<string, string> = {};
+/** Extra Node flags of the relay nodes (`--node-prof`). */
+let nodeFlags: string[] = [];
 
 async function startRelayNode(store: { redis: string; prefix: string } | { sqlite: string }): Promise<RelayProc> {
   const args = 'redis' in store ? [NODE_FIXTURE, store.redis, store.prefix, ORIGIN] : [NODE_FIXTURE, '-', 'x', ORIGIN, store.sqlite];
-  const child = spawnNode(args, false, nodeEnv, ['--expose-gc']);
+  const child = spawnNode(args, false, nodeEnv, ['--expose-gc', ...nodeFlags]);
   const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
   const first = await Promise.race([
     lines.next(),
@@ -440,6 +448,44 @@ async function redisInfo(port: number): Promise<Record<string, string>> {
   });
 }
 
+/** min / median / max of a list. */
+function spread(xs: number[]): { min: number; median: number; max: number } {
+  const s = [...xs].sort((x, y) => x - y);
+  return { min: s[0] ?? NaN, median: s.length ? (s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2) : NaN, max: s.at(-1) ?? NaN };
+}
+
+/** Target of issue 15: a Redis node reaches this share of the embedded store's throughput. */
+const REDIS_RATIO_TARGET = 0.7;
+
+/**
+ * The spread of each configuration's saturated msg/s over the runs, and of the ratio Redis 1 node
+ * ÷ embedded store (paired per run), with the verdict on the worst run.
+ */
+function spreadReport(rates: Map<string, number[]>, cpuPerMsg: Map<string, number[]>, runs: number, json: Record<string, unknown>): string[] {
+  const lines = [`Saturated msg/s over ${runs} run${runs > 1 ? 's' : ''} (min / median / max), and the relay's CPU per message (nodes + redis-server, ms; less sensitive to other load on the machine):`, '',
+    '| configuration | msg/s min | median | max | CPU ms/msg min | median | max |', '|---|---|---|---|---|---|---|'];
+  const spreads: Record<string, unknown> = {};
+  for (const [label, xs] of rates) {
+    const s = spread(xs);
+    const c = spread(cpuPerMsg.get(label) ?? []);
+    spreads[label] = { runs: xs, ...s, cpuMsPerMsg: { runs: cpuPerMsg.get(label), ...c } };
+    lines.push(`| ${label} | ${f0(s.min)} | ${f0(s.median)} | ${f0(s.max)} | ${c.min.toFixed(3)} | ${c.median.toFixed(3)} | ${c.max.toFixed(3)} |`);
+  }
+  const sqlite = rates.get('embedded SQLite, 1 node') ?? [];
+  const redis1 = rates.get('Redis, 1 node') ?? [];
+  const ratios = redis1.map((r, i) => r / (sqlite[i] ?? NaN)).filter((x) => Number.isFinite(x));
+  json['throughputSpread'] = spreads;
+  if (ratios.length) {
+    const s = spread(ratios);
+    const pass = s.min >= REDIS_RATIO_TARGET;
+    json['redisRatio'] = { runs: ratios, ...s, target: REDIS_RATIO_TARGET, pass };
+    lines.push('', `Redis 1 node ÷ embedded SQLite 1 node, per run: ${ratios.map((x) => `${x.toFixed(2)}×`).join(', ')}; ` +
+      `min / median / max **${s.min.toFixed(2)}× / ${s.median.toFixed(2)}× / ${s.max.toFixed(2)}×**, target ≥ ${REDIS_RATIO_TARGET}×: **${pass ? 'PASS' : 'FAIL'}** (worst run).`);
+    progress(`throughput: Redis 1 node ÷ SQLite: ${ratios.map((x) => x.toFixed(2)).join(', ')} → ${pass ? 'PASS' : 'FAIL'}`);
+  }
+  return lines;
+}
+
 const pct = (sorted: number[], q: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]! : NaN);
 const f0 = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : '–');
 const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '–');
@@ -468,9 +514,13 @@ async function main(): Promise<void> {
   if (opt('--sockets')) b.sockets = Number(opt('--sockets'));
   if (opt('--rate')) b.rate = b.sustainRate = Number(opt('--rate'));
   if (opt('--sustain')) b.sustainS = Number(opt('--sustain'));
+  const runs = Math.max(1, Math.floor(Number(opt('--runs') ?? '1')));
+  const redisNodes = (opt('--redis-nodes') ?? '1,2,3').split(',').map(Number).filter((n) => n >= 1);
   const jsonOut = opt('--json');
   const fsync = opt('--fsync') ?? 'always';
   if (fsync !== 'always') nodeEnv = { PARLEY_NODE_ALLOW_NON_DURABLE: '1' };
+  const profDir = opt('--node-prof');
+  if (profDir) nodeFlags = ['--cpu-prof', '--cpu-prof-dir', profDir];
   const phases = new Set((opt('--only') ?? 'sockets,throughput,sustained').split(','));
 
   const load0 = loadavg()[0]!;
@@ -536,12 +586,17 @@ async function main(): Promise<void> {
     if (phases.has('throughput')) {
       const configs: Array<{ label: string; nodes: number; redis: boolean }> = [
         { label: 'embedded SQLite, 1 node', nodes: 1, redis: false },
-        ...(redis ? [1, 2, 3].map((n) => ({ label: `Redis, ${n} node${n > 1 ? 's' : ''}`, nodes: n, redis: true })) : []),
+        ...(redis ? redisNodes.map((n) => ({ label: `Redis, ${n} node${n > 1 ? 's' : ''}`, nodes: n, redis: true })) : []),
       ];
       const rows: string[] = [];
       const out: unknown[] = [];
-      for (const cfg of configs) {
-        progress(`throughput: ${cfg.label}: starting`);
+      /** Saturated msg/s per configuration label, one entry per run. */
+      const rates = new Map<string, number[]>();
+      /** Relay CPU (nodes + redis-server) per saturated message, ms: less sensitive to other load. */
+      const cpuPerMsg = new Map<string, number[]>();
+      for (let run = 1; run <= runs; run++) for (const cfg of configs) {
+        const tag = runs > 1 ? ` (run ${run}/${runs})` : '';
+        progress(`throughput: ${cfg.label}${tag}: starting`);
         const prefix = `b${randomBytes(4).toString('hex')}:`;
         const nodes = await Promise.all(Array.from({ length: cfg.nodes }, () =>
           startRelayNode(cfg.redis ? { redis: redis!.url, prefix } : { sqlite: join(dir, `tp-${randomBytes(4).toString('hex')}.db`) })));
@@ -566,9 +621,11 @@ async function main(): Promise<void> {
         const lost = sat.lost + fixed.lost;
         progress(`throughput: ${cfg.label}: at ${f0(fixed.acked / fixed.seconds)} msg/s p50 ${f1(pct(lat, 0.5))} ms p99 ${f1(pct(lat, 0.99))} ms, lost ${lost}`);
         const share = (x: number, s: number) => `${f0((100 * x) / s)}%`;
-        rows.push(`| ${cfg.label} | **${f0(sat.acked / sat.seconds)}** | ${f1(pct(satLat, 0.5))} / ${f1(pct(satLat, 0.99))} | ${f0(fixed.acked / fixed.seconds)} | **${f1(pct(lat, 0.5))} / ${f1(pct(lat, 0.99))}** | ${lost} | ${sat.duplicates + fixed.duplicates} | ` +
+        rates.set(cfg.label, [...(rates.get(cfg.label) ?? []), sat.acked / sat.seconds]);
+        cpuPerMsg.set(cfg.label, [...(cpuPerMsg.get(cfg.label) ?? []), (1000 * (satCpu.nodes + (cfg.redis ? satCpu.redis : 0))) / Math.max(1, sat.acked)]);
+        rows.push(`| ${cfg.label}${tag} | **${f0(sat.acked / sat.seconds)}** | ${f1(pct(satLat, 0.5))} / ${f1(pct(satLat, 0.99))} | ${f0(fixed.acked / fixed.seconds)} | **${f1(pct(lat, 0.5))} / ${f1(pct(lat, 0.99))}** | ${lost} | ${sat.duplicates + fixed.duplicates} | ` +
           `${share(satCpu.nodes, sat.seconds)} / ${share(satCpu.load, sat.seconds)} / ${cfg.redis ? share(satCpu.redis, sat.seconds) : '–'} | ${share(fixedCpu.nodes, fixed.seconds)} / ${share(fixedCpu.load, fixed.seconds)} / ${cfg.redis ? share(fixedCpu.redis, fixed.seconds) : '–'} |`);
-        out.push({ config: cfg, saturated: { ...sat, latencies: undefined, sentAt: undefined, msgPerSec: sat.acked / sat.seconds, p50: pct(satLat, 0.5), p99: pct(satLat, 0.99), cpu: satCpu },
+        out.push({ run, config: cfg, saturated: { ...sat, latencies: undefined, sentAt: undefined, msgPerSec: sat.acked / sat.seconds, p50: pct(satLat, 0.5), p99: pct(satLat, 0.99), cpu: satCpu },
           fixed: { ...fixed, latencies: undefined, sentAt: undefined, msgPerSec: fixed.acked / fixed.seconds, p50: pct(lat, 0.5), p99: pct(lat, 0.99), cpu: fixedCpu } });
         await w.close();
         await Promise.all(nodes.map((n) => stopProc(n.child)));
@@ -580,6 +637,7 @@ async function main(): Promise<void> {
         'CPU: share of one core used by relay nodes (all) / load generator / redis-server.', '',
         '| configuration | saturated msg/s | saturated p50 / p99 ms | fixed-rate msg/s | fixed-rate p50 / p99 ms | lost | redelivered | CPU saturated | CPU fixed |',
         '|---|---|---|---|---|---|---|---|---|', ...rows, '');
+      if (runs > 1 || rates.has('Redis, 1 node')) report.push(...spreadReport(rates, cpuPerMsg, runs, json), '');
     }
 
     // ── 3. sustained ──

@@ -120,6 +120,9 @@ export async function measureEnclave(server: ServerProcess, o: EnclaveOptions): 
         fetch: () => Promise.reject(new Error('the echo handler makes no requests')),
         handoff: () => Promise.reject(new Error('the echo handler hands nothing off')),
         members: () => [],
+        consents: () => [],
+        requestConsent: () => Promise.reject(new Error('the echo handler asks for no consent')),
+        requestForm: () => Promise.reject(new Error('the echo handler asks for no form')),
       };
       void Promise.resolve(echo(botMessage(m), ctx)).catch(() => fail('baseline handler'));
     });

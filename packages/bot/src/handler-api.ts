@@ -50,7 +50,91 @@ export type BotMessage = MessageContent & {
    * member but the bot, and `ctx.handoff` asks the customer's device for a human agent.
    */
   readonly conversation?: BotConversation;
+  /**
+   * Present when this run is for a consent receipt the conversation's owner (the customer's
+   * device) signed, which the enclave verified (its signature by the owner's identity key, its
+   * conversation, the request it answers) before the handler runs: an answer to a
+   * `ctx.requestConsent` (`granted` or `denied`) or a later withdrawal (`withdrawn`). Receipts
+   * answering another member's request (an agent's) run the handler too: compare
+   * {@link BotConsentAnswer.requestId} with the id `ctx.requestConsent` resolved with. Such a
+   * message has `type: 'json'` and `json` holds the same object; no text or bytes.
+   */
+  readonly consent?: BotConsentAnswer;
+  /**
+   * Present when this run is for the values of a form the bot asked for (`ctx.requestForm`),
+   * which a granted, unwithdrawn receipt of this conversation covers: the enclave checked that
+   * before the handler runs, and checks it again before a re-run (after a crash or a failure),
+   * so values whose consent was withdrawn in between never reach the handler. Values that are
+   * not covered are refused (`FORBIDDEN` `noConsent`) and consumed without a run. Such a
+   * message has `type: 'json'` and `json` holds the same object; no text or bytes.
+   */
+  readonly form?: BotFormValues;
 };
+
+/** What `ctx.requestConsent` asks the customer for (checked with the protocol's `checkConsentRequest`). */
+export interface BotConsentRequest {
+  /** Why the data is asked for, as the customer will read it (1-200 chars). */
+  readonly purpose: string;
+  /** The fields asked for (1-32 distinct names: a letter, then up to 63 of [A-Za-z0-9_]). */
+  readonly fields: readonly string[];
+  /** How long the values are kept, in days (a whole number 0-3650). */
+  readonly retentionDays: number;
+  /** Who controls the data (1-100 chars), e.g. the company's name. */
+  readonly controller: string;
+}
+
+/** What `ctx.requestForm` asks the customer to fill in. */
+export interface BotFormRequest {
+  /** The fields asked for (names as in {@link BotConsentRequest.fields}). */
+  readonly fields: readonly string[];
+  /** The id of the consent request (as `ctx.requestConsent` resolved with) whose granted receipt covers the values. */
+  readonly consentRequest: string;
+}
+
+/** {@link BotMessage.consent}: a verified consent receipt from the conversation's owner. */
+export interface BotConsentAnswer {
+  /** The id of the consent request it answers. */
+  readonly requestId: string;
+  /** The customer's decision: `granted`, `denied`, or `withdrawn` (a withdrawal of an earlier grant). */
+  readonly decision: 'granted' | 'denied' | 'withdrawn';
+  /** The receipt's id (a form's values name the granted receipt that covers them). */
+  readonly receipt: string;
+  /** The fields the receipt is about (those of the request). */
+  readonly fields: readonly string[];
+  /** With `withdrawn`: the id of the receipt withdrawn. */
+  readonly withdraws?: string;
+}
+
+/** {@link BotMessage.form}: a form's values, covered by a valid receipt of this conversation. */
+export interface BotFormValues {
+  /** The form's id, as `ctx.requestForm` resolved with. */
+  readonly formId: string;
+  /** The id of the granted, unwithdrawn receipt that covers the values. */
+  readonly receipt: string;
+  /** Field name → value (at most 1000 chars each); only fields of the form, only those the receipt covers. */
+  readonly values: Readonly<Record<string, string>>;
+}
+
+/** One consent receipt of a conversation, as `ctx.consents()` lists it. */
+export interface BotConsentEntry {
+  /** The receipt's id. */
+  readonly id: string;
+  /** The id of the consent request it answers. */
+  readonly requestId: string;
+  readonly decision: 'granted' | 'denied' | 'withdrawn';
+  readonly purpose: string;
+  readonly fields: readonly string[];
+  readonly retentionDays: number;
+  readonly controller: string;
+  /** The signer's (the customer's device's) clock when it signed, ms since the epoch. */
+  readonly at: number;
+  /** With `withdrawn`: the id of the receipt withdrawn. */
+  readonly withdraws?: string;
+  /** Granted and not withdrawn. */
+  readonly valid: boolean;
+  /** A later receipt withdrew it. */
+  readonly withdrawn: boolean;
+}
 
 /** A member's role in a conversation: the customer (its owner), a bot, or certified staff. */
 export type MemberRole = 'customer' | 'bot' | 'agent' | 'supervisor';
@@ -175,6 +259,31 @@ export interface BotContext {
    *   `FORBIDDEN` (`details.reason: 'notMember'`) when the bot is no longer a member.
    */
   handoff(request: HandoffRequest): Promise<void>;
+  /**
+   * Asks the conversation's owner (the customer's device) for consent: sends a `consentRequest`
+   * frame; the customer's app shows it (`consentRequested`) and answers with a signed receipt,
+   * which runs the handler with {@link BotMessage.consent}. Resolves with the request's id once
+   * the frame is on its way. The id is deterministic per message and call (it counts as a reply
+   * for the message's deterministic ids), so a re-run of the handler for the same message gets
+   * the same id and sends no second request.
+   * @throws ParleyError `USAGE` outside a conversation or for a bad request (the protocol's
+   *   `checkConsentRequest`); `FORBIDDEN` (`details.reason: 'notMember'`) when the bot is no
+   *   longer a member.
+   */
+  requestConsent(request: BotConsentRequest): Promise<string>;
+  /**
+   * Asks the conversation's owner for a form's values: sends a `formRequest` frame naming the
+   * fields and the consent request whose granted receipt must cover them. The customer's client
+   * sends only covered values; they run the handler with {@link BotMessage.form}. Resolves with
+   * the form's id (deterministic like {@link requestConsent}'s).
+   * @throws ParleyError `USAGE` outside a conversation or for a bad form; `FORBIDDEN` (`notMember`).
+   */
+  requestForm(request: BotFormRequest): Promise<string>;
+  /**
+   * The consent receipts of this conversation the bot holds (oldest first, each verified on
+   * arrival), with `valid` and `withdrawn`, live like {@link members}. Empty for a one-to-one message.
+   */
+  consents(): readonly BotConsentEntry[];
   /**
    * The conversation's current members (the bot included), live: a member-list change that
    * arrives while the handler runs shows here at once. Empty for a one-to-one message.

@@ -24,3 +24,4 @@ export {
   type VerifyAttestationOptions,
 } from './attestation.js';
 export type { BotHandler, BotMessage, BotContext, BotConversation, HandoffRequest, Member, MemberRole, StaffSender, HandlerState, JsonValue, EgressFetchInit, EgressResponse } from './handler-api.js';
+export type { BotConsentRequest, BotFormRequest, BotConsentAnswer, BotFormValues, BotConsentEntry } from './handler-api.js';

@@ -8,7 +8,6 @@ import { checkApiKey } from './apikeys.js';
 import { loginRefused, verifyAuthAnswer } from './auth.js';
 import { deviceRoom, type RelayContext, type RelaySocket } from './context.js';
 import { onAcked, requestDrain, toWire } from './mailbox.js';
-import { quotaError } from './store/quota.js';
 import type { MailboxQuota } from './store/types.js';
 import {
   ackSchema, authSchema, fetchBundleSchema, fetchIdentitySchema, fetchQueueSchema, fetchRevocationsSchema, parse, sendSchema, uploadPrekeysSchema,
@@ -187,9 +186,8 @@ const send: Handler = async (ctx, socket, payload) => {
   // quotas are checked in the same atomic step (R14), so concurrent sends cannot overshoot them.
   let stored: { seq: number; duplicate: boolean };
   try {
-    // A store that ignores the quota argument still gets the plain per-recipient cap.
-    const pending = await ctx.store.countPending(req.to);
-    if (pending >= ctx.limits.maxQueuePerDevice) throw quotaError({ quota: 'recipient', have: pending, max: ctx.limits.maxQueuePerDevice });
+    // One store step: the per-recipient cap (`maxQueuePerDevice`) is the quota's `perRecipient`,
+    // checked with the others inside it (no separate count first: a round trip per send on Redis).
     stored = await ctx.store.enqueue({ to: req.to, from, id: req.id, envelope: req.envelope, receivedAt }, mailboxQuota(ctx));
   } catch (e) {
     if (e instanceof ParleyError && e.code === 'STORAGE_QUOTA') {
@@ -203,11 +201,16 @@ const send: Handler = async (ctx, socket, payload) => {
   else ctx.metrics.stored.inc();
   // Pushed on a retry too: the first attempt may have been stored by a node that died before
   // its push left it (the recipient dedupes by (from, id)).
-  ctx.io.to(deviceRoom(req.to)).emit('message', toWire({ seq, to: req.to, from, id: req.id, envelope: req.envelope, receivedAt }));
+  const room = deviceRoom(req.to);
+  // Before the emit: whether the recipient has a caught-up socket on this node.
+  const local = ctx.broadcastBarrier !== undefined && hasLocalSocket(ctx, room);
+  ctx.io.to(room).emit('message', toWire({ seq, to: req.to, from, id: req.id, envelope: req.envelope, receivedAt }));
   ctx.metrics.delivered.inc();
   // Several nodes: the push reaches Redis before the sender's ack, so a node killed right after
-  // the ack cannot lose it for a recipient connected to another node.
-  await ctx.broadcastBarrier?.();
+  // the ack cannot lose it for a recipient connected to another node. Not when the recipient has
+  // a socket here: that socket has the push now, and if this node dies it dies too, and the
+  // device's next login drains the store (README "Scaling out": no round trip per local push).
+  if (!local) await ctx.broadcastBarrier?.();
   ctx.log.debug({ event: 'send', deviceId: from, to: req.to, size: req.envelope.length, seq, duplicate });
   return { result: { seq, duplicate } };
 };
@@ -240,6 +243,11 @@ const fetchRevocations: Handler = async (ctx, socket, payload) => {
   const lists = await ctx.store.listRevocationLists();
   return { result: { lists: lists.map((l) => l.list) } };
 };
+
+/** Whether a socket of this node is in `room` (joined: caught up with its backlog). */
+function hasLocalSocket(ctx: RelayContext, room: string): boolean {
+  return (ctx.io.of('/').adapter.rooms.get(room)?.size ?? 0) > 0;
+}
 
 /** The mailbox quotas of this relay's limits. */
 function mailboxQuota(ctx: RelayContext): MailboxQuota {

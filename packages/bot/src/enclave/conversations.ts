@@ -24,6 +24,11 @@
  *   removed from the member list replies nowhere (`FORBIDDEN`, `notMember`).
  * - **Handoff.** `ctx.handoff` sends a `handoff` frame to the owner (the customer's device opens
  *   the ticket); the conversation is noted as the customer's latest handoff.
+ * - **Consent and forms** (README "Consent and forms in a handler", `consent-runs.ts`). A
+ *   verified receipt and covered form values stay in the inbox and run the handler like a
+ *   message (`message.consent`, `message.form`); form values are checked again before every run.
+ *   `ctx.requestConsent` / `ctx.requestForm` send a `consentRequest` / `formRequest` frame to
+ *   the owner, prepared once per reply index like a reply.
  * - **Unclaimed tickets.** When the host reports a ticket unclaimed, the configured reply goes
  *   into the conversation the customer owns with the bot, once per ticket id, under an id
  *   derived from it.
@@ -42,9 +47,11 @@ import {
 import type { EnclaveEngine, Outgoing, ReceivedFrame, ReceivedMessage } from './engine.js';
 import type { SealedKeyValueStore } from './sealed-store.js';
 import { eraseInEnclave } from './erasure.js';
+import { consentEntries, consentRunOfEvent, consentRunOfFrame, formRefusal, type ConsentFields } from './consent-runs.js';
+import type { BotConsentEntry, BotConsentRequest, BotFormRequest } from '../handler-api.js';
 
-/** A conversation message for the handler: the message and the conversation it came in. */
-export type ConversationRun = ReceivedMessage & { readonly conversation: string };
+/** A conversation message for the handler: the message and the conversation it came in (a consent frame's run: `consent` or `form`, consent-runs.ts). */
+export type ConversationRun = ReceivedMessage & ConsentFields & { readonly conversation: string };
 
 /** What a delivered frame turned out to be. */
 export interface TakenFrame {
@@ -169,6 +176,9 @@ export class BotConversations {
     // The book wrote: from here on a failure leaves memory ahead of the commit.
     try {
       if (ev.kind === 'message') return { runs: [runOf(ev.message)], consumed: false };
+      // A verified receipt, covered form values: the handler runs (consent-runs.ts), the frame stays in the inbox until then.
+      const consentRun = consentRunOfEvent(f, ev);
+      if (consentRun) return { runs: [consentRun], consumed: false };
       if (ev.kind === 'erased') {
         const out = await eraseInEnclave(this.#o.store, this.#o.engine, ev, f.id);
         await this.#consume([f]);
@@ -241,8 +251,11 @@ export class BotConversations {
       } catch {
         frame = undefined;
       }
+      const consentRun = frame && frame.c !== undefined && this.#book.get(frame.c) ? consentRunOfFrame(f, frame, this.#book.consents(frame.c)) : undefined;
       if (frame?.k === 'message' && frame.c !== undefined && this.#book.get(frame.c)) {
         out.push({ ...contentOf(frame.m), from: f.from, id: f.id, sentAt: f.sentAt, conversation: frame.c });
+      } else if (consentRun) {
+        out.push(consentRun);
       } else {
         await this.#o.commit(() => this.#o.engine.consume(f.from, f.id));
       }
@@ -282,6 +295,32 @@ export class BotConversations {
     const note = owner ? async () => this.#o.store.setMany([[`${HANDOFF_PREFIX}${owner}`, textEncoder.encode(msg.conversation)]]) : undefined;
     // Not sequenced (only the owner gets it): preparing it again in a re-run changes nothing.
     await this.#fanOut(msg.conversation, messageId, () => this.#book.prepareHandoff(msg.conversation, queue, reason), note ? { also: note } : {});
+  }
+
+  /**
+   * `ctx.requestConsent`: a `consentRequest` frame with id `requestId` to the owner, prepared
+   * once per reply index (kept like a reply's, so a re-run re-sends the same frame).
+   * @throws ParleyError `USAGE` (a bad request), `FORBIDDEN` (`notMember`).
+   */
+  async requestConsent(msg: ConversationRun, index: number, messageId: string, requestId: string, request: BotConsentRequest): Promise<void> {
+    const key = `${outPrefix(msg.from, msg.id)}${index}`;
+    await this.#fanOut(msg.conversation, messageId, () => this.#book.prepareConsentRequest(msg.conversation, { id: requestId, ...request }), { key });
+  }
+
+  /** `ctx.requestForm`: a `formRequest` frame with id `formId` to the owner (kept like {@link requestConsent}'s). */
+  async requestForm(msg: ConversationRun, index: number, messageId: string, formId: string, request: BotFormRequest): Promise<void> {
+    const key = `${outPrefix(msg.from, msg.id)}${index}`;
+    await this.#fanOut(msg.conversation, messageId, () => this.#book.prepareFormRequest(msg.conversation, { id: formId, fields: request.fields, consentRequest: request.consentRequest }), { key });
+  }
+
+  /** `ctx.consents()`: the conversation's receipts, with `valid` and `withdrawn`. */
+  consents(id: string): BotConsentEntry[] {
+    return consentEntries(this.#book.consents(id));
+  }
+
+  /** Why a form run's values may no longer reach the handler (checked before every run), or `undefined`. */
+  formRefusal(msg: ConversationRun): ParleyError | undefined {
+    return msg.form ? formRefusal(msg.form, this.#book.consents(msg.conversation)) : undefined;
   }
 
   /** The prepared-frame records of a message's replies, deleted with its consumption. */

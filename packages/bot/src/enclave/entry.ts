@@ -34,6 +34,7 @@ import { SealedKeyValueStore } from './sealed-store.js';
 import { HandlerQueue, HandlerWorker, type BotMessage, type RunActions, type RunOutcome } from './handler.js';
 import { openEngine, type EnclaveEngine, type ReceivedMessage } from './engine.js';
 import { BotConversations, type ConversationRun, type TakenFrame } from './conversations.js';
+import { consentRequestId } from './consent-runs.js';
 import { decodeContent, type OutgoingContent } from '@parley/protocol';
 import { TestingKeyTap } from './unsafe-testing.js';
 import { processPort, type EnclavePort } from './process-port.js';
@@ -354,7 +355,12 @@ function runHandler(s: State, msg: HandlerInput, redelivered: boolean): void {
     let again = redelivered;
     let record = await failuresOf(s, failKey);
     let outcome: RunOutcome | undefined;
+    /** Form values whose consent no longer holds (README "Consent and forms in a handler"): consumed without a run. */
+    let refused: ParleyError | undefined;
     while (record.failures < s.maxFailures) {
+      // Checked again before every run (a crash or failure re-run too): a withdrawal that arrived since means no run.
+      refused = inConversation(msg) ? s.conversations.formRefusal(msg) : undefined;
+      if (refused) break;
       let replies = 0;
       // Who is staff is read at each run: a credential expired or revoked since is not shown.
       const staff = staffOf(s, msg.from);
@@ -375,6 +381,21 @@ function runHandler(s: State, msg: HandlerInput, redelivered: boolean): void {
           await s.conversations.handoff(msg, replyId(msg.from, msg.id, index), queue, reason);
         },
         members: () => (conversation !== undefined ? s.conversations.members(conversation) : []),
+        consents: () => (conversation !== undefined ? s.conversations.consents(conversation) : []),
+        requestConsent: async (request) => {
+          if (!inConversation(msg)) throw new ParleyError('USAGE', 'ctx.requestConsent works only for a message that came in a conversation (message.conversation)');
+          const index = nextIndex();
+          const id = consentRequestId(msg.from, msg.id, index);
+          await s.conversations.requestConsent(msg, index, replyId(msg.from, msg.id, index), id, request);
+          return id;
+        },
+        requestForm: async (request) => {
+          if (!inConversation(msg)) throw new ParleyError('USAGE', 'ctx.requestForm works only for a message that came in a conversation (message.conversation)');
+          const index = nextIndex();
+          const id = consentRequestId(msg.from, msg.id, index);
+          await s.conversations.requestForm(msg, index, replyId(msg.from, msg.id, index), id, request);
+          return id;
+        },
       };
       const stored = await s.store.get(stateKey);
       outcome = await s.handler.run(view, s.engine.deviceId, stored ? textDecoder.decode(stored) : '', actions);
@@ -395,6 +416,8 @@ function runHandler(s: State, msg: HandlerInput, redelivered: boolean): void {
         } else if (state !== undefined) await s.store.setMany([[stateKey, textEncoder.encode(state)]]);
       });
       await sendReceipt(s, msg.from);
+      // Reported like a commit failure after a run: a typed fact, no value.
+      if (refused) post({ type: 'event', name: { type: 'handlerFailed' }, error: toWireError(refused) });
     } catch (e) {
       post({ type: 'event', name: { type: 'handlerFailed' }, error: toWireError(e) });
     }

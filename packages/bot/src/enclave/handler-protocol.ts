@@ -5,14 +5,14 @@
  * The handler worker is a separate V8 isolate that holds no key: what it gets is the decrypted
  * message, the bot's device id and, on request, the conversation's safety number and current
  * members; what it can ask for is a reply to the message it is running, or (in a conversation)
- * a handoff to a human. The enclave validates everything the worker
+ * a handoff to a human, a consent request or a form request to the customer's device. The enclave validates everything the worker
  * posts (`parseFromHandler` in `handler.ts`): the handler's own code can post anything on that
  * port.
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { SerializedParleyError } from '@parley/protocol/errors';
 import type { ContentType } from '@parley/protocol/wire';
-import type { BotMessage, Member } from '../handler-api.js';
+import type { BotConsentEntry, BotConsentRequest, BotMessage, Member } from '../handler-api.js';
 import type { EgressAnswerMessage, EgressRequestMessage } from './handler-egress-api.js';
 
 /** `workerData` of the handler worker: nothing secret. */
@@ -45,7 +45,8 @@ export type ToHandler =
     }
   /** Liveness probe after a run's time limit: a worker that does not answer is stuck (a busy loop). */
   | { readonly t: 'ping'; readonly n: number }
-  | { readonly t: 'replied'; readonly run: number; readonly seq: number; readonly error?: EchoedError }
+  /** The answer to a `reply`, `handoff`, `consentRequest` or `formRequest` (`id`: the request's or form's id). */
+  | { readonly t: 'replied'; readonly run: number; readonly seq: number; readonly error?: EchoedError; readonly id?: string }
   /** The answer to a `ctx.fetch` (`handler-egress-api.ts`). */
   | EgressAnswerMessage;
 
@@ -81,6 +82,10 @@ export type FromHandler =
   | { readonly t: 'reply'; readonly run: number; readonly seq: number; readonly type: ContentType; readonly body: Uint8Array }
   /** `ctx.handoff`: answered like a reply (`replied`, same `seq` numbering: ordered with the replies). */
   | { readonly t: 'handoff'; readonly run: number; readonly seq: number; readonly queue: string; readonly reason: string }
+  /** `ctx.requestConsent`: answered like a handoff (`replied` with the request's `id`). */
+  | { readonly t: 'consentRequest'; readonly run: number; readonly seq: number; readonly request: BotConsentRequest }
+  /** `ctx.requestForm`: answered like a handoff (`replied` with the form's `id`). */
+  | { readonly t: 'formRequest'; readonly run: number; readonly seq: number; readonly fields: readonly string[]; readonly consentRequest: string }
   /**
    * The handler returned (or threw: `failure`). `state`: the conversation's `ctx.state` record
    * after the run, only when the run changed it; committed with the message's consumption.
@@ -93,17 +98,18 @@ export type FromHandler =
   /** A `ctx.fetch` request (checked by `parseEgressRequest` in `egress.ts`). */
   | EgressRequestMessage;
 
-/** `ctx.safetyNumber()` (`what` absent) or `ctx.members()` (`what: 'members'`): worker → enclave on the sync port. */
+/** `ctx.safetyNumber()` (`what` absent), `ctx.members()` (`what: 'members'`) or `ctx.consents()` (`what: 'consents'`): worker → enclave on the sync port. */
 export interface SyncRequest {
   readonly call: number;
   readonly run: number;
-  readonly what?: 'members';
+  readonly what?: 'members' | 'consents';
 }
 
 /** Enclave → worker on the sync port; the enclave sets the flag after posting it. */
 export type SyncAnswer =
   | { readonly call: number; readonly ok: true; readonly value: string }
   | { readonly call: number; readonly ok: true; readonly members: readonly Member[] }
+  | { readonly call: number; readonly ok: true; readonly consents: readonly BotConsentEntry[] }
   | { readonly call: number; readonly ok: false; readonly error: EchoedError };
 
 /** A reply body larger than this is refused before it leaves the handler worker (the engine allows far less). */

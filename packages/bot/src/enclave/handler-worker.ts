@@ -5,8 +5,9 @@
  * instances, so nothing the handler imports or patches (`@parley/protocol`'s crypto provider,
  * the engine's prototypes, the enclave's modules) is the enclave's: it holds no key, no
  * session, no sealed state and no crypto provider. It gets, over its port, the decrypted message
- * and the bot's device id, and can ask for two things: a reply to the message it is running,
- * and that conversation's safety number. Its environment is empty; no secret is in its
+ * and the bot's device id, and can ask for a reply to the message it is running (and, in a
+ * conversation, a handoff, a consent request or a form request), and for that conversation's
+ * safety number, members and consent receipts. Its environment is empty; no secret is in its
  * `workerData`, `argv` or `env`.
  *
  * Before the handler loads, this worker refuses every file that is not part of the measurement
@@ -22,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { format } from 'node:util';
 import { ERROR_CODES, ParleyError } from '@parley/protocol/errors';
 import { encodeContent, type OutgoingContent } from '@parley/protocol/wire';
-import type { BotContext, BotHandler, EgressFetchInit, HandoffRequest, JsonValue, Member } from '../handler-api.js';
+import type { BotConsentEntry, BotConsentRequest, BotContext, BotFormRequest, BotHandler, EgressFetchInit, HandoffRequest, JsonValue, Member } from '../handler-api.js';
 import { checkStateKey, decodeState, encodeState, stateBytes, stateTooLarge, stateValueText, MAX_STATE_BYTES } from './handler-state.js';
 import {
   CHANGED_MARK,
@@ -179,7 +180,7 @@ async function loadHandler(url: string): Promise<BotHandler> {
 /** Errors the enclave answered a request with, so a rethrow of one is reported with its (SDK) text. */
 const echoes = new WeakMap<object, number>();
 /** Replies waiting for the enclave's answer, by `run/seq`. */
-const waiting = new Map<string, { resolve: () => void; reject: (e: unknown) => void }>();
+const waiting = new Map<string, { resolve: (id: string | undefined) => void; reject: (e: unknown) => void }>();
 let nextCall = 1;
 
 function echoed(error: { error: Parameters<typeof ParleyError.fromJSON>[0]; echo: number }): ParleyError {
@@ -271,12 +272,12 @@ function stateFor(record: string, isOver: () => boolean): { api: BotContext['sta
   return { api, changed: () => (dirty ? encodeState(entries) : undefined) };
 }
 
-/** A synchronous call to the enclave (`ctx.safetyNumber()`, `ctx.members()`: the handler API is synchronous there). */
-function syncCall(run: number, what: 'safetyNumber' | 'members'): Extract<SyncAnswer, { ok: true }> {
+/** A synchronous call to the enclave (`ctx.safetyNumber()`, `ctx.members()`, `ctx.consents()`: the handler API is synchronous there). */
+function syncCall(run: number, what: 'safetyNumber' | 'members' | 'consents'): Extract<SyncAnswer, { ok: true }> {
   const { port: sync, flag } = data.sync;
   const call = nextCall++;
   Atomics.store(flag, 0, 0);
-  sync.postMessage({ call, run, ...(what === 'members' ? { what } : {}) } satisfies SyncRequest);
+  sync.postMessage({ call, run, ...(what !== 'safetyNumber' ? { what } : {}) } satisfies SyncRequest);
   const deadline = Date.now() + SYNC_TIMEOUT_MS;
   for (;;) {
     const got = receiveMessageOnPort(sync)?.message as SyncAnswer | undefined;
@@ -304,6 +305,30 @@ function members(run: number): readonly Member[] {
   return Object.freeze(got.members.map((m) => Object.freeze({ ...m })));
 }
 
+function consents(run: number): readonly BotConsentEntry[] {
+  const got = syncCall(run, 'consents');
+  if (!('consents' in got)) throw new ParleyError('INTERNAL', 'the enclave answered another question');
+  return Object.freeze(got.consents.map((c) => Object.freeze({ ...c, fields: Object.freeze([...c.fields]) })));
+}
+
+/** `ctx.requestConsent`'s argument, as the enclave takes it (checked in full there, by the protocol's `checkConsentRequest`). */
+function consentRequest(request: BotConsentRequest): BotConsentRequest {
+  const r = request as Partial<BotConsentRequest> | null | undefined;
+  if (typeof r !== 'object' || r === null || typeof r.purpose !== 'string' || !Array.isArray(r.fields) || !r.fields.every((f) => typeof f === 'string') || typeof r.retentionDays !== 'number' || typeof r.controller !== 'string') {
+    throw new ParleyError('USAGE', 'ctx.requestConsent takes { purpose: string, fields: string[], retentionDays: number, controller: string }');
+  }
+  return { purpose: r.purpose, fields: [...r.fields], retentionDays: r.retentionDays, controller: r.controller };
+}
+
+/** `ctx.requestForm`'s argument, as the enclave takes it (checked in full there). */
+function formRequest(request: BotFormRequest): BotFormRequest {
+  const r = request as Partial<BotFormRequest> | null | undefined;
+  if (typeof r !== 'object' || r === null || !Array.isArray(r.fields) || !r.fields.every((f) => typeof f === 'string') || typeof r.consentRequest !== 'string') {
+    throw new ParleyError('USAGE', 'ctx.requestForm takes { fields: string[], consentRequest: string }');
+  }
+  return { fields: [...r.fields], consentRequest: r.consentRequest };
+}
+
 /** `ctx.handoff`'s argument, as the enclave takes it (checked again there). */
 function handoffRequest(request: HandoffRequest): { queue: string; reason: string } {
   const r = request as Partial<HandoffRequest> | null | undefined;
@@ -316,12 +341,28 @@ function handoffRequest(request: HandoffRequest): { queue: string; reason: strin
 async function run(handler: BotHandler, m: Extract<ToHandler, { t: 'run' }>): Promise<void> {
   let seq = 0;
   let returned = false;
+  /** Posts a request numbered like the replies; resolves with the id the enclave answers with. */
+  const ask = (build: (s: number) => FromHandler): Promise<string> =>
+    new Promise<string>((resolve, reject) => {
+      const s = seq++;
+      waiting.set(`${m.run}/${s}`, { resolve: (id) => (id === undefined ? reject(new ParleyError('INTERNAL', 'the enclave answered without an id')) : resolve(id)), reject });
+      post(build(s));
+    });
   const state = stateFor(m.state, () => returned);
   const ctx: BotContext = Object.freeze({
     botDeviceId: m.botDeviceId,
     state: state.api,
     safetyNumber: () => safetyNumber(m.run),
     members: () => members(m.run),
+    consents: () => consents(m.run),
+    requestConsent: async (request: BotConsentRequest): Promise<string> => {
+      const checked = consentRequest(request);
+      return ask((s) => ({ t: 'consentRequest', run: m.run, seq: s, request: checked }));
+    },
+    requestForm: async (request: BotFormRequest): Promise<string> => {
+      const checked = formRequest(request);
+      return ask((s) => ({ t: 'formRequest', run: m.run, seq: s, fields: checked.fields, consentRequest: checked.consentRequest }));
+    },
     handoff: (request: HandoffRequest): Promise<void> =>
       new Promise<void>((resolve, reject) => {
         let checked;
@@ -332,7 +373,7 @@ async function run(handler: BotHandler, m: Extract<ToHandler, { t: 'run' }>): Pr
           return;
         }
         const s = seq++;
-        waiting.set(`${m.run}/${s}`, { resolve, reject });
+        waiting.set(`${m.run}/${s}`, { resolve: () => resolve(), reject });
         post({ t: 'handoff', run: m.run, seq: s, queue: checked.queue, reason: checked.reason });
       }),
     fetch: (url: string | URL, init?: EgressFetchInit) => egress.fetch(m.run, url, init),
@@ -351,7 +392,7 @@ async function run(handler: BotHandler, m: Extract<ToHandler, { t: 'run' }>): Pr
           return;
         }
         const s = seq++;
-        waiting.set(`${m.run}/${s}`, { resolve, reject });
+        waiting.set(`${m.run}/${s}`, { resolve: () => resolve(), reject });
         post({ t: 'reply', run: m.run, seq: s, type: encoded.type, body: encoded.body });
       }),
   });
@@ -396,7 +437,7 @@ port.on('message', (m: ToHandler | EgressAnswerMessage) => {
     if (!w) return;
     waiting.delete(key);
     if (m.error) w.reject(echoed(m.error));
-    else w.resolve();
+    else w.resolve(m.id);
   }
 });
 if (handler) post({ t: 'loaded' });

@@ -7,7 +7,7 @@
  * one decrypted message at a time (with that conversation's `ctx.state` record) and does what it
  * asks on that message's behalf: encrypt and send a reply (through the same sealed outbox as
  * before; in a conversation with several members, to each member), ask the customer's device
- * for a human (`ctx.handoff`), or tell it the safety number or the current members. No key, session, sealed record or engine object ever
+ * for a human (`ctx.handoff`), for consent or a form (`ctx.requestConsent`, `ctx.requestForm`), or tell it the safety number or the current members. No key, session, sealed record or engine object ever
  * crosses; nothing the handler patches or wraps in its isolate is the enclave's.
  *
  * Limits (THREATS B6): every run has a time limit. At the limit the run is abandoned (its later
@@ -28,7 +28,7 @@ import { MessageChannel, Worker, resourceLimits as ownResourceLimits, type Messa
 import type { Readable } from 'node:stream';
 import { ERROR_CODES, ParleyError, decodeContent, type OutgoingContent, type ParleyErrorCode, type SerializedParleyError } from '@parley/protocol';
 import { toWireError } from '../rpc/messages.js';
-import type { BotMessage, Member } from '../handler-api.js';
+import type { BotConsentEntry, BotConsentRequest, BotFormRequest, BotMessage, Member } from '../handler-api.js';
 import {
   MAX_DEV_MESSAGE,
   MAX_DEV_STACK,
@@ -102,6 +102,25 @@ export interface RunActions {
   handoff(queue: string, reason: string): Promise<void>;
   /** `ctx.members()`: the current members, or `[]` outside a conversation. */
   members(): readonly Member[];
+  /** `ctx.requestConsent` (the enclave checks the request, and that the message came in a conversation); resolves with the request's id. */
+  requestConsent(request: BotConsentRequest): Promise<string>;
+  /** `ctx.requestForm` (checked likewise); resolves with the form's id. */
+  requestForm(request: BotFormRequest): Promise<string>;
+  /** `ctx.consents()`: the conversation's receipts, or `[]` outside a conversation. */
+  consents(): readonly BotConsentEntry[];
+}
+
+/** Most fields a consent or form request may carry across the port (the protocol allows 32). */
+const MAX_REQUEST_FIELDS = 64;
+/** Longest string of a consent or form request taken from the worker before the protocol's own checks. */
+const MAX_REQUEST_STRING = 2_000;
+
+const isShortString = (v: unknown): v is string => typeof v === 'string' && v.length <= MAX_REQUEST_STRING;
+
+/** A field list as the worker posted it, bounded (a copy); `undefined` when it is not one. */
+function fieldList(v: unknown): string[] | undefined {
+  if (!Array.isArray(v) || v.length > MAX_REQUEST_FIELDS || !v.every(isShortString)) return undefined;
+  return [...(v as string[])];
 }
 
 /** Longest queue name or handoff reason the enclave takes from the worker before its own checks. */
@@ -162,6 +181,19 @@ export function parseFromHandler(raw: unknown): FromHandler | undefined {
       if (queue.length > MAX_HANDOFF_FIELD || reason.length > MAX_HANDOFF_FIELD) return undefined;
       return { t: 'handoff', run, seq, queue, reason };
     }
+    case 'consentRequest': {
+      const { run, seq, request: r } = raw;
+      if (!isCount(run) || !isCount(seq) || !isObject(r)) return undefined;
+      const fields = fieldList(r.fields);
+      if (!fields || !isShortString(r.purpose) || !isShortString(r.controller) || typeof r.retentionDays !== 'number') return undefined;
+      return { t: 'consentRequest', run, seq, request: { purpose: r.purpose, fields, retentionDays: r.retentionDays, controller: r.controller } };
+    }
+    case 'formRequest': {
+      const { run, seq, consentRequest } = raw;
+      const fields = fieldList(raw.fields);
+      if (!isCount(run) || !isCount(seq) || !fields || !isShortString(consentRequest)) return undefined;
+      return { t: 'formRequest', run, seq, fields, consentRequest };
+    }
     case 'done': {
       const { run, failure } = raw;
       if (!isCount(run)) return undefined;
@@ -183,6 +215,17 @@ export function parseFromHandler(raw: unknown): FromHandler | undefined {
       return undefined;
   }
 }
+
+/** What the enclave answers a request of the worker it cannot take (the handler's call settles with it). */
+const REFUSED = {
+  reply: 'a reply must be text, JSON or bytes of at most 1 MiB',
+  handoff: 'ctx.handoff takes { queue: string, reason?: string }',
+  consentRequest: 'ctx.requestConsent takes { purpose: string, fields: string[], retentionDays: number, controller: string }',
+  formRequest: 'ctx.requestForm takes { fields: string[], consentRequest: string }',
+} as const;
+
+/** How a request after the run returned is named in its refusal. */
+const LATE = { reply: 'reply', handoff: 'hand off', consentRequest: 'request consent', formRequest: 'request a form' } as const;
 
 /** The content a checked reply body carries, or a typed error if the body does not decode as its type. */
 function replyContent(type: 'text' | 'json' | 'binary', body: Uint8Array): OutgoingContent {
@@ -387,9 +430,9 @@ class HandlerIsolate {
     }
     const m = parseFromHandler(raw);
     if (!m) {
-      // A reply (or handoff) the enclave cannot take is still answered, so the handler's call settles.
-      if (isObject(raw) && (raw.t === 'reply' || raw.t === 'handoff') && isCount(raw.run) && isCount(raw.seq)) {
-        const error = (raw.t === 'reply' ? new ParleyError('USAGE', 'a reply must be text, JSON or bytes of at most 1 MiB') : new ParleyError('USAGE', 'ctx.handoff takes { queue: string, reason?: string }')).toJSON();
+      // A reply (or handoff, consent or form request) the enclave cannot take is still answered, so the handler's call settles.
+      if (isObject(raw) && typeof raw.t === 'string' && Object.hasOwn(REFUSED, raw.t) && isCount(raw.run) && isCount(raw.seq)) {
+        const error = new ParleyError('USAGE', REFUSED[raw.t as keyof typeof REFUSED]).toJSON();
         const run = this.#runs.get(raw.run);
         this.#post({ t: 'replied', run: raw.run, seq: raw.seq, error: { error, echo: run ? run.errors.push(error) - 1 : -1 } });
       }
@@ -408,17 +451,22 @@ class HandlerIsolate {
         this.#loaded?.reject(new ParleyError('USAGE', m.message, m.details ? { details: m.details } : undefined));
         return;
       case 'reply':
-      case 'handoff': {
+      case 'handoff':
+      case 'consentRequest':
+      case 'formRequest': {
         const run = this.#runs.get(m.run);
         if (!run) {
-          this.#post({ t: 'replied', run: m.run, seq: m.seq, error: { error: new ParleyError('USAGE', `the handler already returned for this message: ${m.t === 'reply' ? 'reply' : 'hand off'} before it returns`).toJSON(), echo: -1 } });
+          this.#post({ t: 'replied', run: m.run, seq: m.seq, error: { error: new ParleyError('USAGE', `the handler already returned for this message: ${LATE[m.t]} before it returns`).toJSON(), echo: -1 } });
           return;
         }
         run.replies = run.replies.then(async () => {
           try {
+            let id: string | undefined;
             if (m.t === 'reply') await run.actions.reply(replyContent(m.type, m.body));
-            else await run.actions.handoff(m.queue, m.reason);
-            this.#post({ t: 'replied', run: m.run, seq: m.seq });
+            else if (m.t === 'handoff') await run.actions.handoff(m.queue, m.reason);
+            else if (m.t === 'consentRequest') id = await run.actions.requestConsent(m.request);
+            else id = await run.actions.requestForm({ fields: m.fields, consentRequest: m.consentRequest });
+            this.#post({ t: 'replied', run: m.run, seq: m.seq, ...(id !== undefined ? { id } : {}) });
           } catch (e) {
             if (e instanceof ParleyError && e.code === 'PAYLOAD_TOO_LARGE') run.oversize = true;
             const error = toWireError(e);
@@ -446,17 +494,20 @@ class HandlerIsolate {
     }
   }
 
-  /** `ctx.safetyNumber()`, `ctx.members()`: answers on the sync port, then wakes the worker. */
+  /** `ctx.safetyNumber()`, `ctx.members()`, `ctx.consents()`: answers on the sync port, then wakes the worker. */
   #onSync(raw: unknown): void {
     if (!isObject(raw) || !isCount(raw.call) || !isCount(raw.run)) return;
     const run = this.#runs.get(raw.run);
-    const members = raw.what === 'members';
+    const what = raw.what === 'members' || raw.what === 'consents' ? raw.what : 'safetyNumber';
     let answer: SyncAnswer;
     try {
-      if (!run) throw new ParleyError('USAGE', `ctx.${members ? 'members' : 'safetyNumber'}() works only while the handler runs for a message`);
-      answer = members
-        ? { call: raw.call, ok: true, members: run.actions.members().map((m) => ({ deviceId: m.deviceId, role: m.role, name: m.name })) }
-        : { call: raw.call, ok: true, value: this.#opts.safetyNumber(run.peer) };
+      if (!run) throw new ParleyError('USAGE', `ctx.${what}() works only while the handler runs for a message`);
+      answer =
+        what === 'members'
+          ? { call: raw.call, ok: true, members: run.actions.members().map((m) => ({ deviceId: m.deviceId, role: m.role, name: m.name })) }
+          : what === 'consents'
+            ? { call: raw.call, ok: true, consents: run.actions.consents() }
+            : { call: raw.call, ok: true, value: this.#opts.safetyNumber(run.peer) };
     } catch (e) {
       const error = toWireError(e);
       answer = { call: raw.call, ok: false, error: { error, echo: run ? run.errors.push(error) - 1 : -1 } };

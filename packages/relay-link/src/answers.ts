@@ -6,7 +6,7 @@
  * the key holder; this only guarantees types and bounds. Parsed outputs hold only known fields.
  */
 import * as v from 'valibot';
-import { ParleyError } from '@parley/protocol/verify';
+import { ARCHIVE_REF_PATTERN, ParleyError } from '@parley/protocol/verify';
 import {
   DEVICE_ID_PATTERN,
   MESSAGE_ID_PATTERN,
@@ -52,7 +52,13 @@ export const ANSWERS = {
   fetchIdentity: v.object({ identity, ...statements }),
   fetchQueue: v.object({ pending: count }),
   archiveAppend: v.object({ index: count }),
-  purge: v.object({ envelopes: count, tickets: count }),
+  purge: v.object({
+    envelopes: count,
+    tickets: count,
+    // Absent from relays before the archive purge.
+    archiveEntries: v.optional(count, 0),
+    archiveHeld: v.optional(v.pipe(v.array(v.pipe(v.string(), v.regex(ARCHIVE_REF_PATTERN))), v.maxLength(20)), []),
+  }),
   // One list per issuer: a handful; each is verified against the org key by the caller.
   fetchRevocations: v.object({ lists: v.pipe(v.array(bytes(RELAY_MAX_REVOCATION_LIST_BYTES)), v.maxLength(64)) }),
 } as const;
@@ -67,6 +73,7 @@ export const PUSHES = {
     receivedAt: count,
   }),
   prekeysLow: v.object({ remaining: count }),
+  archiveOpened: v.object({ ref: v.pipe(v.string(), v.regex(ARCHIVE_REF_PATTERN)), at: count, reason: v.pipe(v.string(), v.maxLength(1000)) }),
 } as const;
 
 /**

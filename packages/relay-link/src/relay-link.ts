@@ -32,6 +32,8 @@ import {
   type AuthResult,
   type ClientToServerEvents,
   type PurgeRequest,
+  type PurgeResult,
+  type ArchiveOpenedNotice,
   type RelayHello,
   type RelayMessage,
   type RelayResult,
@@ -141,6 +143,12 @@ export interface TransportHandlers {
   onTicket?(update: TicketUpdate): void;
   /** A ticket of this device (customer or notify device) waited longer than the relay's `ticketUnclaimedMs`; once per waiting period. */
   onTicketUnclaimed?(info: TicketUnclaimed): void;
+  /**
+   * The compliance officer opened (or exported) an archive ref this device appended to. The
+   * notice is acknowledged to the relay once this resolves (then never pushed again); without
+   * this handler, or when it rejects, it is not, and the relay pushes it again at the next login.
+   */
+  onArchiveOpened?(notice: ArchiveOpenedNotice): Promise<void> | void;
 }
 
 const DEFAULT_CALL_TIMEOUT_MS = 10_000;
@@ -221,6 +229,14 @@ export class RelayLink {
     s.on('prekeysLow', (info) => this.#onPush('prekeysLow', info, ({ remaining }) => this.#handlers.onPrekeysLow?.(remaining)));
     s.on('ticket', (update) => this.#onTicketPush('ticket', update));
     s.on('ticketUnclaimed', (info) => this.#onTicketPush('ticketUnclaimed', info));
+    s.on('archiveOpened', (notice, ack) => this.#onPush('archiveOpened', notice, (n) => {
+      const handler = this.#handlers.onArchiveOpened;
+      if (!handler) return;
+      void (async () => handler.call(this.#handlers, n))().then(
+        () => typeof ack === 'function' && ack(),
+        (e: unknown) => this.#handlers.onError?.(toError(e, 'archiveOpened')),
+      );
+    }));
     s.on('relayError', (err) => {
       const error = ParleyError.fromJSON(err);
       this.#opts.logger?.warn?.({ event: 'relayError', code: error.code, reason: error.details?.['reason'] });
@@ -596,9 +612,9 @@ export class RelayLink {
    * by message id) and closes its own tickets; resolves with what was deleted.
    * @throws ParleyError `MALFORMED_MESSAGE` (over 20 recipients, 500 ids each, 50 tickets), `TRANSPORT`.
    */
-  async purge(req: PurgeRequest): Promise<{ envelopes: number; tickets: number }> {
+  async purge(req: PurgeRequest): Promise<PurgeResult> {
     const r = await this.#call('purge', req);
-    return { envelopes: r.envelopes, tickets: r.tickets };
+    return { envelopes: r.envelopes, tickets: r.tickets, archiveEntries: r.archiveEntries, archiveHeld: [...r.archiveHeld] };
   }
 
   /** Asks the relay to push every pending message again. */

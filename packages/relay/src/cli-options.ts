@@ -60,6 +60,18 @@ export function parseTicketUnclaimedMs(raw: string): number {
   return value;
 }
 
+/**
+ * `--archive-retention-days` (env `PARLEY_RELAY_ARCHIVE_RETENTION_DAYS`): a whole number of days ≥ 1.
+ * @throws Error naming the flag when it is not.
+ */
+export function parseArchiveRetentionDays(raw: string): number {
+  const value = Number(raw.trim());
+  if (raw.trim() === '' || !Number.isSafeInteger(value) || value < 1) {
+    throw new Error(`--archive-retention-days ${raw}: expected a whole number of days ≥ 1 (PARLEY_RELAY_ARCHIVE_RETENTION_DAYS)`);
+  }
+  return value;
+}
+
 /** True for loopback interfaces (127.0.0.0/8, ::1, localhost). `0.0.0.0` and `::` are every interface. */
 export function isLoopback(host: string): boolean {
   const h = host.replace(/^\[|\]$/g, '').toLowerCase();

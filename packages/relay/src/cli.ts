@@ -9,7 +9,7 @@ import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { createApiKey } from './apikeys.js';
 import { OperatorError, loadTls, startupMessage, type ListenFlags } from './cli-errors.js';
-import { limitEnvName, parseTicketUnclaimedMs, plainHttpWarning, resolveLimits } from './cli-options.js';
+import { limitEnvName, parseArchiveRetentionDays, parseTicketUnclaimedMs, plainHttpWarning, resolveLimits } from './cli-options.js';
 import { DEFAULT_LIMITS, type RelayLimits } from './options.js';
 import { originWarnings } from './origin.js';
 import { createRelay } from './relay.js';
@@ -104,12 +104,15 @@ program
     .env('PARLEY_RELAY_CUSTOMERS_MAY_MESSAGE_CUSTOMERS').choices(['yes', 'no', 'true', 'false']))
   .addOption(new Option('--ticket-unclaimed-ms <ms>', 'a handoff ticket waiting this long unclaimed is reported to its customer and bot (default 120000)')
     .env('PARLEY_RELAY_TICKET_UNCLAIMED_MS'))
+  .addOption(new Option('--archive-retention-days <days>', 'delete compliance archive refs whose newest entry is older than this, except refs under a legal hold (default: off)')
+    .env('PARLEY_RELAY_ARCHIVE_RETENTION_DAYS'))
   .addHelpText('after', `\nLimits (--limit name=value, or the environment variable; flag > variable > PARLEY_RELAY_LIMITS > default):\n${limitsHelp}\n` +
     `\nOnce listening, stdout gets one line:  parley-relay listening on <url> (origin <origin>)\n`)
   .action(async (o: {
     host: string; port: string; db: string; redis?: string; redisPrefix?: string; allowNonDurableRedis?: boolean; origin?: string;
     tlsCert?: string; tlsKey?: string; logLevel: string; limit: string[]; metricsPort?: string; metricsHost: string; metricsToken?: string;
     readyFile?: string; orgKey?: string; customersMayMessageCustomers?: string; ticketUnclaimedMs?: string;
+    archiveRetentionDays?: string;
   }) => {
     const flags = { port: port('--port')(o.port), ...(o.metricsPort === undefined ? {} : { metricsPort: port('--metrics-port')(o.metricsPort) }) };
     try {
@@ -120,6 +123,7 @@ program
       }
       const mayMessage = o.customersMayMessageCustomers === undefined ? undefined : ['yes', 'true'].includes(o.customersMayMessageCustomers);
       const ticketUnclaimedMs = o.ticketUnclaimedMs === undefined ? undefined : parseTicketUnclaimedMs(o.ticketUnclaimedMs);
+      const archiveRetentionDays = o.archiveRetentionDays === undefined ? undefined : parseArchiveRetentionDays(o.archiveRetentionDays);
       const tls = o.tlsCert && o.tlsKey ? loadTls(o.tlsCert, o.tlsKey) : undefined;
       const logger = pino({ level: o.logLevel });
       const warn = (event: string, message: string) => {
@@ -139,6 +143,7 @@ program
         ...(o.orgKey ? { orgKey: o.orgKey.trim() } : {}),
         ...(mayMessage === undefined ? {} : { customersMayMessageCustomers: mayMessage }),
         ...(ticketUnclaimedMs === undefined ? {} : { ticketUnclaimedMs }),
+        ...(archiveRetentionDays === undefined ? {} : { archiveRetentionDays }),
         ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
         ...(flags.metricsPort !== undefined || o.metricsToken !== undefined
           ? {

@@ -10,6 +10,7 @@
 import { ParleyError, type ParleyErrorCode } from '@parley/protocol/verify';
 import { RELAY_PROTOCOL_VERSION, type RelayError } from '@parley/protocol/wire';
 import { apiKeyIdOf } from './apikeys.js';
+import { deliverArchiveNotices } from './archive/ops.js';
 import { newServerNonce } from './auth.js';
 import type { RelayContext, RelaySocket } from './context.js';
 import { HANDLERS } from './handlers.js';
@@ -90,6 +91,8 @@ async function dispatch(ctx: RelayContext, socket: RelaySocket, packet: unknown[
     const { result, after } = await handler(ctx, socket, args[0]);
     ack?.({ ...result, ok: true });
     if (after) await after().catch((e: unknown) => ctx.log.error({ event: name, deviceId: d.deviceId, errorName: errorName(e) }));
+    // Archive openings this device has not acknowledged (archive/ops.ts).
+    if (name === 'auth' && d.deviceId) await deliverArchiveNotices(ctx, socket).catch((e: unknown) => ctx.log.error({ event: 'archiveOpened', deviceId: d.deviceId, errorName: errorName(e) }));
   } catch (e) {
     const error: RelayError =
       e instanceof ParleyError

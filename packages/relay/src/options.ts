@@ -209,6 +209,18 @@ export interface RelayOptions {
    * CLI `--ticket-unclaimed-ms`, env `PARLEY_RELAY_TICKET_UNCLAIMED_MS`.
    */
   ticketUnclaimedMs?: number;
+  /**
+   * The compliance archive's retention: every `queuePurgeIntervalMs`, the archive refs whose
+   * newest entry is older than this many days are deleted whole, except refs under a legal hold
+   * (`parley-compliance hold`). Default: off (kept until a member's erasure purges them).
+   * CLI `--archive-retention-days`, env `PARLEY_RELAY_ARCHIVE_RETENTION_DAYS`.
+   */
+  archiveRetentionDays?: number;
+  /**
+   * How often this node looks for new archive openings (`parley-compliance open|export`) to push
+   * `archiveOpened` to connected appenders. Default 2000 ms.
+   */
+  archiveNoticeIntervalMs?: number;
   /** Clock (tests). Default `Date.now`. */
   now?: () => number;
 }

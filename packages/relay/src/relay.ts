@@ -26,6 +26,7 @@ import { StaffAuthority, parseOrgKey } from './staff/authority.js';
 import { dropRevokedStaff, revocationRoutes } from './staff/revocations.js';
 import type { RelayStore } from './store/types.js';
 import { startTicketSweeper } from './tickets/sweeper.js';
+import { startArchiveOps } from './archive/ops.js';
 import { DEFAULT_TICKET_UNCLAIMED_MS } from '@parley/protocol/wire';
 
 /** A running relay. */
@@ -77,6 +78,10 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const orgKey = options.orgKey === undefined ? undefined : parseOrgKey(options.orgKey);
   const ticketUnclaimedMs = options.ticketUnclaimedMs ?? DEFAULT_TICKET_UNCLAIMED_MS;
   if (!Number.isSafeInteger(ticketUnclaimedMs) || ticketUnclaimedMs < 1) throw new RangeError('ticketUnclaimedMs must be a whole number of ms ≥ 1');
+  const archiveRetentionDays = options.archiveRetentionDays;
+  if (archiveRetentionDays !== undefined && (!Number.isSafeInteger(archiveRetentionDays) || archiveRetentionDays < 1)) throw new RangeError('archiveRetentionDays must be a whole number of days ≥ 1');
+  const archiveNoticeIntervalMs = options.archiveNoticeIntervalMs ?? 2000;
+  if (!Number.isSafeInteger(archiveNoticeIntervalMs) || archiveNoticeIntervalMs < 1) throw new RangeError('archiveNoticeIntervalMs must be a whole number of ms ≥ 1');
   if (options.redis !== undefined && options.store !== undefined) throw new TypeError('createRelay: give either store or redis, not both');
   // Scale-out: with `redis`, the store is Redis and socket.io's Redis adapter links the nodes.
   const { store, owned } = options.redis !== undefined
@@ -231,6 +236,10 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
   const purgeTimer = setInterval(() => void purge(), Math.min(limits.queuePurgeIntervalMs, 2 ** 31 - 1));
   purgeTimer.unref();
   const stopTicketSweeper = startTicketSweeper(ctx, ticketUnclaimedMs);
+  const stopArchiveOps = startArchiveOps(ctx, {
+    noticeIntervalMs: archiveNoticeIntervalMs, sweepIntervalMs: limits.queuePurgeIntervalMs,
+    ...(archiveRetentionDays === undefined ? {} : { retentionDays: archiveRetentionDays }),
+  });
 
   let closed: Promise<void> | undefined;
   return {
@@ -243,6 +252,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
         closing = true;
         clearInterval(purgeTimer);
         const sweeperStopped = stopTicketSweeper();
+        const archiveOpsStopped = stopArchiveOps();
         const done = new Promise<void>((resolve) => io.close(() => resolve()));
         server.closeAllConnections();
         const adminClosed = admin ? new Promise((resolve) => admin.close(resolve)) : undefined;
@@ -250,7 +260,7 @@ export async function createRelay(options: RelayOptions = {}): Promise<Relay> {
         await done;
         await adminClosed;
         await stopRevocations();
-        await Promise.allSettled([...ctx.inFlight, purging, sweeperStopped]);
+        await Promise.allSettled([...ctx.inFlight, purging, sweeperStopped, archiveOpsStopped]);
         await cluster?.close();
         if (owned) await store.close();
         log.info({ event: 'closed' });

@@ -103,10 +103,10 @@ test('archive: disclosure statement, chained appends, the CLI names each break a
 
   // open: the transcript, and an audit record.
   const audit = join(dir, 'audit.log');
-  const opened = await cli('open', '--db', dbPath, '--key', keyPath, '--ref', ref, '--audit', audit, '--opener', 'carol');
+  const opened = await cli('open', '--db', dbPath, '--key', keyPath, '--ref', ref, '--audit', audit, '--opener', 'carol', '--reason', 'case 1');
   assert.equal(opened.code, 0, opened.err);
   for (const body of bodies) assert.ok(opened.out.includes(body), body);
-  const exported = await cli('export', '--db', dbPath, '--key', keyPath, '--ref', ref, '--audit', audit, '--opener', 'carol', '--format', 'json');
+  const exported = await cli('export', '--db', dbPath, '--key', keyPath, '--ref', ref, '--audit', audit, '--opener', 'carol', '--reason', 'case 1', '--format', 'json');
   assert.equal(exported.code, 0, exported.err);
   assert.deepEqual(JSON.parse(exported.out).messages.map((m: { body: string }) => m.body), bodies);
   const records = readFileSync(audit, 'utf8').trim().split('\n').map((l) => JSON.parse(l));

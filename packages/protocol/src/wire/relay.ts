@@ -328,15 +328,43 @@ export interface ClientToServerEvents {
   ticketClose: (req: TicketIdRequest, ack: (r: RelayResult<{ readonly closed: true }>) => void) => void;
   /**
    * Erasure (docs/threats.md P4): deletes the envelopes this device sent that are still queued
-   * (per recipient, by message id) and closes its own tickets (by id, where it is the customer).
+   * (per recipient, by message id), closes its own tickets (by id, where it is the customer), and
+   * deletes the compliance archive of each of `archiveRefs` this device appended to, unless the
+   * ref is under a legal hold (named in `archiveHeld`). `FORBIDDEN` (reason `notArchiveMember`,
+   * nothing purged) for a ref with entries this device never appended to.
    */
-  purge: (req: PurgeRequest, ack: (r: RelayResult<{ readonly envelopes: number; readonly tickets: number }>) => void) => void;
+  purge: (req: PurgeRequest, ack: (r: RelayResult<PurgeResult>) => void) => void;
 }
 
-/** `purge` payload: at most 20 recipients of 500 message ids each, at most 50 tickets. */
+/** `purge` payload: at most 20 recipients of 500 message ids each, at most 50 tickets, 20 archive refs. */
 export interface PurgeRequest {
   readonly targets: readonly { readonly to: string; readonly ids: readonly string[] }[];
   readonly tickets?: readonly string[];
+  /** Archive refs (`archiveRef(conversationId)`) whose entries to delete. */
+  readonly archiveRefs?: readonly string[];
+}
+
+/** `purge` result: what was deleted, and the archive refs kept under a legal hold. */
+export interface PurgeResult {
+  readonly envelopes: number;
+  readonly tickets: number;
+  /** Archive entries deleted. */
+  readonly archiveEntries: number;
+  /** Refs of `archiveRefs` under a legal hold: nothing of them was deleted. */
+  readonly archiveHeld: readonly string[];
+}
+
+/**
+ * Pushed as `archiveOpened` to each device that appended to an archive ref, once the compliance
+ * officer opened or exported it (`parley-compliance open|export --reason`). Acknowledge it (the
+ * ack callback): an unacknowledged notice comes again at the next login.
+ */
+export interface ArchiveOpenedNotice {
+  readonly ref: string;
+  /** When it was opened, ms since the epoch. */
+  readonly at: number;
+  /** The reason the opener gave. */
+  readonly reason: string;
 }
 
 /** Events the relay emits. */
@@ -351,6 +379,8 @@ export interface ServerToClientEvents {
   ticket: (update: TicketUpdate) => void;
   /** A ticket waited longer than the relay's `ticketUnclaimedMs` (to its customer and notify device). */
   ticketUnclaimed: (info: TicketUnclaimed) => void;
+  /** The compliance officer opened an archive this device appended to (ack it: {@link ArchiveOpenedNotice}). */
+  archiveOpened: (notice: ArchiveOpenedNotice, ack: () => void) => void;
 }
 
 /** Names of the client events, for schema tables and pre-auth checks. */

@@ -23,7 +23,7 @@ const archiveAppend: ArchiveHandler = async (ctx, socket, payload) => {
   if (!own || !constantTimeEqual(own.identity.signingKey, submission.senderKey)) {
     throw new ParleyError('FORBIDDEN', 'the submission is not signed by this device', { details: { reason: 'notSender' } });
   }
-  const index = await ctx.store.archiveAppend(submission, Date.now());
+  const index = await ctx.store.archiveAppend(submission, ctx.now(), deviceId);
   ctx.log.info({ event: 'archiveAppend', deviceId, index, bytes: req.submission.length });
   return { result: { index } };
 };

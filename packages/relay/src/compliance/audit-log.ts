@@ -1,5 +1,6 @@
 /**
- * The compliance audit log: one JSON line per opening or export of the archive, hash-chained
+ * The compliance audit log: one JSON line per opening or export of the archive, and per legal
+ * hold put or lifted, hash-chained
  * (each line names the previous line's hash; the first names 64 zeros), so a deleted, reordered
  * or edited line is named by {@link verifyAuditLog}. Appended with `O_APPEND`, mode 0600.
  */
@@ -10,11 +11,13 @@ import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 export interface AuditRecord {
   readonly n: number;
   readonly at: string;
-  readonly action: 'open' | 'export';
+  readonly action: 'open' | 'export' | 'hold' | 'release';
   readonly ref: string;
   /** Who opened (the `--opener` name) and under which role. */
   readonly opener: string;
   readonly entries: number;
+  /** The reason given (`--reason`); records written before it existed have none. */
+  readonly reason?: string;
   readonly prev: string;
   readonly hash: string;
 }
@@ -22,7 +25,7 @@ export interface AuditRecord {
 const ZERO = '0'.repeat(64);
 
 function hashOf(r: Omit<AuditRecord, 'hash'>): string {
-  const canonical = JSON.stringify([r.n, r.at, r.action, r.ref, r.opener, r.entries, r.prev]);
+  const canonical = JSON.stringify([r.n, r.at, r.action, r.ref, r.opener, r.entries, r.prev, ...(r.reason === undefined ? [] : [r.reason])]);
   return createHash('sha256').update(canonical).digest('hex');
 }
 
@@ -32,7 +35,7 @@ function readLines(path: string): string[] {
 }
 
 /** Appends a record after the file's last one; returns it. */
-export function appendAudit(path: string, e: { action: AuditRecord['action']; ref: string; opener: string; entries: number; at?: Date }): AuditRecord {
+export function appendAudit(path: string, e: { action: AuditRecord['action']; ref: string; opener: string; entries: number; reason?: string; at?: Date }): AuditRecord {
   const lines = readLines(path);
   const last = lines.length > 0 ? (JSON.parse(lines[lines.length - 1] ?? '{}') as Partial<AuditRecord>) : undefined;
   const base = {
@@ -42,6 +45,7 @@ export function appendAudit(path: string, e: { action: AuditRecord['action']; re
     ref: e.ref,
     opener: e.opener,
     entries: e.entries,
+    ...(e.reason === undefined ? {} : { reason: e.reason }),
     prev: typeof last?.hash === 'string' ? last.hash : ZERO,
   };
   const record: AuditRecord = { ...base, hash: hashOf(base) };

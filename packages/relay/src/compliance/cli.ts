@@ -8,15 +8,24 @@
  * parley-compliance verify --db relay.db [--ref R | --conversation ID] [--json]
  *     checks every chain (or one) and names each break: "entry 3 deleted", "entries 1 and 4
  *     reordered", "entry 2 replaced (signature)"; exits 1 when any chain is broken
- * parley-compliance open --db relay.db --key compliance.key (--ref R | --conversation ID) --audit audit.log --opener <name>
- *     appends an audit record, then prints the transcript (one line per message)
- * parley-compliance export --db relay.db --key compliance.key (--ref R | --conversation ID) --audit audit.log --opener <name> --format json
- *     appends an audit record, then prints the transcript as JSON
+ * parley-compliance open --db relay.db --key compliance.key (--ref R | --conversation ID) --audit audit.log --opener <name> --reason <text>
+ *     appends an audit record, records the opening in the relay's database (the relay tells
+ *     every device that appended to the ref: `archiveOpened`), then prints the transcript
+ * parley-compliance export … (as open) --format json
+ *     the same, the transcript as JSON
+ * parley-compliance hold --db relay.db (--ref R | --conversation ID) --reason <text> --audit audit.log --by <name>
+ *     puts the ref under a legal hold: its entries survive erasure purges and the retention sweep
+ * parley-compliance release --db relay.db (--ref R | --conversation ID) --reason <text> --audit audit.log --by <name>
+ *     lifts the hold
+ * parley-compliance holds --db relay.db [--json]
+ *     lists the holds
  * parley-compliance audit-verify --audit audit.log
  *     checks the audit log's hash chain; exits 1 when a record was deleted, reordered or edited
  * ```
- * It ships with the relay package because it reads the relay's SQLite file with the relay's driver;
- * the relay server never imports it (and never holds the compliance key).
+ * It ships with the relay package because it reads the relay's SQLite file with the relay's driver
+ * (SQLite only: with a Redis store, call the store's `archiveHold`/`archiveRecordOpening`); the
+ * relay server never imports it (and never holds the compliance key). `hold`, `release`, `open`
+ * and `export` write to the database beside the running relay (WAL, busy timeout).
  */
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
@@ -39,6 +48,7 @@ import {
   type ArchivedMessage,
 } from '@parley/protocol/verify';
 import { appendAudit, verifyAuditLog } from './audit-log.js';
+import { ARCHIVE_SCHEMA, sqliteArchive } from '../archive/sqlite-archive.js';
 
 const KEY_FORMAT = 'parley-compliance-key';
 
@@ -50,6 +60,22 @@ interface Io {
 function openDb(path: string): Database.Database {
   if (!existsSync(path)) throw new ParleyError('USAGE', `${path} does not exist`);
   return new Database(path, { readonly: true, fileMustExist: true });
+}
+
+/** The relay's database for writing (holds, openings): the archive tables exist after this. */
+function openDbForWrite(path: string): Database.Database {
+  if (!existsSync(path)) throw new ParleyError('USAGE', `${path} does not exist`);
+  const db = new Database(path, { fileMustExist: true });
+  db.pragma('busy_timeout = 5000');
+  db.exec(ARCHIVE_SCHEMA);
+  return db;
+}
+
+/** `--reason`: 1-500 characters, no control characters (it is shown to the customer). */
+function reasonOf(raw: string): string {
+  const reason = raw.trim();
+  if (reason.length < 1 || reason.length > 500 || /[\u0000-\u001f\u007f]/.test(reason)) throw new ParleyError('USAGE', '--reason must be 1-500 characters without control characters');
+  return reason;
 }
 
 function readChains(db: Database.Database, ref?: string): Map<string, Uint8Array[]> {
@@ -158,13 +184,27 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
       .option('--ref <ref>', 'the conversation\'s archive ref')
       .option('--conversation <id>', 'the conversation, by its id (instead of --ref)')
       .requiredOption('--audit <file>', 'the audit log to append to')
-      .requiredOption('--opener <name>', 'who opens it (recorded in the audit log)');
+      .requiredOption('--opener <name>', 'who opens it (recorded in the audit log)')
+      .requiredOption('--reason <text>', 'why (recorded in the audit log and shown to the conversation\'s members)');
 
-  openLike('open').action((opts: { db: string; key: string; ref?: string; conversation?: string; audit: string; opener: string }) => {
+  /** Audits, then records the opening in the relay's database (the relay notifies the appenders). */
+  const recordOpening = (opts: { db: string; audit: string; opener: string; reason: string }, action: 'open' | 'export', ref: string, entries: number): void => {
+    const reason = reasonOf(opts.reason);
+    const record = appendAudit(opts.audit, { action, ref, opener: opts.opener, entries, reason });
+    const db = openDbForWrite(opts.db);
+    try {
+      sqliteArchive(db).recordOpening({ ref, at: Date.parse(record.at), reason, auditHash: record.hash });
+    } finally {
+      db.close();
+    }
+  };
+
+  openLike('open').action((opts: { db: string; key: string; ref?: string; conversation?: string; audit: string; opener: string; reason: string }) => {
     const ref = refOf(opts, true)!;
+    reasonOf(opts.reason);
     const { report, messages } = transcript(opts.db, opts.key, ref);
-    // Audited before anything is shown.
-    appendAudit(opts.audit, { action: 'open', ref, opener: opts.opener, entries: messages.length });
+    // Audited and recorded before anything is shown.
+    recordOpening(opts, 'open', ref, messages.length);
     if (!report.ok) io.err(`warning: the chain of ${ref} is broken: ${report.breaks.map(describeArchiveBreak).join('; ')}\n`);
     for (const m of messages) io.out(`#${m.index} ${new Date(m.at).toISOString()} ${m.from}: ${m.body}\n`);
     if (!report.ok) setExit(1);
@@ -172,13 +212,59 @@ export function buildProgram(io: Io, setExit: (code: number) => void): Command {
 
   openLike('export')
     .option('--format <format>', 'json', 'json')
-    .action((opts: { db: string; key: string; ref?: string; conversation?: string; audit: string; opener: string; format: string }) => {
+    .action((opts: { db: string; key: string; ref?: string; conversation?: string; audit: string; opener: string; reason: string; format: string }) => {
       if (opts.format !== 'json') throw new ParleyError('USAGE', '--format must be json');
       const ref = refOf(opts, true)!;
+      reasonOf(opts.reason);
       const { report, messages } = transcript(opts.db, opts.key, ref);
-      appendAudit(opts.audit, { action: 'export', ref, opener: opts.opener, entries: messages.length });
+      recordOpening(opts, 'export', ref, messages.length);
       io.out(`${JSON.stringify({ ref, chain: { ok: report.ok, breaks: report.breaks.map(describeArchiveBreak) }, messages }, null, 2)}\n`);
       if (!report.ok) setExit(1);
+    });
+
+  const holdLike = (name: 'hold' | 'release') =>
+    program
+      .command(name)
+      .description(name === 'hold' ? 'put a conversation\'s archive under a legal hold (audited)' : 'lift a legal hold (audited)')
+      .requiredOption('--db <file>', 'the relay\'s SQLite database')
+      .option('--ref <ref>', 'the conversation\'s archive ref')
+      .option('--conversation <id>', 'the conversation, by its id (instead of --ref)')
+      .requiredOption('--reason <text>', 'why (a case or request reference; recorded in the audit log)')
+      .requiredOption('--audit <file>', 'the audit log to append to')
+      .requiredOption('--by <name>', 'who decides it (recorded in the audit log)')
+      .action((opts: { db: string; ref?: string; conversation?: string; reason: string; audit: string; by: string }) => {
+        const ref = refOf(opts, true)!;
+        const reason = reasonOf(opts.reason);
+        const db = openDbForWrite(opts.db);
+        try {
+          const archive = sqliteArchive(db);
+          const entries = archive.entries(ref).length;
+          if (name === 'release' && !archive.holds().some((h) => h.ref === ref)) throw new ParleyError('USAGE', `${ref} is not under a legal hold`); // ct-ok: public refs
+          appendAudit(opts.audit, { action: name, ref, opener: opts.by, entries, reason });
+          if (name === 'hold') archive.hold({ ref, reason, at: Date.now() });
+          else archive.release(ref);
+          io.out(`${ref}: ${name === 'hold' ? 'held' : 'released'} (${entries} entries)\n`);
+        } finally {
+          db.close();
+        }
+      });
+  holdLike('hold');
+  holdLike('release');
+
+  program
+    .command('holds')
+    .description('list the legal holds')
+    .requiredOption('--db <file>', 'the relay\'s SQLite database')
+    .option('--json', 'print JSON')
+    .action((opts: { db: string; json?: boolean }) => {
+      const db = openDbForWrite(opts.db);
+      try {
+        const holds = sqliteArchive(db).holds();
+        if (opts.json) io.out(`${JSON.stringify(holds.map((h) => ({ ...h, at: new Date(h.at).toISOString() })), null, 2)}\n`);
+        else for (const h of holds) io.out(`${h.ref} since ${new Date(h.at).toISOString()}: ${h.reason}\n`);
+      } finally {
+        db.close();
+      }
     });
 
   program

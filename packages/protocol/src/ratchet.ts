@@ -23,10 +23,12 @@ import {
   SKIPPED_KEY_TTL_MS,
 } from './limits.js';
 import {
+  BODY_AD_END,
   NONCE_BYTES,
+  TAG_BYTES,
   decodeHeader,
   encodeHeader,
-  encodeRatchetPrefix,
+  encodeRatchetPrefixInto,
   pad,
   unpad,
   type RatchetMessage,
@@ -104,6 +106,27 @@ export interface RatchetState {
 export interface RatchetContext {
   readonly ad: Uint8Array;
   readonly headerAd: Uint8Array;
+  /**
+   * Optional scratch of `ad.length + BODY_AD_END` bytes starting with `ad`, reused for each
+   * body's AD (AD || message prefix): public bytes, consumed synchronously by the AEAD, so one
+   * buffer per session saves two allocations per message. Without it, each body's AD is a new array.
+   */
+  readonly bodyAdScratch?: Uint8Array;
+}
+
+/** AD || prefix for a message body: in the context's scratch buffer when it has one. */
+function bodyAd(ctx: RatchetContext, prefix: Uint8Array): Uint8Array {
+  const scratch = ctx.bodyAdScratch;
+  if (scratch === undefined || scratch.length !== ctx.ad.length + prefix.length) return concatBytes(ctx.ad, prefix);
+  scratch.set(prefix, ctx.ad.length);
+  return scratch;
+}
+
+/** A {@link RatchetContext} for `ad`, with its body-AD scratch buffer. */
+export function ratchetContextFor(ad: Uint8Array, headerAd: Uint8Array): RatchetContext {
+  const bodyAdScratch = new Uint8Array(ad.length + BODY_AD_END);
+  bodyAdScratch.set(ad, 0);
+  return { ad, headerAd, bodyAdScratch };
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
@@ -195,13 +218,19 @@ export function ratchetEncrypt(state: RatchetState, plaintext: Uint8Array, ctx: 
   const headerNonce = nonces.subarray(0, NONCE_BYTES);
   const bodyNonce = nonces.subarray(NONCE_BYTES);
   const header = encodeHeader(s.dhSelf!.publicKey, s.pn, s.ns);
-  const prefix = encodeRatchetPrefix(headerNonce, c.xchachaEncrypt(s.hks!, headerNonce, header, ctx.headerAd));
+  const encryptedHeader = c.xchachaEncrypt(s.hks!, headerNonce, header, ctx.headerAd);
   const padded = pad(plaintext);
-  const body = c.xchachaEncrypt(mk, bodyNonce, padded, concatBytes(ctx.ad, prefix));
+  // The message is assembled in place: prefix [0, 82), body nonce, then the body once sealed
+  // under AD || prefix.
+  const message = new Uint8Array(BODY_AD_END + NONCE_BYTES + padded.length + TAG_BYTES);
+  encodeRatchetPrefixInto(message, headerNonce, encryptedHeader);
+  message.set(bodyNonce, BODY_AD_END);
+  const body = c.xchachaEncrypt(mk, bodyNonce, padded, bodyAd(ctx, message.subarray(0, BODY_AD_END)));
+  message.set(body, BODY_AD_END + NONCE_BYTES);
   wipe(mk, padded);
   s.sendChain = nextChain;
   s.ns += 1;
-  return { state: s, message: concatBytes(prefix, bodyNonce, body) };
+  return { state: s, message };
 }
 
 function tryHeader(hk: Uint8Array, msg: RatchetMessage, ctx: RatchetContext): ReturnType<typeof decodeHeader> | null {
@@ -214,7 +243,7 @@ function tryHeader(hk: Uint8Array, msg: RatchetMessage, ctx: RatchetContext): Re
 }
 
 function decryptBody(mk: Uint8Array, msg: RatchetMessage, ctx: RatchetContext): Uint8Array {
-  const padded = getCrypto().xchachaDecrypt(mk, msg.bodyNonce, msg.body, concatBytes(ctx.ad, msg.authenticatedPrefix));
+  const padded = getCrypto().xchachaDecrypt(mk, msg.bodyNonce, msg.body, bodyAd(ctx, msg.authenticatedPrefix));
   try {
     return unpad(padded); // a copy: the padded plaintext is ours to wipe
   } finally {
@@ -415,16 +444,19 @@ export interface OpenedHeader {
  * stale, over-limit and forked counters, and derives (on a copy) the state the message leads to.
  * Deterministic for a given state and header bytes, but for `now`: it decides whether a stored
  * skipped key has expired, and stamps the keys this message skips. Nothing is released: the
- * body is not touched.
+ * body is not touched. `peerStillSending` (a hint: true when a message of the peer's current
+ * chain arrived after our last send) only changes the order the header keys are tried in.
  * @throws ParleyError `AUTH_FAILED`, `DUPLICATE_MESSAGE`, `SENDER_STATE_ROLLBACK`,
  *   `MESSAGE_KEY_EXPIRED`, `TOO_MANY_SKIPPED`, `SESSION_FORK_DETECTED`, `INVALID_KEY` or
  *   `MALFORMED_MESSAGE`.
  */
-export function openHeader(state: RatchetState, msg: RatchetMessage, ctx: RatchetContext, now?: number): OpenedHeader {
+export function openHeader(state: RatchetState, msg: RatchetMessage, ctx: RatchetContext, now?: number, peerStillSending = false): OpenedHeader {
   // Each candidate header key is tried at most once, so a header that opens under none costs
-  // at most (skipped chains + 2) trial decryptions. Only the order varies: once we have sent
-  // on our current chain, the peer's next message most likely starts a new DH ratchet step.
-  const nextFirst = state.dhSelf !== null && state.ns > 0;
+  // at most (skipped chains + 2) trial decryptions. Only the order varies (a header opens under
+  // one key at most): once we have sent on our current chain, the peer's next message most
+  // likely starts a new DH ratchet step, unless the peer has kept sending on its chain since
+  // (`peerStillSending`, which the caller may know: a failed trial costs an AEAD and a throw).
+  const nextFirst = !peerStillSending && state.dhSelf !== null && state.ns > 0;
   if (nextFirst) {
     const header = tryHeader(state.nhkr, msg, ctx);
     if (header) return openNewRatchetStep(state, header, msg, now);
@@ -580,15 +612,25 @@ export function stateSecrets(state: RatchetState): Uint8Array[] {
  * shared chain (a used skipped key never is: its chain is replaced by a copy without it).
  */
 export function wipeReplaced(old: RatchetState, next: RatchetState, extra: readonly Uint8Array[] = []): void {
-  const shared = new Set(old.skipped.filter((chain) => next.skipped.includes(chain)));
+  // Runs after every message: no closures or spreads here (the common states hold no skipped
+  // chains, and then this is two short arrays and a small Set).
+  const shared = old.skipped.length === 0 || next.skipped.length === 0 ? NO_CHAINS : new Set(old.skipped.filter((chain) => next.skipped.includes(chain)));
   const keep = new Set(secretsOutside(next, shared));
-  for (const k of [...secretsOutside(old, shared), ...extra]) if (!keep.has(k)) wipe(k);
+  const replaced = secretsOutside(old, shared);
+  for (const k of extra) replaced.push(k);
+  for (const k of replaced) if (!keep.has(k)) wipe(k);
 }
+
+const NO_CHAINS: ReadonlySet<SkippedChain> = new Set();
 
 /** {@link stateSecrets} without the message keys of the chains in `shared`. */
 function secretsOutside(state: RatchetState, shared: ReadonlySet<SkippedChain>): Uint8Array[] {
   const all: Uint8Array[] = [state.rootKey, state.nhks, state.nhkr];
-  for (const k of [state.dhSelf?.privateKey, state.sendChain, state.recvChain, state.hks, state.hkr]) if (k) all.push(k);
+  if (state.dhSelf) all.push(state.dhSelf.privateKey);
+  if (state.sendChain) all.push(state.sendChain);
+  if (state.recvChain) all.push(state.recvChain);
+  if (state.hks) all.push(state.hks);
+  if (state.hkr) all.push(state.hkr);
   for (const chain of state.skipped) {
     all.push(chain.hk);
     if (!shared.has(chain)) for (const key of chain.keys.values()) all.push(key.mk);

@@ -13,6 +13,7 @@ import {
   canSend,
   openBody,
   openHeader,
+  ratchetContextFor,
   ratchetEncrypt,
   settleSkippedKeys,
   skippedKeyCount,
@@ -73,7 +74,7 @@ function clockReading(now: number | undefined): number {
 }
 
 function ratchetContext(ad: Uint8Array): RatchetContext {
-  return { ad, headerAd: concatBytes(ad, new Uint8Array([WIRE_VERSION, MESSAGE_TYPE.message])) };
+  return ratchetContextFor(ad, concatBytes(ad, new Uint8Array([WIRE_VERSION, MESSAGE_TYPE.message])));
 }
 
 /** Copies of every secret of a session's state: `@parley/protocol/testing` only (set by the class below). */
@@ -89,6 +90,13 @@ export class Session {
   #state: RatchetState;
   /** Header stages derived from `#state`, oldest first; in memory only, never pickled. */
   #headers: CachedHeader[] = [];
+  /**
+   * True when a message arrived since our last encrypt: the peer is then most likely still
+   * sending on its current chain, so its next header is tried there first (openHeader's
+   * `peerStillSending`; only the trial order depends on it). In memory only: a fresh or
+   * unpickled session starts with the default order.
+   */
+  #receivedSinceSend = false;
   /** Initiator: the prekey ids its messages carry until it hears back. */
   #pendingPrekey: PendingPrekey | null;
   /** Responder: the prekey ids of the message that opened the session (repeats must match). */
@@ -154,6 +162,7 @@ export class Session {
   encrypt(plaintext: Uint8Array): Uint8Array {
     const { state, message } = ratchetEncrypt(this.#state, plaintext, this.#ctx);
     this.#commit(state);
+    this.#receivedSinceSend = false;
     if (this.#pendingPrekey === null) return message;
     return encodePrekeyMessage(
       {
@@ -230,6 +239,7 @@ export class Session {
     const { state, plaintext } = result;
     this.#commit(state, [opened.mk]);
     this.#pendingPrekey = null;
+    this.#receivedSinceSend = true;
     return plaintext;
   }
 
@@ -250,17 +260,24 @@ export class Session {
 
   /** The header stage for `message`: kept from an earlier try with this exact state, or derived. */
   #openHeader(message: RatchetMessage, now: number): OpenedHeader {
-    const prefix = toHex(message.authenticatedPrefix);
-    const i = this.#headers.findIndex((h) => h.base === this.#state && h.prefix === prefix);
-    if (i >= 0) {
-      const [hit] = this.#headers.splice(i, 1);
-      this.#headers.push(hit!);
-      return hit!.opened;
+    // The hex key is only needed when there are kept stages to look up or one to keep: most
+    // messages need neither.
+    let prefix: string | undefined;
+    if (this.#headers.length > 0) {
+      const hex = toHex(message.authenticatedPrefix);
+      prefix = hex;
+      const i = this.#headers.findIndex((h) => h.base === this.#state && h.prefix === hex);
+      if (i >= 0) {
+        const [hit] = this.#headers.splice(i, 1);
+        this.#headers.push(hit!);
+        return hit!.opened;
+      }
     }
-    const opened = openHeader(this.#state, message, this.#ctx, now);
+    const opened = openHeader(this.#state, message, this.#ctx, now, this.#receivedSinceSend);
     // Only stages with a DH step or skipped keys are worth keeping: one chain step or a stored
     // key costs about what the body's AEAD does.
     if (opened.expensive) {
+      prefix ??= toHex(message.authenticatedPrefix);
       this.#headers.push({ base: this.#state, prefix, opened });
       if (this.#headers.length > HEADER_CACHE_ENTRIES) {
         const [oldest] = this.#headers.splice(0, 1);

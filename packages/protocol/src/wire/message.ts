@@ -141,12 +141,23 @@ export function parseMessage(bytes: Uint8Array): WireMessage {
 
 /** Encodes the fixed prefix [0, 82) of a ratchet message: version, type, header nonce, encrypted header. */
 export function encodeRatchetPrefix(headerNonce: Uint8Array, encryptedHeader: Uint8Array): Uint8Array {
-  return new ByteWriter(BODY_AD_END)
-    .u8(WIRE_VERSION)
-    .u8(MESSAGE_TYPE.message)
-    .fixed(headerNonce)
-    .fixed(encryptedHeader)
-    .finish();
+  return encodeRatchetPrefixInto(new Uint8Array(BODY_AD_END), headerNonce, encryptedHeader);
+}
+
+/**
+ * Writes {@link encodeRatchetPrefix}'s bytes into `out[0, 82)` (the start of the message being
+ * assembled) and returns `out`.
+ * @throws ParleyError `USAGE` for a nonce or encrypted header of the wrong size.
+ */
+export function encodeRatchetPrefixInto<T extends Uint8Array>(out: T, headerNonce: Uint8Array, encryptedHeader: Uint8Array): T {
+  if (headerNonce.length !== NONCE_BYTES || encryptedHeader.length !== ENCRYPTED_HEADER_BYTES || out.length < BODY_AD_END) {
+    throw new ParleyError('USAGE', 'ratchet message prefix fields have the wrong size');
+  }
+  out[0] = WIRE_VERSION;
+  out[1] = MESSAGE_TYPE.message;
+  out.set(headerNonce, 2);
+  out.set(encryptedHeader, 2 + NONCE_BYTES);
+  return out;
 }
 
 /** Wraps a ratchet message into a prekey message. */
@@ -167,24 +178,46 @@ export function encodePrekeyMessage(p: Omit<PrekeyMessage, 'type' | 'message'>, 
 
 /** Encodes the 40-byte plaintext header. */
 export function encodeHeader(ratchetKey: Uint8Array, pn: number, n: number): Uint8Array {
-  return new ByteWriter(HEADER_BYTES).fixed(ratchetKey).u32(pn).u32(n).finish();
+  // Once per message: written directly rather than through a ByteWriter (same bytes).
+  if (ratchetKey.length !== 32) throw new ParleyError('USAGE', 'ratchet key must be 32 bytes');
+  const out = new Uint8Array(HEADER_BYTES);
+  out.set(ratchetKey, 0);
+  writeU32(out, 32, pn);
+  writeU32(out, 36, n);
+  return out;
 }
 
 /** Decodes a 40-byte plaintext header (only ever called on authenticated bytes). */
 export function decodeHeader(bytes: Uint8Array): { ratchetKey: Uint8Array; pn: number; n: number } {
-  const r = new ByteReader(bytes, 'MALFORMED_MESSAGE');
-  const ratchetKey = r.fixed(32);
-  const pn = r.u32();
-  const n = r.u32();
-  r.end();
-  return { ratchetKey, pn, n };
+  if (bytes.length !== HEADER_BYTES) {
+    // The ByteReader's verdict for a short or long header, kept for the one caller that could see it.
+    const r = new ByteReader(bytes, 'MALFORMED_MESSAGE');
+    r.fixed(32);
+    r.u32();
+    r.u32();
+    r.end();
+  }
+  return { ratchetKey: bytes.slice(0, 32), pn: readU32(bytes, 32), n: readU32(bytes, 36) };
+}
+
+/** Big-endian u32 at `at` (bounds checked by the callers). */
+function readU32(b: Uint8Array, at: number): number {
+  return ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
+}
+
+function writeU32(b: Uint8Array, at: number, v: number): void {
+  const x = v >>> 0;
+  b[at] = x >>> 24;
+  b[at + 1] = (x >>> 16) & 0xff;
+  b[at + 2] = (x >>> 8) & 0xff;
+  b[at + 3] = x & 0xff;
 }
 
 /** Pads `plaintext` as u32 length || plaintext || zeros, to a multiple of {@link PADDING_BUCKET}. */
 export function pad(plaintext: Uint8Array): Uint8Array {
   const total = Math.ceil((plaintext.length + 4) / PADDING_BUCKET) * PADDING_BUCKET;
   const out = new Uint8Array(total);
-  new DataView(out.buffer).setUint32(0, plaintext.length);
+  writeU32(out, 0, plaintext.length);
   out.set(plaintext, 4);
   return out;
 }
@@ -194,6 +227,9 @@ export function unpad(padded: Uint8Array): Uint8Array {
   const r = new ByteReader(padded, 'MALFORMED_MESSAGE');
   const length = r.u32();
   if (length > padded.length - 4) r.fail('padded length out of range');
-  for (let i = 4 + length; i < padded.length; i++) if (padded[i] !== 0) r.fail('non-zero padding');
+  // OR the padding together and test once (a failure names no position anyway).
+  let acc = 0;
+  for (let i = 4 + length; i < padded.length; i++) acc |= padded[i]!;
+  if (acc !== 0) r.fail('non-zero padding');
   return padded.slice(4, 4 + length);
 }

@@ -12,10 +12,17 @@
  * - Values whose consent was withdrawn while their run was interrupted by a crash never reach
  *   the handler again: the re-run is refused (`FORBIDDEN` `noConsent`), and the handler, which
  *   keeps every value it sees, kept none of them.
+ * - A customer device that does not play by the rules (the engine and its book, sending
+ *   `formValues` frames it builds itself): values beyond the receipt, naming no receipt, for a
+ *   form never asked for, or after a withdrawal are refused in the enclave and never reach the
+ *   handler (a canary value is seen 0 times); covered values it builds the same way do (the
+ *   control). One to one, `ctx.requestConsent` / `ctx.requestForm` are `USAGE`.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MemoryStore } from '@parley/engine';
+import { ConversationBook, ConversationEngine, MemoryStore, type ConversationEvent, type Member } from '@parley/engine';
+import { RelayLink } from '@parley/relay-link';
+import type { RelayMessage } from '@parley/protocol/wire';
 import { createRelay, type Relay } from '../../relay/src/index.js';
 import { ParleyClient, type Conversation, type ConversationEvents } from '../../client/src/index.js';
 import type { TestingBot } from '../src/testing.js';
@@ -150,4 +157,133 @@ test('values whose consent was withdrawn while their run was interrupted never r
   assert.equal((report.seen as string[]).filter((v) => v === 'slow' || v === '2 Side St').length, 0, 'no withdrawn value was kept');
   assert.equal(replies().filter((x) => x.form === formId && x.redelivered === true).length, 0, 'no re-run of the values');
   assert.ok(botLog.lines.some((l) => l.includes('"code":"FORBIDDEN"') && l.includes('withdrawn')), 'the refusal is logged');
+});
+
+/** A customer device on the engine and its book (with a consent signer), over the relay link: it can send frames its client would refuse to build. */
+class RogueCustomer {
+  readonly events: ConversationEvent[] = [];
+  readonly direct: unknown[] = [];
+  #lock: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    readonly engine: ConversationEngine,
+    readonly book: ConversationBook,
+    readonly link: RelayLink,
+  ) {}
+
+  static async connect(relayUrl: string): Promise<RogueCustomer> {
+    const store = new MemoryStore();
+    const engine = await ConversationEngine.open({ store });
+    const consent = { sign: (r: Parameters<ConversationEngine['signConsent']>[0]) => engine.signConsent(r), signingKey: (p: string) => engine.peerIdentity(p)?.signingKey };
+    const book = await ConversationBook.open({ store, deviceId: engine.deviceId, consent });
+    const link = new RelayLink({ url: relayUrl, credentials: { answer: (c) => engine.relayLoginAnswer(c) } });
+    const d = new RogueCustomer(engine, book, link);
+    link.setHandlers({ onMessage: (m) => d.#onMessage(m) });
+    await link.connect();
+    await link.uploadPrekeys(await engine.prekeyUpload(5));
+    return d;
+  }
+
+  async #onMessage(m: RelayMessage): Promise<'ack'> {
+    const r = await this.engine.receive({ from: m.from, id: m.id, envelope: new Uint8Array(m.envelope) }).catch(() => undefined);
+    if (!r || r.kind !== 'message') return 'ack';
+    if (r.type === 'conversation') {
+      const ev = await this.book.receive(r.from, r.payload, { messageId: r.id, sentAt: r.sentAt }).catch(() => undefined);
+      if (ev) this.events.push(ev);
+    } else if (r.type === 'json') {
+      this.direct.push(JSON.parse(new TextDecoder().decode(r.payload)));
+    }
+    await this.engine.consume(r.from, r.id);
+    return 'ack';
+  }
+
+  /** Encrypts one payload to each recipient (a session from its bundle when there is none) and stores it on the relay. */
+  send(recipients: readonly string[], body: Uint8Array, type: 'conversation' | 'text'): Promise<void> {
+    const run = this.#lock.then(async () => {
+      const messageId = ConversationEngine.newMessageId();
+      for (const to of recipients) {
+        const bundle = this.engine.needsBundle(to) ? await this.link.fetchBundle(to) : undefined;
+        const out = await this.engine.encrypt(to, body, { messageId, type, ...(bundle ? { bundle } : {}) });
+        await this.link.send({ to: out.to, id: out.id, envelope: out.envelope });
+        await this.engine.markDelivered(out.to, out.id);
+      }
+    });
+    this.#lock = run.catch(() => undefined);
+    return run;
+  }
+
+  async say(c: string, text: string): Promise<void> {
+    const { recipients, frame } = await this.book.prepareMessage(c, text, ConversationEngine.newMessageId());
+    await this.send(recipients, frame, 'conversation');
+  }
+
+  /** A `formValues` frame built by hand (the book would refuse to build an uncovered one). */
+  async forge(c: string, to: string, values: { formId: string; receipt: string; values: Record<string, string> }): Promise<void> {
+    const info = this.book.get(c)!;
+    const frame = { v: 1, c, e: info.epoch, h: info.hash, s: 0, k: 'formValues', values };
+    await this.send([to], new TextEncoder().encode(JSON.stringify(frame)), 'conversation');
+  }
+
+  /** The JSON messages of `from` in the conversations. */
+  jsonFrom(from: string): Record<string, unknown>[] {
+    return this.events.flatMap((e) => (e.kind === 'message' && e.message.from === from && e.message.content.type === 'json' ? [e.message.content.json as Record<string, unknown>] : []));
+  }
+}
+
+test('forged form values the receipts do not cover never reach the handler; covered ones do', async () => {
+  const CANARY = 'canary-consent-handler-5d1c';
+  const rogue = await RogueCustomer.connect(relay.url);
+  try {
+    // One to one: no conversation, no consent.
+    await rogue.send([bot.deviceId], new TextEncoder().encode('hello'), 'text');
+    await waitFor(() => rogue.direct.length === 1, 15_000, 'the one-to-one reply');
+    assert.deepEqual(rogue.direct[0], { oneToOne: ['USAGE', 'USAGE'], consents: [] });
+
+    const botMember: Member = { deviceId: bot.deviceId, role: 'bot', name: 'Helper' };
+    const c = (await rogue.book.create([botMember], { deviceId: rogue.engine.deviceId, role: 'customer', name: 'Rita' })).id;
+    const announce = await rogue.book.prepareAnnounce(c);
+    await rogue.send(announce.recipients, announce.frame, 'conversation');
+    await rogue.say(c, 'return-wide');
+    await waitFor(() => rogue.events.some((e) => e.kind === 'consentRequest'), 15_000, 'the consent request');
+    const request = rogue.events.find((e) => e.kind === 'consentRequest')!;
+    assert.ok(request.kind === 'consentRequest');
+    const answer = await rogue.book.prepareConsentAnswer(c, request.request.id, true);
+    await rogue.send(answer.recipients, answer.frame, 'conversation');
+    await waitFor(() => rogue.events.some((e) => e.kind === 'formRequest'), 15_000, 'the form request (name, address, phone)');
+    const form = rogue.events.find((e) => e.kind === 'formRequest')!;
+    assert.ok(form.kind === 'formRequest');
+    assert.deepEqual(form.form.fields, ['name', 'address', 'phone']);
+    const receipt = answer.entry.receipt.id;
+
+    const refusedBefore = botLog.lines.filter((l) => l.includes('deliver.rejected') && l.includes('FORBIDDEN')).length;
+    // A field beyond the receipt, no receipt, a form never asked for: refused in the enclave.
+    await rogue.forge(c, bot.deviceId, { formId: form.form.id, receipt, values: { name: 'Rita', phone: CANARY } });
+    await rogue.forge(c, bot.deviceId, { formId: form.form.id, receipt: 'no-such-receipt', values: { name: CANARY } });
+    await rogue.forge(c, bot.deviceId, { formId: 'never-asked', receipt, values: { name: CANARY } });
+    // The control: covered values built the same way reach the handler.
+    await rogue.forge(c, bot.deviceId, { formId: form.form.id, receipt, values: { name: 'Rita', address: '3 High St' } });
+    await waitFor(() => rogue.jsonFrom(bot.deviceId).some((x) => x.form === form.form.id), 15_000, 'the handler run for the covered values');
+    // Withdrawn, then the same covered values again: refused.
+    const withdrawal = await rogue.book.prepareConsentWithdraw(c, receipt);
+    await rogue.send(withdrawal.recipients, withdrawal.frame, 'conversation');
+    await waitFor(() => rogue.jsonFrom(bot.deviceId).some((x) => x.consent === 'withdrawn'), 15_000, 'the handler run for the withdrawal');
+    await rogue.forge(c, bot.deviceId, { formId: form.form.id, receipt, values: { name: CANARY, address: CANARY } });
+    await waitFor(() => botLog.lines.filter((l) => l.includes('deliver.rejected') && l.includes('FORBIDDEN')).length === refusedBefore + 4, 15_000, 'four refusals logged');
+    const whys = botLog.lines
+      .filter((l) => l.includes('deliver.rejected') && l.includes('FORBIDDEN'))
+      .slice(refusedBefore)
+      .map((l) => (JSON.parse(l) as { error: { details: { reason: string; why: string } } }).error.details)
+      .map((d) => `${d.reason}/${d.why}`);
+    assert.deepEqual(whys.sort(), ['noConsent/fieldsNotCovered', 'noConsent/noForm', 'noConsent/noReceipt', 'noConsent/withdrawn']);
+
+    await rogue.say(c, 'report');
+    await waitFor(() => rogue.jsonFrom(bot.deviceId).some((x) => Array.isArray(x.seen)), 15_000, 'the report');
+    const report = rogue.jsonFrom(bot.deviceId).find((x) => Array.isArray(x.seen))!;
+    assert.deepEqual(report.seen, ['Rita', '3 High St']);
+    assert.equal(JSON.stringify(rogue.jsonFrom(bot.deviceId)).split(CANARY).length - 1, 0, 'no canary value reached the handler');
+    assert.equal(botLog.text().split(CANARY).length - 1, 0, 'no canary value in the host log');
+    assert.equal(rogue.jsonFrom(bot.deviceId).filter((x) => x.form !== undefined).length, 1);
+  } finally {
+    await rogue.link.close();
+  }
 });

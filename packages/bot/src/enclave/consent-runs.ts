@@ -98,3 +98,19 @@ export function consentEntries(held: readonly ConsentEntry[]): BotConsentEntry[]
     withdrawn,
   }));
 }
+
+/**
+ * A refusal as it may cross to the host: the RPC boundary takes only string, number and boolean
+ * details, so a list (the engine's `noConsent` `details.fields`: the field names not covered,
+ * never values) is joined with commas. Without this the host would drop the whole answer.
+ */
+export function boundaryRefusal(e: ParleyError): ParleyError {
+  const details = e.details;
+  if (!details || Object.values(details).every((v) => typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean')) return e;
+  const plain: Record<string, string | number | boolean> = {};
+  for (const [k, v] of Object.entries(details) as [string, unknown][]) {
+    if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') plain[k] = v;
+    else if (Array.isArray(v) && v.every((x) => typeof x === 'string')) plain[k] = v.join(',');
+  }
+  return new ParleyError(e.code, e.message, { details: plain });
+}

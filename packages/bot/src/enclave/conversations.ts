@@ -47,7 +47,7 @@ import {
 import type { EnclaveEngine, Outgoing, ReceivedFrame, ReceivedMessage } from './engine.js';
 import type { SealedKeyValueStore } from './sealed-store.js';
 import { eraseInEnclave } from './erasure.js';
-import { consentEntries, consentRunOfEvent, consentRunOfFrame, formRefusal, type ConsentFields } from './consent-runs.js';
+import { boundaryRefusal, consentEntries, consentRunOfEvent, consentRunOfFrame, formRefusal, type ConsentFields } from './consent-runs.js';
 import type { BotConsentEntry, BotConsentRequest, BotFormRequest } from '../handler-api.js';
 
 /** A conversation message for the handler: the message and the conversation it came in (a consent frame's run: `consent` or `form`, consent-runs.ts). */
@@ -171,7 +171,7 @@ export class BotConversations {
       // The book refuses before it writes: nothing changed. Anything else leaves memory unsure.
       if (!isRefusal(e)) this.#o.poison('a conversation frame could not be applied');
       await this.#consume([f]);
-      return { runs: [], consumed: true, refused: e };
+      return { runs: [], consumed: true, refused: boundaryRefusal(e) };
     }
     // The book wrote: from here on a failure leaves memory ahead of the commit.
     try {

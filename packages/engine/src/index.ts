@@ -85,6 +85,7 @@ export {
 export { SealedStore, deriveStorageKey, sealRecord, openRecord, STORAGE_KEY_BYTES } from './sealed-store.js';
 export { resolveTrust, type TrustOptions, type TrustEvent, type IdentityChangedEvent, type TrustPolicy } from './trust.js';
 export { archiveStatus, requireArchive, type ArchiveStatus, type StoredDisclosure } from './archive-disclosure.js';
+export { sealArchiveSubmission, archivedBody, type ArchivableMessage, type ArchiveSealInput } from './archive-seal.js';
 export {
   encodePayload,
   decodePayload,

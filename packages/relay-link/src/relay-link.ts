@@ -600,10 +600,13 @@ export class RelayLink {
   /**
    * Appends this device's signed archive submission (`encodeArchiveSubmission`) to the
    * append-only compliance archive of `ref`; resolves with the index the relay gave it.
+   * `options.retry`: these exact bytes may have been appended before (an earlier call's answer
+   * was lost, or the sender restarted): the relay then answers with that entry's index instead
+   * of appending a second copy (relay README "Compliance archive").
    * @throws ParleyError `INVALID_SIGNATURE`, `FORBIDDEN` (reason `notSender`), `MALFORMED_MESSAGE`, `TRANSPORT`.
    */
-  async archiveAppend(ref: string, submission: Uint8Array): Promise<number> {
-    const r = await this.#call('archiveAppend', { ref, submission });
+  async archiveAppend(ref: string, submission: Uint8Array, options: { retry?: boolean } = {}): Promise<number> {
+    const r = await this.#call('archiveAppend', { ref, submission, ...(options.retry ? { retry: true } : {}) });
     return r.index;
   }
 

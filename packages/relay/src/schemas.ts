@@ -112,6 +112,8 @@ export const ticketReleaseSchema = v.strictObject({ ticketId, queue: v.optional(
 export const archiveAppendSchema = v.strictObject({
   ref: v.pipe(v.string(), v.regex(/^[A-Za-z0-9._:-]{1,128}$/)),
   submission: someBytes(RELAY_MAX_ARCHIVE_SUBMISSION_BYTES),
+  // The sender may have appended these very bytes before (its answer was lost): see archive/handlers.ts.
+  retry: v.optional(v.boolean()),
 });
 
 /** Parses or returns undefined; issues are not echoed back (they could quote payload bytes). */

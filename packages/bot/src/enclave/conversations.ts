@@ -47,6 +47,8 @@ import {
 import type { EnclaveEngine, Outgoing, ReceivedFrame, ReceivedMessage } from './engine.js';
 import type { SealedKeyValueStore } from './sealed-store.js';
 import { eraseInEnclave } from './erasure.js';
+import type { ArchiveOut } from './archiver.js';
+import type { ArchivableMessage } from '@parley/engine';
 import { boundaryRefusal, consentEntries, consentRunOfEvent, consentRunOfFrame, formRefusal, type ConsentFields } from './consent-runs.js';
 import type { BotConsentEntry, BotConsentRequest, BotFormRequest } from '../handler-api.js';
 
@@ -98,6 +100,12 @@ export interface BotConversationsOptions {
   onSendFailed(failure: SendFailure): void;
   /** Ends the enclave (memory may be ahead of the sealed state). */
   poison(reason: string): never;
+  /**
+   * The compliance archive (archiver.ts), when the bot's disclosure is on: `seal` runs inside
+   * the commit that prepares a message frame (the submission is kept with it), `post` hands the
+   * sealed submission to the host after that commit.
+   */
+  readonly archiver?: { seal(m: ArchivableMessage): Promise<ArchiveOut | undefined>; post(out: ArchiveOut): void };
 }
 
 /** Prepared reply frames, until their message is consumed: `bot-conv-out/<from>/<id>/<index>`. */
@@ -283,7 +291,7 @@ export class BotConversations {
    */
   async reply(msg: ConversationRun, index: number, messageId: string, content: OutgoingContent, also?: () => Promise<void>): Promise<void> {
     const key = `${outPrefix(msg.from, msg.id)}${index}`;
-    await this.#fanOut(msg.conversation, messageId, () => this.#book.prepareMessage(msg.conversation, content, messageId), { key, ...(also ? { also } : {}) });
+    await this.#fanOut(msg.conversation, messageId, () => this.#book.prepareMessage(msg.conversation, content, messageId), { key, archive: true, ...(also ? { also } : {}) });
   }
 
   /**
@@ -323,6 +331,15 @@ export class BotConversations {
     return msg.form ? formRefusal(msg.form, this.#book.consents(msg.conversation)) : undefined;
   }
 
+  /** The bot's own message `messageId` just prepared, sealed into the archive outbox (when the archive is on). */
+  async #sealForArchive(conversation: string, messageId: string): Promise<ArchiveOut | undefined> {
+    const archiver = this.#o.archiver;
+    if (!archiver) return undefined;
+    const m = this.#book.history(conversation).find((h) => h.id === messageId && h.from === this.#o.engine.deviceId); // ct-ok: public ids
+    if (!m) return undefined;
+    return archiver.seal({ conversation, id: m.id, from: m.from, at: m.sentAt, content: m.content });
+  }
+
   /** The prepared-frame records of a message's replies, deleted with its consumption. */
   async preparedKeys(from: string, id: string): Promise<string[]> {
     return this.#o.store.keys(outPrefix(from, id));
@@ -346,7 +363,7 @@ export class BotConversations {
         const next = [...done, ticketId].slice(-MAX_UNCLAIMED_KEPT);
         await this.#o.store.setMany([[UNCLAIMED_KEY, textEncoder.encode(JSON.stringify(next))]]);
       };
-      await this.#fanOut(conversation.id, messageId, () => this.#book.prepareMessage(conversation.id, content, messageId), { also: record });
+      await this.#fanOut(conversation.id, messageId, () => this.#book.prepareMessage(conversation.id, content, messageId), { also: record, archive: true });
       return true;
     });
     this.#unclaimedChain = run.catch(() => undefined);
@@ -373,13 +390,14 @@ export class BotConversations {
    * Prepares the frame once (kept under `opts.key` when given, so a re-run re-sends the same
    * frame) and encrypts it to every recipient that is still a member, each in its own commit.
    */
-  async #fanOut(conversation: string, messageId: string, prepare: () => Promise<PreparedFrame>, opts: { key?: string; also?: () => Promise<void> }): Promise<void> {
+  async #fanOut(conversation: string, messageId: string, prepare: () => Promise<PreparedFrame>, opts: { key?: string; also?: () => Promise<void>; archive?: boolean }): Promise<void> {
     const { store, engine } = this.#o;
     if (!this.#book.isMember(conversation)) {
       throw new ParleyError('FORBIDDEN', 'the bot is not a member of this conversation (it was removed): nothing was sent', { details: { reason: 'notMember' } });
     }
     const kept = opts.key ? await store.get(opts.key) : undefined;
     let prepared: PreparedFrame;
+    let archived: ArchiveOut | undefined;
     if (kept) {
       const v = JSON.parse(textDecoder.decode(kept)) as { r: string[]; f: string };
       prepared = { recipients: v.r, frame: fromBase64(v.f) };
@@ -389,11 +407,14 @@ export class BotConversations {
         const p = await prepare();
         try {
           if (opts.key) await store.setMany([[opts.key, textEncoder.encode(JSON.stringify({ r: p.recipients, f: toBase64(p.frame) }))]]);
+          // Sealed to the compliance archive in the same commit: a re-run finds the kept frame and seals nothing again.
+          if (opts.archive) archived = await this.#sealForArchive(conversation, messageId);
         } catch {
           this.#o.poison('a prepared conversation frame could not be kept');
         }
         return p;
       });
+      if (archived) this.#o.archiver?.post(archived);
     }
     // Members removed since the frame was prepared get nothing.
     const current = new Set(this.members(conversation).map((m) => m.deviceId));

@@ -12,6 +12,7 @@ import { ConversationEngine, type FetchedBundle, type PayloadType, type PeerStaf
 import type { ConsentSigner } from '@parley/engine';
 import type { ErasureSigner } from '@parley/engine';
 import type { SealedKeyValueStore } from './sealed-store.js';
+import type { ArchiveSigner } from './archiver.js';
 
 /**
  * A resend waiting for the peer's bundle: a session reset the peer asked for was applied and
@@ -69,6 +70,8 @@ export interface EnclaveEngine {
   readonly consent: ConsentSigner;
   /** Erasure statements (the conversation book's `erasure` option): signs deletion receipts, verifies the owner's request. */
   readonly erasure: ErasureSigner;
+  /** Compliance archive submissions (archiver.ts): the bot's signing key and a signer under context `archiveEntry`. */
+  readonly archive: ArchiveSigner;
   prekeys(generate: number): Promise<PrekeyUpload>;
   prekeysPublished(ids: readonly number[]): Promise<void>;
   receive(incoming: { from: string; id: string; envelope: Uint8Array }): Promise<Delivered>;
@@ -162,6 +165,7 @@ export async function openEngine(store: SealedKeyValueStore, options: { orgKey?:
     signAttestation: (payload) => engine.signBotAttestation(payload),
     consent: { sign: (r) => engine.signConsent(r), signingKey: (peer) => engine.peerIdentity(peer)?.signingKey },
     erasure: { sign: (p) => engine.signErasure(p), signingKey: (peer) => engine.peerIdentity(peer)?.signingKey },
+    archive: { signingKey: engine.publicIdentity.signingKey, sign: (p) => engine.signArchiveSubmission(p) },
     prekeys: (generate) => engine.prekeyUpload(generate),
     prekeysPublished: (ids) => engine.markUploaded(ids),
     async receive(incoming) {

@@ -35,6 +35,7 @@ import { HandlerQueue, HandlerWorker, type BotMessage, type RunActions, type Run
 import { openEngine, type EnclaveEngine, type ReceivedMessage } from './engine.js';
 import { BotConversations, type ConversationRun, type TakenFrame } from './conversations.js';
 import { consentRequestId } from './consent-runs.js';
+import { BotArchiver } from './archiver.js';
 import { decodeContent, type OutgoingContent } from '@parley/protocol';
 import { TestingKeyTap } from './unsafe-testing.js';
 import { processPort, type EnclavePort } from './process-port.js';
@@ -79,6 +80,8 @@ interface State {
   conversations: BotConversations;
   /** What a customer whose handoff ticket waits unclaimed gets (`handoffUnclaimedReply`), if anything. */
   handoffUnclaimedReply: OutgoingContent | undefined;
+  /** The bot's own messages sealed to the compliance archive (archiver.ts), when its disclosure is on. */
+  archiver: BotArchiver | undefined;
 }
 
 /** A message the handler runs for: one-to-one, or in a conversation (`conversation` set). */
@@ -498,6 +501,8 @@ const impl: Impl = {
       }
       const { store, engine, tap } = unsealed;
       const handler = await handlerStart;
+      // Verified against the pinned (measured) org key: a host cannot make the enclave seal to a key of its own.
+      const archiver = BotArchiver.open(store, engine.archive, p.archiveDisclosure, p.orgKey);
       const conversations = await BotConversations.open({
         store,
         engine,
@@ -506,6 +511,14 @@ const impl: Impl = {
         bundleArrival,
         onSendFailed: (f) => post({ type: 'event', name: { type: 'conversationSendFailed', ...f } }),
         poison,
+        ...(archiver
+          ? {
+              archiver: {
+                seal: async (m) => (archiver.active ? archiver.seal(m) : undefined),
+                post: (out) => post({ type: 'archive', key: out.key, ref: out.ref, submission: out.submission, retry: false }),
+              },
+            }
+          : {}),
       });
       const s: State = {
         store,
@@ -518,8 +531,12 @@ const impl: Impl = {
         failureReply: configuredReply(p.failureReply),
         conversations,
         handoffUnclaimedReply: configuredReply(p.handoffUnclaimedReply),
+        archiver,
       };
       state = s;
+      // Archive submissions sealed before a crash but not yet appended go again, as retries (the
+      // first try may have landed: the relay then answers with the entry it holds).
+      for (const out of (await archiver?.pending()) ?? []) post({ type: 'archive', key: out.key, ref: out.ref, submission: out.submission, retry: true });
       // Replies committed before a crash but never handed to the host go out first, in commit
       // order, so a handler re-run below can never put a later reply ahead of them.
       for (const out of await engine.pendingOutbox()) post({ type: 'send', to: out.to, id: out.id, envelope: out.envelope });
@@ -613,6 +630,12 @@ const impl: Impl = {
   async sent(p) {
     const s = need();
     await markSent(s, p.to, p.id);
+    return {};
+  },
+
+  async archived(p) {
+    const s = need();
+    if (s.archiver) await commit(s, () => s.archiver!.appended(p.key));
     return {};
   },
 

@@ -36,6 +36,7 @@ import { encodeManifests, manifestsFor } from './manifests.js';
 import { deliverToEnclave } from './delivery.js';
 import { PrekeyPublisher } from './prekey-publisher.js';
 import { ReplyOutbox } from './reply-outbox.js';
+import { ArchiveOutbox } from './archive-outbox.js';
 import { withSyntaxLocation } from './handler-syntax.js';
 import { checkHandlerOptions } from './handler-options.js';
 import { toWireError } from '../rpc/messages.js';
@@ -104,8 +105,11 @@ export interface BotOptions {
   /**
    * The org-signed compliance archive disclosure (`parley-org disclose`, base64 or bytes),
    * published with the prekeys so customers' clients can verify it before the first message
-   * (client README "Compliance archive"). Absent: what the relay holds is kept. The bot does not
-   * seal its own messages to the archive yet.
+   * (client README "Compliance archive"). Absent: what the relay holds is kept. With `orgKey`
+   * pinned, the enclave verifies it and seals every message the bot sends in a conversation to
+   * its compliance key, appended to the relay's archive (README "Compliance archive: the bot's
+   * messages"); without `orgKey` it is only published (a warning says so). A disclosure that
+   * does not verify against `orgKey` fails the start (`FORBIDDEN`, reason `archiveNotDisclosed`).
    */
   archiveDisclosure?: Uint8Array | string;
   /**
@@ -328,7 +332,7 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
   let closed = false;
   const idleWaiters: (() => void)[] = [];
   const checkIdle = (): void => {
-    if (inFlight === 0 && outbox.empty && bundles.empty) for (const w of idleWaiters.splice(0)) w();
+    if (inFlight === 0 && outbox.empty && bundles.empty && archives.empty) for (const w of idleWaiters.splice(0)) w();
   };
 
   const outbox: ReplyOutbox = new ReplyOutbox({
@@ -336,6 +340,15 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
     canSend: () => relay.authenticated,
     // Stored by the relay (or refused for good): the enclave may drop it from its sealed outbox.
     onSettled: (to, id) => void supervisor.call('sent', { to, id }).catch(() => undefined),
+    onChange: checkIdle,
+    logger,
+  });
+
+  // The bot's own conversation messages, sealed to the compliance archive by the enclave, appended at the relay.
+  const archives: ArchiveOutbox = new ArchiveOutbox({
+    append: (ref, submission, o) => relay.archiveAppend(ref, submission, o),
+    canSend: () => relay.authenticated,
+    onSettled: async (key) => void (await supervisor.call('archived', { key })),
     onChange: checkIdle,
     logger,
   });
@@ -362,6 +375,9 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
     : undefined;
 
   const archiveDisclosure = typeof options.archiveDisclosure === 'string' ? fromBase64(options.archiveDisclosure.trim()) : options.archiveDisclosure;
+  if (archiveDisclosure && archiveDisclosure.length > 0 && !orgKey) {
+    logger.warn({ event: 'archive.notSealing' }, 'archiveDisclosure without orgKey: the disclosure is published but the bot cannot verify it, so it seals none of its own messages to the archive');
+  }
   const prekeys: PrekeyPublisher = new PrekeyPublisher({
     generate: () => supervisor.call('prekeys', { generate: oneTimePrekeys }),
     upload: (batch) => relay.uploadPrekeys(batch),
@@ -412,6 +428,8 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
     logger,
     onSend: (out) => outbox.push(out),
     onNeedBundle: (peer) => bundles.request(peer),
+    onArchive: (out) => archives.push(out),
+    ...(archiveDisclosure && archiveDisclosure.length > 0 && orgKey ? { archiveDisclosure } : {}),
     onReady: (info: EnclaveInfo, restart: boolean) => {
       attestation = info.attestation;
       // A (re)started enclave posts the replies it committed but never handed over (`send`,
@@ -445,6 +463,7 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
       void prekeys.publish();
       void staff?.refreshRevocations();
       outbox.pumpAll();
+      archives.pumpAll();
       bundles.pumpAll();
       events.emit('connected', { deviceId: result.deviceId });
     },
@@ -501,6 +520,7 @@ export async function startBot(options: BotOptions, hooks: BotTestingHooks): Pro
   revocationTimer?.unref();
   const retryTimer = setInterval(() => {
     outbox.pumpAll();
+    archives.pumpAll();
     bundles.pumpAll();
   }, SEND_RETRY_MS);
   retryTimer.unref();

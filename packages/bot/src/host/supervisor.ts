@@ -87,6 +87,10 @@ export interface SupervisorOptions {
   onSend(out: { to: string; id: string; envelope: Uint8Array }): void;
   /** Called when the enclave needs a peer's bundle (a session reset): fetch it and call `resend`. */
   onNeedBundle?(peer: string): void;
+  /** Called for each sealed archive submission the enclave wants appended (already in its sealed archive outbox). */
+  onArchive?(out: { key: string; ref: string; submission: Uint8Array; retry: boolean }): void;
+  /** The published archive disclosure: the enclave verifies it against `orgKey` and seals its conversation messages to it. */
+  archiveDisclosure?: Uint8Array;
   /** Called after every (re)start once the enclave is initialised. */
   onReady(info: EnclaveInfo, restart: boolean): void;
   /** Test-only: a port the enclave posts its key bytes to, on the test's request. */
@@ -251,6 +255,7 @@ export class EnclaveSupervisor {
           ...(this.#opts.handoffUnclaimedReply ? { handoffUnclaimedReply: this.#opts.handoffUnclaimedReply } : {}),
           ...(this.#opts.dev ? { dev: true } : {}),
           ...(this.#opts.orgKey ? { orgKey: this.#opts.orgKey } : {}),
+          ...(this.#opts.archiveDisclosure ? { archiveDisclosure: this.#opts.archiveDisclosure } : {}),
         },
         transfer,
         generation,
@@ -383,6 +388,9 @@ export class EnclaveSupervisor {
         return;
       case 'needBundle':
         this.#opts.onNeedBundle?.(msg.peer);
+        return;
+      case 'archive':
+        this.#opts.onArchive?.({ key: msg.key, ref: msg.ref, submission: msg.submission, retry: msg.retry });
         return;
       case 'event': {
         const name = msg.name;

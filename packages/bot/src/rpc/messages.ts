@@ -16,6 +16,8 @@
  *   | <------------- needBundle { peer } -------------- |   fetch this peer's public bundle from the relay…
  *   | -- call resend { peer, bundle } ----------------> |   …and hand it in (self-healing sessions, a new conversation member)
  *   | <------------- event { name, error? } ----------- |   handler failures, session resets, as typed facts only
+ *   | <------------- archive { key, ref, submission } -- |   a sealed archive submission for the relay…
+ *   | -- call archived { key } -----------------------> |   …appended: the enclave drops it from its archive outbox
  * ```
  * Every message is validated on arrival in both directions ({@link parseHostMessage},
  * {@link parseEnclaveMessage}, {@link parseResult}); an invalid one is answered with a typed
@@ -23,7 +25,7 @@
  */
 import { MessagePort } from 'node:worker_threads';
 import { ParleyError, type SerializedParleyError } from '@parley/protocol/errors';
-import { TICKET_ID_PATTERN } from '@parley/protocol/wire';
+import { RELAY_MAX_ARCHIVE_SUBMISSION_BYTES, TICKET_ID_PATTERN } from '@parley/protocol/wire';
 import { arrayBuffer, arrayOf, bool, bytes, fail, int, literal, object, oneOf, optional, str, union, type Check, type Checked } from './validate.js';
 
 /** Largest sealed blob (one record); a session pickle with a full skipped-key store is ~100 KiB. */
@@ -153,6 +155,12 @@ export const methods = {
        * against it (root → issuer → device, policy, expiry, revocation). Customers stay uncertified.
        */
       orgKey: optional(bytes(32)),
+      /**
+       * The published archive disclosure (README "Compliance archive: the bot's messages"): with
+       * `orgKey`, the enclave verifies it and seals every message it sends in a conversation to
+       * its compliance key. A disclosure that does not verify fails the start.
+       */
+      archiveDisclosure: optional(bytes(1, 1024)),
     }),
     result: object({
       deviceId,
@@ -240,6 +248,11 @@ export const methods = {
     params: object({ ticketId, customer: deviceId, waitingMs: time }),
     result: object({ sent: bool }),
   },
+  /** The relay appended the archive submission posted as `archive` under `key`: drop it from the archive outbox. */
+  archived: {
+    params: object({ key: recordKey }),
+    result: object({}),
+  },
   /** A fresh attestation (new `issuedAt`). */
   attest: {
     params: object({}),
@@ -293,6 +306,12 @@ export const enclaveMessage = union({
   send: object({ type: literal('send'), to: deviceId, id: messageId, envelope }),
   /** The enclave needs `peer`'s bundle (a session reset, or a conversation member it has no session with): fetch it and call `resend`. */
   needBundle: object({ type: literal('needBundle'), peer: deviceId }),
+  /**
+   * A sealed, signed archive submission (already in the sealed archive outbox under `key`) to
+   * append at the relay (`archiveAppend`), then call `archived`. `retry`: it may have been
+   * appended before (posted again after a restart).
+   */
+  archive: object({ type: literal('archive'), key: recordKey, ref: str({ min: 1, max: 128, pattern: /^[A-Za-z0-9._:-]{1,128}$/ }), submission: bytes(1, RELAY_MAX_ARCHIVE_SUBMISSION_BYTES), retry: bool }),
   event: object({
     type: literal('event'),
     name: union({

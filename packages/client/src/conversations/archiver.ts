@@ -11,15 +11,8 @@
  * disclosed it before the first message (`conversation.archive()`); for a bot or agent device,
  * when it publishes a disclosure itself (`setArchiveDisclosure`).
  */
-import {
-  archiveRef,
-  archiveSealAd,
-  encodeArchiveSubmission,
-  encodeArchivedMessage,
-  makeArchiveSubmission,
-  sealToArchiveKey,
-  type MessageContent,
-} from '@parley/protocol';
+import { archiveRef } from '@parley/protocol';
+import { sealArchiveSubmission, type ArchivableMessage } from '@parley/engine';
 
 /** What the archiver needs from the client. */
 export interface ArchiveHooks {
@@ -33,25 +26,13 @@ export interface ArchiveHooks {
   ownArchiveKey(): Uint8Array | undefined;
 }
 
-/** The archived text of a message's content. */
-function bodyOf(content: MessageContent): string {
-  if (content.type === 'text') return content.text ?? '';
-  if (content.type === 'json') return JSON.stringify(content.json ?? null);
-  return `[binary ${content.binary?.length ?? 0} bytes]`;
-}
-
 /**
- * Seals and appends one sent message.
+ * Seals and appends one sent message (the sealing is the engine's `sealArchiveSubmission`, the
+ * code the bot enclave's archiver runs too).
  * @param senderSeq how many of this device's messages the conversation held before this one.
  */
-export async function archiveSent(
-  hooks: ArchiveHooks,
-  archiveKey: Uint8Array,
-  m: { readonly conversation: string; readonly id: string; readonly from: string; readonly at: number; readonly content: MessageContent },
-  senderSeq: number,
-): Promise<number> {
+export async function archiveSent(hooks: ArchiveHooks, archiveKey: Uint8Array, m: ArchivableMessage, senderSeq: number): Promise<number> {
   const ref = archiveRef(m.conversation);
-  const sealed = sealToArchiveKey(archiveKey, encodeArchivedMessage({ conversation: m.conversation, id: m.id, from: m.from, at: m.at, body: bodyOf(m.content) }), archiveSealAd(ref, hooks.signingKey));
-  const submission = makeArchiveSubmission({ ref, senderKey: hooks.signingKey, senderSeq, sealed }, (p) => hooks.sign(p));
-  return hooks.append(ref, encodeArchiveSubmission(submission));
+  const submission = sealArchiveSubmission({ archiveKey, ref, senderKey: hooks.signingKey, senderSeq, sign: (p) => hooks.sign(p) }, m);
+  return hooks.append(ref, submission);
 }

@@ -91,13 +91,13 @@ describe('an agent asks for consent and a form in the console (Chromium)', { ski
 
     // 1. The agent asks for consent; the customer sees who asks and for what, and allows.
     const purpose = 'Send you a replacement part';
-    await requestConsent(agent, { purpose, fields: 'name, email', retentionDays: 14, controller: 'Parley Demo Shop' });
+    await requestConsent(agent, { purpose, fields: 'name, email', retentionDays: 14, controller: 'Acme Ltd' });
     await agent.locator('#consent-requests li[data-state="waiting"]').waitFor({ timeout: WAIT });
     await widget.locator('#privacy-consent-dialog').waitFor({ state: 'visible', timeout: WAIT });
     assert.equal(await text(widget, '#privacy-consent-purpose'), purpose);
     assert.deepEqual(await widget.locator('#privacy-consent-fields li').allInnerTexts(), ['Name', 'Email']);
     assert.equal(await text(widget, '#privacy-consent-retention'), '14 days');
-    assert.equal(await text(widget, '#privacy-consent-controller'), 'Parley Demo Shop');
+    assert.equal(await text(widget, '#privacy-consent-controller'), 'Acme Ltd');
     assert.equal(await text(widget, '#privacy-consent-by'), 'Dana Agent (agent)');
     await widget.click('#privacy-allow');
 
@@ -122,7 +122,7 @@ describe('an agent asks for consent and a form in the console (Chromium)', { ski
     await agent.locator('#consent-section').screenshot({ path: `${consoleShots}console-consent.png` });
 
     // 2. A second request, denied: no form offered for it, no values.
-    await requestConsent(agent, { purpose: 'Call you back', fields: 'phone', retentionDays: 7, controller: 'Parley Demo Shop' });
+    await requestConsent(agent, { purpose: 'Call you back', fields: 'phone', retentionDays: 7, controller: 'Acme Ltd' });
     await widget.locator('#privacy-consent-dialog').waitFor({ state: 'visible', timeout: WAIT });
     assert.equal(await text(widget, '#privacy-consent-purpose'), 'Call you back');
     await widget.click('#privacy-deny');

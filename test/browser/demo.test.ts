@@ -16,8 +16,8 @@ import { CSP_NOBLE, CSP_SODIUM, startDemo, type Demo } from '../../examples/web/
 import {
   SCRIPT,
   allMessages,
+  answerConsentDialog,
   ask,
-  clickInLastCard,
   launchChromium,
   newWidgetContext,
   openWidget,
@@ -185,12 +185,21 @@ describe('demo web app in Chromium', { skip: skipWithoutChromium }, () => {
     const context = await newWidgetContext(browser);
     const { page, errors } = await openWidget(context, `${demo.url}/`);
     const asked = await ask(page, SCRIPT.returnItem);
-    assert.match(asked.join(' '), /May I ask for personal data\?/);
-    assert.equal(await page.locator('#messages .card form').count(), 0, 'no form before consent');
-    const declined = await clickInLastCard(page, '[data-action="consent-no"]');
+    assert.match(asked.join(' '), /asked for your consent/);
+    // The SDK's consent request, from the certified bot: what, why, how long, who controls it.
+    await page.locator('#privacy-consent-dialog').waitFor({ state: 'visible' });
+    assert.match(await page.locator('#privacy-consent-purpose').innerText(), /book your return/);
+    assert.deepEqual(await page.locator('#privacy-consent-fields li').allInnerTexts(), ['Name', 'Email', 'Address']);
+    assert.equal(await page.locator('#privacy-consent-retention').innerText(), '30 days');
+    assert.equal(await page.locator('#privacy-consent-controller').innerText(), 'Acme Ltd');
+    assert.equal(await page.locator('#privacy-form').count(), 0, 'no form before consent');
+    const declined = await answerConsentDialog(page, false);
     assert.match(declined.join(' '), /no personal data/);
     await new Promise((r) => setTimeout(r, 300));
-    assert.equal(await page.locator('#messages .card form').count(), 0, 'no form after a refusal');
+    assert.equal(await page.locator('#privacy-form').count(), 0, 'no form after a refusal');
+    // The signed receipt records the refusal.
+    await page.click('#privacy summary');
+    await page.locator('#privacy-receipts li[data-state="denied"]').waitFor();
     assert.deepEqual(errors, []);
     await context.close();
   });

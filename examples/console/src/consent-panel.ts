@@ -16,7 +16,7 @@ export interface ConsentPanelActions {
 }
 
 /** The form's starting values (the demo's return: what the support bot asks for too). */
-const DEFAULTS = { purpose: 'To arrange your return', fields: 'name, email, address', retentionDays: '30', controller: 'Parley Demo Shop' } as const;
+const DEFAULTS = { purpose: 'To arrange your return', fields: 'name, email, address', retentionDays: '30', controller: 'Acme Ltd' } as const;
 
 const STATUS_TEXT: Record<ConsentRow['status'], string> = {
   waiting: 'waiting for the customer',

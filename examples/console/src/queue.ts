@@ -31,10 +31,6 @@ function describeJson(json: unknown): string {
   const type = typeof json === 'object' && json !== null && typeof (json as { type?: unknown }).type === 'string' ? (json as { type: string }).type : 'data';
   const t = /^[a-z-]{1,32}$/.test(type) ? type : 'data';
   if (t === 'quick-replies') return '(suggested replies)';
-  if (t === 'consent-request') return '(asked for consent to personal data)';
-  if (t === 'consent') return '(answered the consent request)';
-  if (t === 'form-request') return '(sent a form)';
-  if (t === 'form') return '(filled in the form: personal data, shown to the bot only)';
   return `(structured message: ${t})`;
 }
 

@@ -7,31 +7,29 @@
  * - order status: "where is order 1042?" (a small fixed table of demo orders);
  * - opening hours;
  * - a return request, which needs personal data. The bot asks for that data **only after the
- *   customer agrees**: it first sends a consent request (what, why, how long), and sends the form
- *   only after `{ type: 'consent', granted: true }`. A form that arrives without consent is
- *   discarded unread;
+ *   customer agrees**, with the SDK's consent receipts (docs/threats.md P1): `ctx.requestConsent`
+ *   (purpose, fields, retention, controller) shows the customer a consent dialog; the customer's
+ *   device answers with a receipt signed by its identity key, which runs this handler with
+ *   `message.consent`; only for a granted receipt does the bot send the form (`ctx.requestForm`),
+ *   and the values come back as `message.form`. The SDK enforces the order on both sides: the
+ *   customer's client sends only fields a valid, unwithdrawn receipt covers, and the enclave
+ *   refuses uncovered values before this handler sees them;
  * - "I want to talk to a person" (agent, human, person...): in a conversation it asks for a human
  *   agent with `ctx.handoff({ queue: 'support', reason })` and tells the customer so. The
  *   customer's widget opens the ticket and later asks the customer to consent to the agent who
  *   claims it (and which history to share); nothing is shared by the bot. While a human agent
  *   or supervisor is a member of the conversation, the bot stays quiet (an observer).
  *
- * The consent state lives in `ctx.state` (per conversation, sealed by the enclave, kept across
- * restarts; the host never sees it in clear). Replies are a pure function of (the message, the
- * consent state), and a run's state changes are committed only when it returns, so a message run
- * twice after an enclave restart (`redelivered`) sees the same state and produces the same
- * replies with the same ids.
+ * The open return's consent request id lives in `ctx.state` (per conversation, sealed by the
+ * enclave, kept across restarts; the host never sees it in clear); the values themselves are not
+ * kept. Replies are a pure function of (the message, that state), and a run's state changes are
+ * committed only when it returns, so a message run twice after an enclave restart (`redelivered`)
+ * sees the same state and produces the same replies, consent and form requests with the same ids.
  *
- * Messages between widget and bot (JSON bodies; everything else is text):
- * ```
- * bot → customer  { type: 'consent-request', purpose, fields: string[], retention }
- * customer → bot  { type: 'consent', granted: boolean }
- * bot → customer  { type: 'form-request', formId, fields: { name, label, kind }[] }
- * customer → bot  { type: 'form', formId, values: Record<string, string> }
- * bot → customer  { type: 'quick-replies', options: string[] }
- * ```
+ * Besides text, the bot sends one structured message (JSON):
+ * `{ type: 'quick-replies', options: string[] }`.
  */
-import type { BotContext, BotHandler, BotMessage } from '@parley/bot';
+import type { BotConsentAnswer, BotContext, BotFormValues, BotHandler, BotMessage } from '@parley/bot';
 
 /** Demo orders (no real data). */
 const ORDERS: Record<string, { status: string; detail: string }> = {
@@ -43,12 +41,13 @@ const ORDERS: Record<string, { status: string; detail: string }> = {
 
 export const OPENING_HOURS = 'Our support team is available Monday to Friday 09:00–18:00 and Saturday 10:00–14:00 (CET). I, the bot, answer around the clock.';
 
-/** The personal data a return needs, and why. */
-const RETURN_FIELDS = [
-  { name: 'name', label: 'Full name', kind: 'text' },
-  { name: 'email', label: 'E-mail for the return label', kind: 'email' },
-  { name: 'address', label: 'Pick-up address', kind: 'text' },
-] as const;
+/** The personal data a return needs, why, for how long, and who controls it (the consent request). */
+export const RETURN_CONSENT = {
+  purpose: 'To book your return: your name, an e-mail address for the return label and a pick-up address.',
+  fields: ['name', 'email', 'address'],
+  retentionDays: 30,
+  controller: 'Acme Ltd',
+} as const;
 
 const QUICK_REPLIES = ['Where is order 1042?', 'Opening hours', 'I want to return an item', 'Talk to a person'];
 
@@ -58,52 +57,58 @@ export const HANDOFF_QUEUE = 'support';
 /** Words that ask for a human. */
 const WANTS_PERSON = /\b(agent|human|person|representative|operator)s?\b/;
 
-type ConsentState = 'asked' | 'granted' | 'declined';
+/** `ctx.state` key: the id of the consent request of the return being booked (absent: none open). */
+const RETURN_KEY = 'return';
 
-/** This conversation's consent state (sealed `ctx.state`; one record per customer device). */
-const getConsent = (ctx: BotContext): Promise<ConsentState | undefined> => ctx.state.get<ConsentState>('consent');
-const setConsent = (ctx: BotContext, state: ConsentState): Promise<void> => ctx.state.set('consent', state);
+const openReturn = (ctx: BotContext): Promise<string | undefined> => ctx.state.get<string>(RETURN_KEY);
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-async function handleJson(m: BotMessage, body: Record<string, unknown>, ctx: BotContext): Promise<void> {
-  if (body.type === 'consent') {
-    if ((await getConsent(ctx)) === undefined) {
-      await ctx.reply('I have not asked you for any personal data. Say "return" if you want to start a return.');
-      return;
-    }
-    if (body.granted === true) {
-      await setConsent(ctx, 'granted');
-      await ctx.reply('Thank you. Please fill in the form below; it goes end-to-end encrypted to me and to no one else.');
-      await ctx.reply({ type: 'form-request', formId: 'return', fields: RETURN_FIELDS });
-    } else {
-      await setConsent(ctx, 'declined');
-      await ctx.reply('Understood: no personal data. I can still tell you about your orders and our opening hours.');
-    }
+/** A return: asks the customer for consent first (the SDK's consent dialog); no data before that. */
+async function askForReturn(m: BotMessage, ctx: BotContext): Promise<void> {
+  if (m.conversation === undefined) {
+    await ctx.reply('I can only book a return in a conversation; please reload the page to start one.');
     return;
   }
-  if (body.type === 'form') {
-    if ((await getConsent(ctx)) !== 'granted') {
-      // Consent first: data sent without it is not read, not answered with, not kept.
-      await ctx.reply('I did not ask for this data and have discarded it unread. Say "return" to start a return with your consent.');
-      return;
-    }
-    const values = isRecord(body.values) ? body.values : {};
-    const name = typeof values.name === 'string' ? values.name.trim().slice(0, 80) : '';
-    const email = typeof values.email === 'string' ? values.email.trim().slice(0, 120) : '';
-    const address = typeof values.address === 'string' ? values.address.trim().slice(0, 200) : '';
-    if (!name || !/^[^\s@]+@[^\s@]+$/.test(email) || !address) {
-      await ctx.reply('Some fields are missing or the e-mail looks wrong; please check the form and send it again.');
-      await ctx.reply({ type: 'form-request', formId: 'return', fields: RETURN_FIELDS });
-      return;
-    }
-    await setConsent(ctx, 'asked'); // the consent covered this one return
-    await ctx.reply(`Thanks, ${name}. Your return is booked: the label goes to ${email} and a courier will pick up the parcel at ${address} within 2 working days.`);
+  const id = await ctx.requestConsent({ ...RETURN_CONSENT, fields: [...RETURN_CONSENT.fields] });
+  await ctx.state.set(RETURN_KEY, id);
+  await ctx.reply('To book a return I need some personal data. I have asked for your consent: you decide, and nothing is sent unless you allow it.');
+}
+
+/** The customer's signed answer to a consent request (verified by the enclave). */
+async function onConsent(c: BotConsentAnswer, ctx: BotContext): Promise<void> {
+  if (c.requestId !== (await openReturn(ctx))) return; // another member's request, or an old one
+  if (c.decision === 'granted') {
+    await ctx.requestForm({ fields: c.fields, consentRequest: c.requestId });
+    await ctx.reply('Thank you. Please fill in the form; it goes end-to-end encrypted to me and to no one else.');
+  } else if (c.decision === 'denied') {
+    await ctx.state.delete(RETURN_KEY);
+    await ctx.reply('Understood: no personal data. I can still tell you about your orders and our opening hours.');
+  } else {
+    await ctx.state.delete(RETURN_KEY);
+    await ctx.reply('You withdrew your consent: I will not ask for or use your details for this return.');
+  }
+}
+
+/** A form's values, covered by a granted receipt (the enclave checked it before this run). */
+async function onForm(f: BotFormValues, ctx: BotContext): Promise<void> {
+  const request = await openReturn(ctx);
+  if (request === undefined) {
+    await ctx.reply('That return is already booked or was cancelled. Say "return" to start another one.');
     return;
   }
-  await ctx.reply("Sorry, I don't understand that message.");
+  const name = (f.values.name ?? '').trim().slice(0, 80);
+  const email = (f.values.email ?? '').trim().slice(0, 120);
+  const address = (f.values.address ?? '').trim().slice(0, 200);
+  if (!name || !/^[^\s@]+@[^\s@]+$/.test(email) || !address) {
+    await ctx.requestForm({ fields: [...RETURN_CONSENT.fields], consentRequest: request });
+    await ctx.reply('Some fields are missing or the e-mail looks wrong; please check the form and send it again.');
+    return;
+  }
+  await ctx.state.delete(RETURN_KEY); // the consent covered this one return
+  await ctx.reply(`Thanks, ${name}. Your return is booked: the label goes to ${email} and a courier will pick up the parcel at ${address} within 2 working days.`);
 }
 
 /** True while a human (agent or supervisor) is a member of the message's conversation. */
@@ -146,13 +151,7 @@ async function handleText(m: BotMessage, text: string, ctx: BotContext): Promise
     return;
   }
   if (/\b(return|refund|send back|exchange|pick ?up)\b/.test(t)) {
-    await setConsent(ctx, 'asked');
-    await ctx.reply({
-      type: 'consent-request',
-      purpose: 'To book a return I need your name, an e-mail address for the return label and a pick-up address.',
-      fields: RETURN_FIELDS.map((f) => f.label),
-      retention: 'Used for this return only, inside the bot enclave; not shared and not kept after the return is booked.',
-    });
+    await askForReturn(m, ctx);
     return;
   }
   if (/\b(hi|hello|hey|help|start)\b/.test(t)) {
@@ -167,8 +166,13 @@ async function handleText(m: BotMessage, text: string, ctx: BotContext): Promise
 const handle: BotHandler = async (message, ctx) => {
   // A human agent has taken over: the bot only observes (the customer chose to keep it in).
   if (humanPresent(message, ctx)) return;
+  if (message.consent) return onConsent(message.consent, ctx);
+  if (message.form) return onForm(message.form, ctx);
   if (typeof message.text === 'string') return handleText(message, message.text.slice(0, 2000), ctx);
-  if (isRecord(message.json)) return handleJson(message, message.json, ctx);
+  if (isRecord(message.json)) {
+    await ctx.reply("Sorry, I don't understand that message.");
+    return;
+  }
   await ctx.reply("Sorry, I can't read attachments.");
 };
 

@@ -91,21 +91,26 @@ export async function ask(page: Page, text: string, replies = 1): Promise<string
   return after.slice(before);
 }
 
-/** Clicks a button in the newest card and waits for `replies` more bot messages. */
-export async function clickInLastCard(page: Page, selector: string, replies = 1): Promise<string[]> {
+/**
+ * Answers the open consent dialog (the SDK's `consentRequested`): Allow or Deny; waits for
+ * `replies` more bot messages.
+ */
+export async function answerConsentDialog(page: Page, allow: boolean, replies = 1, timeout = 20_000): Promise<string[]> {
   const before = (await botMessages(page)).length;
-  await page.locator(`#messages li.msg.bot .card ${selector}`).last().click();
-  const after = await waitForBot(page, before + replies);
+  await page.locator('#privacy-consent-dialog').waitFor({ state: 'visible', timeout });
+  await page.click(allow ? '#privacy-allow' : '#privacy-deny');
+  const after = await waitForBot(page, before + replies, timeout);
   return after.slice(before);
 }
 
-/** Fills the newest form card and submits it; waits for `replies` more bot messages. */
-export async function submitLastForm(page: Page, values: Record<string, string>, replies = 1): Promise<string[]> {
+/** Fills the open consent-gated form (the SDK's `formRequested`) and sends it; waits for `replies` more bot messages. */
+export async function submitPrivacyForm(page: Page, values: Record<string, string>, replies = 1, timeout = 20_000): Promise<string[]> {
   const before = (await botMessages(page)).length;
-  const form = page.locator('#messages li.msg.bot .card form').last();
+  const form = page.locator('#privacy-form');
+  await form.waitFor({ state: 'visible', timeout });
   for (const [name, value] of Object.entries(values)) await form.locator(`input[name="${name}"]`).fill(value);
-  await form.locator('button[type="submit"]').click();
-  const after = await waitForBot(page, before + replies);
+  await page.click('#privacy-form-send');
+  const after = await waitForBot(page, before + replies, timeout);
   return after.slice(before);
 }
 
@@ -128,8 +133,8 @@ export async function runScript(page: Page): Promise<string[]> {
   };
   expect(await ask(page, SCRIPT.order), /Order 1042 is shipped/, 'order status');
   expect(await ask(page, SCRIPT.hours), /Monday to Friday/, 'opening hours');
-  expect(await ask(page, SCRIPT.returnItem), /May I ask for personal data\?/, 'consent request');
-  expect(await clickInLastCard(page, '[data-action="consent-yes"]', 2), /Return details/, 'form after consent');
-  expect(await submitLastForm(page, SCRIPT.form), new RegExp(`Thanks, ${SCRIPT.form.name}`), 'return booked');
+  expect(await ask(page, SCRIPT.returnItem), /asked for your consent/, 'consent request');
+  expect(await answerConsentDialog(page, true), /fill in the form/, 'form after consent');
+  expect(await submitPrivacyForm(page, SCRIPT.form), new RegExp(`Thanks, ${SCRIPT.form.name}`), 'return booked');
   return allMessages(page);
 }

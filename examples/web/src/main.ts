@@ -78,8 +78,6 @@ export async function start(backend: BackendName): Promise<void> {
   let store: IndexedDbStore;
 
   const view = new WidgetView({
-    consent: (item, granted) => void answerCard(item, granted ? 'You agreed.' : 'You declined.', { type: 'consent', granted }),
-    submitForm: (item, formId, values) => void answerCard(item, 'Sent securely.', { type: 'form', formId, values }),
     quickReply: (text) => void sendText(text),
   });
   const panel = new RelayPanel();
@@ -129,7 +127,7 @@ export async function start(backend: BackendName): Promise<void> {
     return conversation;
   }
 
-  async function send(content: string | object, item: Omit<ChatItem, 'key'>): Promise<void> {
+  async function send(content: string, item: Omit<ChatItem, 'key'>): Promise<void> {
     if (!client) return;
     let shown = await addItem(item);
     try {
@@ -219,15 +217,6 @@ export async function start(backend: BackendName): Promise<void> {
     const t = text.trim();
     if (!t || state.phase !== 'ready') return;
     await send(t, { who: 'me', at: Date.now(), text: t });
-  }
-
-  async function answerCard(item: ChatItem, answered: string, reply: object): Promise<void> {
-    if (state.phase !== 'ready' || item.answered) return;
-    item.answered = answered;
-    view.render(item);
-    await history!.put(item);
-    const summary = 'values' in reply ? 'Return details (sent end-to-end encrypted)' : answered;
-    await send(reply, { who: 'me', at: Date.now(), text: summary });
   }
 
   view.composer.addEventListener('submit', (ev) => {

@@ -4,11 +4,11 @@
  * strict Content-Security-Policy.
  */
 
-/** A bot message with structure (see bot/support-handler.ts). */
-export type BotCard =
-  | { type: 'consent-request'; purpose: string; fields: string[]; retention: string }
-  | { type: 'form-request'; formId: string; fields: { name: string; label: string; kind: string }[] }
-  | { type: 'quick-replies'; options: string[] };
+/**
+ * A bot message with structure (see bot/support-handler.ts). Consent requests and forms are not
+ * messages: they are the SDK's consent frames, shown by `privacy.ts`.
+ */
+export type BotCard = { type: 'quick-replies'; options: string[] };
 
 /** One line of the conversation as the widget keeps it (sealed in IndexedDB). */
 export interface ChatItem {
@@ -20,8 +20,6 @@ export interface ChatItem {
   readonly name?: string;
   readonly text?: string;
   readonly card?: BotCard;
-  /** Set once a consent or form card was answered, so a reload does not offer it again. */
-  answered?: string;
   /** Our message id (own messages), to match the end-to-end delivery receipt. */
   readonly msgId?: string;
   /** The bot's device persisted it (end-to-end receipt). */
@@ -32,8 +30,6 @@ export interface ChatItem {
 
 /** Callbacks of interactive cards. */
 export interface CardActions {
-  consent(item: ChatItem, granted: boolean): void;
-  submitForm(item: ChatItem, formId: string, values: Record<string, string>): void;
   quickReply(text: string): void;
 }
 
@@ -54,16 +50,6 @@ export function parseCard(json: unknown): BotCard | undefined {
   if (typeof json !== 'object' || json === null) return undefined;
   const j = json as Record<string, unknown>;
   const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string').slice(0, 20) : []);
-  if (j.type === 'consent-request' && typeof j.purpose === 'string') {
-    return { type: 'consent-request', purpose: j.purpose, fields: strings(j.fields), retention: typeof j.retention === 'string' ? j.retention : '' };
-  }
-  if (j.type === 'form-request' && typeof j.formId === 'string' && Array.isArray(j.fields)) {
-    const fields = j.fields
-      .filter((f): f is { name: string; label: string; kind?: string } => typeof f?.name === 'string' && typeof f?.label === 'string')
-      .slice(0, 10)
-      .map((f) => ({ name: f.name, label: f.label, kind: f.kind === 'email' ? 'email' : 'text' }));
-    return { type: 'form-request', formId: j.formId, fields };
-  }
   if (j.type === 'quick-replies') return { type: 'quick-replies', options: strings(j.options) };
   return undefined;
 }
@@ -134,7 +120,6 @@ export class WidgetView {
     if (item.failed) li.dataset.failed = item.failed;
     if (item.who === 'agent' && item.name) li.append(el('span', 'from', item.name));
     if (item.text !== undefined) li.append(document.createTextNode(item.text));
-    if (item.card) li.append(this.#card(item, item.card));
     const status = item.failed ? ` · not sent (${item.failed})` : item.delivered ? ' · delivered ✓✓' : ' · sent ✓';
     if (item.who !== 'system') li.append(el('span', 'meta', `${time(item.at)}${item.who === 'me' ? status : ''}`));
     const old = this.messages.querySelector<HTMLLIElement>(`li[data-key="${CSS.escape(item.key)}"]`);
@@ -172,61 +157,5 @@ export class WidgetView {
         return c;
       }),
     );
-  }
-
-  #card(item: ChatItem, card: BotCard): HTMLElement {
-    const box = el('div', 'card');
-    if (card.type === 'consent-request') {
-      box.dataset.card = 'consent';
-      box.append(el('h3', undefined, 'May I ask for personal data?'), el('div', undefined, card.purpose));
-      const ul = el('ul');
-      for (const f of card.fields) ul.append(el('li', undefined, f));
-      box.append(ul, el('div', 'done', card.retention));
-      if (item.answered) {
-        box.append(el('div', 'done', item.answered));
-      } else {
-        const actions = el('div', 'actions');
-        const yes = el('button', undefined, 'I agree');
-        const no = el('button', 'secondary', 'No, thanks');
-        yes.type = no.type = 'button';
-        yes.dataset.action = 'consent-yes';
-        no.dataset.action = 'consent-no';
-        yes.addEventListener('click', () => this.#actions.consent(item, true));
-        no.addEventListener('click', () => this.#actions.consent(item, false));
-        actions.append(yes, no);
-        box.append(actions);
-      }
-    } else if (card.type === 'form-request') {
-      box.dataset.card = 'form';
-      box.append(el('h3', undefined, 'Return details'));
-      if (item.answered) {
-        box.append(el('div', 'done', item.answered));
-        return box;
-      }
-      const form = el('form');
-      for (const f of card.fields) {
-        const label = el('label', undefined, f.label);
-        const input = el('input');
-        input.name = f.name;
-        input.type = f.kind;
-        input.required = true;
-        input.maxLength = 200;
-        label.htmlFor = input.id = `f-${item.key}-${f.name}`;
-        form.append(label, input);
-      }
-      const actions = el('div', 'actions');
-      const submit = el('button', undefined, 'Send securely');
-      submit.type = 'submit';
-      actions.append(submit);
-      form.append(actions);
-      form.addEventListener('submit', (ev) => {
-        ev.preventDefault();
-        const values: Record<string, string> = {};
-        for (const f of card.fields) values[f.name] = (form.elements.namedItem(f.name) as HTMLInputElement | null)?.value ?? '';
-        this.#actions.submitForm(item, card.formId, values);
-      });
-      box.append(form);
-    }
-    return box;
   }
 }

@@ -61,6 +61,8 @@ import {
 import { Emitter } from './emitter.js';
 import { StatementFetchBudget } from './statement-budget.js';
 import { ConversationHub } from './conversations/hub.js';
+import { ArchiveNoticeQueue, archiveOpenedEvent } from './conversations/archive-notices.js';
+import { ArchiveErasureLog } from './conversations/erasure.js';
 import type { FanOutFailure } from './conversations/port.js';
 import { CONVERSATION_EVENT_NAMES, type ClientTickets, type Conversation, type ConversationEvents } from './conversations/types.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS, RelayLink, type Logger, type RelayLinkOptions } from '@parley/relay-link';
@@ -317,7 +319,15 @@ export class ParleyClient {
   /** A conversation frame waits in the inbox for the relay (a claim check, a ticket to open): drain again later. */
   #drainRetryTimer: ReturnType<typeof setTimeout> | undefined;
 
-  private constructor(options: ParleyClientOptions, engine: ConversationEngine, transport: RelayLink, book: ConversationBook, ownedStore?: { close(): Promise<void> }) {
+  /** Archive opening notices held until the app listens (conversations/archive-notices.ts). */
+  readonly #archiveNotices = new ArchiveNoticeQueue(
+    (event) => {
+      for (const e of this.#events.emit('archiveOpened', event)) this.#report(e);
+    },
+    () => this.#events.listenerCount('archiveOpened') > 0,
+  );
+
+  private constructor(options: ParleyClientOptions, engine: ConversationEngine, transport: RelayLink, book: ConversationBook, ownedStore?: { close(): Promise<void> }, archiveLog?: ArchiveErasureLog) {
     this.#options = options;
     this.#engine = engine;
     this.#transport = transport;
@@ -346,6 +356,7 @@ export class ParleyClient {
       erasureHooks: {
         forgetUnconfirmed: (peer, ids) => engine.forgetUnconfirmed(peer, ids),
         purge: (o) => transport.purge(o),
+        ...(archiveLog ? { archiveLog } : {}),
       },
     });
     transport.setHandlers({
@@ -358,6 +369,11 @@ export class ParleyClient {
       onError: (error) => this.#report(error),
       onTicket: (update) => this.#events.emit('ticket', update),
       onTicketUnclaimed: (info) => this.#events.emit('ticketUnclaimed', info),
+      // Opening notices (conversations/archive-notices.ts): acked once this returns.
+      onArchiveOpened: (notice) => {
+        const event = archiveOpenedEvent(book, notice);
+        return event && this.#archiveNotices.deliver(event);
+      },
     });
     const gapTimeout = options.gapTimeoutMs ?? DEFAULT_GAP_TIMEOUT_MS;
     this.#gapTimer = setInterval(() => {
@@ -453,7 +469,7 @@ export class ParleyClient {
         erasure: { sign: (p) => engine.signErasure(p), signingKey: (peer) => engine.peerIdentity(peer)?.signingKey },
         consent: { sign: (r) => engine.signConsent(r), signingKey: (peer) => engine.peerIdentity(peer)?.signingKey },
       });
-      client = new ParleyClient(options, engine, transport, book, owned);
+      client = new ParleyClient(options, engine, transport, book, owned, await ArchiveErasureLog.open(store));
       warnUnsafeTrust(options);
       return client;
     } catch (e) {
@@ -619,6 +635,7 @@ export class ParleyClient {
   on<K extends keyof ParleyClientEvents>(event: K, listener: (value: ParleyClientEvents[K]) => void): () => void {
     const off = this.#events.on(event, listener);
     if (event === 'message' || (CONVERSATION_EVENT_NAMES as readonly string[]).includes(event)) void this.#drain();
+    if (event === 'archiveOpened') this.#archiveNotices.flush();
     return off;
   }
 

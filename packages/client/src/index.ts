@@ -43,7 +43,8 @@ export type {
   FormRequestInput,
   FormRequestInfo,
 } from './conversations/types.js';
-export type { ConversationErasure } from './conversations/erasure.js';
+export type { ConversationErasure, ErasureArchiveOutcome } from './conversations/erasure.js';
+export type { ArchiveOpenedEvent } from './conversations/archive-notices.js';
 export type { ConversationExport } from './conversations/export.js';
 export {
   signInStaff,

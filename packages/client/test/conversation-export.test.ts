@@ -19,7 +19,7 @@ test('export: JSON with everything, HTML escaped and self-contained', () => {
       { conversation: 'C'.repeat(22), from: B, id: 'm2', seq: 1, sentAt: 2_000, shared: false, sender: { deviceId: B, role: 'bot', name: 'Helper' }, content: { type: 'binary', binary: new Uint8Array([1, 2, 3]) } },
     ],
     consents: [{ receipt: { purpose: 'returns <form>', decision: 'granted' }, valid: true, withdrawn: false }],
-    erasure: { conversation: 'C'.repeat(22), requestedAt: 3_000, members: [], receipts: [{ member: B, at: 4_000 }], missing: [] },
+    erasure: { conversation: 'C'.repeat(22), requestedAt: 3_000, members: [], receipts: [{ member: B, at: 4_000 }], missing: [], archive: 'none' },
     exportedAt: 5_000,
   });
   const doc = JSON.parse(out.json) as { members: unknown[]; messages: { content: { text?: string; base64?: string } }[]; consentReceipts: unknown[]; deletionReceipts: { receipts: { member: string }[] } };

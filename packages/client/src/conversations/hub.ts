@@ -303,7 +303,9 @@ export class ConversationHub {
 
   /** Owner: erases the conversation (conversations/erasure.ts). */
   erase(id: string): Promise<ConversationErasure> {
-    return eraseConversation(this.#book, this.#port, this.#port.erasureHooks, id);
+    // Archived: the archive was on for this device here (customer: disclosed; bot/agent: its own).
+    const archived = this.#book.get(id) !== undefined && (this.archive(id).disclosed || this.#port.archiveHooks?.ownArchiveKey() !== undefined);
+    return eraseConversation(this.#book, this.#port, this.#port.erasureHooks, id, archived);
   }
 
   /** The conversation as JSON and a self-contained HTML page (conversations/export.ts). */
@@ -325,7 +327,7 @@ export class ConversationHub {
   /** Owner: where the erasure of `id` stands, or `undefined` when it was not erased. */
   erasure(id: string): ConversationErasure | undefined {
     const s = this.#book.erasure(id);
-    return s && toErasure(s);
+    return s && toErasure(s, this.#port.erasureHooks?.archiveLog?.get(id));
   }
 
   /** The consent receipts of `id` this device holds (conversations/consent.ts). */

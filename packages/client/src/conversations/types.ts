@@ -4,6 +4,7 @@
  * (docs/architecture.md "Conversations with several members", "Handoff from the bot to a human
  * agent").
  */
+import type { ArchiveOpenedEvent } from './archive-notices.js';
 import type { OutgoingContent, ParleyError } from '@parley/protocol';
 import type { Ticket, TicketChange } from '@parley/protocol/wire';
 import type { ConversationInfo, ConversationMessage, Member } from '@parley/engine';
@@ -286,6 +287,11 @@ export interface ConversationEvents {
   erasureStatus: ConversationErasure;
   /** Member side: the owner erased a conversation; it was deleted here and a signed receipt sent. */
   conversationErased: { readonly conversation: string; readonly owner: string };
+  /**
+   * The compliance officer opened (or exported) the archive of a conversation this device
+   * archived messages to, giving `reason` (conversations/archive-notices.ts). Once per opening.
+   */
+  archiveOpened: ArchiveOpenedEvent;
 }
 
 /** The conversation events whose listeners mean the app is ready for conversation frames. */

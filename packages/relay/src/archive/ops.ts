@@ -14,7 +14,7 @@ import type { ArchiveOpenedNotice } from '@parley/protocol/wire';
 import type { RelayContext, RelaySocket } from '../context.js';
 
 /** How long a device has to acknowledge a notice before it is offered again (next poll or login). */
-const ACK_TIMEOUT_MS = 10_000;
+const ACK_TIMEOUT_MS = 60_000;
 /** Openings read per poll. */
 const PAGE = 100;
 /** Refs purged per sweep step. */

@@ -56,7 +56,11 @@ export class ArchiveOutbox {
     if (at >= 0) {
       if (out.retry) queue[at] = { ...queue[at]!, retry: true };
     } else if (!this.#known.has(out.key)) {
-      queue.push(out);
+      // In commit order (the enclave's outbox keys sort so): two commits' posts may cross, and a
+      // sender's sequence numbers must reach the chain in order. The head may be in flight.
+      let i = queue.length;
+      while (i > (this.#sending.has(out.ref) ? 1 : 0) && queue[i - 1]!.key > out.key) i--;
+      queue.splice(i, 0, out);
       this.#known.add(out.key);
     }
     if (queue.length > 0) this.#queues.set(out.ref, queue);

@@ -54,6 +54,7 @@ const time = (ms: number): string => new Date(ms).toLocaleString();
 export class PrivacyPanel {
   readonly root: HTMLDetailsElement;
   readonly #archive: HTMLParagraphElement;
+  readonly #opened = el('ul', { id: 'privacy-archive-opened', class: 'hint', 'aria-live': 'polite' });
   readonly #retention: HTMLParagraphElement;
   readonly #receipts: HTMLUListElement;
   readonly #status: HTMLDivElement;
@@ -82,6 +83,7 @@ export class PrivacyPanel {
       el('summary', {}, 'Privacy'),
       this.#retention,
       this.#archive,
+      this.#opened,
       el('h3', {}, 'Consents you gave'),
       this.#receipts,
       el('div', { class: 'actions' }, exportJson, exportHtml, erase),
@@ -103,6 +105,11 @@ export class PrivacyPanel {
     this.#archive.hidden = a === undefined;
     if (!a) return;
     this.#archive.textContent = `This conversation is archived by the organisation for ${retentionText(a.retentionDays)} (a legal record, encrypted to its compliance key). Who may open it: ${a.openers.join(', ') || 'nobody named'}. Every opening is logged.`;
+  }
+
+  /** An opening of the archive (the SDK's `archiveOpened`): one line each, with the organisation's reason (text, never markup). */
+  showArchiveOpened(o: { readonly at: number; readonly reason: string }): void {
+    this.#opened.append(el('li', { 'data-opened': String(o.at) }, `The organisation opened this conversation's archive on ${time(o.at)}. Reason given: ${o.reason}`));
   }
 
   /** The conversation's retention (the owner's client erases it then), when one is set. */

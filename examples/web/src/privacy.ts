@@ -78,6 +78,9 @@ export class Privacy {
     c.on('erasureStatus', (e) => {
       if (e.conversation === this.#erased) this.panel.showErasure(this.#erasureView(e));
     });
+    c.on('archiveOpened', (o) => {
+      if (o.conversation === this.#calls()?.id) this.panel.showArchiveOpened(o);
+    });
     c.on('consentAnswered', () => void this.refresh());
     c.on('membersChanged', () => void this.refresh());
     c.on('conversationMessage', () => void this.refresh());

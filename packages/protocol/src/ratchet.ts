@@ -615,9 +615,15 @@ export function wipeReplaced(old: RatchetState, next: RatchetState, extra: reado
   // Runs after every message: no closures or spreads here (the common states hold no skipped
   // chains, and then this is two short arrays and a small Set).
   const shared = old.skipped.length === 0 || next.skipped.length === 0 ? NO_CHAINS : new Set(old.skipped.filter((chain) => next.skipped.includes(chain)));
-  const keep = new Set(secretsOutside(next, shared));
+  const kept = secretsOutside(next, shared);
   const replaced = secretsOutside(old, shared);
   for (const k of extra) replaced.push(k);
+  // A few arrays (no skipped keys) are searched faster than a Set is built.
+  if (kept.length <= 16) {
+    for (const k of replaced) if (!kept.includes(k)) wipe(k);
+    return;
+  }
+  const keep = new Set(kept);
   for (const k of replaced) if (!keep.has(k)) wipe(k);
 }
 

@@ -7,7 +7,7 @@ export { createRelay, type Relay } from './relay.js';
 export { DEFAULT_LIMITS, type MetricsOptions, type RelayLimits, type RelayOptions, type TlsOptions } from './options.js';
 export { processMetrics } from './metrics.js';
 export { normalizeOrigin } from './origin.js';
-export type { RelayStore, StoredMessage, NewMessage, ApiKeyRecord, FindApiKeyOptions, StoredRevocationList } from './store/types.js';
+export type { RelayStore, StoredMessage, NewMessage, ApiKeyRecord, FindApiKeyOptions, StoredRevocationList, ArchiveHold, ArchiveOpening } from './store/types.js';
 export { MemoryStore } from './store/memory.js';
 export { SqliteStore, type SqliteStoreOptions } from './store/sqlite.js';
 export { RedisStore, RedisDurabilityError, type RedisStoreOptions } from './store/redis.js';

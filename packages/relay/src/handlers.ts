@@ -8,7 +8,8 @@ import { checkApiKey } from './apikeys.js';
 import { loginRefused, verifyAuthAnswer } from './auth.js';
 import { deviceRoom, type RelayContext, type RelaySocket } from './context.js';
 import { onAcked, requestDrain, toWire } from './mailbox.js';
-import type { MailboxQuota } from './store/types.js';
+import { nodeChannels } from './cluster/redis-adapter.js';
+import type { EnqueueResult, MailboxQuota } from './store/types.js';
 import {
   ackSchema, authSchema, fetchBundleSchema, fetchIdentitySchema, fetchQueueSchema, fetchRevocationsSchema, parse, sendSchema, uploadPrekeysSchema,
 } from './schemas.js';
@@ -184,11 +185,13 @@ const send: Handler = async (ctx, socket, payload) => {
   const receivedAt = ctx.now();
   // Durable before the ack: the store resolves only after the commit reached the disk. The
   // quotas are checked in the same atomic step (R14), so concurrent sends cannot overshoot them.
-  let stored: { seq: number; duplicate: boolean };
+  let stored: EnqueueResult;
+  // Several nodes: the store also counts the other nodes, right behind the write.
+  const countNodes = ctx.broadcastBarrier ? nodeChannels(ctx.io) : undefined;
   try {
     // One store step: the per-recipient cap (`maxQueuePerDevice`) is the quota's `perRecipient`,
     // checked with the others inside it (no separate count first: a round trip per send on Redis).
-    stored = await ctx.store.enqueue({ to: req.to, from, id: req.id, envelope: req.envelope, receivedAt }, mailboxQuota(ctx));
+    stored = await ctx.store.enqueue({ to: req.to, from, id: req.id, envelope: req.envelope, receivedAt }, mailboxQuota(ctx), countNodes ? { countNodes } : undefined);
   } catch (e) {
     if (e instanceof ParleyError && e.code === 'STORAGE_QUOTA') {
       const quota = e.details?.['quota'];
@@ -202,15 +205,22 @@ const send: Handler = async (ctx, socket, payload) => {
   // Pushed on a retry too: the first attempt may have been stored by a node that died before
   // its push left it (the recipient dedupes by (from, id)).
   const room = deviceRoom(req.to);
-  // Before the emit: whether the recipient has a caught-up socket on this node.
-  const local = ctx.broadcastBarrier !== undefined && hasLocalSocket(ctx, room);
-  ctx.io.to(room).emit('message', toWire({ seq, to: req.to, from, id: req.id, envelope: req.envelope, receivedAt }));
+  const wire = toWire({ seq, to: req.to, from, id: req.id, envelope: req.envelope, receivedAt });
   ctx.metrics.delivered.inc();
-  // Several nodes: the push reaches Redis before the sender's ack, so a node killed right after
-  // the ack cannot lose it for a recipient connected to another node. Not when the recipient has
-  // a socket here: that socket has the push now, and if this node dies it dies too, and the
-  // device's next login drains the store (README "Scaling out": no round trip per local push).
-  if (!local) await ctx.broadcastBarrier?.();
+  if (stored.otherNodes === 0) {
+    // No other node was subscribed after the write: none holds a socket of the recipient that
+    // the store would not drain to it anyway. Nothing to publish, nothing to wait for.
+    ctx.io.local.to(room).emit('message', wire);
+  } else {
+    // Before the emit: whether the recipient has a caught-up socket on this node.
+    const local = ctx.broadcastBarrier !== undefined && hasLocalSocket(ctx, room);
+    ctx.io.to(room).emit('message', wire);
+    // Several nodes: the push reaches Redis before the sender's ack, so a node killed right
+    // after the ack cannot lose it for a recipient connected to another node. Not when the
+    // recipient has a socket here: that socket has the push now; if this node dies, that socket
+    // dies with it and the device's next login drains the store (README "Scaling out").
+    if (!local) await ctx.broadcastBarrier?.();
+  }
   ctx.log.debug({ event: 'send', deviceId: from, to: req.to, size: req.envelope.length, seq, duplicate });
   return { result: { seq, duplicate } };
 };
@@ -220,7 +230,16 @@ const ack: Handler = async (ctx, socket, payload) => {
   const req = parse(ackSchema, payload);
   if (!req) throw malformed('ack');
   // Scoped to this device: a seq of someone else's message deletes nothing.
-  const deleted = await ctx.store.deleteMessages(deviceId, req.seqs);
+  let deleted: number;
+  try {
+    deleted = await ctx.store.deleteMessages(deviceId, req.seqs);
+  } catch (e) {
+    // The store is away (a Redis restart): these stay queued. Pushed again by a pass from the
+    // start (which waits for the store), not 30 s later, so a lost ack does not leave them.
+    onAcked(ctx, deviceId, req.seqs);
+    for (const s of ctx.deviceSockets.get(deviceId) ?? []) requestDrain(ctx, s, true);
+    throw e;
+  }
   ctx.metrics.acked.inc(deleted);
   ctx.log.debug({ event: 'ack', deviceId, count: req.seqs.length, deleted });
   // Every socket of the device on this node forgets them (one tab may ack what another holds).

@@ -15,6 +15,12 @@
  * The publisher keeps node-redis's offline queue (bounded): a broadcast for an envelope that
  * was stored while only the publisher's connection was down goes out once it is back, and a
  * subscriber that reconnects later than that finds the envelope in the store when it resyncs.
+ *
+ * A node alone on its Redis publishes nothing: every node's subscriber is on the adapter's
+ * request channel and on a response channel of its own (one SUBSCRIBE, so a resubscription
+ * restores both at once), so `PUBSUB NUMSUB <request> <own response>`, sent by the store right
+ * behind a message's write, says how many other nodes could hold a socket of the recipient
+ * ({@link nodeChannels}); with none, the push is local only (no PUBLISH, no barrier).
  */
 import type { Server } from 'socket.io';
 import { createAdapter } from '@socket.io/redis-adapter';
@@ -44,6 +50,18 @@ export function redisSettings(option: RedisOption): { url: string; prefix: strin
 export function openRedisStore(option: RedisOption, logger?: Log, extra: Partial<RedisStoreOptions> = {}): Promise<RedisStore> {
   const s = redisSettings(option);
   return RedisStore.connect({ ...extra, url: s.url, prefix: s.prefix, allowNonDurable: s.allowNonDurable, ...(logger ? { logger } : {}) });
+}
+
+/** The channels that count this relay's nodes, by socket.io server (set by {@link attachRedisAdapter}). */
+const CHANNELS = new WeakMap<Server, { readonly all: string; readonly self: string }>();
+
+/**
+ * The broadcast channels of a clustered server: `all` (every node's subscriber, the adapter's
+ * request channel) and `self` (this node's alone). `undefined` without the Redis adapter.
+ * Subscribers of `all` minus those of `self` = the other nodes (`EnqueueOptions.countNodes`).
+ */
+export function nodeChannels(io: Server): { readonly all: string; readonly self: string } | undefined {
+  return CHANNELS.get(io);
 }
 
 /** What {@link attachRedisAdapter} returns. */
@@ -125,6 +143,10 @@ export async function attachRedisAdapter(
   // Commands on one connection run in order: once this resolves, the adapter's own
   // subscriptions (sent while installing it) are active on Redis too.
   await sub.subscribe(`${key}-ready`, () => undefined);
+  const adapter = io.of('/').adapter as unknown as { requestChannel?: unknown; specificResponseChannel?: unknown };
+  if (typeof adapter.requestChannel === 'string' && typeof adapter.specificResponseChannel === 'string') {
+    CHANNELS.set(io, { all: adapter.requestChannel, self: adapter.specificResponseChannel });
+  }
 
   // The first 'ready' fired inside connect(); every later one is a reconnect.
   let closed = false;

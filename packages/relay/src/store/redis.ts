@@ -42,7 +42,7 @@ import { quotaError } from './quota.js';
 import { redisTickets } from '../tickets/redis-tickets.js';
 import { redisArchive } from '../archive/redis-archive.js';
 import type {
-  ApiKeyRecord, DeviceStatements, FindApiKeyOptions, MailboxQuota, NewMessage, PrekeyPublication, QuotaScope, RelayStore, StoredIdentity, StoredMessage,
+  ApiKeyRecord, DeviceStatements, EnqueueOptions, EnqueueResult, FindApiKeyOptions, MailboxQuota, NewMessage, PrekeyPublication, QuotaScope, RelayStore, StoredIdentity, StoredMessage,
   StoredRevocationList, TakeBundleOptions, NewTicket, TicketOpenResult, TicketStep, ArchiveHold, ArchiveOpening,
 } from './types.js';
 
@@ -301,11 +301,19 @@ export class RedisStore implements RelayStore {
   readonly #tickets;
   readonly #archive;
   #closed = false;
+  /**
+   * Commands awaiting their reply, oldest first, each with the time it gives up. One timer checks
+   * them all (node-redis's own per-command timeout costs an AbortSignal and a listener each).
+   */
+  readonly #waiting = new Set<{ readonly deadline: number; readonly fail: (e: Error) => void }>();
+  readonly #watchdog: NodeJS.Timeout;
 
   private constructor(client: Client, prefix: string, commandTimeoutMs: number) {
     this.#client = client;
     this.#p = prefix;
     this.#timeout = commandTimeoutMs;
+    this.#watchdog = setInterval(() => this.#expire(), Math.max(20, Math.min(1000, commandTimeoutMs / 10)));
+    this.#watchdog.unref();
     this.#tickets = redisTickets({ run: (s, keys, args) => this.#run(s, keys, args), cmd: (args) => this.#cmd(args), prefix });
     this.#archive = redisArchive({ run: (s, keys, args) => this.#run(s, keys, args), cmd: (args) => this.#cmd(args), prefix });
   }
@@ -359,21 +367,68 @@ export class RedisStore implements RelayStore {
     return this.#p + parts.join(':');
   }
 
-  async #run(script: Script, keys: readonly string[], args: readonly Arg[]): Promise<Reply> {
-    if (this.#closed) throw new Error('store is closed');
-    const opts = { ...BUFFERS, timeout: this.#timeout };
-    const tail = [String(keys.length), ...keys, ...args];
-    try {
-      return (await this.#client.sendCommand(['EVALSHA', script.sha, ...tail], opts)) as Reply;
-    } catch (e) {
-      if (!(e instanceof ErrorReply && e.message.startsWith('NOSCRIPT'))) throw e;
-      return (await this.#client.sendCommand(['EVAL', script.source, ...tail], opts)) as Reply;
+  /**
+   * Sends one command now (commands on the connection run in the order sent); rejects once
+   * `commandTimeoutMs` passed without a reply (the reply, if it comes, is then ignored).
+   */
+  #send(args: readonly Arg[]): Promise<Reply> {
+    if (this.#closed) return Promise.reject(new Error('store is closed'));
+    const sent = this.#client.sendCommand(args, BUFFERS) as Promise<Reply>;
+    return new Promise<Reply>((resolve, reject) => {
+      const entry = { deadline: Date.now() + this.#timeout, fail: reject };
+      this.#waiting.add(entry);
+      sent.then((r) => {
+        this.#waiting.delete(entry);
+        resolve(r);
+      }, (e: unknown) => {
+        this.#waiting.delete(entry);
+        reject(e);
+      });
+    });
+  }
+
+  /** Fails the commands past their deadline (same timeout for all: the oldest come first). */
+  #expire(): void {
+    const now = Date.now();
+    for (const entry of this.#waiting) {
+      if (entry.deadline > now) return;
+      this.#waiting.delete(entry);
+      const e = new Error(`redis command timed out after ${this.#timeout} ms`);
+      e.name = 'TimeoutError';
+      entry.fail(e);
     }
   }
 
-  async #cmd(args: readonly Arg[]): Promise<Reply> {
-    if (this.#closed) throw new Error('store is closed');
-    return (await this.#client.sendCommand(args, { ...BUFFERS, timeout: this.#timeout })) as Reply;
+  async #run(script: Script, keys: readonly string[], args: readonly Arg[]): Promise<Reply> {
+    const tail = [String(keys.length), ...keys, ...args];
+    try {
+      return await this.#send(['EVALSHA', script.sha, ...tail]);
+    } catch (e) {
+      if (!(e instanceof ErrorReply && e.message.startsWith('NOSCRIPT'))) throw e;
+      return await this.#send(['EVAL', script.source, ...tail]);
+    }
+  }
+
+  /**
+   * Runs a script, then `next` right behind it on the same connection (no extra round trip; Redis
+   * runs `next` after the script). `next`'s reply is `undefined` when it failed.
+   */
+  async #runThen(script: Script, keys: readonly string[], args: readonly Arg[], next: readonly Arg[]): Promise<[Reply, Reply | undefined]> {
+    const tail = [String(keys.length), ...keys, ...args];
+    const first = this.#send(['EVALSHA', script.sha, ...tail]);
+    const second = this.#send(next).catch(() => undefined);
+    try {
+      return [await first, await second];
+    } catch (e) {
+      if (!(e instanceof ErrorReply && e.message.startsWith('NOSCRIPT'))) throw e;
+      // Loaded now (after a Redis restart): `next` goes again, after this run.
+      const r = await this.#send(['EVAL', script.source, ...tail]);
+      return [r, await this.#send(next).catch(() => undefined)];
+    }
+  }
+
+  #cmd(args: readonly Arg[]): Promise<Reply> {
+    return this.#send(args);
   }
 
   #deviceKeys(deviceId: string): [string, string, string, string] {
@@ -431,7 +486,7 @@ export class RedisStore implements RelayStore {
     return num(await this.#cmd(['LLEN', this.#key('opk', deviceId)]));
   }
 
-  async enqueue(m: NewMessage, quota?: MailboxQuota): Promise<{ seq: number; duplicate: boolean }> {
+  async enqueue(m: NewMessage, quota?: MailboxQuota, options: EnqueueOptions = {}): Promise<EnqueueResult> {
     // Dedupe per (sender, recipient, id): the same id may go to several recipients (fan-out).
     const field = `${m.to}\n${m.id}`;
     const header = JSON.stringify({ f: m.from, i: m.id, r: m.receivedAt, d: field });
@@ -440,14 +495,26 @@ export class RedisStore implements RelayStore {
     const limits = quota
       ? ['q', quota.perPair, quota.perRecipient, quota.reserve, quota.reservePerSender, quota.perSender, quota.total].map(String)
       : ['-'];
-    const r = (await this.#run(ENQUEUE, keys, [field, header, arg(m.envelope), m.from, String(m.receivedAt), m.to, ...limits])) as Reply[];
+    const args = [field, header, arg(m.envelope), m.from, String(m.receivedAt), m.to, ...limits];
+    const nodes = options.countNodes;
+    let r: Reply[];
+    let otherNodes: number | undefined;
+    if (nodes) {
+      // After the write: a node subscribing later has no socket in a device room yet, and its
+      // drains read this message from the store (relay README "Scaling out").
+      const [written, counts] = await this.#runThen(ENQUEUE, keys, args, ['PUBSUB', 'NUMSUB', nodes.all, nodes.self]);
+      r = written as Reply[];
+      if (Array.isArray(counts) && counts.length === 4) otherNodes = Math.max(0, num(counts[1]) - num(counts[3]));
+    } else {
+      r = (await this.#run(ENQUEUE, keys, args)) as Reply[];
+    }
     if (num(r[1]) === 2) {
       const scope = str(r[2]);
       throw quotaError(scope === 'reserved'
         ? { quota: 'recipient', have: num(r[3]), max: num(r[4]), reserved: true }
         : { quota: scope as QuotaScope, have: num(r[3]), max: num(r[4]) });
     }
-    return { seq: num(r[0]), duplicate: num(r[1]) === 1 };
+    return { seq: num(r[0]), duplicate: num(r[1]) === 1, ...(otherNodes === undefined ? {} : { otherNodes }) };
   }
 
   async listPending(to: string, afterSeq: number, limit: number, minReceivedAt = 0): Promise<StoredMessage[]> {
@@ -631,6 +698,7 @@ export class RedisStore implements RelayStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    clearInterval(this.#watchdog);
     // close() waits for replies in flight; if Redis is gone it would wait for a reconnect.
     if (this.#client.isReady) await this.#client.close().catch(() => this.#client.destroy());
     else this.#client.destroy();

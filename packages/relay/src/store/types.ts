@@ -67,6 +67,29 @@ export interface MailboxQuota {
   readonly total: number;
 }
 
+/** Options of {@link RelayStore.enqueue}. */
+export interface EnqueueOptions {
+  /**
+   * A store shared by several relay nodes (Redis): after the write, in order with it, count the
+   * nodes subscribed to the broadcast channel `all` other than this one (the one subscribed to
+   * `self`; `nodeChannels` of `cluster/redis-adapter.ts`). The result then has `otherNodes`.
+   * Stores of one node ignore it.
+   */
+  readonly countNodes?: { readonly all: string; readonly self: string };
+}
+
+/** What {@link RelayStore.enqueue} returns. */
+export interface EnqueueResult {
+  readonly seq: number;
+  readonly duplicate: boolean;
+  /**
+   * With `countNodes`: how many other relay nodes were subscribed to broadcasts right after the
+   * write (a node subscribing later joins its device rooms later, and its drains read this
+   * message from the store). Absent when not asked for or not known.
+   */
+  readonly otherNodes?: number;
+}
+
 /** Options of {@link RelayStore.takeBundle}. */
 export interface TakeBundleOptions {
   /**
@@ -257,7 +280,7 @@ export interface RelayStore extends TicketStore, ArchiveStore {
    * atomic step: nothing is stored.
    * @throws ParleyError `STORAGE_QUOTA` with details `{ quota: QuotaScope, have, max, reserved? }`.
    */
-  enqueue(message: NewMessage, quota?: MailboxQuota): Promise<{ seq: number; duplicate: boolean }>;
+  enqueue(message: NewMessage, quota?: MailboxQuota, options?: EnqueueOptions): Promise<EnqueueResult>;
   /**
    * Pending messages for `to` with `seq > afterSeq` and `receivedAt >= minReceivedAt` (expired
    * ones are skipped, default none), in seq order, at most `limit`. Fewer than `limit` means no

@@ -53,7 +53,7 @@ export interface ConsentRow {
   readonly retentionDays: number;
   readonly controller: string;
   readonly status: ConsentStatus;
-  /** Sent by this page. */
+  /** Sent by this page (since it loaded: the SDK does not say who asked for a receipt's request). */
   readonly mine: boolean;
   /** The customer's receipt (the granted or denied answer), once it arrived. */
   readonly receipt?: ConsentReceiptInfo;

@@ -71,7 +71,7 @@ export class ConsentPanel {
       ...rows.map((r) => {
         const li = h('li', { class: `consent ${r.status}`, 'data-request': r.requestId, 'data-state': r.status },
           h('span', { class: 'consent-purpose' }, r.purpose),
-          h('span', { class: 'consent-fields' }, `Fields: ${r.fields.join(', ')} · kept ${r.retentionDays} days · ${r.controller}${r.mine ? '' : ' · asked by another member'}`),
+          h('span', { class: 'consent-fields' }, `Fields: ${r.fields.join(', ')} · kept ${r.retentionDays} days · ${r.controller}${r.mine ? '' : ' · not asked from this page (another member, or before a reload)'}`),
           h('span', { class: 'consent-status' }, `${STATUS_TEXT[r.status]}${r.receipt ? `, ${time(r.receipt.at)}` : ''}`),
         );
         if (r.form) li.append(h('span', { class: 'consent-form-status' }, `Form requested at ${time(r.form.at)}`));

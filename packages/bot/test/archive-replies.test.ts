@@ -11,6 +11,7 @@
  *   call is lost, then the enclave is killed): the restarted enclave posts the kept submission
  *   again as a retry, byte for byte, and the relay answers with the entry it holds: the chain
  *   has no second copy (which `verify` would report as a sender sequence gap).
+ * - The host carries sealed bytes only: no message text in any submission crossing the boundary.
  * - Without the org key pinned the bot publishes the disclosure but seals nothing (a warning).
  */
 import { after, before, test } from 'node:test';
@@ -24,7 +25,7 @@ import { main as compliance } from '../../relay/src/compliance/cli.js';
 import { ParleyClient } from '../../client/src/index.js';
 import type { TestingBot } from '../src/testing.js';
 import { TEST_RELAY_LIMITS, startBot } from './harness.js';
-import { captureLogger, setupCrypto, tempDir, waitFor } from './helpers.js';
+import { captureLogger, countBytes, setupCrypto, tempDir, waitFor } from './helpers.js';
 
 await setupCrypto();
 const dir = tempDir();
@@ -41,6 +42,8 @@ let bot: TestingBot;
 let loseArchived = false;
 const lostKeys: string[] = [];
 const retried: string[] = [];
+/** Every archive submission the enclave handed to the host. */
+const crossed: Uint8Array[] = [];
 const closers: (() => Promise<unknown>)[] = [];
 
 before(async () => {
@@ -50,7 +53,8 @@ before(async () => {
     archiveDisclosure: toBase64(disclosure),
     restartBackoffMs: { min: 20, max: 100 },
     unsafeTestingTap: (direction, m) => {
-      const msg = m as { type?: string; method?: string; params?: { key?: string }; key?: string; retry?: boolean };
+      const msg = m as { type?: string; method?: string; params?: { key?: string }; key?: string; retry?: boolean; submission?: Uint8Array };
+      if (direction === 'fromEnclave' && msg.type === 'archive' && msg.submission) crossed.push(msg.submission);
       if (direction === 'fromEnclave' && msg.type === 'archive' && msg.retry === true && msg.key) retried.push(msg.key);
       if (direction === 'toEnclave' && msg.type === 'call' && msg.method === 'archived' && loseArchived) {
         lostKeys.push(msg.params?.key ?? '');
@@ -115,6 +119,10 @@ test('the bot archives its replies beside the customer\'s messages; a lost appen
   // The bot's sequence numbers: 0, 1, 2 (no gap, no repeat).
   const botKey = toHex(bot.identity.signingKey);
   assert.deepEqual(stored.map((e) => decodeArchiveEntry(e).submission).filter((s) => toHex(s.senderKey) === botKey).map((s) => s.senderSeq), [0, 1, 2]);
+
+  // The host carried sealed bytes only: no reply text in any submission that crossed the boundary.
+  assert.ok(crossed.length >= 3);
+  for (const text of said) assert.equal(crossed.reduce((n, b) => n + countBytes(b, new TextEncoder().encode(text)), 0), 0, text);
 
   const verified = await cli(['verify', '--db', db, '--ref', ref]);
   assert.equal(verified.code, 0, verified.out);

@@ -7,6 +7,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import {
   IdentityKeyPair,
   decodeArchiveEntry,
@@ -134,3 +138,31 @@ for (const [name, open] of stores) {
     });
   });
 }
+
+test('SQLite schema 8 → 9: the appenders of older entries come from the devices\' signing keys', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'parley-archive-mig-'));
+  try {
+    const path = join(dir, 'relay.db');
+    const a = IdentityKeyPair.generate();
+    const store = new SqliteStore(path);
+    const up = { identity: a.publicIdentity, signedPrekey: { id: 1, createdAt: Date.now(), publicKey: rnd(32), signature: rnd(64) }, oneTimePrekeys: [] };
+    await store.putPrekeys('dev-a', up);
+    for (const s of submissions(a, 'r-old', 2)) await store.archiveAppend(s, Date.now()); // as schema 8 did: no device id
+    await store.archiveAppend(submissions(IdentityKeyPair.generate(), 'r-gone', 1)[0]!, Date.now()); // a sender without a device row
+    await store.close();
+    const db = new Database(path);
+    db.exec('DELETE FROM archive_appenders');
+    db.pragma('user_version = 8');
+    db.close();
+    const reopened = new SqliteStore(path);
+    try {
+      assert.deepEqual(await reopened.archiveAppenders('r-old'), ['dev-a']);
+      assert.deepEqual(await reopened.archiveAppenders('r-gone'), []);
+      assert.equal((await reopened.archiveEntries('r-old')).length, 2);
+    } finally {
+      await reopened.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

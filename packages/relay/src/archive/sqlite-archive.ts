@@ -51,15 +51,19 @@ const toOpening = (r: OpeningRow): ArchiveOpening => ({ id: r.id, ref: r.ref, at
 export function migrateArchiveAppenders(db: Database.Database): void {
   const byKey = new Map<string, string>();
   for (const r of db.prepare('SELECT device_id, signing_key FROM devices').all() as { device_id: string; signing_key: Buffer }[]) byKey.set(r.signing_key.toString('hex'), r.device_id);
-  const add = db.prepare('INSERT OR IGNORE INTO archive_appenders (ref, device_id) VALUES (?, ?)');
+  const pairs = new Set<string>();
+  // Read first, then write: better-sqlite3 runs no statement while another is iterating.
   for (const r of db.prepare('SELECT ref, entry FROM archive_entries').iterate() as IterableIterator<{ ref: string; entry: Buffer }>) {
+    let device: string | undefined;
     try {
-      const device = byKey.get(Buffer.from(decodeArchiveEntry(bytes(r.entry)).submission.senderKey).toString('hex'));
-      if (device !== undefined) add.run(r.ref, device);
+      device = byKey.get(Buffer.from(decodeArchiveEntry(bytes(r.entry)).submission.senderKey).toString('hex'));
     } catch {
       // An undecodable entry names no sender; `parley-compliance verify` reports it.
     }
+    if (device !== undefined) pairs.add(JSON.stringify([r.ref, device]));
   }
+  const add = db.prepare('INSERT OR IGNORE INTO archive_appenders (ref, device_id) VALUES (?, ?)');
+  for (const p of pairs) add.run(...(JSON.parse(p) as [string, string]));
 }
 
 /** The archive steps on an open SQLite database (the relay's store and the compliance CLI). */

@@ -237,3 +237,15 @@ test('the resend RPC takes exactly a public bundle: key sizes checked, nothing e
   assert.throws(() => parseEnclaveMessage({ type: 'event', name: { type: 'resendGaveUp', peer, ids: ['has space'] } }), (e: unknown) => isParleyError(e, 'MALFORMED_MESSAGE'));
   assert.deepEqual(parseEnclaveMessage({ type: 'needBundle', peer }), { type: 'needBundle', peer });
 });
+
+test('an answer the host cannot parse settles its call at once (INTERNAL), not after the call timeout', async (t) => {
+  const dir = tempDir(t);
+  const { sup, logger } = await openSupervisor(dir, { entryUrl: new URL('./fixtures/fake-enclave-malformed.mjs', import.meta.url), callTimeoutMs: 60_000 });
+  t.after(() => sup.stop());
+  await sup.start();
+  const started = Date.now();
+  await assert.rejects(sup.call('prekeys', { generate: 1 }), (e: unknown) => isParleyError(e, 'INTERNAL') && e.details?.['method'] === 'prekeys');
+  assert.ok(Date.now() - started < 10_000, 'settled long before the 60 s call timeout');
+  assert.equal(sup.stats.invalidMessages, 1);
+  assert.equal(logEvents(logger, 'enclave.invalidMessage').length, 1);
+});

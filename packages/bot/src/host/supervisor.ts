@@ -346,6 +346,7 @@ export class EnclaveSupervisor {
     } catch {
       this.stats.invalidMessages++;
       this.#opts.logger.warn({ event: 'enclave.invalidMessage' }, 'dropped an invalid message from the enclave');
+      this.#failCallOf(raw);
       return;
     }
     switch (msg.type) {
@@ -470,6 +471,21 @@ export class EnclaveSupervisor {
     if (!worker || generation !== this.#generation) return;
     this.#opts.unsafeTestingTap?.('toEnclave', msg);
     worker.postMessage(msg, transfer);
+  }
+
+  /**
+   * An invalid answer to a pending call settles that call now (`INTERNAL`) rather than after the
+   * call timeout: a delivery waiting on it fails and is retried instead of hanging.
+   */
+  #failCallOf(raw: unknown): void {
+    if (typeof raw !== 'object' || raw === null) return;
+    const { type, callId } = raw as { type?: unknown; callId?: unknown };
+    if (type !== 'result' || typeof callId !== 'number') return; // ct-ok: public message tags
+    const p = this.#pending.get(callId);
+    if (!p) return;
+    this.#pending.delete(callId);
+    clearTimeout(p.timer);
+    p.reject(new ParleyError('INTERNAL', 'the enclave answered with a malformed result', { details: { method: p.method } }));
   }
 
   #call<M extends MethodName>(method: M, params: Params<M>, transfer: (ArrayBuffer | MessagePort)[], generation: number): Promise<Result<M>> {

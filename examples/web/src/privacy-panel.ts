@@ -67,6 +67,7 @@ export class PrivacyPanel {
     this.#actions = actions;
     this.#archive = el('p', { id: 'privacy-archive', class: 'archive-line' });
     this.#archive.hidden = true;
+    this.#opened.hidden = true;
     this.#retention = el('p', { id: 'privacy-retention', class: 'hint' });
     this.#retention.hidden = true;
     this.#receipts = el('ul', { id: 'privacy-receipts', class: 'receipts', 'aria-label': 'Your consent receipts' });
@@ -109,6 +110,7 @@ export class PrivacyPanel {
 
   /** An opening of the archive (the SDK's `archiveOpened`): one line each, with the organisation's reason (text, never markup). */
   showArchiveOpened(o: { readonly at: number; readonly reason: string }): void {
+    this.#opened.hidden = false;
     this.#opened.append(el('li', { 'data-opened': String(o.at) }, `The organisation opened this conversation's archive on ${time(o.at)}. Reason given: ${o.reason}`));
   }
 

@@ -28,6 +28,7 @@ import {
 } from '@parley/protocol';
 import type { ArchiveOpenedNotice } from '@parley/protocol/wire';
 import { main } from '../src/compliance/cli.js';
+import { parseArchiveRetentionDays } from '../src/cli-options.js';
 import { answer, call, newDevice, open, setupCrypto, startRelay, until, upload, type ClientSocket } from './helpers.js';
 
 async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -160,4 +161,9 @@ test('archive ops: member-only purge, legal hold, opening notices once per devic
   assert.equal((await cli('release', '--db', dbPath, '--ref', 'R2', '--reason', 'case closed', '--audit', audit, '--by', 'dora')).code, 0);
   await until(() => rows('R2') === 0, 5000);
   assert.equal((await cli('release', '--db', dbPath, '--ref', 'R2', '--reason', 'again', '--audit', audit, '--by', 'dora')).code, 1, 'not held any more');
+});
+
+test('--archive-retention-days: whole days ≥ 1', () => {
+  assert.equal(parseArchiveRetentionDays('30'), 30);
+  for (const bad of ['0', '-1', '1.5', '', 'x']) assert.throws(() => parseArchiveRetentionDays(bad), /--archive-retention-days/);
 });

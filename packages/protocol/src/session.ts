@@ -13,7 +13,6 @@ import {
   canSend,
   openBody,
   openHeader,
-  ratchetContextFor,
   ratchetEncrypt,
   settleSkippedKeys,
   skippedKeyCount,
@@ -74,7 +73,7 @@ function clockReading(now: number | undefined): number {
 }
 
 function ratchetContext(ad: Uint8Array): RatchetContext {
-  return ratchetContextFor(ad, concatBytes(ad, new Uint8Array([WIRE_VERSION, MESSAGE_TYPE.message])));
+  return { ad, headerAd: concatBytes(ad, new Uint8Array([WIRE_VERSION, MESSAGE_TYPE.message])) };
 }
 
 /** Copies of every secret of a session's state: `@parley/protocol/testing` only (set by the class below). */

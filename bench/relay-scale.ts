@@ -3,7 +3,7 @@
  *
  *   node --import tsx bench/relay-scale.ts [--quick] [--sockets N] [--rate R] [--sustain S] [--json out.json]
  *                                          [--only sockets,throughput,sustained] [--fsync always|everysec]
- *                                          [--runs N] [--redis-nodes 1,2,3] [--node-prof DIR]
+ *                                          [--runs N] [--redis-nodes 1,2,3] [--node-prof DIR] [--compare DIR]
  *
  * 1. Sockets: authenticated websocket sockets held by one node (embedded SQLite store, the
  *    default deployment), target 10,000; RSS per idle socket.
@@ -17,7 +17,10 @@
  *    the min / median / max of each configuration's saturated msg/s and of the ratio
  *    Redis 1 node ÷ embedded store per run (target ≥ 0.7×, PASS only when the worst run meets it).
  *    `--redis-nodes 1` keeps only the listed Redis configurations. `--node-prof DIR` writes a
- *    V8 CPU profile of each relay node into DIR (`--cpu-prof`, on the node's exit).
+ *    V8 CPU profile of each relay node into DIR (`--cpu-prof`, on the node's exit). `--compare DIR`
+ *    (a checkout of another commit with its dependencies installed or linked) also runs that
+ *    checkout's relay nodes in each run, interleaved, labelled "(compare)": before / after in
+ *    the same conditions.
  * 3. Sustained: two Redis nodes at a fixed rate for several minutes (`--quick`: 20 s); RSS of
  *    each node sampled, growth reported after warm-up; 0 loss checked.
  *
@@ -322,8 +325,8 @@ let nodeEnv: Record<string, string> = {};
 /** Extra Node flags of the relay nodes (`--node-prof`). */
 let nodeFlags: string[] = [];
 
-async function startRelayNode(store: { redis: string; prefix: string } | { sqlite: string }): Promise<RelayProc> {
-  const args = 'redis' in store ? [NODE_FIXTURE, store.redis, store.prefix, ORIGIN] : [NODE_FIXTURE, '-', 'x', ORIGIN, store.sqlite];
+async function startRelayNode(store: { redis: string; prefix: string } | { sqlite: string }, fixture = NODE_FIXTURE): Promise<RelayProc> {
+  const args = 'redis' in store ? [fixture, store.redis, store.prefix, ORIGIN] : [fixture, '-', 'x', ORIGIN, store.sqlite];
   const child = spawnNode(args, false, nodeEnv, ['--expose-gc', ...nodeFlags]);
   const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
   const first = await Promise.race([
@@ -471,17 +474,24 @@ function spreadReport(rates: Map<string, number[]>, cpuPerMsg: Map<string, numbe
     spreads[label] = { runs: xs, ...s, cpuMsPerMsg: { runs: cpuPerMsg.get(label), ...c } };
     lines.push(`| ${label} | ${f0(s.min)} | ${f0(s.median)} | ${f0(s.max)} | ${c.min.toFixed(3)} | ${c.median.toFixed(3)} | ${c.max.toFixed(3)} |`);
   }
-  const sqlite = rates.get('embedded SQLite, 1 node') ?? [];
-  const redis1 = rates.get('Redis, 1 node') ?? [];
-  const ratios = redis1.map((r, i) => r / (sqlite[i] ?? NaN)).filter((x) => Number.isFinite(x));
   json['throughputSpread'] = spreads;
+  for (const tag of ['', ' (compare)']) lines.push(...ratioLines(rates, tag, json));
+  return lines;
+}
+
+/** The ratio Redis 1 node ÷ embedded SQLite 1 node, paired per run, with its verdict. */
+function ratioLines(rates: Map<string, number[]>, tag: string, json: Record<string, unknown>): string[] {
+  const lines: string[] = [];
+  const sqlite = rates.get(`embedded SQLite, 1 node${tag}`) ?? [];
+  const redis1 = rates.get(`Redis, 1 node${tag}`) ?? [];
+  const ratios = redis1.map((r, i) => r / (sqlite[i] ?? NaN)).filter((x) => Number.isFinite(x));
   if (ratios.length) {
     const s = spread(ratios);
     const pass = s.min >= REDIS_RATIO_TARGET;
-    json['redisRatio'] = { runs: ratios, ...s, target: REDIS_RATIO_TARGET, pass };
-    lines.push('', `Redis 1 node ÷ embedded SQLite 1 node, per run: ${ratios.map((x) => `${x.toFixed(2)}×`).join(', ')}; ` +
+    json[tag ? 'redisRatioCompare' : 'redisRatio'] = { runs: ratios, ...s, target: REDIS_RATIO_TARGET, pass };
+    lines.push('', `Redis 1 node ÷ embedded SQLite 1 node${tag}, per run: ${ratios.map((x) => `${x.toFixed(2)}×`).join(', ')}; ` +
       `min / median / max **${s.min.toFixed(2)}× / ${s.median.toFixed(2)}× / ${s.max.toFixed(2)}×**, target ≥ ${REDIS_RATIO_TARGET}×: **${pass ? 'PASS' : 'FAIL'}** (worst run).`);
-    progress(`throughput: Redis 1 node ÷ SQLite: ${ratios.map((x) => x.toFixed(2)).join(', ')} → ${pass ? 'PASS' : 'FAIL'}`);
+    progress(`throughput: Redis 1 node ÷ SQLite${tag}: ${ratios.map((x) => x.toFixed(2)).join(', ')} → ${pass ? 'PASS' : 'FAIL'}`);
   }
   return lines;
 }
@@ -584,10 +594,13 @@ async function main(): Promise<void> {
 
     // ── 2. throughput and latency ──
     if (phases.has('throughput')) {
-      const configs: Array<{ label: string; nodes: number; redis: boolean }> = [
+      const compare = opt('--compare');
+      const compareFixture = compare ? join(compare, 'packages/relay/test/fixtures/cluster-node.ts') : undefined;
+      const base: Array<{ label: string; nodes: number; redis: boolean; fixture?: string }> = [
         { label: 'embedded SQLite, 1 node', nodes: 1, redis: false },
         ...(redis ? redisNodes.map((n) => ({ label: `Redis, ${n} node${n > 1 ? 's' : ''}`, nodes: n, redis: true })) : []),
       ];
+      const configs = compareFixture ? base.flatMap((c) => [c, { ...c, label: `${c.label} (compare)`, fixture: compareFixture }]) : base;
       const rows: string[] = [];
       const out: unknown[] = [];
       /** Saturated msg/s per configuration label, one entry per run. */
@@ -599,7 +612,7 @@ async function main(): Promise<void> {
         progress(`throughput: ${cfg.label}${tag}: starting`);
         const prefix = `b${randomBytes(4).toString('hex')}:`;
         const nodes = await Promise.all(Array.from({ length: cfg.nodes }, () =>
-          startRelayNode(cfg.redis ? { redis: redis!.url, prefix } : { sqlite: join(dir, `tp-${randomBytes(4).toString('hex')}.db`) })));
+          startRelayNode(cfg.redis ? { redis: redis!.url, prefix } : { sqlite: join(dir, `tp-${randomBytes(4).toString('hex')}.db`) }, cfg.fixture)));
         procs.push(...nodes.map((n) => n.child));
         const w = new Worker();
         procs.push(w.child);

@@ -68,6 +68,7 @@ export {
   type MemberRole,
   type MessageSender,
   type PreparedFrame,
+  type PreparedMessage,
   type ReceiveFacts,
   type ErasureReceipt,
   type ErasureSigner,

@@ -246,16 +246,24 @@ test('restart: re-opening from the same store keeps conversations, seqs, tickets
 test(`history keeps the last ${MAX_HISTORY_ITEMS} messages per conversation, also after a restart`, async () => {
   const customer = await party(CUSTOMER, 'customer', 'Ann');
   const conv = await customer.book.create([{ deviceId: BOT, role: 'bot', name: 'Helper' }], customer.member);
+  const firstAt = customer.clock.now + 1;
+  const ownIndexes: (number | undefined)[] = [];
   for (let i = 0; i < MAX_HISTORY_ITEMS + 7; i++) {
     customer.clock.now += 1;
-    await customer.book.prepareMessage(conv.id, `n${i}`, `n${i}`);
+    ownIndexes.push((await customer.book.prepareMessage(conv.id, `n${i}`, `n${i}`)).ownIndex);
   }
+  // The archive's sender sequence and the gate's first-message time outlive the history's cap.
+  assert.deepEqual(ownIndexes, Array.from({ length: MAX_HISTORY_ITEMS + 7 }, (_, i) => i));
+  assert.equal(customer.book.firstMessageAt(conv.id), firstAt);
   const ids = customer.book.history(conv.id).map((m) => m.id);
   assert.equal(ids.length, MAX_HISTORY_ITEMS);
   assert.equal(ids[0], 'n7', 'the oldest were dropped');
   assert.equal(ids.at(-1), `n${MAX_HISTORY_ITEMS + 6}`);
   const again = await restart(customer);
   assert.deepEqual(again.book.history(conv.id).map((m) => m.id), ids);
+  assert.equal(again.book.firstMessageAt(conv.id), firstAt);
+  assert.equal((await again.book.prepareMessage(conv.id, 'after restart', 'after-restart')).ownIndex, MAX_HISTORY_ITEMS + 7);
+  assert.equal((await again.book.prepareMessage(conv.id, 'same id again', 'after-restart')).ownIndex, undefined, 'a message id prepared before counts once');
   assert.ok((await customer.store.keys(`conv/${conv.id}/h/`)).length <= MAX_HISTORY_ITEMS, 'slots are reused, not piled up');
 });
 

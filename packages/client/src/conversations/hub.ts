@@ -11,7 +11,7 @@
  * crash between the two is not shown twice.
  */
 import { ParleyError, fromHex, isParleyError, type OutgoingContent } from '@parley/protocol';
-import type { ConversationBook, ConversationEvent, ConversationInfo, Member, ReceivedMessage } from '@parley/engine';
+import type { ConversationBook, ConversationEvent, ConversationInfo, ConversationMessage, Member, ReceivedMessage } from '@parley/engine';
 import type { Ticket } from '@parley/protocol/wire';
 import { handoffRef, peekFrame, randomRef } from './frames.js';
 import { agentMember, checkClaim, isRetryable, staffMemberRole, verifiedMember } from './peers.js';
@@ -95,9 +95,8 @@ export class ConversationHub {
    */
   archive(id: string): ConversationArchive {
     const info = this.#info(id);
-    const first = this.#book.history(id).reduce<number | undefined>((t, m) => (t === undefined || m.sentAt < t ? m.sentAt : t), undefined);
     const peers = info.members.map((m) => m.deviceId).filter((d) => d !== info.owner); // ct-ok: public device ids
-    const s = this.#port.archiveStatus?.(peers, first);
+    const s = this.#port.archiveStatus?.(peers, this.#book.firstMessageAt(id));
     if (!s || !s.disclosed) return { disclosed: false, undisclosed: s ? [...s.undisclosed] : [] };
     return { disclosed: true, retentionDays: s.retentionDays ?? 0, openers: [...(s.openers ?? [])], undisclosed: [] };
   }
@@ -137,7 +136,7 @@ export class ConversationHub {
     const failed = await this.#port.fanOut(out.recipients, out.frame, messageId);
     if (failed.length > 0 && failed.length === out.recipients.length) throw failed[0]!.error;
     for (const f of failed) this.#port.report(f.error, { peer: f.peer, id: messageId });
-    await this.#archiveSent(id, messageId);
+    if (out.ownIndex !== undefined) await this.#archiveSent(out.message, out.ownIndex);
     return { id: messageId, failed };
   }
 
@@ -147,32 +146,27 @@ export class ConversationHub {
    * compliance key and appends it at the relay. A failure is reported, never thrown: the message
    * was sent.
    */
-  async #archiveSent(id: string, messageId: string): Promise<void> {
+  async #archiveSent(m: ConversationMessage, ownIndex: number): Promise<void> {
     const hooks = this.#port.archiveHooks;
     if (!hooks) return;
+    const id = m.conversation;
     try {
       const info = this.#info(id);
       let key: Uint8Array | undefined;
       if (info.owner === this.#port.deviceId) { // ct-ok: public device ids
-        const a = this.archive(id);
-        const s = a.disclosed ? this.#port.archiveStatus?.(info.members.map((m) => m.deviceId).filter((d) => d !== info.owner), this.#firstMessageAt(id)) : undefined; // ct-ok: public device ids
-        key = s?.archiveKey !== undefined ? fromHex(s.archiveKey) : undefined;
+        const peers = info.members.map((x) => x.deviceId).filter((d) => d !== info.owner); // ct-ok: public device ids
+        const s = this.#port.archiveStatus?.(peers, this.#book.firstMessageAt(id));
+        key = s?.disclosed && s.archiveKey !== undefined ? fromHex(s.archiveKey) : undefined;
       } else {
         key = hooks.ownArchiveKey();
       }
       if (!key) return;
-      const own = this.#book.history(id).filter((m) => m.from === this.#port.deviceId); // ct-ok: public device ids
-      const at = own.findIndex((m) => m.id === messageId); // ct-ok: public message ids
-      const m = own[at];
-      if (!m) return;
-      await archiveSent(hooks, key, { conversation: id, id: messageId, from: m.from, at: m.sentAt, content: m.content }, at);
+      // The sender sequence is the book's count of this device's messages (not their position in
+      // the history, which keeps only the newest).
+      await archiveSent(hooks, key, { conversation: id, id: m.id, from: m.from, at: m.sentAt, content: m.content }, ownIndex);
     } catch (e) {
-      this.#port.report(e, { id: messageId });
+      this.#port.report(e, { id: m.id });
     }
-  }
-
-  #firstMessageAt(id: string): number | undefined {
-    return this.#book.history(id).reduce<number | undefined>((t, m) => (t === undefined || m.sentAt < t ? m.sentAt : t), undefined);
   }
   async requestHuman(id: string, o: { queue: string; reason?: string }): Promise<Ticket> {
     const info = this.#info(id);

@@ -28,7 +28,7 @@ import {
   toMessageContent,
 } from './frame.js';
 import { diffMembers, membersHash, randomConversationId } from './members.js';
-import { appendHistory, entryToMessage, messageToItem, orderedMessages, type NewEntry } from './history.js';
+import { appendHistory, earliestSentAt, entryToMessage, messageToItem, orderedMessages, type NewEntry } from './history.js';
 import {
   CK,
   MAX_HELD,
@@ -51,6 +51,7 @@ import type {
   HistoryItem,
   Member,
   PreparedFrame,
+  PreparedMessage,
   ReceiveFacts,
 } from './types.js';
 
@@ -226,20 +227,35 @@ export class ConversationBook {
    * @throws ParleyError `FORBIDDEN` `notMember` when this device is not (or no longer) a member,
    *   `PAYLOAD_TOO_LARGE` above 48 KiB, `USAGE` for an unknown conversation or a bad id.
    */
-  async prepareMessage(id: string, content: OutgoingContent, messageId: string): Promise<{ recipients: string[]; frame: Uint8Array }> {
+  async prepareMessage(id: string, content: OutgoingContent, messageId: string): Promise<PreparedMessage> {
     return this.#serial(async () => {
       assertMessageId(messageId);
       const rec = this.#member(id);
       const next = clone(rec);
       next.sendSeq += 1;
+      const ownIndex = rec.ownMessages ?? (this.#history.get(id) ?? []).filter((e) => e.from === this.#self).length; // ct-ok: public ids
       const m = toFrameContent(content);
       const frame = encodeFrame({ v: 1, c: id, e: next.epoch, h: next.hash, s: next.sendSeq, k: 'message', m });
       const me = next.members.find((x) => x.deviceId === this.#self)!; // ct-ok: public ids
       const own: NewEntry = { from: this.#self, id: messageId, seq: next.sendSeq, sentAt: this.#now(), m, shared: false, sender: { ...me } };
       const h = appendHistory(next, this.#history.get(id) ?? [], [own]);
+      const entry = h.appended[0];
+      // A message id used before (the same message prepared again) counts once.
+      if (entry) next.ownMessages = ownIndex + 1;
       await this.#apply({ conv: next, history: h.list, writes: [[CK.state(id), recordBytes(next)], ...h.writes] });
-      return { recipients: this.#others(next.members), frame };
+      const message = entryToMessage(id, entry ?? { ...own, n: -1 });
+      return { recipients: this.#others(next.members), frame, message, ownIndex: entry ? ownIndex : undefined };
     });
+  }
+
+  /**
+   * When the conversation's earliest message was sent, as this device knows (also past the
+   * history's cap); `undefined` before any message. The archive gate compares disclosures with it.
+   */
+  firstMessageAt(id: string): number | undefined {
+    const rec = this.#conversations.get(id);
+    if (!rec) return undefined;
+    return rec.firstMessageAt ?? earliestSentAt(this.#history.get(id) ?? []);
   }
 
   /**

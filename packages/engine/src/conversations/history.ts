@@ -24,18 +24,27 @@ export function appendHistory(
   const list = [...current];
   const writes: [string, Uint8Array][] = [];
   const appended: HistoryEntry[] = [];
+  rec.firstMessageAt ??= earliestSentAt(current);
   // Only the newest MAX_HISTORY_ITEMS of a batch can survive; older ones would share slots.
   for (const entry of added.slice(-MAX_HISTORY_ITEMS)) {
     const tag = `${entry.from}/${entry.id}`;
     if (seen.has(tag)) continue;
     seen.add(tag);
     const full: HistoryEntry = { ...entry, n: rec.histNext++ };
+    if (rec.firstMessageAt === undefined || full.sentAt < rec.firstMessageAt) rec.firstMessageAt = full.sentAt;
     list.push(full);
     appended.push(full);
     writes.push([CK.history(rec.id, full.n), recordBytes(full)]);
   }
   if (list.length > MAX_HISTORY_ITEMS) list.splice(0, list.length - MAX_HISTORY_ITEMS);
   return { list, writes, appended };
+}
+
+/** The earliest `sentAt` of `entries`, or `undefined` for none. */
+export function earliestSentAt(entries: readonly { readonly sentAt: number }[]): number | undefined {
+  let t: number | undefined;
+  for (const e of entries) if (t === undefined || e.sentAt < t) t = e.sentAt;
+  return t;
 }
 
 /** The app-facing message of an entry. */

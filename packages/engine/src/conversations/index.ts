@@ -29,5 +29,6 @@ export type {
   MemberRole,
   MessageSender,
   PreparedFrame,
+  PreparedMessage,
   ReceiveFacts,
 } from './types.js';

@@ -62,6 +62,17 @@ export interface ConversationRecord {
   retentionDays?: number;
   /** Owner side: when it was created (retention runs from here). */
   createdAt?: number;
+  /**
+   * How many messages this device has sent in the conversation: the compliance archive's sender
+   * sequence number. Kept here because the history keeps only the newest messages. Absent in
+   * records written before it existed (then counted from the history once).
+   */
+  ownMessages?: number;
+  /**
+   * When the conversation's earliest message was sent, as this device learnt of it: the archive
+   * gate's "before the first message". Kept past the history cap; absent in older records.
+   */
+  firstMessageAt?: number;
 }
 
 /** A stored history entry. */

@@ -185,6 +185,18 @@ export type ConversationEvent =
   /** Owner side: a member's valid deletion receipt; `status` is where the erasure stands. */
   | { readonly kind: 'deletionReceipt'; readonly conversation: string; readonly member: string; readonly status: ErasureStatus };
 
+/** {@link ConversationBook.prepareMessage}'s answer: the frame to send and the message as kept. */
+export interface PreparedMessage extends PreparedFrame {
+  /** The message as this device's history keeps it. */
+  readonly message: ConversationMessage;
+  /**
+   * How many messages this device sent in the conversation before this one (0, 1, 2, …: the
+   * compliance archive's sender sequence number); `undefined` when the message id was prepared
+   * before (nothing new to archive).
+   */
+  readonly ownIndex: number | undefined;
+}
+
 /** A frame to send: encrypt `frame` as an engine payload of type `'conversation'` to every recipient. */
 export interface PreparedFrame {
   readonly recipients: string[];

@@ -13,15 +13,16 @@
 import type { ArchiveOpenedNotice } from '@parley/protocol/wire';
 import type { RelayContext, RelaySocket } from '../context.js';
 
-/** How long a device has to acknowledge a notice before it is offered again (next poll or login). */
-const ACK_TIMEOUT_MS = 60_000;
 /** Openings read per poll. */
 const PAGE = 100;
 /** Refs purged per sweep step. */
 const SWEEP_BATCH = 100;
 const DAY_MS = 86_400_000;
 
-/** Notices pushed on a socket and not yet acknowledged (not pushed twice meanwhile). */
+/**
+ * Notices pushed on a socket and not acknowledged yet: not pushed twice on one socket (no timer:
+ * one the device never acknowledges is pushed again at its next login).
+ */
 const awaiting = new WeakMap<RelaySocket, Set<number>>();
 
 /** Pushes every opening `socket`'s device has not acknowledged yet. */
@@ -34,9 +35,8 @@ export async function deliverArchiveNotices(ctx: RelayContext, socket: RelaySock
     if (sent.has(o.id) || !socket.connected) continue;
     sent.add(o.id);
     const notice: ArchiveOpenedNotice = { ref: o.ref, at: o.at, reason: o.reason };
-    socket.timeout(ACK_TIMEOUT_MS).emit('archiveOpened', notice, (err: Error | null) => {
+    socket.emit('archiveOpened', notice, () => {
       sent.delete(o.id);
-      if (err) return; // offered again on the next poll or login
       ctx.store.archiveOpeningNoticed(o.id, deviceId).then(
         () => ctx.log.info({ event: 'archiveOpened', deviceId, opening: o.id }),
         (e: unknown) => ctx.log.error({ event: 'archiveOpened', deviceId, errorName: e instanceof Error ? e.name : typeof e }),

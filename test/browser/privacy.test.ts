@@ -147,6 +147,8 @@ describe('privacy in the demo: consent, form, export, erase (Chromium)', { skip:
     await page.locator('#privacy-erase-summary[data-done="true"]').waitFor({ timeout: WAIT });
     assert.match(await page.locator('#privacy-erase-receipts li[data-state="confirmed"]').innerText(), /^The support bot: deleted \(signed receipt/, 'the bot\'s signed deletion receipt, by name');
     assert.equal(await page.locator('#privacy-erase-receipts li[data-state="missing"]').count(), 0);
+    // The customer's device appended to the conversation's archive, so its purge erased it there too.
+    await page.locator('#privacy-erase-archive[data-archive="purged"]').waitFor({ timeout: WAIT });
     await page.locator('#privacy').screenshot({ path: `${screenshots}privacy-erase.png` });
     assert.ok(!((await page.locator('#messages').innerText()).includes(canary)), 'the transcript is gone');
     const afterErase = await canaryRecords(page, needle);

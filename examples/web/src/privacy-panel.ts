@@ -27,6 +27,17 @@ export interface ReceiptView {
 export interface ErasureView {
   readonly receipts: readonly { readonly name: string; readonly at: number }[];
   readonly missing: readonly string[];
+  /** What the relay did with the conversation's compliance archive: purged, kept under a legal hold, or there was none. */
+  readonly archive: 'purged' | 'held' | 'none';
+}
+
+/** The erase status's archive line, or nothing when the conversation was not archived. */
+function archiveOutcome(archive: ErasureView['archive']): HTMLElement[] {
+  if (archive === 'none') return [];
+  const text = archive === 'held'
+    ? "The organisation's compliance archive of this conversation is kept: it is under a legal hold (a legal obligation overrides erasure there). It is erased when the hold is released and its retention ends."
+    : "The organisation's compliance archive of this conversation was erased at the relay.";
+  return [el('p', { id: 'privacy-erase-archive', 'data-archive': archive }, text)];
 }
 
 /** The archive disclosure the SDK verified for this conversation. */
@@ -174,6 +185,7 @@ export class PrivacyPanel {
         ...s.receipts.map((r) => el('li', { 'data-state': 'confirmed' }, `${r.name}: deleted (signed receipt, ${time(r.at)})`)),
         ...s.missing.map((name) => el('li', { 'data-state': 'missing' }, `${name}: no deletion receipt yet`)),
       ),
+      ...archiveOutcome(s.archive),
     );
   }
 

@@ -126,6 +126,7 @@ export class Privacy {
     return {
       receipts: e.receipts.map((r) => ({ name: name(r.member), at: r.at })),
       missing: e.missing.map(name),
+      archive: e.archive,
     };
   }
 
@@ -195,7 +196,7 @@ export class Privacy {
       await c.erase();
       await this.#d.onErased();
       const status = c.erasure();
-      this.panel.showErasure(status ? this.#erasureView(status) : { receipts: [], missing: [] });
+      this.panel.showErasure(status ? this.#erasureView(status) : { receipts: [], missing: [], archive: 'none' });
       this.panel.enable({ export: false, erase: false });
       this.panel.showReceipts([]);
       this.panel.showRetention(undefined);

@@ -202,8 +202,8 @@ export class ObservedStore implements RelayStore {
   archiveAppenders(ref: string): Promise<string[]> {
     return this.#inner.archiveAppenders(ref);
   }
-  archivePurge(ref: string): ReturnType<RelayStore['archivePurge']> {
-    return this.#inner.archivePurge(ref);
+  archivePurge(...a: Parameters<RelayStore['archivePurge']>): ReturnType<RelayStore['archivePurge']> {
+    return this.#inner.archivePurge(...a);
   }
   archiveHold(...a: Parameters<RelayStore['archiveHold']>): Promise<void> {
     return this.#inner.archiveHold(...a);

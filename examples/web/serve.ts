@@ -35,6 +35,7 @@ import { mkdtempSync, rmSync, mkdirSync, existsSync, readFileSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import { initCrypto, toHex, fromHex, generateIssuerKey } from '@parley/protocol';
 import { createRelay, createApiKey, SqliteStore, type Relay, type RelayOptions } from '@parley/relay';
 import { createBot, computeMeasurement, type Bot } from '@parley/bot';
@@ -86,7 +87,9 @@ export interface DemoOptions {
   /**
    * Turn the compliance archive on for the support bot: the demo org signs an archive disclosure
    * (a fresh compliance key, this retention, openers `compliance`) that the bot publishes with its
-   * prekeys, so customers' clients see it before the first message. Off by default.
+   * prekeys, so customers' clients see it before the first message. The compliance key pair is
+   * kept in `dataDir` (`compliance-key.json`, the `parley-compliance keygen` format), so
+   * `parley-compliance open` can open the demo's archive. Off by default (`npx pnpm demo` turns it on).
    */
   archive?: { readonly retentionDays: number };
 }
@@ -123,6 +126,19 @@ function orgKeyIn(dataDir: string): { seed: Uint8Array; publicKey: Uint8Array } 
   const org = generateOrgKey();
   writeFileSync(file, JSON.stringify({ seed: toHex(org.seed), publicKey: toHex(org.publicKey) }), { mode: 0o600 });
   return org;
+}
+
+/** The compliance key file of the demo's archive in `dataDir` (`parley-compliance keygen` format). */
+export const COMPLIANCE_KEY_FILE = 'compliance-key.json';
+
+/** Loads or creates the demo's compliance archive key pair; returns its public key. */
+function complianceKeyIn(dataDir: string): Uint8Array {
+  const file = join(dataDir, COMPLIANCE_KEY_FILE);
+  if (existsSync(file)) return fromHex((JSON.parse(readFileSync(file, 'utf8')) as { publicKey: string }).publicKey);
+  const kp = getCrypto().x25519Generate();
+  writeFileSync(file, `${JSON.stringify({ format: 'parley-compliance-key', version: 1, privateKey: toHex(kp.privateKey), publicKey: toHex(kp.publicKey) })}\n`, { mode: 0o600 });
+  kp.privateKey.fill(0);
+  return kp.publicKey;
 }
 
 /** Loads or creates the demo issuer key in `dataDir` (certified by the org key at every start). */
@@ -234,7 +250,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
     agentRoute = demoAgentRoute(agent, '/console/api/demo-agent');
     const { key } = await createApiKey(store, 'demo support bot');
     const archiveDisclosure = options.archive
-      ? signArchiveDisclosure(org.seed, { label: BOT_LABEL, archiveKey: getCrypto().x25519Generate().publicKey, retentionDays: options.archive.retentionDays, openers: ['compliance'], issuedAt: Date.now() })
+      ? signArchiveDisclosure(org.seed, { label: BOT_LABEL, archiveKey: complianceKeyIn(dataDir), retentionDays: options.archive.retentionDays, openers: ['compliance'], issuedAt: Date.now() })
       : undefined;
     const started = await createBot({ relayUrl: url, apiKey: key, handler: HANDLER_PATH, stateDir: join(dataDir, 'bot'), logger: botLogger, orgKey, ...(archiveDisclosure ? { archiveDisclosure } : {}) });
     try {
@@ -286,34 +302,51 @@ export async function startDemo(options: DemoOptions = {}): Promise<Demo> {
   };
 }
 
-function parseArgs(argv: string[]): { port: number; dataDir?: string; headless: boolean; build: boolean } {
-  const out: { port: number; dataDir?: string; headless: boolean; build: boolean } = { port: 5180, headless: false, build: true };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--headless') out.headless = true;
-    else if (a === '--no-build') out.build = false;
-    else if (a === '--port') out.port = Number(argv[++i]);
-    else if (a === '--data-dir') out.dataDir = argv[++i];
-    else if (a === '--help' || a === '-h') {
-      console.log('usage: node --import tsx examples/web/serve.ts [--port N] [--data-dir DIR] [--headless] [--no-build]');
-      process.exit(0);
-    } else {
-      console.error(`unknown argument: ${a}`);
-      process.exit(2);
-    }
-  }
-  if (!Number.isInteger(out.port) || out.port < 0 || out.port > 65535) {
-    console.error('--port must be 0..65535');
+const USAGE = 'usage: node --import tsx examples/web/serve.ts [--port N] [--data-dir DIR] [--archive-days N (0: off; default 365)] [--headless] [--no-build]';
+
+/** The demo's command line (node:util `parseArgs`; a bad flag or value exits 2 with the usage). */
+function demoArgs(argv: string[]): { port: number; dataDir?: string; headless: boolean; build: boolean; archiveDays: number } {
+  const fail = (message: string): never => {
+    console.error(`${message}\n${USAGE}`);
     process.exit(2);
+  };
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      options: {
+        port: { type: 'string' },
+        'data-dir': { type: 'string' },
+        'archive-days': { type: 'string', default: '365' },
+        headless: { type: 'boolean', default: false },
+        'no-build': { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    }));
+  } catch (e) {
+    return fail(e instanceof Error ? e.message : String(e));
   }
-  if (out.headless && !argv.includes('--port')) out.port = 0;
-  return out;
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  const port = Number(values.port ?? (values.headless ? 0 : 5180));
+  if (!Number.isInteger(port) || port < 0 || port > 65535) fail('--port must be 0..65535');
+  const archiveDays = Number(values['archive-days']);
+  if (!Number.isInteger(archiveDays) || archiveDays < 0 || archiveDays > 3650) fail('--archive-days must be 0..3650 (0 turns the archive off)');
+  return { port, ...(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {}), headless: values.headless, build: !values['no-build'], archiveDays };
 }
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  const args = demoArgs(process.argv.slice(2));
   console.log(args.build ? 'Building the widget and the agent console with Vite, starting relay + bot + issuer…' : 'Starting relay + bot + issuer…');
-  const demo = await startDemo({ port: args.port, ...(args.dataDir ? { dataDir: args.dataDir } : {}), build: args.build });
+  const demo = await startDemo({
+    port: args.port,
+    ...(args.dataDir ? { dataDir: args.dataDir } : {}),
+    build: args.build,
+    ...(args.archiveDays > 0 ? { archive: { retentionDays: args.archiveDays } } : {}),
+  });
 
   let stopping = false;
   const stop = async (code: number): Promise<void> => {
@@ -346,6 +379,13 @@ async function main(): Promise<void> {
   console.log(`  Bot device:         ${demo.bot.deviceId}`);
   console.log(`  Bot measurement:    ${demo.measurement}`);
   console.log(`  Org key (pinned):   ${demo.orgKey}`);
+  if (args.archiveDays > 0) {
+    console.log(`  Compliance archive: on for the bot, ${args.archiveDays} days (the widget shows the disclosure; --archive-days 0 turns it off).`);
+    console.log('                      Open a conversation as the compliance officer (the widget is told of the opening):');
+    console.log(`                      node --import tsx packages/relay/src/compliance/bin.ts open --db ${join(demo.dataDir, 'relay.db')} \\`);
+    console.log(`                        --key ${join(demo.dataDir, COMPLIANCE_KEY_FILE)} --audit ${join(demo.dataDir, 'compliance-audit.log')} \\`);
+    console.log('                        --opener "Demo compliance" --reason "demo: a complaint review" --conversation <id from the widget\'s Export>');
+  }
   console.log('');
   console.log('Open the widget and the console side by side: sign in as the demo agent, then type "agent"');
   console.log('(or press "Talk to a person") in the widget. Press Ctrl-C to stop.');

@@ -8,6 +8,12 @@
  * the conversation (the relay knows no membership beyond who appended); a ref with entries this
  * device never appended to refuses the whole request (`FORBIDDEN` `notArchiveMember`) before
  * anything is deleted. A ref without entries purges nothing and is no error (a retried purge).
+ * A member's purge of a ref that is not held also leaves a tombstone for it (store
+ * `archivePurge` with `erasedAt`): the relay refuses later appends to the ref (`FORBIDDEN`
+ * `archiveErased`), so a member's submission still queued (a bot's sealed outbox, a slow
+ * client) cannot put erased content back. The retention sweep leaves none (a resumed
+ * conversation stays archivable). Only an appender's purge leaves one: a device naming a ref
+ * without entries that it never appended to erases nothing and blocks nobody's archive.
  * Works on every store through `listPending`/`deleteMessages`/`closeTicket`/`archivePurge`; a
  * store with files then compacts (`RelayStore.compact`), so no deleted byte stays.
  */
@@ -60,8 +66,12 @@ const purge = async (ctx: RelayContext, socket: RelaySocket, payload: unknown): 
   if (!req) throw new ParleyError('MALFORMED_MESSAGE', 'malformed purge payload');
   const refs = [...new Set(req.archiveRefs ?? [])];
   // Authority first, so a refused request deletes nothing.
+  const members = new Set<string>();
   for (const ref of refs) {
-    if ((await ctx.store.archiveAppenders(ref)).includes(deviceId)) continue;
+    if ((await ctx.store.archiveAppenders(ref)).includes(deviceId)) {
+      members.add(ref);
+      continue;
+    }
     if ((await ctx.store.archiveEntries(ref)).length === 0) continue;
     throw new ParleyError('FORBIDDEN', 'this device never appended to that archive ref', { details: { reason: 'notArchiveMember' } });
   }
@@ -76,7 +86,7 @@ const purge = async (ctx: RelayContext, socket: RelaySocket, payload: unknown): 
   let archiveEntries = 0;
   const archiveHeld: string[] = [];
   for (const ref of refs) {
-    const r = await ctx.store.archivePurge(ref);
+    const r = await ctx.store.archivePurge(ref, members.has(ref) ? ctx.now() : undefined);
     archiveEntries += r.deleted;
     if (r.held) archiveHeld.push(ref);
   }

@@ -4,12 +4,14 @@
  * - `purge` with `archiveRefs`: a device that never appended to a ref is refused (`FORBIDDEN`
  *   `notArchiveMember`, nothing deleted); an appender's purge deletes every member's entries of
  *   the ref (0 rows in the file, the canary sealed bytes gone from the database and its WAL) and
- *   names the held ref (`archiveHeld`), whose entries stay; a retried purge is no error;
+ *   names the held ref (`archiveHeld`), whose entries stay; a retried purge is no error; later
+ *   appends to the erased ref are refused (`FORBIDDEN` `archiveErased`, nothing stored), to the
+ *   held ref accepted;
  * - opening notices: `parley-compliance open --reason` pushes `archiveOpened { ref, at, reason }`
  *   live to a connected appender and at login to one that was away; an unacknowledged notice comes
  *   again at the next login, an acknowledged one never again;
  * - the retention sweep (`archiveRetentionDays`, injected clock) deletes refs whose newest entry
- *   is older, but not a held one until `parley-compliance release`.
+ *   is older, but not a held one until `parley-compliance release`; a swept ref takes appends again.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -77,14 +79,20 @@ test('archive ops: member-only purge, legal hold, opening notices once per devic
   for (const [s, d] of [[c, customer], [b, bot], [o, outsider]] as const) await call(s.socket, 'uploadPrekeys', upload(d, []));
 
   const seqs = new Map<string, number>();
-  const append = async (s: ClientSocket, who: IdentityKeyPair, ref: string, body: string) => {
+  /** Appends and asserts it was accepted, or with `refused` returns the refusal's reason. */
+  const append = async (s: ClientSocket, who: IdentityKeyPair, ref: string, body: string, refused = false) => {
     const k = `${who.deviceId}/${ref}`;
     const senderSeq = seqs.get(k) ?? 0;
     seqs.set(k, senderSeq + 1);
     const sealed = sealToArchiveKey(archiveKey, encodeArchivedMessage({ conversation: ref, id: `m-${body}`, from: who.deviceId, at: clock, body }), archiveSealAd(ref, who.publicIdentity.signingKey));
     const submission = encodeArchiveSubmission(makeArchiveSubmission({ ref, senderKey: who.publicIdentity.signingKey, senderSeq, sealed }, (p) => who.sign('archiveEntry', p)));
     const r = await call(s, 'archiveAppend', { ref, submission });
+    if (refused) {
+      assert.equal(r.error?.code, 'FORBIDDEN');
+      return r.error?.details?.reason;
+    }
     assert.equal(r.ok, true, JSON.stringify(r.error));
+    return undefined;
   };
   // R1: both members; R2: held; R3: the bot alone (swept); R4: opened.
   await append(c.socket, customer, 'R1', 'hello');
@@ -125,6 +133,13 @@ test('archive ops: member-only purge, legal hold, opening notices once per devic
   // A retried purge: nothing left, no error.
   const again = await call(c.socket, 'purge', { targets: [], archiveRefs: ['R1'] });
   assert.deepEqual([again.ok, again.archiveEntries], [true, 0]);
+  // The erasure's tombstone: submissions still queued at either member are refused, nothing stored;
+  // the held ref was not erased, so its appends go on.
+  assert.equal(await append(b.socket, bot, 'R1', 'queued in the bot outbox', true), 'archiveErased');
+  assert.equal(await append(c.socket, customer, 'R1', 'from a slow client', true), 'archiveErased');
+  assert.equal(rows('R1'), 0);
+  await append(c.socket, customer, 'R2', 'still kept');
+  assert.equal(rows('R2'), 2);
 
   // Opening notices: the bot is away; the customer gets it live.
   b.socket.disconnect();
@@ -157,10 +172,13 @@ test('archive ops: member-only purge, legal hold, opening notices once per devic
   clock += 31 * DAY;
   await until(() => rows('R3') === 0 && rows('R4') === 0, 5000);
   await new Promise((r) => setTimeout(r, 300));
-  assert.equal(rows('R2'), 1, 'held: kept by the sweep');
+  assert.equal(rows('R2'), 2, 'held: kept by the sweep');
   assert.equal((await cli('release', '--db', dbPath, '--ref', 'R2', '--reason', 'case closed', '--audit', audit, '--by', 'dora')).code, 0);
   await until(() => rows('R2') === 0, 5000);
   assert.equal((await cli('release', '--db', dbPath, '--ref', 'R2', '--reason', 'again', '--audit', audit, '--by', 'dora')).code, 1, 'not held any more');
+  // The sweep leaves no tombstone: a resumed conversation is archived again.
+  await append(b4.socket, bot, 'R3', 'back again');
+  assert.equal(rows('R3'), 1);
 });
 
 test('--archive-retention-days: whole days ≥ 1', () => {

@@ -2,7 +2,8 @@
  * The archive part of every store (memory, SQLite, Redis): appends chain in order, concurrent
  * appends to one ref never fork the chain (each index once, the chain verifies), refs are
  * separate, a submission with a bad signature is refused and not stored, the disclosure
- * statement is kept, replaced and removed like the others.
+ * statement is kept, replaced and removed like the others; an erasure purge's tombstone refuses
+ * later appends to the ref (not for a held ref, not after the retention sweep).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -118,6 +119,38 @@ for (const [name, open] of stores) {
       }
     });
 
+    test('an erasure purge tombstones the ref: later appends refused; not a held ref, not the sweep', async () => {
+      const store = await open();
+      try {
+        const a = IdentityKeyPair.generate();
+        const t0 = 2_000_000;
+        const [s0, s1, s2] = submissions(a, 'r-erased', 3);
+        await store.archiveAppend(s0!, t0, 'dev-a');
+        assert.deepEqual(await store.archivePurge('r-erased', t0 + 1), { deleted: 1, held: false });
+        const erased = (e: unknown) => isParleyError(e, 'FORBIDDEN') && e.details?.reason === 'archiveErased';
+        await assert.rejects(store.archiveAppend(s1!, t0 + 2, 'dev-a'), erased, 'a queued submission after the erasure');
+        await assert.rejects(store.archiveAppend(s2!, t0 + 3), erased);
+        assert.deepEqual(await store.archiveEntries('r-erased'), [], 'nothing stored');
+        assert.deepEqual(await store.archiveAppenders('r-erased'), []);
+        assert.deepEqual(await store.archivePurge('r-erased', t0 + 4), { deleted: 0, held: false }, 'a retried purge');
+        // A held ref: nothing deleted, no tombstone, appends go on.
+        const [h0, h1] = submissions(a, 'r-kept', 2);
+        await store.archiveAppend(h0!, t0, 'dev-a');
+        await store.archiveHold({ ref: 'r-kept', reason: 'litigation 7', at: t0 });
+        assert.deepEqual(await store.archivePurge('r-kept', t0 + 1), { deleted: 0, held: true });
+        assert.equal(await store.archiveAppend(h1!, t0 + 2, 'dev-a'), 1);
+        // The retention sweep (and a purge without erasedAt) leaves no tombstone.
+        const [w0, w1] = submissions(a, 'r-swept', 2);
+        await store.archiveAppend(w0!, t0, 'dev-a');
+        assert.deepEqual(await store.archiveSweep(t0 + 1, 10), { refs: 1, entries: 1 });
+        assert.equal(await store.archiveAppend(w1!, t0 + 10, 'dev-a'), 0, 'a resumed conversation is archivable again');
+        assert.deepEqual(await store.archivePurge('r-swept'), { deleted: 1, held: false });
+        assert.equal(await store.archiveAppend(w0!, t0 + 11, 'dev-a'), 0);
+      } finally {
+        await store.close();
+      }
+    });
+
     test('the disclosure statement: kept, replaced, removed', async () => {
       const store = await open();
       try {
@@ -139,7 +172,7 @@ for (const [name, open] of stores) {
   });
 }
 
-test('SQLite schema 8 → 9: the appenders of older entries come from the devices\' signing keys', async () => {
+test('SQLite schema 8 → 10: the appenders of older entries come from the devices\' signing keys; the erased-refs table is added', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'parley-archive-mig-'));
   try {
     const path = join(dir, 'relay.db');
@@ -152,6 +185,7 @@ test('SQLite schema 8 → 9: the appenders of older entries come from the device
     await store.close();
     const db = new Database(path);
     db.exec('DELETE FROM archive_appenders');
+    db.exec('DROP TABLE archive_erased');
     db.pragma('user_version = 8');
     db.close();
     const reopened = new SqliteStore(path);
@@ -159,6 +193,8 @@ test('SQLite schema 8 → 9: the appenders of older entries come from the device
       assert.deepEqual(await reopened.archiveAppenders('r-old'), ['dev-a']);
       assert.deepEqual(await reopened.archiveAppenders('r-gone'), []);
       assert.equal((await reopened.archiveEntries('r-old')).length, 2);
+      assert.deepEqual(await reopened.archivePurge('r-old', Date.now()), { deleted: 2, held: false });
+      await assert.rejects(reopened.archiveAppend(submissions(a, 'r-old', 1)[0]!, Date.now()), (e: unknown) => isParleyError(e, 'FORBIDDEN'));
     } finally {
       await reopened.close();
     }

@@ -52,6 +52,6 @@ test('a version-4 SQLite file gains the manifests column; rows and statements su
     await store.close();
   }
   const db = new Database(path, { readonly: true });
-  assert.equal(db.pragma('user_version', { simple: true }), 9, 'upgraded to the current schema');
+  assert.equal(db.pragma('user_version', { simple: true }), 10, 'upgraded to the current schema');
   db.close();
 });

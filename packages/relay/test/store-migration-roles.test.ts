@@ -49,6 +49,6 @@ test('a version-5 SQLite file gains the revocation list and device role tables; 
     await store.close();
   }
   const db = new Database(path, { readonly: true });
-  assert.equal(db.pragma('user_version', { simple: true }), 9, 'upgraded to the current schema');
+  assert.equal(db.pragma('user_version', { simple: true }), 10, 'upgraded to the current schema');
   db.close();
 });

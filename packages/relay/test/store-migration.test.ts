@@ -94,7 +94,7 @@ test('a version-1 SQLite file is migrated in place; old rows survive and stateme
   const again = new SqliteStore(path);
   await again.close();
   const db = new Database(path, { readonly: true });
-  assert.equal(db.pragma('user_version', { simple: true }), 9, 'upgraded to the current schema');
+  assert.equal(db.pragma('user_version', { simple: true }), 10, 'upgraded to the current schema');
   const columns = (db.prepare('PRAGMA table_info(devices)').all() as { name: string }[]).map((c) => c.name);
   assert.ok(columns.includes('certificate') && columns.includes('attestation'));
   db.close();

@@ -41,6 +41,6 @@ test('a version-6 SQLite file gains the tickets table; rows survive', async (t) 
     await store.close();
   }
   const db = new Database(path, { readonly: true });
-  assert.equal(db.pragma('user_version', { simple: true }), 9);
+  assert.equal(db.pragma('user_version', { simple: true }), 10);
   db.close();
 });

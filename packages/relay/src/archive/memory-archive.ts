@@ -1,11 +1,12 @@
 /**
  * The compliance archive in memory (the {@link ArchiveStore} part of `MemoryStore`): per ref, the
- * encoded entries in order, who appended, the newest append's time; legal holds; openings and
- * the devices still to be told of each. Every step is synchronous, so one process never forks a
+ * encoded entries in order, who appended, the newest append's time; legal holds; erased refs
+ * (tombstones); openings and the devices still to be told of each. Every step is synchronous, so one process never forks a
  * chain and a purge never races a hold.
  */
 import { chainArchiveEntry, type ArchiveSubmission } from '@parley/protocol/verify';
 import type { ArchiveHold, ArchiveOpening } from '../store/types.js';
+import { archiveErasedError } from './erased.js';
 
 interface Chain {
   readonly entries: Uint8Array[];
@@ -17,6 +18,8 @@ interface Chain {
 export class MemoryArchive {
   readonly #chains = new Map<string, Chain>();
   readonly #holds = new Map<string, ArchiveHold>();
+  /** Refs erased by a member's purge (tombstones): appends to them are refused. */
+  readonly #erased = new Set<string>();
   readonly #openings = new Map<number, ArchiveOpening>();
   /** Opening id → devices that have not acknowledged it. */
   readonly #pending = new Map<number, Set<string>>();
@@ -24,6 +27,7 @@ export class MemoryArchive {
 
   /** Chains `submission` to its ref's last entry and stores it; returns its index. */
   append(submission: ArchiveSubmission, at: number, deviceId?: string): number {
+    if (this.#erased.has(submission.ref)) throw archiveErasedError();
     let chain = this.#chains.get(submission.ref);
     if (!chain) this.#chains.set(submission.ref, (chain = { entries: [], appenders: new Set(), last: at }));
     const entry = chainArchiveEntry(submission, chain.entries.at(-1));
@@ -42,8 +46,9 @@ export class MemoryArchive {
     return [...(this.#chains.get(ref)?.appenders ?? [])].sort();
   }
 
-  purge(ref: string): { deleted: number; held: boolean } {
+  purge(ref: string, erasedAt?: number): { deleted: number; held: boolean } {
     if (this.#holds.has(ref)) return { deleted: 0, held: true };
+    if (erasedAt !== undefined) this.#erased.add(ref);
     const deleted = this.#chains.get(ref)?.entries.length ?? 0;
     this.#chains.delete(ref);
     for (const [id, o] of this.#openings) {

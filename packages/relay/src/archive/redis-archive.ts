@@ -11,6 +11,8 @@
  * - `P:arw:<ref>` set of the devices that appended; `P:arl` zset ref → newest append (ms), for
  *   the retention sweep;
  * - `P:arh` hash ref → JSON `{reason, at}`: legal holds (a purge checks it in the same script);
+ * - `P:are` hash ref → time (ms): refs erased by a member's erasure purge (tombstones, set by the
+ *   purge script unless held); the append script refuses a ref found there;
  * - openings: `P:aroid` counter, `P:aro` hash id → JSON `{ref, at, reason, auditHash}`, `P:aroz`
  *   zset id → id (in order, for the live push), `P:aror:<ref>` set of the ref's opening ids,
  *   `P:arp:<device>` set of the opening ids the device has not acknowledged.
@@ -18,6 +20,7 @@
 import { createHash } from 'node:crypto';
 import { ParleyError, chainArchiveEntry, type ArchiveSubmission } from '@parley/protocol/verify';
 import type { ArchiveHold, ArchiveOpening } from '../store/types.js';
+import { archiveErasedError } from './erased.js';
 
 /** A Lua script (its SHA-1 for EVALSHA). */
 export interface ArchiveScript {
@@ -28,9 +31,10 @@ const script = (source: string): ArchiveScript => ({ source, sha: createHash('sh
 
 type Reply = null | number | Buffer | Reply[];
 
-// KEYS: ar:<ref>, arw:<ref>, arl. ARGV: expected length, entry, at, device ('' none), ref.
-// Returns 1 appended, 0 the list changed meanwhile.
+// KEYS: ar:<ref>, arw:<ref>, arl, are. ARGV: expected length, entry, at, device ('' none), ref.
+// Returns 1 appended, 0 the list changed meanwhile, -1 the ref was erased.
 const APPEND = script(`
+if redis.call('HEXISTS', KEYS[4], ARGV[5]) == 1 then return -1 end
 if redis.call('LLEN', KEYS[1]) ~= tonumber(ARGV[1]) then return 0 end
 redis.call('RPUSH', KEYS[1], ARGV[2])
 if ARGV[4] ~= '' then redis.call('SADD', KEYS[2], ARGV[4]) end
@@ -38,8 +42,8 @@ local cur = tonumber(redis.call('ZSCORE', KEYS[3], ARGV[5]) or '0')
 if tonumber(ARGV[3]) > cur then redis.call('ZADD', KEYS[3], ARGV[3], ARGV[5]) end
 return 1`);
 
-// KEYS: arh, ar:<ref>, arw:<ref>, arl, aror:<ref>, aro, aroz. ARGV: ref, prefix.
-// Returns -1 when held, else the number of entries deleted.
+// KEYS: arh, ar:<ref>, arw:<ref>, arl, aror:<ref>, aro, aroz, are. ARGV: ref, prefix, erased at ('' not an erasure).
+// Returns -1 when held, else the number of entries deleted (and an erasure leaves its tombstone).
 const PURGE = script(`
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return -1 end
 local n = redis.call('LLEN', KEYS[2])
@@ -51,6 +55,7 @@ if #ids > 0 then
 end
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[5])
 redis.call('ZREM', KEYS[4], ARGV[1])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[8], ARGV[1], ARGV[3]) end
 return n`);
 
 // KEYS: aroid, aro, aroz, aror:<ref>, arw:<ref>. ARGV: JSON opening (without id), prefix.
@@ -78,7 +83,7 @@ export function redisArchive(io: {
   append: (s: ArchiveSubmission, at: number, deviceId?: string) => Promise<number>;
   entries: (ref: string) => Promise<Uint8Array[]>;
   appenders: (ref: string) => Promise<string[]>;
-  purge: (ref: string) => Promise<{ deleted: number; held: boolean }>;
+  purge: (ref: string, erasedAt?: number) => Promise<{ deleted: number; held: boolean }>;
   hold: (h: ArchiveHold) => Promise<void>;
   release: (ref: string) => Promise<boolean>;
   holds: () => Promise<ArchiveHold[]>;
@@ -92,8 +97,9 @@ export function redisArchive(io: {
   const k = (...parts: string[]): string => io.prefix + parts.join(':');
   const text = (r: Reply | undefined): string => (Buffer.isBuffer(r) ? r.toString('utf8') : r === null || r === undefined ? '' : String(r));
   const list = (r: Reply): Reply[] => (Array.isArray(r) ? r : []);
-  const purge = async (ref: string): Promise<{ deleted: number; held: boolean }> => {
-    const n = Number(await io.run(PURGE, [k('arh'), key(ref), k('arw', ref), k('arl'), k('aror', ref), k('aro'), k('aroz')], [ref, io.prefix]));
+  const purge = async (ref: string, erasedAt?: number): Promise<{ deleted: number; held: boolean }> => {
+    const keys = [k('arh'), key(ref), k('arw', ref), k('arl'), k('aror', ref), k('aro'), k('aroz'), k('are')];
+    const n = Number(await io.run(PURGE, keys, [ref, io.prefix, erasedAt === undefined ? '' : String(erasedAt)]));
     return n < 0 ? { deleted: 0, held: true } : { deleted: n, held: false };
   };
   const openings = async (ids: string[]): Promise<ArchiveOpening[]> => {
@@ -114,7 +120,9 @@ export function redisArchive(io: {
       const len = Number(await io.cmd(['LLEN', key(s.ref)]));
       const last = len > 0 ? await io.cmd(['LINDEX', key(s.ref), '-1']) : null;
       const entry = chainArchiveEntry(s, Buffer.isBuffer(last) ? bytes(last) : undefined);
-      if (Number(await io.run(APPEND, [key(s.ref), k('arw', s.ref), k('arl')], [String(len), arg(entry), String(at), deviceId ?? '', s.ref])) === 1) return len;
+      const done = Number(await io.run(APPEND, [key(s.ref), k('arw', s.ref), k('arl'), k('are')], [String(len), arg(entry), String(at), deviceId ?? '', s.ref]));
+      if (done === 1) return len;
+      if (done < 0) throw archiveErasedError();
       await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 5 * (i + 1))));
     }
     throw new ParleyError('CONFLICT', 'archive append kept losing to concurrent appends');

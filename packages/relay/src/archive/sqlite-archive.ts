@@ -13,10 +13,14 @@
  * - `archive_holds (ref, reason, at)`: legal holds (`parley-compliance hold|release`);
  * - `archive_openings (id, ref, at, reason, audit_hash)`: openings (`parley-compliance open|export`);
  * - `archive_notices (opening, device_id)`: the openings each appender has not acknowledged.
+ *
+ * Schema version 10 adds `archive_erased (ref, at)`: the refs a member's erasure purge deleted
+ * (tombstones, ref and time only); an append to one is refused in its transaction.
  */
 import type Database from 'better-sqlite3';
 import { chainArchiveEntry, decodeArchiveEntry, type ArchiveSubmission } from '@parley/protocol/verify';
 import type { ArchiveHold, ArchiveOpening } from '../store/types.js';
+import { archiveErasedError } from './erased.js';
 
 /** The tables (created with `IF NOT EXISTS`: an older file gains them empty). */
 export const ARCHIVE_SCHEMA = `
@@ -35,6 +39,7 @@ CREATE INDEX IF NOT EXISTS archive_openings_ref ON archive_openings (ref);
 CREATE TABLE IF NOT EXISTS archive_notices (
   opening INTEGER NOT NULL, device_id TEXT NOT NULL, PRIMARY KEY (device_id, opening)
 );
+CREATE TABLE IF NOT EXISTS archive_erased (ref TEXT PRIMARY KEY, at INTEGER NOT NULL);
 `;
 
 const bytes = (b: Buffer): Uint8Array => new Uint8Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
@@ -71,7 +76,7 @@ export function sqliteArchive(db: Database.Database): {
   append: (submission: ArchiveSubmission, at: number, deviceId?: string) => number;
   entries: (ref: string) => Uint8Array[];
   appenders: (ref: string) => string[];
-  purge: (ref: string) => { deleted: number; held: boolean };
+  purge: (ref: string, erasedAt?: number) => { deleted: number; held: boolean };
   hold: (h: ArchiveHold) => void;
   release: (ref: string) => boolean;
   holds: () => ArchiveHold[];
@@ -87,6 +92,8 @@ export function sqliteArchive(db: Database.Database): {
   const all = db.prepare('SELECT entry FROM archive_entries WHERE ref = ? ORDER BY idx').pluck();
   const appenders = db.prepare('SELECT device_id FROM archive_appenders WHERE ref = ? ORDER BY device_id').pluck();
   const isHeld = db.prepare('SELECT 1 FROM archive_holds WHERE ref = ?').pluck();
+  const isErased = db.prepare('SELECT 1 FROM archive_erased WHERE ref = ?').pluck();
+  const putErased = db.prepare('INSERT OR IGNORE INTO archive_erased (ref, at) VALUES (?, ?)');
   const delEntries = db.prepare('DELETE FROM archive_entries WHERE ref = ?');
   const delAppenders = db.prepare('DELETE FROM archive_appenders WHERE ref = ?');
   const delNotices = db.prepare('DELETE FROM archive_notices WHERE opening IN (SELECT id FROM archive_openings WHERE ref = ?)');
@@ -103,6 +110,7 @@ export function sqliteArchive(db: Database.Database): {
   const delNotice = db.prepare('DELETE FROM archive_notices WHERE opening = ? AND device_id = ?');
 
   const append = db.transaction((s: ArchiveSubmission, at: number, deviceId?: string): number => {
+    if (isErased.get(s.ref) !== undefined) throw archiveErasedError();
     const prev = last.get(s.ref) as Buffer | undefined;
     const entry = chainArchiveEntry(s, prev ? bytes(prev) : undefined);
     const index = new DataView(entry.buffer, entry.byteOffset + 1, 4).getUint32(0);
@@ -118,7 +126,11 @@ export function sqliteArchive(db: Database.Database): {
     delOpenings.run(ref);
     return { deleted, held: false };
   };
-  const purge = db.transaction(purgeNow);
+  const purge = db.transaction((ref: string, erasedAt?: number) => {
+    const r = purgeNow(ref);
+    if (!r.held && erasedAt !== undefined) putErased.run(ref, erasedAt);
+    return r;
+  });
   const sweep = db.transaction((before: number, limit: number) => {
     let entries = 0;
     const refs = due.all(before, limit) as string[];

@@ -281,9 +281,9 @@ export class MemoryStore implements RelayStore {
     this.#open();
     return this.#archive.appenders(ref);
   }
-  async archivePurge(ref: string): Promise<{ deleted: number; held: boolean }> {
+  async archivePurge(ref: string, erasedAt?: number): Promise<{ deleted: number; held: boolean }> {
     this.#open();
-    return this.#archive.purge(ref);
+    return this.#archive.purge(ref, erasedAt);
   }
   async archiveHold(hold: ArchiveHold): Promise<void> {
     this.#open();

@@ -30,8 +30,8 @@
  * - `P:rvs` hash issuer → sequence and `P:rvl` hash issuer → signed list (staff revocation lists).
  * - `P:role` hash device → comma-separated roles at its last login.
  * - handoff tickets: `P:tk:<id>`, `P:tref`, `P:tc`, `P:to`, `P:tws`, `P:twd` (tickets/redis-tickets.ts).
- * - the compliance archive: `P:ar:<ref>` list of entries, `P:arw:<ref>`, `P:arl`, `P:arh`,
- *   `P:aro*`, `P:arp:<device>` (appenders, holds, openings: archive/redis-archive.ts); an archive
+ * - the compliance archive: `P:ar:<ref>` list of entries, `P:arw:<ref>`, `P:arl`, `P:arh`, `P:are`,
+ *   `P:aro*`, `P:arp:<device>` (appenders, holds, erased refs, openings: archive/redis-archive.ts); an archive
  *   disclosure is the `disc` field of `P:dev:<device>`.
  */
 import { createHash } from 'node:crypto';
@@ -630,8 +630,8 @@ export class RedisStore implements RelayStore {
   archiveAppenders(ref: string): Promise<string[]> {
     return this.#archive.appenders(ref);
   }
-  archivePurge(ref: string): Promise<{ deleted: number; held: boolean }> {
-    return this.#archive.purge(ref);
+  archivePurge(ref: string, erasedAt?: number): Promise<{ deleted: number; held: boolean }> {
+    return this.#archive.purge(ref, erasedAt);
   }
   archiveHold(hold: ArchiveHold): Promise<void> {
     return this.#archive.hold(hold);

@@ -31,9 +31,11 @@ import type {
  * (the compliance archive, archive/sqlite-archive.ts; a new table) and `devices.disclosure` (an
  * org-signed archive disclosure, opaque; {@link migrate} adds the column). 9: the archive's
  * operations (archive/sqlite-archive.ts: appenders, legal holds, openings and their notices; new
- * tables, and {@link migrate} fills the appenders of older entries).
+ * tables, and {@link migrate} fills the appenders of older entries). 10: `archive_erased` (the
+ * refs a member's erasure purge deleted, archive/sqlite-archive.ts; a new table, so an older file
+ * gains it empty; the bump keeps an older relay, which would ignore it, from opening the file).
  */
-const SCHEMA_VERSION = 9;
+const SCHEMA_VERSION = 10;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS devices (
@@ -502,8 +504,8 @@ export class SqliteStore implements RelayStore {
   async archiveAppenders(ref: string): Promise<string[]> {
     return this.#archive.appenders(ref);
   }
-  archivePurge(ref: string): Promise<{ deleted: number; held: boolean }> {
-    return this.#write(() => this.#archive.purge(ref));
+  archivePurge(ref: string, erasedAt?: number): Promise<{ deleted: number; held: boolean }> {
+    return this.#write(() => this.#archive.purge(ref, erasedAt));
   }
   archiveHold(hold: ArchiveHold): Promise<void> {
     return this.#write(() => this.#archive.hold(hold));

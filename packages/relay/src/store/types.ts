@@ -191,7 +191,9 @@ export interface ArchiveStore {
   /**
    * Chains a verified-on-append submission to its ref's last entry and stores it.
    * @returns the entry's index.
-   * @throws ParleyError `INVALID_SIGNATURE` when the submission's signature does not verify.
+   * @throws ParleyError `INVALID_SIGNATURE` when the submission's signature does not verify;
+   * `FORBIDDEN` `archiveErased` when the ref was erased ({@link archivePurge} with `erasedAt`),
+   * checked in the same atomic step, so nothing is stored.
    */
   archiveAppend(submission: ArchiveSubmission, at: number, deviceId?: string): Promise<number>;
   /** The ref's encoded entries, in index order. */
@@ -203,8 +205,12 @@ export interface ArchiveStore {
   /**
    * Erasure: deletes every entry of `ref` with its appenders and its opening notices, in one
    * atomic step, unless the ref is under a legal hold (then nothing changes: `held: true`).
+   * With `erasedAt` (a member's erasure purge, not the retention sweep) the same step also
+   * records a tombstone for the ref (the ref and that time, nothing else), unless held: from
+   * then on {@link archiveAppend} to the ref is refused (`FORBIDDEN` `archiveErased`), so a
+   * submission still queued at a member cannot put erased content back. Tombstones are kept.
    */
-  archivePurge(ref: string): Promise<{ deleted: number; held: boolean }>;
+  archivePurge(ref: string, erasedAt?: number): Promise<{ deleted: number; held: boolean }>;
   /** Puts `ref` under a legal hold (replacing an earlier hold's reason and time). */
   archiveHold(hold: ArchiveHold): Promise<void>;
   /** Lifts the hold on `ref`. @returns false when it was not held. */

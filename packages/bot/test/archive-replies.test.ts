@@ -12,6 +12,10 @@
  *   again as a retry, byte for byte, and the relay answers with the entry it holds: the chain
  *   has no second copy (which `verify` would report as a sender sequence gap).
  * - The host carries sealed bytes only: no message text in any submission crossing the boundary.
+ * - Erasure: a submission still in the bot's sealed archive outbox when the customer erases the
+ *   conversation (its `archived` call lost, then the enclave killed, so it is posted again after
+ *   the purge) is refused by the relay (`archiveErased`): the chain stays empty, the host logs
+ *   `archive.erasedRef` at info (no `archive.refused` error) and settles it (the enclave drops it).
  * - Without the org key pinned the bot publishes the disclosure but seals nothing (a warning).
  */
 import { after, before, test } from 'node:test';
@@ -38,6 +42,7 @@ writeFileSync(keyFile, JSON.stringify({ format: 'parley-compliance-key', version
 
 let relay: Relay;
 let bot: TestingBot;
+let botLog: ReturnType<typeof captureLogger>;
 /** While true, the host's `archived` calls never reach the enclave (the answer is lost). */
 let loseArchived = false;
 const lostKeys: string[] = [];
@@ -48,7 +53,7 @@ const closers: (() => Promise<unknown>)[] = [];
 
 before(async () => {
   relay = await createRelay({ logLevel: 'silent', limits: TEST_RELAY_LIMITS, store: new SqliteStore(db) });
-  ({ bot } = await startBot(relay, dir, {
+  ({ bot, logger: botLog } = await startBot(relay, dir, {
     orgKey: org.publicKey,
     archiveDisclosure: toBase64(disclosure),
     restartBackoffMs: { min: 20, max: 100 },
@@ -135,6 +140,39 @@ test('the bot archives its replies beside the customer\'s messages; a lost appen
     assert.ok(lines[i]!.endsWith(`: ${text}`), `line ${i} is "${text}": ${lines[i]}`);
     assert.ok(lines[i]!.includes(i % 2 === 0 ? client.deviceId : bot.deviceId), `line ${i} names its sender`);
   });
+});
+
+test('a submission still queued when the customer erases is refused by the relay and dropped (info log, not an error)', async () => {
+  const client = await ParleyClient.create({ relayUrl: relay.url, store: new MemoryStore(), trust: { orgKey: org.publicKey, requireCertificate: 'none' } });
+  closers.push(() => client.close());
+  client.on('conversationMessage', () => undefined);
+  const errors: unknown[] = [];
+  client.on('error', (e) => void errors.push(e));
+  await client.connect();
+  const c = await client.startConversation(bot.deviceId);
+  const ref = archiveRef(c.id);
+  // The relay appends the bot's reply, but the enclave never hears of it: it stays in the sealed outbox.
+  loseArchived = true;
+  const lost = lostKeys.length;
+  await c.send('erase me');
+  await waitFor(() => c.history().some((m) => m.content.type === 'text' && m.content.text === 'echo:erase me'), 15_000, 'the reply');
+  await waitFor(() => lostKeys.length === lost + 1, 15_000, 'the lost archived call');
+  assert.equal((await relay.store.archiveEntries(ref)).length, 2);
+  const erasure = await c.erase();
+  assert.equal(erasure.archive, 'purged');
+  assert.equal((await relay.store.archiveEntries(ref)).length, 0);
+  // The enclave restarts and posts the kept submission again: the relay refuses it for good.
+  const key = lostKeys[lost]!;
+  await bot.supervisor.unsafeTestingTerminate();
+  loseArchived = false;
+  await waitFor(() => botLog.lines.some((l) => l.includes('"archive.erasedRef"')), 15_000, 'the erased-ref log line');
+  await bot.idle();
+  assert.ok(retried.includes(key), 'the kept submission was posted again after the purge');
+  assert.equal((await relay.store.archiveEntries(ref)).length, 0, 'nothing of the erased conversation went back into the archive');
+  const line = JSON.parse(botLog.lines.find((l) => l.includes('"archive.erasedRef"'))!) as { level: string; ref: string };
+  assert.deepEqual([line.level, line.ref], ['info', ref]);
+  assert.equal(botLog.lines.filter((l) => l.includes('"archive.refused"')).length, 0, 'not an error-level alarm');
+  assert.deepEqual(errors, []);
 });
 
 test('without the org key pinned the disclosure is published but nothing is sealed (a warning says so)', async () => {

@@ -6,8 +6,12 @@
  * enclave is told (`archived`) and drops the submission. A transient failure keeps it for a
  * retry (on login and on a timer), sent as a `retry`: the relay answers a submission it already
  * holds with that entry instead of appending it twice. A submission refused for good (a bad
- * signature: never expected) is logged and dropped. Runs in the host: it only holds sealed bytes.
+ * signature: never expected) is logged and dropped. A submission for a conversation a member
+ * erased meanwhile (the relay's `FORBIDDEN` `archiveErased`: the ref's tombstone) is expected,
+ * not an alarm: logged at `info` (`archive.erasedRef`) and dropped like the others, so the
+ * enclave drops it from its sealed outbox too. Runs in the host: it only holds sealed bytes.
  */
+import { isParleyError } from '@parley/protocol/verify';
 import { toWireError } from '../rpc/messages.js';
 import { isTransient } from './transient.js';
 import type { BotLogger } from './supervisor.js';
@@ -83,6 +87,10 @@ export class ArchiveOutbox {
         () => 'appended' as const,
         (e: unknown) => {
           if (isTransient(e)) return 'retry' as const;
+          if (isParleyError(e, 'FORBIDDEN') && e.details?.reason === 'archiveErased') { // ct-ok: public error reason
+            this.#opts.logger.info({ event: 'archive.erasedRef', ref }, 'the conversation was erased: its archive ref takes no more entries, submission dropped');
+            return 'dropped' as const;
+          }
           this.#opts.logger.error({ event: 'archive.refused', ref, error: toWireError(e) }, 'the relay refused an archive submission');
           return 'dropped' as const;
         },

@@ -54,7 +54,16 @@ const CONVERSATION_KEY = 'app/widget/conversation';
 const RETENTION_DAYS = 30;
 const STARTER_CHIPS = ['Hi!', 'Where is order 1042?', 'Opening hours', 'I want to return an item'];
 
+/**
+ * A User Timing mark `parley:<step>` (a name and a time, nothing else): the start-up steps and
+ * the first send, which `bench/widget.ts` reads to say where the time to "ready" goes.
+ */
+function mark(step: string): void {
+  performance.mark(`parley:${step}`);
+}
+
 export async function start(backend: BackendName): Promise<void> {
+  mark('start');
   const state: WidgetState = { phase: 'starting', backend, sent: 0, received: 0, delivered: 0 };
   (window as unknown as { parleyWidget: WidgetState }).parleyWidget = state;
   document.body.dataset.phase = 'starting';
@@ -132,8 +141,10 @@ export async function start(backend: BackendName): Promise<void> {
     let shown = await addItem(item);
     try {
       const conv = await ensureConversation();
+      mark('conversation');
       const recipients = conv.members.map((m) => m.deviceId).filter((d) => d !== client!.deviceId);
       const result = await conv.send(content);
+      mark('sent');
       state.sent++;
       // Delivered once every member it was encrypted to confirmed (end-to-end receipts).
       const failedPeers = new Set(result.failed.map((f) => f.peer));
@@ -229,6 +240,7 @@ export async function start(backend: BackendName): Promise<void> {
   // 1. Crypto backend. Under a CSP without 'wasm-unsafe-eval' only 'noble' can start.
   try {
     await initCrypto(backend);
+    mark('crypto');
   } catch (e) {
     fail(e, 'Crypto backend failed to start');
     return;
@@ -245,6 +257,7 @@ export async function start(backend: BackendName): Promise<void> {
     fail(e, 'Could not load the widget configuration');
     return;
   }
+  mark('config');
   botId = cfg.botDeviceId;
   state.botDeviceId = botId;
   panel.name(botId, 'bot');
@@ -258,6 +271,7 @@ export async function start(backend: BackendName): Promise<void> {
     fail(e, 'Stored chat data could not be opened');
     return;
   }
+  mark('store');
   view.setDetail('storage', `IndexedDB "${DB_NAME}", AES-256-GCM under a non-extractable key${store.persisted ? ', persistent' : ''}`);
 
   // 4. One writer per database: another tab of this widget may hold it.
@@ -271,6 +285,7 @@ export async function start(backend: BackendName): Promise<void> {
   });
   view.showBanner(undefined);
 
+  mark('lock');
   // 5. The client (identity created on first use) and the history. The pins make the SDK refuse
   //    any peer without a certificate from the org key (role `bot`) and, so, without an
   //    attestation of the pinned measurement.
@@ -282,7 +297,9 @@ export async function start(backend: BackendName): Promise<void> {
       trust: { orgKey: __PARLEY_ORG_KEY__, botMeasurement: __PARLEY_MEASUREMENT__, roles: ['bot'], staffRoles: ['agent', 'supervisor'] },
       transport: { socketOptions: { transports: ['websocket'] } },
     });
+    mark('client');
     history = await ChatHistory.load(store);
+    mark('history');
   } catch (e) {
     fail(e, isParleyError(e, 'USAGE') ? 'The widget is misconfigured' : 'Stored chat data failed its integrity check');
     return;
@@ -298,6 +315,7 @@ export async function start(backend: BackendName): Promise<void> {
     state.errorCode = f.code;
     state.errorRecord = record;
   }
+  mark('history-shown');
   const lastBot = await store.get(LAST_BOT_KEY).catch(() => undefined);
   const lastBotId = lastBot ? new TextDecoder().decode(lastBot) : undefined;
   if (lastBotId && lastBotId !== botId) {
@@ -316,6 +334,7 @@ export async function start(backend: BackendName): Promise<void> {
   for (const item of history.items) {
     if (item.msgId && !item.delivered && !item.failed && others.length) pendingByMsgId.set(item.msgId, { item, waiting: new Set(others) });
   }
+  mark('resumed');
   handoff = new Handoff({
     client,
     view,
@@ -350,10 +369,12 @@ export async function start(backend: BackendName): Promise<void> {
   void privacy.refresh();
   if (history.items.length === 0) view.render({ key: 'chips', who: 'bot', at: Date.now(), card: { type: 'quick-replies', options: STARTER_CHIPS } });
 
+  mark('panels');
   // 6. The badge: what the SDK verified for the bot so far (after a reload: already known).
   showTrust();
   showSafetyNumber();
 
+  mark('trust-shown');
   // 7. Events: messages (consumed only after they are in the history), receipts, errors.
   client.on('delivered', ({ id, peer }) => {
     const pending = pendingByMsgId.get(id);
@@ -418,7 +439,9 @@ export async function start(backend: BackendName): Promise<void> {
   }
 
   try {
+    mark('connect');
     await client.connect();
+    mark('connected');
   } catch (e) {
     // The client keeps trying in the background; say so and let the user type (sends queue).
     view.setStatus(`offline (${isParleyError(e) ? e.code : 'TRANSPORT'}), retrying…`);
@@ -426,6 +449,7 @@ export async function start(backend: BackendName): Promise<void> {
   setPhase('ready');
   view.enableInput(true);
   handoff.enable(true);
+  mark('ready');
   window.addEventListener('pagehide', () => {
     void client?.close();
   });

@@ -57,6 +57,7 @@ import {
   clonePeer,
   decodePeerRecord,
   identityFromRecord,
+  encodePeerRecord,
   jsonBytes,
   newPeerRecord,
   parseJsonRecord,
@@ -81,6 +82,11 @@ export const MAX_SESSIONS_PER_PEER = 4;
 const MAX_DEFERRED_RESETS = 1_000;
 /** Sessions kept live after a failed decrypt (each holds at most a few header stages, docs/threats.md C8). */
 const MAX_FAILED_SESSIONS_KEPT = 16;
+/**
+ * Sessions kept live after their state was persisted (the most recently used): the next message
+ * of a steady conversation reuses the live session instead of unpickling its record again.
+ */
+const MAX_LIVE_SESSIONS_KEPT = 256;
 /** Signed prekeys older than this are rotated by {@link ConversationEngine.prekeyUpload}. */
 export const SIGNED_PREKEY_MAX_AGE_MS = 7 * 24 * 3600 * 1000;
 /** One-time prekeys kept ready (generated, not yet uploaded) by default. */
@@ -268,6 +274,13 @@ export class ConversationEngine {
    * header costs one DH step, not one per replay. Valid while the record is unchanged.
    */
   readonly #failedSessions = new Map<string, { readonly bytes: Uint8Array; readonly session: Session }>();
+  /**
+   * Sessions whose state was just persisted, kept live with the record bytes they were pickled
+   * to (the same object as in `#sessions`): valid while the record is unchanged, taken (not
+   * shared) by the next operation on the session, which either persists it and gives it back or
+   * wipes it. Saves an unpickle (key imports, device id hash) per message.
+   */
+  readonly #liveSessions = new Map<string, { readonly bytes: Uint8Array; readonly session: Session }>();
   readonly #mailbox: Mailbox;
   readonly #resetLimiter = new ResetRequestLimiter();
   /** Reset requests the bounds held back, by peer: sent later by {@link requestDeferredResets}. */
@@ -507,7 +520,7 @@ export class ConversationEngine {
       if (!rec || gone.length === 0) return;
       const next = clonePeer(rec);
       next.unconfirmed = (rec.unconfirmed ?? []).filter((e) => !drop.has(e.id));
-      await this.#store.setMany([[K.peer(peer), jsonBytes(next)]]);
+      await this.#store.setMany([[K.peer(peer), encodePeerRecord(next)]]);
       this.#peers.set(peer, next);
       await this.#store.delMany(gone.map((e) => K.unconfirmed(peer, e.id)));
     });
@@ -626,7 +639,7 @@ export class ConversationEngine {
       }
       const rec = clonePeer(this.#peers.get(peer) ?? newPeerRecord());
       rec.blocked = { label, previous };
-      await this.#store.setMany([[K.peer(peer), jsonBytes(rec)]]);
+      await this.#store.setMany([[K.peer(peer), encodePeerRecord(rec)]]);
       this.#peers.set(peer, rec);
       this.#onTrustEvent?.({ type: 'identityChanged', peer, label, previous, blocked: true });
       throw new ParleyError('IDENTITY_CHANGED', 'label now points at another device', { details: { label, previous, peer } });
@@ -647,7 +660,7 @@ export class ConversationEngine {
       const { label } = rec.blocked;
       delete next.blocked;
       await this.#store.setMany([
-        [K.peer(peer), jsonBytes(next)],
+        [K.peer(peer), encodePeerRecord(next)],
         [K.label(label), new TextEncoder().encode(peer)],
       ]);
       this.#peers.set(peer, next);
@@ -671,7 +684,7 @@ export class ConversationEngine {
       this.#peerTrust.checkIdentity(peer, known, rec);
       const writes: [string, Uint8Array][] = [];
       const after = this.#peerTrust.applyCertificate(peer, rec, known, certificate, writes);
-      writes.push([K.peer(peer), jsonBytes(rec)]);
+      writes.push([K.peer(peer), encodePeerRecord(rec)]);
       await this.#store.setMany(writes);
       this.#peers.set(peer, rec);
       after();
@@ -699,7 +712,7 @@ export class ConversationEngine {
       if (statements.certificate && this.#trust.orgKey) after = this.#peerTrust.applyCertificate(peer, rec, known, statements.certificate, writes);
       this.#peerTrust.applyAttestation(peer, rec, known, statements.attestation, statements.manifests);
       applyDisclosure(rec, statements.disclosure, { orgKey: this.#trust.orgKey, now: this.#now() });
-      writes.push([K.peer(peer), jsonBytes(rec)]);
+      writes.push([K.peer(peer), encodePeerRecord(rec)]);
       await this.#store.setMany(writes);
       this.#peers.set(peer, rec);
       after();
@@ -722,6 +735,12 @@ export class ConversationEngine {
       // Decrypt is transactional: after a failure the live session equals its record.
       if (kept.bytes === bytes) return kept.session;
       kept.session.dispose();
+    }
+    const live = this.#liveSessions.get(key);
+    if (live) {
+      this.#liveSessions.delete(key);
+      if (live.bytes === bytes) return live.session;
+      live.session.dispose();
     }
     const session = Session.unpickle(bytes);
     if (session.remoteDeviceId !== peer || session.sessionId !== sessionId) {
@@ -791,7 +810,7 @@ export class ConversationEngine {
         const blocked = rec.blocked as PeerRecord['blocked'];
         if (blocked) {
           // A certified label moved and the policy says block: remember that, then refuse.
-          await this.#store.setMany([[K.peer(peer), jsonBytes(rec)]]);
+          await this.#store.setMany([[K.peer(peer), encodePeerRecord(rec)]]);
           this.#peers.set(peer, rec);
           after();
           throw new ParleyError('IDENTITY_CHANGED', 'certified label moved to a new device; sending is blocked', {
@@ -827,13 +846,15 @@ export class ConversationEngine {
       const sessionKey = K.session(peer, session.sessionId);
       const sessionBytes = session.pickle();
       const queued = this.#mailbox.planOutgoing(out, this.#now());
-      writes.push([sessionKey, sessionBytes], [K.peer(peer), jsonBytes(rec)], ...queued.writes, ...extra.writes);
+      writes.push([sessionKey, sessionBytes], [K.peer(peer), encodePeerRecord(rec)], ...queued.writes, ...extra.writes);
       try {
         await this.#store.setMany(writes);
-      } finally {
+      } catch (e) {
         session.dispose();
+        throw e;
       }
       this.#sessions.set(sessionKey, sessionBytes);
+      this.#keepLive(sessionKey, sessionBytes, session);
       this.#peers.set(peer, rec);
       queued.apply();
       extra.apply();
@@ -889,7 +910,11 @@ export class ConversationEngine {
   async #dropSessions(peer: string, ids: readonly string[]): Promise<void> {
     if (ids.length === 0) return;
     const keys = ids.map((id) => K.session(peer, id));
-    for (const k of keys) this.#sessions.delete(k);
+    for (const k of keys) {
+      this.#sessions.delete(k);
+      this.#liveSessions.get(k)?.session.dispose();
+      this.#liveSessions.delete(k);
+    }
     // After the commit that stopped referencing them: a crash here leaves unreferenced records only.
     await this.#store.delMany(keys);
   }
@@ -931,11 +956,13 @@ export class ConversationEngine {
       const rec = clonePeer(this.#peers.get(from) ?? newPeerRecord());
       // 1. Decrypt on copies: nothing persistent changes if this throws.
       const opened = await this.#open(from, envelope, rec);
+      let kept = false;
       try {
         // 2. Plan every write of this delivery, 3. write them at once, 4. apply them in memory.
         const plan = await this.#planReceive(from, id, rec, opened, options);
         await this.#store.setMany(plan.writes);
         const { evicted, dropBucket } = plan.apply();
+        kept = true; // the session is live in `#liveSessions` now
         opened.account = undefined; // now owned by the engine
         if (dropBucket !== undefined) await this.#mailbox.dropSeenBucket(from, dropBucket);
         await this.#dropSessions(from, evicted);
@@ -943,7 +970,7 @@ export class ConversationEngine {
         if (plan.duplicate) return { kind: 'duplicate', from, id: plan.message.id } as const;
         return { kind: 'message', gapClosed: plan.gapClosed, ...plan.message } as const;
       } finally {
-        opened.session.dispose();
+        if (!kept) opened.session.dispose();
         opened.account?.dispose();
       }
     });
@@ -1041,12 +1068,13 @@ export class ConversationEngine {
     }
     const sessionKey = K.session(from, session.sessionId);
     const sessionBytes = session.pickle();
-    const writes: [string, Uint8Array][] = [[sessionKey, sessionBytes], [K.peer(from), jsonBytes(rec)], ...mailed.writes];
+    const writes: [string, Uint8Array][] = [[sessionKey, sessionBytes], [K.peer(from), encodePeerRecord(rec)], ...mailed.writes];
     const accountBytes = account?.pickle();
     if (accountBytes) writes.push([K.account, accountBytes]);
 
     const apply = () => {
       this.#sessions.set(sessionKey, sessionBytes);
+      this.#keepLive(sessionKey, sessionBytes, session);
       this.#peers.set(from, rec);
       const dropBucket = mailed.apply();
       if (account && accountBytes) this.#swapAccount(account, accountBytes);
@@ -1077,7 +1105,7 @@ export class ConversationEngine {
     const evicted = applied ? planArchive(rec) : [];
     if (applied) rec.lastReset = { at: now, requestSentAt: request.sentAt };
     const seen = await this.#mailbox.planSeen(from, id, rec);
-    await this.#store.setMany([[K.peer(from), jsonBytes(rec)], ...seen.writes]);
+    await this.#store.setMany([[K.peer(from), encodePeerRecord(rec)], ...seen.writes]);
     this.#peers.set(from, rec);
     const dropBucket = seen.apply();
     if (dropBucket !== undefined) await this.#mailbox.dropSeenBucket(from, dropBucket);
@@ -1167,7 +1195,7 @@ export class ConversationEngine {
       if (failed.length > 0) {
         const rec = clonePeer(this.#peers.get(peer)!);
         const forget = planConfirmed(rec, peer, failed);
-        await this.#store.setMany([[K.peer(peer), jsonBytes(rec)]]);
+        await this.#store.setMany([[K.peer(peer), encodePeerRecord(rec)]]);
         this.#peers.set(peer, rec);
         await this.#store.delMany(forget);
       }
@@ -1197,7 +1225,7 @@ export class ConversationEngine {
       if (!current) return;
       const rec = clonePeer(current);
       markReported(rec, seqs);
-      await this.#store.setMany([[K.peer(peer), jsonBytes(rec)]]);
+      await this.#store.setMany([[K.peer(peer), encodePeerRecord(rec)]]);
       this.#peers.set(peer, rec);
     });
   }
@@ -1215,6 +1243,19 @@ export class ConversationEngine {
   /** A fresh random message id (16 bytes, hex). */
   static newMessageId(): string {
     return toHex(getCrypto().randomBytes(16));
+  }
+
+  /** Keeps a session whose state `bytes` were just persisted (see `#liveSessions`); the least recently kept beyond the bound is wiped. */
+  #keepLive(key: string, bytes: Uint8Array, session: Session): void {
+    const old = this.#liveSessions.get(key);
+    if (old && old.session !== session) old.session.dispose();
+    this.#liveSessions.delete(key);
+    this.#liveSessions.set(key, { bytes, session });
+    if (this.#liveSessions.size > MAX_LIVE_SESSIONS_KEPT) {
+      const [oldest, entry] = this.#liveSessions.entries().next().value!;
+      this.#liveSessions.delete(oldest);
+      entry.session.dispose();
+    }
   }
 
   /** Keeps a session whose decrypt failed (see `#failedSessions`); the oldest beyond the bound is wiped. */
@@ -1242,6 +1283,8 @@ export class ConversationEngine {
     this.#closed = true;
     for (const { session } of this.#failedSessions.values()) session.dispose();
     this.#failedSessions.clear();
+    for (const { session } of this.#liveSessions.values()) session.dispose();
+    this.#liveSessions.clear();
     this.#account.dispose();
     this.#sessions.clear();
   }

@@ -102,7 +102,7 @@ export interface StoredRelease {
 export interface PeerRecord {
   readonly v: 1;
   /** Identity keys (hex), recorded on first contact (TOFU). */
-  identity?: { signingKey: string; dhKey: string; binding: string };
+  identity?: { readonly signingKey: string; readonly dhKey: string; readonly binding: string };
   /** Session ids, most recently used first. */
   sessions: string[];
   /** Last conversation seq sent to this peer. */
@@ -117,7 +117,7 @@ export interface PeerRecord {
   /** A verified bot attestation (THREATS B3), when the trust policy asked for one. */
   att?: StoredAttestation;
   /** Set while an identity change waits for `acceptIdentityChange`. */
-  blocked?: { label: string; previous: string };
+  blocked?: { readonly label: string; readonly previous: string };
   /** Sequence numbers skipped over and not received yet (`gaps.ts`). */
   missing?: MissingSeq[];
   /**
@@ -128,7 +128,7 @@ export interface PeerRecord {
   /** Messages sent to this peer and not receipted yet, oldest first (their payloads: `K.unconfirmed`). */
   unconfirmed?: UnconfirmedEntry[];
   /** The last session reset this device applied at the peer's request. */
-  lastReset?: { at: number; requestSentAt: number };
+  lastReset?: { readonly at: number; readonly requestSentAt: number };
   /** A verified compliance archive disclosure and when it was first verified (archive-disclosure.ts). */
   disclosure?: StoredDisclosure;
 }
@@ -150,8 +150,47 @@ export function newPeerRecord(): PeerRecord {
   return { v: 1, sessions: [], sendSeq: 0, recvSeq: 0, seenBucket: 0 };
 }
 
+/**
+ * A copy of `p` to change and persist: its lists are copied (they are changed in place), its
+ * nested objects are shared — they are values, replaced whole and never changed in place (their
+ * types are read-only), which also lets {@link encodePeerRecord} reuse their JSON.
+ */
 export function clonePeer(p: PeerRecord): PeerRecord {
-  return structuredClone(p);
+  const c: PeerRecord = { ...p, sessions: [...p.sessions] };
+  if (p.missing) c.missing = p.missing.map((m): MissingSeq => [m[0], m[1], m[2]]);
+  if (p.archived) c.archived = [...p.archived];
+  if (p.unconfirmed) c.unconfirmed = [...p.unconfirmed];
+  return c;
+}
+
+/** The JSON of a peer record's nested value objects (never changed in place, see {@link clonePeer}). */
+const valueJson = new WeakMap<object, string>();
+
+function objectJson(v: object): string {
+  let json = valueJson.get(v);
+  if (json === undefined) {
+    json = JSON.stringify(v);
+    valueJson.set(v, json);
+  }
+  return json;
+}
+
+/**
+ * `jsonBytes(p)`, reusing the JSON of the nested value objects (identity, certificate,
+ * attestation, disclosure, the unconfirmed entries…) from the last encode of a record sharing
+ * them: a peer record is written with every message, and those parts never change.
+ */
+export function encodePeerRecord(p: PeerRecord): Uint8Array {
+  let json = '';
+  for (const [k, v] of Object.entries(p)) {
+    if (v === undefined) continue;
+    let part: string;
+    if (k === 'unconfirmed') part = `[${(v as UnconfirmedEntry[]).map(objectJson).join(',')}]`;
+    else if (typeof v === 'object' && v !== null && !Array.isArray(v)) part = objectJson(v);
+    else part = JSON.stringify(v);
+    json += `${json === '' ? '{' : ','}${JSON.stringify(k)}:${part}`;
+  }
+  return encoder.encode(json === '' ? '{}' : `${json}}`);
 }
 
 export function decodePeerRecord(bytes: Uint8Array): PeerRecord {

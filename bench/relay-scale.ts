@@ -12,8 +12,9 @@
  *    several, so every message crosses nodes through the Redis adapter. A closed loop (a window
  *    of sends in flight per device) gives the saturated msg/s; an open loop at a fixed rate
  *    gives p50/p99 of send → recipient, end to end through the relay (same clock: sender and
- *    recipient live in the same load process). `--runs N` repeats the whole phase N times
- *    (every configuration in each run, interleaved, so a busy spell hits them alike) and prints
+ *    recipient live in the same load process). Every configuration of a run is started first,
+ *    then the saturated loop runs in two halves in the order A B … B A, so a load on the machine
+ *    that drifts during the run hits them alike. `--runs N` repeats the whole phase N times and prints
  *    the min / median / max of each configuration's saturated msg/s and of the ratio
  *    Redis 1 node ÷ embedded store per run (target ≥ 0.7×, PASS only when the worst run meets it).
  *    `--redis-nodes 1` keeps only the listed Redis configurations. `--node-prof DIR` writes a
@@ -451,6 +452,17 @@ async function redisInfo(port: number): Promise<Record<string, string>> {
   });
 }
 
+/** Two closed-loop halves of one configuration as one result (counts and seconds added). */
+function mergeRuns(rs: RunResult[]): RunResult {
+  const m: RunResult = { sent: 0, acked: 0, rejected: 0, delivered: 0, duplicates: 0, lost: 0, unsettled: 0, skipped: 0, seconds: 0, latencies: [], sentAt: [] };
+  for (const r of rs) {
+    for (const k of ['sent', 'acked', 'rejected', 'delivered', 'duplicates', 'lost', 'unsettled', 'skipped', 'seconds'] as const) m[k] += r[k];
+    m.latencies.push(...r.latencies);
+    m.sentAt.push(...r.sentAt);
+  }
+  return m;
+}
+
 /** min / median / max of a list. */
 function spread(xs: number[]): { min: number; median: number; max: number } {
   const s = [...xs].sort((x, y) => x - y);
@@ -607,46 +619,64 @@ async function main(): Promise<void> {
       const rates = new Map<string, number[]>();
       /** Relay CPU (nodes + redis-server) per saturated message, ms: less sensitive to other load. */
       const cpuPerMsg = new Map<string, number[]>();
-      for (let run = 1; run <= runs; run++) for (const cfg of configs) {
+      type Cpu = { nodes: number; load: number; redis: number };
+      for (let run = 1; run <= runs; run++) {
         const tag = runs > 1 ? ` (run ${run}/${runs})` : '';
-        progress(`throughput: ${cfg.label}${tag}: starting`);
-        const prefix = `b${randomBytes(4).toString('hex')}:`;
-        const nodes = await Promise.all(Array.from({ length: cfg.nodes }, () =>
-          startRelayNode(cfg.redis ? { redis: redis!.url, prefix } : { sqlite: join(dir, `tp-${randomBytes(4).toString('hex')}.db`) }, cfg.fixture)));
-        procs.push(...nodes.map((n) => n.child));
-        const w = new Worker();
-        procs.push(w.child);
-        const c = await w.connect(nodes, b.pairs * 2, true, 120_000);
-        if (c.failed) progress(`throughput: ${c.failed} logins failed (${c.firstError})`);
-        const cpuOf = () => ({ nodes: nodes.reduce((s, n) => s + cpuSeconds(n.child.pid), 0), load: cpuSeconds(w.child.pid), redis: cpuSeconds(redis?.pid) });
-        // Warm-up (JIT, Redis script cache).
-        await w.run(1000, { window: 1 });
-        progress(`throughput: ${cfg.label}: closed loop, ${b.pairs * 2} devices × window ${b.window}, ${b.saturateS} s`);
-        let cpu = cpuOf();
-        const sat = await w.run(b.saturateS * 1000, { window: b.window });
-        const satCpu = { nodes: cpuOf().nodes - cpu.nodes, load: cpuOf().load - cpu.load, redis: cpuOf().redis - cpu.redis };
-        const satLat = sat.latencies.sort((x, y) => x - y);
-        progress(`throughput: ${cfg.label}: ${f0(sat.acked / sat.seconds)} msg/s saturated; open loop at ${b.rate} msg/s, ${b.fixedS} s`);
-        cpu = cpuOf();
-        const fixed = await w.run(b.fixedS * 1000, { rate: b.rate });
-        const fixedCpu = { nodes: cpuOf().nodes - cpu.nodes, load: cpuOf().load - cpu.load, redis: cpuOf().redis - cpu.redis };
-        const lat = fixed.latencies.sort((x, y) => x - y);
-        const lost = sat.lost + fixed.lost;
-        progress(`throughput: ${cfg.label}: at ${f0(fixed.acked / fixed.seconds)} msg/s p50 ${f1(pct(lat, 0.5))} ms p99 ${f1(pct(lat, 0.99))} ms, lost ${lost}`);
-        const share = (x: number, s: number) => `${f0((100 * x) / s)}%`;
-        rates.set(cfg.label, [...(rates.get(cfg.label) ?? []), sat.acked / sat.seconds]);
-        cpuPerMsg.set(cfg.label, [...(cpuPerMsg.get(cfg.label) ?? []), (1000 * (satCpu.nodes + (cfg.redis ? satCpu.redis : 0))) / Math.max(1, sat.acked)]);
-        rows.push(`| ${cfg.label}${tag} | **${f0(sat.acked / sat.seconds)}** | ${f1(pct(satLat, 0.5))} / ${f1(pct(satLat, 0.99))} | ${f0(fixed.acked / fixed.seconds)} | **${f1(pct(lat, 0.5))} / ${f1(pct(lat, 0.99))}** | ${lost} | ${sat.duplicates + fixed.duplicates} | ` +
-          `${share(satCpu.nodes, sat.seconds)} / ${share(satCpu.load, sat.seconds)} / ${cfg.redis ? share(satCpu.redis, sat.seconds) : '–'} | ${share(fixedCpu.nodes, fixed.seconds)} / ${share(fixedCpu.load, fixed.seconds)} / ${cfg.redis ? share(fixedCpu.redis, fixed.seconds) : '–'} |`);
-        out.push({ run, config: cfg, saturated: { ...sat, latencies: undefined, sentAt: undefined, msgPerSec: sat.acked / sat.seconds, p50: pct(satLat, 0.5), p99: pct(satLat, 0.99), cpu: satCpu },
-          fixed: { ...fixed, latencies: undefined, sentAt: undefined, msgPerSec: fixed.acked / fixed.seconds, p50: pct(lat, 0.5), p99: pct(lat, 0.99), cpu: fixedCpu } });
-        await w.close();
-        await Promise.all(nodes.map((n) => stopProc(n.child)));
+        // Every configuration of the run up at once, then the saturated phase of each in two
+        // halves, in the order A B … B A: the load on a shared machine moves within minutes, and
+        // the mirrored order gives each configuration the same mean time (a linear drift cancels).
+        const setups: Array<{ cfg: (typeof configs)[number]; nodes: RelayProc[]; w: Worker; cpuOf: () => Cpu; sats: Array<{ r: RunResult; cpu: Cpu }> }> = [];
+        for (const cfg of configs) {
+          progress(`throughput: ${cfg.label}${tag}: starting`);
+          const prefix = `b${randomBytes(4).toString('hex')}:`;
+          const nodes = await Promise.all(Array.from({ length: cfg.nodes }, () =>
+            startRelayNode(cfg.redis ? { redis: redis!.url, prefix } : { sqlite: join(dir, `tp-${randomBytes(4).toString('hex')}.db`) }, cfg.fixture)));
+          procs.push(...nodes.map((n) => n.child));
+          const w = new Worker();
+          procs.push(w.child);
+          const c = await w.connect(nodes, b.pairs * 2, true, 120_000);
+          if (c.failed) progress(`throughput: ${c.failed} logins failed (${c.firstError})`);
+          const cpuOf = (): Cpu => ({ nodes: nodes.reduce((s, n) => s + cpuSeconds(n.child.pid), 0), load: cpuSeconds(w.child.pid), redis: cpuSeconds(redis?.pid) });
+          // Warm-up (JIT, Redis script cache).
+          await w.run(1000, { window: 1 });
+          setups.push({ cfg, nodes, w, cpuOf, sats: [] });
+        }
+        const halfMs = Math.max(500, Math.round(b.saturateS * 500));
+        for (const su of [...setups, ...[...setups].reverse()]) {
+          progress(`throughput: ${su.cfg.label}${tag}: closed loop, ${b.pairs * 2} devices × window ${b.window}, ${halfMs / 1000} s (half ${su.sats.length + 1} of 2)`);
+          const cpu0 = su.cpuOf();
+          const r = await su.w.run(halfMs, { window: b.window });
+          const cpu1 = su.cpuOf();
+          su.sats.push({ r, cpu: { nodes: cpu1.nodes - cpu0.nodes, load: cpu1.load - cpu0.load, redis: cpu1.redis - cpu0.redis } });
+          progress(`throughput: ${su.cfg.label}${tag}: ${f0(r.acked / r.seconds)} msg/s saturated`);
+        }
+        for (const { cfg, nodes, w, cpuOf, sats } of setups) {
+          const sat = mergeRuns(sats.map((x) => x.r));
+          const satCpu: Cpu = { nodes: 0, load: 0, redis: 0 };
+          for (const x of sats) for (const k of ['nodes', 'load', 'redis'] as const) satCpu[k] += x.cpu[k];
+          const satLat = sat.latencies.sort((x, y) => x - y);
+          progress(`throughput: ${cfg.label}${tag}: ${f0(sat.acked / sat.seconds)} msg/s saturated; open loop at ${b.rate} msg/s, ${b.fixedS} s`);
+          const cpu = cpuOf();
+          const fixed = await w.run(b.fixedS * 1000, { rate: b.rate });
+          const fixedCpu = { nodes: cpuOf().nodes - cpu.nodes, load: cpuOf().load - cpu.load, redis: cpuOf().redis - cpu.redis };
+          const lat = fixed.latencies.sort((x, y) => x - y);
+          const lost = sat.lost + fixed.lost;
+          progress(`throughput: ${cfg.label}${tag}: at ${f0(fixed.acked / fixed.seconds)} msg/s p50 ${f1(pct(lat, 0.5))} ms p99 ${f1(pct(lat, 0.99))} ms, lost ${lost}`);
+          const share = (x: number, s: number) => `${f0((100 * x) / s)}%`;
+          rates.set(cfg.label, [...(rates.get(cfg.label) ?? []), sat.acked / sat.seconds]);
+          cpuPerMsg.set(cfg.label, [...(cpuPerMsg.get(cfg.label) ?? []), (1000 * (satCpu.nodes + (cfg.redis ? satCpu.redis : 0))) / Math.max(1, sat.acked)]);
+          rows.push(`| ${cfg.label}${tag} | **${f0(sat.acked / sat.seconds)}** | ${f1(pct(satLat, 0.5))} / ${f1(pct(satLat, 0.99))} | ${f0(fixed.acked / fixed.seconds)} | **${f1(pct(lat, 0.5))} / ${f1(pct(lat, 0.99))}** | ${lost} | ${sat.duplicates + fixed.duplicates} | ` +
+            `${share(satCpu.nodes, sat.seconds)} / ${share(satCpu.load, sat.seconds)} / ${cfg.redis ? share(satCpu.redis, sat.seconds) : '–'} | ${share(fixedCpu.nodes, fixed.seconds)} / ${share(fixedCpu.load, fixed.seconds)} / ${cfg.redis ? share(fixedCpu.redis, fixed.seconds) : '–'} |`);
+          out.push({ run, config: cfg, saturated: { ...sat, latencies: undefined, sentAt: undefined, msgPerSec: sat.acked / sat.seconds, p50: pct(satLat, 0.5), p99: pct(satLat, 0.99), cpu: satCpu },
+            fixed: { ...fixed, latencies: undefined, sentAt: undefined, msgPerSec: fixed.acked / fixed.seconds, p50: pct(lat, 0.5), p99: pct(lat, 0.99), cpu: fixedCpu } });
+          await w.close();
+          await Promise.all(nodes.map((n) => stopProc(n.child)));
+        }
       }
       json['throughput'] = out;
       report.push('### Throughput and latency (send → recipient, end to end)', '',
         `${b.pairs * 2} devices in pairs, partners on different nodes when there are several (every message crosses nodes). 256-byte envelopes; the recipient acks; the sender waits for the relay's durable-store ack. ` +
-        `Saturated: a closed loop of ${b.window} sends in flight per device for ${b.saturateS} s. Fixed: an open loop at ${b.rate} msg/s for ${b.fixedS} s. ` +
+        `Saturated: a closed loop of ${b.window} sends in flight per device for ${b.saturateS} s, in two halves (configurations in the order A B … B A, all started first). Fixed: an open loop at ${b.rate} msg/s for ${b.fixedS} s. ` +
         'CPU: share of one core used by relay nodes (all) / load generator / redis-server.', '',
         '| configuration | saturated msg/s | saturated p50 / p99 ms | fixed-rate msg/s | fixed-rate p50 / p99 ms | lost | redelivered | CPU saturated | CPU fixed |',
         '|---|---|---|---|---|---|---|---|---|', ...rows, '');

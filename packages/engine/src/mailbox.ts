@@ -45,6 +45,8 @@ interface SeenState {
 export class Mailbox {
   readonly #store: KeyValueStore;
   readonly #outbox = new Map<string, OutgoingEnvelope>();
+  /** `to` + "\n" + relay id → its outbox keys (one, or more after a resend): O(1) acks and checks. */
+  readonly #outboxById = new Map<string, string[]>();
   readonly #inbox = new Map<string, ReceivedMessage>();
   /** Peer → received ids whose receipt is not in the outbox yet (persisted as `receipts/<peer>`). */
   readonly #receipts = new Map<string, string[]>();
@@ -67,7 +69,7 @@ export class Mailbox {
       const bytes = await store.get(key);
       if (bytes) {
         const { to, id, envelope } = decodeOutbox(bytes);
-        box.#outbox.set(key, { to, id, envelope });
+        box.#addOutgoing(key, { to, id, envelope });
       }
     }
     for (const key of inboxKeys) {
@@ -90,8 +92,15 @@ export class Mailbox {
   }
 
   hasOutgoing(to: string, id: string): boolean {
-    for (const e of this.#outbox.values()) if (e.to === to && e.id === id) return true;
-    return false;
+    return this.#outboxById.has(`${to}\n${id}`);
+  }
+
+  #addOutgoing(key: string, e: OutgoingEnvelope): void {
+    this.#outbox.set(key, e);
+    const ref = `${e.to}\n${e.id}`;
+    const keys = this.#outboxById.get(ref);
+    if (keys) keys.push(key);
+    else this.#outboxById.set(ref, [key]);
   }
 
   /** Plans an envelope into the outbox. */
@@ -101,18 +110,22 @@ export class Mailbox {
       writes: [[key, encodeOutbox(out, now)]],
       apply: () => {
         this.#outboxNext += 1;
-        this.#outbox.set(key, out);
+        this.#addOutgoing(key, out);
       },
     };
   }
 
   /** The relay acked `id` to `to`: removes it from the outbox (store and memory). */
   async markDelivered(to: string, id: string): Promise<void> {
-    const keys: string[] = [];
-    for (const [k, e] of this.#outbox) if (e.to === to && e.id === id) keys.push(k);
-    if (keys.length === 0) return;
-    await this.#store.delMany(keys);
-    for (const k of keys) this.#outbox.delete(k);
+    const ref = `${to}\n${id}`;
+    const keys = this.#outboxById.get(ref);
+    if (!keys) return;
+    const taken = [...keys];
+    await this.#store.delMany(taken);
+    for (const k of taken) this.#outbox.delete(k);
+    const left = (this.#outboxById.get(ref) ?? []).filter((k) => !taken.includes(k));
+    if (left.length > 0) this.#outboxById.set(ref, left);
+    else this.#outboxById.delete(ref);
   }
 
   // ---------------------------------------------------------------- inbox and seen ids

@@ -6,7 +6,7 @@
  * relay and does one X3DH (`bench/widget/baseline*.{html,ts}`), and beside the gzip size of what
  * each page loads.
  *
- *   node --import tsx bench/widget.ts [--runs N] [--rounds R] [--max-seconds S] [--no-asset-cache] [--json out.json]
+ *   node --import tsx bench/widget.ts [--runs N] [--rounds R] [--max-seconds S] [--no-asset-cache] [--relay-panel] [--json out.json]
  *
  * - **cold**: a fresh browser context (empty HTTP cache, no IndexedDB: a new device), navigate;
  *   **warm**: the same context, reload (cached assets, the device's keys, session and history).
@@ -22,6 +22,9 @@
  * - The demo server sends every file `cache-control: no-store`; a site would serve Vite's
  *   content-hashed `/assets/*` as immutable, so the bench does that (for the widget and the
  *   baseline alike) unless `--no-asset-cache`.
+ * - The demo page's "what the relay sees" panel is not part of a widget: its event stream replays
+ *   every relay event so far (thousands, over a run) into a table during start-up, so the bench
+ *   stubs `EventSource` in the page unless `--relay-panel`.
  *
  * Progress on stderr, the markdown report on stdout. Everything on 127.0.0.1 (`localhost`).
  */
@@ -70,19 +73,23 @@ interface Sample {
   readonly marks: Record<string, number>;
   /** First call of each relay event: sent at, answered at (page time). */
   readonly calls: Record<string, { out: number; ack: number }>;
+  /** Every relay call in order (name, sent, answered; page time). */
+  readonly all: { name: string; out: number; ack: number }[];
+  /** Long tasks (main thread busy ≥ 50 ms at a stretch): start, duration. */
+  readonly long: [number, number][];
   /** WebSocket created, opened, relay `hello` received (page time). */
   readonly ws: { create?: number; open?: number; hello?: number };
 }
 
 function usage(): never {
-  process.stderr.write('usage: node --import tsx bench/widget.ts [--runs 1-20] [--rounds 1-10] [--max-seconds 60-3600] [--no-asset-cache] [--json file]\n');
+  process.stderr.write('usage: node --import tsx bench/widget.ts [--runs 1-20] [--rounds 1-10] [--max-seconds 60-3600] [--no-asset-cache] [--relay-panel] [--json file]\n');
   process.exit(2);
 }
 
-function parse(): { runs: number; rounds: number; maxSeconds: number; assetCache: boolean; json?: string } {
+function parse(): { runs: number; rounds: number; maxSeconds: number; assetCache: boolean; relayPanel: boolean; json?: string } {
   let v;
   try {
-    v = parseArgs({ args: process.argv.slice(2), strict: true, options: { runs: { type: 'string' }, rounds: { type: 'string' }, 'max-seconds': { type: 'string' }, 'no-asset-cache': { type: 'boolean', default: false }, json: { type: 'string' } } }).values;
+    v = parseArgs({ args: process.argv.slice(2), strict: true, options: { runs: { type: 'string' }, rounds: { type: 'string' }, 'max-seconds': { type: 'string' }, 'no-asset-cache': { type: 'boolean', default: false }, 'relay-panel': { type: 'boolean', default: false }, json: { type: 'string' } } }).values;
   } catch {
     usage();
   }
@@ -97,6 +104,7 @@ function parse(): { runs: number; rounds: number; maxSeconds: number; assetCache
     rounds: int(v.rounds, 3, 1, 10),
     maxSeconds: int(v['max-seconds'], 900, 60, 3600),
     assetCache: !v['no-asset-cache'],
+    relayPanel: v['relay-panel'],
     ...(v.json ? { json: v.json } : {}),
   };
 }
@@ -106,9 +114,12 @@ function parse(): { runs: number; rounds: number; maxSeconds: number; assetCache
  * socket.io (event names and ack ids only, never payloads), and on widget pages sends the
  * question the moment `data-phase` is `ready` and marks `bench:send` / `bench:reply`.
  */
-function initScript(autoSend: boolean): string {
+function initScript(autoSend: boolean, relayPanel: boolean): string {
   return `(() => {
+  if (!${relayPanel}) window.EventSource = class { constructor() {} close() {} addEventListener() {} removeEventListener() {} };
   const wsLog = []; window.__benchWs = wsLog;
+  const longTasks = []; window.__benchLong = longTasks;
+  try { new PerformanceObserver((l) => { for (const e of l.getEntries()) if (longTasks.length < 400) longTasks.push([e.startTime, e.duration]); }).observe({ type: 'longtask', buffered: true }); } catch {}
   const Native = window.WebSocket;
   const note = (k, d) => { if (wsLog.length < 400) wsLog.push({ t: performance.now(), k, d }); };
   class Tapped extends Native {
@@ -155,6 +166,7 @@ async function collect(page: Page, until: string, timeout = 30_000): Promise<Sam
     error: document.body.dataset.error ?? '',
     marks: performance.getEntriesByType('mark').map((m) => [m.name, m.startTime] as [string, number]),
     ws: (window as unknown as { __benchWs: { t: number; k: string; d?: string }[] }).__benchWs,
+    long: (window as unknown as { __benchLong: [number, number][] }).__benchLong,
   }));
   if (raw.phase === 'error') throw new Error(`page error${raw.error ? `: ${raw.error}` : ''}`);
   const marks: Record<string, number> = {};
@@ -163,6 +175,7 @@ async function collect(page: Page, until: string, timeout = 30_000): Promise<Sam
   const calls: Record<string, { out: number; ack: number }> = {};
   const pending = new Map<string, { name: string; out: number }>();
   const ws: Sample['ws'] = {};
+  const all: Sample['all'] = [];
   for (const e of raw.ws) {
     if (e.k === 'create') ws.create ??= e.t;
     else if (e.k === 'open') ws.open ??= e.t;
@@ -175,17 +188,18 @@ async function collect(page: Page, until: string, timeout = 30_000): Promise<Sam
     if (e.k === 'in' && (type === '3' || type === '6') && id) {
       const p = pending.get(id);
       if (p && !calls[p.name]) calls[p.name] = { out: p.out, ack: e.t };
+      if (p) all.push({ name: p.name, out: p.out, ack: e.t });
       pending.delete(id);
     }
   }
-  return { marks, calls, ws };
+  return { marks, calls, all, ws, long: raw.long };
 }
 
 /** One context: a cold load and a warm reload of `pc`. */
-async function coldAndWarm(browser: Browser, url: string, pc: PageCase): Promise<Record<Temp, Sample>> {
+async function coldAndWarm(browser: Browser, url: string, pc: PageCase, relayPanel: boolean): Promise<Record<Temp, Sample>> {
   const context: BrowserContext = await newWidgetContext(browser);
   try {
-    await context.addInitScript(initScript(!pc.baseline));
+    await context.addInitScript(initScript(!pc.baseline, relayPanel));
     const page = await context.newPage();
     const until = pc.baseline ? 'parley:ready' : 'bench:reply';
     await page.goto(url + pc.path, { waitUntil: 'commit' });
@@ -268,6 +282,18 @@ const ms = (x: number): string => (Number.isFinite(x) ? (x >= 100 ? x.toFixed(0)
 const spread = (xs: readonly number[]): string => (xs.length ? `${ms(Math.min(...xs))} / ${ms(median(xs))} / ${ms(Math.max(...xs))}` : '–');
 const kb = (n: number): string => `${(n / 1024).toFixed(1)} kB`;
 
+/** Sum of the round trips of relay calls sent within [from, to). */
+function rtts(s: Sample, from: number | undefined, to: number | undefined): number {
+  if (from === undefined || to === undefined) return NaN;
+  return s.all.filter((c) => c.out >= from && c.out < to).reduce((a, c) => a + Math.min(c.ack, to) - c.out, 0);
+}
+
+/** Main-thread time in long tasks (≥ 50 ms each) overlapping [from, to). */
+function busy(s: Sample, from: number | undefined, to: number | undefined): number {
+  if (from === undefined || to === undefined) return NaN;
+  return s.long.reduce((a, [t, d]) => a + Math.max(0, Math.min(t + d, to) - Math.max(t, from)), 0);
+}
+
 /** Named intervals of a sample (ms), the start-up steps in order; missing marks give NaN. */
 function segments(s: Sample, baseline: boolean): [string, number][] {
   const m = s.marks;
@@ -284,6 +310,7 @@ function segments(s: Sample, baseline: boolean): [string, number][] {
   }
   return [
     ['page load → script runs (HTML, JS fetch, parse, evaluate)', m['parley:start'] ?? NaN],
+    ['  of which: main thread in long tasks (≥ 50 ms)', busy(s, 0, m['parley:start'])],
     ['crypto init (WASM compile / JS)', d(m['parley:start'], m['parley:crypto'])],
     ['config fetch (/api/config)', d(m['parley:crypto'], m['parley:config'])],
     ['IndexedDB open (sealed store, wrapping key)', d(m['parley:config'], m['parley:store'])],
@@ -291,19 +318,25 @@ function segments(s: Sample, baseline: boolean): [string, number][] {
     ['client create (key generation or load)', d(m['parley:lock'], m['parley:client'])],
     ['history load', d(m['parley:client'], m['parley:history'])],
     ['history render', d(m['parley:history'], m['parley:history-shown'])],
-    ['conversation restore (store reads/writes)', d(m['parley:history-shown'], m['parley:resumed'])],
+    ['last bot noted (store read + write)', d(m['parley:history-shown'], m['parley:bot-noted'])],
+    ['conversation restore (store read, SDK lookup)', d(m['parley:bot-noted'], m['parley:resumed'])],
     ['handoff and privacy panels', d(m['parley:resumed'], m['parley:panels'])],
     ['trust badge + safety number', d(m['parley:panels'], m['parley:trust-shown'])],
     ['event wiring', d(m['parley:trust-shown'], m['parley:connect'])],
     ['relay connect + login (client.connect)', d(m['parley:connect'], m['parley:connected'])],
     ['  of which: socket open → relay hello', d(s.ws.create, s.ws.hello)],
     ['  of which: auth round trip', call('auth')],
+    ['  of which: prekey uploads (round trips, sequential)', s.all.filter((c) => c.name === 'uploadPrekeys' && c.out < (m['parley:connected'] ?? Infinity)).reduce((a, c) => a + c.ack - c.out, 0)],
+    ['  of which: main thread in long tasks (≥ 50 ms)', busy(s, m['parley:connect'], m['parley:connected'])],
+    ['  uploadPrekeys calls before ready', s.all.filter((c) => c.name === 'uploadPrekeys' && c.out < (m['parley:ready'] ?? Infinity)).length],
     ['connected → ready', d(m['parley:connected'], m['parley:ready'])],
     ['**ready** → question sent (bench)', d(m['parley:ready'], m['bench:send'])],
-    ['start conversation (bundle fetch, statements, X3DH)', d(m['bench:send'], m['parley:conversation'])],
-    ['  of which: fetchBundle round trip', call('fetchBundle')],
+    ['client.startConversation (cold: identity + bundle fetch, statements, X3DH, invite)', d(m['bench:send'], m['parley:conversation-started'])],
+    ['  of which: relay round trips (fetchIdentity, fetchBundle, send)', rtts(s, m['bench:send'], m['parley:conversation-started'])],
+    ['  of which: main thread in long tasks (≥ 50 ms)', busy(s, m['bench:send'], m['parley:conversation-started'])],
+    ['widget: conversation id stored, members shown', d(m['parley:conversation-started'], m['parley:conversation'])],
     ['encrypt + send (relay ack)', d(m['parley:conversation'], m['parley:sent'])],
-    ['  of which: send round trip', call('send')],
+    ['  of which: relay round trip (send)', rtts(s, m['parley:conversation'], m['parley:sent'])],
     ['bot answers, reply decrypted and shown', d(m['parley:sent'], m['bench:reply'])],
   ];
 }
@@ -325,7 +358,10 @@ async function main(): Promise<void> {
   let browser: Browser | undefined;
   try {
     log('building the widget pages and starting relay + bot (startDemo)…');
-    demo = await startDemo({ distDir: dist });
+    // Every page and the bot come from 127.0.0.1, and each cold load is a new customer whose
+    // statements the bot looks up: the relay's per-minute fetch limits (10 per requester, 60 per
+    // address) would throttle a bench that starts a few dozen customers a minute.
+    demo = await startDemo({ distDir: dist, relay: { limits: { bundleFetchesPerMinute: 10_000, bundleFetchesPerMinutePerAddress: 10_000 } } });
     for (const backend of ['sodium', 'noble'] as const) {
       await buildPages({ root: here, input: { [`baseline-${backend}`]: join(here, `baseline-${backend}.html`) }, outDir: dist, backend, keepOutDir: true });
     }
@@ -338,6 +374,7 @@ async function main(): Promise<void> {
     for (const pc of PAGES) weights[pc.key] = await pageWeight(browser, demo.url, pc);
 
     const rounds: RoundResult[] = [];
+    const failed: string[] = [];
     for (let r = 0; r < o.rounds && Date.now() < deadline; r++) {
       const before = loadavg()[0]!;
       const samples: RoundResult['samples'] = {};
@@ -345,16 +382,22 @@ async function main(): Promise<void> {
       for (let i = 0; i < o.runs && Date.now() < deadline; i++) {
         for (let k = 0; k < PAGES.length; k++) {
           const pc = PAGES[(i + k + r) % PAGES.length]!;
-          const s = await coldAndWarm(browser, demo.url, pc);
-          samples[pc.key]!.cold.push(s.cold);
-          samples[pc.key]!.warm.push(s.warm);
+          try {
+            const s = await coldAndWarm(browser, demo.url, pc, o.relayPanel);
+            samples[pc.key]!.cold.push(s.cold);
+            samples[pc.key]!.warm.push(s.warm);
+          } catch (e) {
+            // A load that fails or times out (30 s) is left out and counted, never waited for.
+            failed.push(`${pc.key} round ${r + 1}: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
+            log(`load failed: ${failed.at(-1)}`);
+          }
         }
         log(`round ${r + 1}/${o.rounds}, load ${i + 1}/${o.runs} of each page done (load average ${loadavg()[0]!.toFixed(2)})`);
       }
       rounds.push({ samples, load: [before, loadavg()[0]!] });
     }
     if (o.json) writeFileSync(o.json, JSON.stringify({ weights, rounds }, null, 1));
-    process.stdout.write(report(o, weights, rounds));
+    process.stdout.write(report(o, weights, rounds, failed));
   } finally {
     await browser?.close().catch(() => undefined);
     await demo?.close().catch(() => undefined);
@@ -362,10 +405,10 @@ async function main(): Promise<void> {
   }
 }
 
-function report(o: ReturnType<typeof parse>, weights: Record<string, Awaited<ReturnType<typeof pageWeight>>>, rounds: RoundResult[]): string {
+function report(o: ReturnType<typeof parse>, weights: Record<string, Awaited<ReturnType<typeof pageWeight>>>, rounds: RoundResult[], failed: readonly string[]): string {
   const out: string[] = [];
   const complete = rounds.filter((r) => Object.values(r.samples).every((s) => s.cold.length === o.runs));
-  out.push(`### Widget first reply (${rounds.length} round(s), ${complete.length} complete, ${o.runs} loads of each case per round; Chromium ${CHROMIUM_PATH}; ${cpus().length} cores; load average per round ${rounds.map((r) => `${r.load[0].toFixed(1)}→${r.load[1].toFixed(1)}`).join(', ')}; assets ${o.assetCache ? 'cacheable (immutable)' : 'no-store'})`);
+  out.push(`### Widget first reply (${rounds.length} round(s), ${complete.length} complete, ${o.runs} loads of each case per round; Chromium ${CHROMIUM_PATH}; ${cpus().length} cores; load average per round ${rounds.map((r) => `${r.load[0].toFixed(1)}→${r.load[1].toFixed(1)}`).join(', ')}; assets ${o.assetCache ? 'cacheable (immutable)' : 'no-store'}; demo relay panel ${o.relayPanel ? 'on' : 'off'})`);
   out.push('');
   out.push('Each figure: min / median / max over the rounds of the round\'s median, ms from navigation start.');
   out.push('');
@@ -404,7 +447,7 @@ function report(o: ReturnType<typeof parse>, weights: Record<string, Awaited<Ret
     out.push(`| ${baseline ? 'baseline step' : 'widget step'} | ${cols.map((c) => `${c.pc.key} ${c.t}`).join(' | ')} |`);
     out.push(`|---|${cols.map(() => '---:').join('|')}|`);
     const all = cols.map((c) => rounds.flatMap((r) => r.samples[c.pc.key]![c.t]));
-    const names = segments(all[0]![0] ?? { marks: {}, calls: {}, ws: {} }, baseline).map(([n]) => n);
+    const names = segments(all[0]![0] ?? { marks: {}, calls: {}, all: [], ws: {}, long: [] }, baseline).map(([n]) => n);
     names.forEach((name, i) => {
       out.push(`| ${name} | ${all.map((ss) => ms(median(ss.map((s) => segments(s, baseline)[i]![1]).filter(Number.isFinite)))).join(' | ')} |`);
     });
@@ -412,6 +455,7 @@ function report(o: ReturnType<typeof parse>, weights: Record<string, Awaited<Ret
     if (!baseline) out.push(`| **first reply** | ${all.map((ss) => ms(median(ss.map(reply).filter(Number.isFinite)))).join(' | ')} |`);
     out.push('');
   }
+  out.push(failed.length ? `Failed loads (left out): ${failed.length}: ${failed.join('; ')}` : 'Failed loads: none.');
   return `${out.join('\n')}\n`;
 }
 

@@ -129,6 +129,7 @@ export async function start(backend: BackendName): Promise<void> {
     const self = client!.deviceId;
     if (conversation && conversation.members.some((m) => m.deviceId !== self)) return conversation;
     conversation = await client!.startConversation(botId, { retentionDays: RETENTION_DAYS });
+    mark('conversation-started');
     await store.setMany([[CONVERSATION_KEY, new TextEncoder().encode(conversation.id)]]);
     state.conversationId = conversation.id;
     handoff?.showMembers();
@@ -322,6 +323,7 @@ export async function start(backend: BackendName): Promise<void> {
     await addItem({ who: 'system', at: Date.now(), text: 'The support bot has a new device. It is verified again before your next message.' });
   }
   await store.setMany([[LAST_BOT_KEY, new TextEncoder().encode(botId)]]);
+  mark('bot-noted');
   // The conversation of the last visit, unless the bot in it is not the current bot device.
   const lastConversation = await store.get(CONVERSATION_KEY).catch(() => undefined);
   const resumed = lastConversation ? client.conversation(new TextDecoder().decode(lastConversation)) : undefined;

@@ -76,6 +76,8 @@ import { resolveTrust, type TrustEvent, type TrustOptions, type TrustPolicy } fr
 
 export type { OutgoingEnvelope, ReceivedMessage } from './records.js';
 
+/** Safety numbers kept computed (per peer device); the cache starts over past this. */
+const MAX_CACHED_SAFETY_NUMBERS = 1_000;
 /** Sessions kept per peer device (the newest or most recently used first); older ones are dropped. */
 export const MAX_SESSIONS_PER_PEER = 4;
 /** Reset requests remembered for later (one per peer, the latest). */
@@ -264,6 +266,8 @@ export class ConversationEngine {
   #accountBytes: Uint8Array;
   readonly #peers = new Map<string, PeerRecord>();
   readonly #labels = new Map<string, string>();
+  /** Computed safety numbers by peer device ({@link ConversationEngine.safetyNumber}). */
+  readonly #safetyNumbers = new Map<string, string>();
   readonly #peerTrust: PeerTrust;
   readonly #revocations: RevocationSet;
   readonly #sessions = new Map<string, Uint8Array>();
@@ -608,9 +612,16 @@ export class ConversationEngine {
    * @throws ParleyError `SESSION_NOT_FOUND` when the peer's identity is not known yet.
    */
   safetyNumber(peer: string): string {
+    // 10,400 hash rounds each (about 0.1-0.2 s in a browser): computed once per peer. A device id
+    // is the hash of its identity keys, so a peer's number never changes.
+    const known = this.#safetyNumbers.get(peer);
+    if (known !== undefined) return known;
     const identity = this.peerIdentity(peer);
     if (!identity) throw new ParleyError('SESSION_NOT_FOUND', 'peer identity not known yet');
-    return protocolSafetyNumber(this.publicIdentity, identity);
+    const n = protocolSafetyNumber(this.publicIdentity, identity);
+    if (this.#safetyNumbers.size >= MAX_CACHED_SAFETY_NUMBERS) this.#safetyNumbers.clear();
+    this.#safetyNumbers.set(peer, n);
+    return n;
   }
 
   /**

@@ -26,6 +26,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { intFlag } from './lib/args.js';
 import { generateOrgKey, getCrypto, initCrypto, signArchiveDisclosure, signOrgCertificate } from '@parley/protocol';
 import { ConversationEngine, MemoryStore } from '@parley/engine';
 import { RelayLink } from '@parley/relay-link';
@@ -64,12 +65,7 @@ function parse(): { runs: number; messages: number; maxSeconds: number; json?: s
   } catch {
     usage();
   }
-  const int = (s: string | undefined, dflt: number, lo: number, hi: number): number => {
-    if (s === undefined) return dflt;
-    const n = Number(s);
-    if (!Number.isInteger(n) || n < lo || n > hi) usage();
-    return n;
-  };
+  const int = (s: string | undefined, dflt: number, lo: number, hi: number): number => intFlag(s, dflt, lo, hi, usage);
   return {
     runs: int(v.runs, 3, 1, 20),
     messages: int(v.messages, v.quick ? 200 : 600, CHUNK, 10_000),

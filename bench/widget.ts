@@ -33,6 +33,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { intFlag } from './lib/args.js';
 import { gzipSync } from 'node:zlib';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { toHex, type BackendName } from '@parley/protocol';
@@ -93,12 +94,7 @@ function parse(): { runs: number; rounds: number; maxSeconds: number; assetCache
   } catch {
     usage();
   }
-  const int = (s: string | undefined, dflt: number, lo: number, hi: number): number => {
-    if (s === undefined) return dflt;
-    const n = Number(s);
-    if (!Number.isInteger(n) || n < lo || n > hi) usage();
-    return n;
-  };
+  const int = (s: string | undefined, dflt: number, lo: number, hi: number): number => intFlag(s, dflt, lo, hi, usage);
   return {
     runs: int(v.runs, 5, 1, 20),
     rounds: int(v.rounds, 3, 1, 10),

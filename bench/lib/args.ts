@@ -40,3 +40,14 @@ export function parseBenchArgs<Id extends string>(argv: string[], ids: readonly 
   const extra = Object.fromEntries(extraOptions.map((name) => [name, typeof named[name] === 'string' ? (named[name] as string) : undefined]));
   return { quick: values.quick === true, json: values.json as string | undefined, only, extra };
 }
+
+/**
+ * An integer flag's value: `dflt` when absent; `bad()` (which prints the usage and exits) when it
+ * is not an integer in `lo..hi`.
+ */
+export function intFlag(value: string | undefined, dflt: number, lo: number, hi: number, bad: () => never): number {
+  if (value === undefined) return dflt;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < lo || n > hi) bad();
+  return n;
+}

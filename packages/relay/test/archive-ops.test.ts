@@ -29,16 +29,8 @@ import {
   type IdentityKeyPair,
 } from '@parley/protocol';
 import type { ArchiveOpenedNotice } from '@parley/protocol/wire';
-import { main } from '../src/compliance/cli.js';
 import { parseArchiveRetentionDays } from '../src/cli-options.js';
-import { answer, call, newDevice, open, setupCrypto, startRelay, until, upload, type ClientSocket } from './helpers.js';
-
-async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await main(['node', 'parley-compliance', ...args], { out: (s) => void (out += s), err: (s) => void (err += s) });
-  return { code, out, err };
-}
+import { answer, call, complianceCli as cli, newDevice, open, setupCrypto, startRelay, until, upload, type ClientSocket } from './helpers.js';
 
 const DAY = 86_400_000;
 

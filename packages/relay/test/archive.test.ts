@@ -25,15 +25,7 @@ import {
   signArchiveDisclosure,
   type IdentityKeyPair,
 } from '@parley/protocol';
-import { main } from '../src/compliance/cli.js';
-import { call, login, newDevice, setupCrypto, startRelay, upload } from './helpers.js';
-
-async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await main(['node', 'parley-compliance', ...args], { out: (s) => void (out += s), err: (s) => void (err += s) });
-  return { code, out, err };
-}
+import { call, complianceCli as cli, login, newDevice, setupCrypto, startRelay, upload } from './helpers.js';
 
 test('archive: disclosure statement, chained appends, the CLI names each break and audits every opening', async (t) => {
   await setupCrypto();

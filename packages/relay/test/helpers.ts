@@ -7,6 +7,7 @@ import { initCrypto, signedPrekeyPayload, type PrekeyUpload } from '@parley/prot
 import { relayAuthPayload, type ClientToServerEvents, type RelayHello, type RelayMessage, type ServerToClientEvents } from '@parley/protocol/wire';
 import { IdentityKeyPair } from '../../protocol/src/identity.js';
 import { createRelay, type Relay, type RelayOptions } from '../src/index.js';
+import { main as complianceMain } from '../src/compliance/cli.js';
 
 export type ClientSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 
@@ -138,3 +139,11 @@ export function disconnected(socket: ClientSocket, ms = 3000): Promise<boolean> 
 }
 
 export const msgId = (): string => randomBytes(16).toString('hex');
+
+/** Runs `parley-compliance` in-process with these arguments; its exit code and output. */
+export async function complianceCli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await complianceMain(['node', 'parley-compliance', ...args], { out: (s) => void (out += s), err: (s) => void (err += s) });
+  return { code, out, err };
+}

@@ -26,7 +26,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { intFlag } from './lib/args.js';
+import { intFlag, scriptArgs } from './lib/args.js';
 import { generateOrgKey, getCrypto, initCrypto, signArchiveDisclosure, signOrgCertificate } from '@parley/protocol';
 import { ConversationEngine, MemoryStore } from '@parley/engine';
 import { RelayLink } from '@parley/relay-link';
@@ -61,7 +61,7 @@ function usage(): never {
 function parse(): { runs: number; messages: number; maxSeconds: number; json?: string } {
   let v;
   try {
-    v = parseArgs({ args: process.argv.slice(2), strict: true, options: { quick: { type: 'boolean', default: false }, runs: { type: 'string' }, messages: { type: 'string' }, 'max-seconds': { type: 'string' }, json: { type: 'string' } } }).values;
+    v = parseArgs({ args: scriptArgs(), strict: true, options: { quick: { type: 'boolean', default: false }, runs: { type: 'string' }, messages: { type: 'string' }, 'max-seconds': { type: 'string' }, json: { type: 'string' } } }).values;
   } catch {
     usage();
   }

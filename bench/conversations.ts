@@ -18,7 +18,7 @@
  * count and time. Progress goes to stderr (`[bench:conversations] …`); the report (markdown) to
  * stdout.
  */
-import { parseBenchArgs } from './lib/args.js';
+import { parseBenchArgs, scriptArgs } from './lib/args.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -270,7 +270,7 @@ function report(results: Results, budget: Budget, meta: Record<string, string>):
 }
 
 async function main(): Promise<void> {
-  const args = parseBenchArgs(process.argv.slice(2), CASES, 'bench/conversations.ts [--quick] [--json out.json] [--only cpu,latency,handoff]');
+  const args = parseBenchArgs(scriptArgs(), CASES, 'bench/conversations.ts [--quick] [--json out.json] [--only cpu,latency,handoff]');
   const budget: Budget = args.quick ? BUDGETS.quick : BUDGETS.full;
   const t0 = performance.now();
   const load0 = loadavg()[0]!.toFixed(2);

@@ -38,6 +38,7 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { scriptArgs } from './lib/args.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
@@ -524,7 +525,7 @@ interface Budget {
 }
 
 async function main(): Promise<void> {
-  const argv = process.argv.slice(2);
+  const argv = scriptArgs();
   const quick = argv.includes('--quick');
   const opt = (name: string): string | undefined => {
     const i = argv.indexOf(name);

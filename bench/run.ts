@@ -16,7 +16,7 @@
  * lands on every implementation alike instead of on whichever happened to run then.
  * Progress goes to stderr; the report (markdown) goes to stdout.
  */
-import { parseBenchArgs } from './lib/args.js';
+import { parseBenchArgs, scriptArgs } from './lib/args.js';
 import { DEFAULT_RUNS, fmtNum, fmtRatio, fmtSpread, median, parseRuns, spreadOf, table, type Spread } from './lib/spread.js';
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -409,7 +409,7 @@ async function oneRun(label: string, ids: readonly ImplId[], budget: Budget, wit
 }
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  const args = parseArgs(scriptArgs());
   const budget: Budget = args.quick ? BUDGETS.quick : BUDGETS.full;
   const t0 = performance.now();
   log(

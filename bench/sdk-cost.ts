@@ -22,7 +22,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseBenchArgs } from './lib/args.js';
+import { parseBenchArgs, scriptArgs } from './lib/args.js';
 import { fmtNum, fmtRatio, fmtSpread, median, parseRuns, spreadOf, table, type Spread } from './lib/spread.js';
 import { createParleyPeer } from './protocol/parley.js';
 import { Measurer } from './protocol/measure.js';
@@ -139,7 +139,7 @@ function report(runs: readonly RunFigures[], budget: Budget, meta: Record<string
 }
 
 async function main(): Promise<void> {
-  const { quick, json, extra } = parseBenchArgs(process.argv.slice(2), IDS, USAGE, ['runs']);
+  const { quick, json, extra } = parseBenchArgs(scriptArgs(), IDS, USAGE, ['runs']);
   const runsWanted = parseRuns(extra.runs, USAGE);
   const budget: Budget = quick ? BUDGETS.quick : BUDGETS.full;
   const t0 = performance.now();

@@ -33,7 +33,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { intFlag } from './lib/args.js';
+import { intFlag, scriptArgs } from './lib/args.js';
 import { gzipSync } from 'node:zlib';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { toHex, type BackendName } from '@parley/protocol';
@@ -90,7 +90,7 @@ function usage(): never {
 function parse(): { runs: number; rounds: number; maxSeconds: number; assetCache: boolean; relayPanel: boolean; json?: string } {
   let v;
   try {
-    v = parseArgs({ args: process.argv.slice(2), strict: true, options: { runs: { type: 'string' }, rounds: { type: 'string' }, 'max-seconds': { type: 'string' }, 'no-asset-cache': { type: 'boolean', default: false }, 'relay-panel': { type: 'boolean', default: false }, json: { type: 'string' } } }).values;
+    v = parseArgs({ args: scriptArgs(), strict: true, options: { runs: { type: 'string' }, rounds: { type: 'string' }, 'max-seconds': { type: 'string' }, 'no-asset-cache': { type: 'boolean', default: false }, 'relay-panel': { type: 'boolean', default: false }, json: { type: 'string' } } }).values;
   } catch {
     usage();
   }

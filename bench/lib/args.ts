@@ -51,3 +51,11 @@ export function intFlag(value: string | undefined, dflt: number, lo: number, hi:
   if (!Number.isInteger(n) || n < lo || n > hi) bad();
   return n;
 }
+
+/**
+ * This process's arguments without the `--` that `pnpm <script> -- --flag` passes on (a strict
+ * `parseArgs` would take it as the end of the options and refuse what follows).
+ */
+export function scriptArgs(argv: readonly string[] = process.argv.slice(2)): string[] {
+  return argv[0] === '--' ? argv.slice(1) : [...argv];
+}

@@ -15,7 +15,7 @@
  * has an event loop and a core to itself (the machine has two) and its CPU time is read apart
  * from the load's. Progress goes to stderr; the report (markdown) to stdout.
  */
-import { parseBenchArgs } from '../lib/args.js';
+import { parseBenchArgs, scriptArgs } from '../lib/args.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -272,7 +272,7 @@ function report(r: Results, budget: Budget, window: number, meta: Record<string,
 // ---- main -----------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  const args = parseArgs(scriptArgs());
   const budget: Budget = args.quick ? BUDGETS.quick : BUDGETS.full;
   const t0 = performance.now();
   const load0 = loadavg()[0]!.toFixed(2);

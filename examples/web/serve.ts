@@ -339,7 +339,8 @@ function demoArgs(argv: string[]): { port: number; dataDir?: string; headless: b
 }
 
 async function main(): Promise<void> {
-  const args = demoArgs(process.argv.slice(2));
+  // `pnpm demo -- --flag` passes the `--` on.
+  const args = demoArgs(process.argv.slice(2).filter((a, i) => i > 0 || a !== '--'));
   console.log(args.build ? 'Building the widget and the agent console with Vite, starting relay + bot + issuer…' : 'Starting relay + bot + issuer…');
   const demo = await startDemo({
     port: args.port,

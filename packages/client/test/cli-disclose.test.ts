@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fromBase64, fromHex, generateOrgKey, getCrypto, toHex, verifyArchiveDisclosure } from '@parley/protocol';
-import { main } from '../src/cli/org.js';
+import { orgCli } from './helpers/org-cli.js';
 import { setupCrypto } from '../../engine/test/helpers/engines.js';
 
 const NOW = Date.UTC(2030, 0, 1);
@@ -20,12 +20,7 @@ before(async () => {
 });
 after(() => rm(dir, { recursive: true, force: true }));
 
-async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await main(['node', 'parley-org', ...args], { out: (s) => void (out += s), err: (s) => void (err += s), now: () => NOW });
-  return { code, out, err };
-}
+const run = orgCli(() => NOW);
 
 describe('parley-org disclose', () => {
   it('signs a disclosure the protocol verifies; inspect checks it against the org key', async () => {

@@ -20,7 +20,7 @@ import {
   toHex,
   verifyIssuerCertificate,
 } from '@parley/protocol';
-import { main } from '../src/cli/org.js';
+import { orgCli } from './helpers/org-cli.js';
 import { setupCrypto } from '../../engine/test/helpers/engines.js';
 
 const NOW = Date.UTC(2030, 0, 1);
@@ -32,12 +32,7 @@ before(async () => {
 });
 after(() => rm(dir, { recursive: true, force: true }));
 
-async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await main(['node', 'parley-org', ...args], { out: (s) => void (out += s), err: (s) => void (err += s), now: () => NOW });
-  return { code, out, err };
-}
+const run = orgCli(() => NOW);
 
 describe('parley-org certify-issuer', () => {
   it('certifies an issuer key with its policy; inspect decodes and verifies it and the staff credentials under it', async () => {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { orgCertificateFromBase64, toHex, verifyOrgCertificate } from '@parley/protocol';
 import { ConversationEngine, MemoryStore } from '@parley/engine';
-import { main } from '../src/cli/org.js';
+import { orgCli } from './helpers/org-cli.js';
 import { setupCrypto } from '../../engine/test/helpers/engines.js';
 
 let dir: string;
@@ -15,12 +15,7 @@ before(async () => {
 });
 after(() => rm(dir, { recursive: true, force: true }));
 
-async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await main(['node', 'parley-org', ...args], { out: (s) => void (out += s), err: (s) => void (err += s) });
-  return { code, out, err };
-}
+const run = orgCli();
 
 describe('parley-org CLI', () => {
   it('keygen writes a 0600 key and prints the public key; certify issues a certificate the engine accepts', async () => {
